@@ -1,0 +1,76 @@
+"""Connecting to a Dask cluster: an existing scheduler by address, or a local cluster of worker processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from dask.distributed import Client, LocalCluster
+
+from core.configs import ClusterConfig
+from core.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterHandle:
+    """A client and, for local clusters, the cluster it owns (closed by :meth:`close`)."""
+
+    client: Client
+    cluster: LocalCluster | None = None
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def __enter__(self) -> "ClusterHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(config: ClusterConfig | None = None, timeout: float = 20) -> ClusterHandle:
+    """Connect to ``config.scheduler_address`` (or ``$WORKBENCH_SCHEDULER``), else start a local cluster.
+
+    The local cluster has ``n_workers`` worker processes (default: ``$WORKBENCH_WORKERS`` or the CPU count) with
+    ``threads_per_worker`` threads each; its dashboard listens on a free port.
+    """
+    config = config or ClusterConfig()
+    address = config.scheduler_address or os.environ.get("WORKBENCH_SCHEDULER")
+    if address:
+        try:
+            client = Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address!r} ({exc}); check the address and that the scheduler "
+                "is running, or unset WORKBENCH_SCHEDULER / --scheduler to use a local cluster") from exc
+        log.info("connected to Dask scheduler %s", address)
+        return ClusterHandle(client)
+    n = config.n_workers or int(os.environ.get("WORKBENCH_WORKERS", os.cpu_count() or 2))
+    cluster = LocalCluster(n_workers=n, threads_per_worker=config.threads_per_worker, processes=True,
+                           memory_limit=config.memory_limit, dashboard_address=":0")
+    log.info("started local Dask cluster: %d workers x %d threads, dashboard %s", n, config.threads_per_worker,
+             cluster.dashboard_link)
+    return ClusterHandle(Client(cluster), cluster)
+
+
+def describe(client: Client) -> dict[str, Any]:
+    """A JSON description of the cluster, stored with every run."""
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    return {
+        "scheduler": client.scheduler.address if client.scheduler else None,
+        "dashboard": client.dashboard_link,
+        "n_workers": len(workers),
+        "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+        "memory_bytes": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
+        "workers": [
+            {"address": a, "host": w.get("host"), "nthreads": w.get("nthreads"), "memory_limit": w.get("memory_limit")}
+            for a, w in sorted(workers.items())
+        ],
+    }
