@@ -1,0 +1,343 @@
+"""``python -m jobs``: register scenes, tile, train, predict, evaluate and inspect runs without a browser.
+
+Every job the GUI launches can be launched here from the same JSON config (``python -m jobs run CONFIG.json``),
+so it runs on HPC with no browser. An existing Dask cluster is used when ``--scheduler`` or
+``$WORKBENCH_SCHEDULER`` gives its address; otherwise a local cluster of worker processes starts for the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.errors import WorkbenchError
+from core.settings import get_settings
+
+log = logging.getLogger("jobs")
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    head = "  ".join(c.ljust(widths[c]) for c in columns)
+    body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join([head, "  ".join("-" * widths[c] for c in columns), *body])
+
+
+# ---- scenes ------------------------------------------------------------------------------------------------------
+def cmd_scenes_register(args: argparse.Namespace) -> int:
+    from core.registry import SceneSpec, register_scene
+    from db.scenes import SceneStore
+
+    settings = get_settings()
+    if args.spec:
+        spec = SceneSpec.model_validate_json(Path(args.spec).read_text())
+    else:
+        if not args.name or not args.image:
+            raise SystemExit("scenes register needs --spec FILE, or --name and at least one --image")
+        classes = json.loads(Path(args.classes).read_text()) if args.classes else []
+        spec = SceneSpec.model_validate({
+            "name": args.name,
+            "georeferenced": not args.not_georeferenced,
+            "classes": classes,
+            "label_field": args.label_field,
+            "acquisitions": [{
+                "date": args.date,
+                "files": {args.modality: [str(Path(p).resolve()) for p in args.image]},
+                "labels": str(Path(args.labels).resolve()) if args.labels else None,
+                "label_vector": str(Path(args.label_vector).resolve()) if args.label_vector else None,
+            }],
+        })
+    scene = register_scene(spec, SceneStore(settings.db_url), settings.home)
+    print(f"registered scene {scene.name!r} (id {scene.id}): "
+          + ", ".join(f"{m.name} {m.width}x{m.height}x{m.band_count}" for m in scene.modalities)
+          + f", {len(scene.acquisitions)} acquisition(s), {len(scene.classes)} classes")
+    return 0
+
+
+def cmd_scenes_samples(args: argparse.Namespace) -> int:
+    from core.samples import register_samples
+    from db.scenes import SceneStore
+
+    settings = get_settings()
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    scenes = register_samples(data_dir, SceneStore(settings.db_url), settings.home, only=args.only or None)
+    for s in scenes:
+        print(f"registered {s.name} (id {s.id})")
+    if not scenes:
+        print("all sample scenes were already registered")
+    return 0
+
+
+def cmd_scenes_list(args: argparse.Namespace) -> int:
+    from db.scenes import SceneStore
+
+    scenes = SceneStore(get_settings().db_url).list()
+    rows = [{"id": s.id, "name": s.name, "georef": "yes" if s.georeferenced else "no",
+             "modalities": ", ".join(f"{m.name}:{m.width}x{m.height}x{m.band_count}" for m in s.modalities),
+             "dates": len(s.acquisitions), "classes": len(s.classes)} for s in scenes]
+    print(_table(rows, ["id", "name", "georef", "modalities", "dates", "classes"]))
+    return 0
+
+
+def cmd_scenes_show(args: argparse.Namespace) -> int:
+    from db.scenes import SceneStore
+
+    _print_json(SceneStore(get_settings().db_url).get(args.scene).to_dict())
+    return 0
+
+
+def cmd_scenes_remove(args: argparse.Namespace) -> int:
+    from db.scenes import SceneStore
+
+    SceneStore(get_settings().db_url).remove(args.scene)
+    print(f"removed scene {args.scene!r} (its files were not touched)")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from core import convert
+
+    out = Path(args.out)
+    if args.what == "slovenia":
+        paths = convert.slovenia_to_geotiff(Path(args.src), out)
+    else:
+        paths = convert.houston_to_geotiff(Path(args.src), out)
+    _print_json(paths)
+    return 0
+
+
+# ---- jobs --------------------------------------------------------------------------------------------------------
+def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None = None) -> int:
+    from jobs.kinds import kinds, scene_id_of
+    from jobs.runner import execute
+
+    kind = kinds()[config.kind]
+    run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id)
+    from db.runs import RunTracker
+
+    row = RunTracker().get(run_id)
+    print(f"run {run_id} ({config.kind}) {row.status}")
+    if row.metrics:
+        _print_json({"metrics": row.metrics})
+    if row.artifacts:
+        _print_json({"artifacts": row.artifacts})
+    return 0
+
+
+def _apply_overrides(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "scheduler", None):
+        data.setdefault("cluster", {})["scheduler_address"] = args.scheduler
+    return data
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from jobs.kinds import parse_config
+
+    data = json.loads(Path(args.config).read_text()) if Path(args.config).exists() else None
+    if data is None:
+        from core.errors import ConfigError
+
+        raise ConfigError(f"config file {args.config!r} does not exist; pass the path of a JSON job config")
+    if args.kind:
+        data["kind"] = args.kind
+    if getattr(args, "resume", None) is not None:
+        data["resume_from"] = args.resume
+    config = parse_config(_apply_overrides(data, args))
+    return _run_config(config, args)
+
+
+def cmd_tile(args: argparse.Namespace) -> int:
+    from jobs.kinds import parse_config
+
+    if args.config:
+        data = json.loads(Path(args.config).read_text())
+    else:
+        if not args.scene:
+            raise SystemExit("tile needs --config FILE or --scene NAME")
+        data = {"scene": args.scene, "mode": args.mode,
+                "tiling": {"tile_size": args.tile_size, "stride": args.stride},
+                "sampling": {"patch_size": args.patch_size, "per_class": args.per_class}}
+        if args.aoi:
+            aoi = json.loads(Path(args.aoi).read_text())
+            data["aoi"] = {"geometry": aoi, "crs": args.aoi_crs}
+        if args.split_date:
+            data["split"] = {"method": "date", "test_date": args.split_date}
+        if args.workers:
+            data["cluster"] = {"n_workers": args.workers}
+    config = parse_config(_apply_overrides({**data, "kind": "tile"}, args))
+    return _run_config(config, args)
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from db.runs import RunTracker
+
+    rows = []
+    for r in RunTracker().list(kind=args.kind, status=args.status, limit=args.limit):
+        took = (r.finished_at - r.started_at).total_seconds() if r.finished_at and r.started_at else None
+        rows.append({"id": r.id, "kind": r.kind, "scene": (r.config or {}).get("scene", ""), "status": r.status,
+                     "phase": r.phase or "", "progress": f"{r.progress_done}/{r.progress_total}",
+                     "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                     "seconds": f"{took:.1f}" if took is not None else ""})
+    print(_table(rows, ["id", "kind", "scene", "status", "phase", "progress", "created", "seconds"]))
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    from db.runs import RunTracker
+
+    tracker = RunTracker()
+    tracker.reap_dead_runs()
+    r = tracker.get(args.run_id)
+    out = {c: getattr(r, c) for c in ("id", "kind", "status", "phase", "progress_done", "progress_total",
+                                      "created_at", "started_at", "finished_at", "host", "pid", "error",
+                                      "config", "metrics", "artifacts", "cluster")}
+    if args.events:
+        out["events"] = [{"ts": e.ts, "kind": e.kind, "phase": e.phase, "epoch": e.epoch, "step": e.step,
+                          "data": e.data} for e in tracker.events(args.run_id)]
+    _print_json(out)
+    return 0
+
+
+def cmd_runs_rerun(args: argparse.Namespace) -> int:
+    from db.runs import RunTracker
+    from jobs.kinds import parse_config
+
+    row = RunTracker().get(args.run_id)
+    config = parse_config(_apply_overrides(dict(row.config), args), kind=row.kind)
+    return _run_config(config, args, parent_run_id=row.id)
+
+
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    from db.runs import RunTracker
+
+    RunTracker().request_cancel(args.run_id)
+    print(f"asked run {args.run_id} to stop; its driver stops the job on the cluster within seconds")
+    return 0
+
+
+def cmd_runs_exec(args: argparse.Namespace) -> int:
+    """Execute an existing pending run from its stored config (used by detached launches)."""
+    from db.runs import RunTracker
+    from jobs.kinds import kinds, parse_config, scene_id_of
+    from jobs.runner import execute
+
+    row = RunTracker().get(args.run_id)
+    config = parse_config(dict(row.config), kind=row.kind)
+    execute(config, kinds()[row.kind].executor, scene_id=scene_id_of(config), run_id=row.id)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
+                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    scenes = sub.add_parser("scenes", help="register, list, show and remove scenes").add_subparsers(
+        dest="scenes_command", required=True)
+    reg = scenes.add_parser("register", help="register a scene from raster files (or --spec JSON)")
+    reg.add_argument("--spec", help="JSON scene spec (several modalities / dates / vector labels)")
+    reg.add_argument("--name")
+    reg.add_argument("--image", action="append", help="raster file; repeat to stack single-band files in order")
+    reg.add_argument("--modality", default="image")
+    reg.add_argument("--date")
+    reg.add_argument("--labels", help="label raster (class ids, 0 = unlabelled)")
+    reg.add_argument("--label-vector", help="polygons with a class field, rasterised onto the scene grid")
+    reg.add_argument("--label-field", default="class")
+    reg.add_argument("--classes", help='JSON file: [{"id": 1, "name": "forest", "color": "#228b22"}, ...]')
+    reg.add_argument("--not-georeferenced", action="store_true", help="the files have no CRS (pixel coordinates)")
+    reg.set_defaults(func=cmd_scenes_register)
+    smp = scenes.add_parser("register-samples", help="register every sample scene of ../shared/data")
+    smp.add_argument("--data-dir")
+    smp.add_argument("--only", nargs="*")
+    smp.set_defaults(func=cmd_scenes_samples)
+    scenes.add_parser("list").set_defaults(func=cmd_scenes_list)
+    sh = scenes.add_parser("show")
+    sh.add_argument("scene")
+    sh.set_defaults(func=cmd_scenes_show)
+    rm = scenes.add_parser("remove")
+    rm.add_argument("scene")
+    rm.set_defaults(func=cmd_scenes_remove)
+
+    conv = sub.add_parser("convert", help="convert sample data that is not GeoTIFF (slovenia npy, houston mat)")
+    conv.add_argument("what", choices=["slovenia", "houston"])
+    conv.add_argument("src", help="slovenia: the slovenia_s2 folder; houston: houston_dataset.mat")
+    conv.add_argument("out", help="output folder for the GeoTIFFs")
+    conv.set_defaults(func=cmd_convert)
+
+    tile = sub.add_parser("tile", help="tile an AOI of a scene into a sample store on the cluster")
+    tile.add_argument("--config", help="JSON TileJobConfig (overrides the flags)")
+    tile.add_argument("--scene")
+    tile.add_argument("--aoi", help="GeoJSON file of a polygon (EPSG:4326 unless --aoi-crs)")
+    tile.add_argument("--aoi-crs", default="EPSG:4326")
+    tile.add_argument("--mode", choices=["tiles", "patches"], default="tiles")
+    tile.add_argument("--tile-size", type=int, default=64)
+    tile.add_argument("--stride", type=int)
+    tile.add_argument("--patch-size", type=int, default=25)
+    tile.add_argument("--per-class", type=int)
+    tile.add_argument("--split-date", help="hold out this acquisition date for testing (date split)")
+    tile.add_argument("--workers", type=int, help="worker processes of the local cluster")
+    tile.set_defaults(func=cmd_tile)
+
+    for name in ("train", "predict", "evaluate"):
+        jp = sub.add_parser(name, help=f"{name} from a JSON config")
+        jp.add_argument("config")
+        if name == "train":
+            jp.add_argument("--resume", type=int, metavar="RUN_ID", help="resume from that run's last checkpoint")
+        jp.set_defaults(func=cmd_run, kind=name)
+    run = sub.add_parser("run", help="run any job from its JSON config (its \"kind\" says which)")
+    run.add_argument("config")
+    run.set_defaults(func=cmd_run, kind=None)
+
+    runs = sub.add_parser("runs", help="list, show, re-run and cancel runs").add_subparsers(
+        dest="runs_command", required=True)
+    rl = runs.add_parser("list")
+    rl.add_argument("--kind")
+    rl.add_argument("--status")
+    rl.add_argument("--limit", type=int, default=50)
+    rl.set_defaults(func=cmd_runs_list)
+    rs = runs.add_parser("show")
+    rs.add_argument("run_id", type=int)
+    rs.add_argument("--events", action="store_true")
+    rs.set_defaults(func=cmd_runs_show)
+    rr = runs.add_parser("rerun", help="run again from the stored config")
+    rr.add_argument("run_id", type=int)
+    rr.set_defaults(func=cmd_runs_rerun)
+    rc = runs.add_parser("cancel")
+    rc.add_argument("run_id", type=int)
+    rc.set_defaults(func=cmd_runs_cancel)
+    rx = runs.add_parser("exec", help=argparse.SUPPRESS)
+    rx.add_argument("run_id", type=int)
+    rx.set_defaults(func=cmd_runs_exec)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("distributed", "tornado", "bokeh", "rasterio", "fiona", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.scheduler:
+        os.environ["WORKBENCH_SCHEDULER"] = args.scheduler
+    try:
+        return int(args.func(args) or 0)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, LookupError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,103 @@
+"""Running a job: one function owns a run's whole life, whichever job kind it is and whoever launched it.
+
+``execute(config)`` creates the run row (or takes an existing pending one), connects to the cluster, heartbeats,
+reports progress, and leaves the run ``succeeded``, ``failed`` (with the error) or ``cancelled``. The CLI and the
+GUI both come through here, so a run launched from either is tracked the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.cluster import ClusterHandle, connect, describe
+from core.errors import JobCancelledError
+from core.settings import Settings, get_settings
+from db.runs import Heartbeat, RunTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    """What a job executor gets: its run id, tracker, Dask client and settings, plus progress/cancel helpers."""
+
+    run_id: int
+    tracker: RunTracker
+    client: Any  # distributed.Client
+    settings: Settings
+    db_url: str
+    _last_cancel_check: float = 0.0
+    _cancelled: bool = False
+    _last_progress: dict[str, float] = field(default_factory=dict)
+
+    def progress(self, phase: str, done: int, total: int, **data: Any) -> None:
+        """Record progress; throttled to ~2 writes/s per phase except for the final update."""
+        now = time.monotonic()
+        if done < total and now - self._last_progress.get(phase, 0.0) < 0.5:
+            return
+        self._last_progress[phase] = now
+        self.tracker.progress(self.run_id, phase, done, total, **data)
+        log.info("run %d %s: %d/%d", self.run_id, phase, done, total)
+
+    def cancelled(self) -> bool:
+        """True once a user asked to cancel this run (polled at most once a second)."""
+        now = time.monotonic()
+        if not self._cancelled and now - self._last_cancel_check > 1.0:
+            self._last_cancel_check = now
+            self._cancelled = self.tracker.cancel_requested(self.run_id)
+        return self._cancelled
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            raise JobCancelledError(f"run {self.run_id} was cancelled")
+
+
+Executor = Callable[[BaseModel, JobContext], dict[str, Any]]
+
+
+def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = None, run_id: int | None = None,
+            db_url: str | None = None, client: Any = None, parent_run_id: int | None = None) -> int:
+    """Run ``executor(config, ctx)`` as a tracked run; returns the run id.
+
+    The executor returns ``{"metrics": {...}, "artifacts": {...}}`` (both optional). Exceptions mark the run
+    failed (its message stored) and propagate; JobCancelledError marks it cancelled.
+    """
+    settings = get_settings()
+    db_url = db_url or settings.db_url
+    tracker = RunTracker(db_url)
+    kind = getattr(config, "kind", type(config).__name__)
+    if run_id is None:
+        run_id = tracker.create(kind, config.model_dump(mode="json"), scene_id=scene_id, parent_run_id=parent_run_id)
+    handle: ClusterHandle | None = None
+    with Heartbeat(tracker, run_id):
+        try:
+            tracker.start(run_id)
+            if client is None:
+                handle = connect(getattr(config, "cluster", None))
+                client = handle.client
+            tracker.start(run_id, cluster=describe(client))
+            ctx = JobContext(run_id=run_id, tracker=tracker, client=client, settings=settings, db_url=db_url)
+            result = executor(config, ctx) or {}
+            tracker.succeed(run_id, metrics=result.get("metrics"), artifacts=result.get("artifacts"))
+            log.info("run %d (%s) succeeded", run_id, kind)
+        except JobCancelledError as exc:
+            tracker.cancel(run_id, str(exc))
+            log.warning("run %d cancelled", run_id)
+            raise
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, (ValueError, LookupError, OSError)) or log.isEnabledFor(logging.DEBUG):
+                message += "\n\n" + "".join(traceback.format_exception(exc))[-4000:]
+            tracker.fail(run_id, message)
+            raise
+        finally:
+            if handle is not None:
+                handle.close()
+    return run_id

@@ -1,0 +1,46 @@
+import pytest
+
+from core.errors import SceneExistsError, SceneNotFoundError
+from core.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
+from db.scenes import SceneStore
+
+
+def _scene(name: str = "s1") -> Scene:
+    return Scene(
+        name=name, georeferenced=True, crs_wkt="EPSG:32633",
+        modalities=(Modality("s2", 10, 12, (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), 3, "uint16", (0, 0, None)),),
+        acquisitions=(Acquisition("2021-01-01", {"s2": ("/a.tif",)}, "/l.tif"),),
+        classes=(ClassInfo(1, "forest", "#00ff00"),), label_modality="s2",
+        fingerprints=(FileFingerprint("/a.tif", 1, 2, "d"), FileFingerprint("/l.tif", 3, 4, "e")),
+    )
+
+
+def test_scene_round_trips_with_id(db_url):
+    store = SceneStore(db_url)
+    stored = store.add(_scene())
+    assert stored.id is not None
+    again = store.get("s1")
+    assert again == stored and store.get(stored.id) == stored
+    assert again.modality("s2").resolution == 10.0
+
+
+def test_duplicate_name_is_refused_and_nothing_changes(db_url):
+    store = SceneStore(db_url)
+    store.add(_scene())
+    with pytest.raises(SceneExistsError, match="'s1' is already registered; choose another --name"):
+        store.add(_scene())
+    assert [s.name for s in store.list()] == ["s1"]
+
+
+def test_unknown_scene_lists_registered_ones(db_url):
+    store = SceneStore(db_url)
+    store.add(_scene("alpha"))
+    with pytest.raises(SceneNotFoundError, match=r"no scene 'beta' is registered; registered scenes: \['alpha'\]"):
+        store.get("beta")
+
+
+def test_remove_deletes_rows(db_url):
+    store = SceneStore(db_url)
+    store.add(_scene())
+    store.remove("s1")
+    assert store.list() == []
