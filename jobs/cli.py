@@ -238,6 +238,39 @@ def cmd_runs_exec(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from jobs import local_cluster
+
+    if args.cluster_command == "serve":
+        local_cluster.serve(args.workers)
+    elif args.cluster_command == "start":
+        _print_json(local_cluster.ensure_local_cluster())
+    elif args.cluster_command == "status":
+        state = local_cluster.running_cluster()
+        print(json.dumps(state, indent=2) if state else "no local cluster is running")
+    else:
+        print("stopped" if local_cluster.stop_local_cluster() else "no local cluster was running")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Start the local cluster (if no scheduler is given) and the Streamlit app on localhost."""
+    import subprocess
+
+    from core.settings import REPO_ROOT
+    from jobs import local_cluster
+
+    env = dict(os.environ)
+    if not env.get("WORKBENCH_SCHEDULER"):
+        state = local_cluster.ensure_local_cluster()
+        print(f"local Dask cluster: {state['scheduler']} (dashboard {state['dashboard']})")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "main.py"),
+           "--server.address", args.address, "--server.port", str(args.port), "--server.headless", "true",
+           "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false"]
+    print(f"Land-Cover Workbench on http://{args.address}:{args.port}")
+    return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -322,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     rx = runs.add_parser("exec", help=argparse.SUPPRESS)
     rx.add_argument("run_id", type=int)
     rx.set_defaults(func=cmd_runs_exec)
+    cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve)")
+    cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve"])
+    cl.add_argument("--workers", type=int)
+    cl.set_defaults(func=cmd_cluster)
+    app = sub.add_parser("app", help="start the Streamlit workbench (and the local cluster)")
+    app.add_argument("--address", default=os.environ.get("WORKBENCH_ADDRESS", "127.0.0.1"))
+    app.add_argument("--port", type=int, default=int(os.environ.get("WORKBENCH_PORT", "8501")))
+    app.set_defaults(func=cmd_app)
     return p
 
 

@@ -1,0 +1,110 @@
+"""The embedded default cluster: a local Dask cluster that lives in its own process.
+
+The app and detached jobs connect to it by address, so restarting the app (or closing the browser) never kills
+the workers of a running job. Its address is kept in ``<home>/cluster.json``. ``python -m jobs cluster serve``
+runs it in the foreground; :func:`ensure_local_cluster` starts it in the background when none is running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core.errors import ClusterError
+from core.settings import REPO_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _state_file(settings: Settings) -> Path:
+    return settings.home / "cluster.json"
+
+
+def _reachable(address: str, timeout: float = 3.0) -> bool:
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=timeout) as c:
+            c.scheduler_info()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+
+
+def running_cluster(settings: Settings | None = None) -> dict[str, Any] | None:
+    """The state of the local cluster if its process is alive and its scheduler answers, else None."""
+    settings = settings or get_settings()
+    path = _state_file(settings)
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+    return state if _reachable(state["scheduler"]) else None
+
+
+def serve(n_workers: int | None = None, threads_per_worker: int = 1) -> None:
+    """Run a LocalCluster until SIGTERM/SIGINT, publishing its address in cluster.json."""
+    from distributed import LocalCluster
+
+    settings = get_settings()
+    n = n_workers or settings.local_workers
+    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                           dashboard_address=":0", memory_limit="auto")
+    state = {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link, "pid": os.getpid(),
+             "n_workers": n, "threads_per_worker": threads_per_worker}
+    path = _state_file(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
+    log.info("local cluster up: %s (dashboard %s)", state["scheduler"], state["dashboard"])
+    stop = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop["now"]:
+            time.sleep(0.5)
+    finally:
+        path.unlink(missing_ok=True)
+        cluster.close()
+
+
+def ensure_local_cluster(settings: Settings | None = None, timeout: float = 90.0) -> dict[str, Any]:
+    """Return the running local cluster's state, starting one in the background if needed."""
+    settings = settings or get_settings()
+    state = running_cluster(settings)
+    if state:
+        return state
+    log_path = settings.home / "cluster.log"
+    with open(log_path, "ab") as out:
+        subprocess.Popen([sys.executable, "-m", "jobs", "cluster", "serve"], cwd=REPO_ROOT, stdout=out,
+                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                         env={**os.environ, "WORKBENCH_HOME": str(settings.home)})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = running_cluster(settings)
+        if state:
+            return state
+        time.sleep(1.0)
+    raise ClusterError(f"the local Dask cluster did not start within {timeout:.0f} s; see {log_path}")
+
+
+def stop_local_cluster(settings: Settings | None = None) -> bool:
+    state = running_cluster(settings)
+    if not state:
+        return False
+    os.kill(int(state["pid"]), signal.SIGTERM)
+    return True

@@ -1,0 +1,74 @@
+"""The job the GUI launches: tile an AOI, train a model on it, predict the AOI and evaluate on the test split.
+
+One frozen config (``PipelineJobConfig``) describes it; its run goes through the phases ``tiling``, ``training``,
+``inference`` and ``evaluation``, each reported as progress on the one run. The same config runs from the CLI:
+``python -m jobs run pipeline.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig
+
+DENSE_MODELS = ("unet",)
+PATCH_MODELS = ("patch_cnn",)
+
+
+def available_models() -> dict[str, str]:
+    """Model name -> task ("dense" or "patch"), as the engine offers them."""
+    try:
+        from core.models import MODELS  # type: ignore[attr-defined]
+
+        return {name: spec.task if hasattr(spec, "task") else spec["task"] for name, spec in MODELS.items()}
+    except (ImportError, AttributeError, KeyError, TypeError):
+        return {**{m: "dense" for m in DENSE_MODELS}, **{m: "patch" for m in PATCH_MODELS}}
+
+
+def available_schemes() -> tuple[str, ...]:
+    """Parallelism schemes the engine offers."""
+    try:
+        from core.training import SCHEMES  # type: ignore[attr-defined]
+
+        return tuple(SCHEMES)
+    except (ImportError, AttributeError):
+        return ("single", "data_parallel")
+
+
+class PipelineJobConfig(Frozen):
+    """Everything one GUI launch needs. ``tile_size`` is used by dense models, ``sampling.patch_size`` by patch ones."""
+
+    kind: Literal["pipeline"] = "pipeline"
+    scene: str
+    aoi: AOIConfig = AOIConfig()
+    model: str = "unet"
+    model_params: dict[str, Any] = Field(default_factory=dict)
+    scheme: str = "data_parallel"
+    num_workers: int = Field(2, ge=1)
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    tiling: TilingConfig = TilingConfig(tile_size=64)
+    sampling: SamplingConfig = SamplingConfig(patch_size=9, per_class=200)
+    split: SplitConfig = SplitConfig()
+    predict: bool = True
+    cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "PipelineJobConfig":
+        models = available_models()
+        if self.model not in models:
+            raise ValueError(f"model {self.model!r} is not offered; choose one of {sorted(models)}")
+        schemes = available_schemes()
+        if self.scheme not in schemes:
+            raise ValueError(f"scheme {self.scheme!r} is not offered; choose one of {list(schemes)}")
+        if self.scheme == "single" and self.num_workers != 1:
+            raise ValueError(f"scheme 'single' runs on one worker but num_workers is {self.num_workers}; "
+                             "set num_workers to 1 or choose 'data_parallel'")
+        return self
+
+    @property
+    def task(self) -> str:
+        return available_models()[self.model]
