@@ -87,3 +87,22 @@ def test_cancel_request_is_visible_to_the_driver(db_url):
     assert not t.cancel_requested(run_id)
     t.request_cancel(run_id)
     assert t.cancel_requested(run_id)
+
+
+def test_old_schema_is_upgraded_by_code(db_url, monkeypatch):
+    from sqlalchemy import create_engine
+
+    from db import engine as engine_mod
+
+    applied = []
+    engine = create_engine(db_url)
+    engine_mod.init_db(engine)
+    monkeypatch.setattr(engine_mod, "SCHEMA_VERSION", engine_mod.SCHEMA_VERSION + 1)
+    monkeypatch.setitem(engine_mod.MIGRATIONS, engine_mod.SCHEMA_VERSION - 1,
+                        lambda conn: (conn.execute(text("ALTER TABLE runs ADD COLUMN note TEXT")), applied.append(1)))
+    assert engine_mod.init_db(engine) == engine_mod.SCHEMA_VERSION
+    with engine.connect() as c:
+        assert "note" in [r[1] for r in c.execute(text("PRAGMA table_info(runs)"))]
+        assert c.execute(text("SELECT version FROM schema_version")).scalar() == engine_mod.SCHEMA_VERSION
+    assert applied == [1]
+    assert engine_mod.init_db(engine) == engine_mod.SCHEMA_VERSION and applied == [1]  # idempotent
