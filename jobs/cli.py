@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.errors import WorkbenchError
 from core.settings import get_settings
 
@@ -41,7 +43,7 @@ def cmd_scenes_register(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if args.spec:
-        spec = SceneSpec.model_validate_json(Path(args.spec).read_text())
+        spec = SceneSpec.from_json_file(Path(args.spec))
     else:
         if not args.name or not args.image:
             raise SystemExit("scenes register needs --spec FILE, or --name and at least one --image")
@@ -378,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
+        print(f"error: invalid {exc.title}:\n" + "\n".join(lines), file=sys.stderr)
         return 2
     except (ValueError, OSError, LookupError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
