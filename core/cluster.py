@@ -15,6 +15,14 @@ from core.errors import ClusterError
 log = logging.getLogger(__name__)
 
 
+def worker_env(threads_per_worker: int = 1) -> dict[str, str]:
+    """Environment of local worker processes: math libraries and TensorFlow use the worker's threads only,
+    so N workers on N cores do not oversubscribe the machine."""
+    n = str(threads_per_worker)
+    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TF_NUM_INTRAOP_THREADS": n,
+            "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
 @dataclass
 class ClusterHandle:
     """A client and, for local clusters, the cluster it owns (closed by :meth:`close`)."""
@@ -53,7 +61,8 @@ def connect(config: ClusterConfig | None = None, timeout: float = 20) -> Cluster
         return ClusterHandle(client)
     n = config.n_workers or int(os.environ.get("WORKBENCH_WORKERS", os.cpu_count() or 2))
     cluster = LocalCluster(n_workers=n, threads_per_worker=config.threads_per_worker, processes=True,
-                           memory_limit=config.memory_limit, dashboard_address=":0")
+                           memory_limit=config.memory_limit, dashboard_address=":0",
+                           env=worker_env(config.threads_per_worker))
     log.info("started local Dask cluster: %d workers x %d threads, dashboard %s", n, config.threads_per_worker,
              cluster.dashboard_link)
     return ClusterHandle(Client(cluster), cluster)

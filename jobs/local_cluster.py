@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.cluster import worker_env
 from core.errors import ClusterError
 from core.settings import REPO_ROOT, Settings, get_settings
 
@@ -59,7 +60,8 @@ def serve(n_workers: int | None = None, threads_per_worker: int = 1) -> None:
     settings = get_settings()
     n = n_workers or settings.local_workers
     cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=":0", memory_limit="auto")
+                           dashboard_address=":0", memory_limit="auto",
+                           env=worker_env(threads_per_worker))
     state = {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link, "pid": os.getpid(),
              "n_workers": n, "threads_per_worker": threads_per_worker}
     path = _state_file(settings)

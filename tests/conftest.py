@@ -48,8 +48,10 @@ def cluster_client() -> Iterator["object"]:
     """A real LocalCluster with 2 worker processes (1 thread each), shared by the session's cluster tests."""
     from dask.distributed import Client, LocalCluster
 
+    from core.cluster import worker_env
+
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           memory_limit="4GiB")
+                           memory_limit="4GiB", env=worker_env(1))
     client = Client(cluster)
     try:
         yield client
