@@ -66,3 +66,7 @@ class JobFailedError(WorkbenchError, RuntimeError):
 
 class JobCancelledError(WorkbenchError, RuntimeError):
     """A job was cancelled by the user."""
+
+
+class PathNotAllowedError(WorkbenchError, PermissionError):
+    """A path typed by a user lies outside the configured data roots."""

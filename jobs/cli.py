@@ -268,7 +268,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         print(f"local Dask cluster: {state['scheduler']} (dashboard {state['dashboard']})")
     cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "main.py"),
            "--server.address", args.address, "--server.port", str(args.port), "--server.headless", "true",
-           "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false"]
+           "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal"]
     print(f"Land-Cover Workbench on http://{args.address}:{args.port}")
     return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
 

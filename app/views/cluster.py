@@ -1,0 +1,39 @@
+"""Cluster: the Dask cluster in use, its workers, threads and memory, and its dashboard."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import state
+from jobs.local_cluster import ensure_local_cluster
+
+P = "cluster"
+
+st.title("Cluster")
+info = state.cluster_info()
+if not info.reachable:
+    st.warning(info.error)
+    if not info.address or info.local:
+        if st.button("Start the local cluster", key=state.key(P, "start")):
+            with st.spinner("Starting a local Dask cluster..."):
+                ensure_local_cluster(state.settings())
+            st.rerun()
+    st.stop()
+
+kind = "local (embedded)" if info.local else "remote"
+st.markdown(f"**Scheduler:** `{info.address}` ({kind})")
+if info.dashboard:
+    st.markdown(f"**Dashboard:** [{info.dashboard}]({info.dashboard})")
+c = st.columns(3)
+c[0].metric("Workers", info.n_workers)
+c[1].metric("Threads", info.threads)
+c[2].metric("Memory", f"{info.memory_bytes / 2**30:.1f} GiB" if info.memory_bytes else "unlimited")
+workers = pd.DataFrame([{
+    "name": w.name, "address": w.address, "host": w.host, "threads": w.nthreads,
+    "memory limit (GiB)": round(w.memory_limit / 2**30, 2) if w.memory_limit else None,
+    "memory used (GiB)": round(w.memory_used / 2**30, 2) if w.memory_used is not None else None,
+    "CPU %": w.cpu_percent, "executing": w.executing} for w in info.workers])
+st.dataframe(workers, hide_index=True, width="stretch", key=state.key(P, "workers"))
+if st.button("Refresh", key=state.key(P, "refresh")):
+    st.rerun()

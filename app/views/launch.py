@@ -1,0 +1,161 @@
+"""Map and launch: pick a scene, draw an AOI (or take the whole scene), set up the job, check it, launch it."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+from streamlit_folium import st_folium
+
+from app import maps, state
+from core.configs import AOIConfig
+from core.errors import AOIError, ConfigError, WorkbenchError
+from jobs import launch as launcher
+from jobs.overlays import scene_quicklook
+from jobs.pipeline import available_models, available_schemes
+from jobs.preflight import AOIStats, aoi_stats, build_config, preflight
+
+P = "launch"  # session-state prefix
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _stats(db_url: str, scene_name: str, aoi_json: str | None) -> AOIStats:
+    scene = state.scene_store().get(scene_name)
+    return aoi_stats(scene, AOIConfig(geometry=json.loads(aoi_json) if aoi_json else None))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _quicklook(paths: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    return scene_quicklook(paths)
+
+
+st.title("Map and launch")
+scenes = state.scene_store().list()
+if not scenes:
+    st.info("No scene is registered yet. Register one on the **Scenes** page (or the sample scenes).")
+    st.stop()
+
+names = [s.name for s in scenes]
+scene_name = st.selectbox("Scene", names, key=state.key(P, "scene"))
+scene = next(s for s in scenes if s.name == scene_name)
+if state.get(P, "aoi_scene") != scene.name:  # an AOI belongs to the scene it was drawn on
+    state.put(P, "aoi", None)
+    state.put(P, "aoi_scene", scene.name)
+
+if scene.georeferenced:
+    whole = st.checkbox("Use the whole scene", key=state.key(P, "whole"))
+    nonce = state.get(P, "map_nonce", 0)
+    primary = scene.acquisition().files.get(scene.primary.name, ())
+    fmap = maps.launch_map(scenes, scene, None if whole else state.get(P, "aoi"), _quicklook(tuple(primary)))
+    result = st_folium(fmap, key=state.key(P, f"map_{nonce}"), height=460, use_container_width=True,
+                       returned_objects=["last_active_drawing", "all_drawings"])
+    drawn = maps.drawn_geometry(result)
+    if drawn and drawn != state.get(P, "aoi") and drawn != state.get(P, "last_drawn"):
+        state.put(P, "aoi", drawn)
+        state.put(P, "last_drawn", drawn)
+        st.rerun()
+    c1, c2 = st.columns([1, 3])
+    if c1.button("Clear AOI", key=state.key(P, "clear")):
+        state.put(P, "aoi", None)
+        state.put(P, "last_drawn", None)
+        state.put(P, "map_nonce", nonce + 1)
+        st.rerun()
+    with c2.expander("Or paste an AOI as GeoJSON (EPSG:4326)"):
+        text = st.text_area("GeoJSON geometry or Feature", key=state.key(P, "geojson"))
+        if st.button("Use this AOI", key=state.key(P, "use_geojson")):
+            try:
+                obj = json.loads(text)
+                state.put(P, "aoi", obj.get("geometry", obj) if obj.get("type") == "Feature" else obj)
+                st.rerun()
+            except (json.JSONDecodeError, AttributeError) as exc:
+                st.error(f"That is not GeoJSON ({exc}); paste a Polygon geometry or Feature.")
+    aoi = None if whole else state.get(P, "aoi")
+else:
+    whole = True
+    aoi = None
+    st.info(f"Scene **{scene.name}** is not georeferenced, so it has no place on the map: the job runs on the "
+            f"whole scene ({scene.primary.width} x {scene.primary.height} px).")
+
+if aoi is None and not whole:
+    st.caption("Draw a rectangle or polygon on the map (toolbar at the left), or tick *Use the whole scene*.")
+else:
+    try:
+        stats = _stats(state.settings().db_url, scene.name, json.dumps(aoi) if aoi else None)
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Area", f"{stats.area_km2:.2f} km²" if stats.area_km2 is not None else "n/a")
+        m2.metric("Pixels", f"{stats.pixels:,}")
+        m3.metric("Labelled pixels (all dates)", f"{stats.labelled:,}")
+        for w in stats.warnings:
+            st.warning(w)
+    except AOIError as exc:
+        st.error(str(exc))
+
+st.subheader("Job")
+models = available_models()
+schemes = list(available_schemes())
+cols = st.columns(2)
+model = cols[0].selectbox("Model", list(models), key=state.key(P, "model"),
+                          format_func=lambda m: f"{m} ({models[m]})")
+scheme = cols[1].selectbox("Parallelism scheme", schemes, key=state.key(P, "scheme"),
+                           index=schemes.index("data_parallel") if "data_parallel" in schemes else 0)
+task = models[model]
+with st.form(state.key(P, "form")):
+    c = st.columns(4)
+    workers = c[0].number_input("Workers", min_value=1, max_value=256, value=1 if scheme == "single" else 2,
+                                key=state.key(P, "workers"))
+    epochs = c[1].number_input("Epochs", min_value=1, max_value=1000, value=5, key=state.key(P, "epochs"))
+    batch = c[2].number_input("Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"))
+    lr = c[3].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.5f",
+                           key=state.key(P, "lr"))
+    c = st.columns(4)
+    size = c[0].number_input("Tile size (px)" if task == "dense" else "Patch size (px, odd)", min_value=1,
+                             max_value=2048, value=64 if task == "dense" else 9, key=state.key(P, f"size_{task}"))
+    split = c[1].radio("Split", ["spatial", "date"], key=state.key(P, "split"), horizontal=True)
+    dates = [d for d in scene.dates if d]
+    test_date = c[2].selectbox("Test date (date split)", [""] + dates, key=state.key(P, "test_date"),
+                             format_func=lambda d: d or "(none)")
+    per_class = c[3].number_input("Patches per class (0 = all)", min_value=0, value=200 if task == "patch" else 0,
+                                  key=state.key(P, "per_class"), disabled=task != "patch")
+    f = st.columns(3)
+    train_f = f[0].number_input("Train fraction", 0.0, 1.0, 0.6, 0.05, key=state.key(P, "f_train"))
+    val_f = f[1].number_input("Validation fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_val"))
+    test_f = f[2].number_input("Test fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_test"))
+    b = st.columns([1, 1, 4])
+    check = b[0].form_submit_button("Pre-flight check", key=state.key(P, "check"))
+    go = b[1].form_submit_button("Launch", type="primary", key=state.key(P, "go"))
+
+if check or go:
+    values = {"scene": scene.name, "aoi": aoi, "model": model, "scheme": scheme, "num_workers": int(workers),
+              "epochs": int(epochs), "batch_size": int(batch), "learning_rate": float(lr), "size": int(size),
+              "split_method": split, "fractions": (train_f, val_f, test_f), "test_date": test_date or None,
+              "per_class": int(per_class) or None}
+    if scene.georeferenced and aoi is None and not whole:
+        st.error("No AOI: draw a rectangle or polygon on the map, paste one, or tick *Use the whole scene*.")
+    else:
+        try:
+            config = build_config(values)
+        except ConfigError as exc:
+            st.error(str(exc))
+        else:
+            cluster = state.cluster_info()
+            report = preflight(config, scene, cluster.n_workers if cluster.reachable else None,
+                               cluster.min_worker_memory)
+            for chk in report.checks:
+                {"error": st.error, "warning": st.warning, "info": st.info}[chk.level](chk.message)
+            if report.ok and check:
+                st.success("Pre-flight check passed: ready to launch.")
+            if go and not report.ok:
+                st.error("Not launched: fix the errors above first.")
+            elif go:
+                try:
+                    run_id = launcher.launch_detached(config, state.scheduler_address(), state.settings().db_url)
+                except (WorkbenchError, OSError) as exc:
+                    st.error(f"Launch failed: {exc}")
+                else:
+                    state.put(P, "last_run", run_id)
+                    st.session_state["live_run_id"] = run_id  # shared with the Live run page on purpose
+                    st.success(f"Launched run {run_id}. Follow it on the **Live run** page; it keeps running if "
+                               "you close this tab.")
+
+if state.get(P, "last_run") is not None and not go:
+    st.caption(f"Last launched run: {state.get(P, 'last_run')}")

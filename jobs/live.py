@@ -1,0 +1,129 @@
+"""A running job as the Live run page shows it: phase, progress, ETA, loss curve and workers, from the database.
+
+The state of a run lives only in the database (the job runs detached), so this works for a run launched by
+another browser tab, by the CLI, or before the app was restarted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from db.models import utcnow
+from db.runs import ACTIVE, RunTracker
+
+PHASES = ("tiling", "training", "inference", "evaluation")
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """A run's state at one moment.
+
+    Attributes:
+        fraction: progress of the current phase in [0, 1].
+        eta_seconds: estimated seconds left in the current phase (None until two progress updates exist).
+        phase_index: 1-based position of ``phase`` in :data:`PHASES` (0 when unknown).
+        steps: step events (``epoch, step, loss, samples_per_s, rank``), newest last.
+        epochs: epoch events in long form (``epoch, metric, value``).
+    """
+
+    run_id: int
+    kind: str
+    status: str
+    phase: str | None
+    done: int
+    total: int
+    fraction: float
+    eta_seconds: float | None
+    epoch: int | None
+    step: int | None
+    error: str | None
+    active: bool
+    phase_index: int
+    elapsed_seconds: float | None
+    steps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    workers: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def estimate_eta(points: list[tuple[datetime, int]], total: int, now: datetime | None = None) -> float | None:
+    """Seconds left for ``total`` units given ``(time, done)`` progress points of one phase, from the mean rate
+    since the first point; None when no rate can be measured yet."""
+    if len(points) < 2 or total <= 0:
+        return None
+    (t0, d0), (t1, d1) = points[0], points[-1]
+    secs = (t1 - t0).total_seconds()
+    if d1 <= d0 or secs <= 0:
+        return None
+    rate = (d1 - d0) / secs
+    remaining = max(0, total - d1) / rate
+    if now is not None:  # time already spent since the last update counts against the estimate
+        remaining = max(0.0, remaining - (now - t1).total_seconds())
+    return remaining
+
+
+def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
+    """The current state of run ``run_id`` (raises :class:`core.errors.RunNotFoundError` for unknown ids)."""
+    tracker.reap_dead_runs()
+    row = tracker.get(run_id)
+    events = tracker.events(run_id)
+    points = [(e.ts, int((e.data or {}).get("done", 0))) for e in events
+              if e.kind == "progress" and e.phase == row.phase]
+    total = row.progress_total or 0
+    done = row.progress_done or 0
+    fraction = min(1.0, done / total) if total else (1.0 if row.status == "succeeded" else 0.0)
+    active = row.status in ACTIVE
+    epoch = step = None
+    step_recs: list[dict[str, Any]] = []
+    epoch_recs: list[dict[str, Any]] = []
+    for e in events:
+        data = e.data or {}
+        if e.epoch is not None:
+            epoch = e.epoch
+        if e.step is not None:
+            step = e.step
+        if e.kind == "step":
+            step_recs.append({"epoch": e.epoch, "step": e.step, "loss": data.get("loss"),
+                              "samples_per_s": data.get("samples_per_s"), "rank": data.get("rank"), "ts": e.ts})
+        elif e.kind == "epoch":
+            for name in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
+                if data.get(name) is not None:
+                    epoch_recs.append({"epoch": e.epoch, "metric": name, "value": float(data[name])})
+    start = row.started_at or row.created_at
+    end = row.finished_at or utcnow()
+    stats = tracker.worker_stats(run_id)
+    workers = pd.DataFrame([{"worker": w.worker, "rank": w.rank, "phase": w.phase, "cpu_percent": w.cpu_percent,
+                             "peak_mem_MiB": (w.peak_mem_bytes or 0) / 2**20, "MiB_sent": w.bytes_sent / 2**20,
+                             "MiB_recv": w.bytes_recv / 2**20, "samples": w.samples, "at": w.ts} for w in stats])
+    if not workers.empty:  # latest figure per worker
+        workers = workers.groupby("worker", as_index=False).last()
+    return LiveStatus(
+        run_id=row.id, kind=row.kind, status=row.status, phase=row.phase, done=done, total=total, fraction=fraction,
+        eta_seconds=estimate_eta(points, total, utcnow()) if active else None, epoch=epoch, step=step,
+        error=row.error, active=active,
+        phase_index=PHASES.index(row.phase) + 1 if row.phase in PHASES else 0,
+        elapsed_seconds=(end - start).total_seconds() if start else None,
+        steps=pd.DataFrame(step_recs, columns=["epoch", "step", "loss", "samples_per_s", "rank", "ts"]),
+        epochs=pd.DataFrame(epoch_recs, columns=["epoch", "metric", "value"]),
+        workers=workers,
+    )
+
+
+def active_run_ids(tracker: RunTracker, limit: int = 50) -> list[int]:
+    """Ids of pending or running runs, newest first (reaps dead ones first)."""
+    return [r.id for r in tracker.list(limit=limit) if r.status in ACTIVE]
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``75.2`` -> ``"1 min 15 s"``; None -> ``"-"``."""
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"

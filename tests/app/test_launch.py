@@ -1,0 +1,142 @@
+"""AppTest of the Map-and-launch page: AOI measures, launch-form validation, pre-flight messages, launching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import SIZE, app_test, pixel_box_wgs84
+from tests.conftest import write_raster
+
+
+def _page(aoi: dict[str, Any] | None = None, scene: str = "tiny") -> Any:
+    at = app_test("launch")
+    if aoi is not None:
+        at.session_state["launch_aoi"] = aoi
+        at.session_state["launch_aoi_scene"] = scene
+    return at.run()
+
+
+def _metrics(at: Any) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _texts(elements: Any) -> str:
+    return "\n".join(e.value for e in elements)
+
+
+def test_aoi_area_and_pixel_counts_are_shown(tiny_scene: Any) -> None:
+    at = _page(pixel_box_wgs84(8, 8, 40, 40))  # 32 x 32 pixels of 10 m, all labelled
+    assert not at.exception
+    m = _metrics(at)
+    assert m["Area"] == "0.10 km²"  # 1024 px * 100 m² = 0.1024 km²
+    assert m["Pixels"] == "1,024"
+    assert m["Labelled pixels (all dates)"] == "1,024"
+
+
+def test_whole_scene_counts_every_pixel(tiny_scene: Any) -> None:
+    at = app_test("launch").run()
+    at.checkbox(key="launch_whole").check().run()
+    m = _metrics(at)
+    assert m["Pixels"] == f"{SIZE * SIZE:,}"
+    assert m["Labelled pixels (all dates)"] == f"{SIZE * SIZE - SIZE:,}"  # row 0 is unlabelled
+
+
+def test_launch_without_aoi_is_refused(tiny_scene: Any) -> None:
+    at = _page()
+    at.button(key="launch_go").click().run()
+    assert "No AOI" in _texts(at.error)
+
+
+def test_aoi_outside_scene_is_an_error(tiny_scene: Any) -> None:
+    far = {"type": "Polygon", "coordinates": [[[0, 0], [0.01, 0], [0.01, 0.01], [0, 0.01], [0, 0]]]}
+    at = _page(far)
+    at.button(key="launch_check").click().run()
+    errors = _texts(at.error)
+    assert "does not overlap scene 'tiny'" in errors
+    assert "Pre-flight check passed" not in _texts(at.success)
+
+
+def test_too_few_labelled_pixels_blocks_launch(tiny_scene: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs import launch
+
+    monkeypatch.setattr(launch, "launch_detached", lambda *a, **k: pytest.fail("must not launch"))
+    at = _page(pixel_box_wgs84(8, 8, 11, 11))  # 3 x 3 = 9 labelled pixels
+    at.button(key="launch_go").click().run()
+    errors = _texts(at.error)
+    assert "the AOI holds only 9 labelled pixels" in errors
+    assert "Not launched" in errors
+
+
+def test_invalid_settings_are_listed(tiny_scene: Any) -> None:
+    at = _page(pixel_box_wgs84(0, 0, 64, 64))
+    at.selectbox(key="launch_model").set_value("patch_cnn").run()
+    at.number_input(key="launch_size_patch").set_value(8)
+    at.number_input(key="launch_f_test").set_value(0.5)
+    at.button(key="launch_check").click().run()
+    errors = _texts(at.error)
+    assert "patch_size 8 is even" in errors
+    assert "must be >= 0 and sum to 1" in errors
+
+
+def test_preflight_passes_and_estimates_memory(tiny_scene: Any) -> None:
+    at = _page(pixel_box_wgs84(0, 0, 64, 64))
+    at.button(key="launch_check").click().run()
+    assert not at.error, _texts(at.error)
+    assert "Pre-flight check passed" in _texts(at.success)
+    assert "estimated peak memory per worker" in _texts(at.info)
+    assert "could not be reached" in _texts(at.warning)  # no cluster in this test
+
+
+def test_launch_creates_a_run_with_the_form_config(tiny_scene: Any, db_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from db.runs import RunTracker
+    from jobs import launch
+
+    launched: list[Any] = []
+
+    def fake_launch(config: Any, scheduler: str | None = None, db: str | None = None) -> int:
+        launched.append(config)
+        return RunTracker(db).create(config.kind, config.model_dump(mode="json"))
+
+    monkeypatch.setattr(launch, "launch_detached", fake_launch)
+    aoi = pixel_box_wgs84(0, 0, 64, 64)
+    at = _page(aoi)
+    at.number_input(key="launch_epochs").set_value(3)
+    at.number_input(key="launch_workers").set_value(1)
+    at.button(key="launch_go").click().run()
+    assert "Launched run 1" in _texts(at.success), _texts(at.error)
+    assert at.session_state["live_run_id"] == 1
+    cfg = RunTracker(db_url).get(1).config
+    assert cfg["kind"] == "pipeline" and cfg["scene"] == "tiny" and cfg["epochs"] == 3 and cfg["num_workers"] == 1
+    assert cfg["aoi"]["geometry"] == aoi and cfg["aoi"]["crs"] == "EPSG:4326"
+
+
+def test_not_georeferenced_scene_runs_on_whole_scene(home: Path, tmp_path: Path, db_url: str) -> None:
+    from core.registry import SceneSpec, register_scene
+    from db.scenes import SceneStore
+
+    img = write_raster(tmp_path / "px.tif", np.ones((2, 32, 48), dtype="uint8"), crs=None, transform=None)
+    lab = write_raster(tmp_path / "pxl.tif", np.full((32, 48), 1, dtype="uint8"), crs=None, transform=None)
+    register_scene(SceneSpec.model_validate({
+        "name": "pixels", "georeferenced": False, "classes": [{"id": 1, "name": "a"}],
+        "acquisitions": [{"files": {"rgb": [str(img)]}, "labels": str(lab)}]}), SceneStore(db_url), home)
+    at = app_test("launch").run()
+    assert not at.exception
+    assert "is not georeferenced" in _texts(at.info)
+    assert not at.get("arrow_data_frame") and not at.checkbox  # no map, no whole-scene switch
+    m = _metrics(at)
+    assert m["Pixels"] == f"{32 * 48:,}" and m["Area"] == "n/a"
+
+
+@pytest.mark.cluster
+def test_more_workers_than_the_cluster_has(tiny_scene: Any, cluster_client: Any,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKBENCH_SCHEDULER", cluster_client.scheduler.address)
+    at = _page(pixel_box_wgs84(0, 0, 64, 64))
+    at.number_input(key="launch_workers").set_value(3)
+    at.button(key="launch_check").click().run()
+    assert "the job asks for 3 workers but the cluster has 2" in _texts(at.error)
