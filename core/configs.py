@@ -102,3 +102,193 @@ class TileJobConfig(Frozen):
     modalities: tuple[str, ...] | None = None  # None = all
     output: str | None = None  # store path; default <home>/stores/run-<id>.zarr
     cluster: ClusterConfig = ClusterConfig()
+
+
+class PredictJobConfig(Frozen):
+    """Apply a trained model bundle to an AOI of a scene; writes a class-map COG (and a confidence COG).
+
+    Sizes are pixels of the label grid. ``tile_size`` None = the model's training sample size (dense models) or
+    64-pixel blocks (patch models). ``overlap`` pixels of context are read on each side of a tile and cropped
+    away, so it must be at least the model's receptive-field radius for seamless maps.
+    """
+
+    kind: Literal["predict"] = "predict"
+    model: str  # model bundle folder (core.modelio)
+    scene: str
+    date: str | None = None  # acquisition to classify; None = the first one
+    aoi: AOIConfig = AOIConfig()
+    tile_size: int | None = Field(None, ge=8, le=8192)
+    overlap: int = Field(16, ge=0)
+    batch_size: int = Field(256, ge=1, description="patches per model call (patch models)")
+    confidence: bool = True
+    output: str | None = None  # COG path; default <home>/runs/run-<id>/prediction.tif
+    cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> "PredictJobConfig":
+        if self.tile_size is not None and 2 * self.overlap >= self.tile_size:
+            raise ValueError(f"overlap {self.overlap} leaves no pixels of a {self.tile_size}-pixel tile (2 * overlap "
+                             f"must be < tile_size); use overlap <= {(self.tile_size - 1) // 2} or a larger tile")
+        return self
+
+
+class EvaluateJobConfig(Frozen):
+    """Score a classifier.
+
+    ``method="model"``: a model bundle on a store's split (dense: every labelled pixel of the split's tiles; patch:
+    the centre labels). ``"rf"`` / ``"knn"`` / ``"svm"``: a per-pixel baseline trained on the store's train split
+    and scored on ``split``. ``"prediction"``: a class-map GeoTIFF against a label raster of the same grid,
+    restricted to ``mask`` (an AOI) and to labelled pixels.
+    """
+
+    kind: Literal["evaluate"] = "evaluate"
+    method: Literal["model", "prediction", "rf", "knn", "svm"] = "model"
+    model: str | None = None  # bundle folder (method="model")
+    store: str | None = None  # Zarr sample store (model / baselines)
+    split: Literal["train", "val", "test"] = "test"
+    prediction: str | None = None  # class-map GeoTIFF (method="prediction")
+    labels: str | None = None  # label raster on the prediction's grid (method="prediction")
+    mask: AOIConfig = AOIConfig()
+    features: Literal["center", "patch"] = "center"  # baselines on patch stores: centre pixel or flattened patch
+    max_train_samples: int = Field(50_000, ge=10)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _inputs_given(self) -> "EvaluateJobConfig":
+        need = {"model": ("model", "store"), "prediction": ("prediction", "labels")}.get(self.method, ("store",))
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"method={self.method!r} needs {', '.join(missing)}; got none (e.g. "
+                             f"{missing[0]}='/path/to/{missing[0]}')")
+        return self
+
+
+MODEL_NAMES = ("unet", "patch_cnn", "resnet50", "two_stream", "two_stream_rgb", "two_stream_hsi")
+"""Every model the engine offers (core.models.MODELS holds their builders; a test keeps the two equal)."""
+SCHEMES = ("single", "data_parallel", "heterogeneous", "model_parallel")
+"""Every parallelism scheme the engine offers."""
+MODEL_PARALLEL_MODELS = ("two_stream",)
+MODEL_PARALLEL_RANKS = 3  # RGB branch, HSI branch, fusion + classifier
+
+
+def check_combination(model: str, scheme: str, num_workers: int, worker_speeds: tuple[float, ...] | None) -> None:
+    """Refuse model / scheme combinations that make no sense, saying what would."""
+    if scheme == "model_parallel":
+        if model not in MODEL_PARALLEL_MODELS:
+            raise ValueError(f"scheme 'model_parallel' splits a multi-branch model across workers, but {model!r} has "
+                             f"a single branch; use {list(MODEL_PARALLEL_MODELS)} or scheme 'data_parallel'")
+        if num_workers != MODEL_PARALLEL_RANKS:
+            raise ValueError(f"scheme 'model_parallel' runs the RGB branch, the HSI branch and the fusion on "
+                             f"{MODEL_PARALLEL_RANKS} workers; set num_workers to {MODEL_PARALLEL_RANKS}")
+    if scheme == "heterogeneous" and num_workers < 2:
+        raise ValueError("scheme 'heterogeneous' balances work between workers of different speed; it needs "
+                         "num_workers >= 2 (use 'single' for one worker)")
+    if worker_speeds is not None:
+        if scheme != "heterogeneous":
+            raise ValueError(f"worker_speeds is only used by scheme 'heterogeneous', not {scheme!r}; remove it")
+        if len(worker_speeds) != num_workers or min(worker_speeds) <= 0:
+            raise ValueError(f"worker_speeds {list(worker_speeds)} must give one positive speed per worker "
+                             f"({num_workers} workers)")
+
+
+class TrainJobConfig(Frozen):
+    """Train a model on a tile store, on one worker (``single``) or as Horovod ranks (``data_parallel``).
+
+    ``batch_size`` is per worker; the learning rate is ``learning_rate * num_workers`` after a linear warm-up of
+    ``warmup_epochs`` from ``learning_rate``, then multiplied by ``lr_decay_factor`` every ``lr_decay_epochs``.
+    Training stops early when the validation loss has not improved for ``patience`` epochs. The database URL is not
+    part of the config (it is where the run is stored, not what the run is).
+    """
+
+    kind: Literal["train"] = "train"
+    scene: str
+    store: str | None = None  # path of a tile store (written by a tile run)
+    tile_job: TileJobConfig | None = None  # or the tile job that makes it
+    model: str = "unet"  # one of MODEL_NAMES
+    model_params: dict[str, Any] = Field(default_factory=dict)  # builder keywords: width, depth, dropout
+    scheme: str = "single"  # one of SCHEMES
+    optimizer: Literal["adam", "sgd_nesterov"] = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd_nesterov only")
+    lr_decay_at: tuple[float, ...] | None = Field(
+        None, description="fractions of the epochs at which the rate is multiplied by lr_decay_factor "
+                          "(the ResNet recipe: 0.3, 0.6, 0.8 of 100 epochs); overrides lr_decay_epochs")
+    mixup_alpha: float = Field(0.0, ge=0, description="mixup Beta(alpha, alpha); 0 = off")
+    label_fraction: float = Field(0.05, gt=0, le=1, description="multi-label targets: a class is present in a "
+                                                                "sample when it covers at least this fraction")
+    worker_speeds: tuple[float, ...] | None = Field(
+        None, description="heterogeneous: relative speed of each rank (None = measured by a short calibration)")
+    calibration_steps: int = Field(5, ge=1, description="heterogeneous: steps timed per rank to measure speed")
+    mp_split: Literal["baseline", "optimized"] = Field(
+        "baseline", description="model_parallel: 'baseline' = one branch per rank; 'optimized' = the last conv "
+                                "block and flatten of both branches run on the fusion rank (less traffic)")
+    num_workers: int = Field(1, ge=1, description="Horovod ranks (one Dask worker process each)")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1, description="samples per worker per step")
+    learning_rate: float = Field(1e-3, gt=0, description="base rate for one worker; scaled by num_workers")
+    warmup_epochs: int = Field(1, ge=0)
+    lr_decay_epochs: int | None = Field(None, ge=1)
+    lr_decay_factor: float = Field(0.5, gt=0, le=1)
+    patience: int = Field(5, ge=1)
+    augment: bool = True
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (quick runs)")
+    log_every: int = Field(10, ge=1, description="steps between per-rank loss / samples-per-second records")
+    seed: int = 0
+    resume_from: int | None = Field(None, ge=1, description="id of a train run whose last checkpoint to continue")
+    cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainJobConfig":
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"model {self.model!r} is unknown; choose one of {list(MODEL_NAMES)}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme {self.scheme!r} is unknown; choose one of {list(SCHEMES)}")
+        check_combination(self.model, self.scheme, self.num_workers, self.worker_speeds)
+        if self.scheme == "single" and self.num_workers != 1:
+            raise ValueError(f"scheme 'single' trains on one worker but num_workers={self.num_workers}; "
+                             "use scheme 'data_parallel' or num_workers=1")
+        if self.store is None and self.tile_job is None:
+            raise ValueError("give the training data: store (path of a tile store) or tile_job (a tile job config)")
+        return self
+
+
+class BaselineJobConfig(Frozen):
+    """Train a classical per-pixel baseline on a tile store, score it, and optionally map an AOI with it.
+
+    ``method``: ``rf`` (random forest, 100 trees), ``knn`` (k = 5, Euclidean on standardised features) or ``svm``
+    (RBF, one-vs-rest). ``features``: ``center`` (each modality's pixel under the labelled pixel) or ``patch``
+    (vectorised patches of every modality, patch stores only). The estimator is fitted on the store's train split
+    (a uniform subsample of at most ``max_train_samples`` rows) and scored with :mod:`core.metrics` on ``split``,
+    the same rows a deep model is scored on. With ``predict`` the AOI (``aoi``, acquisition ``date``) is classified
+    on the Dask workers in blocks of ``block_size`` label-grid pixels, ``batch_size`` pixels per estimator call,
+    into the same class-map COG as a deep model's.
+    """
+
+    kind: Literal["baseline"] = "baseline"
+    scene: str
+    store: str | None = None  # path of a tile store (written by a tile run)
+    tile_job: TileJobConfig | None = None  # or the tile job that makes it
+    method: Literal["rf", "knn", "svm"] = "rf"
+    features: Literal["center", "patch"] = "center"
+    max_train_samples: int = Field(50_000, ge=10)
+    split: Literal["val", "test"] = "test"
+    seed: int = 0
+    predict: bool = False
+    aoi: AOIConfig = AOIConfig()
+    date: str | None = None  # acquisition to classify; None = the first one
+    block_size: int = Field(64, ge=8, le=4096, description="core block side of one prediction task, pixels")
+    batch_size: int = Field(4096, ge=1, description="pixels per estimator call")
+    confidence: bool = True
+    output: str | None = None  # COG path; default <home>/runs/run-<id>/prediction.tif
+    cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "BaselineJobConfig":
+        if self.store is None and self.tile_job is None:
+            raise ValueError("give the training data: store (path of a tile store) or tile_job (a tile job config)")
+        if self.tile_job is not None and self.tile_job.scene != self.scene:
+            raise ValueError(f"tile_job is for scene {self.tile_job.scene!r} but the baseline is for {self.scene!r}; "
+                             "use the same scene for both")
+        if self.features == "patch" and self.tile_job is not None and self.tile_job.mode != "patches":
+            raise ValueError("features='patch' vectorises patches but the tile_job has mode 'tiles'; use "
+                             "features='center' or tile_job mode 'patches'")
+        return self

@@ -53,8 +53,8 @@ def _strzegom(d: Path, home: Path) -> list[SceneSpec]:
     return [SceneSpec(
         name="strzegom", description="Sentinel-2 L2A, Strzegom (PL) quarries, 6 dates 2021-2023, 10 bands, 10 m",
         classes=_classes(STRZEGOM_CLASSES),
-        acquisitions=[{"date": t, "files": {"s2": [str(d / f"image_{t}.tif")]}, "labels": str(d / f"labels_{t}.tif")}
-                      for t in STRZEGOM_DATES])]
+        acquisitions=[{"date": f"{t[:4]}-{t[4:6]}-{t[6:]}", "files": {"s2": [str(d / f"image_{t}.tif")]},
+                       "labels": str(d / f"labels_{t}.tif")} for t in STRZEGOM_DATES])]
 
 
 def _north_carolina(d: Path, home: Path) -> list[SceneSpec]:

@@ -48,6 +48,7 @@ class RunTracker:
 
     def __init__(self, db_url: str | None = None) -> None:
         self._sessions = session_factory(db_url)
+        self.url: str = self._sessions.kw["bind"].url.render_as_string(hide_password=False)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def create(self, kind: str, config: dict[str, Any], scene_id: int | None = None,

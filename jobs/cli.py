@@ -130,11 +130,19 @@ def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None
 
     row = RunTracker().get(run_id)
     print(f"run {run_id} ({config.kind}) {row.status}")
-    if row.metrics:
-        _print_json({"metrics": row.metrics})
-    if row.artifacts:
-        _print_json({"artifacts": row.artifacts})
+    summary = {k: (row.metrics or {}).get(k) for k in SUMMARY_KEYS if (row.metrics or {}).get(k) is not None}
+    if config.kind == "tile" and row.metrics:
+        summary = {k: row.metrics[k] for k in ("counts", "skipped_nodata") if k in row.metrics}
+    for key, value in summary.items():
+        print(f"  {key:>18}: {value:.4f}" if isinstance(value, float) else f"  {key:>18}: {value}")
+    for key, value in (row.artifacts or {}).items():
+        print(f"  {key:>18}: {value}")
+    print(f"all metrics: python -m jobs runs show {run_id}")
     return 0
+
+
+SUMMARY_KEYS = ("oa", "kappa", "miou", "macro_f1", "best_val_accuracy", "samples_per_s", "train_seconds",
+                "inference_seconds")
 
 
 def _apply_overrides(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -373,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import distributed  # noqa: F401 - importing it configures its loggers, which we then quiet
+
     for noisy in ("distributed", "tornado", "bokeh", "rasterio", "fiona", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.scheduler:

@@ -64,6 +64,9 @@ class PipelineJobConfig(Frozen):
         schemes = available_schemes()
         if self.scheme not in schemes:
             raise ValueError(f"scheme {self.scheme!r} is not offered; choose one of {list(schemes)}")
+        from core.configs import check_combination
+
+        check_combination(self.model, self.scheme, self.num_workers, None)
         if self.scheme == "single" and self.num_workers != 1:
             raise ValueError(f"scheme 'single' runs on one worker but num_workers is {self.num_workers}; "
                              "set num_workers to 1 or choose 'data_parallel'")

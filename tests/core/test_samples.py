@@ -40,8 +40,8 @@ def test_every_sample_folder_registers(shared_data: Path, db_url: str, home: Pat
         verify_files(s)
 
     strz = scenes["strzegom"]
-    assert strz.dates == ("20210619", "20220619", "20220719", "20221012", "20230209", "20230301")
-    assert all(a.labels and a.labels.endswith(f"labels_{a.date}.tif") for a in strz.acquisitions)
+    assert strz.dates == ("2021-06-19", "2022-06-19", "2022-07-19", "2022-10-12", "2023-02-09", "2023-03-01")
+    assert all(a.labels and a.labels.endswith(f"labels_{a.date.replace('-', '')}.tif") for a in strz.acquisitions)
     assert strz.modality("s2").band_count == 10 and len(strz.classes) == 10
 
     nc = scenes["north_carolina"]  # bands EPSG:32119, labels EPSG:3358: accepted

@@ -1,0 +1,189 @@
+"""Job kinds of the engine: train, predict, evaluate, baseline, and the GUI's pipeline (tile -> train -> predict -> evaluate).
+
+Each executor takes its frozen config and a :class:`jobs.runner.JobContext`; the runner owns the run's status.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig, TileJobConfig, TrainJobConfig
+from core.errors import ConfigError
+from db.runs import RunTracker
+from db.scenes import SceneStore
+from jobs.pipeline import PipelineJobConfig
+from jobs.runner import JobContext
+
+log = logging.getLogger(__name__)
+
+
+def summary_metrics(test: dict[str, Any] | None, train: dict[str, Any] | None) -> dict[str, Any]:
+    """Flat keys the history table shows, taken from the test metrics and the training metrics."""
+    out: dict[str, Any] = {}
+    if test:
+        out.update({"oa": test.get("overall_accuracy"), "kappa": test.get("kappa"), "miou": test.get("mean_iou"),
+                    "macro_f1": test.get("macro_f1"), "per_class": test.get("per_class"),
+                    "confusion": {"matrix": test.get("confusion_matrix"), "class_ids": test.get("class_ids")}})
+    if train:
+        val = [h.get("val_accuracy") for h in train.get("history", []) if h.get("val_accuracy") is not None]
+        out.update({"best_val_accuracy": max(val) if val else (train.get("final") or {}).get("val_accuracy"),
+                    "train_seconds": train.get("wall_s"), "samples_per_s": train.get("samples_per_s"),
+                    "epochs_run": train.get("epochs_run")})
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _tile(config: TileJobConfig, ctx: JobContext, store_path: Path) -> Any:
+    from core.registry import verify_files
+    from core.tiling_job import run_tile_job
+
+    scene = SceneStore(ctx.db_url).get(config.scene)
+    verify_files(scene)
+    return run_tile_job(config, scene, ctx.client, store_path,
+                        progress=lambda d, t: ctx.progress("tiling", d, t), cancelled=ctx.cancelled)
+
+
+def _train(config: TrainJobConfig, ctx: JobContext, store_path: Path) -> dict[str, Any]:
+    from core.train_job import run_train_job
+
+    return run_train_job(config, ctx.client, ctx.tracker, ctx.run_id, store_path, db_url=ctx.db_url,
+                         run_dir=ctx.settings.run_dir(ctx.run_id), cancelled=ctx.cancelled, finalize=False)
+
+
+def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
+    store_path = Path(config.store) if config.store else None
+    if store_path is None:
+        assert config.tile_job is not None
+        store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
+        _tile(config.tile_job, ctx, store_path)
+    result = _train(config, ctx, store_path)
+    metrics = {**result["metrics"], **summary_metrics(None, result["metrics"])}
+    return {"metrics": metrics, "artifacts": {**result["artifacts"], "store": str(store_path)}}
+
+
+def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
+    from core.inference import run_predict_job
+    from core.registry import verify_files
+
+    scene = SceneStore(ctx.db_url).get(config.scene)
+    verify_files(scene)
+    out = Path(config.output) if config.output else ctx.settings.run_dir(ctx.run_id) / "prediction.tif"
+    result = run_predict_job(config, scene, ctx.client, out,
+                             progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
+    artifacts = {"prediction": str(out)}
+    if result.get("confidence_path"):
+        artifacts["confidence"] = str(result["confidence_path"])
+    return {"metrics": {"inference_seconds": result.get("seconds"), "class_pixels": result.get("class_pixels"),
+                        "windows": result.get("windows")}, "artifacts": artifacts}
+
+
+def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
+    from core.evaluate_job import run_evaluate as evaluate
+
+    ctx.progress("evaluation", 0, 1)
+    metrics = evaluate(config)
+    ctx.progress("evaluation", 1, 1)
+    return {"metrics": {**metrics, **summary_metrics(metrics, None)}}
+
+
+def pipeline_parts(config: PipelineJobConfig, store_path: Path) -> tuple[TileJobConfig, TrainJobConfig]:
+    """The tile and train configs a pipeline runs (also used by the GUI's pre-flight check)."""
+    dense = config.task == "dense"
+    tile = TileJobConfig(scene=config.scene, aoi=config.aoi, mode="tiles" if dense else "patches",
+                         tiling=config.tiling, sampling=config.sampling, split=config.split, cluster=config.cluster)
+    train = TrainJobConfig(scene=config.scene, store=str(store_path), model=config.model,  # type: ignore[arg-type]
+                           model_params=config.model_params, scheme=config.scheme,  # type: ignore[arg-type]
+                           num_workers=config.num_workers, epochs=config.epochs, batch_size=config.batch_size,
+                           learning_rate=config.learning_rate, cluster=config.cluster)
+    return tile, train
+
+
+def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
+    """Tile the AOI, train, predict the AOI to a COG and evaluate on the test split, as one run."""
+    from core.evaluate_job import evaluate_bundle
+    from core.inference import run_predict as predict
+    from core.registry import verify_files
+
+    run_dir = ctx.settings.run_dir(ctx.run_id)
+    store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
+    tile_cfg, train_cfg = pipeline_parts(config, store_path)
+    info = _tile(tile_cfg, ctx, store_path)
+    if not info.counts.get("train"):
+        raise ConfigError(f"the AOI gave no training samples (counts {info.counts}); draw a larger AOI over "
+                          "labelled pixels or use a smaller tile / block size")
+    ctx.tracker.set_artifacts(ctx.run_id, {"store": str(store_path)})
+    ctx.check_cancelled()
+    train = _train(train_cfg, ctx, store_path)
+    ctx.tracker.set_artifacts(ctx.run_id, train["artifacts"])
+    ctx.check_cancelled()
+    artifacts: dict[str, Any] = {**train["artifacts"], "store": str(store_path)}
+    metrics: dict[str, Any] = {"training": train["metrics"], "tiling": {"counts": info.counts,
+                                                                       "skipped_nodata": info.skipped_nodata}}
+    if config.predict:
+        scene = SceneStore(ctx.db_url).get(config.scene)
+        verify_files(scene)
+        out = run_dir / "prediction.tif"
+        pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out,
+                       tile_size=config.tiling.tile_size if config.task == "dense" else None,
+                       overlap=min(16, (config.tiling.tile_size - 1) // 4),
+                       progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
+        artifacts["prediction"] = str(out)
+        if pred.get("confidence_path"):
+            artifacts["confidence"] = str(pred["confidence_path"])
+        metrics["inference_seconds"] = pred.get("seconds")
+        ctx.tracker.set_artifacts(ctx.run_id, artifacts)
+    test: dict[str, Any] | None = None
+    if info.counts.get("test"):
+        ctx.progress("evaluation", 0, 1)
+        test = evaluate_bundle(train["artifacts"]["model"], store_path, "test")
+        ctx.progress("evaluation", 1, 1)
+        metrics["test"] = test
+    else:
+        log.warning("run %d: the split left no test samples in this AOI; no test metrics", ctx.run_id)
+    metrics.update(summary_metrics(test, train["metrics"]))
+    return {"metrics": metrics, "artifacts": artifacts}
+
+
+def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
+    """Fit an RF / KNN / SVM baseline on a store (tiling it first when given a tile job), score it on the
+    test split and, with ``predict``, map the AOI to a COG on the cluster."""
+    from core.baseline_job import run_baseline_job
+    from core.registry import verify_files
+
+    store_path = Path(config.store) if config.store else None
+    if store_path is None:
+        assert config.tile_job is not None
+        store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
+        _tile(config.tile_job, ctx, store_path)
+        ctx.tracker.set_artifacts(ctx.run_id, {"store": str(store_path)})
+    scene = None
+    if config.predict:
+        scene = SceneStore(ctx.db_url).get(config.scene)
+        verify_files(scene)
+    ctx.check_cancelled()
+    result = run_baseline_job(config, ctx.client, store_path, ctx.settings.run_dir(ctx.run_id), scene,
+                              progress=ctx.progress, cancelled=ctx.cancelled)
+    metrics = result["metrics"]
+    metrics.update(summary_metrics(metrics.get(config.split), None))
+    return {"metrics": metrics, "artifacts": result["artifacts"]}
+
+
+KINDS: dict[str, Any] = {}
+
+
+def _register() -> None:
+    from jobs.kinds import JobKind
+
+    KINDS.update({
+        "train": JobKind("train", TrainJobConfig, run_train, "train a model on a tile store"),  # type: ignore[arg-type]
+        "predict": JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
+        "evaluate": JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
+        "baseline": JobKind("baseline", BaselineJobConfig, run_baseline,  # type: ignore[arg-type]
+                            "fit and score an RF / KNN / SVM baseline, optionally map an AOI"),
+        "pipeline": JobKind("pipeline", PipelineJobConfig, run_pipeline,  # type: ignore[arg-type]
+                            "tile, train, predict and evaluate in one run"),
+    })
+
+
+_register()

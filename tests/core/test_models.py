@@ -1,0 +1,49 @@
+"""Smoke tests of the model builders: tiny models, output shapes, bad sizes refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from core.models import MODELS, build_patch_cnn, build_unet  # noqa: E402
+
+
+def test_unet_output_is_per_pixel_probabilities() -> None:
+    model = build_unet((32, 32, 5), num_classes=4, width=4, depth=3)
+    out = model.predict(np.random.rand(2, 32, 32, 5).astype("float32"), verbose=0)
+    assert out.shape == (2, 32, 32, 4)
+    np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-5)
+    assert any(layer.name == "bottleneck_dropout" for layer in model.layers)
+
+
+def test_unet_any_band_count_and_no_dropout() -> None:
+    model = build_unet((16, 16, 13), num_classes=2, width=2, depth=2, dropout=0.0)
+    assert model.output_shape == (None, 16, 16, 2)
+    assert not any(layer.name == "bottleneck_dropout" for layer in model.layers)
+
+
+def test_unet_two_modalities_on_different_grids() -> None:
+    model = build_unet({"rgb": (32, 32, 3), "hsi": (8, 8, 48)}, num_classes=12, width=2, depth=2)
+    out = model.predict([np.zeros((1, 32, 32, 3), "float32"), np.zeros((1, 8, 8, 48), "float32")], verbose=0)
+    assert out.shape == (1, 32, 32, 12)
+
+
+def test_unet_refuses_size_not_divisible_by_depth() -> None:
+    with pytest.raises(ValueError, match=r"20x20 px is not divisible by 2\*\*depth = 16"):
+        build_unet((20, 20, 3), num_classes=3, depth=4)
+
+
+@pytest.mark.parametrize("patch", [1, 5, 25])
+def test_patch_cnn_classifies_centre_pixel(patch: int) -> None:
+    model = build_patch_cnn((patch, patch, 7), num_classes=3, width=4)
+    out = model.predict(np.random.rand(3, patch, patch, 7).astype("float32"), verbose=0)
+    assert out.shape == (3, 3)
+    np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_registry_names_builder_and_task() -> None:
+    assert MODELS["unet"].task == "dense" and MODELS["unet"].store_mode == "tiles"
+    assert MODELS["patch_cnn"].task == "patch" and MODELS["patch_cnn"].store_mode == "patches"
+    assert MODELS["patch_cnn"].builder((5, 5, 2), 2, width=2).output_shape == (None, 2)
