@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from dask.distributed import Client, LocalCluster
 
+    from core.cluster import worker_env
+
     from core.configs import TrainJobConfig
     from core.train_job import run_train_job
     from db.runs import RunTracker
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         store = synthetic_store(Path(tmp) / "store.zarr", mode, n=args.steps * args.batch * 2, size=size)
         tracker = RunTracker(db_url)
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          memory_limit="4GiB") as cluster, Client(cluster) as client:
+                          memory_limit="4GiB", env=worker_env(1)) as cluster, Client(cluster) as client:
             # warm both workers (TensorFlow and Horovod imports) so the first configuration is not penalised
             run_train_job(TrainJobConfig(scene="synthetic", store=str(store), model=args.model, model_params=params,
                                          scheme="data_parallel", num_workers=2, epochs=1, batch_size=args.batch,

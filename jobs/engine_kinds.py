@@ -95,7 +95,7 @@ def pipeline_parts(config: PipelineJobConfig, store_path: Path) -> tuple[TileJob
     train = TrainJobConfig(scene=config.scene, store=str(store_path), model=config.model,  # type: ignore[arg-type]
                            model_params=config.model_params, scheme=config.scheme,  # type: ignore[arg-type]
                            num_workers=config.num_workers, epochs=config.epochs, batch_size=config.batch_size,
-                           learning_rate=config.learning_rate, cluster=config.cluster)
+                           learning_rate=config.learning_rate, cluster=config.cluster, log_every=5)
     return tile, train
 
 

@@ -86,8 +86,10 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
         if e.step is not None:
             step = e.step
         if e.kind == "step":
-            step_recs.append({"epoch": e.epoch, "step": e.step, "loss": data.get("loss"),
-                              "samples_per_s": data.get("samples_per_s"), "rank": data.get("rank"), "ts": e.ts})
+            # training writes one event per logged step holding every rank's figures under "ranks"
+            for r in data.get("ranks") or [data]:
+                step_recs.append({"epoch": e.epoch, "step": e.step, "loss": r.get("loss"),
+                                  "samples_per_s": r.get("samples_per_s"), "rank": r.get("rank"), "ts": e.ts})
         elif e.kind == "epoch":
             for name in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
                 if data.get(name) is not None:

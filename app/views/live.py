@@ -67,10 +67,9 @@ def live_panel(run_id: int) -> None:
         st.markdown("**Loss**")
         steps = s.steps.dropna(subset=["loss"])
         if not steps.empty:
-            steps = steps.reset_index(drop=True).reset_index(names="n")
-            st.altair_chart(alt.Chart(steps).mark_line().encode(
-                x=alt.X("n:Q", title="step (all ranks, in order)"), y=alt.Y("loss:Q"),
-                color=alt.Color("rank:N")), width="stretch")
+            st.altair_chart(alt.Chart(steps).mark_line(point=True).encode(
+                x=alt.X("step:Q", title="training step"), y=alt.Y("loss:Q"),
+                color=alt.Color("rank:N", title="rank")), width="stretch")
         elif not s.epochs.empty:
             loss = s.epochs[s.epochs["metric"].isin(["loss", "val_loss"])]
             st.altair_chart(alt.Chart(loss).mark_line(point=True).encode(
