@@ -200,18 +200,55 @@ def _cores(bbox: PixelWindow, size: int) -> list[PixelWindow]:
 def read_window_for(core: PixelWindow, tile: int, overlap: int, height: int, width: int, align: int = 1) -> PixelWindow:
     """The ``tile`` x ``tile`` window read for ``core``: ``overlap`` context each side, kept inside the raster.
 
-    The offset is rounded down to a multiple of ``align`` (the coarsest modality's pixel size in label pixels) so
-    every modality's window starts on a whole pixel.
+    The offset is a multiple of ``align`` (the coarsest modality's pixel size in label pixels, times the model's
+    pooling factor) so every modality's window starts on a whole pixel and the model's pooling grid lines up with
+    that of a whole-scene prediction. Near the far edge the window is moved back inside the raster when an aligned
+    position still holds the whole core; otherwise it runs past the edge and the off-raster part is padding
+    (read as nodata, normalised to 0).
     """
-    def axis(off: int, n: int) -> int:
-        start = min(max(0, off - overlap), max(0, n - tile))
-        return start - start % align
+    def axis(off: int, size: int, n: int) -> int:
+        start = max(0, off - overlap)
+        start -= start % align
+        if start + tile > n:
+            inward = max(0, n - tile) // align * align
+            if inward + tile >= off + size:
+                start = min(start, inward)
+        return start
 
-    return PixelWindow(axis(core.row_off, height), axis(core.col_off, width), tile, tile)
+    return PixelWindow(axis(core.row_off, core.height, height), axis(core.col_off, core.width, width), tile, tile)
+
+
+def pooling_multiple(meta: Any) -> int:
+    """Side (label pixels) that tile offsets of a dense model must be multiples of so its pooling grid lines up
+    with the grid of a whole-scene prediction: ``2 ** depth`` for the U-Net, 1 for models without pooling."""
+    if getattr(meta, "task", None) != "dense":
+        return 1
+    params = (getattr(meta, "extra", None) or {}).get("model_params", {})
+    depth = params.get("depth")
+    if depth is None:
+        import inspect
+
+        from core.models import MODELS
+
+        spec = MODELS.get(meta.model)
+        default = inspect.signature(spec.builder).parameters.get("depth") if spec else None
+        depth = default.default if default is not None and default.default is not inspect.Parameter.empty else 0
+    return 2 ** int(depth)
+
+
+def context_radius(meta: Any) -> int:
+    """Pixels of context a dense model's output pixel depends on (its receptive-field radius, rounded up).
+
+    For the U-Net (two 3x3 convolutions per level, 2x2 pooling, ``depth`` levels) it is
+    ``2 (2^(d+1) - 1) + 2 (2^d - 1) + 2^d - 1``; an overlap at least this wide makes tiled predictions equal
+    to a whole-scene prediction away from the scene edge.
+    """
+    d = int(math.log2(pooling_multiple(meta)))
+    return 2 * (2 ** (d + 1) - 1) + 2 * (2 ** d - 1) + 2 ** d - 1 if d else 2
 
 
 def _scale_and_align(scene: Scene, meta: ModelMeta) -> tuple[dict[str, float], int]:
-    scales, align = {}, 1
+    scales, align = {}, pooling_multiple(meta)
     for name in meta.modalities:
         sy = grid_map(scene.primary, scene.modality(name))[0]
         scales[name] = sy
@@ -240,7 +277,8 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
     """Classify ``aoi`` of ``scene`` with a model bundle on the Dask cluster of ``client`` and write a COG.
 
     Args:
-        bundle_dir: model bundle folder (:mod:`core.modelio`).
+        bundle_dir: model bundle folder (:mod:`core.modelio`), or a baseline bundle (:mod:`core.baseline_bundle`:
+            classified per pixel like a patch model, ``batch_size`` pixels per estimator call).
         scene: the scene; ``date`` picks the acquisition (None = first).
         aoi: area to classify; the output covers its bounding box on the label grid.
         client: a ``dask.distributed.Client``.
@@ -259,7 +297,9 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
     """
     t0 = time.perf_counter()
     bundle_dir, out = str(Path(bundle_dir).resolve()), Path(out_path)
-    meta = load_meta(bundle_dir)
+    from core.baseline_bundle import is_baseline_bundle, load_baseline_meta, predict_baseline_window
+
+    meta: Any = load_baseline_meta(bundle_dir) if is_baseline_bundle(bundle_dir) else load_meta(bundle_dir)
     _check(meta, scene, date, bundle_dir)
     resolved = resolve_aoi(aoi, scene)
     bbox, label = resolved.bbox, scene.primary
@@ -274,10 +314,11 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
         core_size = tile - 2 * overlap - (align - 1)
         if core_size < 1:
             raise ConfigError(f"overlap {overlap} leaves no pixels of a {tile}-pixel tile; use overlap < {tile // 2}")
-    elif meta.task == "patch":
+    elif meta.task in ("patch", "baseline"):
         tile, core_size, overlap = tile_size or PATCH_BLOCK, tile_size or PATCH_BLOCK, 0
     else:
-        raise ConfigError(f"model task {meta.task!r} of {bundle_dir} is unknown; expected 'dense' or 'patch'")
+        raise ConfigError(f"model task {meta.task!r} of {bundle_dir} is unknown; expected 'dense', 'patch' or "
+                          "'baseline'")
     cores = windows_in_geometry(_cores(bbox, core_size), resolved.geometry)
     transform = Affine(*label.transform) @ Affine.translation(bbox.col_off, bbox.row_off)
     crs = scene.crs_wkt if scene.georeferenced else None
@@ -293,6 +334,9 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
         if meta.task == "dense":
             read = read_window_for(core, tile, overlap, label.height, label.width, align)
             return client.submit(predict_dense_window, bundle_dir, scene, date, read, core, confidence, pure=False)
+        if meta.task == "baseline":
+            return client.submit(predict_baseline_window, bundle_dir, scene, date, core, batch_size, confidence,
+                                 pure=False)
         return client.submit(predict_patch_window, bundle_dir, scene, date, core, batch_size, confidence, pure=False)
 
     from dask.distributed import as_completed  # Dask

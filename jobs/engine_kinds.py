@@ -99,6 +99,24 @@ def pipeline_parts(config: PipelineJobConfig, store_path: Path) -> tuple[TileJob
     return tile, train
 
 
+def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | None, int]:
+    """Inference tile and overlap for a pipeline's model: dense models predict large tiles (fully convolutional)
+    with an overlap of their receptive-field radius, so the map has no seams; patch models use their own blocks."""
+    if config.task != "dense":
+        return None, 0
+    from core.inference import context_radius
+    from core.modelio import load_meta
+
+    from core.inference import pooling_multiple
+
+    meta = load_meta(bundle)
+    overlap, align = context_radius(meta), pooling_multiple(meta)
+    scene = SceneStore().get(config.scene)
+    side = min(scene.primary.height, scene.primary.width) // align * align  # tiles must fit in the raster
+    tile = min(max(256, config.tiling.tile_size, 4 * overlap), side)
+    return tile, min(overlap, (tile - align) // 2 - 1)
+
+
 def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     """Tile the AOI, train, predict the AOI to a COG and evaluate on the test split, as one run."""
     from core.evaluate_job import evaluate_bundle
@@ -124,9 +142,9 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
         scene = SceneStore(ctx.db_url).get(config.scene)
         verify_files(scene)
         out = run_dir / "prediction.tif"
-        pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out,
-                       tile_size=config.tiling.tile_size if config.task == "dense" else None,
-                       overlap=min(16, (config.tiling.tile_size - 1) // 4),
+        tile, overlap = prediction_tiling(train["artifacts"]["model"], config)
+        pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out, tile_size=tile,
+                       overlap=overlap,
                        progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
         artifacts["prediction"] = str(out)
         if pred.get("confidence_path"):

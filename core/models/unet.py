@@ -87,7 +87,14 @@ def build_unet(input_shape: InputShape, num_classes: int, width: int = 16, depth
                          f"a multiple of {factor} or a smaller depth (depth >= 1)")
     if num_classes < 2 or width < 1:
         raise ValueError(f"num_classes={num_classes}, width={width}: need at least 2 classes and width >= 1")
-    inputs, x = fused_input(input_shape)
+    if len(shapes) == 1:
+        # Fully convolutional: accept any H x W (multiples of 2**depth), so inference can run on tiles larger than
+        # the training tiles and keep a receptive-field-wide overlap that leaves no seams.
+        (name, (_, _, c)), = shapes.items()
+        inputs = [keras.Input(shape=(None, None, c), name=name)]
+        x = inputs[0]
+    else:
+        inputs, x = fused_input(input_shape)
     skips = []
     for level in range(depth):
         x = _conv_block(x, width * 2**level, f"down{level}")

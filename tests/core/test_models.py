@@ -20,7 +20,8 @@ def test_unet_output_is_per_pixel_probabilities() -> None:
 
 def test_unet_any_band_count_and_no_dropout() -> None:
     model = build_unet((16, 16, 13), num_classes=2, width=2, depth=2, dropout=0.0)
-    assert model.output_shape == (None, 16, 16, 2)
+    assert model.output_shape == (None, None, None, 2)  # fully convolutional: any multiple of 2**depth
+    assert model.predict(np.zeros((1, 24, 40, 13), "float32"), verbose=0).shape == (1, 24, 40, 2)
     assert not any(layer.name == "bottleneck_dropout" for layer in model.layers)
 
 
