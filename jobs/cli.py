@@ -270,6 +270,16 @@ def cmd_app(args: argparse.Namespace) -> int:
     from core.settings import REPO_ROOT
     from jobs import local_cluster
 
+    from core.samples import register_samples
+    from core.settings import shared_data_dir
+    from db.scenes import SceneStore
+
+    settings = get_settings()
+    store = SceneStore(settings.db_url)
+    if not store.list() and shared_data_dir().exists() and not args.no_samples:
+        # first start of the embedded default: give the user the sample scenes to work with
+        names = [s.name for s in register_samples(None, store, settings.home)]
+        print(f"registered the sample scenes of {shared_data_dir()}: {', '.join(names)}")
     env = dict(os.environ)
     if not env.get("WORKBENCH_SCHEDULER"):
         state = local_cluster.ensure_local_cluster()
@@ -373,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     app = sub.add_parser("app", help="start the Streamlit workbench (and the local cluster)")
     app.add_argument("--address", default=os.environ.get("WORKBENCH_ADDRESS", "127.0.0.1"))
     app.add_argument("--port", type=int, default=int(os.environ.get("WORKBENCH_PORT", "8501")))
+    app.add_argument("--no-samples", action="store_true",
+                     help="do not register ../shared/data's sample scenes on first start")
     app.set_defaults(func=cmd_app)
     return p
 
