@@ -143,13 +143,16 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
         verify_files(scene)
         out = run_dir / "prediction.tif"
         tile, overlap = prediction_tiling(train["artifacts"]["model"], config)
+        # a date split predicts the held-out date, so the map can be checked against that date's labels
+        date = config.split.test_date if config.split.method == "date" else None
         pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out, tile_size=tile,
-                       overlap=overlap,
+                       overlap=overlap, date=date,
                        progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
         artifacts["prediction"] = str(out)
         if pred.get("confidence_path"):
             artifacts["confidence"] = str(pred["confidence_path"])
         metrics["inference_seconds"] = pred.get("seconds")
+        metrics["prediction_date"] = scene.acquisition(date).date
         ctx.tracker.set_artifacts(ctx.run_id, artifacts)
     test: dict[str, Any] | None = None
     if info.counts.get("test"):

@@ -38,10 +38,11 @@ def test_unet_pipeline_on_strzegom(db_url, home, cluster_client):
     assert Path(row.artifacts["model"], "model.keras").exists()
     assert Path(row.artifacts["checkpoint"], "model.keras").exists()
     assert [e.phase for e in RunTracker(db_url).events(run_id, kind="progress")][-1] == "evaluation"
+    assert row.metrics["prediction_date"] == "2023-03-01"  # the held-out date is the one mapped
 
     scene = SceneStore(db_url).get("strzegom")
     with rasterio.open(row.artifacts["prediction"]) as pred, \
-            rasterio.open(scene.acquisitions[0].files["s2"][0]) as src:
+            rasterio.open(scene.acquisition("2023-03-01").files["s2"][0]) as src:
         assert pred.crs == src.crs and pred.transform == src.transform and pred.shape == src.shape == (401, 401)
         assert pred.nodata == 0 and pred.colormap(1)[1][:3] == tuple(int(scene.classes[0].color[i:i + 2], 16)
                                                                      for i in (1, 3, 5))
