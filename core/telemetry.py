@@ -132,7 +132,8 @@ class Telemetry:
                             bytes_sent=snap["bytes_sent"], bytes_recv=snap["bytes_recv"],
                             cpu_percent=snap["cpu_percent"], peak_mem_bytes=snap["peak_mem_bytes"], samples=samples,
                             **{k: v for k, v in snap.items() if k not in ("bytes_sent", "bytes_recv", "cpu_percent",
-                                                                           "peak_mem_bytes", "rank")}, **extra)
+                                                                           "peak_mem_bytes", "rank", "worker")},
+                            **extra)
 
 
 def _net() -> tuple[int, int]:
