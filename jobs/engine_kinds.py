@@ -89,13 +89,14 @@ def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
 
 def pipeline_parts(config: PipelineJobConfig, store_path: Path) -> tuple[TileJobConfig, TrainJobConfig]:
     """The tile and train configs a pipeline runs (also used by the GUI's pre-flight check)."""
-    dense = config.task == "dense"
+    dense = config.task in ("dense", "multilabel")  # multi-label scene classifiers train on tiles too
     tile = TileJobConfig(scene=config.scene, aoi=config.aoi, mode="tiles" if dense else "patches",
                          tiling=config.tiling, sampling=config.sampling, split=config.split, cluster=config.cluster)
     train = TrainJobConfig(scene=config.scene, store=str(store_path), model=config.model,  # type: ignore[arg-type]
                            model_params=config.model_params, scheme=config.scheme,  # type: ignore[arg-type]
                            num_workers=config.num_workers, epochs=config.epochs, batch_size=config.batch_size,
-                           learning_rate=config.learning_rate, cluster=config.cluster, log_every=5)
+                           learning_rate=config.learning_rate, cluster=config.cluster,
+                           **{"log_every": 5, "mp_split": config.mp_split, **config.train_options})
     return tile, train
 
 
@@ -138,7 +139,8 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     artifacts: dict[str, Any] = {**train["artifacts"], "store": str(store_path)}
     metrics: dict[str, Any] = {"training": train["metrics"], "tiling": {"counts": info.counts,
                                                                        "skipped_nodata": info.skipped_nodata}}
-    if config.predict:
+    multilabel = config.task == "multilabel"  # a scene classifier: labels per tile, no per-pixel map
+    if config.predict and not multilabel:
         scene = SceneStore(ctx.db_url).get(config.scene)
         verify_files(scene)
         out = run_dir / "prediction.tif"
@@ -155,7 +157,9 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
         metrics["prediction_date"] = scene.acquisition(date).date
         ctx.tracker.set_artifacts(ctx.run_id, artifacts)
     test: dict[str, Any] | None = None
-    if info.counts.get("test"):
+    if multilabel:
+        log.info("run %d: multi-label model; its validation F1 scores are in the training metrics", ctx.run_id)
+    elif info.counts.get("test"):
         ctx.progress("evaluation", 0, 1)
         test = evaluate_bundle(train["artifacts"]["model"], store_path, "test")
         ctx.progress("evaluation", 1, 1)
@@ -179,7 +183,8 @@ def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
         _tile(config.tile_job, ctx, store_path)
         ctx.tracker.set_artifacts(ctx.run_id, {"store": str(store_path)})
     scene = None
-    if config.predict:
+    multilabel = config.task == "multilabel"  # a scene classifier: labels per tile, no per-pixel map
+    if config.predict and not multilabel:
         scene = SceneStore(ctx.db_url).get(config.scene)
         verify_files(scene)
     ctx.check_cancelled()

@@ -29,12 +29,9 @@ def available_models() -> dict[str, str]:
 
 def available_schemes() -> tuple[str, ...]:
     """Parallelism schemes the engine offers."""
-    try:
-        from core.training import SCHEMES  # type: ignore[attr-defined]
+    from core.configs import SCHEMES
 
-        return tuple(SCHEMES)
-    except (ImportError, AttributeError):
-        return ("single", "data_parallel")
+    return tuple(SCHEMES)
 
 
 class PipelineJobConfig(Frozen):
@@ -53,6 +50,10 @@ class PipelineJobConfig(Frozen):
     tiling: TilingConfig = TilingConfig(tile_size=64)
     sampling: SamplingConfig = SamplingConfig(patch_size=9, per_class=200)
     split: SplitConfig = SplitConfig()
+    mp_split: Literal["baseline", "optimized"] = "baseline"  # model_parallel only
+    train_options: dict[str, Any] = Field(
+        default_factory=dict, description="further TrainJobConfig fields (optimizer, mixup_alpha, worker_speeds, "
+                                          "warmup_epochs, lr_decay_at, patience, ...), validated by TrainJobConfig")
     predict: bool = True
     cluster: ClusterConfig = ClusterConfig()
 
@@ -66,7 +67,7 @@ class PipelineJobConfig(Frozen):
             raise ValueError(f"scheme {self.scheme!r} is not offered; choose one of {list(schemes)}")
         from core.configs import check_combination
 
-        check_combination(self.model, self.scheme, self.num_workers, None)
+        check_combination(self.model, self.scheme, self.num_workers, self.train_options.get("worker_speeds"))
         if self.scheme == "single" and self.num_workers != 1:
             raise ValueError(f"scheme 'single' runs on one worker but num_workers is {self.num_workers}; "
                              "set num_workers to 1 or choose 'data_parallel'")

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.configs import MODEL_NAMES, SCHEMES
+from jobs.engine_kinds import pipeline_parts
+from jobs.pipeline import PipelineJobConfig, available_models, available_schemes
+
+
+def test_gui_offers_every_model_and_scheme_of_the_engine():
+    assert set(available_models()) == set(MODEL_NAMES)
+    assert available_schemes() == SCHEMES
+
+
+def test_pipeline_passes_scheme_options_to_training():
+    cfg = PipelineJobConfig(scene="houston_crop", model="two_stream", scheme="model_parallel", num_workers=3,
+                            mp_split="optimized", train_options={"optimizer": "sgd_nesterov", "patience": 3})
+    tile, train = pipeline_parts(cfg, Path("/tmp/s.zarr"))
+    assert tile.mode == "patches" and train.scheme == "model_parallel" and train.mp_split == "optimized"
+    assert (train.optimizer, train.patience, train.num_workers) == ("sgd_nesterov", 3, 3)
+    resnet = PipelineJobConfig(scene="strzegom", model="resnet50", tiling={"tile_size": 32})
+    assert pipeline_parts(resnet, Path("/tmp/s.zarr"))[0].mode == "tiles"
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"model": "unet", "scheme": "model_parallel", "num_workers": 3}, "has a single branch"),
+    ({"model": "patch_cnn", "scheme": "heterogeneous", "num_workers": 1}, "needs num_workers >= 2"),
+    ({"model": "patch_cnn", "train_options": {"optimizer": "rmsprop"}}, "optimizer"),
+])
+def test_combinations_that_make_no_sense_are_refused(kw, message):
+    with pytest.raises((ValidationError, ValueError), match=message):
+        cfg = PipelineJobConfig(scene="s", **kw)
+        pipeline_parts(cfg, Path("/tmp/s.zarr"))
