@@ -68,10 +68,19 @@ def connect(config: ClusterConfig | None = None, timeout: float = 20) -> Cluster
     return ClusterHandle(Client(cluster), cluster)
 
 
+def live_workers(client: Client) -> dict[str, dict[str, Any]]:
+    """The scheduler's live workers (address -> info), asked directly.
+
+    ``client.scheduler_info()`` is a cache that the client refreshes every 2 s asking for no workers; a call that
+    races that refresh sees an empty or partial list (measured: 1 call in ~900), which would make live workers
+    look gone.
+    """
+    return dict(client.sync(client.scheduler.identity, n_workers=-1).get("workers", {}))
+
+
 def describe(client: Client) -> dict[str, Any]:
     """A JSON description of the cluster, stored with every run."""
-    info = client.scheduler_info()
-    workers = info.get("workers", {})
+    workers = live_workers(client)
     return {
         "scheduler": client.scheduler.address if client.scheduler else None,
         "dashboard": client.dashboard_link,

@@ -152,9 +152,10 @@ def _run_rank(fn: Callable[..., Any], slot_env: dict[str, str], use_horovod: boo
 
 # ---- driver side -----------------------------------------------------------------------------------------------
 def _workers(client: Client) -> dict[str, dict[str, Any]]:
-    """The scheduler's live workers, asked directly: ``client.scheduler_info()`` is a cache the client refreshes
-    in the background, and a refresh caught half-way lists no workers, which would make live ranks look dead."""
-    return dict(client.sync(client.scheduler.identity, n_workers=-1).get("workers", {}))
+    """The scheduler's live workers (see :func:`core.cluster.live_workers`: never the client's cache)."""
+    from core.cluster import live_workers
+
+    return live_workers(client)
 
 
 def _pick_workers(client: Client, num_ranks: int) -> list[str]:

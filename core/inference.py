@@ -327,7 +327,9 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
     tmp, conf_tmp = out.with_suffix(".tmp.tif"), out.with_suffix(".conf.tmp.tif")
     geom = resolved.geometry
     counts = np.zeros(256, dtype=np.int64)
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    from core.cluster import live_workers
+
+    n_workers = max(1, len(live_workers(client)))
     max_in_flight = 2 * n_workers + 2
 
     def submit(core: PixelWindow) -> Any:

@@ -71,7 +71,9 @@ def validate(config: TrainJobConfig, client: Client, store_path: str | Path) -> 
     if n_train < config.num_workers:
         raise ConfigError(f"the train split of {path} has {n_train} samples but num_workers={config.num_workers}: "
                           "every rank needs at least one; use fewer workers or a larger area of interest")
-    n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
+    from core.cluster import live_workers
+
+    n_workers = len(live_workers(client))
     if n_workers < config.num_workers:
         raise ClusterError(f"asked for {config.num_workers} ranks but the cluster has {n_workers} workers; start "
                            f"the cluster with at least {config.num_workers} worker processes or set num_workers <= "
