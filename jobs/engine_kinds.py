@@ -183,8 +183,7 @@ def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
         _tile(config.tile_job, ctx, store_path)
         ctx.tracker.set_artifacts(ctx.run_id, {"store": str(store_path)})
     scene = None
-    multilabel = config.task == "multilabel"  # a scene classifier: labels per tile, no per-pixel map
-    if config.predict and not multilabel:
+    if config.predict:
         scene = SceneStore(ctx.db_url).get(config.scene)
         verify_files(scene)
     ctx.check_cancelled()
