@@ -12,7 +12,8 @@ import pytest
 import zarr
 
 from core.configs import TrainJobConfig
-from core.tilestore import StoreInfo, TileStore
+from core.tilestore import TileStore
+from tests.stores import write_store
 
 CLASSES = ({"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest", "color": "#00ff00"},
            {"id": 5, "name": "urban", "color": "#ff0000"})
@@ -28,7 +29,7 @@ def make_store(path: Path, mode: str = "tiles", counts: dict[str, int] | None = 
     """
     rng = np.random.default_rng(seed)
     counts = counts or {"train": 8, "val": 4, "test": 2}
-    root = zarr.open_group(str(path), mode="w")
+    samples = {}
     ids = np.array([c["id"] for c in CLASSES])
     for split, n in counts.items():
         cls = rng.integers(0, len(ids), size=(n, size, size))
@@ -40,16 +41,8 @@ def make_store(path: Path, mode: str = "tiles", counts: dict[str, int] | None = 
             y = y[:, size // 2, size // 2].copy()
         if split == "train" and bad_label_at is not None:
             y[bad_label_at] = 9
-        g = root.require_group(split)
-        for name, arr in (("x_s2", x), ("y", y), ("valid", np.ones(n, bool)),
-                          ("loc", np.zeros((n, 4), np.int64)), ("date", np.zeros(n, np.int16))):
-            a = g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(1, *arr.shape[1:]))
-            a[...] = arr
-    info = StoreInfo(scene={"name": "tiny"}, config={}, mode=mode, modalities=("s2",), sample_size={"s2": size},
-                     classes=CLASSES, dates=(None,), counts=counts,
-                     band_stats={"s2": {"mean": [110.0] * bands, "std": [25.0] * bands}})
-    TileStore(path, mode="a").set_info(info)
-    return path
+        samples[split] = (x, y)
+    return write_store(path, samples, mode, CLASSES)
 
 
 def test_tiny_store_reads_back(tmp_path: Path) -> None:
