@@ -1,9 +1,11 @@
 """Checks run before a pipeline launch: is the AOI on the scene, are there enough labels, does the cluster fit?
 
-:func:`build_config` turns the launch form's values into a :class:`jobs.pipeline.PipelineJobConfig` (raising
-:class:`core.errors.ConfigError` that lists every bad field); :func:`aoi_stats` measures an AOI on a scene (area
-in km², label-grid pixels, labelled pixels per class); :func:`preflight` combines both with the cluster's size into
-a list of :class:`Check` messages. Errors block the launch, warnings do not.
+:func:`build_config` turns the launch form's values into a :class:`jobs.pipeline.PipelineJobConfig`, or a
+:class:`core.configs.BaselineJobConfig` for the classic baselines (raising :class:`core.errors.ConfigError` that
+lists every bad field); :func:`aoi_stats` measures an AOI on a scene (area in km², label-grid pixels, labelled
+pixels per class); :func:`preflight` combines both with the cluster's size into a list of :class:`Check` messages.
+Errors block the launch, warnings do not. :data:`MODEL_PARAMS`, :data:`TRAIN_OPTIONS` and :func:`recipe_defaults`
+say which advanced controls the form shows and their defaults, so the form and the CLI describe the same jobs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,11 +24,12 @@ from pyproj import CRS, Geod
 from rasterio.features import geometry_mask
 from shapely import affinity
 
-from core.configs import AOIConfig
+from core.configs import AOIConfig, BaselineJobConfig, TrainJobConfig
 from core.errors import AOIError, ConfigError
 from core.geometry import parse_geometry, resolve_aoi
+from core.multilabel import RESNET_RECIPE
 from core.scene import Scene
-from jobs.pipeline import PipelineJobConfig
+from jobs.pipeline import PipelineJobConfig, available_models
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,52 @@ MIN_LABELLED_PIXELS = 100
 MIN_PER_CLASS = 10
 FRAMEWORK_BYTES = 700 * 2**20
 """Resident memory of a worker with TensorFlow and Horovod loaded, before any data (measured order of magnitude)."""
-ACTIVATION_CHANNELS = {"dense": 192, "patch": 96}
-"""Sum of feature-map channels over a model's layers, per input pixel, for the activation-memory estimate."""
+ACTIVATION_CHANNELS = {"dense": 192, "patch": 96, "multilabel": 512}
+"""Sum of feature-map channels over a model's layers, per input pixel, for the activation-memory estimate (at the
+builder's default width; it scales with ``model_params["width"]``)."""
+BASELINE_BYTES = 300 * 2**20
+"""Resident memory of a worker fitting a scikit-learn baseline, before any data (order of magnitude)."""
+
+BASELINES: dict[str, str] = {"rf": "random forest", "knn": "k-nearest neighbours", "svm": "RBF support vector machine"}
+"""Classic per-pixel baselines the launch form offers next to the deep models (a ``baseline`` job on patches)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A model-size keyword of a model builder, as a launch-form control: ``low <= value <= high``.
+
+    ``default`` is the builder's default; its type (int, float, tuple of ints) is the control's type.
+    """
+
+    name: str
+    label: str
+    default: Any
+    low: float
+    high: float
+
+
+_WIDTH = "Width (filters of the first {})"
+_DROPOUT = Param("dropout", "Dropout", 0.5, 0.0, 0.95)
+_TWO_STREAM = (Param("width", _WIDTH.format("block"), 8, 1, 512),
+               Param("dense", "Dense units after fusion", (1000, 500), 1, 65536), _DROPOUT)
+MODEL_PARAMS: dict[str, tuple[Param, ...]] = {
+    "unet": (Param("width", _WIDTH.format("level"), 16, 1, 512), Param("depth", "Depth (down-samplings)", 4, 1, 8),
+             _DROPOUT),
+    "patch_cnn": (Param("width", _WIDTH.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
+    "resnet50": (Param("width", _WIDTH.format("stage (64 = ResNet-50)"), 64, 1, 512), _DROPOUT),
+    "two_stream": _TWO_STREAM, "two_stream_rgb": _TWO_STREAM, "two_stream_hsi": _TWO_STREAM,
+}
+"""Model name -> the size keywords of its builder (:mod:`core.models`) the form offers, with the builder's defaults."""
+
+TRAIN_OPTIONS = ("optimizer", "momentum", "warmup_epochs", "lr_decay_epochs", "lr_decay_at", "lr_decay_factor",
+                 "patience", "augment", "mixup_alpha", "label_fraction", "worker_speeds", "calibration_steps")
+"""The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
+_ONLY_FOR = {"label_fraction": ("task", "multilabel"), "calibration_steps": ("scheme", "heterogeneous"),
+             "mp_split": ("scheme", "model_parallel")}  # worker_speeds: core.configs.check_combination says so
+RECIPES: dict[str, dict[str, Any]] = {"resnet": {k: v for k, v in RESNET_RECIPE.items() if k != "model"}}
+"""Named training recipes the form can preset: :data:`TRAIN_OPTIONS` values (the ResNet paper's)."""
+RECIPE_FOR_MODEL: dict[str, str] = {RESNET_RECIPE["model"]: "resnet"}
+"""Model name -> the recipe of its paper, offered as a one-click preset."""
 
 Level = Literal["error", "warning", "info"]
 
@@ -85,47 +133,168 @@ class PreflightReport:
         return [c.message for c in self.checks if c.level == "error"]
 
 
-def build_config(values: dict[str, Any]) -> PipelineJobConfig:
-    """A validated pipeline config from the launch form's values.
+def launch_models() -> dict[str, str]:
+    """What the launch form offers: deep model name -> task, and each classic baseline -> ``"baseline"``."""
+    return {**available_models(), **{m: "baseline" for m in BASELINES}}
+
+
+def param_defaults(model: str) -> dict[str, Any]:
+    """The builder defaults of ``model``'s size parameters (:data:`MODEL_PARAMS`); empty for baselines."""
+    return {p.name: p.default for p in MODEL_PARAMS.get(model, ())}
+
+
+def recipe_defaults(recipe: str | None = None) -> dict[str, Any]:
+    """Defaults of the :data:`TRAIN_OPTIONS` controls: :class:`TrainJobConfig`'s, overlaid with a named recipe.
+
+    Raises:
+        ConfigError: ``recipe`` is not one of :data:`RECIPES`.
+    """
+    if recipe is not None and recipe not in RECIPES:
+        raise ConfigError(f"training recipe {recipe!r} is unknown; choose one of {sorted(RECIPES)} or none")
+    fields = TrainJobConfig.model_fields
+    return {**{k: fields[k].default for k in TRAIN_OPTIONS}, **RECIPES.get(recipe or "", {})}
+
+
+def _numbers(value: Any, name: str, cast: type, problems: list[str]) -> tuple[Any, ...] | None:
+    """A tuple of numbers from a comma-separated text (or a sequence); None when empty."""
+    if value is None or isinstance(value, str) and not value.strip():
+        return None
+    parts = value.replace(";", ",").split(",") if isinstance(value, str) else list(value)
+    try:
+        return tuple(cast(str(p).strip()) for p in parts)
+    except ValueError:
+        problems.append(f"{name}: {value!r} is not a comma-separated list of {cast.__name__} numbers (e.g. "
+                        f"{'1000, 500' if cast is int else '0.3, 0.6, 0.8'})")
+        return None
+
+
+def _model_params(model: str, given: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    specs = {p.name: p for p in MODEL_PARAMS.get(model, ())}
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        spec = specs.get(name)
+        if spec is None:
+            problems.append(f"model_params.{name}: model {model!r} has no size parameter {name!r}; it takes "
+                            f"{sorted(specs) or 'none'}")
+            continue
+        if isinstance(spec.default, tuple):
+            value = _numbers(value, f"model_params.{name}", int, problems)
+            if value is None:
+                continue
+        cast = type(spec.default[0] if isinstance(spec.default, tuple) else spec.default)
+        try:
+            items = tuple(cast(v) for v in (value if isinstance(value, tuple) else (value,)))
+        except (TypeError, ValueError):
+            items = ()
+        if not items or any(not spec.low <= v <= spec.high for v in items):
+            problems.append(f"model_params.{name}: {value!r} is not a number in [{spec.low:g}, {spec.high:g}]; "
+                            f"give the {spec.label.lower()} in that range (default {spec.default!r})")
+            continue
+        out[name] = items if isinstance(spec.default, tuple) else items[0]
+    return out
+
+
+def _train_options(values: dict[str, Any], task: str, problems: list[str]) -> dict[str, Any]:
+    opts = {k: values[k] for k in TRAIN_OPTIONS if values.get(k) is not None}
+    if "worker_speeds" in opts:
+        opts["worker_speeds"] = _numbers(opts["worker_speeds"], "worker_speeds", float, problems)
+    if "lr_decay_at" in opts:
+        at = opts["lr_decay_at"] = _numbers(opts["lr_decay_at"], "lr_decay_at", float, problems)
+        if at and (any(not 0 < f < 1 for f in at) or list(at) != sorted(at)):
+            problems.append(f"lr_decay_at: {list(at)} must be increasing fractions of the epochs between 0 and 1 "
+                            "(the ResNet recipe: 0.3, 0.6, 0.8)")
+    if opts.get("lr_decay_epochs") == 0:  # the form's "0 = no step decay"
+        opts["lr_decay_epochs"] = None
+    where = {"task": task, "scheme": values.get("scheme")}
+    for name, (what, wanted) in _ONLY_FOR.items():
+        if values.get(name) is not None and where[what] != wanted:
+            problems.append(f"{name}: only used when the {what} is {wanted!r}, not {where[what]!r}; remove it")
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _common(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The AOI and split of the form's values, as config dicts."""
+    aoi = {"geometry": values.get("aoi"), "crs": values.get("aoi_crs", "EPSG:4326")}
+    split = {"method": values.get("split_method", "spatial"),
+             "fractions": tuple(values.get("fractions", (0.6, 0.2, 0.2))), "test_date": values.get("test_date") or None}
+    return aoi, split
+
+
+def _baseline_data(values: dict[str, Any]) -> dict[str, Any]:
+    """A baseline job that tiles the AOI into patches first; it maps the AOI (the test date for a date split)."""
+    aoi, split = _common(values)
+    tile: dict[str, Any] = {"scene": values.get("scene"), "aoi": aoi, "mode": "patches", "split": split,
+                            "sampling": {"patch_size": int(values.get("size") or 0),
+                                         "per_class": values.get("per_class") or None}}
+    data: dict[str, Any] = {"scene": values.get("scene"), "tile_job": tile, "method": values.get("model"),
+                            "aoi": aoi, "predict": values.get("predict", True),
+                            "date": split["test_date"] if split["method"] == "date" else None}
+    data.update({k: values[k] for k in ("features", "max_train_samples") if values.get(k) is not None})
+    if values.get("scheduler_address"):
+        data["cluster"] = tile["cluster"] = {"scheduler_address": values["scheduler_address"]}
+    return data
+
+
+def build_config(values: dict[str, Any]) -> PipelineJobConfig | BaselineJobConfig:
+    """A validated job config from the launch form's values.
 
     ``values`` holds ``scene, model, scheme, num_workers, epochs, batch_size, learning_rate, size`` (tile size for
-    dense models, patch size for patch models), optional ``aoi`` (GeoJSON in EPSG:4326, None = whole scene),
-    ``split_method`` ("spatial"/"date"), ``fractions`` (train, val, test), ``test_date``, ``per_class``.
+    dense and multi-label models, patch size for patch models and baselines), optional ``aoi`` (GeoJSON in
+    EPSG:4326, None = whole scene), ``split_method`` ("spatial"/"date"), ``fractions`` (train, val, test),
+    ``test_date``, ``per_class``. Advanced, all optional: ``model_params`` (see :data:`MODEL_PARAMS`; tuples may be
+    comma-separated text), ``mp_split`` (scheme "model_parallel" only), the :data:`TRAIN_OPTIONS` (``lr_decay_at``
+    and ``worker_speeds`` may be comma-separated text; ``lr_decay_epochs`` 0 = none; ``label_fraction`` for
+    multi-label models, ``worker_speeds`` / ``calibration_steps`` for scheme "heterogeneous" only).
+
+    A model of :data:`BASELINES` gives a :class:`BaselineJobConfig` whose ``tile_job`` samples patches of ``size``
+    from the same AOI and split (``features``, ``max_train_samples`` and ``predict`` optional; the deep-model
+    fields are not used). Otherwise a :class:`PipelineJobConfig`, whose train options are checked by building
+    the run's :class:`TrainJobConfig` (:func:`jobs.engine_kinds.pipeline_parts`).
 
     Raises:
         ConfigError: listing every invalid field with what is expected.
     """
-    from jobs.pipeline import available_models
+    from jobs.engine_kinds import pipeline_parts
 
-    task = available_models().get(values.get("model", ""), "dense")
-    size = int(values.get("size") or 0)
-    data: dict[str, Any] = {
-        "scene": values.get("scene"),
-        "aoi": {"geometry": values.get("aoi"), "crs": values.get("aoi_crs", "EPSG:4326")},
-        "model": values.get("model"),
-        "scheme": values.get("scheme"),
-        "num_workers": values.get("num_workers"),
-        "epochs": values.get("epochs"),
-        "batch_size": values.get("batch_size"),
-        "learning_rate": values.get("learning_rate"),
-        "split": {"method": values.get("split_method", "spatial"),
-                  "fractions": tuple(values.get("fractions", (0.6, 0.2, 0.2))),
-                  "test_date": values.get("test_date") or None},
-    }
-    if task == "dense":
-        data["tiling"] = {"tile_size": size}
-    else:
-        data["sampling"] = {"patch_size": size, "per_class": values.get("per_class") or None}
-    if values.get("scheduler_address"):
-        data["cluster"] = {"scheduler_address": values["scheduler_address"]}
+    problems: list[str] = []
+    model = values.get("model", "")
+    config: PipelineJobConfig | BaselineJobConfig | None = None
     try:
-        return PipelineJobConfig.model_validate(data)
+        if model in BASELINES:
+            config = BaselineJobConfig.model_validate(_baseline_data(values))
+        else:
+            task = available_models().get(model, "dense")
+            aoi, split = _common(values)
+            data: dict[str, Any] = {
+                "scene": values.get("scene"), "aoi": aoi, "model": model, "scheme": values.get("scheme"),
+                "num_workers": values.get("num_workers"), "epochs": values.get("epochs"),
+                "batch_size": values.get("batch_size"), "learning_rate": values.get("learning_rate"), "split": split,
+                "model_params": _model_params(model, dict(values.get("model_params") or {}), problems),
+                "train_options": _train_options(values, task, problems),
+            }
+            if values.get("mp_split") is not None:
+                data["mp_split"] = values["mp_split"]
+            size = int(values.get("size") or 0)
+            if task in ("dense", "multilabel"):
+                data["tiling"] = {"tile_size": size}
+            else:
+                data["sampling"] = {"patch_size": size, "per_class": values.get("per_class") or None}
+            if values.get("scheduler_address"):
+                data["cluster"] = {"scheduler_address": values["scheduler_address"]}
+            config = PipelineJobConfig.model_validate(data)
+            pipeline_parts(config, Path("store.zarr"))  # the train options are validated as the run will
+            depth = {**param_defaults(config.model), **config.model_params}.get("depth", 0)
+            if config.task == "dense" and config.tiling.tile_size % 2**depth:
+                problems.append(f"tiling.tile_size: a {config.tiling.tile_size}-px tile is not divisible by "
+                                f"2**depth = {2**depth} (U-Net depth {depth}); use a tile size that is a multiple of "
+                                f"{2**depth} or a smaller depth")
     except ValidationError as exc:
-        lines = []
         for e in exc.errors():
             loc = ".".join(str(p) for p in e["loc"]) or "config"
-            lines.append(f"{loc}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r:.80})")
-        raise ConfigError("the launch settings are not valid:\n" + "\n".join(f"- {x}" for x in lines)) from exc
+            problems.append(f"{loc}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r:.80})")
+    if problems or config is None:
+        raise ConfigError("the launch settings are not valid:\n" + "\n".join(f"- {x}" for x in problems))
+    return config
 
 
 def _pixel_area_km2(scene: Scene) -> float | None:
@@ -173,33 +342,52 @@ def aoi_stats(scene: Scene, aoi: AOIConfig) -> AOIStats:
                     per_class=per_class, warnings=resolved.warnings, whole_scene=resolved.whole_scene)
 
 
-def estimate_memory_per_worker(config: PipelineJobConfig, scene: Scene, stats: AOIStats | None) -> int:
+def _n_patches(per_class: int | None, scene: Scene, stats: AOIStats | None) -> int:
+    """Patches a patch sampling takes from the AOI: every labelled pixel, or ``per_class`` of each class."""
+    labelled = stats.labelled if stats else scene.primary.height * scene.primary.width
+    n_classes = max(1, len(stats.per_class) if stats else len(scene.classes))
+    return min(labelled, per_class * n_classes) if per_class else labelled
+
+
+def estimate_memory_per_worker(config: PipelineJobConfig | BaselineJobConfig, scene: Scene,
+                               stats: AOIStats | None) -> int:
     """A rough upper estimate of one worker's peak memory in bytes for ``config`` on ``scene``.
 
-    Framework baseline + the worker's shard of the training samples (float32) + activations and gradients of one
-    batch (2x forward activations, ``ACTIVATION_CHANNELS`` per pixel) + inference buffers of one tile.
+    Pipelines: framework baseline + the worker's shard of the training samples (float32) + activations and
+    gradients of one batch (2x forward activations, ``ACTIVATION_CHANNELS`` per pixel, scaled by the model's width)
+    + inference buffers of one tile. Baselines (fitted on one worker): scikit-learn baseline + three float32
+    copies of the train rows (at most ``max_train_samples``; one feature per band, or per band and patch pixel with
+    ``features="patch"``) + two prediction batches.
     """
     bands = sum(m.band_count for m in scene.modalities)
+    if isinstance(config, BaselineJobConfig):
+        tile = config.tile_job
+        side = tile.sampling.patch_size if tile is not None and config.features == "patch" else 1
+        available = _n_patches(tile.sampling.per_class if tile else None, scene, stats)
+        rows = min(config.max_train_samples, available * (tile.split.fractions[0] if tile else 1.0))
+        features = side * side * bands
+        return int(BASELINE_BYTES + 3 * rows * features * 4 + 2 * config.batch_size * features * 4)
     dates = max(1, len(scene.acquisitions))
-    if config.task == "dense":
+    if config.task in ("dense", "multilabel"):
         side = config.tiling.tile_size
         rows, cols = stats.bbox_shape if stats else (scene.primary.height, scene.primary.width)
         n_samples = math.ceil(rows / config.tiling.step) * math.ceil(cols / config.tiling.step) * dates
     else:
         side = config.sampling.patch_size
-        labelled = stats.labelled if stats else scene.primary.height * scene.primary.width
-        n_classes = max(1, len(stats.per_class) if stats else len(scene.classes))
-        per_class = config.sampling.per_class
-        n_samples = min(labelled, per_class * n_classes) if per_class else labelled
+        n_samples = _n_patches(config.sampling.per_class, scene, stats)
     sample_bytes = side * side * (bands + 1) * 4
     shard = n_samples * sample_bytes / max(1, config.num_workers)
-    activations = 2 * config.batch_size * side * side * ACTIVATION_CHANNELS[config.task] * 4
+    width = param_defaults(config.model).get("width")
+    scale = config.model_params.get("width", width) / width if width else 1.0
+    activations = 2 * config.batch_size * side * side * ACTIVATION_CHANNELS[config.task] * scale * 4
     return int(FRAMEWORK_BYTES + shard + activations + 4 * sample_bytes * config.batch_size)
 
 
-def preflight(config: PipelineJobConfig, scene: Scene, cluster_workers: int | None = None,
+def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, cluster_workers: int | None = None,
               worker_memory_bytes: int | None = None) -> PreflightReport:
     """Every check before launching ``config`` on ``scene``.
+
+    A baseline is checked on the AOI its tile job samples, and needs one worker (it is fitted on one).
 
     Args:
         cluster_workers: workers of the cluster the job will use (None: the cluster could not be reached).
@@ -207,15 +395,18 @@ def preflight(config: PipelineJobConfig, scene: Scene, cluster_workers: int | No
     """
     checks: list[Check] = []
     stats: AOIStats | None = None
+    pipeline = config if isinstance(config, PipelineJobConfig) else None
+    aoi = config.tile_job.aoi if isinstance(config, BaselineJobConfig) and config.tile_job else config.aoi
+    workers = pipeline.num_workers if pipeline else 1
     if not scene.has_labels:
         checks.append(Check("error", f"scene {scene.name!r} has no label rasters, so nothing can be trained on it; "
                                      "register it again with labels"))
-    if not scene.georeferenced and config.aoi.geometry is not None and config.aoi.crs.lower() != "pixel":
+    if not scene.georeferenced and aoi.geometry is not None and aoi.crs.lower() != "pixel":
         checks.append(Check("error", f"scene {scene.name!r} is not georeferenced: it cannot be placed on the map, "
                                      "so a drawn AOI does not apply; launch it on the whole scene"))
     else:
         try:
-            stats = aoi_stats(scene, config.aoi)
+            stats = aoi_stats(scene, aoi)
         except AOIError as exc:
             checks.append(Check("error", str(exc)))
     if stats is not None:
@@ -230,21 +421,31 @@ def preflight(config: PipelineJobConfig, scene: Scene, cluster_workers: int | No
             listing = ", ".join(f"{names.get(c, c)} ({n})" for c, n in sorted(rare.items()))
             checks.append(Check("warning", f"classes with fewer than {MIN_PER_CLASS} labelled pixels in the AOI: "
                                            f"{listing}; their scores will be unreliable"))
-        if config.task == "dense" and min(stats.bbox_shape) < config.tiling.tile_size:
+        if pipeline and pipeline.task != "patch" and min(stats.bbox_shape) < pipeline.tiling.tile_size:
             checks.append(Check("warning", f"the AOI ({stats.bbox_shape[0]}x{stats.bbox_shape[1]} px) is smaller "
-                                           f"than one tile ({config.tiling.tile_size} px): tiles are padded"))
+                                           f"than one tile ({pipeline.tiling.tile_size} px): tiles are padded"))
+    modalities = [m.name for m in scene.modalities]
+    if pipeline and pipeline.scheme == "model_parallel" and len(modalities) != 2:
+        checks.append(Check("error", f"scheme 'model_parallel' runs one branch per modality (RGB and HSI) but scene "
+                                     f"{scene.name!r} has {modalities}; use a scene with two modalities or scheme "
+                                     "'data_parallel'"))
+    if pipeline and pipeline.model in ("two_stream_rgb", "two_stream_hsi") and len(modalities) != 1:
+        checks.append(Check("error", f"model {pipeline.model!r} trains on one modality but the pipeline tiles all of "
+                                     f"scene {scene.name!r}'s {modalities}; use 'two_stream' for both"))
     if cluster_workers is None:
         checks.append(Check("warning", "the Dask cluster could not be reached, so its size is not checked; the job "
                                        "fails at start if it has too few workers"))
-    elif config.num_workers > cluster_workers:
-        checks.append(Check("error", f"the job asks for {config.num_workers} workers but the cluster has "
+    elif workers > cluster_workers:
+        checks.append(Check("error", f"the job asks for {workers} workers but the cluster has "
                                      f"{cluster_workers}; lower the number of workers to {cluster_workers} or "
                                      "add workers to the cluster"))
     mem = estimate_memory_per_worker(config, scene, stats)
     text = f"estimated peak memory per worker: {mem / 2**30:.2f} GiB (rough)"
+    hint = ("lower the batch size or tile/patch size, or use more workers" if pipeline
+            else "lower max_train_samples or use features 'center'")
     if worker_memory_bytes and mem > worker_memory_bytes:
         checks.append(Check("error", f"{text}, above the worker memory limit of {worker_memory_bytes / 2**30:.2f} "
-                                     "GiB; lower the batch size or tile/patch size, or use more workers"))
+                                     f"GiB; {hint}"))
     elif worker_memory_bytes and mem > 0.8 * worker_memory_bytes:
         checks.append(Check("warning", f"{text}, close to the worker memory limit of "
                                        f"{worker_memory_bytes / 2**30:.2f} GiB"))

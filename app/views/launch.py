@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import streamlit as st
 from streamlit_folium import st_folium
@@ -12,8 +13,9 @@ from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
 from jobs import launch as launcher
 from jobs.overlays import scene_quicklook
-from jobs.pipeline import available_models, available_schemes
-from jobs.preflight import AOIStats, aoi_stats, build_config, preflight
+from jobs.pipeline import available_schemes
+from jobs.preflight import (BASELINES, MODEL_PARAMS, RECIPE_FOR_MODEL, AOIStats, aoi_stats, build_config,
+                            launch_models, preflight, recipe_defaults)
 
 P = "launch"  # session-state prefix
 
@@ -27,6 +29,70 @@ def _stats(db_url: str, scene_name: str, aoi_json: str | None) -> AOIStats:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _quicklook(paths: tuple[str, ...]):  # type: ignore[no-untyped-def]
     return scene_quicklook(paths)
+
+
+def _model_label(name: str, task: str) -> str:
+    return f"{name} (baseline: {BASELINES[name]})" if task == "baseline" else f"{name} ({task})"
+
+
+def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -> dict[str, Any]:
+    """Model size and training recipe of a deep model (only the fields that apply), as build_config's values."""
+    params: dict[str, Any] = {}
+    st.caption(f"Model size ({model})")
+    for col, p in zip(st.columns(3), MODEL_PARAMS.get(model, ())):
+        wkey = state.key(P, f"{model}_{p.name}")
+        if isinstance(p.default, tuple):
+            params[p.name] = col.text_input(p.label, ", ".join(map(str, p.default)), key=wkey)
+        else:
+            kind = type(p.default)
+            params[p.name] = col.number_input(p.label, kind(p.low), kind(p.high), p.default, key=wkey,
+                                              step=kind(1) if kind is int else 0.05)
+    d = recipe_defaults(recipe)
+
+    def k(name: str) -> str:  # a preset recipe's controls are new widgets, so they start at its values
+        return state.key(P, f"{name}_{recipe or 'default'}")
+
+    v: dict[str, Any] = {"model_params": params}
+    if scheme == "model_parallel":
+        v["mp_split"] = st.radio("Model-parallel split", ["baseline", "optimized"], key=state.key(P, "mp_split"),
+                                 horizontal=True, help="optimized: the last conv block of both branches runs on the "
+                                                       "fusion rank (less traffic)")
+    st.caption("Training recipe")
+    c = st.columns(4)
+    optimizers = ["adam", "sgd_nesterov"]
+    v["optimizer"] = c[0].selectbox("Optimizer", optimizers, optimizers.index(d["optimizer"]), key=k("optimizer"))
+    v["momentum"] = c[1].number_input("Momentum (SGD)", 0.0, 0.999, d["momentum"], 0.05, key=k("momentum"))
+    v["warmup_epochs"] = c[2].number_input("Warm-up epochs", 0, 1000, d["warmup_epochs"], key=k("warmup"))
+    v["patience"] = c[3].number_input("Early-stop patience (epochs)", 1, 1000, d["patience"], key=k("patience"))
+    c = st.columns(4)
+    v["lr_decay_epochs"] = c[0].number_input("LR decay every N epochs (0 = off)", 0, 1000,
+                                             d["lr_decay_epochs"] or 0, key=k("decay_epochs"))
+    v["lr_decay_at"] = c[1].text_input("or at fractions of the epochs", ", ".join(map(str, d["lr_decay_at"] or ())),
+                                       key=k("decay_at"), placeholder="e.g. 0.3, 0.6, 0.8 (overrides N)")
+    v["lr_decay_factor"] = c[2].number_input("LR decay factor", 0.001, 1.0, d["lr_decay_factor"], 0.05,
+                                             key=k("decay_factor"))
+    v["mixup_alpha"] = c[3].number_input("Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"))
+    c = st.columns(4)
+    v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"))
+    if task == "multilabel":
+        v["label_fraction"] = c[1].number_input("Label fraction", 0.001, 1.0, d["label_fraction"], 0.01,
+                                                key=k("label_fraction"),
+                                                help="a class is present in a tile when it covers this fraction")
+    if scheme == "heterogeneous":
+        v["worker_speeds"] = c[2].text_input("Worker speeds (blank = measure)", key=state.key(P, "worker_speeds"),
+                                             placeholder="one per worker, e.g. 1, 1, 0.5")
+        v["calibration_steps"] = c[3].number_input("Calibration steps", 1, 1000, d["calibration_steps"],
+                                                   key=state.key(P, "calibration_steps"))
+    return v
+
+
+def _baseline_controls() -> dict[str, Any]:
+    c = st.columns(3)
+    return {"features": c[0].radio("Features", ["center", "patch"], key=state.key(P, "bl_features"), horizontal=True,
+                                   help="center: the labelled pixel's bands; patch: the whole patch, flattened"),
+            "max_train_samples": c[1].number_input("Max train samples", 10, 10_000_000, 50_000,
+                                                   key=state.key(P, "bl_max_train")),
+            "predict": c[2].checkbox("Map the AOI with it", True, key=state.key(P, "bl_predict"))}
 
 
 st.title("Map and launch")
@@ -91,44 +157,58 @@ else:
         st.error(str(exc))
 
 st.subheader("Job")
-models = available_models()
+models = launch_models()
 schemes = list(available_schemes())
 cols = st.columns(2)
 model = cols[0].selectbox("Model", list(models), key=state.key(P, "model"),
-                          format_func=lambda m: f"{m} ({models[m]})")
-scheme = cols[1].selectbox("Parallelism scheme", schemes, key=state.key(P, "scheme"),
-                           index=schemes.index("data_parallel") if "data_parallel" in schemes else 0)
+                          format_func=lambda m: _model_label(m, models[m]))
 task = models[model]
+baseline = task == "baseline"  # an RF / KNN / SVM baseline job on patches of the AOI
+scheme = cols[1].selectbox("Parallelism scheme", schemes, key=state.key(P, "scheme"), disabled=baseline,
+                           index=schemes.index("data_parallel") if "data_parallel" in schemes else 0,
+                           help="baselines are fitted on one worker" if baseline else None)
+recipe = RECIPE_FOR_MODEL.get(model)
+if recipe and not st.toggle("ResNet paper recipe: SGD with Nesterov momentum, 5 warm-up epochs, LR x0.1 at 30/60/80 "
+                            "% of the epochs, mixup 0.2 (keep the learning rate 0.001 to get 0.1·k·n/256)",
+                            key=state.key(P, f"recipe_{recipe}")):
+    recipe = None
+tiles = task in ("dense", "multilabel")
+size_task = "patch" if baseline else task
 with st.form(state.key(P, "form")):
+    if not baseline:
+        c = st.columns(4)
+        workers = c[0].number_input("Workers", min_value=1, max_value=256, value=1 if scheme == "single" else 2,
+                                    key=state.key(P, "workers"))
+        epochs = c[1].number_input("Epochs", min_value=1, max_value=1000, value=5, key=state.key(P, "epochs"))
+        batch = c[2].number_input("Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"))
+        lr = c[3].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.5f",
+                               key=state.key(P, "lr"))
     c = st.columns(4)
-    workers = c[0].number_input("Workers", min_value=1, max_value=256, value=1 if scheme == "single" else 2,
-                                key=state.key(P, "workers"))
-    epochs = c[1].number_input("Epochs", min_value=1, max_value=1000, value=5, key=state.key(P, "epochs"))
-    batch = c[2].number_input("Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"))
-    lr = c[3].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.5f",
-                           key=state.key(P, "lr"))
-    c = st.columns(4)
-    size = c[0].number_input("Tile size (px)" if task == "dense" else "Patch size (px, odd)", min_value=1,
-                             max_value=2048, value=64 if task == "dense" else 9, key=state.key(P, f"size_{task}"))
+    size = c[0].number_input("Tile size (px)" if tiles else "Patch size (px, odd)", min_value=1,
+                             max_value=2048, value=64 if tiles else 9, key=state.key(P, f"size_{size_task}"))
     split = c[1].radio("Split", ["spatial", "date"], key=state.key(P, "split"), horizontal=True)
     dates = [d for d in scene.dates if d]
     test_date = c[2].selectbox("Test date (date split)", [""] + dates, key=state.key(P, "test_date"),
                              format_func=lambda d: d or "(none)")
-    per_class = c[3].number_input("Patches per class (0 = all)", min_value=0, value=200 if task == "patch" else 0,
-                                  key=state.key(P, "per_class"), disabled=task != "patch")
+    per_class = c[3].number_input("Patches per class (0 = all)", min_value=0, value=0 if tiles else 200,
+                                  key=state.key(P, "per_class"), disabled=tiles)
     f = st.columns(3)
     train_f = f[0].number_input("Train fraction", 0.0, 1.0, 0.6, 0.05, key=state.key(P, "f_train"))
     val_f = f[1].number_input("Validation fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_val"))
     test_f = f[2].number_input("Test fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_test"))
+    with st.expander("Advanced"):
+        advanced = _baseline_controls() if baseline else _training_controls(model, task, scheme, recipe)
     b = st.columns([1, 1, 4])
     check = b[0].form_submit_button("Pre-flight check", key=state.key(P, "check"))
     go = b[1].form_submit_button("Launch", type="primary", key=state.key(P, "go"))
 
 if check or go:
-    values = {"scene": scene.name, "aoi": aoi, "model": model, "scheme": scheme, "num_workers": int(workers),
-              "epochs": int(epochs), "batch_size": int(batch), "learning_rate": float(lr), "size": int(size),
-              "split_method": split, "fractions": (train_f, val_f, test_f), "test_date": test_date or None,
-              "per_class": int(per_class) or None}
+    values = {"scene": scene.name, "aoi": aoi, "model": model, "size": int(size), "split_method": split,
+              "fractions": (train_f, val_f, test_f), "test_date": test_date or None,
+              "per_class": int(per_class) or None, **advanced}
+    if not baseline:
+        values.update({"scheme": scheme, "num_workers": int(workers), "epochs": int(epochs),
+                       "batch_size": int(batch), "learning_rate": float(lr)})
     if scene.georeferenced and aoi is None and not whole:
         st.error("No AOI: draw a rectangle or polygon on the map, paste one, or tick *Use the whole scene*.")
     else:

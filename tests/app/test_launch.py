@@ -127,7 +127,7 @@ def test_not_georeferenced_scene_runs_on_whole_scene(home: Path, tmp_path: Path,
     at = app_test("launch").run()
     assert not at.exception
     assert "is not georeferenced" in _texts(at.info)
-    assert not at.get("arrow_data_frame") and not at.checkbox  # no map, no whole-scene switch
+    assert not at.get("arrow_data_frame") and "launch_whole" not in [c.key for c in at.checkbox]  # no map, no switch
     m = _metrics(at)
     assert m["Pixels"] == f"{32 * 48:,}" and m["Area"] == "n/a"
 
@@ -140,3 +140,94 @@ def test_more_workers_than_the_cluster_has(tiny_scene: Any, cluster_client: Any,
     at.number_input(key="launch_workers").set_value(3)
     at.button(key="launch_check").click().run()
     assert "the job asks for 3 workers but the cluster has 2" in _texts(at.error)
+
+
+def _fake_launch(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    from db.runs import RunTracker
+    from jobs import launch
+
+    launched: list[Any] = []
+
+    def fake(config: Any, scheduler: str | None = None, db: str | None = None) -> int:
+        launched.append(config)
+        return RunTracker(db).create(config.kind, config.model_dump(mode="json"))
+
+    monkeypatch.setattr(launch, "launch_detached", fake)
+    return launched
+
+
+def _keys(elements: Any) -> list[str]:
+    return [e.key for e in elements]
+
+
+def register_duo(home: Path, tmp_path: Path, db_url: str) -> Any:
+    """A registered 64x64 scene 'duo' with two modalities (rgb, hsi) on one grid, two classes, all labelled."""
+    from core.registry import SceneSpec, register_scene
+    from db.scenes import SceneStore
+    from tests.app.conftest import T0
+
+    rgb = write_raster(tmp_path / "rgb.tif", np.ones((3, SIZE, SIZE), dtype="uint8"), transform=T0)
+    hsi = write_raster(tmp_path / "hsi.tif", np.ones((4, SIZE, SIZE), dtype="uint16"), transform=T0)
+    lab = np.ones((SIZE, SIZE), dtype="uint8")
+    lab[:, SIZE // 2:] = 2
+    labels = write_raster(tmp_path / "lab.tif", lab, transform=T0)
+    return register_scene(SceneSpec.model_validate({
+        "name": "duo", "classes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        "acquisitions": [{"files": {"rgb": [str(rgb)], "hsi": [str(hsi)]}, "labels": str(labels)}]}),
+        SceneStore(db_url), home)
+
+
+def test_model_parallel_shows_the_split_and_launches_it(home: Path, tmp_path: Path, db_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    register_duo(home, tmp_path, db_url)
+    launched = _fake_launch(monkeypatch)
+    at = app_test("launch").run()
+    at.checkbox(key="launch_whole").check()
+    at.selectbox(key="launch_model").set_value("two_stream").run()
+    assert "launch_mp_split" not in _keys(at.radio)  # data_parallel: no split to choose
+    at.selectbox(key="launch_scheme").set_value("model_parallel").run()
+    assert "launch_mp_split" in _keys(at.radio)
+    assert "launch_worker_speeds" not in _keys(at.text_input)
+    at.radio(key="launch_mp_split").set_value("optimized")
+    at.number_input(key="launch_workers").set_value(3)
+    at.text_input(key="launch_two_stream_dense").set_value("64, 32")
+    at.button(key="launch_go").click().run()
+    assert "Launched run 1" in _texts(at.success), _texts(at.error)
+    cfg = launched[0]
+    assert (cfg.kind, cfg.scheme, cfg.mp_split, cfg.num_workers) == ("pipeline", "model_parallel", "optimized", 3)
+    assert cfg.model_params["dense"] == (64, 32)
+
+
+def test_baseline_launches_a_baseline_job(tiny_scene: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    launched = _fake_launch(monkeypatch)
+    at = _page(pixel_box_wgs84(0, 0, 64, 64))
+    at.selectbox(key="launch_model").set_value("rf").run()
+    assert at.selectbox(key="launch_scheme").disabled
+    assert "launch_workers" not in _keys(at.number_input) and "launch_optimizer_default" not in _keys(at.selectbox)
+    at.number_input(key="launch_size_patch").set_value(5)
+    at.number_input(key="launch_per_class").set_value(30)
+    at.radio(key="launch_bl_features").set_value("patch")
+    at.button(key="launch_go").click().run()
+    assert "Launched run 1" in _texts(at.success), _texts(at.error)
+    cfg = launched[0]
+    assert (cfg.kind, cfg.method, cfg.features, cfg.predict) == ("baseline", "rf", "patch", True)
+    assert cfg.tile_job.mode == "patches" and cfg.tile_job.sampling.patch_size == 5
+    assert cfg.tile_job.sampling.per_class == 30 and cfg.tile_job.aoi.geometry == pixel_box_wgs84(0, 0, 64, 64)
+
+
+def test_resnet_recipe_preset_and_bad_advanced_value(tiny_scene: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    launched = _fake_launch(monkeypatch)
+    at = _page(pixel_box_wgs84(0, 0, 64, 64))
+    at.selectbox(key="launch_model").set_value("resnet50").run()
+    at.toggle(key="launch_recipe_resnet").set_value(True).run()
+    assert at.selectbox(key="launch_optimizer_resnet").value == "sgd_nesterov"
+    at.text_input(key="launch_decay_at_resnet").set_value("0.5, 0.2")
+    at.button(key="launch_check").click().run()
+    assert "lr_decay_at: [0.5, 0.2] must be increasing fractions" in _texts(at.error)
+    at.text_input(key="launch_decay_at_resnet").set_value("0.3, 0.6, 0.8")
+    at.number_input(key="launch_size_multilabel").set_value(32)
+    at.button(key="launch_go").click().run()
+    assert "Launched run 1" in _texts(at.success), _texts(at.error)
+    opts = launched[0].train_options
+    assert (opts["optimizer"], opts["warmup_epochs"], opts["lr_decay_at"]) == ("sgd_nesterov", 5, (0.3, 0.6, 0.8))
+    assert (opts["lr_decay_factor"], opts["mixup_alpha"], opts["label_fraction"]) == (0.1, 0.2, 0.05)
