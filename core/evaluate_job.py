@@ -5,6 +5,8 @@ confusion matrix) and :func:`run_evaluate` stores it with the run (``RunTracker.
 
 - ``evaluate_bundle``: dense models are scored on every labelled pixel (label != 0) of the split's tiles; patch
   models on the centre label of each patch. Inputs are normalised with the bundle's own band statistics.
+  Multi-label scene classifiers (``task == "multilabel"``) give :mod:`core.multilabel`'s figures instead (micro /
+  macro precision, recall, F1, per-class figures, subset accuracy, hamming loss) for the tiles' multi-hot targets.
 - ``evaluate_prediction``: a class-map GeoTIFF (e.g. :func:`core.inference.run_predict` output) against a label
   raster on the same pixel grid (the map may cover only part of it), restricted to an AOI mask and to labelled
   pixels; read block by block, so maps of any size fit in memory. Map pixels at nodata (0) inside the labelled mask
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +27,13 @@ import rasterio
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
+from core import multilabel
 from core.baselines import evaluate_baseline
 from core.cog import read_classes
-from core.configs import AOIConfig, EvaluateJobConfig
+from core.configs import AOIConfig, EvaluateJobConfig, TrainJobConfig
 from core.errors import ConfigError, GridMismatchError
 from core.metrics import confusion_matrix, metrics_from_confusion
-from core.modelio import load_bundle
+from core.modelio import ModelMeta, load_bundle
 from core.tilestore import TileStore
 
 log = logging.getLogger(__name__)
@@ -38,12 +42,67 @@ BATCH = 16
 """Store samples per model call."""
 
 
+def label_fraction_of(meta: ModelMeta) -> float | None:
+    """The ``label_fraction`` a multi-label bundle was trained with, when its meta records it (else None)."""
+    value = meta.extra.get("label_fraction")
+    return None if value is None else float(value)
+
+
+def _predictions(model: Any, meta: ModelMeta, store: TileStore, split: str, idx: np.ndarray, batch_size: int
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(labels, model output) of ``split``'s samples ``idx``, ``batch_size`` at a time, inputs normalised with the
+    bundle's band statistics as in training and inference."""
+    for i in range(0, idx.size, batch_size):
+        xs, y = store.read(split, idx[i:i + batch_size])
+        inputs = [meta.normalise(m, xs[m]) for m in meta.modalities]
+        yield y, np.asarray(model.predict_on_batch(inputs if len(inputs) > 1 else inputs[0]))
+
+
+def _score_single(batches: Iterator[tuple[np.ndarray, np.ndarray]], meta: ModelMeta) -> dict[str, Any]:
+    """Dense: every labelled pixel; patch: the centre label of each patch (the arg-max class is predicted)."""
+    ids = np.asarray(meta.class_ids, dtype=np.uint8)
+    cm = np.zeros((len(ids), len(ids)), dtype=np.int64)
+    unpredicted = 0
+    for y, probs in batches:
+        c, u = confusion_matrix(y, ids[probs.argmax(-1)], ids)
+        cm += c
+        unpredicted += u
+    return metrics_from_confusion(cm, ids, meta.class_names, unpredicted)
+
+
+def _score_multilabel(batches: Iterator[tuple[np.ndarray, np.ndarray]], meta: ModelMeta, fraction: float
+                      ) -> dict[str, Any]:
+    """Multi-hot targets of each tile (classes covering >= ``fraction`` of its labelled pixels, as in training)
+    against its sigmoid outputs (present when >= :data:`core.multilabel.THRESHOLD`); tiles with no labelled pixel
+    are left out, as training weighs them 0."""
+    ids = np.asarray(meta.class_ids, dtype=np.int64)
+    c = np.zeros((3, len(ids)), dtype=np.float64)
+    samples = exact = 0.0
+    for y, probs in batches:
+        t = multilabel.targets(y, meta.class_ids, fraction)
+        w = np.isin(y.reshape(len(y), -1), ids).any(axis=1).astype(np.float64)
+        c += multilabel.counts(t, probs, w)
+        exact += multilabel.exact_matches(t, probs, w)
+        samples += float(w.sum())
+    out = multilabel.split_metrics(c, samples, exact, meta.class_ids, meta.class_names)
+    out.update({"task": "multilabel", "label_fraction": fraction, "threshold": multilabel.THRESHOLD})
+    return out
+
+
 def evaluate_bundle(bundle_dir: str | Path, store_path: str | Path, split: str = "test",
-                    batch_size: int = BATCH) -> dict[str, Any]:
-    """Score a model bundle on ``split`` of a sample store.
+                    batch_size: int = BATCH, label_fraction: float | None = None) -> dict[str, Any]:
+    """Score a model bundle on ``split`` of a sample store, ``batch_size`` samples per model call.
+
+    Args:
+        label_fraction: multi-label models only: the share of a tile's labelled pixels a class must cover to be a
+            target, which should be the training run's ``TrainJobConfig.label_fraction``. None: the value in the
+            bundle's meta (``extra["label_fraction"]``), else the TrainJobConfig default (with a warning).
 
     Returns:
-        The metrics dict plus ``"evaluation": {"model", "store", "split", "samples", "seconds"}``.
+        Dense / patch models: the :mod:`core.metrics` dict. Multi-label models: micro / macro precision, recall
+        and F1, per-class figures (with names), subset accuracy, hamming loss and ``samples`` (tiles scored) of
+        :func:`core.multilabel.split_metrics`, plus ``task``, ``label_fraction``, ``threshold``. Both with
+        ``"evaluation": {"model", "store", "split", "samples", "seconds"}``.
 
     Raises:
         ConfigError: the store lacks a modality the model needs, its task does not match the store's mode, or
@@ -57,7 +116,7 @@ def evaluate_bundle(bundle_dir: str | Path, store_path: str | Path, split: str =
     if missing:
         raise ConfigError(f"model {bundle_dir} needs modalities {list(meta.modalities)} but store {store_path} has "
                           f"{list(info.modalities)}; evaluate on a store tiled with {missing}")
-    want_mode = {"dense": "tiles", "patch": "patches"}.get(meta.task)
+    want_mode = {"dense": "tiles", "patch": "patches", "multilabel": "tiles"}.get(meta.task)
     if want_mode != info.mode:
         raise ConfigError(f"model {bundle_dir} is a {meta.task!r} model but store {store_path} holds {info.mode!r}; "
                           f"evaluate it on a store tiled in {want_mode!r} mode")
@@ -65,21 +124,21 @@ def evaluate_bundle(bundle_dir: str | Path, store_path: str | Path, split: str =
     if idx.size == 0:
         raise ConfigError(f"split {split!r} of store {store_path} has no samples; choose another split or re-tile "
                           "with a fraction > 0 for it")
-    ids = np.asarray(meta.class_ids, dtype=np.uint8)
-    cm = np.zeros((len(ids), len(ids)), dtype=np.int64)
-    unpredicted = 0
-    for i in range(0, idx.size, batch_size):
-        xs, y = store.read(split, idx[i:i + batch_size])
-        inputs = [meta.normalise(m, xs[m]) for m in meta.modalities]
-        probs = np.asarray(model.predict_on_batch(inputs if len(inputs) > 1 else inputs[0]))
-        pred = ids[probs.argmax(-1)]
-        c, u = confusion_matrix(y, pred, ids)
-        cm += c
-        unpredicted += u
-    out = metrics_from_confusion(cm, ids, meta.class_names, unpredicted)
+    batches = _predictions(model, meta, store, split, idx, batch_size)
+    if meta.task == "multilabel":
+        fraction = label_fraction if label_fraction is not None else label_fraction_of(meta)
+        if fraction is None:
+            fraction = TrainJobConfig.model_fields["label_fraction"].default
+            log.warning("bundle %s does not record the label_fraction it was trained with; scoring with the "
+                        "default %s (pass label_fraction to use another)", bundle_dir, fraction)
+        out = _score_multilabel(batches, meta, float(fraction))
+        headline = f"micro F1 {out['micro_f1']:.3f}, macro F1 {out['macro_f1']:.3f}"
+    else:
+        out = _score_single(batches, meta)
+        headline = f"OA {out['overall_accuracy']:.3f}"
     out["evaluation"] = {"model": str(bundle_dir), "store": str(store_path), "split": split, "samples": int(idx.size),
                          "seconds": round(time.perf_counter() - t0, 3)}
-    log.info("evaluated %s on %s/%s: OA %.3f", bundle_dir, store_path, split, out["overall_accuracy"])
+    log.info("evaluated %s on %s/%s: %s", bundle_dir, store_path, split, headline)
     return out
 
 
@@ -156,15 +215,20 @@ def evaluate_prediction(prediction: str | Path, labels: str | Path, mask: AOICon
     return out
 
 
-def run_evaluate(config: EvaluateJobConfig, run_id: int | None = None, tracker: Any | None = None) -> dict[str, Any]:
+def run_evaluate(config: EvaluateJobConfig, run_id: int | None = None, tracker: Any | None = None,
+                 label_fraction: float | None = None) -> dict[str, Any]:
     """Run an evaluation job and, when ``tracker`` (a ``db.runs.RunTracker``) and ``run_id`` are given, store its
     metrics with the run (``set_metrics``; the run's status is left to the caller).
+
+    Args:
+        label_fraction: multi-label bundles: the training run's ``label_fraction`` (see :func:`evaluate_bundle`).
 
     Returns:
         The metrics dict.
     """
     if config.method == "model":
-        metrics = evaluate_bundle(config.model, config.store, config.split)  # type: ignore[arg-type]
+        metrics = evaluate_bundle(config.model, config.store, config.split,  # type: ignore[arg-type]
+                                  label_fraction=label_fraction)
     elif config.method == "prediction":
         metrics = evaluate_prediction(config.prediction, config.labels, config.mask)  # type: ignore[arg-type]
     else:

@@ -135,3 +135,30 @@ def multilabel_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_ids: Sequen
         raise ValueError(f"references {t.shape} and predictions {p.shape} must both be (N, K) with K = "
                          f"{len(class_ids)} classes")
     return metrics_from_counts(counts(t, p), class_ids)
+
+
+def exact_matches(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Weighted count of samples of binary (N, K) arrays whose predicted set of classes is exactly the reference
+    set (arrays thresholded at 0.5; ``weights`` (N,) as in :func:`counts`)."""
+    same = ((np.asarray(y_true) >= THRESHOLD) == (np.asarray(y_pred) >= THRESHOLD)).all(axis=1)
+    w = np.ones(len(same)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return float((same * w).sum())
+
+
+def split_metrics(c: np.ndarray, samples: float, exact: float, class_ids: Sequence[int],
+                  class_names: Sequence[str]) -> dict[str, Any]:
+    """The scores of a whole split from its summed (3, K) :func:`counts` and :func:`exact_matches`.
+
+    Returns:
+        :func:`metrics_from_counts` with each class's ``name`` added, plus ``"subset_accuracy"`` (share of samples
+        whose label set is predicted exactly), ``"hamming_loss"`` (share of the ``samples * K`` label bits that are
+        wrong), ``"samples"``, ``"class_ids"`` and ``"class_names"``. Both shares are 0 when ``samples`` is 0.
+    """
+    out = metrics_from_counts(c, class_ids)
+    for cid, name in zip(class_ids, class_names):
+        out["per_class"][str(int(cid))]["name"] = str(name)
+    wrong = float(np.asarray(c, dtype=np.float64)[1:].sum())  # false positives + false negatives
+    out.update({"subset_accuracy": float(_div(exact, samples)),
+                "hamming_loss": float(_div(wrong, samples * len(class_ids))), "samples": float(samples),
+                "class_ids": [int(i) for i in class_ids], "class_names": [str(n) for n in class_names]})
+    return out

@@ -23,9 +23,12 @@ def summary_metrics(test: dict[str, Any] | None, train: dict[str, Any] | None) -
     """Flat keys the history table shows, taken from the test metrics and the training metrics."""
     out: dict[str, Any] = {}
     if test:
+        # multi-label test metrics have micro / macro F1, subset accuracy and per-class F1 but no OA or confusion
         out.update({"oa": test.get("overall_accuracy"), "kappa": test.get("kappa"), "miou": test.get("mean_iou"),
-                    "macro_f1": test.get("macro_f1"), "per_class": test.get("per_class"),
-                    "confusion": {"matrix": test.get("confusion_matrix"), "class_ids": test.get("class_ids")}})
+                    "macro_f1": test.get("macro_f1"), "micro_f1": test.get("micro_f1"),
+                    "subset_accuracy": test.get("subset_accuracy"), "per_class": test.get("per_class")})
+        if test.get("confusion_matrix") is not None:
+            out["confusion"] = {"matrix": test["confusion_matrix"], "class_ids": test.get("class_ids")}
     if train:
         val = [h.get("val_accuracy") for h in train.get("history", []) if h.get("val_accuracy") is not None]
         out.update({"best_val_accuracy": max(val) if val else (train.get("final") or {}).get("val_accuracy"),
@@ -78,11 +81,36 @@ def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
                         "windows": result.get("windows")}, "artifacts": artifacts}
 
 
+def trained_label_fraction(bundle: str | Path, tracker: RunTracker) -> float | None:
+    """The ``label_fraction`` a multi-label bundle was trained with: from its meta, else from the config of the
+    train or pipeline run that wrote it (``meta.train_run_id`` in this database); None when neither tells."""
+    from core.errors import RunNotFoundError
+    from core.evaluate_job import label_fraction_of
+    from core.modelio import load_meta
+
+    meta = load_meta(bundle)
+    if meta.task != "multilabel" or label_fraction_of(meta) is not None:
+        return label_fraction_of(meta)
+    if meta.train_run_id is None:
+        return None
+    try:
+        cfg = tracker.get(meta.train_run_id).config or {}
+    except RunNotFoundError:
+        return None
+    if cfg.get("model") != meta.model:  # the id names another run (a bundle from another database)
+        return None
+    value = cfg.get("label_fraction", (cfg.get("train_options") or {}).get("label_fraction"))
+    if value is None and cfg.get("kind") in ("train", "pipeline"):  # left at the training default
+        value = TrainJobConfig.model_fields["label_fraction"].default
+    return None if value is None else float(value)
+
+
 def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
     from core.evaluate_job import run_evaluate as evaluate
 
     ctx.progress("evaluation", 0, 1)
-    metrics = evaluate(config)
+    fraction = trained_label_fraction(config.model, ctx.tracker) if config.method == "model" else None
+    metrics = evaluate(config, label_fraction=fraction)
     ctx.progress("evaluation", 1, 1)
     return {"metrics": {**metrics, **summary_metrics(metrics, None)}}
 
@@ -119,7 +147,10 @@ def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | Non
 
 
 def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
-    """Tile the AOI, train, predict the AOI to a COG and evaluate on the test split, as one run."""
+    """Tile the AOI, train, predict the AOI to a COG and evaluate on the test split, as one run.
+
+    Multi-label scene classifiers make no per-pixel map; their test metrics are per tile (micro / macro F1, ...).
+    """
     from core.evaluate_job import evaluate_bundle
     from core.inference import run_predict as predict
     from core.registry import verify_files
@@ -157,11 +188,11 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
         metrics["prediction_date"] = scene.acquisition(date).date
         ctx.tracker.set_artifacts(ctx.run_id, artifacts)
     test: dict[str, Any] | None = None
-    if multilabel:
-        log.info("run %d: multi-label model; its validation F1 scores are in the training metrics", ctx.run_id)
-    elif info.counts.get("test"):
+    if info.counts.get("test"):
         ctx.progress("evaluation", 0, 1)
-        test = evaluate_bundle(train["artifacts"]["model"], store_path, "test")
+        # multi-label targets of the test tiles use the training's label fraction (ignored by other models)
+        test = evaluate_bundle(train["artifacts"]["model"], store_path, "test",
+                               label_fraction=train_cfg.label_fraction)
         ctx.progress("evaluation", 1, 1)
         metrics["test"] = test
     else:

@@ -27,6 +27,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "kappa": ("kappa",),
     "miou": ("miou", "mean_iou"),
     "macro_f1": ("macro_f1",),
+    "micro_f1": ("micro_f1",),  # multi-label scene classifiers
     "best_val_accuracy": ("best_val_accuracy", "val_accuracy"),
     "train_seconds": ("train_seconds", "training_seconds"),
     "samples_per_s": ("samples_per_s", "throughput"),
@@ -35,7 +36,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
 _NESTED = ("test", "evaluation", "eval", "metrics", "training", "train")
 
 TABLE_COLUMNS = ["id", "kind", "started", "scene", "model", "scheme", "workers", "status", "phase", "epochs",
-                 "best_val_accuracy", "test_oa", "miou", "macro_f1", "train_seconds", "samples_per_s"]
+                 "best_val_accuracy", "test_oa", "miou", "macro_f1", "micro_f1", "train_seconds",
+                 "samples_per_s"]
 
 
 def metric(metrics: dict[str, Any] | None, name: str) -> Any:
@@ -84,6 +86,7 @@ def run_summary(row: RunRow) -> dict[str, Any]:
         "test_oa": _num(metric(m, "oa")),
         "miou": _num(metric(m, "miou")),
         "macro_f1": _num(metric(m, "macro_f1")),
+        "micro_f1": _num(metric(m, "micro_f1")),
         "train_seconds": _num(metric(m, "train_seconds")),
         "samples_per_s": _num(metric(m, "samples_per_s")),
     }

@@ -34,6 +34,7 @@ st.dataframe(
         "test_oa": st.column_config.NumberColumn("test OA", format="%.3f"),
         "miou": st.column_config.NumberColumn("mIoU", format="%.3f"),
         "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
+        "micro_f1": st.column_config.NumberColumn("micro F1", format="%.3f"),
         "train_seconds": st.column_config.NumberColumn("training s", format="%.1f"),
         "samples_per_s": st.column_config.NumberColumn("samples/s", format="%.1f"),
     })

@@ -124,3 +124,102 @@ def test_evaluate_config_needs_inputs() -> None:
         EvaluateJobConfig(method="svm")
     c = EvaluateJobConfig(method="model", model="/b", store="/s.zarr")
     assert EvaluateJobConfig.model_validate_json(c.model_dump_json()) == c
+
+
+# ---- multi-label scene classifiers -------------------------------------------------------------------------------
+ML_CLASSES = ({"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest", "color": "#00ff00"},
+              {"id": 5, "name": "urban", "color": "#ff0000"})
+ML_IDS = [c["id"] for c in ML_CLASSES]
+
+
+def multilabel_case(tmp_path: Path, fraction_in_meta: float | None = None) -> tuple[Path, Path, np.ndarray,
+                                                                                     np.ndarray]:
+    """A bundle whose predictions are known and a tile store of 13 test tiles (one unlabelled).
+
+    The model is the mean of each band through a sigmoid; band k of tile i is raw 100 +- 40, which the bundle's
+    statistics (mean 100, std 10) normalise to +-4, so class k is predicted (p = 0.98 vs 0.02) exactly where
+    ``pred[i, k]`` is set, and only if the inputs are normalised as in training.
+
+    Returns:
+        (bundle, store, labels (13, 4, 4), pred (13, 3) bool).
+    """
+    keras = pytest.importorskip("keras")
+    from tests.stores import write_store as write_sample_store
+
+    rng = np.random.default_rng(4)
+    n, k = 13, len(ML_IDS)
+    labels = rng.choice([0, 1, 2, 5], p=[0.1, 0.5, 0.3, 0.1], size=(n, 4, 4)).astype(np.uint8)
+    labels[3] = 0  # no labelled pixel: left out of the scores
+    pred = rng.random((n, k)) < 0.5
+    x = np.broadcast_to((100 + 40 * (2 * pred - 1.0))[:, None, None, :], (n, 4, 4, k)).astype(np.float32)
+    store = write_sample_store(tmp_path / "ml.zarr", {"train": (x[:2], labels[:2]), "test": (x, labels)}, "tiles",
+                               ML_CLASSES, band_mean=100.0, band_std=10.0)
+    model = keras.Sequential([keras.Input((4, 4, k)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(k, activation="sigmoid")])
+    model.layers[-1].set_weights([np.eye(k, dtype="float32"), np.zeros(k, "float32")])
+    m = ModelMeta(model="resnet50", task="multilabel", modalities=("s2",), sample_size={"s2": 4},
+                  class_ids=tuple(ML_IDS), class_names=tuple(c["name"] for c in ML_CLASSES),
+                  class_colors=tuple(c["color"] for c in ML_CLASSES),
+                  band_stats={"s2": {"mean": [100.0] * k, "std": [10.0] * k}}, scene="t",
+                  extra={} if fraction_in_meta is None else {"label_fraction": fraction_in_meta})
+    return save_bundle(tmp_path / "ml-bundle", model, m), store, labels, pred
+
+
+def reference_targets(labels: np.ndarray, fraction: float) -> np.ndarray:
+    """Multi-hot targets written out tile by tile: classes covering >= fraction of the labelled pixels."""
+    out = np.zeros((len(labels), len(ML_IDS)), dtype=int)
+    for i, tile in enumerate(labels):
+        labelled = np.isin(tile, ML_IDS).sum()
+        for j, cid in enumerate(ML_IDS):
+            share = (tile == cid).sum() / labelled if labelled else 0
+            out[i, j] = share > 0 and share >= fraction
+    return out
+
+
+def test_evaluate_bundle_scores_multilabel_tiles_like_scikit_learn(tmp_path: Path) -> None:
+    from sklearn.metrics import accuracy_score, hamming_loss, precision_recall_fscore_support
+
+    bundle, store, labels, pred = multilabel_case(tmp_path)
+    got = evaluate_bundle(bundle, store, batch_size=4, label_fraction=0.25)
+    keep = np.isin(labels.reshape(len(labels), -1), ML_IDS).any(axis=1)
+    t, p = reference_targets(labels, 0.25)[keep], pred[keep].astype(int)
+    assert 0 < t.sum() < t.size and (t != p).any()  # a case with both hits and misses
+    for avg in ("micro", "macro"):
+        prec, rec, f1, _ = precision_recall_fscore_support(t, p, average=avg, zero_division=0)
+        assert (got[f"{avg}_precision"], got[f"{avg}_recall"], got[f"{avg}_f1"]) == pytest.approx((prec, rec, f1))
+    _, _, f1s, support = precision_recall_fscore_support(t, p, average=None, zero_division=0)
+    assert [got["per_class"][str(c)]["f1"] for c in ML_IDS] == pytest.approx(list(f1s))
+    assert [got["per_class"][str(c)]["support"] for c in ML_IDS] == list(support)
+    assert [got["per_class"][str(c)]["name"] for c in ML_IDS] == ["water", "forest", "urban"]
+    assert got["subset_accuracy"] == pytest.approx(accuracy_score(t, p))
+    assert got["hamming_loss"] == pytest.approx(hamming_loss(t, p))
+    assert got["samples"] == 12 and got["evaluation"]["samples"] == 13  # the unlabelled tile is not scored
+    assert got["task"] == "multilabel" and got["label_fraction"] == 0.25 and got["class_ids"] == ML_IDS
+    assert "overall_accuracy" not in got
+
+
+def test_evaluate_bundle_multilabel_fraction_from_meta_or_default(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    bundle, store, labels, _ = multilabel_case(tmp_path / "a", fraction_in_meta=0.4)
+    from_meta = evaluate_bundle(bundle, store)
+    assert from_meta["label_fraction"] == 0.4
+    assert from_meta["micro_f1"] == evaluate_bundle(bundle, store, label_fraction=0.4)["micro_f1"]
+    assert from_meta["micro_f1"] != evaluate_bundle(bundle, store, label_fraction=0.05)["micro_f1"]
+    bare, store_b, _, _ = multilabel_case(tmp_path / "b")
+    with caplog.at_level("WARNING", logger="core.evaluate_job"):
+        assert evaluate_bundle(bare, store_b)["label_fraction"] == 0.05  # TrainJobConfig's default
+    assert "does not record the label_fraction" in caplog.text
+
+
+def test_evaluate_bundle_multilabel_needs_a_tile_store(tmp_path: Path) -> None:
+    bundle, _, _, _ = multilabel_case(tmp_path)
+    store_path = write_store(tmp_path / "p.zarr", "patches", {"test": 4}, size=4)
+    with pytest.raises(ConfigError, match="is a 'multilabel' model but store .* holds 'patches'; evaluate it on "
+                                          "a store tiled in 'tiles' mode"):
+        evaluate_bundle(bundle, store_path)
+
+
+def test_run_evaluate_model_passes_the_label_fraction(tmp_path: Path) -> None:
+    bundle, store, _, _ = multilabel_case(tmp_path)
+    config = EvaluateJobConfig(method="model", model=str(bundle), store=str(store))
+    assert run_evaluate(config, label_fraction=0.4)["label_fraction"] == 0.4

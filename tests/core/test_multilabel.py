@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from core.multilabel import augment, counts, metrics_from_counts, mixup, multilabel_metrics, targets
+from core.multilabel import (augment, counts, exact_matches, metrics_from_counts, mixup, multilabel_metrics,
+                             split_metrics, targets)
 
 IDS = (1, 2, 5)
 
@@ -86,3 +87,23 @@ def test_counts_of_parts_add_up_to_the_whole_and_shapes_are_checked() -> None:
     assert multilabel_metrics(t, p, IDS)["micro_f1"] == metrics_from_counts(counts(t, p), IDS)["micro_f1"]
     with pytest.raises(ValueError, match=r"must both be \(N, K\) with K = 3 classes"):
         multilabel_metrics(t[:, :2], p[:, :2], IDS)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_split_metrics_of_summed_batches_match_scikit_learn(weighted: bool) -> None:
+    from sklearn.metrics import accuracy_score, hamming_loss
+
+    rng = np.random.default_rng(5)
+    t, prob = (rng.random((40, 3)) < 0.4).astype(int), rng.random((40, 3))
+    w = rng.integers(0, 3, size=40).astype(float) if weighted else np.ones(40)
+    parts = [slice(0, 16), slice(16, 32), slice(32, 40)]  # batches, summed as evaluate_bundle does
+    c = sum(counts(t[s], prob[s], w[s]) for s in parts)
+    exact = sum(exact_matches(t[s], prob[s], w[s]) for s in parts)
+    m = split_metrics(c, float(w.sum()), exact, IDS, ("water", "forest", "urban"))
+    pred = (prob >= 0.5).astype(int)
+    assert m["subset_accuracy"] == pytest.approx(accuracy_score(t, pred, sample_weight=w))
+    assert m["hamming_loss"] == pytest.approx(hamming_loss(t, pred, sample_weight=w))
+    assert m["micro_f1"] == metrics_from_counts(c, IDS)["micro_f1"] and m["samples"] == w.sum()
+    assert m["per_class"]["5"]["name"] == "urban" and m["class_names"] == ["water", "forest", "urban"]
+    empty = split_metrics(np.zeros((3, 3)), 0.0, 0.0, IDS, ("a", "b", "c"))
+    assert empty["subset_accuracy"] == empty["hamming_loss"] == empty["micro_f1"] == 0.0

@@ -139,3 +139,33 @@ def test_two_rank_resnet50_multilabel_ends_with_identical_weights(scheme: str, c
     moving = model.get_layer("stem_bn").moving_mean.numpy()
     assert np.abs(moving).max() > 0  # the statistics moved during training (and are still equal on both ranks)
     assert {r.rank for r in tracker.worker_stats(run_id)} == {0, 1}
+
+
+# ---- test-split scores of a trained bundle -----------------------------------------------------------------------
+def test_trained_resnet50_bundle_scores_its_test_tiles(tmp_path: Path) -> None:
+    """One training step in this process (scheme ``single``), then evaluate_bundle on the saved bundle agrees with
+    the loaded model's own predictions scored by scikit-learn."""
+    pytest.importorskip("keras")
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from core.evaluate_job import evaluate_bundle
+    from core.modelio import load_bundle
+    from core.multilabel import targets
+    from core.training import train_rank
+
+    store = make_store(tmp_path / "s.zarr", counts={"train": 4, "val": 2, "test": 5})
+    config = TrainJobConfig(scene="tiny", store=str(store), model="resnet50", model_params={"width": 1},
+                            epochs=1, batch_size=2, max_steps_per_epoch=1, label_fraction=0.2)
+    train_rank(config.model_dump(mode="json"), str(store), str(tmp_path / "run"))
+    bundle = tmp_path / "run" / "model"
+    got = evaluate_bundle(bundle, store, label_fraction=config.label_fraction)  # one batch, as predicted below
+
+    model, meta = load_bundle(bundle)
+    xs, y = TileStore(store).read("test", np.arange(5))
+    prob = np.asarray(model.predict_on_batch(meta.normalise("s2", xs["s2"])))
+    t, p = targets(y, meta.class_ids, 0.2), (prob >= 0.5).astype(int)
+    for avg in ("micro", "macro"):
+        want = precision_recall_fscore_support(t, p, average=avg, zero_division=0)[:3]
+        assert (got[f"{avg}_precision"], got[f"{avg}_recall"], got[f"{avg}_f1"]) == pytest.approx(want)
+    assert got["samples"] == 5 and set(got["per_class"]) == {"1", "2", "5"}
+    assert got["per_class"]["5"]["name"] == "urban" and got["task"] == "multilabel"
