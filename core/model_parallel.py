@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from core.checkpoints import copy_dir
 from core.configs import MODEL_PARALLEL_RANKS, TrainJobConfig
 from core.errors import ConfigError, LabelError
 from core.horovod_launcher import mark_first_step, rank_info, run_horovod
@@ -43,7 +44,7 @@ from core.models.two_stream import (activation_shape, build_branch_part, build_f
                                     set_weights_by_layer, weights_by_layer)
 from core.telemetry import Telemetry, nbytes
 from core.tilestore import TileStore
-from core.training import _augment, _configure_tf, _copy_dir, learning_rate, meta_for, weights_checksum
+from core.training import _augment, _configure_tf, learning_rate, meta_for, weights_checksum
 
 log = logging.getLogger(__name__)
 
@@ -357,9 +358,9 @@ def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id:
         if full is not None:
             set_weights_by_layer(full, {k: v for p in parts for k, v in p.items()} | weights_by_layer(worker.part))
             here = save_bundle(ckpt_dir / f"epoch-{epoch:03d}", full, dataclasses.replace(meta, epoch=epoch))
-            _copy_dir(here, ckpt_dir / "last")
+            copy_dir(here, ckpt_dir / "last")
             if improved:
-                _copy_dir(here, run_dir_p / "model")
+                copy_dir(here, run_dir_p / "model")
             checksum = weights_checksum(full)
         stats = {**tele.snapshot(), **rank_info(), "role": role, "epoch_s": epoch_s,
                  "bytes_per_step_sent": step_traffic[0], "bytes_per_step_recv": step_traffic[1]}

@@ -7,8 +7,8 @@ cross-entropy (label 0 = unlabelled is ignored; ``dense`` and ``patch`` models) 
 multi-hot targets (``multilabel`` models, :mod:`core.multilabel`) plus the model's L2 losses. It reads like the
 single-process loop plus the lines marked ``# Horovod:``:
 
-- initial weights (and optimizer state on resume) are broadcast from rank 0 (``v.assign(hvd.broadcast(...))``, since
-  Keras 3 variables break ``hvd.broadcast_variables``);
+- initial weights (and optimizer state on resume) are broadcast from rank 0 (:mod:`core.rank_state`); the dropout
+  layers' seed states are not: each rank is reseeded from ``seed + rank`` and draws its own masks;
 - gradients are averaged with ``hvd.grouped_allreduce(grads, op=hvd.Average)`` before ``apply_gradients`` (Keras 3
   breaks ``hvd.DistributedGradientTape``); with ``heterogeneous`` each rank takes a share of the global batch in
   proportion to its calibrated speed and gradients are weighted by sample count (:mod:`core.heterogeneous`);
@@ -16,7 +16,7 @@ single-process loop plus the lines marked ``# Horovod:``:
   the end of every epoch, so checkpoints and the final weights are identical on every rank;
 - the learning rate is scaled by the number of ranks after a linear warm-up, then decays in steps;
 - epoch metrics are summed across ranks, per-rank loss, samples/s, step times and traffic are gathered;
-- rank 0 alone writes checkpoints (:func:`core.modelio.save_bundle` + optimizer state) and database rows.
+- rank 0 alone writes checkpoints (:mod:`core.checkpoints`) and database rows.
 
 Every rank runs the same number of steps per epoch (set by the smallest shard), or the collectives would deadlock.
 Each step is two compiled functions, the local forward/backward pass and the collective + update, so the compute
@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -39,18 +37,18 @@ from typing import Any
 import numpy as np
 
 from core import heterogeneous, multilabel
+from core.checkpoints import copy_dir, restore_checkpoint, save_checkpoint
 from core.configs import TrainJobConfig
 from core.errors import ConfigError, LabelError
 from core.horovod_launcher import mark_first_step, rank_info
-from core.modelio import ModelMeta, save_bundle
+from core.modelio import ModelMeta
 from core.models import MODELS
+from core.rank_state import broadcast_from_root, reseed
 from core.telemetry import Telemetry
 from core.tilestore import StoreInfo, TileStore
 
 log = logging.getLogger(__name__)
 
-OPTIMIZER_FILE = "optimizer.npz"
-STATE_FILE = "state.json"
 HOROVOD_SCHEMES = ("data_parallel", "heterogeneous")
 """Schemes whose ranks train the same model on their own data with Horovod collectives."""
 
@@ -151,36 +149,6 @@ def _augment(xs: list[np.ndarray], y: np.ndarray, dense: bool, rng: np.random.Ge
         return np.ascontiguousarray(a[:, :, ::-1] if flip else a)
 
     return [tf_(x) for x in xs], (tf_(y) if dense else y)
-
-
-# ---- checkpoints ------------------------------------------------------------------------------------------------
-def save_checkpoint(directory: Path, model: Any, optimizer: Any, meta: ModelMeta, state: dict[str, Any]) -> Path:
-    """Write a resumable checkpoint: the model bundle plus optimizer variables (npz) and loop state (JSON)."""
-    save_bundle(directory, model, meta)
-    np.savez(directory / OPTIMIZER_FILE, *[np.asarray(v.numpy()) for v in optimizer.variables])
-    (directory / STATE_FILE).write_text(json.dumps(state, indent=1))
-    return directory
-
-
-def _copy_dir(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    shutil.rmtree(dst, ignore_errors=True)
-    tmp.rename(dst)
-
-
-def _restore(directory: Path, model: Any, optimizer: Any) -> dict[str, Any]:
-    """Load weights and optimizer variables of a checkpoint into ``model`` / ``optimizer``; returns its state."""
-    model.load_weights(directory / "model.keras")
-    with np.load(directory / OPTIMIZER_FILE) as z:
-        arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
-    if len(arrays) != len(optimizer.variables):
-        raise ConfigError(f"checkpoint {directory} holds {len(arrays)} optimizer variables but this model needs "
-                          f"{len(optimizer.variables)}: resume with the same model and model_params")
-    for v, a in zip(optimizer.variables, arrays):
-        v.assign(a)
-    return dict(json.loads((directory / STATE_FILE).read_text()))
 
 
 # ---- the rank function ------------------------------------------------------------------------------------------
@@ -373,13 +341,11 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
     state: dict[str, Any] = {"epoch": 0, "global_step": 0, "best_val": None, "best_epoch": None, "bad_epochs": 0,
                              "history": []}
     if resume_dir and rank == 0:
-        state = _restore(Path(resume_dir), model, optimizer)
+        state = restore_checkpoint(Path(resume_dir), model, optimizer)
     if hvd:
         state = hvd.broadcast_object(state, 0, name="resume_state")  # Horovod: rank 0's loop state
-        for i, v in enumerate([*model.variables, *optimizer.variables]):
-            t = tf.convert_to_tensor(v)
-            telemetry.broadcast(t)
-            v.assign(hvd.broadcast(t, 0, name=f"bcast.{i}"))  # Horovod: rank 0's weights
+        broadcast_from_root(model, optimizer, hvd, telemetry)  # Horovod: rank 0's weights, not its dropout seeds
+    reseed(model, cfg.seed, rank, int(state["global_step"]))  # each rank its own dropout masks
     if tracker and hetero:
         tracker.event(run_id, "calibration", phase="training", speeds=speeds, shares=batch_shares,
                       calibration=calibration, given=bool(cfg.worker_speeds))
@@ -498,9 +464,9 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
         if rank == 0:  # Horovod: rank 0 alone writes checkpoints and rows
             epoch_meta = dataclasses.replace(meta, epoch=epoch)
             here = save_checkpoint(ckpt_dir / f"epoch-{epoch:03d}", model, optimizer, epoch_meta, state)
-            _copy_dir(here, ckpt_dir / "last")
+            copy_dir(here, ckpt_dir / "last")
             if improved:
-                _copy_dir(here, run_dir_p / "model")
+                copy_dir(here, run_dir_p / "model")
             if tracker:
                 tracker.event(run_id, "epoch", phase="training", epoch=epoch,
                               ranks=[{k_: r[k_] for k_ in ("rank", "batch", "compute_s", "step_s", "samples_per_s")}
