@@ -109,7 +109,9 @@ def meta_for(config: TrainJobConfig, info: StoreInfo, run_id: int | None) -> Mod
                      class_names=tuple(str(c["name"]) for c in classes),
                      class_colors=tuple(str(c["color"]) for c in classes), band_stats=dict(info.band_stats),
                      scene=config.scene, train_run_id=run_id,
-                     extra={"model_params": dict(config.model_params), "scheme": config.scheme})
+                     extra={"model_params": dict(config.model_params), "scheme": config.scheme,
+                            **({"label_fraction": config.label_fraction}
+                               if MODELS[config.model].task == "multilabel" else {})})
 
 
 def _load_split(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarray, fraction: float = 0.05

@@ -141,7 +141,7 @@ def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None
     return 0
 
 
-SUMMARY_KEYS = ("oa", "kappa", "miou", "macro_f1", "best_val_accuracy", "samples_per_s", "train_seconds",
+SUMMARY_KEYS = ("oa", "kappa", "miou", "macro_f1", "micro_f1", "best_val_accuracy", "samples_per_s", "train_seconds",
                 "inference_seconds")
 
 

@@ -6,6 +6,7 @@ Each executor takes its frozen config and a :class:`jobs.runner.JobContext`; the
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig,
 from core.errors import ConfigError
 from db.runs import RunTracker
 from db.scenes import SceneStore
-from jobs.pipeline import PipelineJobConfig
+from jobs.pipeline import PipelineJobConfig, model_modalities
 from jobs.runner import JobContext
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,17 @@ def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
     return {"metrics": {**metrics, **summary_metrics(metrics, None)}}
 
 
-def pipeline_parts(config: PipelineJobConfig, store_path: Path) -> tuple[TileJobConfig, TrainJobConfig]:
-    """The tile and train configs a pipeline runs (also used by the GUI's pre-flight check)."""
+def pipeline_parts(config: PipelineJobConfig, store_path: Path, scene_modalities: Sequence[str] = ()
+                   ) -> tuple[TileJobConfig, TrainJobConfig]:
+    """The tile and train configs a pipeline runs (also used by the GUI's pre-flight check).
+
+    ``scene_modalities``: the scene's modality names, so a single-modality model (``two_stream_rgb``) tiles only its
+    modality of a multi-modal scene (see :func:`jobs.pipeline.model_modalities`).
+    """
     dense = config.task in ("dense", "multilabel")  # multi-label scene classifiers train on tiles too
     tile = TileJobConfig(scene=config.scene, aoi=config.aoi, mode="tiles" if dense else "patches",
-                         tiling=config.tiling, sampling=config.sampling, split=config.split, cluster=config.cluster)
+                         tiling=config.tiling, sampling=config.sampling, split=config.split, cluster=config.cluster,
+                         modalities=model_modalities(config.model, scene_modalities))
     train = TrainJobConfig(scene=config.scene, store=str(store_path), model=config.model,  # type: ignore[arg-type]
                            model_params=config.model_params, scheme=config.scheme,  # type: ignore[arg-type]
                            num_workers=config.num_workers, epochs=config.epochs, batch_size=config.batch_size,
@@ -157,7 +164,8 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
 
     run_dir = ctx.settings.run_dir(ctx.run_id)
     store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
-    tile_cfg, train_cfg = pipeline_parts(config, store_path)
+    scene = SceneStore(ctx.db_url).get(config.scene)
+    tile_cfg, train_cfg = pipeline_parts(config, store_path, [m.name for m in scene.modalities])
     info = _tile(tile_cfg, ctx, store_path)
     if not info.counts.get("train"):
         raise ConfigError(f"the AOI gave no training samples (counts {info.counts}); draw a larger AOI over "
@@ -172,7 +180,6 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
                                                                        "skipped_nodata": info.skipped_nodata}}
     multilabel = config.task == "multilabel"  # a scene classifier: labels per tile, no per-pixel map
     if config.predict and not multilabel:
-        scene = SceneStore(ctx.db_url).get(config.scene)
         verify_files(scene)
         out = run_dir / "prediction.tif"
         tile, overlap = prediction_tiling(train["artifacts"]["model"], config)

@@ -7,11 +7,13 @@ One frozen config (``PipelineJobConfig``) describes it; its run goes through the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig
+from core.errors import ConfigError
 
 DENSE_MODELS = ("unet",)
 PATCH_MODELS = ("patch_cnn",)
@@ -32,6 +34,25 @@ def available_schemes() -> tuple[str, ...]:
     from core.configs import SCHEMES
 
     return tuple(SCHEMES)
+
+
+def model_modalities(model: str, scene_modalities: Sequence[str]) -> tuple[str, ...] | None:
+    """The modalities a pipeline tiles for ``model``: None (all of the scene's) unless the model reads one modality
+    of a multi-modal scene (``two_stream_rgb`` on RGB + HSI -> ``("rgb",)``).
+
+    Raises:
+        ConfigError: the model reads a modality the multi-modal scene does not have.
+    """
+    from core.models import MODELS
+
+    spec = MODELS.get(model)
+    wanted = getattr(spec, "modality", None)
+    if wanted is None or len(scene_modalities) <= 1:
+        return None  # a single-modality scene feeds its only modality to any single-branch model
+    if wanted not in scene_modalities:
+        raise ConfigError(f"model {model!r} reads the {wanted!r} modality but the scene has {list(scene_modalities)}; "
+                          "choose a model for the scene's modalities (e.g. 'two_stream' for all of them)")
+    return (wanted,)
 
 
 class PipelineJobConfig(Frozen):

@@ -29,7 +29,7 @@ from core.errors import AOIError, ConfigError
 from core.geometry import parse_geometry, resolve_aoi
 from core.multilabel import RESNET_RECIPE
 from core.scene import Scene
-from jobs.pipeline import PipelineJobConfig, available_models
+from jobs.pipeline import PipelineJobConfig, available_models, model_modalities
 
 log = logging.getLogger(__name__)
 
@@ -429,14 +429,16 @@ def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, clust
         checks.append(Check("error", f"scheme 'model_parallel' runs one branch per modality (RGB and HSI) but scene "
                                      f"{scene.name!r} has {modalities}; use a scene with two modalities or scheme "
                                      "'data_parallel'"))
-    if pipeline and pipeline.model in ("two_stream_rgb", "two_stream_hsi") and len(modalities) != 1:
-        checks.append(Check("error", f"model {pipeline.model!r} trains on one modality but the pipeline tiles all of "
-                                     f"scene {scene.name!r}'s {modalities}; use 'two_stream' for both"))
+    if pipeline:
+        try:
+            model_modalities(pipeline.model, modalities)
+        except ConfigError as exc:
+            checks.append(Check("error", str(exc)))
     if cluster_workers is None:
         checks.append(Check("warning", "the Dask cluster could not be reached, so its size is not checked; the job "
                                        "fails at start if it has too few workers"))
     elif workers > cluster_workers:
-        checks.append(Check("error", f"the job asks for {workers} workers but the cluster has "
+        checks.append(Check("error", f"the job asks for {workers} worker{'s' if workers != 1 else ''} but the cluster has "
                                      f"{cluster_workers}; lower the number of workers to {cluster_workers} or "
                                      "add workers to the cluster"))
     mem = estimate_memory_per_worker(config, scene, stats)

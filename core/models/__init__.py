@@ -25,6 +25,7 @@ class ModelSpec:
     builder: Callable[..., Any]
     task: str
     store_mode: str  # the tile-store mode it trains on: "tiles" or "patches"
+    modality: str | None = None  # the one modality it reads from a multi-modal scene (None = every modality)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -32,8 +33,8 @@ MODELS: dict[str, ModelSpec] = {
     "patch_cnn": ModelSpec(build_patch_cnn, "patch", "patches"),
     "resnet50": ModelSpec(build_resnet50, "multilabel", "tiles"),
     "two_stream": ModelSpec(build_two_stream, "patch", "patches"),
-    "two_stream_rgb": ModelSpec(build_two_stream_rgb, "patch", "patches"),
-    "two_stream_hsi": ModelSpec(build_two_stream_hsi, "patch", "patches"),
+    "two_stream_rgb": ModelSpec(build_two_stream_rgb, "patch", "patches", modality="rgb"),
+    "two_stream_hsi": ModelSpec(build_two_stream_hsi, "patch", "patches", modality="hsi"),
 }
 
 __all__ = ["MODELS", "ModelSpec", "build_patch_cnn", "build_resnet50", "build_two_stream", "build_two_stream_hsi",

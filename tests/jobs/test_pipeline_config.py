@@ -5,7 +5,8 @@ from pydantic import ValidationError
 
 from core.configs import MODEL_NAMES, SCHEMES
 from jobs.engine_kinds import pipeline_parts
-from jobs.pipeline import PipelineJobConfig, available_models, available_schemes
+from core.errors import ConfigError
+from jobs.pipeline import PipelineJobConfig, available_models, available_schemes, model_modalities
 
 
 def test_gui_offers_every_model_and_scheme_of_the_engine():
@@ -32,3 +33,14 @@ def test_combinations_that_make_no_sense_are_refused(kw, message):
     with pytest.raises((ValidationError, ValueError), match=message):
         cfg = PipelineJobConfig(scene="s", **kw)
         pipeline_parts(cfg, Path("/tmp/s.zarr"))
+
+
+def test_single_modality_variants_tile_their_modality_of_a_multimodal_scene():
+    assert model_modalities("two_stream_rgb", ["rgb", "hsi"]) == ("rgb",)
+    assert model_modalities("two_stream_hsi", ["rgb", "hsi"]) == ("hsi",)
+    assert model_modalities("two_stream", ["rgb", "hsi"]) is None  # every modality
+    assert model_modalities("two_stream_rgb", ["s2"]) is None  # a single-modality scene feeds its only one
+    with pytest.raises(ConfigError, match="reads the 'hsi' modality but the scene has \\['rgb', 'lidar'\\]"):
+        model_modalities("two_stream_hsi", ["rgb", "lidar"])
+    cfg = PipelineJobConfig(scene="houston_crop", model="two_stream_hsi", num_workers=2)
+    assert pipeline_parts(cfg, Path("/tmp/s.zarr"), ["rgb", "hsi"])[0].modalities == ("hsi",)
