@@ -3,7 +3,8 @@
 One Zarr (v3) store per tiling run. Layout (channels-last, as Keras wants)::
 
     <store>/                          attrs: see StoreInfo (scene spec, job config, classes, split record,
-                                             band statistics of the train split, counts, skipped tiles)
+                                             band statistics of the train split, counts, skipped tiles,
+                                             format_version)
     <store>/<split>/x_<modality>      (N, H_m, W_m, C_m) source dtype; H_m/W_m are the tile or patch size at
                                       that modality's own resolution (e.g. HSI patch = RGB patch / 4)
     <store>/<split>/y                 tiles: (N, H, W) uint8 class ids on the label grid (0 = unlabelled)
@@ -13,14 +14,22 @@ One Zarr (v3) store per tiling run. Layout (channels-last, as Keras wants)::
     <store>/<split>/date              (N,) int16 index into StoreInfo.dates
     <store>/<split>/valid             (N,) bool: False for slots left empty (all-nodata tiles, not written)
 
-``split`` is one of ``train``, ``val``, ``test``. Chunks of ``x_*`` and tile ``y`` hold one sample, so each worker
-writes whole chunks (no two tasks share a chunk) and each training rank reads only its own samples. The small 1-D /
-2-D arrays (patch ``y``, ``loc``, ``date``, ``valid``) are known to the driver when the job ends and are written by
-it in one go (chunks of up to 65536 samples).
+``split`` is one of ``train``, ``val``, ``test``. Chunks of ``x_*`` hold whole samples and split only the sample
+axis: one tile per chunk in tile stores, up to :data:`MAX_PATCHES_PER_CHUNK` patches (about
+:data:`PATCH_CHUNK_BYTES` of the widest modality) per chunk in patch stores, so reading a shard of small patches
+opens a few files instead of one per patch. Each tiling task cuts a chunk-aligned range of samples and writes whole
+chunks (no two tasks share a chunk). Tile ``y`` is chunked like ``x_*``; the small 1-D / 2-D arrays (patch ``y``,
+``loc``, ``date``, ``valid``) are known to the driver when the job ends and are written by it in one go (chunks
+of up to 65536 samples).
+
+Format versions (root attr ``format_version``; absent = 1): 1, one sample per chunk of ``x_*`` in every store;
+2, many patches per chunk in patch stores. Version 1 stores still read (Zarr records each array's chunking),
+patch stores slowly, with a warning to re-run the tile job.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -30,7 +39,16 @@ from typing import Any
 import numpy as np
 import zarr
 
+from core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
 SPLITS = ("train", "val", "test")
+FORMAT_VERSION = 2
+"""Store layout version this module writes (see the module docstring)."""
+PATCH_CHUNK_BYTES = 4 * 2**20
+"""Target uncompressed size of one ``x_*`` chunk of a patch store, for its widest modality."""
+MAX_PATCHES_PER_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,7 @@ class StoreInfo:
     skipped_nodata: int = 0
     run_id: int | None = None
     warnings: tuple[str, ...] = ()  # messages for the user (e.g. the AOI was clipped to the scene)
+    format_version: int = FORMAT_VERSION  # store layout (module docstring); stores without it are version 1
 
     def to_attrs(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -64,10 +83,22 @@ class StoreInfo:
         d["classes"] = tuple(d["classes"])
         d["dates"] = tuple(d["dates"])
         d["warnings"] = tuple(d.get("warnings", ()))
+        d.setdefault("format_version", 1)
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 _SMALL_CHUNK = 65536
+
+
+def patches_per_chunk(x_shapes: dict[str, tuple[int, int, int, str]]) -> int:
+    """Patches per ``x_*`` chunk of a patch store: as many of the widest modality's patches as fit in
+    :data:`PATCH_CHUNK_BYTES` (at least 1, at most :data:`MAX_PATCHES_PER_CHUNK`).
+
+    Args:
+        x_shapes: modality -> (H, W, C, dtype name) of one patch.
+    """
+    widest = max(h * w * c * np.dtype(dtype).itemsize for h, w, c, dtype in x_shapes.values())
+    return max(1, min(MAX_PATCHES_PER_CHUNK, PATCH_CHUNK_BYTES // max(1, widest)))
 
 
 def _fast_codec() -> Any:
@@ -77,17 +108,20 @@ def _fast_codec() -> Any:
 
 
 class ChunkWriter:
-    """Writes one sample (= one whole chunk) of a store array at a time, from a worker.
+    """Writes whole chunks of a store array from a worker.
 
-    zarr-python's ``array[i] = sample`` costs ~8 ms of CPU per 1.5 MB chunk in its async machinery, more than
-    reading the tile from a GeoTIFF. For the arrays this module creates (local store, one sample per chunk,
-    ``bytes`` + ``blosc`` codecs, default ``c/i/0/...`` chunk keys) this writer encodes the chunk with the same
-    Blosc settings and writes the chunk file itself: the same bytes at the same key zarr would write (~2.5 ms).
-    Any other array (remote store, other codecs) falls back to ``array[i] = sample``.
+    Chunk ``k`` of an array this module creates holds samples ``k * L`` to ``(k + 1) * L - 1`` (``L`` =
+    ``array.chunks[0]``: 1 for tiles, many for patches; the last chunk may hold fewer). zarr-python's
+    ``array[a:b] = block`` costs ~8 ms of CPU per 1.5 MB chunk in its async machinery, more than reading the tile
+    from a GeoTIFF. For the arrays this module creates (local store, chunks split only the sample axis, ``bytes`` +
+    ``blosc`` codecs, default ``c/i/0/...`` chunk keys) this writer encodes the chunk with the same Blosc settings
+    and writes the chunk file itself: the same bytes at the same key zarr would write (~2.5 ms). Any other array
+    (remote store, other codecs) falls back to ``array[a:b] = block``.
     """
 
     def __init__(self, array: zarr.Array) -> None:
         self.array = array
+        self.length = int(array.chunks[0])  # samples per chunk
         self._codec, self._root = self._direct(array)
 
     @staticmethod
@@ -102,7 +136,7 @@ class ChunkWriter:
               and len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
               and getattr(md.chunk_key_encoding, "name", "") == "default"
               and getattr(md.chunk_key_encoding, "separator", "") == "/"
-              and tuple(array.chunks) == (1, *array.shape[1:]) and sys.byteorder == "little")
+              and tuple(array.chunks[1:]) == tuple(array.shape[1:]) and sys.byteorder == "little")
         if not ok:
             return None, None
         blosc = codecs[1]
@@ -115,21 +149,44 @@ class ChunkWriter:
         return codec, str(Path(array.store.root) / array.path / "c")
 
     def write(self, index: int, sample: np.ndarray) -> None:
-        """Store ``sample`` (shape ``array.shape[1:]``) as sample ``index``; an all-zero sample is not stored."""
+        """Store ``sample`` (shape ``array.shape[1:]``) as sample ``index`` of a one-sample-per-chunk array."""
         if sample.shape != tuple(self.array.shape[1:]):
             raise ValueError(f"sample of shape {sample.shape} does not fit array of shape {self.array.shape}")
+        self.write_range(index, sample[None])
+
+    def write_range(self, start: int, block: np.ndarray) -> None:
+        """Store ``block`` (shape ``(n, *array.shape[1:])``) as samples ``start`` to ``start + n - 1``.
+
+        The range must cover whole chunks (``start`` a multiple of the chunk length; ``n`` a multiple of it, or
+        reaching the end of the array), so concurrent writers of disjoint ranges never share a chunk. An all-zero
+        chunk is not stored (it reads as the fill value, 0).
+        """
+        n_all, n = int(self.array.shape[0]), len(block)
+        end = start + n
+        if block.shape[1:] != tuple(self.array.shape[1:]) or start < 0 or end > n_all:
+            raise ValueError(f"block of shape {block.shape} at sample {start} does not fit array of shape "
+                             f"{self.array.shape}")
+        if start % self.length or (end % self.length and end != n_all):
+            raise ValueError(f"samples {start}..{end - 1} are not whole chunks of {self.length} samples (array of "
+                             f"{n_all}); give each writer a range that starts and ends on chunk boundaries")
         if self._codec is None or self._root is None:
-            self.array[index] = sample
+            self.array[start:end] = block
             return
-        if not sample.any():  # zarr's write_empty_chunks=False: missing chunks read as the fill value (0)
-            return
-        data = np.ascontiguousarray(sample, dtype=self.array.dtype)
-        folder = os.path.join(self._root, str(index), *("0",) * (sample.ndim - 1))
-        os.makedirs(folder, exist_ok=True)
-        # No temp file + rename: each chunk has exactly one writer and nobody reads the store before the job ends;
-        # a retried task simply rewrites the whole chunk.
-        with open(os.path.join(folder, "0"), "wb") as f:
-            f.write(self._codec.encode(data))
+        for c0 in range(start, end, self.length):
+            part = block[c0 - start:c0 - start + self.length]
+            if not part.any():  # zarr's write_empty_chunks=False: missing chunks read as the fill value (0)
+                continue
+            if len(part) < self.length:  # zarr stores the array's ragged last chunk at full chunk shape
+                full = np.zeros((self.length, *part.shape[1:]), dtype=self.array.dtype)
+                full[:len(part)] = part
+                part = full
+            data = np.ascontiguousarray(part, dtype=self.array.dtype)
+            path = os.path.join(self._root, str(c0 // self.length), *("0",) * (block.ndim - 1))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # No temp file + rename: each chunk has exactly one writer and nobody reads the store before the job
+            # ends; a retried task simply rewrites its whole chunks.
+            with open(path, "wb") as f:
+                f.write(self._codec.encode(data))
 
 
 class TileStore:
@@ -142,7 +199,7 @@ class TileStore:
         return cls(path, mode="r+")
 
     def create_split(self, split: str, n: int, x_shapes: dict[str, tuple[int, int, int, str]],
-                     y_shape: tuple[int, ...]) -> None:
+                     y_shape: tuple[int, ...], samples_per_chunk: int = 1) -> None:
         """Pre-create the arrays of ``split`` for ``n`` samples.
 
         Args:
@@ -150,12 +207,15 @@ class TileStore:
             n: number of sample slots.
             x_shapes: modality -> (H, W, C, dtype name) of one sample.
             y_shape: ``(H, W)`` for tiles, ``()`` for patches.
+            samples_per_chunk: samples per chunk of the ``x_*`` arrays (capped at ``n``): 1 for tiles,
+                :func:`patches_per_chunk` for patches.
         """
         if split not in SPLITS:
             raise ValueError(f"split {split!r} is not one of {SPLITS}")
         g = self.root.require_group(split)
+        per = max(1, min(n, samples_per_chunk))
         for m, (h, w, c, dtype) in x_shapes.items():
-            g.create_array(f"x_{m}", shape=(n, h, w, c), chunks=(1, h, w, c), dtype=dtype, fill_value=0,
+            g.create_array(f"x_{m}", shape=(n, h, w, c), chunks=(per, h, w, c), dtype=dtype, fill_value=0,
                            compressors=_fast_codec(), overwrite=True)
         small = max(1, min(n, _SMALL_CHUNK))
         y_chunks = (1, *y_shape) if y_shape else (small,)
@@ -166,8 +226,23 @@ class TileStore:
         g.create_array("valid", shape=(n,), chunks=(small,), dtype="bool", fill_value=False, overwrite=True)
 
     def __init__(self, path: str | Path, mode: str = "r") -> None:
+        """Open the store at ``path``.
+
+        Raises:
+            ConfigError: the store was written in a newer format than this workbench reads.
+        """
         self.path = Path(path)
         self.root = zarr.open_group(str(self.path), mode=mode)
+        attrs = self.root.attrs
+        if "mode" not in attrs:  # a store being created: no StoreInfo yet
+            return
+        version = int(attrs.get("format_version", 1))  # type: ignore[call-overload]
+        if version > FORMAT_VERSION:
+            raise ConfigError(f"tile store {self.path} has format version {version}, newer than this workbench "
+                              f"reads ({FORMAT_VERSION}); update the workbench or re-run the tile job that made it")
+        if version < 2 and attrs.get("mode") == "patches":
+            log.warning("tile store %s has format version %d (one patch per file), which reads slowly; re-run the "
+                        "tile job that made it for format version %d", self.path, version, FORMAT_VERSION)
 
     @property
     def info(self) -> StoreInfo:

@@ -4,8 +4,10 @@ The driver plans from geometry only (windows, patch centres from a label scan th
 pre-creates the store's arrays (layout: :mod:`core.tilestore`), and submits tasks that read their windows with
 rasterio *inside the workers* and write their samples straight to the store. Tasks return only small metadata
 (which slots were written, per-band sums / sums of squares, per-class pixel counts), so the driver never holds
-pixel data. A task holds two samples at a time (one being written by a helper thread while the next is read) plus
-GDAL's block cache (capped at ``GDAL_CACHE_BYTES``), so worker memory is bounded by sample size x tasks in flight,
+pixel data. A tile task holds two tiles at a time (one being written by a helper thread while the next is read); a
+patch task cuts exactly one chunk of its split (a contiguous, chunk-aligned range of slots, so no two tasks write
+the same chunk) and holds that chunk (<= ``PATCH_CHUNK_BYTES`` per modality) until it writes it. Add GDAL's block
+cache (capped at ``GDAL_CACHE_BYTES``): worker memory is bounded by sample or chunk size x tasks in flight,
 whatever the raster size (benchmarks/tiling.py: ~220 MiB peak RSS per worker for 10k and 20k px rasters alike).
 
 Split rules: date split: every sample of an acquisition goes to that date's split. Spatial split: tiles are laid
@@ -39,7 +41,7 @@ from core.reader import LabelReader, ModalityReader, convert_window
 from core.sampling import centre_bounds, modality_patch_size, patch_window, sample_centres, scan_labels, scan_strips
 from core.scene import Modality, Scene
 from core.splits import SPLITS, date_record, date_split, spatial_split
-from core.tilestore import ChunkWriter, StoreInfo, TileStore
+from core.tilestore import ChunkWriter, StoreInfo, TileStore, patches_per_chunk
 from core.tiling import PixelWindow, block_grid, sliding_windows, windows_in_geometry
 
 log = logging.getLogger(__name__)
@@ -194,15 +196,17 @@ class TaskResult:
 
 def cut_samples(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mode: str,
                 sizes: dict[str, int], y_size: int, items: list[PlannedSample], aoi: BaseGeometry | None) -> TaskResult:
-    """Read and write ``items`` (runs in a Dask worker): rasterio windowed reads -> one Zarr chunk per sample.
+    """Read and write ``items`` (runs in a Dask worker): rasterio windowed reads -> whole Zarr chunks.
 
     Args:
         store_path: the store, its split arrays already created.
         scene_dict: ``Scene.to_dict()``; acq_indices: scene acquisition index per job date index.
         mode: ``tiles`` or ``patches``; sizes: sample side per modality; y_size: tile label side.
-        items: the samples to cut; aoi: AOI in label-grid pixel coordinates (tile labels outside are zeroed).
+        items: the samples to cut (tiles: any; patches: consecutive slots of one split covering whole chunks of
+            its ``x_*`` arrays, see :func:`_chunk_groups`); aoi: AOI in label-grid pixel coordinates (tile labels
+            outside are zeroed).
 
-    A sample whose window is all nodata in any modality is not written (its slot stays ``valid=False``).
+    A sample whose window is all nodata in any modality is not written (its slot stays ``valid=False``, zeros).
     """
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         return _cut(store_path, scene_dict, acq_indices, mode, sizes, y_size, items, aoi)
@@ -233,10 +237,17 @@ def _cut(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mo
         if y is not None:
             array(split, "y").write(index, y)
 
-    # Two buffer sets, alternating: one is being written by the writer thread while the next sample is read.
+    # Tiles: two buffer sets, alternating: one is being written by the writer thread while the next sample is read.
     buffers: list[dict[str, np.ndarray]] = [{}, {}]
+    # Patches: the task's chunk, one block per modality; sample k of the task is row k, written once at the end.
+    chunked = mode == "patches" and bool(items)
+    start = _check_chunk_range(items) if chunked else 0
+    blocks = {m: np.zeros((len(items), sizes[m], sizes[m], scene.modality(m).band_count),
+                          dtype=scene.modality(m).dtype) for m in sizes} if chunked else {}
 
     def buffer(slot: int, m: str) -> np.ndarray:
+        if chunked:
+            return blocks[m][slot]
         if m not in buffers[slot]:
             mod = scene.modality(m)
             buffers[slot][m] = np.zeros((sizes[m], sizes[m], mod.band_count), dtype=mod.dtype)
@@ -244,7 +255,9 @@ def _cut(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mo
 
     slot = 0
     try:
-        for it in items:
+        for k, it in enumerate(items):
+            if chunked:
+                slot = k
             acq = scene.acquisitions[acq_indices[it.date_index]]
             data: dict[str, np.ndarray] = {}
             valids: dict[str, np.ndarray] = {}
@@ -256,6 +269,9 @@ def _cut(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mo
                     w, sizes[m], out=buffer(slot, m))
             if any(not v.any() for v in valids.values()):
                 res.skipped.append((it.split, it.index))
+                if chunked:  # an empty slot reads as zeros, as if never written
+                    for m in data:
+                        blocks[m][k] = 0
                 continue
             for m, x in data.items():
                 _accumulate(res.sums.setdefault(it.split, {}), m, x, valids[m])
@@ -267,13 +283,17 @@ def _cut(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mo
                 if lr is not None:  # unlabelled acquisitions keep y = 0 (the fill value)
                     ypad = _tile_labels(lr, it.window, aoi, valids.get(label_mod.name), y_size,
                                         res.class_pixels.setdefault(it.split, {}))
+            res.written.append((it.split, it.index))
+            if chunked:
+                continue
             if pending is not None:
                 pending.result()  # at most one sample waits for its write: memory stays ~2 samples
             pending = writer.submit(write, it.split, it.index, data, ypad)
             slot = 1 - slot
-            res.written.append((it.split, it.index))
         if pending is not None:
             pending.result()
+        for m, block in blocks.items():
+            array(items[0].split, f"x_{m}").write_range(start, block)
     finally:
         writer.shutdown(wait=True)
         for r in readers.values():
@@ -320,6 +340,27 @@ def _accumulate(acc: dict[str, list[Any]], modality: str, x: np.ndarray, valid: 
     a[0] = a[0] + px.sum(axis=0)
     a[1] = a[1] + np.einsum("ij,ij->j", px, px)
     a[2] += int(v.sum())
+
+
+def _check_chunk_range(items: list[PlannedSample]) -> int:
+    """The first slot of ``items``, which must be consecutive slots of one split (a patch task's chunk range)."""
+    start, split = items[0].index, items[0].split
+    if any(it.split != split or it.index != start + k for k, it in enumerate(items)):
+        raise ValueError(f"a patch task needs consecutive slots of one split; got {len(items)} samples from "
+                         f"{items[0].split}[{start}] to {items[-1].split}[{items[-1].index}] with gaps or splits mixed")
+    return start
+
+
+def _chunk_groups(samples: list[PlannedSample], per_chunk: dict[str, int]) -> list[list[PlannedSample]]:
+    """One group per ``x_*`` chunk: samples ``k * L`` .. ``(k + 1) * L - 1`` of a split (``L = per_chunk[split]``).
+
+    Each patch task thus writes whole chunks that no other task touches. ``samples`` are the plan's, in slot order
+    within each split.
+    """
+    by_split: dict[str, list[PlannedSample]] = {}
+    for x in samples:
+        by_split.setdefault(x.split, []).append(x)
+    return [ss[k:k + per_chunk[s]] for s, ss in by_split.items() for k in range(0, len(ss), per_chunk[s])]
 
 
 def _groups(samples: list[PlannedSample], n_threads: int) -> list[list[PlannedSample]]:
@@ -372,11 +413,15 @@ def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path
     label = scene.primary
     y_size = sizes.get(label.name, config.tiling.tile_size)
     y_shape = (y_size, y_size) if config.mode == "tiles" else ()
+    x_shapes = {m.name: (sizes[m.name], sizes[m.name], m.band_count, m.dtype) for m in mods}
+    per_chunk = 1 if config.mode == "tiles" else patches_per_chunk(x_shapes)
     for s, n in n_per_split.items():
         if n:
-            store.create_split(s, n, {m.name: (sizes[m.name], sizes[m.name], m.band_count, m.dtype) for m in mods},
-                               y_shape)
-    groups = _groups(samples, sum(client.nthreads().values()))
+            store.create_split(s, n, x_shapes, y_shape, samples_per_chunk=per_chunk)
+    if config.mode == "tiles":
+        groups = _groups(samples, sum(client.nthreads().values()))
+    else:  # Dask: one task per chunk, so concurrent tasks never write the same chunk file
+        groups = _chunk_groups(samples, {s: min(n, per_chunk) for s, n in n_per_split.items() if n})
     total, done = len(samples), 0
     results: list[TaskResult] = []
     scene_dict = scene.to_dict()

@@ -295,3 +295,60 @@ def test_a_failing_worker_read_fails_the_job(cluster_client: Client, tmp_path: P
     cfg = TileJobConfig(scene="gone", tiling=TilingConfig(tile_size=16), split=SplitConfig(method="date", test_date="d1"))
     with pytest.raises(JobFailedError, match=r"a tiling task failed: RasterReadError.*cannot open raster .*gone\.tif"):
         run_tile_job(cfg, scene, cluster_client, tmp_path / "f.zarr")
+
+
+@pytest.mark.cluster
+def test_patch_chunks_hold_many_patches_and_match_one_patch_per_chunk(
+        cluster_client: Client, tmp_path: Path, make_raster: MakeRaster, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.tilestore
+    from core.sampling import patch_window
+
+    scene = multimodal_scene(tmp_path, make_raster)
+    with rasterio.open(scene.acquisitions[0].files["hsi"][0]) as ds:
+        hsi_px = ds.read()
+    hsi_px[:, :6, :6] = np.nan  # a wider nodata corner: some patches are all nodata in HSI (empty slots)
+    make_raster("hsi.tif", hsi_px, crs=None, transform=scene.modality("hsi").transform)
+    cfg = TileJobConfig(scene="mm", mode="patches", sampling=SamplingConfig(patch_size=9, per_class=40, seed=3),
+                        split=SplitConfig(block_size=32, buffer=0, fractions=(1.0, 0.0, 0.0)))
+    stores = {}
+    for per_chunk in (1, 16):  # 1: the layout before format version 2; 16: several tasks, a ragged last chunk
+        monkeypatch.setattr(core.tilestore, "MAX_PATCHES_PER_CHUNK", per_chunk)
+        info = run_tile_job(cfg, scene, cluster_client, tmp_path / f"p{per_chunk}.zarr")
+        stores[per_chunk] = TileStore(tmp_path / f"p{per_chunk}.zarr")
+    assert info.counts == {"train": 120 - info.skipped_nodata} and info.skipped_nodata > 0  # HSI nodata corner
+    old, new = stores[1], stores[16]
+    assert new.info.format_version == 2 and new.array("train", "x_hsi").chunks == (16, 3, 3, 5)
+    n_files = sum(1 for p in (tmp_path / "p16.zarr/train").glob("x_*/c/**/*") if p.is_file())
+    assert n_files == 16 < 120  # 8 chunks of x_rgb and of x_hsi (7 x 16 + 8 patches)
+    for name in ("x_rgb", "x_hsi", "y", "loc", "date", "valid"):
+        np.testing.assert_array_equal(new.array("train", name)[:], old.array("train", name)[:])
+    # every patch and label against the rasters themselves
+    xs, y = new.read("train", np.arange(120))
+    valid, loc = new.array("train", "valid")[:], new.array("train", "loc")[:]
+    labels = read_direct(scene.acquisitions[0].labels, 0, 0, 64, 64)[0]
+    rgb, hsi = scene.modality("rgb"), scene.modality("hsi")
+    for i in range(120):
+        if not valid[i]:
+            assert not xs["rgb"][i].any() and not xs["hsi"][i].any()
+            continue
+        r, c = int(loc[i, 0]) + 4, int(loc[i, 1]) + 4
+        assert y[i] == labels[r, c]
+        for m, x in ((rgb, xs["rgb"][i]), (hsi, xs["hsi"][i])):
+            w = patch_window(r, c, 9, rgb, m)
+            assert w is not None
+            direct = read_direct(scene.acquisitions[0].files[m.name][0], w.row_off, w.col_off, w.height, w.width)
+            np.testing.assert_array_equal(x, direct.transpose(1, 2, 0))
+
+
+def test_chunk_groups_are_chunk_aligned_ranges_of_one_split() -> None:
+    from core.tiling import PixelWindow
+    from core.tiling_job import PlannedSample, _check_chunk_range, _chunk_groups
+
+    w = PixelWindow(0, 0, 1, 1)
+    samples = [PlannedSample(s, i, 0, w, {}) for s, n in (("train", 10), ("test", 3)) for i in range(n)]
+    groups = _chunk_groups(samples, {"train": 4, "test": 3})
+    assert [(g[0].split, g[0].index, len(g)) for g in groups] == [("train", 0, 4), ("train", 4, 4), ("train", 8, 2),
+                                                                  ("test", 0, 3)]
+    assert [_check_chunk_range(g) for g in groups] == [0, 4, 8, 0]
+    with pytest.raises(ValueError, match=r"consecutive slots of one split; got 2 samples from train\[9\] to test\[0\]"):
+        _check_chunk_range(samples[9:11])
