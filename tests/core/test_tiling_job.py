@@ -342,7 +342,8 @@ def test_patch_chunks_hold_many_patches_and_match_one_patch_per_chunk(
 
 def test_chunk_groups_are_chunk_aligned_ranges_of_one_split() -> None:
     from core.tiling import PixelWindow
-    from core.tiling_job import PlannedSample, _check_chunk_range, _chunk_groups
+    from core.tile_tasks import PlannedSample, _check_chunk_range
+    from core.tiling_job import _chunk_groups
 
     w = PixelWindow(0, 0, 1, 1)
     samples = [PlannedSample(s, i, 0, w, {}) for s, n in (("train", 10), ("test", 3)) for i in range(n)]
