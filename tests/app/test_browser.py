@@ -153,9 +153,11 @@ def test_draw_launch_and_review(app_server: dict[str, Any], browser_page: Any) -
     model_box.click()
     model_box.fill("patch_cnn")
     page.keyboard.press("Enter")
-    page.get_by_label("Patch size (px, odd)").wait_for(timeout=30_000)
-    page.get_by_label("Epochs").fill("1")
-    page.get_by_label("Workers").fill("2")
+    page.get_by_label("Patch size (px, odd)", exact=True).wait_for(timeout=30_000)
+    page.get_by_label("Epochs", exact=True).fill("1")
+    page.get_by_label("Workers", exact=True).fill("2")
+    page.get_by_text("Advanced", exact=True).click()  # the model's size lives in the Advanced expander
+    page.get_by_label("Width (filters of the first block)", exact=True).fill("16")
     page.get_by_role("button", name="Pre-flight check").click()
     page.get_by_text("Pre-flight check passed").wait_for(timeout=60_000)
     page.get_by_role("button", name="Launch", exact=True).click()
@@ -164,6 +166,7 @@ def test_draw_launch_and_review(app_server: dict[str, Any], browser_page: Any) -
     runs = tracker.list()
     assert len(runs) == 1 and runs[0].kind == "pipeline" and runs[0].config["aoi"]["geometry"]["type"] == "Polygon"
     assert runs[0].config["epochs"] == 1 and runs[0].config["model"] == "patch_cnn"
+    assert runs[0].config["model_params"]["width"] == 16
     run_id = runs[0].id
 
     page.goto(f"{url}/live", wait_until="domcontentloaded")
