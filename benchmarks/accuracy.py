@@ -206,7 +206,8 @@ def run_experiment(b: Bench, name: str, exp: dict[str, Any], args: Any) -> dict[
     out["unet"] = train_and_score(b, tiles["store"], scene, "unet",
                                   {"width": args.unet_width, "depth": args.depth, "dropout": args.unet_dropout},
                                   args, batch_size=args.unet_batch, epochs=args.unet_epochs,
-                                  lr_decay_epochs=max(1, args.unet_epochs // 3), patience=args.unet_patience)
+                                  lr_decay_epochs=max(1, args.unet_epochs // 3), patience=args.unet_patience,
+                                  ema_decay=args.unet_ema)
     out["rf_tile_store"] = baseline(b, tiles["store"], scene, "rf", max_train=args.rf_max_train)
     return out
 
@@ -237,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--unet-epochs", type=int, default=60,
                    help="U-Net epochs (the rate halves every third of them); 12 left it undertrained on strzegom")
     p.add_argument("--unet-patience", type=int, default=10, help="U-Net early-stopping patience (epochs)")
+    p.add_argument("--unet-ema", type=float, default=0.995,
+                   help="U-Net weight averaging (EMA decay; 0 = off): steadies its accuracy on a new date")
     p.add_argument("--patch", type=int, default=9, help="patch side, label-grid px (odd)")
     p.add_argument("--per-class", type=int, default=200, help="patches per class per date (class-balanced)")
     p.add_argument("--tile", type=int, default=64, help="U-Net tile side, px")

@@ -230,6 +230,8 @@ class TrainJobConfig(Frozen):
     lr_decay_factor: float = Field(0.5, gt=0, le=1)
     patience: int = Field(5, ge=1)
     augment: bool = True
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="average the weights over training (Polyak / EMA, e.g. "
+                                                          "0.995); validation and the bundle use the average; 0 = off")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (quick runs)")
     log_every: int = Field(10, ge=1, description="steps between per-rank loss / samples-per-second records")
     seed: int = 0
@@ -246,6 +248,9 @@ class TrainJobConfig(Frozen):
         if self.scheme == "single" and self.num_workers != 1:
             raise ValueError(f"scheme 'single' trains on one worker but num_workers={self.num_workers}; "
                              "use scheme 'data_parallel' or num_workers=1")
+        if self.ema_decay > 0 and self.scheme == "model_parallel":
+            raise ValueError("ema_decay (weight averaging) is not available for scheme 'model_parallel' (each rank "
+                             "holds a part of the model); set ema_decay to 0 or use 'data_parallel'")
         if self.store is None and self.tile_job is None:
             raise ValueError("give the training data: store (path of a tile store) or tile_job (a tile job config)")
         return self

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from core.augment import dihedral
 from core.checkpoints import copy_dir
 from core.configs import MODEL_PARALLEL_RANKS, TrainJobConfig
 from core.errors import ConfigError, LabelError
@@ -44,7 +45,7 @@ from core.models.two_stream import (activation_shape, build_branch_part, build_f
                                     set_weights_by_layer, weights_by_layer)
 from core.telemetry import Telemetry, nbytes
 from core.tilestore import TileStore
-from core.training import _augment, _configure_tf, learning_rate, meta_for, weights_checksum
+from core.training import _configure_tf, learning_rate, meta_for, weights_checksum
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,7 @@ def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id:
             idx = perm[(step * bs + np.arange(bs)) % n]
             xs, y = ([], train[idx]) if role == "fusion" else ([train[idx]], None)
             if cfg.augment:  # the same draws on every rank keep the two modalities' patches aligned
-                xs, y = _augment(xs, y, False, rng)
+                xs, y = dihedral(xs, y, False, rng)
             worker.optimizer.learning_rate = learning_rate(cfg, 1, global_step, int(steps))
             t0 = time.perf_counter()
             out = worker.train(tf.constant(y if role == "fusion" else xs[0]))

@@ -41,15 +41,16 @@ def reseed(model: Any, seed: int, rank: int, step: int = 0) -> list[int]:
     return seeds
 
 
-def broadcast_from_root(model: Any, optimizer: Any, hvd: Any, telemetry: Any = None) -> None:
+def broadcast_from_root(model: Any, optimizer: Any, hvd: Any, telemetry: Any = None, extra: Any = ()) -> None:
     """Copy rank 0's weights and optimizer variables to this rank, leaving its random-number state alone.
 
     Keras 3 variables break ``hvd.broadcast_variables``, so each value is broadcast and assigned. ``telemetry``
-    (a :class:`core.telemetry.Telemetry`, optional) counts the traffic. Every rank must call this, in the same order.
+    (a :class:`core.telemetry.Telemetry`, optional) counts the traffic; ``extra``: further variables to copy (the
+    weight average of :mod:`core.weight_average`). Every rank must call this, in the same order.
     """
     import tensorflow as tf
 
-    for i, v in enumerate([*model.weights, *optimizer.variables]):
+    for i, v in enumerate([*model.weights, *optimizer.variables, *extra]):
         t = tf.convert_to_tensor(v)
         if telemetry is not None:
             telemetry.broadcast(t)

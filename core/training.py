@@ -16,7 +16,8 @@ single-process loop plus the lines marked ``# Horovod:``:
   the end of every epoch, so checkpoints and the final weights are identical on every rank;
 - the learning rate is scaled by the number of ranks after a linear warm-up, then decays in steps;
 - epoch metrics are summed across ranks, per-rank loss, samples/s, step times and traffic are gathered;
-- rank 0 alone writes checkpoints (:mod:`core.checkpoints`) and database rows.
+- rank 0 alone writes checkpoints (:mod:`core.checkpoints`) and database rows; with ``ema_decay`` they hold the
+  running average of the weights (:mod:`core.weight_average`), which validation uses too.
 
 Every rank runs the same number of steps per epoch (set by the smallest shard), or the collectives would deadlock.
 Each step is two compiled functions, the local forward/backward pass and the collective + update, so the compute
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from core import heterogeneous, multilabel
+from core.augment import dihedral
 from core.checkpoints import copy_dir, restore_checkpoint, save_checkpoint
 from core.configs import TrainJobConfig
 from core.errors import ConfigError, LabelError
@@ -46,6 +48,7 @@ from core.models import MODELS
 from core.rank_state import broadcast_from_root, reseed
 from core.telemetry import Telemetry
 from core.tilestore import StoreInfo, TileStore
+from core.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -139,18 +142,6 @@ def _load_split(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarr
         weight = (y_idx >= 0).reshape(len(y_idx), -1).any(axis=1).astype(np.float32)
         return x_out, np.concatenate([multilabel.targets(y, meta.class_ids, fraction), weight[:, None]], axis=1)
     return x_out, y_idx
-
-
-def _augment(xs: list[np.ndarray], y: np.ndarray, dense: bool, rng: np.random.Generator
-             ) -> tuple[list[np.ndarray], np.ndarray]:
-    """A random rot90 (k = 0..3) and horizontal flip of the whole batch (x: (B, H, W, C); y: (B, H, W) if dense)."""
-    k, flip = int(rng.integers(4)), bool(rng.integers(2))
-
-    def tf_(a: np.ndarray) -> np.ndarray:
-        a = np.rot90(a, k, axes=(1, 2))
-        return np.ascontiguousarray(a[:, :, ::-1] if flip else a)
-
-    return [tf_(x) for x in xs], (tf_(y) if dense else y)
 
 
 # ---- the rank function ------------------------------------------------------------------------------------------
@@ -342,11 +333,15 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
 
     state: dict[str, Any] = {"epoch": 0, "global_step": 0, "best_val": None, "best_epoch": None, "bad_epochs": 0,
                              "history": []}
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     if resume_dir and rank == 0:
         state = restore_checkpoint(Path(resume_dir), model, optimizer)
+        if average:
+            average.restore(Path(resume_dir))  # the bundle holds the average, raw_weights.npz the raw weights
     if hvd:
         state = hvd.broadcast_object(state, 0, name="resume_state")  # Horovod: rank 0's loop state
-        broadcast_from_root(model, optimizer, hvd, telemetry)  # Horovod: rank 0's weights, not its dropout seeds
+        # Horovod: rank 0's weights (and their average), not its dropout seeds
+        broadcast_from_root(model, optimizer, hvd, telemetry, average.variables if average else ())
     reseed(model, cfg.seed, rank, int(state["global_step"]))  # each rank its own dropout masks
     if tracker and hetero:
         tracker.event(run_id, "calibration", phase="training", speeds=speeds, shares=batch_shares,
@@ -393,7 +388,7 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
             idx = np.sort(perm[(step * local_batch + np.arange(local_batch)) % n_local])
             xb, yb = [x[idx] for x in xs_train], y_train[idx]
             if cfg.augment:
-                xb, yb = (multilabel.augment(xb, rng), yb) if multi else _augment(xb, yb, dense, rng)
+                xb, yb = (multilabel.augment(xb, rng), yb) if multi else dihedral(xb, yb, dense, rng)
             if multi and cfg.mixup_alpha > 0:
                 xb, yb, _ = multilabel.mixup(xb, yb, cfg.mixup_alpha, rng)
             optimizer.learning_rate = learning_rate(cfg, size, global_step, steps)
@@ -403,6 +398,8 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
             heterogeneous.throttle(time.perf_counter() - t0, slow)  # a deliberately slow worker (demos only)
             t_compute = time.perf_counter() - t0
             apply_grads(grads, denom)
+            if average:
+                average.update()
             telemetry.allreduce([*grads, *([denom] if hetero else [])])
             dt = time.perf_counter() - t0
             epoch_compute, epoch_step = epoch_compute + t_compute, epoch_step + dt
@@ -433,6 +430,8 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
         totals = global_sum([loss_total / steps * local_batch, float(local_batch), *stats_sum])
         train_loss, train_acc = totals[0] / totals[1], totals[2] / max(totals[3], 1.0)
 
+        if average:
+            average.swap()  # validation, early stopping and the checkpoint use the averaged weights
         vsum = None
         for b in range(0, len(y_val), cfg.batch_size):
             sl = slice(b, b + cfg.batch_size)
@@ -466,6 +465,8 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
         if rank == 0:  # Horovod: rank 0 alone writes checkpoints and rows
             epoch_meta = dataclasses.replace(meta, epoch=epoch)
             here = save_checkpoint(ckpt_dir / f"epoch-{epoch:03d}", model, optimizer, epoch_meta, state)
+            if average:
+                average.save_raw(here)
             copy_dir(here, ckpt_dir / "last")
             if improved:
                 copy_dir(here, run_dir_p / "model")
@@ -476,6 +477,8 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
                 tracker.progress(run_id, "training", epoch, cfg.epochs, loss=metrics["loss"], val_loss=val_loss)
                 for r in ranks:
                     _worker_row(tracker, run_id, r, epoch)
+        if average:
+            average.swap()  # back to the raw weights
         log.info("rank %d epoch %d: %s", rank, epoch, metrics)
         if state["bad_epochs"] >= cfg.patience:
             stopped_early = True

@@ -76,7 +76,8 @@ MODEL_PARAMS: dict[str, tuple[Param, ...]] = {
 """Model name -> the size keywords of its builder (:mod:`core.models`) the form offers, with the builder's defaults."""
 
 TRAIN_OPTIONS = ("optimizer", "momentum", "warmup_epochs", "lr_decay_epochs", "lr_decay_at", "lr_decay_factor",
-                 "patience", "augment", "mixup_alpha", "label_fraction", "worker_speeds", "calibration_steps")
+                 "patience", "augment", "ema_decay", "mixup_alpha", "label_fraction", "worker_speeds",
+                 "calibration_steps")
 """The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
 _ONLY_FOR = {"label_fraction": ("task", "multilabel"), "calibration_steps": ("scheme", "heterogeneous"),
              "mp_split": ("scheme", "model_parallel")}  # worker_speeds: core.configs.check_combination says so

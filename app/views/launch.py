@@ -74,6 +74,12 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     v["mixup_alpha"] = c[3].number_input("Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"))
     c = st.columns(4)
     v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"))
+    if scheme != "model_parallel":
+        v["ema_decay"] = c[3].number_input("Weight averaging (EMA decay, 0 = off)", 0.0, 0.9999, d["ema_decay"],
+                                           0.001, format="%.4f", key=k("ema"),
+                                           help="validate and keep the average of the weights over training, e.g. "
+                                                "0.995 (~ the last 200 steps): steadier accuracy on new data")
+        c = st.columns(4)
     if task == "multilabel":
         v["label_fraction"] = c[1].number_input("Label fraction", 0.001, 1.0, d["label_fraction"], 0.01,
                                                 key=k("label_fraction"),
