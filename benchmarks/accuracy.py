@@ -15,7 +15,8 @@ exactly its test rows. Prints OA / kappa / macro F1 / mIoU, the split record and
 ``benchmarks/out/accuracy.json``.
 
 Usage: ``python -m benchmarks.accuracy [--experiments date,spatial,nc] [--epochs 8] [--patch 9] [--tile 64]``
-(``--help`` lists the model / sampling knobs). The default run takes ~20 minutes on 2 cores.
+(``--help`` lists the model / sampling knobs). Each deep model trains once per ``--seeds`` seed (default 3) and
+the comparison uses the mean; the default run takes ~35 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -200,14 +203,17 @@ def run_experiment(b: Bench, name: str, exp: dict[str, Any], args: Any) -> dict[
         blocks = TileStore(patches["store"]).info.split.get("blocks", [])
         out["split_record"]["blocks_per_split"] = {s: sum(1 for bl in blocks if bl[4] == s)
                                                    for s in ("train", "val", "test")}
-    out["patch_cnn"] = train_and_score(b, patches["store"], scene, "patch_cnn",
-                                       {"width": args.width, "dropout": args.dropout}, args)
+    seeds = [int(x) for x in str(args.seeds).split(",")]
+    out["patch_cnn"] = [train_and_score(b, patches["store"], scene, "patch_cnn",
+                                        {"width": args.width, "dropout": args.dropout}, args, seed=seed)
+                        for seed in seeds]
     out["rf_patch_store"] = baseline(b, patches["store"], scene, "rf")
-    out["unet"] = train_and_score(b, tiles["store"], scene, "unet",
-                                  {"width": args.unet_width, "depth": args.depth, "dropout": args.unet_dropout},
-                                  args, batch_size=args.unet_batch, epochs=args.unet_epochs,
-                                  lr_decay_epochs=max(1, args.unet_epochs // 3), patience=args.unet_patience,
-                                  ema_decay=args.unet_ema)
+    out["unet"] = [train_and_score(b, tiles["store"], scene, "unet",
+                                   {"width": args.unet_width, "depth": args.depth, "dropout": args.unet_dropout},
+                                   args, batch_size=args.unet_batch, epochs=args.unet_epochs,
+                                   lr_decay_epochs=max(1, args.unet_epochs // 3), patience=args.unet_patience,
+                                   ema_decay=args.unet_ema, seed=seed)
+                   for seed in seeds]
     out["rf_tile_store"] = baseline(b, tiles["store"], scene, "rf", max_train=args.rf_max_train)
     return out
 
@@ -220,14 +226,22 @@ def report(name: str, r: dict[str, Any]) -> list[str]:
              f"{ {s: sum(c.values()) for s, c in r['tile_store']['class_counts'].items()} }"]
     for deep, rf, rows in (("patch_cnn", "rf_patch_store", "centre pixels of the test patches"),
                            ("unet", "rf_tile_store", "every labelled pixel of the test tiles")):
-        d, f = r[deep]["test"], r[rf]["test"]
-        beats = d["overall_accuracy"] > f["overall_accuracy"] and d["kappa"] > f["kappa"]
-        lines += [f"   on {rows}:",
-                  f"     {deep:<10} {scores(d)}  [{r[deep]['epochs_run'][-1] if r[deep]['epochs_run'] else '?'} "
-                  f"epochs, {r[deep]['train_s']:.0f} s]",
-                  f"     {'RF':<10} {scores(f)}  [{r[rf]['baseline']['n_train']} train rows]",
-                  f"     {deep} beats the RF: {'YES' if beats else 'NO'} "
-                  f"(OA {d['overall_accuracy'] - f['overall_accuracy']:+.3f}, kappa {d['kappa'] - f['kappa']:+.3f})"]
+        f = r[rf]["test"]
+        lines.append(f"   on {rows}:")
+        wins = []
+        for i, run in enumerate(r[deep]):
+            d = run["test"]
+            wins.append(d["overall_accuracy"] > f["overall_accuracy"] and d["kappa"] > f["kappa"])
+            lines.append(f"     {deep + ' #' + str(i + 1):<12} {scores(d)}  [{run['epochs_run'][-1]} epochs, "
+                         f"{run['train_s']:.0f} s]")
+        oa = np.array([run["test"]["overall_accuracy"] for run in r[deep]])
+        kappa = np.array([run["test"]["kappa"] for run in r[deep]])
+        beats = oa.mean() > f["overall_accuracy"] and kappa.mean() > f["kappa"]
+        lines += [f"     {'RF':<12} {scores(f)}  [{r[rf]['baseline']['n_train']} train rows]",
+                  f"     {deep} over {len(oa)} seeds: OA {oa.mean():.3f} +- {oa.std():.3f}, "
+                  f"kappa {kappa.mean():.3f} +- {kappa.std():.3f}; beats the RF: {'YES' if beats else 'NO'} "
+                  f"(mean OA {oa.mean() - f['overall_accuracy']:+.3f}, kappa {kappa.mean() - f['kappa']:+.3f}; "
+                  f"{sum(wins)}/{len(wins)} seeds beat it)"]
     return lines
 
 
@@ -244,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--per-class", type=int, default=200, help="patches per class per date (class-balanced)")
     p.add_argument("--tile", type=int, default=64, help="U-Net tile side, px")
     p.add_argument("--stride", type=int, default=None, help="tile stride (default: no overlap)")
-    p.add_argument("--block", type=int, default=128, help="spatial-split block side, px (>= 2 tiles: the buffer is a tile)")
+    p.add_argument("--block", type=int, default=128,
+                   help="spatial-split block side, px (>= 2 tiles: the buffer is a tile)")
     p.add_argument("--nc-block", type=int, default=64, help="north_carolina spatial block side, px")
     p.add_argument("--nc-tile", type=int, default=32, help="north_carolina U-Net tile side, px")
     p.add_argument("--nc-per-class", type=int, default=600, help="north_carolina patches per class")
@@ -260,7 +275,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch")
     p.add_argument("--ranks", type=int, default=2, help="Horovod ranks (data_parallel)")
     p.add_argument("--rf-max-train", type=int, default=30_000, help="RF training rows (tile stores)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="split and sampling seed")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds of each deep model (comma list)")
     p.add_argument("--keep", default=None, help="use this folder as WORKBENCH_HOME and keep it")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -284,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     OUT.mkdir(exist_ok=True)
     for r in results["experiments"].values():
         for k in ("patch_cnn", "unet"):
-            r[k].pop("model_dir", None)
+            for run in r[k]:
+                run.pop("model_dir", None)
     (OUT / "accuracy.json").write_text(json.dumps(results, indent=1, default=str))
     return results
 

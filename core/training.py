@@ -399,7 +399,7 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
             t_compute = time.perf_counter() - t0
             apply_grads(grads, denom)
             if average:
-                average.update()
+                average.update(global_step)
             telemetry.allreduce([*grads, *([denom] if hetero else [])])
             dt = time.perf_counter() - t0
             epoch_compute, epoch_step = epoch_compute + t_compute, epoch_step + dt

@@ -1,7 +1,8 @@
 """Polyak averaging: an exponential moving average of a model's trainable weights.
 
-After every optimizer step ``a <- d * a + (1 - d) * w`` (``d`` = ``TrainJobConfig.ema_decay``, e.g. 0.995: about
-the last 1 / (1 - d) = 200 steps). Validation, early stopping, checkpoints and the model bundle use the averaged
+After optimizer step ``t`` (0, 1, ...) ``a <- d_t * a + (1 - d_t) * w`` with ``d_t = min(d, t / (t + 1))``
+(``d`` = ``TrainJobConfig.ema_decay``, e.g. 0.995: about the last 1 / (1 - d) = 200 steps). Until then ``a`` is the
+plain mean of the weights after each step so far, so a short run does not average in its initial weights. Validation, early stopping, checkpoints and the model bundle use the averaged
 weights; training continues from the raw ones, which a checkpoint keeps beside the bundle (``raw_weights.npz``) so
 ``--resume`` continues exactly. Data-parallel ranks hold bit-identical raw weights after every step, so their
 averages are identical too, with no extra communication.
@@ -37,11 +38,19 @@ class WeightAverage:
                           for i, w in enumerate(self.weights)]
 
         @tf.function
-        def update() -> None:
+        def update(step: Any) -> None:
+            step = tf.cast(step, tf.float32)
+            d = tf.minimum(self.decay, step / (step + 1.0))
             for a, w in zip(self.variables, self.weights):
-                a.assign(self.decay * a + (1.0 - self.decay) * w)
+                a.assign(d * a + (1.0 - d) * w)
 
-        self.update = update
+        self._update = update
+
+    def update(self, step: int) -> None:
+        """Fold the current weights into the average after global optimizer step ``step`` (0-based)."""
+        import tensorflow as tf
+
+        self._update(tf.constant(step, tf.int64))
 
     def swap(self) -> None:
         """Exchange the averaged and the raw weights (calling it twice restores the model)."""

@@ -27,14 +27,19 @@ def test_average_follows_the_weights_and_swaps_back(tmp_path: Path) -> None:
     w1 = [a + 4.0 for a in w0]
     for w, a in zip(model.trainable_weights, w1):
         w.assign(a)
-    avg.update()
-    expected = [0.75 * a + 0.25 * b for a, b in zip(w0, w1)]
+    avg.update(1)  # step 1: the ramp 1 / 2 caps the decay (the mean of the weights so far)
+    expected = [0.5 * a + 0.5 * b for a, b in zip(w0, w1)]
+    assert all(np.allclose(a.numpy(), e) for a, e in zip(avg.variables, expected))
+    for w, a in zip(model.trainable_weights, w0):
+        w.assign(a)
+    avg.update(1000)  # later steps: the decay itself
+    expected = [0.75 * e + 0.25 * a for e, a in zip(expected, w0)]
     assert all(np.allclose(a.numpy(), e) for a, e in zip(avg.variables, expected))
     avg.swap()  # the model holds the average, the average holds the raw weights
     assert all(np.allclose(w.numpy(), e) for w, e in zip(model.trainable_weights, expected))
     avg.save_raw(tmp_path)
     avg.swap()
-    assert all(np.array_equal(w.numpy(), a) for w, a in zip(model.trainable_weights, w1))
+    assert all(np.array_equal(w.numpy(), a) for w, a in zip(model.trainable_weights, w0))
 
     # a checkpoint: the bundle's (averaged) weights are loaded into a fresh model, then restore() puts them in the
     # average and the raw weights back into the model
@@ -43,7 +48,7 @@ def test_average_follows_the_weights_and_swaps_back(tmp_path: Path) -> None:
         w.assign(e)
     again = WeightAverage(fresh, 0.75)
     again.restore(tmp_path)
-    assert all(np.array_equal(w.numpy(), a) for w, a in zip(fresh.trainable_weights, w1))
+    assert all(np.array_equal(w.numpy(), a) for w, a in zip(fresh.trainable_weights, w0))
     assert all(np.allclose(a.numpy(), e) for a, e in zip(again.variables, expected))
 
 
