@@ -344,10 +344,10 @@ def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id:
                        "lr": float(learning_rate(cfg, 1, global_step - 1, int(steps))), "epoch_s": epoch_s}
         metrics = hvd.broadcast_object(metrics, root_rank=FUSION_RANK, name="mp.metrics")  # Horovod: to all
         state["history"].append(metrics)
-        monitored = metrics["val_loss"] if metrics["val_loss"] is not None else metrics["loss"]
-        improved = state["best_val"] is None or monitored < state["best_val"] - 1e-7
+        val_loss = metrics["val_loss"]  # none without validation samples: every epoch runs, the last is kept
+        improved = val_loss is None or state["best_val"] is None or val_loss < state["best_val"] - 1e-7
         if improved:
-            state.update(best_val=float(monitored), best_epoch=epoch, bad_epochs=0)
+            state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
         epochs_run.append(epoch)

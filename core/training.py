@@ -442,7 +442,6 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
         has_val = vtot[1] > 0
         val_loss = float(vtot[0] / vtot[1]) if has_val else None
         val_acc = float(vtot[2] / max(vtot[3], 1.0)) if has_val else None
-        monitored = val_loss if has_val else train_loss
         metrics = {"epoch": epoch, "loss": float(train_loss), "accuracy": float(train_acc), "val_loss": val_loss,
                    "val_accuracy": val_acc, "lr": float(learning_rate(cfg, size, global_step - 1, steps)),
                    "epoch_s": epoch_s}
@@ -451,9 +450,11 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
             if has_val:
                 metrics.update(_epoch_scores("val_", vtot[2:], meta.class_ids))
         state["history"].append(metrics)
-        improved = state["best_val"] is None or monitored < state["best_val"] - 1e-7
+        # Early stopping and the kept model follow the validation loss. Without validation samples (a date split
+        # holding out only a test date) every epoch runs and the last is kept, as Keras' EarlyStopping does.
+        improved = val_loss is None or state["best_val"] is None or val_loss < state["best_val"] - 1e-7
         if improved:
-            state["best_val"], state["best_epoch"], state["bad_epochs"] = float(monitored), epoch, 0
+            state["best_val"], state["best_epoch"], state["bad_epochs"] = val_loss, epoch, 0
         else:
             state["bad_epochs"] += 1
         state["epoch"], state["global_step"] = epoch, global_step

@@ -187,6 +187,20 @@ def test_single_scheme_trains_without_horovod_and_stops_early(cluster_client: An
 
 @pytest.mark.cluster
 @pytest.mark.usefixtures("home")
+def test_without_validation_samples_every_epoch_runs_and_the_last_is_kept(cluster_client: Any, db_url: str,
+                                                                           tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    store = make_store(tmp_path / "s.zarr", counts={"train": 8, "test": 2})  # a date split: no validation date
+    config = _config(store, scheme="single", num_workers=1, epochs=3, patience=1, learning_rate=1e-12,
+                     warmup_epochs=0)
+    tracker, run_id, _ = _train(config, cluster_client, db_url, store)
+    m = tracker.get(run_id).metrics
+    assert m["epochs_run"] == [1, 2, 3] and not m["stopped_early"]  # a flat training loss does not stop it
+    assert m["best_epoch"] == 3 and m["best_val"] is None
+
+
+@pytest.mark.cluster
+@pytest.mark.usefixtures("home")
 def test_wrong_store_mode_fails_the_run_before_launch(cluster_client: Any, db_url: str, tmp_path: Path) -> None:
     from core.errors import ConfigError
     from db.runs import RunTracker
