@@ -1,8 +1,9 @@
 """Polyak averaging: an exponential moving average of a model's trainable weights.
 
-After optimizer step ``t`` (0, 1, ...) ``a <- d_t * a + (1 - d_t) * w`` with ``d_t = min(d, t / (t + 1))``
-(``d`` = ``TrainJobConfig.ema_decay``, e.g. 0.995: about the last 1 / (1 - d) = 200 steps). Until then ``a`` is the
-plain mean of the weights after each step so far, so a short run does not average in its initial weights. Validation, early stopping, checkpoints and the model bundle use the averaged
+After optimizer step ``t`` (0, 1, ...) ``a <- d_t * a + (1 - d_t) * w`` with ``d_t = min(d, (1 + t) / (10 + t))``
+(``d`` = ``TrainJobConfig.ema_decay``, e.g. 0.995: about the last 1 / (1 - d) = 200 steps), the ramp of
+``tf.train.ExponentialMovingAverage(num_updates=t)``: the window grows with the run (about the last t / 10 steps
+until it reaches 1 / (1 - d)), so a short run neither averages in its initial weights nor lags behind. Validation, early stopping, checkpoints and the model bundle use the averaged
 weights; training continues from the raw ones, which a checkpoint keeps beside the bundle (``raw_weights.npz``) so
 ``--resume`` continues exactly. Data-parallel ranks hold bit-identical raw weights after every step, so their
 averages are identical too, with no extra communication.
@@ -40,7 +41,7 @@ class WeightAverage:
         @tf.function
         def update(step: Any) -> None:
             step = tf.cast(step, tf.float32)
-            d = tf.minimum(self.decay, step / (step + 1.0))
+            d = tf.minimum(self.decay, (1.0 + step) / (10.0 + step))
             for a, w in zip(self.variables, self.weights):
                 a.assign(d * a + (1.0 - d) * w)
 

@@ -27,8 +27,8 @@ def test_average_follows_the_weights_and_swaps_back(tmp_path: Path) -> None:
     w1 = [a + 4.0 for a in w0]
     for w, a in zip(model.trainable_weights, w1):
         w.assign(a)
-    avg.update(1)  # step 1: the ramp 1 / 2 caps the decay (the mean of the weights so far)
-    expected = [0.5 * a + 0.5 * b for a, b in zip(w0, w1)]
+    avg.update(0)  # step 0: the ramp (1 + 0) / (10 + 0) = 0.1 caps the decay
+    expected = [0.1 * a + 0.9 * b for a, b in zip(w0, w1)]
     assert all(np.allclose(a.numpy(), e) for a, e in zip(avg.variables, expected))
     for w, a in zip(model.trainable_weights, w0):
         w.assign(a)
