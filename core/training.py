@@ -306,18 +306,20 @@ def _train(cfg: TrainJobConfig, hvd: Any, rank: int, size: int, telemetry: Telem
         if cfg.worker_speeds:
             speeds = [float(s) for s in cfg.worker_speeds]
         else:
-            few = train_all[: cfg.batch_size]
-            xs_c, y_c = _load_split(store, meta, "train", few, cfg.label_fraction)
-            reps = np.resize(np.arange(len(y_c)), cfg.batch_size)
-            xb_c, yb_c = inputs([x[reps] for x in xs_c]), tf.constant(y_c[reps])
+            xs_c, y_c = _load_split(store, meta, "train", train_all[: cfg.batch_size], cfg.label_fraction)
             saved = [v.numpy() for v in model.non_trainable_variables]  # calibration must not move BN statistics
-            mine = heterogeneous.samples_per_second(lambda: float(compute_grads(xb_c, yb_c)[0]), cfg.batch_size,
-                                                    cfg.calibration_steps, slow)
+
+            def time_at(batches: list[int]) -> list[dict[str, float]]:
+                reps = np.resize(np.arange(len(y_c)), batches[rank])
+                xb_c, yb_c = inputs([x[reps] for x in xs_c]), tf.constant(y_c[reps])
+                mine = heterogeneous.samples_per_second(lambda: float(compute_grads(xb_c, yb_c)[0]), batches[rank],
+                                                        cfg.calibration_steps, slow)
+                return hvd.allgather_object({"rank": rank, **mine}, name="calibration")  # Horovod: all timings
+
+            batch_shares, speeds, calibration = heterogeneous.calibrated_shares(time_at, cfg.batch_size * size, size)
             for v, a in zip(model.non_trainable_variables, saved):
                 v.assign(a)
-            calibration = hvd.allgather_object({"rank": rank, **mine}, name="calibration")  # Horovod: all speeds
-            speeds = [c["samples_per_s"] for c in calibration]
-        batch_shares = heterogeneous.shares(speeds, cfg.batch_size * size)
+        batch_shares = batch_shares or heterogeneous.shares(speeds, cfg.batch_size * size)
         local_batch = batch_shares[rank]
         my_train = heterogeneous.proportional_shard(train_all, heterogeneous.shares(batch_shares, n_train), rank,
                                                     cfg.seed)

@@ -209,3 +209,24 @@ def test_calibration_gives_the_throttled_worker_the_smaller_share(cluster_client
     rows = tracker.worker_stats(run_id)
     assert {r.rank for r in rows} == {0, 1} and all(r.bytes_sent > 0 and r.data["batch"] >= 1 for r in rows)
     assert {r.rank: r.data["batch"] for r in rows} == dict(enumerate(het["shares"]))
+
+
+def test_calibration_refined_at_each_ranks_share_balances_a_fixed_step_cost() -> None:
+    from core.heterogeneous import calibrated_shares
+
+    # step seconds = fixed + per-sample cost; rank 1 is 3x slower in both (a throttled worker)
+    fixed, per_sample, slow = 0.02, 0.004, (1.0, 3.0)
+
+    def seconds(batches: list[int]) -> list[float]:
+        return [f * (fixed + per_sample * b) for f, b in zip(slow, batches)]
+
+    def time_at(batches: list[int]) -> list[dict[str, float]]:
+        return [{"samples_per_s": b / t, "step_s": t} for b, t in zip(batches, seconds(batches))]
+
+    once, speeds, _ = calibrated_shares(time_at, 32, 2, rounds=1)
+    assert once == [24, 8] and speeds[0] / speeds[1] == pytest.approx(3.0)  # timed at 16 each
+    refined, _, timings = calibrated_shares(time_at, 32, 2, rounds=3)
+    assert sum(refined) == 32 and refined[0] > once[0]  # the slow rank's small batch is slower per sample
+    spread = lambda b: max(seconds(b)) / min(seconds(b))  # noqa: E731
+    assert spread(refined) < spread(once) < spread([16, 16])
+    assert len(timings) == 2
