@@ -67,8 +67,10 @@ def calibrated_shares(time_at: Callable[[list[int]], list[dict[str, float]]], gl
 
     Round 1 times every rank at an equal share; each further round times every rank at the share the previous round
     gave it and splits again by the speeds measured there. A step has a fixed cost besides its per-sample cost, so a
-    slow rank's samples/s measured at 16 samples overstates its speed at 8: timed at one size only, the shares move
-    too much work to the fast ranks (measured: resnet50 width 16, one rank 3x slow, 1.22x instead of the ideal 2x).
+    slow rank's samples/s measured at 16 samples overstates its speed at 8: timed at one size only, the shares leave
+    too much work on the slow rank (measured with ``python -m benchmarks.heterogeneous --rounds 3``, resnet50
+    width 16, one rank 3x slow: one timing round gave shares 24/8 and 1.22x over plain data parallelism, two
+    rounds 27/5 and 1.54x; the ideal is 2x).
 
     Args:
         time_at: ``batches -> one {"samples_per_s", "step_s", ...} per rank`` for the given per-rank batches (in
