@@ -81,6 +81,11 @@ def test_ranks_keep_identical_weights_and_the_bundle_holds_the_average(cluster_c
     averaged = [w.numpy() for w in bundle.trainable_weights]
     assert len(raw) == len(averaged)
     assert max(float(np.abs(r - a).max()) for r, a in zip(raw, averaged)) > 1e-6  # the bundle is not the raw model
+    # what --resume does with these files: the raw weights back into the model, the bundle's into the average
+    average = WeightAverage(bundle, 0.9)
+    average.restore(last)
+    assert all(np.array_equal(w.numpy(), r) for w, r in zip(bundle.trainable_weights, raw))
+    assert all(np.array_equal(a.numpy(), v) for a, v in zip(average.variables, averaged))
 
     # resume: the raw weights go back into training, the average into the average
     _, _, second = _train(_config(store, epochs=3, ema_decay=0.9, learning_rate=0.01, resume_from=run_id),
