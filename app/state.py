@@ -13,7 +13,7 @@ import streamlit as st
 from core.settings import Settings, get_settings
 from db.runs import RunTracker
 from db.scenes import SceneStore
-from jobs.cluster_info import ClusterInfo, ClusterProbe, resolve_scheduler
+from app.services.cluster_info import ClusterInfo, ClusterProbe, resolve_scheduler
 
 
 def settings() -> Settings:

@@ -88,8 +88,8 @@ def bench(scenes: list[str], n_workers: int = 2, threads_per_worker: int = 1,
     processes; everything is removed afterwards (unless ``keep`` names a folder to use instead)."""
     from dask.distributed import Client, LocalCluster
 
-    from core.cluster import worker_env
-    from core.samples import register_samples
+    from core.distributed.cluster import worker_env
+    from core.data.samples import register_samples
     from db.scenes import SceneStore
 
     import dask
@@ -196,7 +196,7 @@ def run_experiment(b: Bench, name: str, exp: dict[str, Any], args: Any) -> dict[
                                   tiling=TilingConfig(tile_size=exp.get("tile", args.tile), stride=args.stride)))
     out["patch_store"] = {k: patches[k] for k in ("counts", "class_counts")}
     out["tile_store"] = {k: tiles[k] for k in ("counts", "class_counts")}
-    from core.tilestore import TileStore
+    from core.tiling.store import TileStore
 
     out["split_record"] = {k: v for k, v in TileStore(patches["store"]).info.split.items() if k != "blocks"}
     if split.method == "spatial":

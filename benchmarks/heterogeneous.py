@@ -1,10 +1,10 @@
 """Heterogeneous data parallelism against plain data parallelism on a deliberately unequal 2-worker cluster.
 
 A local cluster of 2 worker processes (1 thread each); one of them is made ``--slowdown`` times slower: its process
-gets ``WORKBENCH_SLOWDOWN`` in its environment, and :func:`core.heterogeneous.throttle` then sleeps ``(f - 1)`` times
+gets ``WORKBENCH_SLOWDOWN`` in its environment, and :func:`core.training.schemes.heterogeneous.throttle` then sleeps ``(f - 1)`` times
 the measured compute time of each of its training steps (forward + backward pass), which is what a worker ``f``
 times slower would need; the collective and the update are not stretched. Real train jobs
-(:func:`core.train_job.run_train_job`) then train the same model with the same global batch (``2 x --batch``):
+(:func:`core.training.job.run_train_job`) then train the same model with the same global batch (``2 x --batch``):
 
 - ``data_parallel, equal workers``: no throttle (the reference);
 - ``data_parallel, 1 slow worker``: both ranks take ``--batch`` samples, every step waits for the slow one;
@@ -61,19 +61,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from dask.distributed import Client, LocalCluster
 
     from benchmarks.training import synthetic_store
-    from core.cluster import worker_env
+    from core.distributed.cluster import worker_env
     from core.configs import TrainJobConfig
     from core.errors import JobFailedError
-    from core.heterogeneous import SLOWDOWN_ENV
-    from core.train_job import run_train_job
+    from core.training.schemes.heterogeneous import SLOWDOWN_ENV
+    from core.training.job import run_train_job
     from db.runs import RunTracker
 
-    import core.horovod_launcher as launcher
+    import core.distributed.launcher as launcher
 
     def workers_now(client: Client) -> dict[str, dict[str, Any]]:
         return dict(client.sync(client.scheduler.identity, n_workers=-1).get("workers", {}))
 
-    # Until core.horovod_launcher._workers asks the scheduler directly: client.scheduler_info() can come back
+    # Until core.distributed.launcher._workers asks the scheduler directly: client.scheduler_info() can come back
     # without workers (the client's periodic refresh asks for n_workers=0), and the launcher then stops a healthy
     # job as "worker died".
     launcher._workers = workers_now  # type: ignore[assignment]

@@ -141,10 +141,10 @@ def table4(b: Bench, args: Any) -> dict[str, Any]:
 
     Patches of the two-modality store's test split (cycled to reach the count), a trained ``two_stream`` bundle;
     data parallel runs as many ranks as the model-parallel schemes (3), each with the whole model. Seconds are the
-    slowest rank's, startup excluded (:func:`core.model_parallel.time_inference`).
+    slowest rank's, startup excluded (:func:`core.training.schemes.model_parallel.time_inference`).
     """
     require_models("two_stream")
-    mp = require("core.model_parallel", "time_inference")
+    mp = require("core.training.schemes.model_parallel", "time_inference")
     from core.configs import MODEL_PARALLEL_RANKS
 
     _need_workers(b, MODEL_PARALLEL_RANKS)
@@ -179,7 +179,7 @@ def _need_workers(b: Bench, n: int) -> None:
 def figure10(b: Bench, args: Any) -> dict[str, Any]:
     """Multi-modal paper Figure 10: traffic per worker per step against batch size, both model-parallel splits."""
     require_models("two_stream")
-    require("core.model_parallel", "mp_train_rank")
+    require("core.training.schemes.model_parallel", "mp_train_rank")
     from core.configs import MODEL_PARALLEL_RANKS, TrainJobConfig
     from db.runs import RunTracker
 

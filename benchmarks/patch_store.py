@@ -47,8 +47,8 @@ def best_of(repeats: int, fn: Callable[[], None]) -> float:
 
 def main() -> None:
     from core.configs import AOIConfig, SamplingConfig, SplitConfig, TileJobConfig
-    from core.tilestore import TileStore
-    from core.tiling_job import run_tile_job
+    from core.tiling.store import TileStore
+    from core.tiling.job import run_tile_job
     from db.scenes import SceneStore
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -70,11 +70,11 @@ def main() -> None:
         write_s = time.perf_counter() - t0
         files, nbytes = disk_usage(path)
 
-        def load(rank: int, size: int) -> None:  # as core.training._load_split reads a rank's shard
+        def load(rank: int, size: int) -> None:  # as core.training.loop._load_split reads a rank's shard
             store = TileStore(path)
             store.read("train", np.sort(store.shard("train", rank, size)))
 
-        def evaluate() -> None:  # as core.evaluate_job reads a split
+        def evaluate() -> None:  # as core.evaluation.job reads a split
             store = TileStore(path)
             idx = store.valid_indices("test")
             for i in range(0, idx.size, 16):

@@ -32,8 +32,8 @@ from affine import Affine
 from rasterio.windows import Window
 
 from core.configs import SplitConfig, TileJobConfig, TilingConfig
-from core.scene import Acquisition, Modality, Scene
-from core.tiling_job import run_tile_job
+from core.data.scene import Acquisition, Modality, Scene
+from core.tiling.job import run_tile_job
 
 BLOCK = 512
 
@@ -94,7 +94,7 @@ def _cpu() -> float:
 
 
 def _warm_up() -> None:
-    import core.tiling_job  # noqa: F401
+    import core.tiling.job  # noqa: F401
     import zarr  # noqa: F401
 
 

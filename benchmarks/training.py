@@ -1,6 +1,6 @@
 """Training throughput: ``single`` vs Horovod ``data_parallel`` on 1 and 2 Dask workers, and startup overhead.
 
-Runs real train jobs (:func:`core.train_job.run_train_job`) on a local cluster of 2 worker processes with one thread
+Runs real train jobs (:func:`core.training.job.run_train_job`) on a local cluster of 2 worker processes with one thread
 each, on a synthetic Sentinel-2-like tile store (``--tile`` px, 10 bands, 4 classes, 20 % unlabelled pixels) in a
 temporary folder. Prints samples/s (steady state, first step excluded, summed over ranks), the scaling efficiency
 ``sps(2 workers) / (2 * sps(1 worker))`` and the startup overhead (launch -> all ranks through ``hvd.init()`` ->
@@ -30,7 +30,7 @@ def synthetic_store(path: Path, mode: str, n: int, size: int, bands: int = 10, s
     """A store in the core/tilestore.py layout with learnable classes (``n`` train, ``n // 4`` val samples)."""
     import zarr
 
-    from core.tilestore import StoreInfo, TileStore
+    from core.tiling.store import StoreInfo, TileStore
 
     rng = np.random.default_rng(seed)
     classes = tuple({"id": i, "name": f"class {i}", "color": f"#{i * 40:02x}8080"} for i in (1, 2, 3, 4))
@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from dask.distributed import Client, LocalCluster
 
-    from core.cluster import worker_env
+    from core.distributed.cluster import worker_env
 
     from core.configs import TrainJobConfig
-    from core.train_job import run_train_job
+    from core.training.job import run_train_job
     from db.runs import RunTracker
 
     mode = "tiles" if args.model == "unet" else "patches"

@@ -30,7 +30,7 @@ class SceneRow(Base):
     georeferenced: Mapped[bool] = mapped_column(Boolean)
     crs_wkt: Mapped[str | None] = mapped_column(Text, nullable=True)
     footprint_wgs84: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # core.scene.Scene.to_dict()
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # core.data.scene.Scene.to_dict()
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import SceneExistsError, SceneNotFoundError
-from core.scene import Scene
+from core.data.scene import Scene
 from db.engine import session_factory
 from db.models import ClassRow, ModalityRow, SceneFileRow, SceneRow
 

@@ -38,7 +38,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 # ---- scenes ------------------------------------------------------------------------------------------------------
 def cmd_scenes_register(args: argparse.Namespace) -> int:
-    from core.registry import SceneSpec, register_scene
+    from core.data.catalog import SceneSpec, register_scene
     from db.scenes import SceneStore
 
     settings = get_settings()
@@ -68,7 +68,7 @@ def cmd_scenes_register(args: argparse.Namespace) -> int:
 
 
 def cmd_scenes_samples(args: argparse.Namespace) -> int:
-    from core.samples import register_samples
+    from core.data.samples import register_samples
     from db.scenes import SceneStore
 
     settings = get_settings()
@@ -108,7 +108,7 @@ def cmd_scenes_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from core import convert
+    from core.data import convert
 
     out = Path(args.out)
     if args.what == "slovenia":
@@ -270,7 +270,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     from core.settings import REPO_ROOT
     from jobs import local_cluster
 
-    from core.samples import register_samples
+    from core.data.samples import register_samples
     from core.settings import shared_data_dir
     from db.scenes import SceneStore
 

@@ -39,8 +39,8 @@ def summary_metrics(test: dict[str, Any] | None, train: dict[str, Any] | None) -
 
 
 def _tile(config: TileJobConfig, ctx: JobContext, store_path: Path) -> Any:
-    from core.registry import verify_files
-    from core.tiling_job import run_tile_job
+    from core.data.catalog import verify_files
+    from core.tiling.job import run_tile_job
 
     scene = SceneStore(ctx.db_url).get(config.scene)
     verify_files(scene)
@@ -49,7 +49,7 @@ def _tile(config: TileJobConfig, ctx: JobContext, store_path: Path) -> Any:
 
 
 def _train(config: TrainJobConfig, ctx: JobContext, store_path: Path) -> dict[str, Any]:
-    from core.train_job import run_train_job
+    from core.training.job import run_train_job
 
     return run_train_job(config, ctx.client, ctx.tracker, ctx.run_id, store_path, db_url=ctx.db_url,
                          run_dir=ctx.settings.run_dir(ctx.run_id), cancelled=ctx.cancelled, finalize=False)
@@ -67,8 +67,8 @@ def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
 
 
 def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
-    from core.inference import run_predict_job
-    from core.registry import verify_files
+    from core.inference.predict import run_predict_job
+    from core.data.catalog import verify_files
 
     scene = SceneStore(ctx.db_url).get(config.scene)
     verify_files(scene)
@@ -86,8 +86,8 @@ def trained_label_fraction(bundle: str | Path, tracker: RunTracker) -> float | N
     """The ``label_fraction`` a multi-label bundle was trained with: from its meta, else from the config of the
     train or pipeline run that wrote it (``meta.train_run_id`` in this database); None when neither tells."""
     from core.errors import RunNotFoundError
-    from core.evaluate_job import label_fraction_of
-    from core.modelio import load_meta
+    from core.evaluation.job import label_fraction_of
+    from core.models.bundle import load_meta
 
     meta = load_meta(bundle)
     if meta.task != "multilabel" or label_fraction_of(meta) is not None:
@@ -107,7 +107,7 @@ def trained_label_fraction(bundle: str | Path, tracker: RunTracker) -> float | N
 
 
 def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
-    from core.evaluate_job import run_evaluate as evaluate
+    from core.evaluation.job import run_evaluate as evaluate
 
     ctx.progress("evaluation", 0, 1)
     fraction = trained_label_fraction(config.model, ctx.tracker) if config.method == "model" else None
@@ -140,10 +140,10 @@ def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | Non
     with an overlap of their receptive-field radius, so the map has no seams; patch models use their own blocks."""
     if config.task != "dense":
         return None, 0
-    from core.inference import context_radius
-    from core.modelio import load_meta
+    from core.inference.predict import context_radius
+    from core.models.bundle import load_meta
 
-    from core.inference import pooling_multiple
+    from core.inference.predict import pooling_multiple
 
     meta = load_meta(bundle)
     overlap, align = context_radius(meta), pooling_multiple(meta)
@@ -158,9 +158,9 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
 
     Multi-label scene classifiers make no per-pixel map; their test metrics are per tile (micro / macro F1, ...).
     """
-    from core.evaluate_job import evaluate_bundle
-    from core.inference import run_predict as predict
-    from core.registry import verify_files
+    from core.evaluation.job import evaluate_bundle
+    from core.inference.predict import run_predict as predict
+    from core.data.catalog import verify_files
 
     run_dir = ctx.settings.run_dir(ctx.run_id)
     store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
@@ -211,8 +211,8 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
 def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
     """Fit an RF / KNN / SVM baseline on a store (tiling it first when given a tile job), score it on the
     test split and, with ``predict``, map the AOI to a COG on the cluster."""
-    from core.baseline_job import run_baseline_job
-    from core.registry import verify_files
+    from core.baselines.job import run_baseline_job
+    from core.data.catalog import verify_files
 
     store_path = Path(config.store) if config.store else None
     if store_path is None:

@@ -17,8 +17,8 @@ from jobs.runner import Executor, JobContext
 
 def run_tile(config: TileJobConfig, ctx: JobContext) -> dict[str, Any]:
     """Tile an AOI of a registered scene into a sample store on the cluster."""
-    from core.registry import verify_files
-    from core.tiling_job import run_tile_job
+    from core.data.catalog import verify_files
+    from core.tiling.job import run_tile_job
 
     scene = SceneStore(ctx.db_url).get(config.scene)
     verify_files(scene)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.cluster import worker_env
+from core.distributed.cluster import worker_env
 from core.errors import ClusterError
 from core.settings import REPO_ROOT, Settings, get_settings
 

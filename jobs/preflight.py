@@ -26,9 +26,9 @@ from shapely import affinity
 
 from core.configs import AOIConfig, BaselineJobConfig, TrainJobConfig
 from core.errors import AOIError, ConfigError
-from core.geometry import parse_geometry, resolve_aoi
-from core.multilabel import RESNET_RECIPE
-from core.scene import Scene
+from core.data.geometry import parse_geometry, resolve_aoi
+from core.tasks.multilabel import RESNET_RECIPE
+from core.data.scene import Scene
 from jobs.pipeline import PipelineJobConfig, available_models, model_modalities
 
 log = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ def aoi_stats(scene: Scene, aoi: AOIConfig) -> AOIStats:
     """Measure ``aoi`` on ``scene`` (see :class:`AOIStats`). Label rasters are read in the AOI's window only.
 
     Raises:
-        AOIError / AOIOutsideSceneError: from :func:`core.geometry.resolve_aoi`, message unchanged.
+        AOIError / AOIOutsideSceneError: from :func:`core.data.geometry.resolve_aoi`, message unchanged.
     """
     resolved = resolve_aoi(aoi, scene)
     win = resolved.bbox

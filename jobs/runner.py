@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from core.cluster import ClusterHandle, connect, describe
+from core.distributed.cluster import ClusterHandle, connect, describe
 from core.errors import JobCancelledError
 from core.settings import Settings, get_settings
 from db.runs import Heartbeat, RunTracker

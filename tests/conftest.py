@@ -48,7 +48,7 @@ def cluster_client() -> Iterator["object"]:
     """A real LocalCluster with 2 worker processes (1 thread each), shared by the session's cluster tests."""
     from dask.distributed import Client, LocalCluster
 
-    from core.cluster import worker_env
+    from core.distributed.cluster import worker_env
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                            memory_limit="4GiB", env=worker_env(1))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from core.tilestore import StoreInfo, TileStore
+from core.tiling.store import StoreInfo, TileStore
 
 
 def write_store(path: Path, samples: dict[str, tuple[np.ndarray, np.ndarray]], mode: str,

@@ -12,7 +12,7 @@ from app import maps, state
 from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
 from jobs import launch as launcher
-from jobs.overlays import scene_quicklook
+from app.services.overlays import scene_quicklook
 from jobs.pipeline import available_schemes
 from jobs.preflight import (BASELINES, MODEL_PARAMS, RECIPE_FOR_MODEL, AOIStats, aoi_stats, build_config,
                             launch_models, preflight, recipe_defaults)

@@ -8,7 +8,7 @@ import streamlit as st
 from app import state
 from core.errors import RunNotFoundError
 from jobs import launch as launcher
-from jobs.live import PHASES, active_run_ids, format_seconds, live_status
+from app.services.live import PHASES, active_run_ids, format_seconds, live_status
 
 P = "live"
 REFRESH_SECONDS = 2

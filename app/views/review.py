@@ -10,9 +10,9 @@ from streamlit_folium import st_folium
 
 from app import maps, state
 from core.errors import SceneNotFoundError
-from core.scene import ClassInfo, Scene
+from core.data.scene import ClassInfo, Scene
 from db.models import RunRow
-from jobs import overlays
+from app.services import overlays
 
 P = "review"
 MAX_DOWNLOAD_BYTES = 512 * 2**20
@@ -48,7 +48,7 @@ def _scene(row: RunRow) -> Scene | None:
 def _classes(scene: Scene | None, pred: str) -> tuple[ClassInfo, ...]:
     if scene is not None and scene.classes:
         return scene.classes
-    from core.cog import read_classes
+    from core.data.cog import read_classes
 
     return tuple(ClassInfo(**c) for c in read_classes(pred))
 

@@ -6,7 +6,7 @@ import altair as alt
 import streamlit as st
 
 from app import state
-from jobs import history
+from app.services import history
 
 P = "runs"
 

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import maps, state
 from core.errors import WorkbenchError
-from jobs.scene_forms import register_from_form, register_samples, sample_names
+from app.services.scene_forms import register_from_form, register_samples, sample_names
 
 P = "scenes"
 

@@ -2,7 +2,7 @@
 
 ``MODELS`` maps a model name (the ``model`` field of a train config) to its builder and task:
 ``"dense"`` models map (B, H, W, C) tiles to (B, H, W, K) class probabilities; ``"patch"`` models map patches
-centred on a pixel to (B, K) probabilities for that pixel (see :mod:`core.modelio`); ``"multilabel"`` models map
+centred on a pixel to (B, K) probabilities for that pixel (see :mod:`core.models.bundle`); ``"multilabel"`` models map
 (B, H, W, C) tiles to (B, K) independent (sigmoid) probabilities that each class is present in the tile.
 """
 

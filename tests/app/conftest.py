@@ -37,7 +37,7 @@ def pixel_box_wgs84(c0: float, r0: float, c1: float, r1: float, transform: tuple
 @pytest.fixture
 def tiny_scene(home: Path, tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
     """A registered 64x64 3-band scene 'tiny' with labels: class 1 left half, class 2 right half, row 0 unlabelled."""
-    from core.registry import SceneSpec, register_scene
+    from core.data.catalog import SceneSpec, register_scene
     from db.scenes import SceneStore
 
     rng = np.random.default_rng(0)

@@ -116,7 +116,7 @@ def test_launch_creates_a_run_with_the_form_config(tiny_scene: Any, db_url: str,
 
 
 def test_not_georeferenced_scene_runs_on_whole_scene(home: Path, tmp_path: Path, db_url: str) -> None:
-    from core.registry import SceneSpec, register_scene
+    from core.data.catalog import SceneSpec, register_scene
     from db.scenes import SceneStore
 
     img = write_raster(tmp_path / "px.tif", np.ones((2, 32, 48), dtype="uint8"), crs=None, transform=None)
@@ -162,7 +162,7 @@ def _keys(elements: Any) -> list[str]:
 
 def register_duo(home: Path, tmp_path: Path, db_url: str) -> Any:
     """A registered 64x64 scene 'duo' with two modalities (rgb, hsi) on one grid, two classes, all labelled."""
-    from core.registry import SceneSpec, register_scene
+    from core.data.catalog import SceneSpec, register_scene
     from db.scenes import SceneStore
     from tests.app.conftest import T0
 

@@ -1,7 +1,7 @@
 import pytest
 
 from core.errors import SceneExistsError, SceneNotFoundError
-from core.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
+from core.data.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
 from db.scenes import SceneStore
 
 

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pandas as pd
 
 from core.configs import EvaluateJobConfig, TrainJobConfig
-from core.modelio import load_meta
+from core.models.bundle import load_meta
 from db.runs import RunTracker
-from jobs import history
+from app.services import history
 from jobs.engine_kinds import run_evaluate, summary_metrics, trained_label_fraction
-from tests.core.test_evaluate_job import multilabel_case
+from tests.core.evaluation.test_job import multilabel_case
 
 
 def with_run(bundle: Path, run_id: int | None) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from core.samples import register_samples
+from core.data.samples import register_samples
 from db.runs import RunTracker
 from db.scenes import SceneStore
 from jobs.engine_kinds import run_pipeline
@@ -51,8 +51,8 @@ def test_unet_pipeline_on_strzegom(db_url, home, cluster_client):
         image = src.read()
 
     # Seams: the tiled map equals one whole-scene prediction away from the scene edge.
-    from core.inference import context_radius
-    from core.modelio import load_bundle
+    from core.inference.predict import context_radius
+    from core.models.bundle import load_bundle
 
     model, meta = load_bundle(row.artifacts["model"])
     x = meta.normalise("s2", image[:, :400, :400].transpose(1, 2, 0))[None]

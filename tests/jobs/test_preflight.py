@@ -57,7 +57,7 @@ def test_build_config_lists_every_bad_field() -> None:
 def test_scene_without_labels_cannot_train(home: Path, tmp_path: Path, db_url: str) -> None:
     import numpy as np
 
-    from core.registry import SceneSpec, register_scene
+    from core.data.catalog import SceneSpec, register_scene
     from db.scenes import SceneStore
     from tests.conftest import write_raster
 

@@ -1,0 +1,392 @@
+"""Run Horovod ranks inside Dask worker processes over gloo (no mpirun, no horovodrun).
+
+The recipe is the one horovod.ray uses (see STACK.md): the driver starts Horovod's HTTP rendezvous server, builds
+the host plan with ``get_host_assignments``, and submits one task per rank, pinned to one worker process. Each task
+sets the ``HOROVOD_*`` environment of its slot, calls ``hvd.init()``, runs the user function and ``hvd.shutdown()``
+in a ``finally``. The driver watches all rank futures together: on the first error it collects the other ranks
+(which fail within seconds once the failing rank has shut Horovod down), ends the worker processes of ranks that do
+not stop (a rank stuck outside Horovod cannot be interrupted from outside its process; the nanny starts a fresh
+worker and the launcher waits for it), stops the rendezvous server and raises :class:`JobFailedError` naming the
+failing rank and its traceback. Cancellation and timeouts end the rank processes the same way.
+
+A rank function may call :func:`mark_first_step` after its first training step and :func:`rank_info` to learn
+its worker; :func:`run_horovod` returns the per-rank results with the startup overhead measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from distributed import Client, Future, wait
+from distributed.client import FuturesCancelledError
+
+from core.errors import ClusterError, JobCancelledError, JobFailedError
+
+log = logging.getLogger(__name__)
+
+GLOO_TIMEOUT_SECONDS = 60
+"""Default ``HOROVOD_GLOO_TIMEOUT_SECONDS`` (rendezvous and collectives): how long a rank waits for its peers."""
+STOP_GRACE_SECONDS = 10.0
+"""After the first failure, how long the other ranks get to stop on their own before their workers are restarted."""
+POLL_SECONDS = 0.25
+
+# Secondary failures: what the surviving ranks raise once a peer has shut Horovod down.
+_SECONDARY = ("Horovod has been shut down", "HorovodInternalError", "Horovod is not initialized",
+              "Gloo", "Connection closed by peer", "Timed out")
+
+# Per-process state of the rank running in this worker (one rank per worker process).
+_RANK: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class StartupOverhead:
+    """Seconds from the driver's launch to the slowest rank reaching each point (one clock; see note).
+
+    ``launch_to_task`` is the Dask scheduling delay, ``launch_to_rendezvous`` includes ``hvd.init()`` (imports and
+    gloo rendezvous), ``launch_to_first_step`` includes building the model and the first training step (``None``
+    when the function never called :func:`mark_first_step`). Rank-side times come from each worker's clock, so on
+    several hosts the figures include their clock skew.
+    """
+
+    launch_to_task: float
+    launch_to_rendezvous: float
+    launch_to_first_step: float | None
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"launch_to_task_s": self.launch_to_task, "launch_to_rendezvous_s": self.launch_to_rendezvous,
+                "launch_to_first_step_s": self.launch_to_first_step}
+
+
+class RankResults(list):  # type: ignore[type-arg]
+    """The value each rank's function returned, in rank order, plus the job's startup overhead and wall time."""
+
+    startup: StartupOverhead
+    wall_s: float
+    workers: list[str]
+
+
+class RankFailure(RuntimeError):
+    """Raised inside a rank task; carries the rank, its worker and the formatted traceback to the driver."""
+
+    def __init__(self, rank: int, worker: str, error: str, tb: str) -> None:
+        super().__init__(f"rank {rank} on worker {worker} failed: {error}")
+        self.rank, self.worker, self.error, self.tb = rank, worker, error, tb
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RankFailure, (self.rank, self.worker, self.error, self.tb))
+
+
+@dataclass
+class _Slot:
+    rank: int
+    worker: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+# ---- rank side -----------------------------------------------------------------------------------------------
+def mark_first_step() -> None:
+    """Record (once per job) that this rank finished its first training step; feeds the startup overhead."""
+    _RANK.setdefault("t_first_step", time.time())
+
+
+def rank_info() -> dict[str, Any]:
+    """``{"rank", "size", "worker", "hostname"}`` of the rank running in this process (empty outside a job)."""
+    return {k: _RANK[k] for k in ("rank", "size", "worker", "hostname") if k in _RANK}
+
+
+def _iface_for(ip: str) -> str:
+    """Name of the network interface that carries ``ip`` (``lo`` for loopback addresses)."""
+    import psutil
+
+    if ip.startswith("127.") or ip in ("localhost", "::1"):
+        return "lo"
+    for name, addrs in psutil.net_if_addrs().items():
+        if any(a.address == ip for a in addrs):
+            return name
+    raise ClusterError(f"no network interface of {socket.gethostname()} carries the worker address {ip}; "
+                       "start the worker with --host/--interface set to a routable interface")
+
+
+def _run_rank(fn: Callable[..., Any], slot_env: dict[str, str], use_horovod: bool, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The Dask task of one rank: set the environment, init Horovod, run ``fn``, shut Horovod down."""
+    from distributed import get_worker
+
+    t_task = time.time()
+    worker = get_worker().address
+    rank = int(slot_env.get("HOROVOD_RANK", 0))
+    _RANK.clear()
+    _RANK.update(rank=rank, size=int(slot_env.get("HOROVOD_SIZE", 1)), worker=worker,
+                 hostname=socket.gethostname())
+    hvd = None
+    try:
+        if use_horovod:
+            host = urlparse(worker).hostname or "127.0.0.1"
+            slot_env = {**slot_env, "HOROVOD_GLOO_IFACE": _iface_for(host)}  # Horovod: the interface of this worker
+        os.environ.update(slot_env)
+        if use_horovod:
+            import horovod.tensorflow as hvd  # noqa: PLC0415 - imported after the environment is set
+
+            hvd.init()  # Horovod: gloo rendezvous with the driver's server
+        t_init = time.time()
+        result = fn(*args, **kwargs)
+        return {"result": result, "rank": rank, "worker": worker, "t_task": t_task, "t_init": t_init,
+                "t_first_step": _RANK.get("t_first_step"), "t_end": time.time()}
+    except BaseException as exc:  # noqa: BLE001 - forwarded to the driver with its traceback
+        raise RankFailure(rank, worker, f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
+    finally:
+        if hvd is not None:
+            try:
+                hvd.shutdown()  # Horovod: lets the peers' pending collectives fail fast instead of hanging
+            except Exception:  # noqa: BLE001
+                log.exception("hvd.shutdown() failed on rank %d", rank)
+
+
+# ---- driver side -----------------------------------------------------------------------------------------------
+def _workers(client: Client) -> dict[str, dict[str, Any]]:
+    """The scheduler's live workers (see :func:`core.distributed.cluster.live_workers`: never the client's cache)."""
+    from core.distributed.cluster import live_workers
+
+    return live_workers(client)
+
+
+def _pick_workers(client: Client, num_ranks: int) -> list[str]:
+    """``num_ranks`` idle worker addresses (grouped by host), or ClusterError saying what is missing."""
+    if num_ranks < 1:
+        raise ClusterError(f"num_ranks={num_ranks}: ask for at least 1 rank")
+    workers = _workers(client)
+    if len(workers) < num_ranks:
+        raise ClusterError(
+            f"asked for {num_ranks} ranks but the cluster has {len(workers)} workers; Horovod needs one worker "
+            f"process per rank, all running at once: start the cluster with at least {num_ranks} worker processes "
+            f"(ClusterConfig.n_workers / dask worker --nworkers) or ask for at most {len(workers)} ranks")
+    busy = {w for w, keys in client.processing().items() if keys}
+    idle = sorted((w for w in workers if w not in busy), key=lambda a: (workers[a].get("host") or "", a))
+    if len(idle) < num_ranks:
+        raise ClusterError(
+            f"asked for {num_ranks} ranks but only {len(idle)} of the cluster's {len(workers)} workers are idle "
+            f"(the others run tasks: {sorted(busy)}); wait for those jobs to finish or add workers")
+    return idle[:num_ranks]
+
+
+def _driver_address_for(ip: str) -> str:
+    """The driver's own address on the route to ``ip`` (what a worker at ``ip`` can reach the rendezvous on)."""
+    if ip.startswith("127.") or ip == "localhost":
+        return "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((ip, 9))  # UDP connect sends nothing; it only picks the route and local address
+        return str(s.getsockname()[0])
+
+
+def _plan(client: Client, addresses: Sequence[str], port: int, gloo_timeout: int) -> tuple[list[_Slot], Any]:
+    """Host plan for one rank per worker: the Horovod slots (with env) in rank order, and the plan itself."""
+    from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
+
+    hostnames: dict[str, str] = client.run(socket.gethostname, workers=list(addresses))
+    by_host: dict[str, list[str]] = {}
+    for addr in addresses:
+        by_host.setdefault(hostnames[addr], []).append(addr)
+    plan = get_host_assignments(parse_hosts(",".join(f"{h}:{len(a)}" for h, a in by_host.items())), len(addresses))
+    next_worker = {h: iter(a) for h, a in by_host.items()}
+    slots = []
+    for s in plan:
+        addr = next(next_worker[s.hostname])
+        ip = urlparse(addr).hostname or "127.0.0.1"
+        env = {
+            "HOROVOD_RANK": str(s.rank), "HOROVOD_SIZE": str(s.size),
+            "HOROVOD_LOCAL_RANK": str(s.local_rank), "HOROVOD_LOCAL_SIZE": str(s.local_size),
+            "HOROVOD_CROSS_RANK": str(s.cross_rank), "HOROVOD_CROSS_SIZE": str(s.cross_size),
+            "HOROVOD_HOSTNAME": s.hostname,  # must equal the plan's host name, or rendezvous never completes
+            "HOROVOD_GLOO_RENDEZVOUS_ADDR": _driver_address_for(ip), "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
+            "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
+            "HOROVOD_GLOO_TIMEOUT_SECONDS": str(gloo_timeout),
+        }
+        slots.append(_Slot(s.rank, addr, env))
+    return slots, plan
+
+
+def _exit_process_soon() -> None:
+    """End this worker process in 0.2 s (after answering the driver); its nanny starts a fresh one."""
+    import threading
+
+    # a thread blocked in a collective cannot be interrupted from Python: ending the process is the only stop
+    threading.Timer(0.2, os._exit, args=(70,)).start()
+
+
+def _kill_workers(client: Client, addresses: list[str], expected: int, timeout: float = 120) -> None:
+    """End the worker processes at ``addresses`` and wait until the cluster has ``expected`` workers again.
+
+    Ending the process (rather than ``client.restart_workers``) is what a crash looks like to the nanny, which then
+    always starts a fresh worker; a graceful restart could race with the worker's own close and retire the nanny.
+    """
+    try:
+        client.run(_exit_process_soon, workers=addresses)
+    except Exception:  # noqa: BLE001 - the worker may already be gone
+        log.exception("could not reach workers %s to end them", addresses)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = _workers(client)
+        if not set(addresses) & set(workers) and len(workers) >= expected:
+            return
+        time.sleep(0.5)
+    log.error("after ending workers %s the cluster has %d of %d workers after %.0f s; restart the cluster if "
+              "jobs keep failing", addresses, len(_workers(client)), expected, timeout)
+
+
+def _wait_some(futures: list[Future], timeout: float) -> None:
+    """Block until one of the pending futures completes or ``timeout`` s pass (the statuses tell which)."""
+    pending = [f for f in futures if f.status == "pending"]
+    if not pending:
+        return
+    try:
+        wait(pending, timeout=timeout, return_when="FIRST_COMPLETED")
+    except (TimeoutError, FuturesCancelledError):
+        pass
+
+
+def _error_text(fut: Future) -> tuple[str, str]:
+    exc = fut.exception()
+    if isinstance(exc, RankFailure):
+        return f"{exc.error} (on worker {exc.worker})", exc.tb
+    return f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))
+
+
+def _stop(client: Client, futures: list[Future], slots: list[_Slot], grace: float) -> None:
+    """Give running ranks ``grace`` s to end; end the worker processes of those that do not (nannies restart them)."""
+    deadline = time.monotonic() + grace
+    while any(f.status == "pending" for f in futures) and time.monotonic() < deadline:
+        _wait_some(futures, min(POLL_SECONDS, max(deadline - time.monotonic(), 0.01)))
+    stuck = [s.worker for f, s in zip(futures, slots) if f.status == "pending"]
+    alive = set(_workers(client))
+    stuck = [w for w in stuck if w in alive]
+    if stuck:
+        log.warning("killing %d worker process(es) whose Horovod rank did not stop (their nannies restart them): %s",
+                    len(stuck), stuck)
+        _kill_workers(client, stuck, expected=len(alive))
+
+
+def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+            num_ranks: int, env: dict[str, str] | None, cancelled: Callable[[], bool] | None,
+            timeout: float | None, use_horovod: bool, gloo_timeout: int, grace: float) -> RankResults:
+    kwargs = kwargs or {}
+    t0 = time.time()
+    addresses = _pick_workers(client, num_ranks)
+    server = None
+    if use_horovod:
+        from horovod.runner.http.http_server import RendezvousServer
+
+        server = RendezvousServer()
+        port = server.start()  # listens on all interfaces, no authentication: firewall it on shared networks
+        slots, plan = _plan(client, addresses, port, gloo_timeout)
+        server.init(plan)
+    else:
+        slots = [_Slot(0, addresses[0])]
+    log.info("launching %d rank(s) on %s", len(slots), [s.worker for s in slots])
+    futures = [client.submit(_run_rank, fn, {**(env or {}), **s.env}, use_horovod, tuple(args), kwargs,
+                             workers=[s.worker], allow_other_workers=False, retries=0, pure=False,
+                             key=f"rank-{s.rank}-{os.getpid()}-{time.monotonic_ns()}")
+               for s in slots]
+    try:
+        while True:
+            _wait_some(futures, POLL_SECONDS)
+            if all(f.status == "finished" for f in futures):
+                break
+            failed = [f for f in futures if f.status in ("error", "cancelled")]
+            alive = set(_workers(client)) if not failed else set()
+            lost = [s for f, s in zip(futures, slots) if not failed and f.status == "pending" and s.worker not in alive]
+            if failed or lost:
+                _stop(client, futures, slots, 0 if lost else grace)
+                raise JobFailedError(_failure_message(futures, slots, lost))
+            if cancelled is not None and cancelled():
+                _stop(client, futures, slots, 0)
+                raise JobCancelledError(f"the job was cancelled; its {len(slots)} rank(s) were stopped")
+            if timeout is not None and time.time() - t0 > timeout:
+                _stop(client, futures, slots, 0)
+                raise JobFailedError(f"the job did not finish within timeout={timeout} s; its ranks were stopped "
+                                     "(raise the timeout or train fewer epochs)")
+        rank_out = client.gather(futures)
+    finally:
+        client.cancel(futures, force=True)  # Dask: release the rank tasks (no-op for finished ones)
+        if server is not None:
+            server.stop()
+    out = RankResults(r["result"] for r in rank_out)
+    first = [r["t_first_step"] for r in rank_out]
+    out.startup = StartupOverhead(
+        launch_to_task=max(r["t_task"] for r in rank_out) - t0,
+        launch_to_rendezvous=max(r["t_init"] for r in rank_out) - t0,
+        launch_to_first_step=(max(first) - t0) if all(first) else None)
+    out.wall_s = time.time() - t0
+    out.workers = [s.worker for s in slots]
+    log.info("%d rank(s) finished in %.1f s; startup %s", len(slots), out.wall_s, out.startup)
+    return out
+
+
+def _failure_message(futures: list[Future], slots: list[_Slot], lost: list[_Slot]) -> str:
+    """The primary failure: a dead worker, else the first rank error that is not a consequence of another."""
+    if lost:
+        s = lost[0]
+        return (f"the worker {s.worker} running rank {s.rank} died (killed, out of memory or crashed); the other "
+                "ranks were stopped. Check the worker's log and memory limit, then re-run")
+    errors = [(s, *_error_text(f)) for f, s in zip(futures, slots) if f.status == "error"]
+    if not errors:
+        return "the job's rank futures were cancelled by someone else (client closed or cluster restarted)"
+    primary = next((e for e in errors if not any(m in e[1] for m in _SECONDARY)), errors[0])
+    s, text, tb = primary
+    others = "; ".join(f"rank {o.rank}: {t.splitlines()[0][:200]}" for o, t, _ in errors if o is not s)
+    return (f"rank {s.rank} of {len(slots)} failed: {text}\n"
+            + (f"(then {others})\n" if others else "") + f"--- traceback of rank {s.rank} ---\n{tb}")
+
+
+def run_horovod(client: Client, fn: Callable[..., Any], args: tuple[Any, ...] = (),
+                kwargs: dict[str, Any] | None = None, num_ranks: int = 2, env: dict[str, str] | None = None,
+                cancelled: Callable[[], bool] | None = None, timeout: float | None = None,
+                gloo_timeout: int = GLOO_TIMEOUT_SECONDS, grace: float = STOP_GRACE_SECONDS) -> RankResults:
+    """Run ``fn(*args, **kwargs)`` as ``num_ranks`` Horovod ranks, one per idle Dask worker process.
+
+    Horovod is initialised before ``fn`` runs (``fn`` just imports ``horovod.tensorflow`` and uses ``hvd.rank()``,
+    ``hvd.size()`` and collectives) and shut down after it, also when it raises.
+
+    Args:
+        client: a client of a cluster with at least ``num_ranks`` idle worker processes.
+        fn: a picklable function (module level); its return value must be picklable.
+        env: extra environment variables set in each rank process before Horovod and ``fn`` start.
+        cancelled: polled by the driver about 4 times a second; when it returns True the ranks are stopped (their
+            workers restarted) and :class:`JobCancelledError` is raised.
+        timeout: seconds for the whole job; past it the ranks are stopped and :class:`JobFailedError` raised.
+        gloo_timeout: ``HOROVOD_GLOO_TIMEOUT_SECONDS`` for rendezvous and collectives.
+        grace: seconds the other ranks get to stop on their own after the first failure.
+
+    Returns:
+        :class:`RankResults`: ``fn``'s return value per rank (rank order), with ``.startup``
+        (:class:`StartupOverhead`), ``.wall_s`` and ``.workers`` (worker address per rank).
+
+    Raises:
+        ClusterError: fewer (idle) workers than ranks.
+        JobFailedError: a rank raised or its worker died; the message holds that rank's error and traceback.
+        JobCancelledError: ``cancelled()`` became true.
+    """
+    return _launch(client, fn, args, kwargs, num_ranks, env, cancelled, timeout, True, gloo_timeout, grace)
+
+
+def run_single(client: Client, fn: Callable[..., Any], args: tuple[Any, ...] = (),
+               kwargs: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+               cancelled: Callable[[], bool] | None = None, timeout: float | None = None) -> RankResults:
+    """Run ``fn`` on one idle worker without Horovod (the ``single`` scheme); same contract as :func:`run_horovod`."""
+    return _launch(client, fn, args, kwargs, 1, env, cancelled, timeout, False, GLOO_TIMEOUT_SECONDS, 0.0)
+
+
+def allreduce_probe(value: float) -> dict[str, Any]:
+    """A rank function for checks: ``hvd.allreduce`` of ``value * (rank + 1)`` (sum) and the rank's identity."""
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    total = hvd.allreduce(tf.constant([value * (hvd.rank() + 1)], tf.float64), op=hvd.Sum)
+    return {"rank": hvd.rank(), "size": hvd.size(), "sum": float(total.numpy()[0]), **rank_info()}
