@@ -7,7 +7,7 @@ VENV=${WORKBENCH_VENV:-.venv}
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 
-stamp="$VENV/.installed-$(cat requirements.txt requirements-horovod.txt | sha1sum | cut -c1-12)"
+stamp="$VENV/.installed-$(cat requirements.txt requirements-horovod.txt pyproject.toml | sha1sum | cut -c1-12)"
 if [ -f "$stamp" ]; then
   exit 0
 fi
@@ -21,6 +21,8 @@ echo "[install] building Horovod with TensorFlow and gloo (about 5 minutes the f
 HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 \
   HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
   "$VENV/bin/python" -m pip install --quiet --no-build-isolation -r requirements-horovod.txt
+echo "[install] installing the workbench itself (editable: core, jobs, db, app import from any folder; 'workbench' command)"
+"$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
 "$VENV/bin/python" - <<'PY'
 import horovod.tensorflow as hvd
 assert hvd.gloo_built(), "Horovod was built without gloo"

@@ -30,6 +30,7 @@ from shapely.geometry.base import BaseGeometry
 
 from core.configs import TileJobConfig
 from core.errors import ConfigError, JobCancelledError, JobFailedError
+from core.data.catalog import verify_files
 from core.data.geometry import resolve_aoi
 from core.data.reader import convert_window
 from core.sampling.patches import centre_bounds, modality_patch_size, patch_window, sample_centres, scan_labels, scan_strips
@@ -192,8 +193,7 @@ def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path
 
     Args:
         config: the job (mode, AOI, tiling / sampling, split).
-        scene: the scene (its files are verified against their registration fingerprints first when the registry
-            is available).
+        scene: the scene (its files are verified against their registration fingerprints first).
         client: Dask client; tasks run in its workers.
         store_path: the Zarr store to create (replaced if it exists).
         progress: called with (samples done, samples total) as tasks complete.
@@ -207,12 +207,7 @@ def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path
         JobFailedError: a worker task failed (the message names the error).
         JobCancelledError: ``cancelled()`` returned True.
     """
-    try:
-        from core.data.catalog import verify_files
-
-        verify_files(scene)
-    except ImportError:
-        log.debug("core.data.catalog not available: files not verified against their fingerprints")
+    verify_files(scene)
     mods, acq_idx = _select(config, scene)
     plan = plan_samples(config, scene, client)
     samples, sizes, aoi = plan.samples, plan.sizes, plan.aoi
@@ -221,10 +216,25 @@ def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path
         raise ConfigError(f"the job has no samples: mode {config.mode!r}, tile/patch size "
                           f"{config.tiling.tile_size if config.mode == 'tiles' else config.sampling.patch_size} px, "
                           f"split {config.split.method!r}; use a larger AOI, smaller tiles or larger split blocks")
+    store, y_size, groups = _create_store(config, scene, client, store_path, plan, mods)
+    scene_dict = scene.to_dict()
+
+    def submit(group: list[PlannedSample]) -> Any:
+        return client.submit(cut_samples, str(store_path), scene_dict, acq_idx, config.mode, sizes, y_size, group, aoi,
+                             pure=False)  # Dask: reads + writes happen in the worker
+
+    what = f"tiling of scene {scene.name!r}"
+    results = _run_tasks(client, groups, submit, what, progress, cancelled)
+    return _finish(config, scene, store, plan, results, mods, acq_idx)
+
+
+def _create_store(config: TileJobConfig, scene: Scene, client: Client, store_path: Path, plan: TilePlan,
+                  mods: list[Modality]) -> tuple[TileStore, int, list[list[PlannedSample]]]:
+    """Create the store's split arrays; returns the store, the tile label side and the task groups."""
+    samples, sizes = plan.samples, plan.sizes
     n_per_split = {s: sum(1 for x in samples if x.split == s) for s in SPLITS}
     store = TileStore.create(store_path)
-    label = scene.primary
-    y_size = sizes.get(label.name, config.tiling.tile_size)
+    y_size = sizes.get(scene.primary.name, config.tiling.tile_size)
     y_shape = (y_size, y_size) if config.mode == "tiles" else ()
     x_shapes = {m.name: (sizes[m.name], sizes[m.name], m.band_count, m.dtype) for m in mods}
     per_chunk = 1 if config.mode == "tiles" else patches_per_chunk(x_shapes)
@@ -235,16 +245,17 @@ def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path
         groups = _groups(samples, sum(client.nthreads().values()))
     else:  # Dask: one task per chunk, so concurrent tasks never write the same chunk file
         groups = _chunk_groups(samples, {s: min(n, per_chunk) for s, n in n_per_split.items() if n})
-    total, done = len(samples), 0
+    return store, y_size, groups
+
+
+def _run_tasks(client: Client, groups: list[list[PlannedSample]], submit: Callable[[list[PlannedSample]], Any],
+               what: str, progress: Callable[[int, int], None] | None,
+               cancelled: Callable[[], bool] | None) -> list[TaskResult]:
+    """Run one task per group, at most ``2 x threads`` in flight; progress in samples; stop on cancel or error."""
+    total, done = sum(len(g) for g in groups), 0
     results: list[TaskResult] = []
-    scene_dict = scene.to_dict()
     max_in_flight = 2 * max(1, sum(client.nthreads().values()))  # Dask: bounds queued work, keeps cancel prompt
     pending = iter(groups)
-
-    def submit(group: list[PlannedSample]) -> Any:
-        return client.submit(cut_samples, str(store_path), scene_dict, acq_idx, config.mode, sizes, y_size, group, aoi,
-                             pure=False)  # Dask: reads + writes happen in the worker
-
     first = [submit(g) for _, g in zip(range(max_in_flight), pending)]
     sizes_of = {f.key: len(g) for f, g in zip(first, groups)}
     ac = as_completed(first)
@@ -252,15 +263,15 @@ def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path
         if cancelled is not None and cancelled():
             for f in list(ac.futures):
                 f.cancel()
-            raise JobCancelledError(f"tiling of scene {scene.name!r} cancelled after {done} of {total} samples")
+            raise JobCancelledError(f"{what} cancelled after {done} of {total} samples")
         try:
             results.append(fut.result())
         except Exception as exc:
             for f in list(ac.futures):
                 f.cancel()
             # Dask hands back exceptions it cannot rebuild as plain Exception('ErrorName("message")').
-            what = str(exc) if type(exc) is Exception else f"{type(exc).__name__}: {exc}"
-            raise JobFailedError(f"a tiling task failed: {what}; fix the cause and run the job again") from exc
+            err = str(exc) if type(exc) is Exception else f"{type(exc).__name__}: {exc}"
+            raise JobFailedError(f"a tiling task failed: {err}; fix the cause and run the job again") from exc
         done += sizes_of.pop(fut.key)
         if progress is not None:
             progress(done, total)
@@ -269,7 +280,7 @@ def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path
             f = submit(nxt)
             sizes_of[f.key] = len(nxt)
             ac.add(f)
-    return _finish(config, scene, store, plan, results, mods, acq_idx)
+    return results
 
 
 def _finish(config: TileJobConfig, scene: Scene, store: TileStore, plan: TilePlan, results: list[TaskResult],

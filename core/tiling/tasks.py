@@ -77,94 +77,117 @@ def cut_samples(store_path: str, scene_dict: dict[str, Any], acq_indices: list[i
 
 def _cut(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mode: str,
          sizes: dict[str, int], y_size: int, items: list[PlannedSample], aoi: BaseGeometry | None) -> TaskResult:
-    import zarr
-
-    scene = Scene.from_dict(scene_dict)
-    label_mod = scene.primary
-    readers: dict[tuple[int, str], ModalityReader] = {}
-    label_readers: dict[int, LabelReader | None] = {}
-    arrays: dict[tuple[str, str], ChunkWriter] = {}
-    res = TaskResult([], [], {}, {})
-
-    def array(split: str, name: str) -> ChunkWriter:
-        if (split, name) not in arrays:
-            arrays[split, name] = ChunkWriter(zarr.open_array(f"{store_path}/{split}/{name}", mode="r+"))
-        return arrays[split, name]
-
-    writer = ThreadPoolExecutor(max_workers=1)  # overlaps the Zarr write of one sample with the next read
-    pending: Future[None] | None = None
-
-    def write(split: str, index: int, samples: dict[str, np.ndarray], y: np.ndarray | None) -> None:
-        for m, x in samples.items():
-            array(split, f"x_{m}").write(index, x)
-        if y is not None:
-            array(split, "y").write(index, y)
-
-    # Tiles: two buffer sets, alternating: one is being written by the writer thread while the next sample is read.
-    buffers: list[dict[str, np.ndarray]] = [{}, {}]
-    # Patches: the task's chunk, one block per modality; sample k of the task is row k, written once at the end.
-    chunked = mode == "patches" and bool(items)
-    start = _check_chunk_range(items) if chunked else 0
-    blocks = {m: np.zeros((len(items), sizes[m], sizes[m], scene.modality(m).band_count),
-                          dtype=scene.modality(m).dtype) for m in sizes} if chunked else {}
-
-    def buffer(slot: int, m: str) -> np.ndarray:
-        if chunked:
-            return blocks[m][slot]
-        if m not in buffers[slot]:
-            mod = scene.modality(m)
-            buffers[slot][m] = np.zeros((sizes[m], sizes[m], mod.band_count), dtype=mod.dtype)
-        return buffers[slot][m]
-
-    slot = 0
+    cutter = _Cutter(store_path, Scene.from_dict(scene_dict), acq_indices, sizes, y_size, aoi)
     try:
-        for k, it in enumerate(items):
-            if chunked:
-                slot = k
-            acq = scene.acquisitions[acq_indices[it.date_index]]
-            data: dict[str, np.ndarray] = {}
-            valids: dict[str, np.ndarray] = {}
-            for m, w in it.windows.items():
-                key = (it.date_index, m)
-                if key not in readers:
-                    readers[key] = ModalityReader(acq.files[m], scene.modality(m)).__enter__()
-                data[m], valids[m] = readers[key].read_channels_last(  # clipped windows: zero-padded
-                    w, sizes[m], out=buffer(slot, m))
-            if any(not v.any() for v in valids.values()):
-                res.skipped.append((it.split, it.index))
-                if chunked:  # an empty slot reads as zeros, as if never written
-                    for m in data:
-                        blocks[m][k] = 0
-                continue
-            for m, x in data.items():
-                _accumulate(res.sums.setdefault(it.split, {}), m, x, valids[m])
-            ypad = None
-            if mode == "tiles":
-                if it.date_index not in label_readers:
-                    label_readers[it.date_index] = LabelReader(acq.labels).__enter__() if acq.labels else None
-                lr = label_readers[it.date_index]
-                if lr is not None:  # unlabelled acquisitions keep y = 0 (the fill value)
-                    ypad = _tile_labels(lr, it.window, aoi, valids.get(label_mod.name), y_size,
-                                        res.class_pixels.setdefault(it.split, {}))
-            res.written.append((it.split, it.index))
-            if chunked:
-                continue
-            if pending is not None:
-                pending.result()  # at most one sample waits for its write: memory stays ~2 samples
-            pending = writer.submit(write, it.split, it.index, data, ypad)
-            slot = 1 - slot
-        if pending is not None:
-            pending.result()
-        for m, block in blocks.items():
-            array(items[0].split, f"x_{m}").write_range(start, block)
+        if mode == "patches" and items:
+            cutter.cut_chunk(items)
+        else:
+            cutter.cut_tiles(items, with_labels=mode == "tiles")
     finally:
-        writer.shutdown(wait=True)
-        for r in readers.values():
+        cutter.close()
+    return cutter.result
+
+
+class _Cutter:
+    """One task's open readers, Zarr arrays and buffers; reads samples and writes them to the store."""
+
+    def __init__(self, store_path: str, scene: Scene, acq_indices: list[int], sizes: dict[str, int], y_size: int,
+                 aoi: BaseGeometry | None) -> None:
+        self.store_path, self.scene, self.acq_indices = store_path, scene, acq_indices
+        self.sizes, self.y_size, self.aoi = sizes, y_size, aoi
+        self.readers: dict[tuple[int, str], ModalityReader] = {}
+        self.label_readers: dict[int, LabelReader | None] = {}
+        self.arrays: dict[tuple[str, str], ChunkWriter] = {}
+        self.result = TaskResult([], [], {}, {})
+
+    def array(self, split: str, name: str) -> ChunkWriter:
+        import zarr
+
+        if (split, name) not in self.arrays:
+            self.arrays[split, name] = ChunkWriter(zarr.open_array(f"{self.store_path}/{split}/{name}", mode="r+"))
+        return self.arrays[split, name]
+
+    def zeros(self, m: str, n: int | None = None) -> np.ndarray:
+        mod = self.scene.modality(m)
+        shape = (self.sizes[m], self.sizes[m], mod.band_count)
+        return np.zeros(shape if n is None else (n, *shape), dtype=mod.dtype)
+
+    def read(self, it: PlannedSample, out: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
+                                                                           dict[str, np.ndarray]] | None:
+        """The sample's pixels (into ``out``, zero-padded where clipped) and validity, or None (skipped: a
+        modality is all nodata). Band statistics of a read sample are added to the result."""
+        acq = self.scene.acquisitions[self.acq_indices[it.date_index]]
+        data: dict[str, np.ndarray] = {}
+        valids: dict[str, np.ndarray] = {}
+        for m, w in it.windows.items():
+            key = (it.date_index, m)
+            if key not in self.readers:
+                self.readers[key] = ModalityReader(acq.files[m], self.scene.modality(m)).__enter__()
+            data[m], valids[m] = self.readers[key].read_channels_last(w, self.sizes[m], out=out[m])
+        if any(not v.any() for v in valids.values()):
+            self.result.skipped.append((it.split, it.index))
+            return None
+        for m, x in data.items():
+            _accumulate(self.result.sums.setdefault(it.split, {}), m, x, valids[m])
+        self.result.written.append((it.split, it.index))
+        return data, valids
+
+    def labels(self, it: PlannedSample, valids: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The tile's labels padded to ``y_size`` (None for an unlabelled acquisition: y stays 0, the fill)."""
+        if it.date_index not in self.label_readers:
+            acq = self.scene.acquisitions[self.acq_indices[it.date_index]]
+            self.label_readers[it.date_index] = LabelReader(acq.labels).__enter__() if acq.labels else None
+        reader = self.label_readers[it.date_index]
+        if reader is None:
+            return None
+        return _tile_labels(reader, it.window, self.aoi, valids.get(self.scene.primary.name), self.y_size,
+                            self.result.class_pixels.setdefault(it.split, {}))
+
+    def cut_chunk(self, items: list[PlannedSample]) -> None:
+        """Patches: the task's chunk, one block per modality (sample k is row k), written once at the end."""
+        start = _check_chunk_range(items)
+        blocks = {m: self.zeros(m, len(items)) for m in self.sizes}
+        for k, it in enumerate(items):
+            if self.read(it, {m: b[k] for m, b in blocks.items()}) is None:
+                for b in blocks.values():  # an empty slot reads as zeros, as if never written
+                    b[k] = 0
+        for m, block in blocks.items():
+            self.array(items[0].split, f"x_{m}").write_range(start, block)
+
+    def cut_tiles(self, items: list[PlannedSample], with_labels: bool) -> None:
+        """Tiles: two buffer sets, alternating: one is written by a helper thread while the next is read."""
+        buffers = [{m: self.zeros(m) for m in self.sizes} for _ in range(2)]
+        writer = ThreadPoolExecutor(max_workers=1)  # overlaps the Zarr write of one sample with the next read
+        pending: Future[None] | None = None
+        slot = 0
+        try:
+            for it in items:
+                sample = self.read(it, buffers[slot])
+                if sample is None:
+                    continue
+                data, valids = sample
+                y = self.labels(it, valids) if with_labels else None
+                if pending is not None:
+                    pending.result()  # at most one sample waits for its write: memory stays ~2 samples
+                pending = writer.submit(self.write, it.split, it.index, data, y)
+                slot = 1 - slot
+            if pending is not None:
+                pending.result()
+        finally:
+            writer.shutdown(wait=True)
+
+    def write(self, split: str, index: int, samples: dict[str, np.ndarray], y: np.ndarray | None) -> None:
+        for m, x in samples.items():
+            self.array(split, f"x_{m}").write(index, x)
+        if y is not None:
+            self.array(split, "y").write(index, y)
+
+    def close(self) -> None:
+        for r in self.readers.values():
             r.__exit__(None, None, None)
-        for lr in label_readers.values():
+        for lr in self.label_readers.values():
             if lr is not None:
                 lr.__exit__()
-    return res
 
 
 def _tile_labels(reader: LabelReader, w: PixelWindow, aoi: BaseGeometry | None, valid: np.ndarray | None,
