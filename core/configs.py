@@ -63,8 +63,10 @@ class SplitConfig(Frozen):
     """Train / validation / test split, by space (disjoint blocks with a buffer) or by date."""
 
     method: Literal["spatial", "date"] = "spatial"
-    block_size: int = Field(64, ge=4, description="side of a spatial block, in label-grid pixels")
-    buffer: int | None = Field(None, ge=0, description="pixels left out around blocks; default = one patch/tile")
+    block_size: int | None = Field(None, ge=4, description="side of a spatial block, in label-grid pixels; None = "
+                                                           "derived from the sample size and the AOI")
+    buffer: int | None = Field(None, ge=0, description="pixels left out around blocks; default = one patch/tile "
+                                                      "(with a derived block size: one patch, half a tile)")
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     test_date: str | None = None
     val_date: str | None = None

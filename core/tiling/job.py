@@ -34,7 +34,8 @@ from core.data.catalog import verify_files
 from core.data.geometry import resolve_aoi
 from core.data.reader import convert_window
 from core.sampling.patches import centre_bounds, modality_patch_size, patch_window, sample_centres, scan_labels, scan_strips
-from core.data.scene import Modality, Scene
+from core.data.scene import Acquisition, Modality, Scene
+from core.sampling.split_defaults import resolve_split
 from core.sampling.splits import SPLITS, date_record, date_split, spatial_split
 from core.tiling.tasks import PlannedSample, TaskResult, cut_samples
 from core.tiling.store import StoreInfo, TileStore, patches_per_chunk
@@ -61,6 +62,21 @@ def _select(config: TileJobConfig, scene: Scene) -> tuple[list[Modality], list[i
             raise ConfigError(f"scene {scene.name!r} has no acquisition dated {d!r}; dates: {list(scene.dates)}")
         idx.append(found[0])
     return mods, idx
+
+
+def grid_ratio(label: Modality, mods: list[Modality]) -> int:
+    """The least common multiple of the integer ratios of coarser modality grids to the label grid (1 if none)."""
+    ratio = 1
+    for m in mods:
+        r = m.resolution / label.resolution
+        if r > 1 and abs(r - round(r)) < 1e-6:
+            ratio = math.lcm(ratio, int(round(r)))
+    return ratio
+
+
+def selected_acquisitions(config: TileJobConfig, scene: Scene) -> list[Acquisition]:
+    """The acquisitions a job reads, in its date-index order (``config.dates`` or every date)."""
+    return [scene.acquisitions[i] for i in _select(config, scene)[1]]
 
 
 def _tile_sample_size(tile: int, label: Modality, m: Modality) -> int:
@@ -90,8 +106,17 @@ class TilePlan:
     aoi: BaseGeometry | None
 
 
+def _run_scans(client: Client | None, scans: list[tuple[Any, ...]]) -> list[Any]:
+    """Label scans (:func:`scan_labels` arguments) as Dask tasks on ``client``, or here when it is None."""
+    if client is None:
+        return [scan_labels(*args) for args in scans]
+    futures = [client.submit(scan_labels, *args, pure=False) for args in scans]  # Dask: one task per strip
+    return client.gather(futures)  # Dask: small, sparse results
+
+
 def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = None) -> TilePlan:
-    """Plan every sample of the job (driver side; patches mode scans labels in Dask tasks on ``client``).
+    """Plan every sample of the job (driver side; patches mode scans labels in Dask tasks on ``client``, or in
+    this process when ``client`` is None).
 
     Raises:
         AOIError, ConfigError, GridMismatchError: the AOI, configuration or grids do not allow the job.
@@ -104,10 +129,12 @@ def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = No
     size = config.tiling.tile_size if config.mode == "tiles" else config.sampling.patch_size
     split_obj = None
     if spatial:
-        buffer = config.split.buffer if config.split.buffer is not None else size
-        used = windows_in_geometry([b for b in block_grid(label.height, label.width, config.split.block_size)
+        split_cfg = resolve_split(config.split, size, config.mode, aoi.bbox.shape, grid_ratio(label, mods))
+        assert split_cfg.block_size is not None
+        buffer = split_cfg.buffer if split_cfg.buffer is not None else size
+        used = windows_in_geometry([b for b in block_grid(label.height, label.width, split_cfg.block_size)
                                     if b.intersection(aoi.bbox)], aoi.geometry)
-        split_obj = spatial_split(label.height, label.width, config.split, buffer, used)
+        split_obj = spatial_split(label.height, label.width, split_cfg, buffer, used)
         record = split_obj.record(config.split.seed, config.split.fractions)
         by_date = None
     else:
@@ -128,8 +155,6 @@ def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = No
         for di, d in enumerate(dates):
             planned += [(s or by_date[d], di, w, 0) for w, s in tiles]  # type: ignore[index]
     else:
-        if client is None:
-            raise ValueError("patches mode needs a Dask client for the label scan")
         sizes = {m.name: modality_patch_size(size, label, m) for m in mods}
         allowed = centre_bounds(size, label, [label, *mods])  # the label patch (loc) must fit too
         if allowed is None:
@@ -141,10 +166,9 @@ def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = No
             if not acq.labels:
                 log.warning("acquisition %s has no labels: no patches from it", acq.date)
                 continue
-            futs = [client.submit(scan_labels, acq.labels, strip, aoi.geometry, allowed, split_obj, per_class,  # Dask:
-                                  seed * 1_000_003 + di * 10_007 + k, pure=False)
-                    for k, strip in enumerate(scan_strips(aoi.bbox))]
-            centres = sample_centres(client.gather(futs), per_class, seed + di)  # Dask: small, sparse results
+            scans = [(acq.labels, strip, aoi.geometry, allowed, split_obj, per_class, seed * 1_000_003 + di * 10_007 + k)
+                     for k, strip in enumerate(scan_strips(aoi.bbox))]
+            centres = sample_centres(_run_scans(client, scans), per_class, seed + di)
             half = size // 2
             for cls, arr in centres.items():
                 for r, c, code in arr.tolist():

@@ -1,0 +1,107 @@
+"""How many samples and labelled pixels each split of a tiling job will get, before any image pixel is read.
+
+Pre-flight runs :func:`take_census` on the job's plan (:func:`core.tiling.job.plan_samples`): tiles mode reads the
+label raster under each planned tile (labels only, inside the AOI), patches mode counts the planned patch centres
+(the label scan the tiling job runs too). :meth:`SampleCensus.problems` says what would make the job fail or train
+nothing useful: an empty split, or a class of the AOI that no training sample holds, each with a fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.features import geometry_mask
+
+from core.configs import TileJobConfig
+from core.data.reader import LabelReader
+from core.data.scene import Scene
+from core.sampling.splits import SPLITS
+from core.tiling.job import TilePlan, plan_samples, selected_acquisitions
+
+
+@dataclass(frozen=True)
+class SampleCensus:
+    """Samples per split and labelled pixels per split and class.
+
+    Attributes:
+        mode: ``"tiles"`` (labelled = pixels of the tiles) or ``"patches"`` (labelled = patches, one per centre).
+        samples: split -> planned samples (tiles of all dates, or patches).
+        labelled: split -> class id -> labelled pixels (tiles) or patches (patches).
+        split: the split as the job will run it (derived block size and buffer filled in).
+        warnings: from resolving the AOI.
+    """
+
+    mode: str
+    samples: dict[str, int]
+    labelled: dict[str, dict[int, int]]
+    split: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def classes(self) -> set[int]:
+        return {c for per in self.labelled.values() for c, n in per.items() if n}
+
+    def problems(self, fractions: tuple[float, float, float], class_names: dict[int, str] | None = None,
+                 needed: dict[str, int] | None = None) -> list[str]:
+        """What would fail: splits asked for (fraction > 0) with fewer samples than ``needed`` (default 1), or with
+        no labelled pixel, and classes of the AOI with no training sample."""
+        names = class_names or {}
+        unit = "tiles" if self.mode == "tiles" else "patches"
+        out = []
+        for split, frac in zip(SPLITS, fractions):
+            want = (needed or {}).get(split, 1)
+            if frac > 0 and self.samples.get(split, 0) < want:
+                out.append(f"the {split} split gets {self.samples.get(split, 0)} {unit} (needs {want})")
+            elif frac > 0 and not any(self.labelled.get(split, {}).values()):
+                out.append(f"the {split} split's {self.samples.get(split, 0)} {unit} hold no labelled pixel")
+        missing = sorted(self.classes() - {c for c, n in self.labelled.get("train", {}).items() if n})
+        if missing:
+            listed = ", ".join(f"{c} ({names[c]})" if c in names else str(c) for c in missing)
+            out.append(f"class{'es' if len(missing) > 1 else ''} {listed} of the area of interest "
+                       f"{'have' if len(missing) > 1 else 'has'} no training {unit}")
+        return out
+
+
+def take_census(config: TileJobConfig, scene: Scene, client: Any | None = None) -> SampleCensus:
+    """Count what ``config`` would tile from ``scene`` (labels are read; image pixels are not)."""
+    plan = plan_samples(config, scene, client)
+    samples = {s: 0 for s in SPLITS}
+    for x in plan.samples:
+        samples[x.split] += 1
+    if config.mode == "tiles":
+        labelled = _tile_labels(plan, [a.labels for a in selected_acquisitions(config, scene)])
+    else:
+        labelled = _patch_labels(plan)
+    return SampleCensus(config.mode, samples, labelled, plan.split_record, plan.warnings)
+
+
+def _patch_labels(plan: TilePlan) -> dict[str, dict[int, int]]:
+    out: dict[str, dict[int, int]] = {s: {} for s in SPLITS}
+    for x in plan.samples:
+        out[x.split][x.label] = out[x.split].get(x.label, 0) + 1
+    return out
+
+
+def _tile_labels(plan: TilePlan, label_files: list[str | None]) -> dict[str, dict[int, int]]:
+    """Labelled pixels per split and class under the planned tiles, inside the AOI (``label_files``: the label
+    raster of each of the job's dates, in plan date-index order)."""
+    out: dict[str, dict[int, int]] = {s: {} for s in SPLITS}
+    by_date: dict[int, list[Any]] = {}
+    for x in plan.samples:
+        by_date.setdefault(x.date_index, []).append(x)
+    for di, items in by_date.items():
+        if label_files[di] is None:
+            continue
+        with LabelReader(label_files[di]) as reader:  # type: ignore[arg-type]
+            for x in items:
+                y = reader.read(x.window)
+                if plan.aoi is not None:
+                    w = x.window
+                    y[geometry_mask([plan.aoi], out_shape=w.shape,
+                                    transform=Affine.translation(w.col_off, w.row_off))] = 0
+                counts = np.bincount(y.ravel(), minlength=1)
+                for cls in np.flatnonzero(counts[1:]) + 1:
+                    out[x.split][int(cls)] = out[x.split].get(int(cls), 0) + int(counts[cls])
+    return out
