@@ -105,3 +105,35 @@ def _tile_labels(plan: TilePlan, label_files: list[str | None]) -> dict[str, dic
                 for cls in np.flatnonzero(counts[1:]) + 1:
                     out[x.split][int(cls)] = out[x.split].get(int(cls), 0) + int(counts[cls])
     return out
+
+
+SEED_TRIES = 8
+"""Split seeds tried when the user left the seed unset, to find a deal of blocks that trains on every class."""
+
+
+def settle_split(config: TileJobConfig, scene: Scene, client: Any | None = None,
+                 class_names: dict[int, str] | None = None) -> tuple[TileJobConfig, SampleCensus]:
+    """``config`` with its split stated in full (derived block size and buffer; for a spatial split whose seed was
+    not set, the first of :data:`SEED_TRIES` seeds whose training blocks hold every class of the AOI), and its
+    census. A seed the user set is kept as it is."""
+    split = config.split
+    seeds = [split.seed] if split.method != "spatial" or "seed" in split.model_fields_set else range(SEED_TRIES)
+    best: tuple[TileJobConfig, SampleCensus] | None = None
+    for seed in seeds:
+        trial = config.model_copy(update={"split": split.model_copy(update={"seed": seed})})
+        census = take_census(trial, scene, client)
+        settled = trial.model_copy(update={"split": _stated(trial.split, census)})
+        if best is None:
+            best = (settled, census)
+        if not census.problems(split.fractions, class_names):
+            return settled, census
+    assert best is not None
+    return best
+
+
+def _stated(split: Any, census: SampleCensus) -> Any:
+    """The split config with the block size and buffer the census ran with (a spatial split's record)."""
+    if census.split.get("method") != "spatial":
+        return split
+    return split.model_copy(update={"block_size": census.split["block_size"], "buffer": census.split["buffer"],
+                                    "seed": census.split["seed"]})

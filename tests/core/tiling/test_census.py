@@ -10,7 +10,7 @@ import pytest
 
 from core.configs import SamplingConfig, SplitConfig, TileJobConfig, TilingConfig
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
-from core.tiling.census import take_census
+from core.tiling.census import settle_split, take_census
 
 T0 = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
 
@@ -68,3 +68,16 @@ def test_default_split_gives_every_split_tiles(make_raster: Callable[..., Path],
     cfg = TileJobConfig(scene="tiny", mode="tiles", tiling=TilingConfig(tile_size=16))
     c = take_census(cfg, scene)
     assert all(c.samples[s] > 0 for s in ("train", "val", "test")), c.samples
+
+
+def test_settle_split_tries_seeds_only_when_the_user_set_none(make_raster: Callable[..., Path]) -> None:
+    scene, _ = tiny_scene(make_raster)
+    cfg = TileJobConfig(scene="tiny", mode="patches", sampling=SamplingConfig(patch_size=5, per_class=20))
+    settled, census = settle_split(cfg, scene)
+    assert settled.split.seed != 0 and census.problems((0.6, 0.2, 0.2)) == []  # seed 0 trained on class 1 only
+    assert (settled.split.block_size, settled.split.buffer) == (48, 5)
+    # the settled config is stated in full: it round-trips through JSON and re-runs the same split
+    again = TileJobConfig.model_validate_json(settled.model_dump_json())
+    assert settle_split(again, scene)[0] == settled
+    kept, census0 = settle_split(cfg.model_copy(update={"split": SplitConfig(seed=0)}), scene)
+    assert kept.split.seed == 0 and census0.problems((0.6, 0.2, 0.2))
