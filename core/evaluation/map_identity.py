@@ -7,9 +7,12 @@ they are brought to a different map (another scene, another grid, or the same gr
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rasterio.errors import NotGeoreferencedWarning
 
 from core.cog import read_classes
 from core.errors import RasterError
@@ -84,7 +87,9 @@ def read_map_identity(map_path: str | Path) -> MapIdentity:
         crs_wkt = src.crs.to_wkt() if src.crs else None
         transform = tuple(float(v) for v in src.transform[:6])
         width, height = src.width, src.height
-    classes = read_classes(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        classes = read_classes(p)
     if not classes:
         raise RasterError(f"{str(p)!r} has no 'CLASSES' tag naming its classes; give a prediction written by the "
                           "workbench, or write the tag with core.cog.write_class_metadata")
