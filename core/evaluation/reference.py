@@ -90,7 +90,7 @@ def _parse_ids(rows: list[dict[str, Any]], id_field: str, path: Path) -> list[in
         try:
             ids.append(int(float(str(v).strip())))
         except ValueError:
-            bad.append(v)
+            bad.append(repr(v))
     if bad:
         raise ReferenceLabelError(f"{str(path)!r}: {id_field!r} values {_listed(bad)} are not integer sample ids; "
                                   "keep the id column of the sample file unchanged")
@@ -190,7 +190,8 @@ def _label_pixels(src: Any, sample: ReferenceSample) -> tuple[np.ndarray, np.nda
     if not sample.map.georeferenced:
         return np.array([q.row for q in sample.points]), np.array([q.col for q in sample.points])
     inv = ~src.transform
-    cols, rows = inv * (x, y)
+    cols = inv.a * x + inv.b * y + inv.c
+    rows = inv.d * x + inv.e * y + inv.f
     return np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
 
 

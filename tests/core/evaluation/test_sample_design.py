@@ -87,19 +87,19 @@ def test_draw_is_reproducible_with_exact_counts_per_class(class_map, crs: str, t
 
 
 def test_every_pixel_of_a_stratum_is_equally_likely(class_map) -> None:  # type: ignore[no-untyped-def]
-    """20 pixels of class 2 spread over several blocks; 300 draws of 5: each pixel is drawn ~75 times (SD ~7.5)."""
+    """20 pixels of class 2 spread over several blocks; 200 draws of 5: each pixel is drawn ~50 times (SD ~6.1)."""
     data = np.ones((40, 40), dtype=np.uint8)
     cells = [(r, c) for r in range(0, 40, 9) for c in range(0, 40, 10)]
     for rc in cells:
         data[rc] = 2
     path = str(class_map("m.tif", data, [1, 2]))
     hits: dict[tuple[int, int], int] = {rc: 0 for rc in cells}
-    for seed in range(300):
+    for seed in range(200):
         for p in draw_stratified_sample(path, SampleDesign(per_class={1: 1, 2: 5}, seed=seed)).points:
             if p.map_class == 2:
                 hits[(p.row, p.col)] += 1
     counts = np.array(list(hits.values()))
-    assert counts.sum() == 1500 and counts.min() >= 45 and counts.max() <= 105, counts
+    assert counts.sum() == 1000 and counts.min() >= 28 and counts.max() <= 72, counts
 
 
 def test_sample_files(class_map, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
