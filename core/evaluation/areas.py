@@ -21,9 +21,8 @@ import numpy as np
 from pyproj import CRS as ProjCRS
 
 from core.errors import RasterError
-from core.rasters import open_raster
-
 from core.evaluation.map_identity import MapIdentity, read_map_identity
+from core.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class MappedAreas:
                 "total_area_m2": self.total_area_m2, "classes": [vars(c).copy() for c in self.classes]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MappedAreas":
+    def from_dict(cls, d: dict[str, Any]) -> MappedAreas:
         """Inverse of :meth:`to_dict`."""
         return cls(map_path=d["map_path"], method=d["method"], pixel_area_m2=d.get("pixel_area_m2"),
                    classes=tuple(ClassArea(**c) for c in d["classes"]),
@@ -133,6 +132,8 @@ def geodesic_row_areas_m2(transform: tuple[float, ...], height: int, crs_wkt: st
         raise RasterError(f"the geographic grid is rotated (transform {tuple(transform)}); geodesic cell areas are "
                           "computed for north-up grids only; warp the map to a north-up grid (gdalwarp)")
     geod = ProjCRS.from_wkt(crs_wkt).get_geod()
+    if geod is None:
+        raise RasterError(f"the CRS {ProjCRS.from_wkt(crs_wkt).name!r} has no ellipsoid; geodesic areas need one")
     lons = c + abs(a) * np.linspace(0.0, 1.0, _EDGE_POINTS)
     out = np.empty(height, dtype=np.float64)
     for r in range(height):
@@ -182,7 +183,7 @@ def mapped_areas(map_path: str | Path, class_ids: tuple[int, ...] | None = None)
     classes = []
     for cid in ids:
         px = int(counts[cid])
-        m2 = None if method == "pixels" else float(px * pixel_area if method == "planar" else summed[cid])
+        m2 = None if method == "pixels" else float(px * (pixel_area or 0.0) if method == "planar" else summed[cid])
         classes.append(ClassArea(class_id=cid, name=ident.name_of(cid), pixels=px, area_m2=m2,
                                  hectares=None if m2 is None else m2 / 1e4, km2=None if m2 is None else m2 / 1e6,
                                  percent=_percent(m2 if m2 is not None else px, denom)))

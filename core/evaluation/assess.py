@@ -18,16 +18,28 @@ from typing import Any
 from rasterio.windows import Window
 
 from core.errors import ConfigError
-from core.rasters import open_raster
-
 from core.evaluation.areas import MappedAreas, mapped_areas, write_areas_csv
 from core.evaluation.errors import SampleMismatchError
 from core.evaluation.estimator import error_matrix, stratified_estimates
 from core.evaluation.map_identity import check_same_map, read_map_identity
-from core.evaluation.reference import ReferenceLabels, read_reference_labels, reference_from_label_raster
-from core.evaluation.report import AssessmentReport, write_error_matrix_csv, write_report_csv, write_report_html
-from core.evaluation.sample_design import ReferenceSample, SampleDesign, draw_stratified_sample
+from core.evaluation.reference import (
+    ReferenceLabels,
+    read_reference_labels,
+    reference_from_label_raster,
+)
+from core.evaluation.report import (
+    AssessmentReport,
+    write_error_matrix_csv,
+    write_report_csv,
+    write_report_html,
+)
+from core.evaluation.sample_design import (
+    ReferenceSample,
+    SampleDesign,
+    draw_stratified_sample,
+)
 from core.evaluation.sample_files import read_sample, write_sample
+from core.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +76,7 @@ class DrawSampleJobConfig:
                 "stem": self.stem}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DrawSampleJobConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> DrawSampleJobConfig:
         """Inverse of :meth:`to_dict` (raises ConfigError on unknown keys)."""
         kw = _from_dict(cls, d)
         if "design" in kw:
@@ -128,7 +140,7 @@ class AssessJobConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AssessJobConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> AssessJobConfig:
         """Inverse of :meth:`to_dict` (raises ConfigError on unknown keys)."""
         return cls(**_from_dict(cls, d))
 

@@ -16,9 +16,8 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from core.cog import read_classes
 from core.errors import RasterError
-from core.rasters import open_raster
-
 from core.evaluation.errors import SampleMismatchError
+from core.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class MapIdentity:
                 "class_names": list(self.class_names)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MapIdentity":
+    def from_dict(cls, d: dict[str, Any]) -> MapIdentity:
         """Inverse of :meth:`to_dict`."""
         return cls(path=str(d["path"]), width=int(d["width"]), height=int(d["height"]), crs_wkt=d.get("crs_wkt"),
                    transform=tuple(float(v) for v in d["transform"]),  # type: ignore[arg-type]

@@ -22,10 +22,9 @@ import fiona
 import numpy as np
 from rasterio.windows import Window
 
-from core.rasters import open_raster
-
 from core.evaluation.errors import ReferenceLabelError, SampleMismatchError
 from core.evaluation.sample_design import ReferenceSample
+from core.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ def _parse_classes(rows: list[dict[str, Any]], ids: list[int], field: str, sampl
     out, bad = [], []
     for i, r in zip(ids, rows):
         raw = "" if r.get(field) is None else str(r.get(field)).strip()
-        key = raw[:-2] if raw.endswith(".0") else raw
+        key = raw.removesuffix(".0")
         cid = look.get(key) or look.get(key.lower())
         if cid is None:
             bad.append(f"id {i}: {raw!r}")

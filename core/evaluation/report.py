@@ -160,7 +160,8 @@ def bar_chart_svg(report: AssessmentReport, width: int = 680) -> str:
                   f'<line x1="{x(lo):.1f}" y1="{cy - 4}" x2="{x(lo):.1f}" y2="{cy + 4}" stroke="#000"/>',
                   f'<line x1="{x(hi):.1f}" y1="{cy - 4}" x2="{x(hi):.1f}" y2="{cy + 4}" stroke="#000"/>']
     parts.append(f'<line x1="{left}" y1="22" x2="{left}" y2="{height - 16}" stroke="#444"/>')
-    parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end">{_fmt_area(top)}</text>')
+    parts.append(f'<text x="{left}" y="{height - 4}" text-anchor="middle">0</text>')
+    parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end">{_fmt_area(top)} {report.area_unit}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -182,7 +183,8 @@ def _class_table(report: AssessmentReport) -> str:
         def pm(v: float | None, se: float | None, area: bool = False) -> str:
             if v is None:
                 return "–"
-            return (f"{_fmt_area(v)} ± {_fmt_area(z * se)}" if area else f"{v:.3f} ± {z * (se or 0.0):.3f}")
+            half = z * (se or 0.0)
+            return f"{_fmt_area(v)} ± {_fmt_area(half)}" if area else f"{v:.3f} ± {half:.3f}"
         body.append(f"<tr><td class='l'>{html.escape(r['class_name'])}</td><td>{_fmt_area(r['mapped_area'])}</td>"
                     f"<td>{r['mapped_percent']:.2f}</td><td>{r['n_sample']}</td>"
                     f"<td>{pm(r['estimated_area'], r['estimated_area_se'], True)}</td>"

@@ -7,7 +7,8 @@ points (50-100), the rest of ``n`` goes to the larger classes in proportion to t
 
 Drawing reads the map twice, block by block (memory does not grow with the map): pass 1 counts the pixels of each
 class; then ``n_i`` distinct pixel ordinals are drawn per class from ``0..N_i-1`` (``numpy.random.Generator``,
-seeded: the same seed, map and design give the same sample); pass 2 resolves each ordinal (the k-th pixel of that
+seeded: the same seed, design and map file give the same sample; the file's block layout is part of the pixel
+order, so a re-tiled copy of the map gives another sample); pass 2 resolves each ordinal (the k-th pixel of that
 class in block order) to its row and column. Point ids are a random permutation, so an id does not reveal the
 stratum to a photo-interpreter.
 """
@@ -23,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigError
-from core.rasters import open_raster
-
 from core.evaluation.map_identity import MapIdentity, read_map_identity
+from core.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class SampleDesign:
                 "seed": self.seed}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SampleDesign":
+    def from_dict(cls, d: Mapping[str, Any]) -> SampleDesign:
         """Inverse of :meth:`to_dict` (raises ConfigError on unknown keys)."""
         unknown = set(d) - {"per_class", "target_se", "expected_ua", "min_per_class", "seed"}
         if unknown:
@@ -211,7 +211,7 @@ class ReferenceSample:
                 "points": [vars(p).copy() for p in self.points]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ReferenceSample":
+    def from_dict(cls, d: Mapping[str, Any]) -> ReferenceSample:
         """Inverse of :meth:`to_dict`."""
         return cls(map=MapIdentity.from_dict(d["map"]), design=SampleDesign.from_dict(d["design"]),
                    stratum_pixels={int(k): int(v) for k, v in d["stratum_pixels"].items()},
@@ -262,7 +262,7 @@ def _centres(ident: MapIdentity, rows: np.ndarray, cols: np.ndarray) -> tuple[np
     y = d * (cols + 0.5) + e * (rows + 0.5) + f
     from pyproj import CRS, Transformer
 
-    to_ll = Transformer.from_crs(CRS.from_wkt(ident.crs_wkt), CRS.from_epsg(4326), always_xy=True)
+    to_ll = Transformer.from_crs(CRS.from_wkt(str(ident.crs_wkt)), CRS.from_epsg(4326), always_xy=True)
     lon, lat = to_ll.transform(x, y)
     return x, y, np.asarray(lon), np.asarray(lat)
 

@@ -19,7 +19,6 @@ import fiona
 from fiona.crs import CRS as FionaCRS
 
 from core.errors import ConfigError
-
 from core.evaluation.sample_design import ReferenceSample
 
 log = logging.getLogger(__name__)

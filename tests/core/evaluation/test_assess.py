@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError, GridMismatchError
-from core.evaluation.assess import AssessJobConfig, DrawSampleJobConfig, run_assess, run_draw_sample
+from core.evaluation.assess import (
+    AssessJobConfig,
+    DrawSampleJobConfig,
+    run_assess,
+    run_draw_sample,
+)
 from core.evaluation.errors import InsufficientSampleError, SampleMismatchError
 from core.evaluation.estimator import stratified_estimates
 from core.evaluation.sample_design import SampleDesign
@@ -42,7 +47,7 @@ def drawn(class_map, tmp_path: Path) -> tuple[Path, dict, np.ndarray, np.ndarray
 
 
 def _fill_labels(sample_csv: str, truth: np.ndarray, out: Path, meta: dict) -> Path:  # type: ignore[type-arg]
-    rows = list(csv.DictReader(open(sample_csv)))
+    rows = list(csv.DictReader(Path(sample_csv).read_text().splitlines()))
     by_id = {p["id"]: p for p in meta["points"]}
     for r in rows:
         p = by_id[int(r["id"])]
@@ -92,9 +97,9 @@ def test_assess_with_interpreted_labels(drawn, tmp_path: Path) -> None:  # type:
 
 
 def _check_files(files: dict, n_classes: int) -> None:  # type: ignore[type-arg]
-    table = list(csv.DictReader(open(files["assessment"])))
+    table = list(csv.DictReader(Path(files["assessment"]).read_text().splitlines()))
     assert len(table) == n_classes + 1 and table[-1]["class_name"] == "overall" and table[0]["area_unit"] == "ha"
-    matrix = list(csv.reader(open(files["error_matrix"])))
+    matrix = list(csv.reader(Path(files["error_matrix"]).read_text().splitlines()))
     assert len(matrix) == n_classes + 2 and float(matrix[-1][-1]) == pytest.approx(1.0, abs=1e-5)
     html = Path(files["report"]).read_text()
     assert html.startswith("<!DOCTYPE html>") and "<style>" in html and "<svg" in html

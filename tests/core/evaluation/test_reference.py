@@ -12,7 +12,11 @@ import pytest
 from core.errors import LabelError
 from core.evaluation.errors import ReferenceLabelError, SampleMismatchError
 from core.evaluation.reference import read_reference_labels, reference_from_label_raster
-from core.evaluation.sample_design import ReferenceSample, SampleDesign, draw_stratified_sample
+from core.evaluation.sample_design import (
+    ReferenceSample,
+    SampleDesign,
+    draw_stratified_sample,
+)
 from core.evaluation.sample_files import write_sample
 
 

@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.evaluation.sample_design import (SampleDesign, allocate, draw_stratified_sample, min_then_proportional,
-                                           total_sample_size)
+from core.evaluation.sample_design import (
+    SampleDesign,
+    allocate,
+    draw_stratified_sample,
+    min_then_proportional,
+    total_sample_size,
+)
 from core.evaluation.sample_files import SAMPLE_COLUMNS, read_sample, write_sample
 
 
@@ -106,7 +111,7 @@ def test_sample_files(class_map, tmp_path: Path) -> None:  # type: ignore[no-unt
     path = class_map("m.tif", _map(), [1, 2, 3], class_names=["forest", "water", "urban"])
     s = draw_stratified_sample(str(path), SampleDesign(per_class={1: 8, 2: 6, 3: 4}, seed=1))
     files = write_sample(s, tmp_path / "out")
-    rows = list(csv.DictReader(open(files["csv"])))
+    rows = list(csv.DictReader(Path(files["csv"]).read_text().splitlines()))
     assert tuple(rows[0]) == SAMPLE_COLUMNS and len(rows) == 18 and rows[0]["ref_class"] == ""
     assert {r["map_class_name"] for r in rows} == {"forest", "water", "urban"}
     with fiona.open(files["gpkg"], layer="sample") as src:

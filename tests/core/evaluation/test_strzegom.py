@@ -3,7 +3,6 @@ whose reference labels come from the 2023-07-09 test mask (shared/data/strzegom,
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,7 +11,12 @@ import pytest
 import rasterio
 
 from core.cog import write_class_metadata
-from core.evaluation.assess import AssessJobConfig, DrawSampleJobConfig, run_assess, run_draw_sample
+from core.evaluation.assess import (
+    AssessJobConfig,
+    DrawSampleJobConfig,
+    run_assess,
+    run_draw_sample,
+)
 from core.evaluation.errors import InsufficientSampleError
 from core.evaluation.sample_design import SampleDesign
 
