@@ -21,6 +21,7 @@ import numpy as np
 from pyproj import CRS as ProjCRS
 
 from core.errors import RasterError
+from core.evaluation.blocks import iter_blocks
 from core.evaluation.map_identity import MapIdentity, read_map_identity
 from core.rasters import open_raster
 
@@ -150,8 +151,7 @@ def _accumulate(map_path: str | Path, row_areas: np.ndarray | None) -> tuple[np.
     counts = np.zeros(256, dtype=np.int64)
     areas = np.zeros(256, dtype=np.float64)
     with open_raster(map_path) as src:
-        for _, win in src.block_windows(1):
-            block = src.read(1, window=win)
+        for win, block in iter_blocks(src):
             counts += np.bincount(block.ravel(), minlength=256)
             if row_areas is not None:
                 rows = np.arange(win.row_off, win.row_off + win.height)

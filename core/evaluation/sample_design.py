@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigError
+from core.evaluation.blocks import map_windows
 from core.evaluation.map_identity import MapIdentity, read_map_identity
 from core.rasters import open_raster
 
@@ -223,7 +224,7 @@ def count_classes(map_path: str, progress: Progress | None = None) -> np.ndarray
     """Pass 1: pixels per value 0..255 of a uint8 map, block by block (``(256,)`` int64)."""
     counts = np.zeros(256, dtype=np.int64)
     with open_raster(map_path) as src:
-        windows = [w for _, w in src.block_windows(1)]
+        windows = map_windows(src)
         for k, win in enumerate(windows):
             counts += np.bincount(src.read(1, window=win).ravel(), minlength=256)
             if progress:
@@ -237,7 +238,7 @@ def resolve_ordinals(map_path: str, chosen: Mapping[int, np.ndarray],
     offsets = {c: 0 for c in chosen}
     found: list[tuple[int, int, int]] = []
     with open_raster(map_path) as src:
-        windows = [w for _, w in src.block_windows(1)]
+        windows = map_windows(src)
         for k, win in enumerate(windows):
             flat = src.read(1, window=win).ravel()
             per_value = np.bincount(flat, minlength=256)
