@@ -179,7 +179,7 @@ def mapped_areas(map_path: str | Path, class_ids: tuple[int, ...] | None = None)
         log.warning("%s: %d pixels have values that are not declared classes; left out of the areas", ident.path,
                     undeclared)
     total = int(counts[list(ids)].sum()) if ids else 0
-    denom = classes_total(method, counts, summed, ids, pixel_area)
+    denom = _classes_total(method, counts, summed, ids, pixel_area)
     classes = []
     for cid in ids:
         px = int(counts[cid])
@@ -192,7 +192,7 @@ def mapped_areas(map_path: str | Path, class_ids: tuple[int, ...] | None = None)
                        undeclared_pixels=undeclared)
 
 
-def classes_total(method: AreaMethod, counts: np.ndarray, summed: np.ndarray, ids: tuple[int, ...],
+def _classes_total(method: AreaMethod, counts: np.ndarray, summed: np.ndarray, ids: tuple[int, ...],
                   pixel_area: float | None) -> float:
     """Total of the declared classes in the unit of ``method`` (pixels, or m²)."""
     if not ids:
