@@ -23,7 +23,7 @@ from pyproj import CRS as ProjCRS
 from core.errors import RasterError
 from core.evaluation.blocks import iter_blocks
 from core.evaluation.map_identity import MapIdentity, read_map_identity
-from core.rasters import open_raster
+from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def mapped_areas(map_path: str | Path, class_ids: tuple[int, ...] | None = None)
     """Mapped area per class of a uint8 class map (nodata 0), see the module docstring.
 
     Args:
-        map_path: a class map with a ``CLASSES`` tag (see ``core.cog``).
+        map_path: a class map with a ``CLASSES`` tag (see ``core.data.cog``).
         class_ids: classes to report; default the map's declared classes.
 
     Returns:

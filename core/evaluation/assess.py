@@ -39,7 +39,7 @@ from core.evaluation.sample_design import (
     draw_stratified_sample,
 )
 from core.evaluation.sample_files import read_sample, write_sample
-from core.rasters import open_raster
+from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 

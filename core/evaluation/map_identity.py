@@ -14,10 +14,10 @@ from typing import Any
 
 from rasterio.errors import NotGeoreferencedWarning
 
-from core.cog import read_classes
+from core.data.cog import read_classes
 from core.errors import RasterError
 from core.evaluation.errors import SampleMismatchError
-from core.rasters import open_raster
+from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class MapIdentity:
 def read_map_identity(map_path: str | Path) -> MapIdentity:
     """Identity of the class map at ``map_path`` (no pixel reads).
 
-    Classes come from the map's ``CLASSES`` JSON tag (see ``core.cog``).
+    Classes come from the map's ``CLASSES`` JSON tag (see ``core.data.cog``).
 
     Raises:
         RasterReadError / RasterError: the file is missing or not a raster.
@@ -91,7 +91,7 @@ def read_map_identity(map_path: str | Path) -> MapIdentity:
         classes = read_classes(p)
     if not classes:
         raise RasterError(f"{str(p)!r} has no 'CLASSES' tag naming its classes; give a prediction written by the "
-                          "workbench, or write the tag with core.cog.write_class_metadata")
+                          "workbench, or write the tag with core.data.cog.write_class_metadata")
     classes = sorted(classes, key=lambda c: int(c["id"]))
     return MapIdentity(path=str(p), width=width, height=height, crs_wkt=crs_wkt,
                        transform=transform, class_ids=tuple(int(c["id"]) for c in classes),  # type: ignore[arg-type]

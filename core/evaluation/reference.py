@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from core.evaluation.errors import ReferenceLabelError, SampleMismatchError
 from core.evaluation.sample_design import ReferenceSample
-from core.rasters import open_raster
+from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 

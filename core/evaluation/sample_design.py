@@ -26,7 +26,7 @@ import numpy as np
 from core.errors import ConfigError
 from core.evaluation.blocks import map_windows
 from core.evaluation.map_identity import MapIdentity, read_map_identity
-from core.rasters import open_raster
+from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 

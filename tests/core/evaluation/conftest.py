@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cog import write_class_metadata
+from core.data.cog import write_class_metadata
 
 UTM = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
 COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from core.cog import write_class_metadata
+from core.data.cog import write_class_metadata
 from core.evaluation.assess import (
     AssessJobConfig,
     DrawSampleJobConfig,
