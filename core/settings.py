@@ -8,6 +8,8 @@ Everything can be set by environment variables so the same code runs on a laptop
 - ``WORKBENCH_DATA_ROOTS``: ``os.pathsep``-separated folders users may register files from (the GUI
   confines typed paths to them; default: ``<repo>/../shared/data`` and ``$WORKBENCH_HOME``).
 - ``WORKBENCH_WORKERS``: worker processes of the local cluster (default: number of CPU cores).
+- ``WORKBENCH_CLUSTER_HOST``: the address the local cluster's scheduler, workers and dashboard listen on (default
+  ``127.0.0.1``: nothing reachable from the network).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Settings:
     data_roots: tuple[Path, ...]
     local_workers: int
     threads_per_worker: int = 1
+    cluster_host: str = "127.0.0.1"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -66,6 +69,7 @@ def get_settings() -> Settings:
         scheduler_address=scheduler,
         data_roots=roots,
         local_workers=max(1, workers),
+        cluster_host=os.environ.get("WORKBENCH_CLUSTER_HOST", "127.0.0.1"),
     )
 
 

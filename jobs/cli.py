@@ -254,7 +254,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.cluster_command == "serve":
         local_cluster.serve(args.workers)
     elif args.cluster_command == "start":
-        _print_json(local_cluster.ensure_local_cluster())
+        _print_json(local_cluster.ensure_local_cluster(n_workers=args.workers))
     elif args.cluster_command == "status":
         state = local_cluster.running_cluster()
         print(json.dumps(state, indent=2) if state else "no local cluster is running")

@@ -53,14 +53,19 @@ def running_cluster(settings: Settings | None = None) -> dict[str, Any] | None:
     return state if _reachable(state["scheduler"]) else None
 
 
-def serve(n_workers: int | None = None, threads_per_worker: int = 1) -> None:
-    """Run a LocalCluster until SIGTERM/SIGINT, publishing its address in cluster.json."""
+def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str | None = None) -> None:
+    """Run a LocalCluster until SIGTERM/SIGINT, publishing its address in cluster.json.
+
+    The scheduler, the workers and the dashboard listen on ``host`` only (default ``settings.cluster_host``,
+    127.0.0.1), so nothing of the embedded cluster is reachable from the network unless asked for.
+    """
     from distributed import LocalCluster
 
     settings = get_settings()
     n = n_workers or settings.local_workers
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=":0", memory_limit="auto",
+    host = host or settings.cluster_host
+    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True, host=host,
+                           dashboard_address=f"{host}:0", memory_limit="auto",
                            env=worker_env(threads_per_worker))
     state = {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link, "pid": os.getpid(),
              "n_workers": n, "threads_per_worker": threads_per_worker}
@@ -84,15 +89,21 @@ def serve(n_workers: int | None = None, threads_per_worker: int = 1) -> None:
         cluster.close()
 
 
-def ensure_local_cluster(settings: Settings | None = None, timeout: float = 90.0) -> dict[str, Any]:
-    """Return the running local cluster's state, starting one in the background if needed."""
+def ensure_local_cluster(settings: Settings | None = None, timeout: float = 90.0,
+                         n_workers: int | None = None) -> dict[str, Any]:
+    """Return the running local cluster's state, starting one of ``n_workers`` (default: the settings') in the
+    background if none is running. A running cluster is returned as it is, whatever its size."""
     settings = settings or get_settings()
     state = running_cluster(settings)
     if state:
+        if n_workers and state.get("n_workers") != n_workers:
+            log.warning("the local cluster already runs with %s workers (not %d); stop it first to resize it",
+                        state.get("n_workers"), n_workers)
         return state
     log_path = settings.home / "cluster.log"
+    cmd = [sys.executable, "-m", "jobs", "cluster", "serve"] + (["--workers", str(n_workers)] if n_workers else [])
     with open(log_path, "ab") as out:
-        subprocess.Popen([sys.executable, "-m", "jobs", "cluster", "serve"], cwd=REPO_ROOT, stdout=out,
+        subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                          env={**os.environ, "WORKBENCH_HOME": str(settings.home)})
     deadline = time.monotonic() + timeout
