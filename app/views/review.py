@@ -9,9 +9,10 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from app import maps, state
-from core.errors import SceneNotFoundError
+from core.errors import SceneNotFoundError, WorkbenchError
 from core.data.scene import ClassInfo, Scene
 from db.models import RunRow
+from app.services import areas as area_table
 from app.services import overlays
 
 P = "review"
@@ -26,6 +27,30 @@ def _class_overlay(path: str, mtime: float, classes: tuple[ClassInfo, ...]) -> o
 @st.cache_data(show_spinner=False, max_entries=32)
 def _error_overlay(pred: str, labels: str, mtime: float) -> tuple[overlays.Overlay, float | None]:
     return overlays.error_overlay(pred, labels)
+
+
+@st.cache_data(show_spinner="Measuring class areas...", max_entries=32)
+def _areas(run_id: int, path: str, mtime: float) -> tuple[list[dict], str, str]:
+    row = state.tracker().get(run_id)
+    areas = area_table.run_areas(row.metrics, path)
+    return area_table.area_rows(areas), area_table.areas_csv(areas), areas.method
+
+
+def _show_areas(row: RunRow, pred: str) -> None:
+    """Mapped area per class beside the legend, with a CSV export."""
+    st.markdown("**Mapped area**")
+    try:
+        rows, text, method = _areas(row.id, pred, os.path.getmtime(pred))
+    except WorkbenchError as exc:
+        st.caption(f"Areas cannot be measured: {exc}")
+        return
+    st.dataframe(rows, hide_index=True, width="stretch")
+    if method == "pixels":
+        st.caption("The scene is not georeferenced: areas are pixel counts.")
+    elif method == "geodesic":
+        st.caption("Geodesic areas (the map's CRS is geographic).")
+    st.download_button("Areas (CSV)", text, file_name=f"run-{row.id}-areas.csv", mime="text/csv",
+                       key=state.key(P, "areas_csv"))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -159,6 +184,7 @@ with legend_col:
         st.html('<div><span style="display:inline-block;width:14px;height:14px;background:#e60000"></span> '
                 'wrong<br><span style="display:inline-block;width:14px;height:14px;background:#00aa00;opacity:.45">'
                 '</span> right</div>')
+    _show_areas(row_a, pred_path)  # type: ignore[arg-type]
     size = os.path.getsize(pred_path)  # type: ignore[arg-type]
     if size <= MAX_DOWNLOAD_BYTES:
         with open(pred_path, "rb") as fh:  # type: ignore[arg-type]
