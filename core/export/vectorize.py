@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 CLASS_NODATA = 0
 CONFIDENCE_NODATA = 255
+GDAL_CACHE_MB = 64
+"""GDAL block cache while vectorising: windows are read once, in order, so a small cache loses nothing."""
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
 
@@ -177,6 +179,29 @@ def _window_pieces(classes: np.ndarray, conf: np.ndarray | None, core: Window, h
     return final, cut
 
 
+def _process_window(src: Any, conf: Any | None, core: Window, mmu: int,
+                    state: _State) -> tuple[list[_Piece], list[_Piece]]:
+    """Sieve and polygonise one core window; adds its mapped pixels per class to ``state``."""
+    cls = _sieved_core(src, core, mmu)
+    for k, n in zip(*np.unique(cls[cls != CLASS_NODATA], return_counts=True)):
+        state.class_pixels[int(k)] = state.class_pixels.get(int(k), 0) + int(n)
+    cw = conf.read(1, window=core) if conf is not None else None
+    return _window_pieces(cls, cw, core, src.height, src.width)
+
+
+def _merge_row(pieces: list[_Piece], row_end: int, height: int) -> tuple[list[_Piece], list[_Piece]]:
+    """Merge the border pieces after a window row: (polygons now complete, pieces still open at ``row_end``).
+
+    A merged polygon is complete unless it reaches the bottom edge of the row (pixel y == ``row_end``) and more
+    rows follow, so at most one window row of cut polygons (plus those spanning rows) is held at a time.
+    """
+    merged = _merge(pieces)
+    if row_end >= height:
+        return merged, []
+    done = [p for p in merged if p.geom.bounds[3] < row_end]
+    return done, [p for p in merged if p.geom.bounds[3] >= row_end]
+
+
 def _merge(pieces: list[_Piece]) -> list[_Piece]:
     """Union the border-cut pieces per class; counts and sums of the parts of each merged polygon are added."""
     merged: list[_Piece] = []
@@ -234,8 +259,12 @@ class _Sinks:
 
         return shapely.transform(geom, fn)
 
-    def write(self, pieces: Sequence[_Piece], geoms: Sequence[Any]) -> None:
-        """Write ``pieces`` with their map-coordinate geometries ``geoms`` (same order)."""
+    def write(self, pieces: Sequence[_Piece], geoms: Sequence[Any], chunk: int = 256) -> None:
+        """Write ``pieces`` with their map-coordinate geometries ``geoms`` (same order), ``chunk`` at a time."""
+        for i in range(0, len(pieces), chunk):
+            self._write(pieces[i:i + chunk], geoms[i:i + chunk])
+
+    def _write(self, pieces: Sequence[_Piece], geoms: Sequence[Any]) -> None:
         import fiona
 
         batches: list[list[Any]] = [[] for _ in self.files]
@@ -310,7 +339,7 @@ def vectorize(class_map: str | Path, out_gpkg: str | Path | None = None, out_geo
     """
     t0 = time.perf_counter()
     gpkg, geojson = (Path(p) if p is not None else None for p in (out_gpkg, out_geojson))
-    with rasterio.open(class_map) as src:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(class_map) as src:
         _check_inputs(src, gpkg, geojson, window)
         if classes is None:
             from core.cog import read_classes
@@ -324,25 +353,19 @@ def vectorize(class_map: str | Path, out_gpkg: str | Path | None = None, out_geo
         try:
             wins = list(_windows(src.height, src.width, window))
             for i, core in enumerate(wins):
-                cls = _sieved_core(src, core, mmu)
-                for k, n in zip(*np.unique(cls[cls != CLASS_NODATA], return_counts=True)):
-                    state.class_pixels[int(k)] = state.class_pixels.get(int(k), 0) + int(n)
-                cw = conf.read(1, window=core) if conf is not None else None
-                final, cut = _window_pieces(cls, cw, core, src.height, src.width)
+                final, cut = _process_window(src, conf, core, mmu, state)
                 state.border.extend(cut)
+                if core.col_off + core.width == src.width:  # end of a window row: merge what it completed
+                    done, state.border = _merge_row(state.border, core.row_off + core.height, src.height)
+                    final += done
                 if simplify > 0:
                     held.extend(final)
                 else:
                     sinks.write(final, [sinks.to_map(p.geom) for p in final])
                 if progress:
                     progress("polygonize", i + 1, len(wins))
-            merged = _merge(state.border)
-            state.border = []
-            rest = held + merged
-            geoms = [sinks.to_map(p.geom) for p in rest]
-            if simplify > 0 and geoms:
-                geoms = list(shapely.coverage_simplify(geoms, simplify))
-            sinks.write(rest, geoms)
+            if simplify > 0 and held:
+                sinks.write(held, list(shapely.coverage_simplify([sinks.to_map(p.geom) for p in held], simplify)))
             if progress:
                 progress("write", 1, 1)
             pixel_m2 = abs(src.transform.a * src.transform.e) * sinks.unit2
