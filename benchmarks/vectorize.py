@@ -5,7 +5,7 @@ realistic blobs: a smooth low-resolution random field per class, bilinearly upsa
 ragged boundaries and ``--speckle`` salt-and-pepper pixels (what an unsmoothed per-pixel prediction looks like),
 and a matching confidence COG. Both are written window by window into a temporary folder that is removed at the
 end (never committed). Then :func:`core.export.vectorize.vectorize` runs in a *child process* so its peak RSS
-(``ru_maxrss`` of the child) is the vectoriser's own, not the generator's.
+(the child's ``VmHWM``) is the vectoriser's own, not the generator's.
 
 Usage: ``python -m benchmarks.vectorize [--size 8192] [--window 1024] [--mmu-ha 0.5] [--simplify 0]``
 """
@@ -90,9 +90,21 @@ def _child(args: dict[str, Any], queue: Any) -> None:
     t0 = time.perf_counter()
     res = vectorize(args["map"], args["gpkg"], args["geojson"], confidence=args["conf"],
                     min_mapping_unit=args["mmu_ha"], mmu_unit="ha", simplify=args["simplify"], window=args["window"])
-    queue.put({"seconds": time.perf_counter() - t0, "polygons": res.polygons, "windows": res.windows,
+    queue.put({"seconds": round(time.perf_counter() - t0, 1), "polygons": res.polygons, "windows": res.windows,
                "mmu_pixels": res.mmu_pixels,
-               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "peak_rss_mib": round(peak_rss_mib(), 1)})
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process in MiB: ``VmHWM`` (per address space, so not inherited from the parent
+    the way ``ru_maxrss`` is carried over fork + exec on Linux), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(size: int, window: int, mmu_ha: float, simplify: float, speckle: float, geojson: bool) -> dict[str, Any]:
