@@ -81,24 +81,31 @@ def test_unet_matches_keras_on_a_real_tile(tmp_path: Path, tile: tuple) -> None:
 
 
 @pytest.mark.shared_data
-def test_patch_cnn_becomes_a_per_pixel_segmentor(tmp_path: Path, tile: tuple) -> None:
+@pytest.mark.parametrize("name", ["patch_cnn", "two_stream_rgb"])
+def test_patch_models_become_per_pixel_segmentors(tmp_path: Path, tile: tuple, name: str) -> None:
     import keras
 
     raw, stats = tile
-    p = 5
+    p, mod = 5, MODELS[name].modality or "s2"
+    bands = [0, 1, 2] if mod == "rgb" else list(range(10))  # B02, B03, B04 for the RGB branch
+    raw = raw[..., bands]
+    stats = {mod: {k: [v[b] for b in bands] for k, v in stats["s2"].items()}}
     keras.utils.set_random_seed(5)
-    model = MODELS["patch_cnn"].builder((p, p, 10), 3, width=4, dropout=0.0)
-    meta = _meta("patch_cnn", {"s2": p}, stats)
-    bundle = save_bundle(tmp_path / "patch", model, meta)
-    res = export_onnx(bundle, tmp_path / "patch.onnx", tile_size=32)
+    if name == "patch_cnn":
+        model = MODELS[name].builder((p, p, len(bands)), 3, width=4, dropout=0.0)
+    else:
+        model = MODELS[name].builder({mod: (p, p, len(bands))}, 3, width=2, dense=(16,), dropout=0.0, blocks=2)
+    meta = _meta(name, {mod: p}, stats)
+    bundle = save_bundle(tmp_path / name, model, meta)
+    res = export_onnx(bundle, tmp_path / f"{name}.onnx", tile_size=32)
     got, md = _deepness_run(res.path, raw)
     # Our rule (core.inference): the patch centred on each pixel, zero (the band mean) beyond the tile.
-    x = np.pad(meta.normalise("s2", raw), ((p // 2, p // 2), (p // 2, p // 2), (0, 0)))
+    x = np.pad(meta.normalise(mod, raw), ((p // 2, p // 2), (p // 2, p // 2), (0, 0)))
     patches = np.lib.stride_tricks.sliding_window_view(x, (p, p), axis=(0, 1)).transpose(0, 1, 3, 4, 2)
-    want = model.predict(patches.reshape(-1, p, p, 10), verbose=0).reshape(32, 32, 3)
+    want = model.predict(patches.reshape(-1, p, p, len(bands)), verbose=0).reshape(32, 32, 3)
     assert np.abs(got - want).max() < TOL
     assert md["tiles_overlap"] == 13  # 2 x (p // 2) = 4 px of 32, rounded up to a whole percent
-    assert "resolution" not in md
+    assert "resolution" not in md and res.bands == len(bands)
 
 
 def test_unsupported_models_say_why(tmp_path: Path) -> None:
