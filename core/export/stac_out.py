@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 FOOTPRINT_POINTS_PER_EDGE = 16
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+VECTOR_MEDIA_TYPES = {"gpkg": "application/geopackage+sqlite3", "geojson": "application/geo+json"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def _add_run(item: Any, run: RunInfo, out_dir: Path) -> None:
 
 def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetime: str | dt.date | dt.datetime,
                     run: RunInfo | None = None, confidence_path: str | Path | None = None,
-                    out_path: str | Path | None = None, item_id: str | None = None) -> Path:
+                    out_path: str | Path | None = None, item_id: str | None = None,
+                    vectors: Sequence[str | Path] = ()) -> Path:
     """Write a STAC Item describing a prediction COG (and its confidence COG) beside it.
 
     Args:
@@ -147,6 +149,8 @@ def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetim
         confidence_path: the confidence COG to add as asset ``confidence``.
         out_path: the Item file; default ``<cog name>.json`` beside the COG.
         item_id: default: the COG's file stem.
+        vectors: polygon files of the map (``.gpkg`` / ``.geojson`` from :func:`core.export.vectorize.vectorize`),
+            added as assets ``vector_gpkg`` / ``vector_geojson`` (role ``data``).
 
     Returns:
         The Item file written. Raises :class:`StacError` (no CRS, no datetime).
@@ -180,6 +184,10 @@ def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetim
         if p is not None and p.exists():
             item.add_asset(key, pystac.Asset(href=_rel(p, out.parent), media_type="text/xml", roles=["style"],
                                              title="QGIS layer style"))
+    for v in map(Path, vectors):
+        kind = "geojson" if v.suffix.lower() in (".geojson", ".json") else "gpkg"
+        item.add_asset(f"vector_{kind}", pystac.Asset(href=_rel(v, out.parent), media_type=VECTOR_MEDIA_TYPES[kind],
+                                                      roles=["data"], title=f"class polygons ({kind})"))
     if run is not None:
         _add_run(item, run, out.parent)
     item.set_self_href(str(out.resolve()))
