@@ -9,8 +9,10 @@ Memory stays bounded by the window size, not the map size:
 2. *Polygonise*: the sieved core is labelled into 4-connected regions per class (``scipy.ndimage.label``, the
    same connectivity as GDAL's polygonize), each region becomes one polygon in pixel coordinates with its pixel
    count and confidence sum (``np.bincount``). Regions not touching an inner window border are final and written
-   at once; the others (cut by a border) are kept, and at the end merged per class (``shapely.union_all``,
-   exact because pixel coordinates are integers) with their counts and sums added up.
+   at once; the others (cut by a border) are kept and, after each row of windows, merged per class
+   (``shapely.union_all``, exact because pixel coordinates are integers) with their counts and sums added up;
+   merged polygons that do not reach the next row are written and dropped. So what is held is one row of
+   windows' cut polygons plus the polygons still open towards the next row, never the whole map.
 3. *Simplify* (optional, ``tolerance`` in map units): ``shapely.coverage_simplify`` simplifies every shared
    boundary once, so neighbouring polygons keep sharing their edges (no gaps, no overlaps). It needs the whole
    coverage at once, so with simplification the polygons (the output, not the pixels) are held in memory.
