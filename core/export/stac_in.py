@@ -304,7 +304,9 @@ def scene_spec_from_stac(path: str | Path, name: str | None = None, vrt_dir: str
     p = Path(path)
     d = _read_json(p)
     vdir = Path(vrt_dir) if vrt_dir is not None else Path(tempfile.mkdtemp(prefix="stac_vrt_"))
-    acquisitions, classes, field = [], [], None
+    acquisitions: list[dict[str, Any]] = []
+    classes: list[dict[str, Any]] = []
+    field: str | None = None
     items = sorted(_items(p, d), key=lambda ip: _date(ip[0], ip[1]))
     for i, (item, ipath) in enumerate(items):
         acq, cls, fld = _acquisition(item, ipath, vdir)

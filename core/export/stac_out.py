@@ -90,7 +90,7 @@ def _as_datetime(value: str | dt.date | dt.datetime | None) -> dt.datetime:
             out = dt.datetime.fromisoformat(str(value))
         except ValueError as exc:
             raise StacError(f"datetime {value!r} is not ISO 8601 (e.g. '2021-06-19' or '2021-06-19T10:30:00Z')") from exc
-    return out if out.tzinfo else out.replace(tzinfo=dt.timezone.utc)
+    return out if out.tzinfo else out.replace(tzinfo=dt.UTC)
 
 
 def _grid(path: Path) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def _add_run(item: Any, run: RunInfo, out_dir: Path) -> None:
     props = {"workbench:kind": run.kind, "workbench:run_id": run.run_id, "workbench:model": run.model,
              "workbench:scene": run.scene}
     item.properties.update({k: v for k, v in props.items() if v is not None})
-    item.common_metadata.created = run.created or dt.datetime.now(dt.timezone.utc)
+    item.common_metadata.created = run.created or dt.datetime.now(dt.UTC)
     if run.model:
         meta = Path(run.model) / "meta.json"
         item.add_link(pystac.Link(rel="derived_from", target=_rel(meta, out_dir), media_type="application/json",

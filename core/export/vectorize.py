@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
@@ -100,7 +100,7 @@ def mmu_in_pixels(min_mapping_unit: float, unit: str, transform: Affine, crs: An
         RasterError: hectares asked for on a map without a projected CRS in metres.
     """
     if unit == "px":
-        return max(0, int(math.ceil(min_mapping_unit)))
+        return max(0, math.ceil(min_mapping_unit))
     if unit != "ha":
         raise RasterError(f"minimum mapping unit unit {unit!r} is unknown; use 'px' or 'ha'")
     if crs is None or not crs.is_projected:
@@ -108,7 +108,7 @@ def mmu_in_pixels(min_mapping_unit: float, unit: str, transform: Affine, crs: An
                           "pixels (unit='px') instead")
     factor = crs.linear_units_factor[1]
     pixel_m2 = abs(transform.a * transform.e) * factor * factor
-    return max(0, int(math.ceil(min_mapping_unit * 1e4 / pixel_m2)))
+    return max(0, math.ceil(min_mapping_unit * 1e4 / pixel_m2))
 
 
 def _windows(height: int, width: int, size: int) -> Iterator[Window]:
@@ -163,6 +163,8 @@ def _window_pieces(classes: np.ndarray, conf: np.ndarray | None, core: Window, h
     labels, class_of = _label(classes)
     n = len(class_of)
     pixels = np.bincount(labels.ravel(), minlength=n)
+    conf_sum: np.ndarray
+    conf_n: np.ndarray
     if conf is not None:
         ok = (conf != CONFIDENCE_NODATA).ravel()
         conf_sum = np.bincount(labels.ravel(), weights=np.where(ok, conf.ravel(), 0).astype(np.float64), minlength=n)
@@ -225,8 +227,10 @@ def _merge(pieces: list[_Piece]) -> list[_Piece]:
 class _Sinks:
     """The GeoPackage (map CRS) and GeoJSON (EPSG:4326) being written; features go to both."""
 
-    SCHEMA = {"geometry": "Polygon", "properties": {"class_id": "int", "class_name": "str", "area_ha": "float",
-                                                     "mean_conf": "float", "pixels": "int"}}
+    SCHEMA: ClassVar[dict[str, Any]] = {
+        "geometry": "Polygon",
+        "properties": {"class_id": "int", "class_name": "str", "area_ha": "float", "mean_conf": "float", "pixels": "int"},
+    }
 
     def __init__(self, gpkg: Path | None, geojson: Path | None, crs: Any | None, transform: Affine,
                  names: dict[int, str]) -> None:

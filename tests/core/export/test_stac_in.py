@@ -93,7 +93,7 @@ def test_north_carolina_bands_are_stacked_in_spectral_order(tmp_path: Path, shar
 
 
 def test_bad_stac_inputs_say_what_is_wrong(tmp_path: Path, make_raster) -> None:  # type: ignore[no-untyped-def]
-    img = make_raster("img.tif", np.ones((3, 16, 16), np.uint16))
+    make_raster("img.tif", np.ones((3, 16, 16), np.uint16))
     ok = {"image": {"href": "img.tif", "roles": ["data"], "eo:bands": [{"name": "a"}] * 3}}
     missing = _item("m", "2021-01-01", {"image": {"href": "nope.tif", "roles": ["data"]}})
     with pytest.raises(StacError, match="does not exist"):

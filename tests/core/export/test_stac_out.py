@@ -54,7 +54,7 @@ def test_items_and_catalogue_validate_offline(tmp_path: Path) -> None:
     assert items[0] == tmp_path / "out" / "pred_a.json"
 
     item = pystac.Item.from_file(str(items[0]))
-    assert item.datetime == dt.datetime(2021, 6, 19, tzinfo=dt.timezone.utc)
+    assert item.datetime == dt.datetime(2021, 6, 19, tzinfo=dt.UTC)
     proj = ProjectionExtension.ext(item)
     assert proj.code == "EPSG:32633" and proj.shape == [80, 120] and proj.transform == list(TRANSFORM)[:6]
     assert proj.bbox == [600000.0, 5649200.0, 601200.0, 5650000.0]

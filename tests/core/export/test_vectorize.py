@@ -104,7 +104,7 @@ def test_areas_add_up_and_polygons_are_whole(tmp_path: Path, prediction: tuple) 
 
 
 def test_simplification_keeps_the_coverage(tmp_path: Path, prediction: tuple) -> None:
-    path, _, classes, _ = prediction
+    path, _, _classes, _ = prediction
     res = vectorize(path, tmp_path / "s.gpkg", min_mapping_unit=20, simplify=12.0, window=100)
     with fiona.open(tmp_path / "s.gpkg") as src:
         feats = list(src)
