@@ -160,3 +160,25 @@ def test_published_strzegom_prediction(tmp_path: Path, shared_data: Path) -> Non
     assert res.class_pixels == {int(k): int((mapped == k).sum()) for k in np.unique(mapped) if k}
     assert res.polygons == _components(mapped)
     _close_to_whole_map_sieve(mapped, data, 10)
+
+
+def test_geographic_and_pixel_maps(tmp_path: Path, make_raster) -> None:  # type: ignore[no-untyped-def]
+    data = np.zeros((60, 60), np.uint8)
+    data[10:40, 10:40] = 1
+    geo = make_raster("geo.tif", data, crs="EPSG:4326", transform=(0.001, 0, 16.0, 0, -0.001, 51.0))
+    calls: list[tuple[str, int, int]] = []
+    res = vectorize(geo, tmp_path / "g.gpkg", tmp_path / "g.geojson", classes=CLASSES, window=64,
+                    progress=lambda *a: calls.append(a))
+    assert calls == [("polygonize", 1, 1), ("write", 1, 1)]
+    with fiona.open(tmp_path / "g.gpkg") as src:
+        (f,) = list(src)
+    # 0.03 deg x 0.03 deg at 51 N: 3336 m (north-south) x 2100 m (east-west), geodesic
+    assert f.properties["area_ha"] == pytest.approx(3336 * 2100 / 1e4, rel=0.01)
+    with pytest.raises(RasterError, match="projected CRS"):
+        vectorize(geo, tmp_path / "h.gpkg", classes=CLASSES, min_mapping_unit=1, mmu_unit="ha")
+
+    pix = make_raster("pix.tif", data, crs=None, transform=None)
+    res = vectorize(pix, tmp_path / "p.gpkg", classes=CLASSES, window=64)
+    with fiona.open(tmp_path / "p.gpkg") as src:
+        assert not src.crs and len(src) == res.polygons == 1
+        assert shape(next(iter(src)).geometry).bounds == (10.0, 10.0, 40.0, 40.0)  # pixel coordinates (col, row)
