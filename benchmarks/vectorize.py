@@ -54,7 +54,7 @@ def _sample(field: np.ndarray, rows: np.ndarray, cols: np.ndarray, scale: int) -
 
 def generate(folder: Path, size: int, speckle: float, seed: int = 0) -> tuple[Path, Path]:
     """Write ``map.tif`` and ``map_confidence.tif`` (COGs) into ``folder``, 1024 rows at a time."""
-    from core import cog
+    from core.data import cog
 
     rng = np.random.default_rng(seed)
     coarse, mid = _fields(size, rng)

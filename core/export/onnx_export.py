@@ -23,7 +23,7 @@ Which bundles export:
 - ``unet`` (dense, one modality): the Keras graph with a transpose on each side, fixed ``tile x tile`` input.
 - patch models on one modality (``patch_cnn``, ``two_stream_rgb``, ``two_stream_hsi``): wrapped into a
   Segmentor that classifies every pixel of the tile from the patch centred on it (``p x p``, zero-padded at the
-  tile edge, i.e. the band mean, the same rule as :mod:`core.inference`); ``tiles_overlap`` covers the ``p // 2``
+  tile edge, i.e. the band mean, the same rule as :mod:`core.inference.predict`); ``tiles_overlap`` covers the ``p // 2``
   border so Deepness's stitched map equals ours away from the raster edge.
 - not exportable (:class:`~core.export.errors.UnsupportedModelError`): ``resnet50`` (multi-label tile
   classifier: one vector of independent class probabilities per tile; Deepness has Segmentor, Regressor,
@@ -147,7 +147,7 @@ def deepness_metadata(meta: Any, tile: int, overlap_px: int, resolution_m: float
     """The ``metadata_props`` Deepness reads (plus ``class_ids`` and ``workbench_*`` keys for provenance).
 
     Args:
-        meta: the bundle's :class:`core.modelio.ModelMeta`.
+        meta: the bundle's :class:`core.models.bundle.ModelMeta`.
         tile: input side in pixels.
         overlap_px: pixels shared by neighbouring tiles (``tiles_overlap`` = that in percent of ``tile``).
         resolution_m: pixel size in metres the model was trained at (written in cm), None to leave it out.
@@ -172,7 +172,7 @@ def deepness_metadata(meta: Any, tile: int, overlap_px: int, resolution_m: float
 
 
 def _tile_and_overlap(meta: Any, tile_size: int | None, overlap_px: int | None) -> tuple[int, int]:
-    from core.inference import pooling_multiple
+    from core.inference.predict import pooling_multiple
 
     mod = meta.modalities[0]
     if meta.task == "dense":
@@ -197,7 +197,7 @@ def export_onnx(bundle_dir: str | Path, out_path: str | Path, tile_size: int | N
     """Convert a model bundle to an ONNX Segmentor for QGIS Deepness (see the module docstring).
 
     Args:
-        bundle_dir: a bundle folder (``model.keras`` + ``meta.json``, :mod:`core.modelio`).
+        bundle_dir: a bundle folder (``model.keras`` + ``meta.json``, :mod:`core.models.bundle`).
         out_path: the ``.onnx`` file to write.
         tile_size: input side in pixels; default: the training tile (dense) or 64 (patch models). The graph has a
             fixed ``tile x tile`` input (Deepness reads the tile size from the input shape) and a free batch size.
@@ -217,7 +217,7 @@ def export_onnx(bundle_dir: str | Path, out_path: str | Path, tile_size: int | N
     import onnx
     import tf2onnx
 
-    from core.modelio import load_bundle, load_meta
+    from core.models.bundle import load_bundle, load_meta
 
     meta = load_meta(bundle_dir)
     _check_exportable(meta)

@@ -1,6 +1,6 @@
 """One call for the job layer after a prediction: styles, polygons and a STAC Item beside the COGs.
 
-The predict job (:func:`core.inference.run_predict`) returns ``{"path", "confidence_path", ...}``; pass those
+The predict job (:func:`core.inference.predict.run_predict`) returns ``{"path", "confidence_path", ...}``; pass those
 to :func:`export_prediction`, then, once a run's predictions are all written, their Item files to
 :func:`core.export.stac_out.write_run_catalog`.
 """

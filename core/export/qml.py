@@ -55,7 +55,7 @@ def write_class_qml(path: str | Path, classes: Sequence[Any]) -> Path:
 
     Args:
         path: the ``.qml`` file to write (QGIS picks it up when it sits beside ``<same name>.tif``).
-        classes: ``[{"id", "name", "color"}]`` (as :func:`core.cog.read_classes` returns) or ``ClassInfo``s.
+        classes: ``[{"id", "name", "color"}]`` (as :func:`core.data.cog.read_classes` returns) or ``ClassInfo``s.
 
     Returns:
         ``path`` as a Path. Raises :class:`core.export.errors.ExportError` for malformed classes.
@@ -89,13 +89,13 @@ def style_outputs(cog_path: str | Path, classes: Sequence[Any] | None = None,
 
     Args:
         cog_path: the class-map COG.
-        classes: its classes; ``None`` reads them from the COG's ``CLASSES`` tag (:func:`core.cog.read_classes`).
+        classes: its classes; ``None`` reads them from the COG's ``CLASSES`` tag (:func:`core.data.cog.read_classes`).
         confidence_path: the confidence COG, or ``None``.
 
     Returns:
         The ``.qml`` files written.
     """
-    from core.cog import read_classes
+    from core.data.cog import read_classes
 
     cog = Path(cog_path)
     written = [write_class_qml(cog.with_suffix(".qml"), classes if classes is not None else read_classes(cog))]

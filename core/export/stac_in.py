@@ -1,4 +1,4 @@
-"""STAC in: a local STAC Item or Collection -> a registration request (:class:`core.registry.SceneSpec`).
+"""STAC in: a local STAC Item or Collection -> a registration request (:class:`core.data.catalog.SceneSpec`).
 
 Offline only: asset hrefs must be local paths (relative to the STAC file) or ``file://`` URIs; ``http``,
 ``https``, ``s3``, ``gs`` and other remote schemes raise :class:`~core.export.errors.RemoteHrefError`.
@@ -22,7 +22,7 @@ Mapping:
   would fail, so :func:`scene_spec_from_stac` raises first. A file whose CRS differs from its declared one is
   refused.
 
-:func:`validate_scene_spec` then runs exactly the registration's validation (:func:`core.registry.register_scene`)
+:func:`validate_scene_spec` then runs exactly the registration's validation (:func:`core.data.catalog.register_scene`)
 without a database, and :func:`register_stac` registers into a store.
 """
 
@@ -283,7 +283,7 @@ def _items(path: Path, d: dict[str, Any]) -> list[tuple[dict[str, Any], Path]]:
 
 def scene_spec_from_stac(path: str | Path, name: str | None = None, vrt_dir: str | Path | None = None,
                          progress: Progress | None = None) -> Any:
-    """Build a :class:`core.registry.SceneSpec` from a local STAC Item or Collection (see the module docstring).
+    """Build a :class:`core.data.catalog.SceneSpec` from a local STAC Item or Collection (see the module docstring).
 
     Args:
         path: the Item or Collection JSON file.
@@ -299,7 +299,7 @@ def scene_spec_from_stac(path: str | Path, name: str | None = None, vrt_dir: str
         StacError: malformed STAC, missing asset files, no datetime, no CRS anywhere, inconsistent items.
         RemoteHrefError: an asset or item href is remote.
     """
-    from core.registry import SceneSpec
+    from core.data.catalog import SceneSpec
 
     p = Path(path)
     d = _read_json(p)
@@ -340,11 +340,11 @@ class _DryRunStore:
 def validate_scene_spec(spec: Any, home: str | Path | None = None) -> Any:
     """Run the registration's validation on ``spec`` without a database; returns the Scene it would store.
 
-    This *is* :func:`core.registry.register_scene` (same checks: CRS, grids, extents, label values, vector
+    This *is* :func:`core.data.catalog.register_scene` (same checks: CRS, grids, extents, label values, vector
     rasterisation) with a store that keeps nothing; rasterised vector labels go to ``<home>/labels`` (default: a
     temporary folder).
     """
-    from core.registry import register_scene
+    from core.data.catalog import register_scene
 
     return register_scene(spec, _DryRunStore(), Path(home) if home else Path(tempfile.mkdtemp(prefix="stac_home_")))
 
@@ -354,7 +354,7 @@ def register_stac(path: str | Path, store: Any, home: str | Path, name: str | No
 
     VRTs for CRS-less files are kept in ``<home>/stac/<name>``. Returns the stored Scene.
     """
-    from core.registry import register_scene
+    from core.data.catalog import register_scene
 
     vdir = Path(home) / "stac" / (name or Path(path).stem)
     return register_scene(scene_spec_from_stac(path, name=name, vrt_dir=vdir), store, Path(home))

@@ -158,7 +158,7 @@ def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetim
     import pystac
     from pystac.extensions.projection import ProjectionExtension
 
-    from core.cog import read_classes
+    from core.data.cog import read_classes
 
     cog = Path(cog_path)
     out = Path(out_path) if out_path is not None else cog.with_suffix(".json")

@@ -348,7 +348,7 @@ def vectorize(class_map: str | Path, out_gpkg: str | Path | None = None, out_geo
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(class_map) as src:
         _check_inputs(src, gpkg, geojson, window)
         if classes is None:
-            from core.cog import read_classes
+            from core.data.cog import read_classes
 
             classes = read_classes(class_map)
         names = {c.id: c.name for c in as_classes(classes)}

@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from core.export.errors import UnsupportedModelError
 from core.export.onnx_export import export_onnx
-from core.modelio import ModelMeta, save_bundle
+from core.models.bundle import ModelMeta, save_bundle
 from core.models import MODELS
 
 TOL = 1e-4
@@ -99,7 +99,7 @@ def test_patch_models_become_per_pixel_segmentors(tmp_path: Path, tile: tuple, n
     bundle = save_bundle(tmp_path / name, model, meta)
     res = export_onnx(bundle, tmp_path / f"{name}.onnx", tile_size=32)
     got, md = _deepness_run(res.path, raw)
-    # Our rule (core.inference): the patch centred on each pixel, zero (the band mean) beyond the tile.
+    # Our rule (core.inference.predict): the patch centred on each pixel, zero (the band mean) beyond the tile.
     x = np.pad(meta.normalise(mod, raw), ((p // 2, p // 2), (p // 2, p // 2), (0, 0)))
     patches = np.lib.stride_tricks.sliding_window_view(x, (p, p), axis=(0, 1)).transpose(0, 1, 3, 4, 2)
     want = model.predict(patches.reshape(-1, p, p, len(bands)), verbose=0).reshape(32, 32, 3)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import cog
+from core.data import cog
 from core.export.errors import ExportError
 from core.export.qml import style_outputs, write_class_qml
 

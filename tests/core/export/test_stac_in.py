@@ -1,5 +1,5 @@
 """STAC in: Items/Collections pointing at the real sample files become scene specs that pass registration's
-validation (core.registry.register_scene with a store that keeps nothing)."""
+validation (core.data.catalog.register_scene with a store that keeps nothing)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def test_missing_crs_is_an_error_unless_the_item_declares_one(tmp_path: Path, ma
     make_raster("img.tif", np.ones((1, 16, 16), np.uint16))
     with pytest.raises(StacError, match="declares EPSG:4326"):
         scene_spec_from_stac(_write(tmp_path / "c.json", wrong))
-    from core.registry import SceneSpec
+    from core.data.catalog import SceneSpec
 
     raw = SceneSpec.model_validate({"name": "raw", "acquisitions": [{"files": {"image": [str(tmp_path / "nocrs.tif")]}}]})
     with pytest.raises(RasterError, match="no CRS"):  # the file itself, registered directly, is refused

@@ -14,7 +14,7 @@ from pystac.extensions.classification import ClassificationExtension
 from pystac.extensions.projection import ProjectionExtension
 from shapely.geometry import box, shape
 
-from core import cog
+from core.data import cog
 from core.export.errors import StacError
 from core.export.qml import style_outputs
 from core.export.stac_out import RunInfo, validate_offline, write_run_catalog, write_stac_item

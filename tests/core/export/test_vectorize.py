@@ -14,7 +14,7 @@ from rasterio.features import rasterize, sieve
 from scipy import ndimage
 from shapely.geometry import shape
 
-from core import cog
+from core.data import cog
 from core.errors import GridMismatchError, RasterError
 from core.export.vectorize import vectorize
 
