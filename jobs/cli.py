@@ -121,10 +121,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 # ---- jobs --------------------------------------------------------------------------------------------------------
 def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None = None) -> int:
-    from jobs.kinds import kinds, scene_id_of
+    from jobs.kinds import get_kind, scene_id_of
     from jobs.runner import execute
 
-    kind = kinds()[config.kind]
+    kind = get_kind(config.kind)
     run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id)
     from db.runs import RunTracker
 
@@ -239,12 +239,22 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 def cmd_runs_exec(args: argparse.Namespace) -> int:
     """Execute an existing pending run from its stored config (used by detached launches)."""
     from db.runs import RunTracker
-    from jobs.kinds import kinds, parse_config, scene_id_of
+    from jobs.kinds import get_kind, parse_config, scene_id_of
     from jobs.runner import execute
 
     row = RunTracker().get(args.run_id)
     config = parse_config(dict(row.config), kind=row.kind)
-    execute(config, kinds()[row.kind].executor, scene_id=scene_id_of(config), run_id=row.id)
+    execute(config, get_kind(row.kind).executor, scene_id=scene_id_of(config), run_id=row.id)
+    return 0
+
+
+def cmd_schemes(args: argparse.Namespace) -> int:
+    """Print the parallelism schemes a train or pipeline config may name (the scheme registry)."""
+    from core.training.schemes import get_scheme, list_schemes
+
+    for name in list_schemes():
+        spec = get_scheme(name)
+        print(f"{name:<16} {'horovod' if spec.uses_horovod else 'single ':<8} {spec.description}")
     return 0
 
 
@@ -376,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     rx = runs.add_parser("exec", help=argparse.SUPPRESS)
     rx.add_argument("run_id", type=int)
     rx.set_defaults(func=cmd_runs_exec)
+    sub.add_parser("schemes", help="list the parallelism schemes (scheme of a train config)").set_defaults(
+        func=cmd_schemes)
     cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve)")
     cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve"])
     cl.add_argument("--workers", type=int)
