@@ -302,14 +302,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
-                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_scene_parsers(sub: Any) -> None:
+    """The ``scenes`` subcommands."""
     scenes = sub.add_parser("scenes", help="register, list, show and remove scenes").add_subparsers(
         dest="scenes_command", required=True)
     reg = scenes.add_parser("register", help="register a scene from raster files (or --spec JSON)")
@@ -335,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     rm = scenes.add_parser("remove")
     rm.add_argument("scene")
     rm.set_defaults(func=cmd_scenes_remove)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
+                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    _add_scene_parsers(sub)
 
     conv = sub.add_parser("convert", help="convert sample data that is not GeoTIFF (slovenia npy, houston mat)")
     conv.add_argument("what", choices=["slovenia", "houston"])
