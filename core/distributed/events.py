@@ -71,7 +71,7 @@ class Reporter:
         self._send({"method": "event", "kind": kind, "data": data})
 
     def worker_stat(self, worker: str, **data: Any) -> None:
-        self._send({"method": "worker_stat", "worker": worker, "data": data})
+        self._send({"method": "worker_stat", "name": worker, "data": data})  # Dask sets "worker" itself
 
     def done(self) -> None:
         """This rank's last record."""
@@ -150,7 +150,7 @@ class EventForwarder:
         elif method == "event":
             self.sink.event(record["kind"], **data)
         elif method == "worker_stat":
-            self.sink.worker_stat(record["worker"], **data)
+            self.sink.worker_stat(record["name"], **data)
         else:
             raise ValueError(f"unknown report record {method!r}")
 
