@@ -23,18 +23,12 @@ from core.errors import ClusterError, ConfigError
 from core.models.bundle import load_meta
 from core.settings import get_settings
 from core.tiling.store import TileStore
+from core.training.loop import _model_spec
 from core.training.schemes import get_scheme
 
 log = logging.getLogger(__name__)
 
 RANK_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
-
-
-def _model_spec(name: str) -> Any:
-    """The registry entry of model ``name`` (store mode)."""
-    from core.models import MODELS
-
-    return MODELS[name]
 
 
 def validate(config: TrainJobConfig, client: Client, store_path: str | Path) -> TileStore:
