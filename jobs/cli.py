@@ -121,10 +121,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 # ---- jobs --------------------------------------------------------------------------------------------------------
 def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None = None) -> int:
-    from jobs.kinds import kinds, scene_id_of
+    from jobs.kinds import get_kind, scene_id_of
     from jobs.runner import execute
 
-    kind = kinds()[config.kind]
+    kind = get_kind(config.kind)
     run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id)
     from db.runs import RunTracker
 
@@ -239,12 +239,22 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 def cmd_runs_exec(args: argparse.Namespace) -> int:
     """Execute an existing pending run from its stored config (used by detached launches)."""
     from db.runs import RunTracker
-    from jobs.kinds import kinds, parse_config, scene_id_of
+    from jobs.kinds import get_kind, parse_config, scene_id_of
     from jobs.runner import execute
 
     row = RunTracker().get(args.run_id)
     config = parse_config(dict(row.config), kind=row.kind)
-    execute(config, kinds()[row.kind].executor, scene_id=scene_id_of(config), run_id=row.id)
+    execute(config, get_kind(row.kind).executor, scene_id=scene_id_of(config), run_id=row.id)
+    return 0
+
+
+def cmd_schemes(args: argparse.Namespace) -> int:
+    """Print the parallelism schemes a train or pipeline config may name (the scheme registry)."""
+    from core.training.schemes import get_scheme, list_schemes
+
+    for name in list_schemes():
+        spec = get_scheme(name)
+        print(f"{name:<16} {'horovod' if spec.uses_horovod else 'single ':<8} {spec.description}")
     return 0
 
 
@@ -292,14 +302,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
-                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_scene_parsers(sub: Any) -> None:
+    """The ``scenes`` subcommands."""
     scenes = sub.add_parser("scenes", help="register, list, show and remove scenes").add_subparsers(
         dest="scenes_command", required=True)
     reg = scenes.add_parser("register", help="register a scene from raster files (or --spec JSON)")
@@ -325,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     rm = scenes.add_parser("remove")
     rm.add_argument("scene")
     rm.set_defaults(func=cmd_scenes_remove)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
+                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    _add_scene_parsers(sub)
 
     conv = sub.add_parser("convert", help="convert sample data that is not GeoTIFF (slovenia npy, houston mat)")
     conv.add_argument("what", choices=["slovenia", "houston"])
@@ -376,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     rx = runs.add_parser("exec", help=argparse.SUPPRESS)
     rx.add_argument("run_id", type=int)
     rx.set_defaults(func=cmd_runs_exec)
+    sub.add_parser("schemes", help="list the parallelism schemes (scheme of a train config)").set_defaults(
+        func=cmd_schemes)
     cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve)")
     cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve"])
     cl.add_argument("--workers", type=int)

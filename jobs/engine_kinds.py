@@ -1,6 +1,8 @@
-"""Job kinds of the engine: train, predict, evaluate, baseline, and the GUI's pipeline (tile -> train -> predict -> evaluate).
+"""Job kinds of the engine: tile, train, predict, evaluate, baseline, and the GUI's pipeline (tile -> train ->
+predict -> evaluate), registered in :mod:`jobs.kinds`.
 
-Each executor takes its frozen config and a :class:`jobs.runner.JobContext`; the runner owns the run's status.
+Each executor takes its frozen config and a :class:`jobs.runner.JobContext` and returns the run's metrics and
+artifacts; the runner records them and owns the run's status. The engine's ranks report through ``ctx.sink``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig,
 from core.errors import ConfigError
 from db.runs import RunTracker
 from db.scenes import SceneStore
+from jobs.kinds import JobKind, register_kind
 from jobs.pipeline import PipelineJobConfig, model_modalities
 from jobs.runner import JobContext
 
@@ -39,6 +42,7 @@ def summary_metrics(test: dict[str, Any] | None, train: dict[str, Any] | None) -
 
 
 def _tile(config: TileJobConfig, ctx: JobContext, store_path: Path) -> Any:
+    """Tile an AOI of a registered scene into the store at ``store_path`` on the cluster; returns its StoreInfo."""
     from core.data.catalog import verify_files
     from core.tiling.job import run_tile_job
 
@@ -48,11 +52,22 @@ def _tile(config: TileJobConfig, ctx: JobContext, store_path: Path) -> Any:
                         progress=lambda d, t: ctx.progress("tiling", d, t), cancelled=ctx.cancelled)
 
 
-def _train(config: TrainJobConfig, ctx: JobContext, store_path: Path) -> dict[str, Any]:
+def run_tile(config: TileJobConfig, ctx: JobContext) -> dict[str, Any]:
+    """Tile an AOI of a registered scene into a sample store on the cluster."""
+    store_path = Path(config.output) if config.output else ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
+    info = _tile(config, ctx, store_path)
+    return {
+        "metrics": {"counts": info.counts, "class_counts": info.class_counts, "skipped_nodata": info.skipped_nodata},
+        "artifacts": {"store": str(store_path)},
+    }
+
+
+def train_on_store(config: TrainJobConfig, ctx: JobContext, store_path: Path) -> dict[str, Any]:
+    """Train on the cluster; the ranks report to the run's rows. Returns ``{"metrics", "artifacts", "ranks"}``."""
     from core.training.job import run_train_job
 
-    return run_train_job(config, ctx.client, ctx.tracker, ctx.run_id, store_path, db_url=ctx.db_url,
-                         run_dir=ctx.settings.run_dir(ctx.run_id), cancelled=ctx.cancelled, finalize=False)
+    return run_train_job(config, ctx.client, store_path, run_id=ctx.run_id, run_dir=ctx.settings.run_dir(ctx.run_id),
+                         sink=ctx.sink, cancelled=ctx.cancelled)
 
 
 def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
@@ -61,7 +76,7 @@ def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
         assert config.tile_job is not None
         store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
         _tile(config.tile_job, ctx, store_path)
-    result = _train(config, ctx, store_path)
+    result = train_on_store(config, ctx, store_path)
     metrics = {**result["metrics"], **summary_metrics(None, result["metrics"])}
     return {"metrics": metrics, "artifacts": {**result["artifacts"], "store": str(store_path)}}
 
@@ -135,9 +150,11 @@ def pipeline_parts(config: PipelineJobConfig, store_path: Path, scene_modalities
     return tile, train
 
 
-def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | None, int]:
+def prediction_tiling(bundle: str, config: PipelineJobConfig, scene: Any) -> tuple[int | None, int]:
     """Inference tile and overlap for a pipeline's model: dense models predict large tiles (fully convolutional)
-    with an overlap of their receptive-field radius, so the map has no seams; patch models use their own blocks."""
+    with an overlap of their receptive-field radius, so the map has no seams; patch models use their own blocks.
+
+    ``scene``: the pipeline's scene, read from the run's database by the caller."""
     if config.task != "dense":
         return None, 0
     from core.inference.predict import context_radius
@@ -147,7 +164,6 @@ def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | Non
 
     meta = load_meta(bundle)
     overlap, align = context_radius(meta), pooling_multiple(meta)
-    scene = SceneStore().get(config.scene)
     side = min(scene.primary.height, scene.primary.width) // align * align  # tiles must fit in the raster
     tile = min(max(256, config.tiling.tile_size, 4 * overlap), side)
     return tile, min(overlap, (tile - align) // 2 - 1)
@@ -172,7 +188,8 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
                           "labelled pixels or use a smaller tile / block size")
     ctx.tracker.set_artifacts(ctx.run_id, {"store": str(store_path)})
     ctx.check_cancelled()
-    train = _train(train_cfg, ctx, store_path)
+    train = train_on_store(train_cfg, ctx, store_path)
+    ctx.tracker.set_metrics(ctx.run_id, {"training": train["metrics"]})  # kept if a later phase fails
     ctx.tracker.set_artifacts(ctx.run_id, train["artifacts"])
     ctx.check_cancelled()
     artifacts: dict[str, Any] = {**train["artifacts"], "store": str(store_path)}
@@ -182,7 +199,7 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     if config.predict and not multilabel:
         verify_files(scene)
         out = run_dir / "prediction.tif"
-        tile, overlap = prediction_tiling(train["artifacts"]["model"], config)
+        tile, overlap = prediction_tiling(train["artifacts"]["model"], config, scene)
         # a date split predicts the held-out date, so the map can be checked against that date's labels
         date = config.split.test_date if config.split.method == "date" else None
         pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out, tile_size=tile,
@@ -232,21 +249,14 @@ def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
     return {"metrics": metrics, "artifacts": result["artifacts"]}
 
 
-KINDS: dict[str, Any] = {}
-
-
-def _register() -> None:
-    from jobs.kinds import JobKind
-
-    KINDS.update({
-        "train": JobKind("train", TrainJobConfig, run_train, "train a model on a tile store"),  # type: ignore[arg-type]
-        "predict": JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
-        "evaluate": JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
-        "baseline": JobKind("baseline", BaselineJobConfig, run_baseline,  # type: ignore[arg-type]
-                            "fit and score an RF / KNN / SVM baseline, optionally map an AOI"),
-        "pipeline": JobKind("pipeline", PipelineJobConfig, run_pipeline,  # type: ignore[arg-type]
-                            "tile, train, predict and evaluate in one run"),
-    })
-
-
-_register()
+KINDS: dict[str, JobKind] = {k.name: register_kind(k) for k in (
+    JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store"),  # type: ignore[arg-type]
+    JobKind("train", TrainJobConfig, run_train, "train a model on a tile store"),  # type: ignore[arg-type]
+    JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
+    JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
+    JobKind("baseline", BaselineJobConfig, run_baseline,  # type: ignore[arg-type]
+            "fit and score an RF / KNN / SVM baseline, optionally map an AOI"),
+    JobKind("pipeline", PipelineJobConfig, run_pipeline,  # type: ignore[arg-type]
+            "tile, train, predict and evaluate in one run"),
+)}
+"""The kinds this module registers, by name."""

@@ -28,6 +28,7 @@ from core.configs import AOIConfig, BaselineJobConfig, TrainJobConfig
 from core.errors import AOIError, ConfigError
 from core.data.geometry import parse_geometry, resolve_aoi
 from core.tasks.multilabel import RESNET_RECIPE
+from core.training.schemes import get_scheme, list_schemes
 from core.data.scene import Scene
 from jobs.pipeline import PipelineJobConfig, available_models, model_modalities
 
@@ -79,8 +80,8 @@ TRAIN_OPTIONS = ("optimizer", "momentum", "warmup_epochs", "lr_decay_epochs", "l
                  "patience", "augment", "ema_decay", "mixup_alpha", "label_fraction", "worker_speeds",
                  "calibration_steps")
 """The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
-_ONLY_FOR = {"label_fraction": ("task", "multilabel"), "calibration_steps": ("scheme", "heterogeneous"),
-             "mp_split": ("scheme", "model_parallel")}  # worker_speeds: core.configs.check_combination says so
+_ONLY_FOR = {"label_fraction": ("task", "multilabel")}
+"""Options only one task reads; options only one scheme reads come from the scheme registry (:func:`_only_for`)."""
 RECIPES: dict[str, dict[str, Any]] = {"resnet": {k: v for k, v in RESNET_RECIPE.items() if k != "model"}}
 """Named training recipes the form can preset: :data:`TRAIN_OPTIONS` values (the ResNet paper's)."""
 RECIPE_FOR_MODEL: dict[str, str] = {RESNET_RECIPE["model"]: "resnet"}
@@ -195,6 +196,12 @@ def _model_params(model: str, given: dict[str, Any], problems: list[str]) -> dic
     return out
 
 
+def _only_for() -> dict[str, tuple[str, str]]:
+    """Option -> (``"task"`` or ``"scheme"``, the one that reads it). ``worker_speeds``: core.configs says so."""
+    by_scheme = {o: ("scheme", n) for n in list_schemes() for o in get_scheme(n).options if o != "worker_speeds"}
+    return {**_ONLY_FOR, **by_scheme}
+
+
 def _train_options(values: dict[str, Any], task: str, problems: list[str]) -> dict[str, Any]:
     opts = {k: values[k] for k in TRAIN_OPTIONS if values.get(k) is not None}
     if "worker_speeds" in opts:
@@ -207,7 +214,7 @@ def _train_options(values: dict[str, Any], task: str, problems: list[str]) -> di
     if opts.get("lr_decay_epochs") == 0:  # the form's "0 = no step decay"
         opts["lr_decay_epochs"] = None
     where = {"task": task, "scheme": values.get("scheme")}
-    for name, (what, wanted) in _ONLY_FOR.items():
+    for name, (what, wanted) in _only_for().items():
         if values.get(name) is not None and where[what] != wanted:
             problems.append(f"{name}: only used when the {what} is {wanted!r}, not {where[what]!r}; remove it")
     return {k: v for k, v in opts.items() if v is not None}
@@ -426,10 +433,12 @@ def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, clust
             checks.append(Check("warning", f"the AOI ({stats.bbox_shape[0]}x{stats.bbox_shape[1]} px) is smaller "
                                            f"than one tile ({pipeline.tiling.tile_size} px): tiles are padded"))
     modalities = [m.name for m in scene.modalities]
-    if pipeline and pipeline.scheme == "model_parallel" and len(modalities) != 2:
-        checks.append(Check("error", f"scheme 'model_parallel' runs one branch per modality (RGB and HSI) but scene "
-                                     f"{scene.name!r} has {modalities}; use a scene with two modalities or scheme "
-                                     "'data_parallel'"))
+    check_scene = get_scheme(pipeline.scheme).check_scene if pipeline else None
+    if check_scene is not None:
+        try:
+            check_scene(scene.name, modalities)
+        except ValueError as exc:
+            checks.append(Check("error", str(exc)))
     if pipeline:
         try:
             model_modalities(pipeline.model, modalities)

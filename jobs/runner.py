@@ -24,6 +24,23 @@ from db.runs import Heartbeat, RunTracker
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class TrackerSink:
+    """The :class:`core.distributed.events.Sink` of a run: the engine's reports as rows of run ``run_id``."""
+
+    tracker: RunTracker
+    run_id: int
+
+    def progress(self, phase: str, done: int, total: int, **data: Any) -> None:
+        self.tracker.progress(self.run_id, phase, done, total, **data)
+
+    def event(self, kind: str, **data: Any) -> None:
+        self.tracker.event(self.run_id, kind, **data)
+
+    def worker_stat(self, worker: str, **data: Any) -> None:
+        self.tracker.worker_stat(self.run_id, worker, **data)
+
+
 @dataclass
 class JobContext:
     """What a job executor gets: its run id, tracker, Dask client and settings, plus progress/cancel helpers."""
@@ -45,6 +62,11 @@ class JobContext:
         self._last_progress[phase] = now
         self.tracker.progress(self.run_id, phase, done, total, **data)
         log.info("run %d %s: %d/%d", self.run_id, phase, done, total)
+
+    @property
+    def sink(self) -> TrackerSink:
+        """Where the engine's ranks report this run's events, progress and per-worker statistics."""
+        return TrackerSink(self.tracker, self.run_id)
 
     def cancelled(self) -> bool:
         """True once a user asked to cancel this run (polled at most once a second)."""

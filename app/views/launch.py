@@ -13,7 +13,7 @@ from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
 from jobs import launch as launcher
 from app.services.overlays import scene_quicklook
-from jobs.pipeline import available_schemes
+from core.training.schemes import get_scheme, list_schemes
 from jobs.preflight import (BASELINES, MODEL_PARAMS, RECIPE_FOR_MODEL, AOIStats, aoi_stats, build_config,
                             launch_models, preflight, recipe_defaults)
 
@@ -37,6 +37,7 @@ def _model_label(name: str, task: str) -> str:
 
 def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -> dict[str, Any]:
     """Model size and training recipe of a deep model (only the fields that apply), as build_config's values."""
+    options = get_scheme(scheme).options  # the fields only this scheme reads
     params: dict[str, Any] = {}
     st.caption(f"Model size ({model})")
     for col, p in zip(st.columns(3), MODEL_PARAMS.get(model, ())):
@@ -53,7 +54,7 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
         return state.key(P, f"{name}_{recipe or 'default'}")
 
     v: dict[str, Any] = {"model_params": params}
-    if scheme == "model_parallel":
+    if "mp_split" in options:
         v["mp_split"] = st.radio("Model-parallel split", ["baseline", "optimized"], key=state.key(P, "mp_split"),
                                  horizontal=True, help="optimized: the last conv block of both branches runs on the "
                                                        "fusion rank (less traffic)")
@@ -74,7 +75,7 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     v["mixup_alpha"] = c[3].number_input("Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"))
     c = st.columns(4)
     v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"))
-    if scheme != "model_parallel":
+    if get_scheme(scheme).weight_averaging:
         v["ema_decay"] = c[3].number_input("Weight averaging (EMA decay, 0 = off)", 0.0, 0.9999, d["ema_decay"],
                                            0.001, format="%.4f", key=k("ema"),
                                            help="validate and keep the average of the weights over training, e.g. "
@@ -84,9 +85,10 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
         v["label_fraction"] = c[1].number_input("Label fraction", 0.001, 1.0, d["label_fraction"], 0.01,
                                                 key=k("label_fraction"),
                                                 help="a class is present in a tile when it covers this fraction")
-    if scheme == "heterogeneous":
+    if "worker_speeds" in options:
         v["worker_speeds"] = c[2].text_input("Worker speeds (blank = measure)", key=state.key(P, "worker_speeds"),
                                              placeholder="one per worker, e.g. 1, 1, 0.5")
+    if "calibration_steps" in options:
         v["calibration_steps"] = c[3].number_input("Calibration steps", 1, 1000, d["calibration_steps"],
                                                    key=state.key(P, "calibration_steps"))
     return v
@@ -164,7 +166,7 @@ else:
 
 st.subheader("Job")
 models = launch_models()
-schemes = list(available_schemes())
+schemes = list(list_schemes())
 cols = st.columns(2)
 model = cols[0].selectbox("Model", list(models), key=state.key(P, "model"),
                           format_func=lambda m: _model_label(m, models[m]))
@@ -183,7 +185,7 @@ size_task = "patch" if baseline else task
 with st.form(state.key(P, "form")):
     if not baseline:
         c = st.columns(4)
-        workers = c[0].number_input("Workers", min_value=1, max_value=256, value=1 if scheme == "single" else 2,
+        workers = c[0].number_input("Workers", min_value=1, max_value=256, value=2 if get_scheme(scheme).uses_horovod else 1,
                                     key=state.key(P, "workers"))
         epochs = c[1].number_input("Epochs", min_value=1, max_value=1000, value=5, key=state.key(P, "epochs"))
         batch = c[2].number_input("Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"))

@@ -111,17 +111,14 @@ def test_resnet_default_rate_is_0_1_k_n_over_256_with_warmup_and_scaled_step_dec
 def test_two_rank_resnet50_multilabel_ends_with_identical_weights(scheme: str, cluster_client: Any, db_url: str,
                                                                   tmp_path: Path) -> None:
     from core.models.bundle import load_bundle
-    from core.training.job import run_train_job
-    from db.runs import RunTracker
+    from tests.runs import train_run
 
     store = make_store(tmp_path / "s.zarr")
     extra: dict[str, Any] = {"worker_speeds": (1.0, 3.0)} if scheme == "heterogeneous" else {}
     config = TrainJobConfig(scene="tiny", store=str(store), model="resnet50", model_params={"width": 2},
                             scheme=scheme, num_workers=2, epochs=2, batch_size=2, max_steps_per_epoch=2, log_every=1,
                             optimizer="sgd_nesterov", mixup_alpha=0.2, label_fraction=0.2, **extra)
-    tracker = RunTracker(db_url)
-    run_id = tracker.create("train", config.model_dump(mode="json"))
-    out = run_train_job(config, cluster_client, tracker, run_id, store)
+    tracker, run_id, out = train_run(config, cluster_client, db_url, store)
 
     ranks = out["ranks"]
     assert ranks[0]["checksum"] == ranks[1]["checksum"]  # includes the batch-norm moving statistics
