@@ -23,6 +23,7 @@ from core.evaluation.map_identity import read_map_identity
 from core.evaluation.sample_design import SampleDesign
 from db.models import RunRow
 from db.scenes import SceneStore
+from jobs.kinds import JobKind, register_kind
 from jobs.runner import JobContext
 
 
@@ -148,3 +149,10 @@ def run_assess_job(config: AssessJobConfig, ctx: JobContext) -> dict[str, Any]:
     metrics = {k: result[k] for k in ("overall", "classes", "area_unit", "estimates", "mapped_areas", "reference")}
     metrics["oa"] = result["overall"].get("overall_accuracy")
     return {"metrics": metrics, "artifacts": result["files"]}
+
+
+for _kind in (JobKind("sample", SampleJobConfig, run_sample,  # type: ignore[arg-type]
+                      "draw a stratified reference sample from a prediction run"),
+              JobKind("assess", AssessJobConfig, run_assess_job,  # type: ignore[arg-type]
+                      "accuracy and error-adjusted class areas of a prediction run from a reference sample")):
+    register_kind(_kind)

@@ -17,6 +17,7 @@ from core.errors import ConfigError
 from db.runs import RunTracker
 from db.scenes import SceneStore
 from jobs.kinds import JobKind, register_kind
+from jobs.outputs import record_prediction
 from jobs.pipeline import PipelineJobConfig, model_modalities
 from jobs.runner import JobContext
 
@@ -90,11 +91,10 @@ def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
     out = Path(config.output) if config.output else ctx.settings.run_dir(ctx.run_id) / "prediction.tif"
     result = run_predict_job(config, scene, ctx.client, out,
                              progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
-    artifacts = {"prediction": str(out)}
-    if result.get("confidence_path"):
-        artifacts["confidence"] = str(result["confidence_path"])
+    extra, artifacts = record_prediction(ctx, "predict", scene, out, result.get("confidence_path"), config.date,
+                                         config.model)
     return {"metrics": {"inference_seconds": result.get("seconds"), "class_pixels": result.get("class_pixels"),
-                        "windows": result.get("windows")}, "artifacts": artifacts}
+                        "windows": result.get("windows"), **extra}, "artifacts": artifacts}
 
 
 def trained_label_fraction(bundle: str | Path, tracker: RunTracker) -> float | None:
@@ -205,11 +205,10 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
         pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out, tile_size=tile,
                        overlap=overlap, date=date,
                        progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
-        artifacts["prediction"] = str(out)
-        if pred.get("confidence_path"):
-            artifacts["confidence"] = str(pred["confidence_path"])
-        metrics["inference_seconds"] = pred.get("seconds")
-        metrics["prediction_date"] = scene.acquisition(date).date
+        extra, outputs = record_prediction(ctx, "pipeline", scene, out, pred.get("confidence_path"), date,
+                                           train["artifacts"]["model"])
+        artifacts.update(outputs)
+        metrics.update(extra, inference_seconds=pred.get("seconds"))
         ctx.tracker.set_artifacts(ctx.run_id, artifacts)
     test: dict[str, Any] | None = None
     if info.counts.get("test"):
@@ -244,9 +243,14 @@ def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
     ctx.check_cancelled()
     result = run_baseline_job(config, ctx.client, store_path, ctx.settings.run_dir(ctx.run_id), scene,
                               progress=ctx.progress, cancelled=ctx.cancelled)
-    metrics = result["metrics"]
+    metrics, artifacts = result["metrics"], result["artifacts"]
     metrics.update(summary_metrics(metrics.get(config.split), None))
-    return {"metrics": metrics, "artifacts": result["artifacts"]}
+    if scene is not None and artifacts.get("prediction"):
+        extra, outputs = record_prediction(ctx, "baseline", scene, artifacts["prediction"],
+                                           artifacts.get("confidence"), config.date, artifacts["model"])
+        metrics.update(extra)
+        artifacts.update(outputs)
+    return {"metrics": metrics, "artifacts": artifacts}
 
 
 KINDS: dict[str, JobKind] = {k.name: register_kind(k) for k in (

@@ -88,6 +88,8 @@ def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = Non
             db_url: str | None = None, client: Any = None, parent_run_id: int | None = None) -> int:
     """Run ``executor(config, ctx)`` as a tracked run; returns the run id.
 
+    A config with a ``cluster`` section runs on that cluster (connected here unless ``client`` is given); one
+    without (e.g. ``assess``) runs in this process with ``ctx.client`` None.
     The executor returns ``{"metrics": {...}, "artifacts": {...}}`` (both optional). Exceptions mark the run
     failed (its message stored) and propagate; JobCancelledError marks it cancelled.
     """
@@ -101,10 +103,11 @@ def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = Non
     with Heartbeat(tracker, run_id):
         try:
             tracker.start(run_id)
-            if client is None:
-                handle = connect(getattr(config, "cluster", None))
+            if client is None and "cluster" in type(config).model_fields:  # jobs without one run on the driver
+                handle = connect(getattr(config, "cluster"))
                 client = handle.client
-            tracker.start(run_id, cluster=describe(client))
+            if client is not None:
+                tracker.start(run_id, cluster=describe(client))
             ctx = JobContext(run_id=run_id, tracker=tracker, client=client, settings=settings, db_url=db_url)
             result = executor(config, ctx) or {}
             tracker.succeed(run_id, metrics=result.get("metrics"), artifacts=result.get("artifacts"))
