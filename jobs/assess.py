@@ -78,7 +78,8 @@ class AssessJobConfig(Frozen):
         return self
 
 
-def _run(ctx: JobContext, run_id: int, what: str) -> RunRow:
+def run_of(ctx: JobContext, run_id: int, what: str) -> RunRow:
+    """Run ``run_id``; ConfigError naming ``what`` when it does not exist."""
     try:
         return ctx.tracker.get(run_id)
     except RunNotFoundError as exc:
@@ -87,7 +88,7 @@ def _run(ctx: JobContext, run_id: int, what: str) -> RunRow:
 
 def prediction_of(ctx: JobContext, run_id: int) -> tuple[RunRow, str]:
     """The run and the path of its class map; ConfigError when it has none."""
-    row = _run(ctx, run_id, "prediction")
+    row = run_of(ctx, run_id, "prediction")
     path = (row.artifacts or {}).get("prediction")
     if row.status != "succeeded" or not path or not Path(path).exists():
         raise ConfigError(f"run {run_id} ({row.kind}, {row.status}) has no prediction map; give the id of a "
@@ -128,7 +129,7 @@ def _scene_labels(ctx: JobContext, pred_row: RunRow, date: str | None) -> str:
 def run_assess_job(config: AssessJobConfig, ctx: JobContext) -> dict[str, Any]:
     """Assess the prediction with the sample and its reference labels; the report files are the artifacts."""
     pred_row, prediction = prediction_of(ctx, config.prediction_run)
-    sample_row = _run(ctx, config.sample_run, "sample")
+    sample_row = run_of(ctx, config.sample_run, "sample")
     sample = (sample_row.artifacts or {}).get("json")
     if sample_row.kind != "sample" or not sample:
         raise ConfigError(f"run {config.sample_run} is a {sample_row.kind} run, not a sample; give the id of the "

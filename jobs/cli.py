@@ -42,6 +42,12 @@ def cmd_scenes_register(args: argparse.Namespace) -> int:
     from db.scenes import SceneStore
 
     settings = get_settings()
+    if args.stac:
+        from core.export.stac_in import register_stac
+
+        scene = register_stac(args.stac, SceneStore(settings.db_url), settings.home, name=args.name)
+        print(f"registered scene {scene.name!r} (id {scene.id}) from {args.stac}")
+        return 0
     if args.spec:
         spec = SceneSpec.from_json_file(Path(args.spec))
     else:
@@ -308,6 +314,7 @@ def _add_scene_parsers(sub: Any) -> None:
         dest="scenes_command", required=True)
     reg = scenes.add_parser("register", help="register a scene from raster files (or --spec JSON)")
     reg.add_argument("--spec", help="JSON scene spec (several modalities / dates / vector labels)")
+    reg.add_argument("--stac", help="a local STAC Item or Collection JSON (assets by eo:bands, labels asset)")
     reg.add_argument("--name")
     reg.add_argument("--image", action="append", help="raster file; repeat to stack single-band files in order")
     reg.add_argument("--modality", default="image")
@@ -331,6 +338,52 @@ def _add_scene_parsers(sub: Any) -> None:
     rm.set_defaults(func=cmd_scenes_remove)
 
 
+def cmd_analysis(args: argparse.Namespace) -> int:
+    """``sample``, ``assess``, ``vectorize``, ``export-onnx``: a config from the flags, run as a tracked job."""
+    from jobs.kinds import parse_config
+
+    keys = {"sample": ("prediction_run", "per_class", "target_se", "min_per_class", "seed"),
+            "assess": ("prediction_run", "sample_run", "labels", "class_field", "id_field", "label_date"),
+            "vectorize": ("prediction_run", "min_mapping_unit", "mmu_unit", "simplify"),
+            "export_onnx": ("model_run", "tile_size")}[args.kind]
+    data = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if args.kind == "assess" and args.scene_labels:
+        data["reference"] = "scene_labels"
+    return _run_config(parse_config({**data, "kind": args.kind}), args)
+
+
+def _add_analysis_parsers(sub: Any) -> None:
+    """What analysts do with a map or a model: reference sample, assessment, polygons, ONNX."""
+    smp = sub.add_parser("sample", help="draw a stratified reference sample from a prediction run's map")
+    smp.add_argument("prediction_run", type=int)
+    size = smp.add_mutually_exclusive_group(required=True)
+    size.add_argument("--per-class", type=int, help="points per map class")
+    size.add_argument("--target-se", type=float, help="target standard error of overall accuracy (e.g. 0.01)")
+    smp.add_argument("--min-per-class", type=int, help="with --target-se: at least this many per class (50)")
+    smp.add_argument("--seed", type=int)
+    smp.set_defaults(func=cmd_analysis, kind="sample")
+    asm = sub.add_parser("assess", help="accuracy and error-adjusted areas of a prediction run from its sample")
+    asm.add_argument("prediction_run", type=int)
+    asm.add_argument("sample_run", type=int)
+    ref = asm.add_mutually_exclusive_group(required=True)
+    ref.add_argument("--labels", help="interpreted sample: CSV or GeoPackage with the sample ids and a class")
+    ref.add_argument("--scene-labels", action="store_true", help="read the scene's label raster at the points")
+    asm.add_argument("--class-field", help="the reference class column (ref_class)")
+    asm.add_argument("--id-field", help="the sample id column (id)")
+    asm.add_argument("--label-date", help="with --scene-labels: the labels of this date (default: the map's)")
+    asm.set_defaults(func=cmd_analysis, kind="assess")
+    vec = sub.add_parser("vectorize", help="a prediction run's map as polygons (GeoPackage and GeoJSON)")
+    vec.add_argument("prediction_run", type=int)
+    vec.add_argument("--mmu", dest="min_mapping_unit", type=float, help="minimum mapping unit (0: keep all)")
+    vec.add_argument("--mmu-unit", choices=["px", "ha"])
+    vec.add_argument("--simplify", type=float, help="tolerance in map units (0: none)")
+    vec.set_defaults(func=cmd_analysis, kind="vectorize")
+    onx = sub.add_parser("export-onnx", help="a train or pipeline run's model as ONNX for QGIS Deepness")
+    onx.add_argument("model_run", type=int)
+    onx.add_argument("--tile-size", type=int)
+    onx.set_defaults(func=cmd_analysis, kind="export_onnx")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -340,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     _add_scene_parsers(sub)
+    _add_analysis_parsers(sub)
 
     conv = sub.add_parser("convert", help="convert sample data that is not GeoTIFF (slovenia npy, houston mat)")
     conv.add_argument("what", choices=["slovenia", "houston"])

@@ -18,7 +18,7 @@ from core.errors import ConfigError
 from db.scenes import SceneStore
 from jobs.runner import Executor
 
-KIND_MODULES = ("jobs.engine_kinds", "jobs.assess")
+KIND_MODULES = ("jobs.engine_kinds", "jobs.assess", "jobs.exports")
 """The modules that register job kinds (imported by :func:`list_kinds`)."""
 
 
