@@ -108,8 +108,10 @@ def cmd_scenes_show(args: argparse.Namespace) -> int:
 def cmd_scenes_remove(args: argparse.Namespace) -> int:
     from db.scenes import SceneStore
 
-    SceneStore(get_settings().db_url).remove(args.scene)
-    print(f"removed scene {args.scene!r} (its files were not touched)")
+    runs = "keep" if args.keep_runs else "delete" if args.with_runs else "refuse"
+    n = SceneStore(get_settings().db_url).remove(args.scene, runs=runs)
+    what = {"keep": f"; its {n} run(s) kept, detached from it", "delete": f" with its {n} run(s)"}.get(runs, "")
+    print(f"removed scene {args.scene!r}{what} (its files were not touched)")
     return 0
 
 
@@ -335,6 +337,9 @@ def _add_scene_parsers(sub: Any) -> None:
     sh.set_defaults(func=cmd_scenes_show)
     rm = scenes.add_parser("remove")
     rm.add_argument("scene")
+    keep = rm.add_mutually_exclusive_group()
+    keep.add_argument("--keep-runs", action="store_true", help="keep the scene's runs, detached from it")
+    keep.add_argument("--with-runs", action="store_true", help="remove the scene's runs too")
     rm.set_defaults(func=cmd_scenes_remove)
 
 

@@ -44,3 +44,23 @@ def test_remove_deletes_rows(db_url):
     store.add(_scene())
     store.remove("s1")
     assert store.list() == []
+
+
+def test_remove_with_runs_refuses_then_keeps_or_deletes_them(db_url):
+    from core.errors import SceneInUseError
+    from db.runs import RunTracker
+
+    store, tracker = SceneStore(db_url), RunTracker(db_url)
+    sid = store.add(_scene("a")).id
+    runs = [tracker.create("tile", {"kind": "tile", "scene": "a"}, scene_id=sid) for _ in range(2)]
+    tracker.event(runs[0], "log", message="kept with its run")
+    with pytest.raises(SceneInUseError, match=r"scene 'a' has 2 run\(s\); remove it with --keep-runs .* --with-runs"):
+        store.remove("a")
+    assert [s.name for s in store.list()] == ["a"] and len(tracker.list()) == 2  # nothing changed
+    assert store.remove("a", runs="keep") == 2
+    assert store.list() == [] and {r.scene_id for r in tracker.list()} == {None}
+    assert len(tracker.events(runs[0])) == 1
+    sid = store.add(_scene("b")).id
+    tracker.create("tile", {"kind": "tile", "scene": "b"}, scene_id=sid)
+    assert store.remove("b", runs="delete") == 1
+    assert len(tracker.list()) == 2  # the two detached runs of 'a' stay
