@@ -6,8 +6,11 @@ it round-trips through JSON, is stored with its run, and re-running a run means 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
+from core.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -295,3 +298,26 @@ class BaselineJobConfig(Frozen):
             raise ValueError("features='patch' vectorises patches but the tile_job has mode 'tiles'; use "
                              "features='center' or tile_job mode 'patches'")
         return self
+
+
+def load_json_file(path: str | Path, what: str = "config") -> Any:
+    """The JSON value in ``path``; a missing, unreadable or malformed file raises ConfigError naming the file and,
+    for a syntax error, the line and column.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message (``"config"``, ``"AOI"``, ``"classes"``, ``"scene spec"``).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} file {str(p)!r} does not exist; check the path") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} file {str(p)!r} cannot be read ({exc}); check its permissions and that it is "
+                          "a text (JSON) file") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} file {str(p)!r} is not valid JSON: line {exc.lineno}, column {exc.colno}: "
+                          f"{exc.msg}; fix the file (a trailing comma, a missing quote or bracket?)") from exc

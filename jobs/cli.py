@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.errors import WorkbenchError
+from core.configs import load_json_file
+from core.errors import ConfigError, WorkbenchError
 from core.settings import get_settings
 
 log = logging.getLogger("jobs")
@@ -53,7 +54,7 @@ def cmd_scenes_register(args: argparse.Namespace) -> int:
     else:
         if not args.name or not args.image:
             raise SystemExit("scenes register needs --spec FILE, or --name and at least one --image")
-        classes = json.loads(Path(args.classes).read_text()) if args.classes else []
+        classes = load_json_file(args.classes, "classes") if args.classes else []
         spec = SceneSpec.model_validate({
             "name": args.name,
             "georeferenced": not args.not_georeferenced,
@@ -162,11 +163,10 @@ def _apply_overrides(data: dict[str, Any], args: argparse.Namespace) -> dict[str
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.kinds import parse_config
 
-    data = json.loads(Path(args.config).read_text()) if Path(args.config).exists() else None
-    if data is None:
-        from core.errors import ConfigError
-
-        raise ConfigError(f"config file {args.config!r} does not exist; pass the path of a JSON job config")
+    data = load_json_file(args.config)
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {args.config!r} holds a JSON {type(data).__name__}, not an object; a job "
+                          'config is {"kind": ..., ...}')
     if args.kind:
         data["kind"] = args.kind
     if getattr(args, "resume", None) is not None:
@@ -179,7 +179,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
     from jobs.kinds import parse_config
 
     if args.config:
-        data = json.loads(Path(args.config).read_text())
+        data = load_json_file(args.config)
     else:
         if not args.scene:
             raise SystemExit("tile needs --config FILE or --scene NAME")
@@ -187,7 +187,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
                 "tiling": {"tile_size": args.tile_size, "stride": args.stride},
                 "sampling": {"patch_size": args.patch_size, "per_class": args.per_class}}
         if args.aoi:
-            aoi = json.loads(Path(args.aoi).read_text())
+            aoi = load_json_file(args.aoi, "AOI")
             data["aoi"] = {"geometry": aoi, "crs": args.aoi_crs}
         if args.split_date:
             data["split"] = {"method": "date", "test_date": args.split_date}
@@ -488,3 +488,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, LookupError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets a message, the traceback goes to a file
+        print(f"error: {type(exc).__name__}: {exc}\n(an unexpected error: the traceback is in "
+              f"{_log_traceback(exc)}; please report it)", file=sys.stderr)
+        return 1
+
+
+def _log_traceback(exc: BaseException) -> Path:
+    """Append ``exc``'s traceback to ``<home>/cli-errors.log``; returns the file."""
+    import traceback
+
+    path = get_settings().home / "cli-errors.log"
+    with open(path, "a") as fh:
+        fh.write("".join(traceback.format_exception(exc)) + "\n")
+    return path

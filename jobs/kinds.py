@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from core.configs import load_json_file
 from core.errors import ConfigError
 from db.scenes import SceneStore
 from jobs.runner import Executor
@@ -77,17 +78,16 @@ def parse_config(data: dict[str, Any] | str | Path, kind: str | None = None) -> 
     """Validate a job config (dict, JSON text or JSON file path) into its config class, with a clear error."""
     source = "config"
     if isinstance(data, Path) or (isinstance(data, str) and not data.lstrip().startswith("{")):
-        path = Path(data)
-        if not path.exists():
-            raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a JSON job config")
-        source = str(path)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config file {source!r} is not valid JSON: {exc}") from exc
+        source = f"config file {str(data)!r}"
+        data = load_json_file(data)
     elif isinstance(data, str):
-        data = json.loads(data)
-    assert isinstance(data, dict)
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"the config is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} holds a JSON {type(data).__name__}, not an object; a job config is "
+                          '{"kind": ..., ...}')
     kind = kind or data.get("kind")
     all_kinds = kinds()
     if kind not in all_kinds:
