@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import SceneExistsError, SceneNotFoundError
+from core.errors import ConfigError, SceneExistsError, SceneNotFoundError
 from core.scene import Scene
 from db.engine import session_factory
-from db.models import ClassRow, ModalityRow, SceneFileRow, SceneRow
+from db.models import ClassRow, ModalityRow, SceneFileRow, SceneRow, too_long_values
 
 
 class SceneStore:
@@ -39,6 +39,10 @@ class SceneStore:
                 row.classes = [ClassRow(class_id=c.id, name=c.name, color=c.color) for c in scene.classes]
                 row.files = [SceneFileRow(path=f.path, role=roles.get(f.path, "other"), size=f.size,
                                           mtime_ns=f.mtime_ns, digest=f.digest) for f in scene.fingerprints]
+                too_long = [p for r in (row, *row.modalities, *row.classes, *row.files) for p in too_long_values(r)]
+                if too_long:
+                    raise ConfigError(f"scene {scene.name!r} cannot be stored: " + "; ".join(too_long)
+                                      + ". Shorten these names and register it again")
                 s.add(row)
                 s.flush()
                 stored = Scene.from_dict({**scene.to_dict(), "id": row.id})

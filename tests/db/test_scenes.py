@@ -1,6 +1,8 @@
+from dataclasses import replace
+
 import pytest
 
-from core.errors import SceneExistsError, SceneNotFoundError
+from core.errors import ConfigError, SceneExistsError, SceneNotFoundError
 from core.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
 from db.scenes import SceneStore
 
@@ -43,4 +45,13 @@ def test_remove_deletes_rows(db_url):
     store = SceneStore(db_url)
     store.add(_scene())
     store.remove("s1")
+    assert store.list() == []
+
+
+def test_too_long_class_name_is_refused_the_same_on_every_backend(db_url):
+    # SQLite would store it; PostgreSQL refuses VARCHAR(200) overflow with a DataError: both refuse it up front
+    store = SceneStore(db_url)
+    scene = replace(_scene(), classes=(ClassInfo(1, "f" * 250, "#00ff00"),))
+    with pytest.raises(ConfigError, match=r"scene_classes.name is 250 characters long, at most 200 fit"):
+        store.add(scene)
     assert store.list() == []
