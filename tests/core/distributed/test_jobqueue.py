@@ -7,6 +7,7 @@ an environment where the workbench is installed).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,16 @@ from core.distributed.jobqueue import CLUSTER_CLASSES, HPCClusterConfig, job_scr
 from core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
+
+
+def _listening(pids: list[int]) -> set[tuple[str, int]]:
+    """TCP addresses the processes (and, for workers, their nannies) listen on."""
+    import psutil
+
+    procs = {psutil.Process(p) for p in pids}
+    procs |= {p.parent() for p in list(procs) if p.parent() is not None and p.pid != os.getpid()}
+    return {(c.laddr.ip, c.laddr.port) for p in procs for c in p.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN}
 
 
 def _cfg(**kw: object) -> HPCClusterConfig:
@@ -95,6 +106,9 @@ def test_two_worker_jobs_on_a_real_slurm_run_tasks_and_leave_the_queue_empty(slu
             futures = [client.submit(worker_identity, workers=[w], pure=False, allow_other_workers=False)
                        for w in workers]
             ids = client.gather(futures)
+            assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+            listening = _listening([i["pid"] for i in ids]) | _listening([os.getpid()])
+            assert listening and {ip for ip, _ in listening} == {"127.0.0.1"}, listening  # loopback only
     finally:
         cluster.close()
     assert [i["worker"] for i in ids] == workers  # one task ran on each worker
