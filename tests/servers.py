@@ -349,8 +349,13 @@ class SlurmTestCluster:
         return None
 
     @classmethod
-    def start(cls, cpus: int | None = None, memory_mb: int = 20000, timeout: float = 60.0) -> "SlurmTestCluster":
+    def start(cls, cpus: int | None = None, memory_mb: int | None = None, timeout: float = 60.0) -> "SlurmTestCluster":
         """Start munged, slurmctld and slurmd and wait until ``sinfo`` shows the node idle.
+
+        Args:
+            cpus: CPUs the node offers (default: this machine's).
+            memory_mb: memory the node offers (default: 90 % of this machine's; more than the machine has would
+                drain the node).
 
         Raises:
             RuntimeError: a daemon died or the node did not come up within ``timeout`` s (message: log tails).
@@ -362,6 +367,8 @@ class SlurmTestCluster:
         root.chmod(0o755)  # munged (as `munge`) checks every folder above its socket
         node = socket.gethostname().split(".")[0]
         cpus = cpus or os.cpu_count() or 1
+        if memory_mb is None:
+            memory_mb = int(0.9 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20)
         self = cls(root=root, conf=root / "slurm.conf", partition="debug", node=node, cpus=cpus,
                    ctld_port=free_port(), slurmd_port=free_port())
         try:
