@@ -1,18 +1,17 @@
 """The run database under load, on SQLite and on a real PostgreSQL server (see tests/db/conftest.py).
 
-8 job processes (spawned, like real jobs) write progress events through RunTracker while a reader process polls
+8 job processes (forked from a forkserver that imported the workbench once: separate processes with their own
+connections, started fast; the benchmark spawns fresh interpreters) write progress events through RunTracker while a reader process polls
 like the Live page; nothing may be lost and no "database is locked" may reach a job or the reader. The full-size
 figures (8 x 1000 events) come from ``python -m benchmarks.db_load``.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-
 import pytest
 from sqlalchemy import func, select
 
-from benchmarks.db_load import run_load
+from benchmarks.db_load import mp_context, run_load
 from db.engine import SCHEMA_VERSION, session_factory
 from db.models import RunRow, SchemaVersion
 
@@ -23,7 +22,8 @@ EVENTS = 150
 
 
 def test_8_jobs_writing_while_the_live_page_polls_lose_nothing(db_url, db_backend):
-    r = run_load(db_url, db_backend, writers=WRITERS, events=EVENTS, poll_interval=0.25, timeout=120)
+    r = run_load(db_url, db_backend, writers=WRITERS, events=EVENTS, poll_interval=0.25, timeout=120,
+                 start_method="forkserver")
     print(r.summary())
     assert r.other_errors == []
     assert (r.lock_errors, r.reader_lock_errors) == (0, 0)
@@ -45,7 +45,7 @@ def _first_use(url: str, go, results) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_8_jobs_starting_together_on_a_fresh_database_create_the_schema_once(db_url):
-    ctx = mp.get_context("spawn")
+    ctx = mp_context("forkserver")
     go, results = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_first_use, args=(db_url, go, results), daemon=True) for _ in range(WRITERS)]
     for p in procs:
