@@ -104,9 +104,9 @@ def init_db(engine: Engine) -> int:
             start = version
             while version < SCHEMA_VERSION:
                 if version not in MIGRATIONS:
-                    raise RuntimeError(f"the database at {engine.url!r} has schema version {version} and this code "
-                                       f"has no migration from it (known: {sorted(MIGRATIONS)}); upgrade the "
-                                       f"workbench or restore a backup made by the version that wrote it")
+                    raise RuntimeError(f"the database at {engine.url!r} has schema version {version} but this code "
+                                       f"(version {SCHEMA_VERSION}) has no migration from it (known: "
+                                       f"{sorted(MIGRATIONS)}); add MIGRATIONS[{version}] in db/engine.py")
                 log.info("upgrading database schema %d -> %d", version, version + 1)
                 MIGRATIONS[version](conn)
                 version += 1
