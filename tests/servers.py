@@ -369,20 +369,26 @@ class SlurmTestCluster:
         cpus = cpus or os.cpu_count() or 1
         if memory_mb is None:
             memory_mb = int(0.9 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20)
-        self = cls(root=root, conf=root / "slurm.conf", partition="debug", node=node, cpus=cpus,
-                   ctld_port=free_port(), slurmd_port=free_port())
+        ctld_port = free_port()
+        slurmd_port = free_port()
+        while slurmd_port == ctld_port:
+            slurmd_port = free_port()
+        cluster = cls(root=root, conf=root / "slurm.conf", partition="debug", node=node, cpus=cpus,
+                      ctld_port=ctld_port, slurmd_port=slurmd_port)
         try:
-            self._start_munged()
-            self._write_conf(memory_mb)
+            cluster._start_munged()
+            cluster._write_conf(memory_mb)
             for daemon in ("slurmctld", "slurmd"):
-                out = open(root / f"{daemon}.out", "wb")
-                self.procs[daemon] = subprocess.Popen([daemon, "-D", "-f", str(self.conf)], cwd=root, stdout=out,
-                                                      stderr=subprocess.STDOUT, env=self.env)
-            self._wait_idle(timeout)
+                with open(root / f"{daemon}.out", "wb") as out:  # the daemon keeps its own copy of the handle
+                    cluster.procs[daemon] = subprocess.Popen([daemon, "-D", "-f", str(cluster.conf)], cwd=root,
+                                                             stdout=out, stderr=subprocess.STDOUT, env=cluster.env)
+            cluster._wait_idle(timeout)
         except BaseException:
-            self.stop()
+            cluster.stop()
             raise
-        return self
+        log.info("SLURM test cluster: node %s (%d CPUs), slurmctld on %s:%d, conf %s", node, cpus, LOOPBACK,
+                 ctld_port, cluster.conf)
+        return cluster
 
     @property
     def munge_socket(self) -> Path:
@@ -393,12 +399,12 @@ class SlurmTestCluster:
         mdir.mkdir()
         munge = _OsUser.named("munge")
         munge.own(mdir, 0o755)  # munged wants its socket folder owned by itself and readable by clients
-        out = open(self.root / "munged.out", "wb")
-        self.procs["munged"] = subprocess.Popen(
-            ["munged", "-F", f"--socket={self.munge_socket}", f"--pid-file={mdir / 'munged.pid'}",
-             f"--log-file={mdir / 'munged.log'}", f"--seed-file={mdir / 'munged.seed'}",
-             "--key-file=/etc/munge/munge.key"],
-            cwd=mdir, stdout=out, stderr=subprocess.STDOUT, **munge.popen_kwargs())  # type: ignore[arg-type]
+        with open(self.root / "munged.out", "wb") as out:
+            self.procs["munged"] = subprocess.Popen(
+                ["munged", "-F", f"--socket={self.munge_socket}", f"--pid-file={mdir / 'munged.pid'}",
+                 f"--log-file={mdir / 'munged.log'}", f"--seed-file={mdir / 'munged.seed'}",
+                 "--key-file=/etc/munge/munge.key"],
+                cwd=mdir, stdout=out, stderr=subprocess.STDOUT, **munge.popen_kwargs())  # type: ignore[arg-type]
         deadline = time.monotonic() + 15
         while not self.munge_socket.exists():
             if self.procs["munged"].poll() is not None or time.monotonic() > deadline:
