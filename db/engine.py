@@ -82,6 +82,14 @@ def _lock_schema(conn: Connection) -> None:
     # other backends: a plain transaction (a concurrent first use may fail once; retrying then succeeds)
 
 
+def _schema_is_current(engine: Engine) -> bool:
+    """Every table exists and the recorded version is this code's (checked without taking the schema lock)."""
+    with engine.connect() as conn:
+        if not set(Base.metadata.tables) <= set(inspect(conn).get_table_names()):
+            return False
+        return conn.scalar(select(SchemaVersion.version).order_by(SchemaVersion.id).limit(1)) == SCHEMA_VERSION
+
+
 def init_db(engine: Engine) -> int:
     """Create missing tables and apply pending migrations; returns the schema version now in place.
 
@@ -91,6 +99,8 @@ def init_db(engine: Engine) -> int:
     Raises:
         RuntimeError: the database is at a version this code has no migration from.
     """
+    if _schema_is_current(engine):  # the common case: no lock, so processes starting together do not queue
+        return SCHEMA_VERSION
     with engine.connect() as conn:
         _lock_schema(conn)
         existing = set(inspect(conn).get_table_names())
