@@ -7,10 +7,10 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import SceneExistsError, SceneInUseError, SceneNotFoundError
+from core.errors import ConfigError, SceneExistsError, SceneInUseError, SceneNotFoundError
 from core.data.scene import Scene
 from db.engine import session_factory
-from db.models import ClassRow, ModalityRow, RunRow, SceneFileRow, SceneRow
+from db.models import ClassRow, ModalityRow, RunRow, SceneFileRow, SceneRow, too_long_values
 
 
 class SceneStore:
@@ -41,6 +41,10 @@ class SceneStore:
                 row.classes = [ClassRow(class_id=c.id, name=c.name, color=c.color) for c in scene.classes]
                 row.files = [SceneFileRow(path=f.path, role=roles.get(f.path, "other"), size=f.size,
                                           mtime_ns=f.mtime_ns, digest=f.digest) for f in scene.fingerprints]
+                too_long = [p for r in (row, *row.modalities, *row.classes, *row.files) for p in too_long_values(r)]
+                if too_long:
+                    raise ConfigError(f"scene {scene.name!r} cannot be stored: " + "; ".join(too_long)
+                                      + ". Shorten these names and register it again")
                 s.add(row)
                 s.flush()
                 stored = Scene.from_dict({**scene.to_dict(), "id": row.id})

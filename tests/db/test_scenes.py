@@ -1,6 +1,8 @@
+from dataclasses import replace
+
 import pytest
 
-from core.errors import SceneExistsError, SceneNotFoundError
+from core.errors import ConfigError, SceneExistsError, SceneNotFoundError
 from core.data.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
 from db.scenes import SceneStore
 
@@ -64,3 +66,12 @@ def test_remove_with_runs_refuses_then_keeps_or_deletes_them(db_url):
     tracker.create("tile", {"kind": "tile", "scene": "b"}, scene_id=sid)
     assert store.remove("b", runs="delete") == 1
     assert len(tracker.list()) == 2  # the two detached runs of 'a' stay
+
+
+def test_too_long_class_name_is_refused_the_same_on_every_backend(db_url):
+    # SQLite would store it; PostgreSQL refuses VARCHAR(200) overflow with a DataError: both refuse it up front
+    store = SceneStore(db_url)
+    scene = replace(_scene(), classes=(ClassInfo(1, "f" * 250, "#00ff00"),))
+    with pytest.raises(ConfigError, match=r"scene_classes.name is 250 characters long, at most 200 fit"):
+        store.add(scene)
+    assert store.list() == []
