@@ -163,20 +163,26 @@ class EvaluateJobConfig(Frozen):
         return self
 
 
-MODEL_NAMES = ("unet", "patch_cnn", "resnet50", "two_stream", "two_stream_rgb", "two_stream_hsi")
-"""Every model the engine offers (core.models.MODELS holds their builders; a test keeps the two equal)."""
 SCHEMES = ("single", "data_parallel", "heterogeneous", "model_parallel")
 """Every parallelism scheme the engine offers."""
-MODEL_PARALLEL_MODELS = ("two_stream",)
 MODEL_PARALLEL_RANKS = 3  # RGB branch, HSI branch, fusion + classifier
 
 
 def check_combination(model: str, scheme: str, num_workers: int, worker_speeds: tuple[float, ...] | None) -> None:
-    """Refuse model / scheme combinations that make no sense, saying what would."""
+    """Refuse model / scheme combinations that make no sense, saying what would.
+
+    Raises:
+        ConfigError: ``model`` is not registered (:func:`core.models.get_model`).
+        ValueError: the combination makes no sense.
+    """
+    from core.models import get_model, list_models
+
+    spec = get_model(model)
     if scheme == "model_parallel":
-        if model not in MODEL_PARALLEL_MODELS:
+        if not spec.branches:
+            split = [m for m in list_models() if get_model(m).branches]
             raise ValueError(f"scheme 'model_parallel' splits a multi-branch model across workers, but {model!r} has "
-                             f"a single branch; use {list(MODEL_PARALLEL_MODELS)} or scheme 'data_parallel'")
+                             f"a single branch; use {split} or scheme 'data_parallel'")
         if num_workers != MODEL_PARALLEL_RANKS:
             raise ValueError(f"scheme 'model_parallel' runs the RGB branch, the HSI branch and the fusion on "
                              f"{MODEL_PARALLEL_RANKS} workers; set num_workers to {MODEL_PARALLEL_RANKS}")
@@ -204,7 +210,7 @@ class TrainJobConfig(Frozen):
     scene: str
     store: str | None = None  # path of a tile store (written by a tile run)
     tile_job: TileJobConfig | None = None  # or the tile job that makes it
-    model: str = "unet"  # one of MODEL_NAMES
+    model: str = "unet"  # a registered model (core.models.list_models())
     model_params: dict[str, Any] = Field(default_factory=dict)  # builder keywords: width, depth, dropout
     scheme: str = "single"  # one of SCHEMES
     optimizer: Literal["adam", "sgd_nesterov"] = "adam"
@@ -240,8 +246,9 @@ class TrainJobConfig(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "TrainJobConfig":
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"model {self.model!r} is unknown; choose one of {list(MODEL_NAMES)}")
+        from core.models import get_model
+
+        get_model(self.model)  # ConfigError (a ValueError) naming the registered models
         if self.scheme not in SCHEMES:
             raise ValueError(f"scheme {self.scheme!r} is unknown; choose one of {list(SCHEMES)}")
         check_combination(self.model, self.scheme, self.num_workers, self.worker_speeds)

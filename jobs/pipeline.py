@@ -14,19 +14,7 @@ from pydantic import Field, model_validator
 
 from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig
 from core.errors import ConfigError
-
-DENSE_MODELS = ("unet",)
-PATCH_MODELS = ("patch_cnn",)
-
-
-def available_models() -> dict[str, str]:
-    """Model name -> task ("dense" or "patch"), as the engine offers them."""
-    try:
-        from core.models import MODELS  # type: ignore[attr-defined]
-
-        return {name: spec.task if hasattr(spec, "task") else spec["task"] for name, spec in MODELS.items()}
-    except (ImportError, AttributeError, KeyError, TypeError):
-        return {**{m: "dense" for m in DENSE_MODELS}, **{m: "patch" for m in PATCH_MODELS}}
+from core.models import get_model
 
 
 def available_schemes() -> tuple[str, ...]:
@@ -41,12 +29,9 @@ def model_modalities(model: str, scene_modalities: Sequence[str]) -> tuple[str, 
     of a multi-modal scene (``two_stream_rgb`` on RGB + HSI -> ``("rgb",)``).
 
     Raises:
-        ConfigError: the model reads a modality the multi-modal scene does not have.
+        ConfigError: the model is not registered, or reads a modality the multi-modal scene does not have.
     """
-    from core.models import MODELS
-
-    spec = MODELS.get(model)
-    wanted = getattr(spec, "modality", None)
+    wanted = get_model(model).modality
     if wanted is None or len(scene_modalities) <= 1:
         return None  # a single-modality scene feeds its only modality to any single-branch model
     if wanted not in scene_modalities:
@@ -56,7 +41,8 @@ def model_modalities(model: str, scene_modalities: Sequence[str]) -> tuple[str, 
 
 
 class PipelineJobConfig(Frozen):
-    """Everything one GUI launch needs. ``tile_size`` is used by dense models, ``sampling.patch_size`` by patch ones."""
+    """Everything one GUI launch needs. ``model`` is a registered model (:func:`core.models.list_models`);
+    ``tiling.tile_size`` is used by models of tile tasks, ``sampling.patch_size`` by patch ones."""
 
     kind: Literal["pipeline"] = "pipeline"
     scene: str
@@ -80,9 +66,7 @@ class PipelineJobConfig(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "PipelineJobConfig":
-        models = available_models()
-        if self.model not in models:
-            raise ValueError(f"model {self.model!r} is not offered; choose one of {sorted(models)}")
+        get_model(self.model)  # ConfigError (a ValueError) naming the registered models
         schemes = available_schemes()
         if self.scheme not in schemes:
             raise ValueError(f"scheme {self.scheme!r} is not offered; choose one of {list(schemes)}")
@@ -96,4 +80,5 @@ class PipelineJobConfig(Frozen):
 
     @property
     def task(self) -> str:
-        return available_models()[self.model]
+        """The task of the model (:attr:`core.models.ModelSpec.task`)."""
+        return get_model(self.model).task
