@@ -34,7 +34,7 @@ def _quicklook(paths: tuple[str, ...]):  # type: ignore[no-untyped-def]
 
 
 def _model_label(name: str, task: str) -> str:
-    return f"{name} (baseline: {BASELINES[name]})" if task == "baseline" else f"{name} ({task})"
+    return f"{name} (baseline: {BASELINES[name]})" if name in BASELINES else f"{name} ({task})"
 
 
 def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -> dict[str, Any]:
@@ -171,7 +171,7 @@ cols = st.columns(2)
 model = cols[0].selectbox("Model", list(models), key=state.key(P, "model"),
                           format_func=lambda m: _model_label(m, models[m]))
 task = models[model]
-baseline = task == "baseline"  # an RF / KNN / SVM baseline job on patches of the AOI
+baseline = model in BASELINES  # an RF / KNN / SVM baseline job on patches of the AOI
 scheme = cols[1].selectbox("Parallelism scheme", schemes, key=state.key(P, "scheme"), disabled=baseline,
                            index=schemes.index("data_parallel") if "data_parallel" in schemes else 0,
                            help="baselines are fitted on one worker" if baseline else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,22 @@ def test_registering_a_conflicting_or_inconsistent_model_is_refused() -> None:
         register_model(ModelSpec(name="x", builder=build_patch_cnn, task="patch",
                                  params=(Param("width", "Width", 3, 1, 8),)))
     assert "x" not in list_models()
+
+
+def test_a_new_file_in_the_package_is_found_without_editing_init(tmp_path: Any, monkeypatch: Any) -> None:
+    import sys
+
+    import core.models
+    from core.models import api
+
+    (tmp_path / "plugin_net.py").write_text(
+        "from core.models import ModelSpec, register_model\n"
+        "from core.models.patch_cnn import build_patch_cnn\n"
+        "register_model(ModelSpec(name='plugin_net', builder=build_patch_cnn, task='patch'))\n")
+    monkeypatch.setattr(core.models, "__path__", [*core.models.__path__, str(tmp_path)])
+    monkeypatch.setattr(api, "_DISCOVERED", [])
+    monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
+    try:
+        assert list_models("patch")[-1] == "plugin_net" and get_model("plugin_net").store_mode == "patches"
+    finally:
+        sys.modules.pop("core.models.plugin_net", None)
