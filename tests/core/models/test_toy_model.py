@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from core.models import Context, ModelSpec, Param, register_model
-from tests.app.conftest import pixel_box_wgs84, tiny_scene  # noqa: F401 - fixture
+from tests.app.conftest import _restore_main_module, pixel_box_wgs84, tiny_scene  # noqa: F401 - fixtures
 
 
 def build_toy_fcn(input_shape: Any, num_classes: int, width: int = 4) -> Any:
