@@ -44,7 +44,6 @@ from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
-from core.baselines.bundle import BASELINE_PREDICTOR, is_baseline_bundle, load_baseline_meta
 from core.configs import AOIConfig, PredictJobConfig
 from core.data import cog
 from core.data.geometry import resolve_aoi
@@ -93,6 +92,8 @@ def open_bundle(bundle_dir: str) -> tuple[Any, WindowPredictor, Context]:
     Raises:
         ConfigError: the bundle's task makes no per-pixel map (a multi-label scene classifier).
     """
+    from core.baselines.bundle import BASELINE_PREDICTOR, is_baseline_bundle, load_baseline_meta  # scikit-learn
+
     if is_baseline_bundle(bundle_dir):
         return load_baseline_meta(bundle_dir), BASELINE_PREDICTOR, NO_CONTEXT
     meta = load_meta(bundle_dir)
