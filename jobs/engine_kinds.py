@@ -151,19 +151,20 @@ def pipeline_parts(config: PipelineJobConfig, store_path: Path, scene_modalities
 
 
 def prediction_tiling(bundle: str, config: PipelineJobConfig, scene: Any) -> tuple[int | None, int]:
-    """Inference tile and overlap for a pipeline's model: dense models predict large tiles (fully convolutional)
-    with an overlap of their receptive-field radius, so the map has no seams; patch models use their own blocks.
+    """Inference tile and overlap for a pipeline's model: models that read context (dense) predict large tiles
+    (fully convolutional) with an overlap of their receptive-field radius (:attr:`core.models.ModelSpec.context`),
+    so the map has no seams; per-pixel models use their own blocks.
 
     ``scene``: the pipeline's scene, read from the run's database by the caller."""
-    if config.task != "dense":
-        return None, 0
-    from core.inference.predict import context_radius
+    from core.inference.predict import model_context
     from core.models.bundle import load_meta
+    from core.tasks import get_task
 
-    from core.inference.predict import pooling_multiple
-
-    meta = load_meta(bundle)
-    overlap, align = context_radius(meta), pooling_multiple(meta)
+    predictor = get_task(config.task).predictor
+    if predictor is None or not predictor.reads_context:
+        return None, 0
+    context = model_context(load_meta(bundle))
+    overlap, align = context.radius, context.align
     side = min(scene.primary.height, scene.primary.width) // align * align  # tiles must fit in the raster
     tile = min(max(256, config.tiling.tile_size, 4 * overlap), side)
     return tile, min(overlap, (tile - align) // 2 - 1)
