@@ -431,6 +431,8 @@ def cmd_analysis(args: argparse.Namespace) -> int:
     data = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if args.kind == "assess" and args.scene_labels:
         data["reference"] = "scene_labels"
+    if args.kind == "assess" and args.label_raster:
+        data.update(reference="label_raster", labels=args.label_raster)
     return _run_config(parse_config({**data, "kind": args.kind}), args)
 
 
@@ -450,6 +452,7 @@ def _analysis_parsers(sub: Any) -> None:
     ref = asm.add_mutually_exclusive_group(required=True)
     ref.add_argument("--labels", help="interpreted sample: CSV or GeoPackage with the sample ids and a class")
     ref.add_argument("--scene-labels", action="store_true", help="read the scene's label raster at the points")
+    ref.add_argument("--label-raster", help="read this label raster (on the map's grid) at the points")
     asm.add_argument("--class-field", help="the reference class column (ref_class)")
     asm.add_argument("--id-field", help="the sample id column (id)")
     asm.add_argument("--label-date", help="with --scene-labels: the labels of this date (default: the map's)")
