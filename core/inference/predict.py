@@ -166,6 +166,11 @@ def plan_windows(bundle_dir: str, meta: Any, predictor: WindowPredictor, context
             else tile_size or round(meta.sample_size[first] / scales[first]))
     if tile_size and tile != tile_size:
         log.warning("model %s takes %d-pixel tiles; tile_size %d ignored", bundle_dir, tile, tile_size)
+    if fixed.get(first) and tile - 2 * overlap - (align - 1) < 1:  # a fixed input leaves less room for context
+        fits = max(0, (tile - (align - 1)) // 4)  # cores of about half the tile
+        log.warning("model %s takes fixed %d-pixel tiles: overlap %d cut to %d, so seams between tiles are "
+                    "possible", bundle_dir, tile, overlap, fits)
+        overlap = fits
     core_size = tile - 2 * overlap - (align - 1)
     if core_size < 1:
         raise ConfigError(f"overlap {overlap} leaves no pixels of a {tile}-pixel tile; use overlap < {tile // 2}")
