@@ -39,6 +39,8 @@ for _var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREAD
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -232,33 +234,49 @@ def peak_rss(client: Any) -> Iterator[dict[str, int]]:
 
 def _warm(bundle: str) -> None:
     """Worker warm-up: imports and the bundle in the worker's model cache (a long-running cluster has both)."""
-    from core.inference import predict
+    from core.baselines.bundle import cached_baseline, is_baseline_bundle
+    from core.inference.runner import cached_runner
 
-    predict.cached_bundle(bundle) if not bundle.endswith("rf") else None
+    cached_baseline(bundle) if is_baseline_bundle(bundle) else cached_runner(bundle)
 
 
-def workbench(scene: Scene, bundle: Path, workers: int, out: Path, aoi: AOIConfig,
+def workbench(scene_path: Path, bundle: Path, workers: int, out: Path, aoi: AOIConfig,
               **kw: Any) -> dict[str, float]:
-    """run_predict on a fresh LocalCluster of ``workers`` processes; wall and CPU seconds, RSS, first window."""
-    from dask.distributed import Client, LocalCluster
+    """:func:`workbench_child` in a fresh Python process (the driver's RSS is then the driver's alone)."""
+    spec = {"scene": str(scene_path), "bundle": str(bundle), "workers": workers, "out": str(out),
+            "aoi": aoi.model_dump(), "kw": kw}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.inference", "--child", json.dumps(spec)],
+                          capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"benchmark child failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
 
-    from core.distributed.cluster import worker_env
+
+def workbench_child(spec: dict[str, Any]) -> dict[str, float]:
+    """run_predict on a fresh LocalCluster of ``workers`` processes; wall and CPU seconds, RSS, first window."""
+    from dask.distributed import Client
+
+    from core.distributed.cluster import local_cluster
     from core.inference.predict import run_predict
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      memory_limit="4GiB", env=worker_env(1)) as cluster, Client(cluster) as client:
-        client.run(_warm, str(bundle))
+    bundle, workers = spec["bundle"], spec["workers"]
+    with local_cluster(workers, 1, dashboard_address=":0", memory_limit="4GiB") as cluster, Client(cluster) as client:
+        client.run(_warm, bundle)
         done: list[float] = []
         cpu0, dcpu0 = client.run(_cpu), _cpu()
         with peak_rss(client) as peaks:
             t0 = time.perf_counter()
-            res = run_predict(bundle, scene, aoi, client, out, confidence=False,
-                              progress=lambda d, t: done.append(time.perf_counter() - t0) if d == 1 else None, **kw)
+            res = run_predict(bundle, scene_for(Path(spec["scene"])), AOIConfig(**spec["aoi"]), client,
+                              spec["out"], confidence=False,
+                              progress=lambda d, t: done.append(time.perf_counter() - t0) if not done else None,
+                              **spec["kw"])
             secs = time.perf_counter() - t0
         cpu = sum(client.run(_cpu).values()) - sum(cpu0.values())
     return {"secs": secs, "cpu": cpu, "driver_cpu": _cpu() - dcpu0, "first": done[0] if done else float("nan"),
             "first_pixel_s": res.get("first_pixel_s", float("nan")), "driver_mib": peaks["driver"] / 2**20,
-            "worker_mib": peaks["workers"] / 2**20, "windows": res["windows"]}
+            "worker_mib": peaks["workers"] / 2**20, "windows": res["windows"], "tile": res["tile_size"],
+            "overlap": res["overlap"]}
 
 
 def patch_loop(path: Path, bundle: Path, aoi: PixelWindow, block: int, out: Path,
@@ -296,19 +314,29 @@ def patch_loop(path: Path, bundle: Path, aoi: PixelWindow, block: int, out: Path
 
 
 HEADER = (f"{'':34} {'Mpx/s':>7} {'/worker':>7} {'xloop':>6} {'drvCPU':>7} {'wrkCPU':>7} {'Mpx/CPUs':>8} "
-          f"{'drvMiB':>7} {'wrkMiB':>7} {'first_s':>7} {'1stpx_s':>7} {'load':>5}")
+          f"{'xloopCPU':>8} {'drvMiB':>7} {'wrkMiB':>7} {'first_s':>7} {'1stpx_s':>7} {'load':>5}")
+"""Columns: output Mpx per wall second, per worker, per worker / loop; CPU seconds of the driver and of all
+workers; output Mpx per CPU-second (driver + workers) and that / the loop's; peak RSS MiB of the driver and of the
+largest worker; seconds to the first written window; the run's ``first_pixel_s``; the 1-minute load average."""
 
 
-def row(name: str, r: dict[str, float], mpx: float, workers: int, loop: float | None) -> float:
-    """Print one table row; returns Mpx/s per worker."""
+def row(name: str, r: dict[str, float], mpx: float, workers: int,
+        loop: tuple[float, float] | None) -> tuple[float, float]:
+    """Print one table row; returns (Mpx/s per worker, Mpx per CPU-second)."""
     rate = mpx / r["secs"]
     per = rate / max(1, workers)
     cpu = r["cpu"] + r.get("driver_cpu", 0.0)
-    print(f"{name:34} {rate:7.3f} {per:7.3f} {(per / loop if loop else float('nan')):6.2f} "
+    print(f"{name:34} {rate:7.3f} {per:7.3f} {(per / loop[0] if loop else float('nan')):6.2f} "
           f"{r.get('driver_cpu', float('nan')):7.1f} {r['cpu']:7.1f} {mpx / cpu:8.3f} "
+          f"{(mpx / cpu / loop[1] if loop else float('nan')):8.2f} "
           f"{r.get('driver_mib', float('nan')):7.0f} {r.get('worker_mib', float('nan')):7.0f} "
           f"{r['first']:7.2f} {r.get('first_pixel_s', float('nan')):7.2f} {load():>5}", flush=True)
-    return per
+    return per, mpx / cpu
+
+
+def _fresh_read(path: Path, window: PixelWindow) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(window=window.to_rasterio())
 
 
 def profile(path: Path, bundle: Path, pairs: list[tuple[PixelWindow, PixelWindow]], out: Path) -> None:
@@ -322,27 +350,28 @@ def profile(path: Path, bundle: Path, pairs: list[tuple[PixelWindow, PixelWindow
     runner = ModelRunner(model, meta)
     stages: dict[str, float] = {}
 
-    def timed(name: str, fn: Callable[[], Any]) -> Any:
+    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
         t = time.process_time()
-        value = fn()
+        value = fn(*args)
         stages[name] = stages.get(name, 0.0) + time.process_time() - t
         return value
 
-    nodata = 0
+    ids = np.asarray(meta.class_ids, np.uint8)
     tmp = out.with_suffix(".tmp.tif")
     with rasterio.open(path) as src, cog.open_tiled(tmp, **cog.tiled_profile(
-            src.width, src.height, src.transform, src.crs)) as dst:
+            src.width, src.height, src.transform, src.crs, compress=None)) as dst:
         for read, core in pairs:
-            raw = timed("read (rasterio, decode)", lambda: src.read(window=read.to_rasterio()))
+            timed("read, file opened per window", _fresh_read, path, read)
+            raw = timed("read, file kept open", src.read, None, None, read.to_rasterio())
             x = np.moveaxis(raw, 0, -1)
-            timed("nodata mask", lambda: (x == nodata).any(axis=-1))
-            xn = timed("normalise (float32)", lambda: meta.normalise("s2", x)[None])
-            probs = timed("model: predict_on_batch", lambda: np.asarray(model.predict_on_batch(xn))[0])
-            timed("argmax + class ids (numpy)", lambda: np.asarray(meta.class_ids, np.uint8)[probs.argmax(-1)])
-            timed("model: compiled tf.function", lambda: runner.probabilities([xn]))
+            timed("nodata mask", np.any, x == 0, -1)
+            xn = timed("normalise (float32)", meta.normalise, "s2", x)[None]
+            probs = timed("model: predict_on_batch", model.predict_on_batch, xn)[0]
+            timed("model: compiled tf.function", runner.probabilities, [xn])
             r, c = core.row_off - read.row_off, core.col_off - read.col_off
-            classes = np.ascontiguousarray(probs[r:r + core.height, c:c + core.width].argmax(-1).astype(np.uint8))
-            timed("write core (deflate GTiff)", lambda: dst.write(classes, 1, window=core.to_rasterio()))
+            crop = np.asarray(probs)[r:r + core.height, c:c + core.width]
+            classes = timed("argmax of the core + class ids", lambda p: ids[p.argmax(-1)], crop)
+            timed("write core (uncompressed tmp)", dst.write, classes, 1, core.to_rasterio())
     timed("COG conversion (whole map)", lambda: cog.finalize_cog(tmp, out, min_overview_size=128))
     n = len(pairs)
     print(f"\nprofile: CPU ms per window over {n} windows (tile {tile}), load {load()}")
@@ -362,7 +391,11 @@ def main() -> None:
     ap.add_argument("--only", default="dense,seams,patch,baseline", help="sections: dense,seams,patch,baseline,"
                                                                       "profile")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/workbench-infer-bench"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(workbench_child(json.loads(args.child))), flush=True)
+        return
     args.workdir.mkdir(parents=True, exist_ok=True)
     sections = set(args.only.split(","))
     t0 = time.perf_counter()
@@ -394,11 +427,12 @@ def dense_section(args: argparse.Namespace, path: Path, scene: Scene, workers: l
                                                            pairs[0][1].height), mpx, 1, loop)
     per = {}
     for w in workers:
-        r = workbench(scene, bundle, w, args.workdir / f"predict_{w}.tif", AOIConfig(), tile_size=args.tile,
+        r = workbench(path, bundle, w, args.workdir / f"predict_{w}.tif", AOIConfig(), tile_size=args.tile,
                       overlap=args.overlap)
         per[w] = row(f"predict, {w} worker(s)", r, mpx, w, loop)
     if len(workers) > 1:
-        print(f"{workers[-1]} workers / {workers[0]}: {per[workers[-1]] * workers[-1] / (per[workers[0]] * workers[0]):.2f}x")
+        speedup = per[workers[-1]][0] * workers[-1] / (per[workers[0]][0] * workers[0])
+        print(f"{workers[-1]} workers / {workers[0]}: {speedup:.2f}x (wall clock)")
 
 
 def seams_section(args: argparse.Namespace, path: Path, scene: Scene, workers: int) -> None:
@@ -413,7 +447,7 @@ def seams_section(args: argparse.Namespace, path: Path, scene: Scene, workers: i
     for name, kw in ((f"crop, tile {args.tile}, overlap {args.overlap}", dict(tile_size=args.tile, overlap=args.overlap,
                                                                               seams="crop")),
                      ("exact, default tile", dict(seams="exact"))):
-        r = workbench(scene, bundle, workers, args.workdir / "seams.tif", AOIConfig(), **kw)
+        r = workbench(path, bundle, workers, args.workdir / "seams.tif", AOIConfig(), **kw)
         row(name, r, mpx, workers, None)
         print(f"   windows {r['windows']}")
 
@@ -428,8 +462,6 @@ def _aoi(size: int, side: int) -> tuple[PixelWindow, AOIConfig]:
 def per_pixel_sections(args: argparse.Namespace, path: Path, scene: Scene, workers: list[int],
                        sections: set[str]) -> None:
     """Patch models (per-patch path and dense) and the RF baseline on a central AOI of ``--patch-aoi`` px."""
-    from core.baselines.bundle import is_baseline_bundle
-
     win, aoi = _aoi(args.size, min(args.patch_aoi, args.size))
     mpx = win.width * win.height / 1e6
     bundles: dict[str, tuple[Path, dict[str, Any]]] = {}
@@ -447,8 +479,8 @@ def per_pixel_sections(args: argparse.Namespace, path: Path, scene: Scene, worke
             loop = row("hand-written loop (1 process)", patch_loop(path, bundle, win, 64, args.workdir / "pl.tif"),
                        mpx, 1, None)
         for w in workers:
-            r = workbench(scene, bundle, w, args.workdir / f"pp_{w}.tif", aoi, **kw)
-            row(f"predict, {w} worker(s)", r, mpx, w, loop if not is_baseline_bundle(bundle) or True else None)
+            r = workbench(path, bundle, w, args.workdir / f"pp_{w}.tif", aoi, **kw)
+            row(f"predict, {w} worker(s)", r, mpx, w, loop)
 
 
 def _blocks(win: PixelWindow, block: int) -> list[PixelWindow]:

@@ -29,7 +29,7 @@ from core.models.bundle import ModelMeta, load_bundle
 log = logging.getLogger(__name__)
 
 _BY_PATH: dict[str, tuple[tuple[int, int, int], str]] = {}
-_BY_DIGEST: dict[str, "ModelRunner"] = {}
+_BY_DIGEST: dict[str, ModelRunner] = {}
 _LOCK = threading.Lock()
 
 
@@ -70,7 +70,7 @@ class ModelRunner:
         xs = [np.ascontiguousarray(b, dtype=np.float32) for b in batches]
         return np.asarray(self._fn(*xs))
 
-    def dense_twin(self) -> "ModelRunner":
+    def dense_twin(self) -> ModelRunner:
         """The runner of the model's densely evaluated twin (:func:`core.models.patch_fcn.dense_model`): it maps a
         window ``P - 1`` px larger than its output to the class of every output pixel's patch.
 
