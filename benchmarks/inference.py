@@ -127,15 +127,17 @@ def unet_bundle(workdir: Path, tile: int) -> Path:
 
 
 def patch_bundles(workdir: Path, patch: int) -> dict[str, Path]:
-    """``patch_cnn`` and ``patch_fcn`` bundles on ``patch`` px patches (fixed random weights)."""
+    """``patch_cnn`` and ``patch_fcn`` bundles on ``patch`` px patches (fixed random weights), and the
+    ``patch_fcn`` weights under an unregistered model name: predicted per patch (the task's path), not densely."""
     import keras
 
     from core.models.patch_cnn import build_patch_cnn
     from core.models.patch_fcn import build_patch_fcn
 
     out = {}
-    for name, builder in (("patch_cnn", build_patch_cnn), ("patch_fcn", build_patch_fcn)):
-        keras.utils.set_random_seed(0)
+    for name, builder in (("patch_cnn", build_patch_cnn), ("patch_fcn", build_patch_fcn),
+                          ("patch_fcn_per_patch", build_patch_fcn)):
+        keras.utils.set_random_seed(0)  # patch_fcn_per_patch: the same weights as patch_fcn
         out[name] = keras_bundle(workdir, name, "patch", patch, builder((patch, patch, 10), 10), {})
     return out
 
@@ -436,11 +438,11 @@ def dense_section(args: argparse.Namespace, path: Path, scene: Scene, workers: l
 
 
 def seams_section(args: argparse.Namespace, path: Path, scene: Scene, workers: int) -> None:
-    from core.inference.predict import context_radius
+    from core.inference.predict import model_context
     from core.models.bundle import load_meta
 
     bundle = unet_bundle(args.workdir, args.tile)
-    radius = context_radius(load_meta(bundle))
+    radius = model_context(load_meta(bundle)).radius
     mpx = args.size ** 2 / 1e6
     print(f"\n== seams: exact (overlap = receptive-field radius {radius}) vs overlap {args.overlap}, {workers} "
           f"worker(s)\n{HEADER}")
@@ -464,22 +466,23 @@ def per_pixel_sections(args: argparse.Namespace, path: Path, scene: Scene, worke
     """Patch models (per-patch path and dense) and the RF baseline on a central AOI of ``--patch-aoi`` px."""
     win, aoi = _aoi(args.size, min(args.patch_aoi, args.size))
     mpx = win.width * win.height / 1e6
-    bundles: dict[str, tuple[Path, dict[str, Any]]] = {}
+    bundles: dict[str, Path] = {}
     if "patch" in sections:
-        for name, b in patch_bundles(args.workdir, args.patch).items():
-            bundles[f"{name} per patch"] = (b, {"dense_patch": False})
-            if name == "patch_fcn":
-                bundles[f"{name} dense"] = (b, {"dense_patch": True})
+        b = patch_bundles(args.workdir, args.patch)
+        bundles = {f"patch_cnn {args.patch} px, per patch": b["patch_cnn"],
+                   f"patch_fcn {args.patch} px, per patch (same weights)": b["patch_fcn_per_patch"],
+                   f"patch_fcn {args.patch} px, dense": b["patch_fcn"]}
     if "baseline" in sections:
-        bundles["rf (100 trees)"] = (rf_bundle(args.workdir, path), {})
-    for name, (bundle, kw) in bundles.items():
+        bundles["rf (100 trees), per pixel"] = rf_bundle(args.workdir, path)
+    loop = None
+    for name, bundle in bundles.items():
         print(f"\n== {name}: AOI {win.width} x {win.height} px ({mpx:.2f} Mpx)\n{HEADER}")
-        if not kw.get("dense_patch"):
+        if not name.endswith("dense"):
             row("raw read (64 px blocks)", raw_read(path, _blocks(win, 64)), mpx, 1, None)
             loop = row("hand-written loop (1 process)", patch_loop(path, bundle, win, 64, args.workdir / "pl.tif"),
                        mpx, 1, None)
         for w in workers:
-            r = workbench(path, bundle, w, args.workdir / f"pp_{w}.tif", aoi, **kw)
+            r = workbench(path, bundle, w, args.workdir / f"pp_{w}.tif", aoi)
             row(f"predict, {w} worker(s)", r, mpx, w, loop)
 
 
@@ -493,7 +496,7 @@ def chunk_in_process(path: Path, scene: Scene, bundle: Path, pairs: list[tuple[P
                      tile: int, core: int) -> dict[str, float]:
     """The worker task run in this process over every chunk (no Dask): what a worker costs without the driver."""
     from core.inference.plan import group_pairs, tiles_per_side
-    from core.inference.tasks import predict_dense_chunk
+    from core.inference.windows import predict_dense_chunk
 
     chunks = group_pairs(pairs, (0, 0), core, tiles_per_side(tile, core))
     predict_dense_chunk(str(bundle), scene, None, chunks[0])  # load and trace, as a warm worker has

@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from core.models.unet import InputShape, as_shapes
+from core.inference.windows import DENSE_PATCH
+from core.models.api import ModelSpec, Param, register_model
+from core.models.unet import WIDTH_LABEL, InputShape, as_shapes
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +158,9 @@ def predict_dense(dense: Any, x: np.ndarray) -> np.ndarray:
         ``(H, W, K)`` float32: pixel ``(r, c)`` is the patch of ``x[r:r + P, c:c + P]``.
     """
     return np.asarray(dense(x[None], training=False))[0]
+
+
+register_model(ModelSpec(
+    name="patch_fcn", builder=build_patch_fcn, task="patch", activation_channels=192, predictor=DENSE_PATCH,
+    params=(Param("width", WIDTH_LABEL.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
+    description="patch CNN without padding inside the patch: maps are evaluated densely, one model call per block"))
