@@ -215,14 +215,21 @@ def _cpu() -> float:
 
 @contextmanager
 def peak_rss(client: Any) -> Iterator[dict[str, int]]:
-    """Samples the driver's and every worker's RSS every 0.2 s while the block runs: ``{"driver", "workers"}``."""
+    """Samples the driver's and every worker's RSS every 0.2 s while the block runs: ``{"driver", "workers"}``.
+
+    Workers are sampled by process id from here (psutil), not through ``client.run``: an RPC to every worker five
+    times a second would cost the driver and the workers CPU that the figures then charge to inference.
+    """
+    import psutil
+
+    procs = [psutil.Process(pid) for pid in client.run(os.getpid).values()]
     peaks = {"driver": _rss(), "workers": 0}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             peaks["driver"] = max(peaks["driver"], _rss())
-            peaks["workers"] = max([peaks["workers"], *client.run(_rss).values()])
+            peaks["workers"] = max([peaks["workers"], *(p.memory_info().rss for p in procs)])
             stop.wait(0.2)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -232,14 +239,6 @@ def peak_rss(client: Any) -> Iterator[dict[str, int]]:
     finally:
         stop.set()
         thread.join()
-
-
-def _warm(bundle: str) -> None:
-    """Worker warm-up: imports and the bundle in the worker's model cache (a long-running cluster has both)."""
-    from core.baselines.bundle import cached_baseline, is_baseline_bundle
-    from core.inference.runner import cached_runner
-
-    cached_baseline(bundle) if is_baseline_bundle(bundle) else cached_runner(bundle)
 
 
 def workbench(scene_path: Path, bundle: Path, workers: int, out: Path, aoi: AOIConfig,
@@ -262,21 +261,26 @@ def workbench_child(spec: dict[str, Any]) -> dict[str, float]:
     from core.distributed.cluster import local_cluster
     from core.inference.predict import run_predict
 
-    bundle, workers = spec["bundle"], spec["workers"]
+    bundle, workers, scene = spec["bundle"], spec["workers"], scene_for(Path(spec["scene"]))
     with local_cluster(workers, 1, dashboard_address=":0", memory_limit="4GiB") as cluster, Client(cluster) as client:
-        client.run(_warm, bundle)
+        # a first run on a small AOI in the fresh cluster: cold workers (model load, first trace); the measured run
+        # then finds them warm, as every later run on a long-running cluster does
+        ring = [(0, 0), (256, 0), (256, 256), (0, 256), (0, 0)]
+        cold = run_predict(bundle, scene, AOIConfig(geometry={"type": "Polygon", "coordinates": [ring]}, crs="pixel"),
+                           client, Path(spec["out"]).with_suffix(".cold.tif"), confidence=False, **spec["kw"])
         done: list[float] = []
         cpu0, dcpu0 = client.run(_cpu), _cpu()
         with peak_rss(client) as peaks:
             t0 = time.perf_counter()
-            res = run_predict(bundle, scene_for(Path(spec["scene"])), AOIConfig(**spec["aoi"]), client,
+            res = run_predict(bundle, scene, AOIConfig(**spec["aoi"]), client,
                               spec["out"], confidence=False,
                               progress=lambda d, t: done.append(time.perf_counter() - t0) if not done else None,
                               **spec["kw"])
             secs = time.perf_counter() - t0
         cpu = sum(client.run(_cpu).values()) - sum(cpu0.values())
     return {"secs": secs, "cpu": cpu, "driver_cpu": _cpu() - dcpu0, "first": done[0] if done else float("nan"),
-            "first_pixel_s": res.get("first_pixel_s", float("nan")), "driver_mib": peaks["driver"] / 2**20,
+            "first_pixel_s": res.get("first_pixel_s", float("nan")), "cold_first_pixel_s": cold["first_pixel_s"],
+            "cog_s": res.get("cog_s", float("nan")), "tasks": res.get("tasks"), "driver_mib": peaks["driver"] / 2**20,
             "worker_mib": peaks["workers"] / 2**20, "windows": res["windows"], "tile": res["tile_size"],
             "overlap": res["overlap"]}
 
@@ -430,8 +434,10 @@ def dense_section(args: argparse.Namespace, path: Path, scene: Scene, workers: l
     per = {}
     for w in workers:
         r = workbench(path, bundle, w, args.workdir / f"predict_{w}.tif", AOIConfig(), tile_size=args.tile,
-                      overlap=args.overlap)
+                      overlap=args.overlap, seams="crop")
         per[w] = row(f"predict, {w} worker(s)", r, mpx, w, loop)
+        print(f"   {r['windows']} windows in {r['tasks']} tasks; COG conversion {r['cog_s']:.2f} s; first pixel "
+              f"{r['first_pixel_s']:.2f} s warm, {r['cold_first_pixel_s']:.2f} s in a fresh cluster (model load)")
     if len(workers) > 1:
         speedup = per[workers[-1]][0] * workers[-1] / (per[workers[0]][0] * workers[0])
         print(f"{workers[-1]} workers / {workers[0]}: {speedup:.2f}x (wall clock)")
