@@ -17,8 +17,10 @@ Printed, side by side, for every model:
 * ``raw read``: one process reading the same read windows with rasterio (the I/O limit);
 * ``loop``: the hand-written single-process loop with TensorFlow on 1 thread (read, normalise with the bundle's
   statistics, model call, argmax, write the core into a tiled GeoTIFF);
-* ``predict, N workers``: :func:`core.inference.predict.run_predict` on a fresh LocalCluster (1 thread per
-  worker), without the confidence raster.
+* ``predict, N workers``: :func:`core.inference.predict.run_predict` from a driver process of its own on a
+  LocalCluster of N worker processes (1 thread each), kept for all the benchmark's runs like a long-running
+  cluster (its first run, on a small AOI, loads the model: the cold time to the first pixel); no confidence
+  raster. Worker RSS then includes every model loaded so far.
 
 Columns: output Mpx/s, Mpx/s per worker, the ratio to the loop, CPU seconds of the driver process (client +
 scheduler of the LocalCluster) and of the workers, driver and worker peak RSS (MiB, sampled every 0.2 s), the time
@@ -241,48 +243,78 @@ def peak_rss(client: Any) -> Iterator[dict[str, int]]:
         thread.join()
 
 
+_CHILDREN: dict[int, subprocess.Popen[str]] = {}
+
+
 def workbench(scene_path: Path, bundle: Path, workers: int, out: Path, aoi: AOIConfig,
               **kw: Any) -> dict[str, float]:
-    """:func:`workbench_child` in a fresh Python process (the driver's RSS is then the driver's alone)."""
-    spec = {"scene": str(scene_path), "bundle": str(bundle), "workers": workers, "out": str(out),
-            "aoi": aoi.model_dump(), "kw": kw}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.inference", "--child", json.dumps(spec)],
-                          capture_output=True, text=True, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"benchmark child failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    """One run_predict in the benchmark's driver process for ``workers`` workers (:func:`serve`).
+
+    One driver process (a fresh Python: its RSS is the driver's alone) and one LocalCluster per worker count,
+    kept for every run of the benchmark, as a long-running cluster is: its first run finds cold workers (model
+    load, first trace; reported as ``cold_first_pixel_s``), later runs warm ones.
+    """
+    child = _CHILDREN.get(workers)
+    if child is None:
+        err = open(out.parent / f"driver_{workers}.log", "w")  # noqa: SIM115 - lives as long as the child
+        child = _CHILDREN[workers] = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.inference", "--child", str(workers)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=err, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    spec = {"scene": str(scene_path), "bundle": str(bundle), "out": str(out), "aoi": aoi.model_dump(), "kw": kw}
+    child.stdin.write(json.dumps(spec) + "\n")
+    child.stdin.flush()
+    for line in child.stdout:
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"benchmark driver for {workers} workers died; see {out.parent / f'driver_{workers}.log'}")
 
 
-def workbench_child(spec: dict[str, Any]) -> dict[str, float]:
-    """run_predict on a fresh LocalCluster of ``workers`` processes; wall and CPU seconds, RSS, first window."""
+def close_children() -> None:
+    for child in _CHILDREN.values():
+        if child.stdin is not None:
+            child.stdin.close()
+        child.wait(timeout=120)
+    _CHILDREN.clear()
+
+
+def serve(workers: int) -> None:
+    """The driver process: a LocalCluster of ``workers`` processes; one run per JSON spec line on stdin."""
     from dask.distributed import Client
 
     from core.distributed.cluster import local_cluster
+
+    with local_cluster(workers, 1, dashboard_address=":0", memory_limit="4GiB") as cluster, Client(cluster) as client:
+        cold: float | None = None
+        for line in sys.stdin:
+            spec = json.loads(line)
+            if cold is None:  # a first small run: cold workers; the measured runs find them warm
+                cold = measured_run(client, spec, small=True)["first_pixel_s"]
+            print("RESULT " + json.dumps({**measured_run(client, spec), "cold_first_pixel_s": cold}), flush=True)
+
+
+def measured_run(client: Any, spec: dict[str, Any], small: bool = False) -> dict[str, Any]:
+    """run_predict of ``spec``: wall and CPU seconds, peak RSS, first window (``small``: a 256 px AOI, unsampled)."""
     from core.inference.predict import run_predict
 
-    bundle, workers, scene = spec["bundle"], spec["workers"], scene_for(Path(spec["scene"]))
-    with local_cluster(workers, 1, dashboard_address=":0", memory_limit="4GiB") as cluster, Client(cluster) as client:
-        # a first run on a small AOI in the fresh cluster: cold workers (model load, first trace); the measured run
-        # then finds them warm, as every later run on a long-running cluster does
+    scene, aoi = scene_for(Path(spec["scene"])), AOIConfig(**spec["aoi"])
+    if small:
         ring = [(0, 0), (256, 0), (256, 256), (0, 256), (0, 0)]
-        cold = run_predict(bundle, scene, AOIConfig(geometry={"type": "Polygon", "coordinates": [ring]}, crs="pixel"),
-                           client, Path(spec["out"]).with_suffix(".cold.tif"), confidence=False, **spec["kw"])
-        done: list[float] = []
-        cpu0, dcpu0 = client.run(_cpu), _cpu()
-        with peak_rss(client) as peaks:
-            t0 = time.perf_counter()
-            res = run_predict(bundle, scene, AOIConfig(**spec["aoi"]), client,
-                              spec["out"], confidence=False,
-                              progress=lambda d, t: done.append(time.perf_counter() - t0) if not done else None,
-                              **spec["kw"])
-            secs = time.perf_counter() - t0
-        cpu = sum(client.run(_cpu).values()) - sum(cpu0.values())
+        aoi = AOIConfig(geometry={"type": "Polygon", "coordinates": [ring]}, crs="pixel")
+    done: list[float] = []
+    cpu0, dcpu0 = client.run(_cpu), _cpu()
+    with peak_rss(client) as peaks:
+        t0 = time.perf_counter()
+        res = run_predict(spec["bundle"], scene, aoi, client, Path(spec["out"]).with_suffix(".small.tif") if small
+                          else spec["out"], confidence=False,
+                          progress=lambda d, t: done.append(time.perf_counter() - t0) if not done else None,
+                          **spec["kw"])
+        secs = time.perf_counter() - t0
+    cpu = sum(client.run(_cpu).values()) - sum(cpu0.values())
     return {"secs": secs, "cpu": cpu, "driver_cpu": _cpu() - dcpu0, "first": done[0] if done else float("nan"),
-            "first_pixel_s": res.get("first_pixel_s", float("nan")), "cold_first_pixel_s": cold["first_pixel_s"],
-            "cog_s": res.get("cog_s", float("nan")), "tasks": res.get("tasks"), "driver_mib": peaks["driver"] / 2**20,
-            "worker_mib": peaks["workers"] / 2**20, "windows": res["windows"], "tile": res["tile_size"],
-            "overlap": res["overlap"]}
+            "first_pixel_s": res["first_pixel_s"], "cog_s": res["cog_s"], "tasks": res["tasks"],
+            "driver_mib": peaks["driver"] / 2**20, "worker_mib": peaks["workers"] / 2**20,
+            "windows": res["windows"], "tile": res["tile_size"], "overlap": res["overlap"]}
 
 
 def patch_loop(path: Path, bundle: Path, aoi: PixelWindow, block: int, out: Path,
@@ -400,7 +432,7 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(workbench_child(json.loads(args.child))), flush=True)
+        serve(int(args.child))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     sections = set(args.only.split(","))
@@ -413,12 +445,15 @@ def main() -> None:
     if "profile" in sections:
         bundle = unet_bundle(args.workdir, args.tile)
         profile(path, bundle, dense_windows(args.size, args.tile, args.overlap, 16), args.workdir / "profile.tif")
-    if "dense" in sections:
-        dense_section(args, path, scene, workers)
-    if "seams" in sections:
-        seams_section(args, path, scene, workers[-1])
-    if "patch" in sections or "baseline" in sections:
-        per_pixel_sections(args, path, scene, workers, sections)
+    try:
+        if "dense" in sections:
+            dense_section(args, path, scene, workers)
+        if "seams" in sections:
+            seams_section(args, path, scene, workers[-1])
+        if "patch" in sections or "baseline" in sections:
+            per_pixel_sections(args, path, scene, workers, sections)
+    finally:
+        close_children()
 
 
 def dense_section(args: argparse.Namespace, path: Path, scene: Scene, workers: list[int]) -> None:
@@ -437,7 +472,8 @@ def dense_section(args: argparse.Namespace, path: Path, scene: Scene, workers: l
                       overlap=args.overlap, seams="crop")
         per[w] = row(f"predict, {w} worker(s)", r, mpx, w, loop)
         print(f"   {r['windows']} windows in {r['tasks']} tasks; COG conversion {r['cog_s']:.2f} s; first pixel "
-              f"{r['first_pixel_s']:.2f} s warm, {r['cold_first_pixel_s']:.2f} s in a fresh cluster (model load)")
+              f"{r['first_pixel_s']:.2f} s (warm workers), {r['cold_first_pixel_s']:.2f} s in the cluster's first run "
+              "(cold: model load and first trace)")
     if len(workers) > 1:
         speedup = per[workers[-1]][0] * workers[-1] / (per[workers[0]][0] * workers[0])
         print(f"{workers[-1]} workers / {workers[0]}: {speedup:.2f}x (wall clock)")

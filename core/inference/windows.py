@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -85,15 +86,37 @@ def to_classes(probs: np.ndarray, class_ids: tuple[int, ...], valid: np.ndarray,
     return classes, conf
 
 
-def _dense_input(scene: Scene, acq: Acquisition, name: str, read: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
-    """One modality's raw bands under ``read`` and the (read.shape) validity of the label pixels it covers."""
-    mod = scene.modality(name)
-    grid = GridMap.between(scene.primary, mod)
-    r_m, c_m, h_m, w_m = grid.covering(read)
-    x = read_bands(acq, mod, r_m, c_m, h_m, w_m)
-    rows = np.clip(grid.centre_rows(np.arange(read.height) + read.row_off) - r_m, 0, h_m - 1)
-    cols = np.clip(grid.centre_cols(np.arange(read.width) + read.col_off) - c_m, 0, w_m - 1)
-    return x, ~np.isnan(x).any(axis=-1)[np.ix_(rows, cols)]
+def normalised_bands(acq: Acquisition, mod: Modality, meta: Any, row_off: int, col_off: int, height: int,
+                     width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A window of a modality normalised with the bundle's statistics, read in as few passes as possible.
+
+    The same values as ``meta.normalise(mod.name, read_bands(...))`` (``(x - mean) / std`` in float32, 0 where
+    nodata, non-finite or off-raster), without the NaN round trip: the cast, the subtraction and the division are
+    one numpy pass each over the window (measured: ~7 passes before, ~10 % of a U-Net worker's CPU).
+
+    Returns:
+        ``(x, valid)``: float32 ``(height, width, bands)`` and bool ``(height, width)`` (False off the raster).
+    """
+    stats = meta.band_stats[mod.name]
+    mean = np.asarray(stats["mean"], dtype=np.float32)
+    std = np.asarray(stats["std"], dtype=np.float32)
+    std = np.where(std > 0, std, np.float32(1.0))
+    x = np.zeros((height, width, mod.band_count), dtype=np.float32)
+    valid = np.zeros((height, width), dtype=bool)
+    r0, c0 = max(0, row_off), max(0, col_off)
+    r1, c1 = min(mod.height, row_off + height), min(mod.width, col_off + width)
+    if r1 <= r0 or c1 <= c0:
+        return x, valid
+    data, ok = cached_reader(acq.files[mod.name], mod).read(PixelWindow(r0, c0, r1 - r0, c1 - c0))
+    part = x[r0 - row_off:r1 - row_off, c0 - col_off:c1 - col_off]
+    np.subtract(np.moveaxis(data, 0, -1), mean, out=part, dtype=np.float32)
+    part /= std
+    if np.issubdtype(data.dtype, np.floating):
+        ok &= np.isfinite(part).all(axis=-1)
+    if not ok.all():
+        part[~ok] = 0.0
+    valid[r0 - row_off:r1 - row_off, c0 - col_off:c1 - col_off] = ok
+    return x, valid
 
 
 def predict_dense_window(bundle_dir: str, scene: Scene, date: str | None, read: PixelWindow, core: PixelWindow,
@@ -127,11 +150,13 @@ def predict_dense_chunk(bundle_dir: str, scene: Scene, date: str | None,
     valid = np.ones(box.shape, dtype=bool)
     batches = []
     for name in meta.modalities:
-        x, ok = _dense_input(scene, acq, name, box)
-        valid &= ok
-        x = meta.normalise(name, x)
-        grid = GridMap.between(scene.primary, scene.modality(name))
-        r_b, c_b, _, _ = grid.covering(box)
+        mod = scene.modality(name)
+        grid = GridMap.between(scene.primary, mod)
+        r_b, c_b, h_b, w_b = grid.covering(box)
+        x, ok = normalised_bands(acq, mod, meta, r_b, c_b, h_b, w_b)
+        rows = np.clip(grid.centre_rows(np.arange(box.height) + box.row_off) - r_b, 0, h_b - 1)
+        cols = np.clip(grid.centre_cols(np.arange(box.width) + box.col_off) - c_b, 0, w_b - 1)
+        valid &= ok[np.ix_(rows, cols)]
         tiles = [x[r - r_b:r - r_b + h, c - c_b:c - c_b + w] for r, c, h, w in (grid.covering(rd) for rd, _ in pairs)]
         batches.append(np.stack(tiles))
     probs = runner.probabilities(batches)
@@ -235,10 +260,10 @@ def predict_patch_dense_window(bundle_dir: str, scene: Scene, date: str | None, 
         raise ConfigError(f"dense patch evaluation reads one modality on the label grid; bundle {bundle_dir} reads "
                           f"{list(meta.modalities)} and the label grid is {scene.primary.name!r}")
     half = int(meta.sample_size[name]) // 2
-    x = read_bands(scene.acquisition(date), scene.primary, core.row_off - half, core.col_off - half,
-                   core.height + 2 * half, core.width + 2 * half)
-    valid = ~np.isnan(x[half:half + core.height, half:half + core.width]).any(axis=-1)
-    probs = runner.dense_twin().probabilities([meta.normalise(name, x)[None]])[0]
+    x, ok = normalised_bands(scene.acquisition(date), scene.primary, meta, core.row_off - half,
+                             core.col_off - half, core.height + 2 * half, core.width + 2 * half)
+    valid = ok[half:half + core.height, half:half + core.width]
+    probs = runner.dense_twin().probabilities([x[None]])[0]
     return (core, *to_classes(probs, meta.class_ids, valid, confidence))
 
 
