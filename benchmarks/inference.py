@@ -425,7 +425,10 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=32)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--patch", type=int, default=9, help="patch side of the patch models (px)")
-    ap.add_argument("--patch-aoi", type=int, default=512, help="side of the AOI the per-pixel models map (px)")
+    ap.add_argument("--patch-aoi", type=int, default=256,
+                    help="side of the AOI the per-patch models and the RF map (px; they are slow)")
+    ap.add_argument("--dense-patch-aoi", type=int, default=None,
+                    help="side of the AOI the densely evaluated patch_fcn maps (px; default: the whole raster)")
     ap.add_argument("--only", default="dense,seams,patch,baseline", help="sections: dense,seams,patch,baseline,"
                                                                       "profile")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/workbench-infer-bench"))
@@ -505,7 +508,8 @@ def _aoi(size: int, side: int) -> tuple[PixelWindow, AOIConfig]:
 
 def per_pixel_sections(args: argparse.Namespace, path: Path, scene: Scene, workers: list[int],
                        sections: set[str]) -> None:
-    """Patch models (per-patch path and dense) and the RF baseline on a central AOI of ``--patch-aoi`` px."""
+    """The RF baseline and the patch models per patch on a central AOI of ``--patch-aoi`` px, the dense patch_fcn
+    on ``--dense-patch-aoi`` px (the whole raster by default)."""
     win, aoi = _aoi(args.size, min(args.patch_aoi, args.size))
     mpx = win.width * win.height / 1e6
     bundles: dict[str, Path] = {}
@@ -515,9 +519,12 @@ def per_pixel_sections(args: argparse.Namespace, path: Path, scene: Scene, worke
                    f"patch_fcn {args.patch} px, per patch (same weights)": b["patch_fcn_per_patch"],
                    f"patch_fcn {args.patch} px, dense": b["patch_fcn"]}
     if "baseline" in sections:
-        bundles["rf (100 trees), per pixel"] = rf_bundle(args.workdir, path)
-    loop = None
+        bundles = {"rf (100 trees), per pixel": rf_bundle(args.workdir, path), **bundles}
+    loop, per_patch = None, {}
     for name, bundle in bundles.items():
+        if name.endswith("dense"):
+            win, aoi = _aoi(args.size, min(args.dense_patch_aoi or args.size, args.size))
+            mpx = win.width * win.height / 1e6
         print(f"\n== {name}: AOI {win.width} x {win.height} px ({mpx:.2f} Mpx)\n{HEADER}")
         if not name.endswith("dense"):
             row("raw read (64 px blocks)", raw_read(path, _blocks(win, 64)), mpx, 1, None)
@@ -525,7 +532,12 @@ def per_pixel_sections(args: argparse.Namespace, path: Path, scene: Scene, worke
                        mpx, 1, None)
         for w in workers:
             r = workbench(path, bundle, w, args.workdir / f"pp_{w}.tif", aoi)
-            row(f"predict, {w} worker(s)", r, mpx, w, loop)
+            got = row(f"predict, {w} worker(s)", r, mpx, w, loop)
+            if "per patch (same weights)" in name:
+                per_patch[w] = got
+            elif name.endswith("dense") and w in per_patch:
+                print(f"   dense / per-patch path, {w} worker(s), same weights: {got[0] / per_patch[w][0]:.0f}x wall "
+                      f"clock, {got[1] / per_patch[w][1]:.0f}x per CPU-second")
 
 
 def _blocks(win: PixelWindow, block: int) -> list[PixelWindow]:
