@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.distributed.cluster import worker_env
+from core.distributed.cluster import local_cluster
 from core.errors import ClusterError
 from core.settings import REPO_ROOT, Settings, get_settings
 
@@ -59,14 +59,11 @@ def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str |
     The scheduler, the workers and the dashboard listen on ``host`` only (default ``settings.cluster_host``,
     127.0.0.1), so nothing of the embedded cluster is reachable from the network unless asked for.
     """
-    from distributed import LocalCluster
 
     settings = get_settings()
     n = n_workers or settings.local_workers
     host = host or settings.cluster_host
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True, host=host,
-                           dashboard_address=f"{host}:0", memory_limit="auto",
-                           env=worker_env(threads_per_worker))
+    cluster = local_cluster(n, threads_per_worker, host=host, dashboard_address=f"{host}:0", memory_limit="auto")
     state = {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link, "pid": os.getpid(),
              "n_workers": n, "threads_per_worker": threads_per_worker}
     path = _state_file(settings)

@@ -110,6 +110,17 @@ def _split_controls() -> dict[str, Any]:
     return out
 
 
+def _seam_controls() -> dict[str, Any]:
+    """Where dense prediction tiles meet (:class:`jobs.pipeline.PipelineJobConfig` ``seams`` / ``overlap``)."""
+    c = st.columns(2)
+    seams = c[0].radio("Map tile seams", ["exact", "crop"], key=state.key(P, "seams"), horizontal=True,
+                       help="exact: each tile reads the model's receptive-field radius of context, so the map has no "
+                            "seams; crop: a smaller overlap of your choice, faster, slightly different classes near "
+                            "tile borders")
+    overlap = c[1].number_input("Overlap for crop (px per side)", 0, 1024, 32, key=state.key(P, "overlap"))
+    return {"seams": seams, "overlap": int(overlap) if seams == "crop" else None}
+
+
 def _baseline_controls() -> dict[str, Any]:
     c = st.columns(3)
     return {"features": c[0].radio("Features", ["center", "patch"], key=state.key(P, "bl_features"), horizontal=True,
@@ -221,6 +232,9 @@ with st.form(state.key(P, "form")):
     with st.expander("Advanced"):
         advanced = _baseline_controls() if baseline else _training_controls(model, task, scheme, recipe)
         advanced.update(_split_controls())
+        predictor = None if baseline else get_task(task).predictor
+        if predictor is not None and predictor.reads_context:
+            advanced.update(_seam_controls())
     b = st.columns([1, 1, 4])
     check = b[0].form_submit_button("Pre-flight check", key=state.key(P, "check"))
     go = b[1].form_submit_button("Launch", type="primary", key=state.key(P, "go"))
