@@ -121,11 +121,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 # ---- jobs --------------------------------------------------------------------------------------------------------
 def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None = None) -> int:
+    from core.distributed.cluster import connect
+    from jobs.cluster_check import check_job
     from jobs.kinds import kinds, scene_id_of
     from jobs.runner import execute
 
     kind = kinds()[config.kind]
-    run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id)
+    with connect(getattr(config, "cluster", None)) as handle:
+        check_job(handle.client, config)  # before any run row exists: a refused job leaves nothing behind
+        run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id,
+                         client=handle.client)
     from db.runs import RunTracker
 
     row = RunTracker().get(run_id)
@@ -251,6 +256,8 @@ def cmd_runs_exec(args: argparse.Namespace) -> int:
 def cmd_cluster(args: argparse.Namespace) -> int:
     from jobs import local_cluster
 
+    if args.cluster_command == "check":
+        return cmd_cluster_check(args)
     if args.cluster_command == "serve":
         local_cluster.serve(args.workers)
     elif args.cluster_command == "start":
@@ -260,6 +267,38 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         print(json.dumps(state, indent=2) if state else "no local cluster is running")
     else:
         print("stopped" if local_cluster.stop_local_cluster() else "no local cluster was running")
+    return 0
+
+
+def cmd_cluster_check(args: argparse.Namespace) -> int:
+    """Pre-flight of the cluster (for a job config, or in general): one row per worker, then the problems."""
+    from core.configs import ClusterConfig
+    from core.distributed.cluster import connect
+    from core.distributed.preflight import check_cluster
+    from jobs.cluster_check import job_needs
+    from jobs.kinds import parse_config
+
+    config = parse_config(Path(args.config)) if args.config else None
+    cluster = getattr(config, "cluster", None) or ClusterConfig(n_workers=args.workers)
+    with connect(cluster) as handle:
+        report = check_cluster(handle.client, job_needs(config))
+    rows = report.rows()
+    print(f"scheduler {report.scheduler}, dashboard {report.dashboard}, checked in {report.seconds:.1f} s")
+    print(_table(rows, list(rows[0]) if rows else []))
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    if not report.ok:
+        print(report.message(), file=sys.stderr)
+        return 2
+    print("pre-flight passed" + (f" for {args.config}" if args.config else ""))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from jobs.worker import exec_worker
+
+    extra = args.dask_args[1:] if args.dask_args[:1] == ["--"] else args.dask_args
+    exec_worker(args.scheduler_address, args.nworkers, args.nthreads, args.memory_limit, args.host, extra)
     return 0
 
 
@@ -376,10 +415,21 @@ def build_parser() -> argparse.ArgumentParser:
     rx = runs.add_parser("exec", help=argparse.SUPPRESS)
     rx.add_argument("run_id", type=int)
     rx.set_defaults(func=cmd_runs_exec)
-    cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve)")
-    cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve"])
+    cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve); check: "
+                                        "pre-flight of the cluster in use (--config: for that job)")
+    cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve", "check"])
     cl.add_argument("--workers", type=int)
+    cl.add_argument("--config", help="check: a JSON job config whose needs (ranks, scene files, Horovod) to check")
     cl.set_defaults(func=cmd_cluster)
+    wk = sub.add_parser("worker", help="start Dask workers set up for the engine (thread caps, the engine on the "
+                                       "path, one rank per process); options after -- go to `dask worker`")
+    wk.add_argument("scheduler_address", help="tcp://HOST:PORT of the Dask scheduler")
+    wk.add_argument("--nworkers", type=int, default=1, help="worker processes (one Horovod rank each)")
+    wk.add_argument("--nthreads", type=int, default=1, help="threads per worker process (and its thread caps)")
+    wk.add_argument("--memory-limit", default="auto", help="memory per worker process (e.g. 4GiB; auto: share)")
+    wk.add_argument("--host", help="the address the workers, nannies and dashboards listen on")
+    wk.add_argument("dask_args", nargs=argparse.REMAINDER, help="-- then further `dask worker` options")
+    wk.set_defaults(func=cmd_worker)
     app = sub.add_parser("app", help="start the Streamlit workbench (and the local cluster)")
     app.add_argument("--address", default=os.environ.get("WORKBENCH_ADDRESS", "127.0.0.1"))
     app.add_argument("--port", type=int, default=int(os.environ.get("WORKBENCH_PORT", "8501")))
