@@ -128,7 +128,8 @@ def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None
 
     kind = kinds()[config.kind]
     with connect(getattr(config, "cluster", None)) as handle:
-        check_job(handle.client, config)  # before any run row exists: a refused job leaves nothing behind
+        report = check_job(handle.client, config)  # before any run row exists: a refused job leaves nothing behind
+        print(f"cluster pre-flight passed: {len(report.rows()) - 1} worker(s) in {report.seconds:.1f} s", flush=True)
         run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id,
                          client=handle.client)
     from db.runs import RunTracker

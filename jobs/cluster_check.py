@@ -24,19 +24,21 @@ log = logging.getLogger(__name__)
 
 def job_needs(config: BaseModel | None, db_url: str | None = None) -> JobNeeds:
     """What ``config`` needs from the cluster (None: only the engine, the versions and the shared folder)."""
-    settings = get_settings()
-    shared = str(settings.home)
     if config is None:
-        return JobNeeds(shared_folder=shared)
-    ranks = int(getattr(config, "num_workers", 1) or 1)
+        return JobNeeds(shared_folder=str(get_settings().home))
     scheme = getattr(config, "scheme", None)
-    horovod = scheme is not None and scheme != "single"
-    scene_name = getattr(config, "scene", None)
+    return scene_needs(getattr(config, "scene", None), int(getattr(config, "num_workers", 1) or 1),
+                       scheme is not None and scheme != "single", db_url)
+
+
+def scene_needs(scene_name: str | None, ranks: int = 1, horovod: bool = False,
+                db_url: str | None = None) -> JobNeeds:
+    """What a job on ``scene_name`` (None: no scene) with ``ranks`` ranks needs; for the Cluster page."""
+    settings = get_settings()
     files: tuple[dict[str, Any], ...] = ()
     if scene_name:
-        scene = SceneStore(db_url or settings.db_url).get(scene_name)
-        files = tuple(asdict(fp) for fp in scene.fingerprints)
-    return JobNeeds(ranks=ranks, horovod=horovod, files=files, scene=scene_name, shared_folder=shared)
+        files = tuple(asdict(fp) for fp in SceneStore(db_url or settings.db_url).get(scene_name).fingerprints)
+    return JobNeeds(ranks=ranks, horovod=horovod, files=files, scene=scene_name, shared_folder=str(settings.home))
 
 
 def check_job(client: Any, config: BaseModel | None, db_url: str | None = None) -> PreflightReport:
