@@ -298,8 +298,7 @@ def cmd_cluster_check(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from jobs.worker import exec_worker
 
-    extra = args.dask_args[1:] if args.dask_args[:1] == ["--"] else args.dask_args
-    exec_worker(args.scheduler_address, args.nworkers, args.nthreads, args.memory_limit, args.host, extra)
+    exec_worker(args.scheduler_address, args.nworkers, args.nthreads, args.memory_limit, args.host, args.passthrough)
     return 0
 
 
@@ -429,7 +428,6 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--nthreads", type=int, default=1, help="threads per worker process (and its thread caps)")
     wk.add_argument("--memory-limit", default="auto", help="memory per worker process (e.g. 4GiB; auto: share)")
     wk.add_argument("--host", help="the address the workers, nannies and dashboards listen on")
-    wk.add_argument("dask_args", nargs=argparse.REMAINDER, help="-- then further `dask worker` options")
     wk.set_defaults(func=cmd_worker)
     app = sub.add_parser("app", help="start the Streamlit workbench (and the local cluster)")
     app.add_argument("--address", default=os.environ.get("WORKBENCH_ADDRESS", "127.0.0.1"))
@@ -441,7 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []  # `worker ... -- DASK WORKER OPTIONS`
+    parser = build_parser()
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if passthrough and args.command != "worker":
+        parser.error(f"options after -- ({' '.join(passthrough)}) are only taken by `worker`")
+    args.passthrough = passthrough
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import distributed  # noqa: F401 - importing it configures its loggers, which we then quiet

@@ -37,9 +37,18 @@ def base_env(engine: bool) -> dict[str, str]:
     return env
 
 
-def in_host(hostname: str, cmd: Sequence[str]) -> list[str]:
-    """``cmd`` in its own UTS namespace with host name ``hostname`` (a simulated second host; root only)."""
-    return ["unshare", "--uts", "sh", "-c", f"hostname {hostname} && exec {shlex.join(cmd)}"]
+def in_host(hostname: str, cmd: Sequence[str], ip: str | None = None, workdir: Path | None = None) -> list[str]:
+    """``cmd`` in its own UTS namespace with host name ``hostname`` (a simulated second host; root only).
+
+    With ``ip``, the host also gets its own /etc/hosts (bind-mounted in its own mount namespace) in which its name
+    resolves to ``ip``, as on a real host; without, its name does not resolve.
+    """
+    if ip is None:
+        return ["unshare", "--uts", "sh", "-c", f"hostname {hostname} && exec {shlex.join(cmd)}"]
+    hosts = (workdir or Path("/tmp")) / f"hosts-{hostname}"
+    hosts.write_text(Path("/etc/hosts").read_text() + f"\n{ip} {hostname}\n")
+    return ["unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c",
+            f"hostname {hostname} && mount --bind {shlex.quote(str(hosts))} /etc/hosts && exec {shlex.join(cmd)}"]
 
 
 def without_folder(folder: Path, cmd: Sequence[str]) -> list[str]:
@@ -92,8 +101,19 @@ class UserCluster:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
-        client.wait_for_workers(n_workers, timeout=max(deadline - time.monotonic(), 1))
+        self.wait_for(client, n_workers, deadline)
         return client
+
+    def wait_for(self, client: Any, n_workers: int, deadline: float) -> None:
+        """Wait until ``n_workers`` workers are connected; fail at once, with its log, if a process ended."""
+        while len(client.scheduler_info(n_workers=-1)["workers"]) < n_workers:
+            ended = [(i, p) for i, p in enumerate(self.procs) if p.poll() is not None]
+            if ended or time.monotonic() > deadline:
+                logs = "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}"
+                                 for path in sorted(self.workdir.glob("*.log")))
+                client.close()
+                raise RuntimeError(f"{n_workers} workers not connected (ended: {[p.args for _, p in ended]})\n{logs}")
+            time.sleep(0.5)
 
     def worker_named(self, client: Any, name: str) -> str:
         """The address of the worker started with ``--name name``."""
@@ -119,7 +139,7 @@ class UserCluster:
                 continue
             os.killpg(p.pid, signal.SIGKILL)
 
-    def __enter__(self) -> "UserCluster":
+    def __enter__(self) -> UserCluster:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -221,6 +221,12 @@ def _check_network(reports: dict[str, dict[str, Any]], reach: tuple[str, int] | 
         problems.append(Problem("network", tuple(no_iface), (
             f"{_names(no_iface, reports)} listen on an address that no network interface of their host carries, so "
             "Horovod cannot pick the gloo interface: start them with --host set to an address of the host")))
+    unnamed = [a for a, r in reports.items() if r.get("hostname_error")]
+    if unnamed:
+        problems.append(Problem("network", tuple(unnamed), (
+            f"{_names(unnamed, reports)}: the host name {reports[unnamed[0]]['hostname_error']}; Horovod's gloo "
+            "resolves it while a rank starts and the worker process crashes (segmentation fault) when it cannot: "
+            "add the host name to /etc/hosts or DNS on that host")))
     unreachable = [(a, r["reach_error"]) for a, r in reports.items() if r.get("reach_error")]
     for error, ws in _group(unreachable).items():
         problems.append(Problem("network", tuple(ws), (

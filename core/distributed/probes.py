@@ -91,6 +91,16 @@ def interface_of(ip: str) -> str | None:
     return next((name for name, addrs in psutil.net_if_addrs().items() if any(a.address == ip for a in addrs)), None)
 
 
+def hostname_error() -> str | None:
+    """Why this host's own name does not resolve (gloo then falls back to it and crashes the process), or None."""
+    name = socket.gethostname()
+    try:
+        socket.getaddrinfo(name, None)
+    except OSError as exc:
+        return f"{name!r} does not resolve ({type(exc).__name__}: {exc})"
+    return None
+
+
 def _reach(host: str, port: int, timeout: float = 5.0) -> str | None:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -136,7 +146,7 @@ def report(spec: dict[str, Any], address: str | None = None) -> dict[str, Any]:
         "executable": sys.executable, "cwd": os.getcwd(), "engine": engine_status(),
         "files": {p: why for p, why in files.items() if why}, "n_files": len(files),
         "horovod": horovod_status() if spec.get("horovod") else None,
-        "interface": interface_of(ip) if ip else None,
+        "interface": interface_of(ip) if ip else None, "hostname_error": hostname_error(),
         "reach_error": _reach(reach[0], int(reach[1])) if reach else None,
         "shared": _shared(spec), "threads_env": {k: os.environ.get(k) for k in THREAD_VARS},
     }

@@ -17,7 +17,7 @@ from core.data.samples import register_samples
 from db.runs import RunTracker
 from db.scenes import SceneStore
 from jobs.cli import main
-from tests.clusters import UserCluster, without_folder
+from tests.clusters import UserCluster, in_host, without_folder
 
 pytestmark = [pytest.mark.cluster, pytest.mark.horovod, pytest.mark.shared_data, pytest.mark.slow]
 
@@ -78,7 +78,7 @@ def test_local_cluster_pipeline_start_up(home: Path, tmp_path: Path, db_url: str
     assert record_startup("local cluster (2 workers)", row, capsys.readouterr().out, cli_wall_s=wall) > 0
 
 
-def test_preflight_names_the_worker_without_the_engine_and_the_one_blind_to_the_files(
+def test_preflight_names_each_worker_that_cannot_run_the_job(
         home: Path, tmp_path: Path, db_url: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
@@ -88,8 +88,10 @@ def test_preflight_names_the_worker_without_the_engine_and_the_one_blind_to_the_
         cluster.dask_worker("good")
         cluster.dask_worker("nocore", engine=False)  # PYTHONPATH unset, cwd outside the repository
         cluster.dask_worker("blind", wrap=lambda cmd: without_folder(data, cmd))  # the data folder is empty there
-        with cluster.client(3) as client:
-            good, nocore, blind = (cluster.worker_named(client, n) for n in ("good", "nocore", "blind"))
+        cluster.dask_worker("noname", wrap=lambda cmd: in_host("nodez", cmd))  # a host whose name does not resolve
+        with cluster.client(4) as client:
+            good, nocore, blind, noname = (cluster.worker_named(client, n)
+                                           for n in ("good", "nocore", "blind", "noname"))
         monkeypatch.setenv("WORKBENCH_SCHEDULER", cluster.address)
         t0 = time.monotonic()
         assert main(["run", str(pipeline_config(tmp_path / "p.json"))]) == 2
@@ -102,6 +104,9 @@ def test_preflight_names_the_worker_without_the_engine_and_the_one_blind_to_the_
     assert "No module named 'core'" in engine and "PYTHONPATH=" in engine
     assert blind in files and good not in files and nocore not in files
     assert "training_labels.tif (vanished)" in files and "scene 'chiapas_landsat'" in files
-    assert len(lines) == 2, err
+    network = next(line for line in lines if "does not resolve" in line)
+    assert noname in network and "'nodez'" in network and "/etc/hosts" in network
+    assert all(w not in network for w in (good, nocore, blind))
+    assert len(lines) == 3, err
     assert RunTracker(db_url).list() == [], "a refused job leaves no run behind"
     print(f"pre-flight refused the job in {seconds:.1f} s")

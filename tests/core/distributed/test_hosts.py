@@ -92,8 +92,8 @@ def _check_ranks(out: list[dict[str, Any]], per_host: int) -> None:
 @pytest.mark.slow
 def test_two_simulated_hosts_train_data_parallel(tmp_path: Path) -> None:
     with UserCluster(tmp_path / "outside") as cluster:
-        cluster.workbench_worker("nodea", host="127.0.0.2", wrap=lambda c: in_host("nodea", c))
-        cluster.workbench_worker("nodeb", host="127.0.0.3", wrap=lambda c: in_host("nodeb", c))
+        cluster.workbench_worker("nodea", host="127.0.0.2", wrap=lambda c: in_host("nodea", c, "127.0.0.2", tmp_path))
+        cluster.workbench_worker("nodeb", host="127.0.0.3", wrap=lambda c: in_host("nodeb", c, "127.0.0.3", tmp_path))
         with cluster.client(2) as client:
             report = check_cluster(client, JobNeeds(ranks=2, horovod=True))
             assert report.ok, report.message()
@@ -101,9 +101,9 @@ def test_two_simulated_hosts_train_data_parallel(tmp_path: Path) -> None:
             assert {r["hostname"] for r in report.workers.values() if r["role"] == "worker"} == {"nodea", "nodeb"}
             one = run_horovod(client, train_data_parallel, (20,), num_ranks=2, timeout=600)
             _check_ranks(list(one), per_host=1)
-            cluster.workbench_worker("nodea2", host="127.0.0.2", wrap=lambda c: in_host("nodea", c))
-            cluster.workbench_worker("nodeb2", host="127.0.0.3", wrap=lambda c: in_host("nodeb", c))
-            client.wait_for_workers(4, timeout=240)
+            for name, host, ip in (("nodea2", "nodea", "127.0.0.2"), ("nodeb2", "nodeb", "127.0.0.3")):
+                cluster.workbench_worker(name, host=ip, wrap=lambda c, h=host, i=ip: in_host(h, c, i, tmp_path))
+            cluster.wait_for(client, 4, time.monotonic() + 240)
             two = run_horovod(client, train_data_parallel, (20,), num_ranks=4, timeout=600)
             _check_ranks(list(two), per_host=2)
     STARTUP_LOG.parent.mkdir(parents=True, exist_ok=True)
