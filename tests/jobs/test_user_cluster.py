@@ -110,3 +110,25 @@ def test_preflight_names_each_worker_that_cannot_run_the_job(
     assert len(lines) == 3, err
     assert RunTracker(db_url).list() == [], "a refused job leaves no run behind"
     print(f"pre-flight refused the job in {seconds:.1f} s")
+
+
+def test_pipeline_on_two_simulated_hosts_from_the_cli(home: Path, tmp_path: Path, db_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`workbench worker` on hosts nodea (127.0.0.2) and nodeb (127.0.0.3): one rank on each."""
+    register_samples(None, SceneStore(db_url), home, only=["chiapas_landsat"])
+    with UserCluster(tmp_path / "outside") as cluster:
+        for name, ip in (("nodea", "127.0.0.2"), ("nodeb", "127.0.0.3")):
+            cluster.workbench_worker(name, host=ip, wrap=lambda c, n=name, i=ip: in_host(n, c, i, tmp_path))
+        cluster.client(2).close()
+        monkeypatch.setenv("WORKBENCH_SCHEDULER", cluster.address)
+        t0 = time.monotonic()
+        assert main(["run", str(pipeline_config(tmp_path / "p.json"))]) == 0, capsys.readouterr().err
+        wall = time.monotonic() - t0
+    row = RunTracker(db_url).list()[0]
+    assert row.status == "succeeded", row.error
+    assert sorted(w["address"].rsplit(":", 1)[0] for w in row.cluster["workers"]) == ["tcp://127.0.0.2",
+                                                                                      "tcp://127.0.0.3"]
+    assert row.metrics["training"]["weights_identical"]
+    assert record_startup("two simulated hosts (workbench worker), 2x1", row, capsys.readouterr().out,
+                          cli_wall_s=wall) > 0
