@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for attempt in range(3):
                     run_id = tracker.create("train", config.model_dump(mode="json"))
                     try:
-                        out = run_train_job(config, client, tracker, run_id, store)
+                        out = run_train_job(config, client, store, run_id=run_id)
                         return {"metrics": out["metrics"], "ranks": out["ranks"]}
                     except JobFailedError as exc:
                         # the launcher's liveness poll reads client.scheduler_info(), which a Dask race can return

@@ -145,7 +145,7 @@ def table4(b: Bench, args: Any) -> dict[str, Any]:
     """
     require_models("two_stream")
     mp = require("core.training.schemes.model_parallel", "time_inference")
-    from core.configs import MODEL_PARALLEL_RANKS
+    from core.training.schemes.model_parallel import MODEL_PARALLEL_RANKS
 
     _need_workers(b, MODEL_PARALLEL_RANKS)
     store = houston_store(b, ("rgb", "hsi"), args)
@@ -180,7 +180,8 @@ def figure10(b: Bench, args: Any) -> dict[str, Any]:
     """Multi-modal paper Figure 10: traffic per worker per step against batch size, both model-parallel splits."""
     require_models("two_stream")
     require("core.training.schemes.model_parallel", "mp_train_rank")
-    from core.configs import MODEL_PARALLEL_RANKS, TrainJobConfig
+    from core.configs import TrainJobConfig
+    from core.training.schemes.model_parallel import MODEL_PARALLEL_RANKS
     from db.runs import RunTracker
 
     _need_workers(b, MODEL_PARALLEL_RANKS)

@@ -93,13 +93,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run_train_job(TrainJobConfig(scene="synthetic", store=str(store), model=args.model, model_params=params,
                                          scheme="data_parallel", num_workers=2, epochs=1, batch_size=args.batch,
                                          max_steps_per_epoch=2, augment=False),
-                          client, tracker, tracker.create("train", {}), store)
+                          client, store, run_id=tracker.create("train", {}))
             for scheme, workers in runs:
                 config = TrainJobConfig(scene="synthetic", store=str(store), model=args.model, model_params=params,
                                         scheme=scheme, num_workers=workers, epochs=2, batch_size=args.batch,
                                         max_steps_per_epoch=args.steps, augment=False, log_every=args.steps)
                 run_id = tracker.create("train", config.model_dump(mode="json"))
-                m = run_train_job(config, client, tracker, run_id, store)["metrics"]
+                m = run_train_job(config, client, store, run_id=run_id)["metrics"]
                 figures["runs"][f"{scheme}x{workers}"] = {
                     "samples_per_s": m["samples_per_s"], "per_rank": m["samples_per_s_per_rank"], **m["startup"],
                     "wall_s": m["wall_s"], "weights_identical": m["weights_identical"]}

@@ -6,8 +6,11 @@ it round-trips through JSON, is stored with its run, and re-running a run means 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
+from core.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -165,36 +168,33 @@ class EvaluateJobConfig(Frozen):
         return self
 
 
-MODEL_NAMES = ("unet", "patch_cnn", "resnet50", "two_stream", "two_stream_rgb", "two_stream_hsi")
-"""Every model the engine offers (core.models.MODELS holds their builders; a test keeps the two equal)."""
-SCHEMES = ("single", "data_parallel", "heterogeneous", "model_parallel")
-"""Every parallelism scheme the engine offers."""
-MODEL_PARALLEL_MODELS = ("two_stream",)
-MODEL_PARALLEL_RANKS = 3  # RGB branch, HSI branch, fusion + classifier
+def _schemes() -> Any:
+    from core.training.schemes import api  # the registry imports the engine's scheme modules: at call time only
+
+    return api
+
+
+def __getattr__(name: str) -> Any:
+    """``SCHEMES``: every parallelism scheme the registry offers (:func:`core.training.schemes.list_schemes`)."""
+    if name == "SCHEMES":
+        return _schemes().list_schemes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_combination(model: str, scheme: str, num_workers: int, worker_speeds: tuple[float, ...] | None) -> None:
-    """Refuse model / scheme combinations that make no sense, saying what would."""
-    if scheme == "model_parallel":
-        if model not in MODEL_PARALLEL_MODELS:
-            raise ValueError(f"scheme 'model_parallel' splits a multi-branch model across workers, but {model!r} has "
-                             f"a single branch; use {list(MODEL_PARALLEL_MODELS)} or scheme 'data_parallel'")
-        if num_workers != MODEL_PARALLEL_RANKS:
-            raise ValueError(f"scheme 'model_parallel' runs the RGB branch, the HSI branch and the fusion on "
-                             f"{MODEL_PARALLEL_RANKS} workers; set num_workers to {MODEL_PARALLEL_RANKS}")
-    if scheme == "heterogeneous" and num_workers < 2:
-        raise ValueError("scheme 'heterogeneous' balances work between workers of different speed; it needs "
-                         "num_workers >= 2 (use 'single' for one worker)")
-    if worker_speeds is not None:
-        if scheme != "heterogeneous":
-            raise ValueError(f"worker_speeds is only used by scheme 'heterogeneous', not {scheme!r}; remove it")
-        if len(worker_speeds) != num_workers or min(worker_speeds) <= 0:
-            raise ValueError(f"worker_speeds {list(worker_speeds)} must give one positive speed per worker "
-                             f"({num_workers} workers)")
+    """Refuse model / scheme combinations that make no sense, saying what would (the scheme's own check)."""
+    registry = _schemes()
+    spec = registry.get_scheme(scheme)
+    if spec.check is not None:
+        spec.check(model, num_workers, worker_speeds)
+    if worker_speeds is not None and "worker_speeds" not in spec.options:
+        users = " or ".join(repr(n) for n in registry.list_schemes()
+                            if "worker_speeds" in registry.get_scheme(n).options)
+        raise ValueError(f"worker_speeds is only used by scheme {users}, not {scheme!r}; remove it")
 
 
 class TrainJobConfig(Frozen):
-    """Train a model on a tile store, on one worker (``single``) or as Horovod ranks (``data_parallel``).
+    """Train a model on a tile store with one of the registered parallelism schemes (``scheme``).
 
     ``batch_size`` is per worker; the learning rate is ``learning_rate * num_workers`` after a linear warm-up of
     ``warmup_epochs`` from ``learning_rate``, then multiplied by ``lr_decay_factor`` every ``lr_decay_epochs``.
@@ -206,9 +206,9 @@ class TrainJobConfig(Frozen):
     scene: str
     store: str | None = None  # path of a tile store (written by a tile run)
     tile_job: TileJobConfig | None = None  # or the tile job that makes it
-    model: str = "unet"  # one of MODEL_NAMES
+    model: str = "unet"  # a registered model (core.models.list_models())
     model_params: dict[str, Any] = Field(default_factory=dict)  # builder keywords: width, depth, dropout
-    scheme: str = "single"  # one of SCHEMES
+    scheme: str = "single"  # one of SCHEMES (core.training.schemes)
     optimizer: Literal["adam", "sgd_nesterov"] = "adam"
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd_nesterov only")
     lr_decay_at: tuple[float, ...] | None = Field(
@@ -242,17 +242,13 @@ class TrainJobConfig(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "TrainJobConfig":
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"model {self.model!r} is unknown; choose one of {list(MODEL_NAMES)}")
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"scheme {self.scheme!r} is unknown; choose one of {list(SCHEMES)}")
+        from core.models import get_model
+
+        get_model(self.model)  # ConfigError (a ValueError) naming the registered models
         check_combination(self.model, self.scheme, self.num_workers, self.worker_speeds)
-        if self.scheme == "single" and self.num_workers != 1:
-            raise ValueError(f"scheme 'single' trains on one worker but num_workers={self.num_workers}; "
-                             "use scheme 'data_parallel' or num_workers=1")
-        if self.ema_decay > 0 and self.scheme == "model_parallel":
-            raise ValueError("ema_decay (weight averaging) is not available for scheme 'model_parallel' (each rank "
-                             "holds a part of the model); set ema_decay to 0 or use 'data_parallel'")
+        check_train = _schemes().get_scheme(self.scheme).check_train
+        if check_train is not None:
+            check_train(self)
         if self.store is None and self.tile_job is None:
             raise ValueError("give the training data: store (path of a tile store) or tile_job (a tile job config)")
         return self
@@ -299,3 +295,26 @@ class BaselineJobConfig(Frozen):
             raise ValueError("features='patch' vectorises patches but the tile_job has mode 'tiles'; use "
                              "features='center' or tile_job mode 'patches'")
         return self
+
+
+def load_json_file(path: str | Path, what: str = "config") -> Any:
+    """The JSON value in ``path``; a missing, unreadable or malformed file raises ConfigError naming the file and,
+    for a syntax error, the line and column.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message (``"config"``, ``"AOI"``, ``"classes"``, ``"scene spec"``).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} file {str(p)!r} does not exist; check the path") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} file {str(p)!r} cannot be read ({exc}); check its permissions and that it is "
+                          "a text (JSON) file") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} file {str(p)!r} is not valid JSON: line {exc.lineno}, column {exc.colno}: "
+                          f"{exc.msg}; fix the file (a trailing comma, a missing quote or bracket?)") from exc

@@ -36,6 +36,10 @@ class SceneExistsError(WorkbenchError, ValueError):
     """A scene with that name is already registered."""
 
 
+class SceneInUseError(WorkbenchError, ValueError):
+    """A scene that runs refer to cannot be removed without saying what happens to them."""
+
+
 class SceneFileChangedError(WorkbenchError, OSError):
     """A file changed or vanished after registration."""
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Base, SchemaVersion
@@ -45,7 +46,10 @@ def get_engine(url: str | None = None) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if url.startswith("sqlite") else {}
+            kwargs: dict[str, Any] = (
+                {"connect_args": {"timeout": 30, "check_same_thread": False}} if url.startswith("sqlite")
+                # a server's connections can be dropped (restart, idle timeout): test each one before use
+                else {"pool_pre_ping": True})
             engine = create_engine(url, **kwargs)
             if url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_pragmas)
@@ -62,24 +66,65 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+# pg_advisory_xact_lock key held while the schema is created or upgraded ("WBSC").
+SCHEMA_LOCK_KEY = 0x57425343
+
+
+def _lock_schema(conn: Connection) -> None:
+    """Begin the schema transaction holding the database's schema lock, so that processes starting together on a
+    fresh database (several jobs launched at once) create it once instead of racing (on PostgreSQL the loser got
+    ``duplicate key value violates unique constraint "pg_type_typname_nsp_index"``)."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+    elif name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, waited for with the busy timeout
+    # other backends: a plain transaction (a concurrent first use may fail once; retrying then succeeds)
+
+
+def _schema_is_current(engine: Engine) -> bool:
+    """Every table exists and the recorded version is this code's (checked without taking the schema lock)."""
+    with engine.connect() as conn:
+        if not set(Base.metadata.tables) <= set(inspect(conn).get_table_names()):
+            return False
+        return conn.scalar(select(SchemaVersion.version).order_by(SchemaVersion.id).limit(1)) == SCHEMA_VERSION
+
+
 def init_db(engine: Engine) -> int:
-    """Create missing tables and apply pending migrations; returns the schema version now in place."""
-    existing = set(inspect(engine).get_table_names())
-    Base.metadata.create_all(engine)
-    with Session(engine) as s, s.begin():
-        row = s.scalar(select(SchemaVersion))
-        if row is None:
+    """Create missing tables and apply pending migrations; returns the schema version now in place.
+
+    Runs in one transaction that holds the schema lock (see :func:`_lock_schema`); on SQLite and PostgreSQL DDL is
+    transactional, so a failed migration leaves the database as it was.
+
+    Raises:
+        RuntimeError: the database is at a version this code has no migration from.
+    """
+    if _schema_is_current(engine):  # the common case: no lock, so processes starting together do not queue
+        return SCHEMA_VERSION
+    with engine.connect() as conn:
+        _lock_schema(conn)
+        existing = set(inspect(conn).get_table_names())
+        Base.metadata.create_all(conn)
+        version = conn.scalar(select(SchemaVersion.version).order_by(SchemaVersion.id).limit(1))
+        if version is None:
             # A fresh database, or one made before versioning: tables were just created at the current version.
-            s.add(SchemaVersion(id=1, version=SCHEMA_VERSION))
-            return SCHEMA_VERSION
-        version = row.version
-        while version < SCHEMA_VERSION:
-            log.info("upgrading database schema %d -> %d", version, version + 1)
-            MIGRATIONS[version](s.connection())
-            version += 1
-        row.version = version
+            conn.execute(insert(SchemaVersion).values(id=1, version=SCHEMA_VERSION))
+            version = SCHEMA_VERSION
+        else:
+            start = version
+            while version < SCHEMA_VERSION:
+                if version not in MIGRATIONS:
+                    raise RuntimeError(f"the database at {engine.url!r} has schema version {version} but this code "
+                                       f"(version {SCHEMA_VERSION}) has no migration from it (known: "
+                                       f"{sorted(MIGRATIONS)}); add MIGRATIONS[{version}] in db/engine.py")
+                log.info("upgrading database schema %d -> %d", version, version + 1)
+                MIGRATIONS[version](conn)
+                version += 1
+            if version != start:
+                conn.execute(update(SchemaVersion).values(version=version))
+        conn.commit()
     if "runs" not in existing:
-        log.info("created database schema version %d at %s", SCHEMA_VERSION, engine.url)
+        log.info("created database schema version %d at %r", SCHEMA_VERSION, engine.url)
     return version
 
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -15,6 +16,22 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def too_long_values(row: Base) -> list[str]:
+    """Text values of ``row`` longer than their ``String(n)`` column allows, described for an error message.
+
+    SQLite stores any length; PostgreSQL refuses the whole transaction ("value too long for type character
+    varying(n)"). Checking first gives both backends the same behaviour and a message that names the field.
+    """
+    problems = []
+    for col in sa_inspect(type(row)).columns:
+        limit = getattr(col.type, "length", None)
+        value = getattr(row, col.key, None)
+        if isinstance(col.type, String) and limit and isinstance(value, str) and len(value) > limit:
+            problems.append(f"{row.__tablename__}.{col.key} is {len(value)} characters long, at most {limit} fit: "
+                            f"{value[:40]!r}...")
+    return problems
 
 
 class SchemaVersion(Base):

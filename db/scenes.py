@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import SceneExistsError, SceneNotFoundError
+from core.errors import ConfigError, SceneExistsError, SceneInUseError, SceneNotFoundError
 from core.data.scene import Scene
 from db.engine import session_factory
-from db.models import ClassRow, ModalityRow, SceneFileRow, SceneRow
+from db.models import ClassRow, ModalityRow, RunRow, SceneFileRow, SceneRow, too_long_values
 
 
 class SceneStore:
@@ -39,6 +41,10 @@ class SceneStore:
                 row.classes = [ClassRow(class_id=c.id, name=c.name, color=c.color) for c in scene.classes]
                 row.files = [SceneFileRow(path=f.path, role=roles.get(f.path, "other"), size=f.size,
                                           mtime_ns=f.mtime_ns, digest=f.digest) for f in scene.fingerprints]
+                too_long = [p for r in (row, *row.modalities, *row.classes, *row.files) for p in too_long_values(r)]
+                if too_long:
+                    raise ConfigError(f"scene {scene.name!r} cannot be stored: " + "; ".join(too_long)
+                                      + ". Shorten these names and register it again")
                 s.add(row)
                 s.flush()
                 stored = Scene.from_dict({**scene.to_dict(), "id": row.id})
@@ -64,8 +70,28 @@ class SceneStore:
         with self._sessions() as s:
             return [Scene.from_dict(r.spec) for r in s.scalars(select(SceneRow).order_by(SceneRow.name))]
 
-    def remove(self, name_or_id: str | int) -> None:
+    def remove(self, name_or_id: str | int, runs: Literal["refuse", "keep", "delete"] = "refuse") -> int:
+        """Remove a scene (its files are not touched); returns how many of its runs were kept or deleted.
+
+        Args:
+            runs: what happens to the scene's runs: ``"refuse"`` (raise if there are any), ``"keep"`` (their
+                records stay, detached from the scene) or ``"delete"`` (removed with their events).
+
+        Raises:
+            SceneInUseError: runs refer to the scene and ``runs="refuse"``.
+        """
         scene = self.get(name_or_id)
         with self._sessions.begin() as s:
-            row = s.get(SceneRow, scene.id)
-            s.delete(row)
+            run_rows = list(s.scalars(select(RunRow).where(RunRow.scene_id == scene.id)))
+            if run_rows and runs == "refuse":
+                raise SceneInUseError(f"scene {scene.name!r} has {len(run_rows)} run(s); remove it with "
+                                      f"--keep-runs to keep their records (detached from the scene) or --with-runs "
+                                      "to remove them too")
+            for run in run_rows:
+                if runs == "keep":
+                    run.scene_id = None
+                else:
+                    s.delete(run)
+            s.flush()
+            s.delete(s.get(SceneRow, scene.id))
+        return len(run_rows)

@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.errors import WorkbenchError
+from core.configs import load_json_file
+from core.errors import ConfigError, WorkbenchError
 from core.settings import get_settings
 
 log = logging.getLogger("jobs")
@@ -42,12 +43,18 @@ def cmd_scenes_register(args: argparse.Namespace) -> int:
     from db.scenes import SceneStore
 
     settings = get_settings()
+    if args.stac:
+        from core.export.stac_in import register_stac
+
+        scene = register_stac(args.stac, SceneStore(settings.db_url), settings.home, name=args.name)
+        print(f"registered scene {scene.name!r} (id {scene.id}) from {args.stac}")
+        return 0
     if args.spec:
         spec = SceneSpec.from_json_file(Path(args.spec))
     else:
         if not args.name or not args.image:
             raise SystemExit("scenes register needs --spec FILE, or --name and at least one --image")
-        classes = json.loads(Path(args.classes).read_text()) if args.classes else []
+        classes = load_json_file(args.classes, "classes") if args.classes else []
         spec = SceneSpec.model_validate({
             "name": args.name,
             "georeferenced": not args.not_georeferenced,
@@ -102,8 +109,10 @@ def cmd_scenes_show(args: argparse.Namespace) -> int:
 def cmd_scenes_remove(args: argparse.Namespace) -> int:
     from db.scenes import SceneStore
 
-    SceneStore(get_settings().db_url).remove(args.scene)
-    print(f"removed scene {args.scene!r} (its files were not touched)")
+    runs = "keep" if args.keep_runs else "delete" if args.with_runs else "refuse"
+    n = SceneStore(get_settings().db_url).remove(args.scene, runs=runs)
+    what = {"keep": f"; its {n} run(s) kept, detached from it", "delete": f" with its {n} run(s)"}.get(runs, "")
+    print(f"removed scene {args.scene!r}{what} (its files were not touched)")
     return 0
 
 
@@ -121,17 +130,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 # ---- jobs --------------------------------------------------------------------------------------------------------
 def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None = None) -> int:
-    from core.distributed.cluster import connect
-    from jobs.cluster_check import check_job
-    from jobs.kinds import kinds, scene_id_of
+    from jobs.kinds import get_kind, scene_id_of
     from jobs.runner import execute
 
-    kind = kinds()[config.kind]
-    with connect(getattr(config, "cluster", None)) as handle:
-        report = check_job(handle.client, config)  # before any run row exists: a refused job leaves nothing behind
-        print(f"cluster pre-flight passed: {len(report.rows()) - 1} worker(s) in {report.seconds:.1f} s", flush=True)
-        run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id,
-                         client=handle.client)
+    kind = get_kind(config.kind)
+    run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id)
     from db.runs import RunTracker
 
     row = RunTracker().get(run_id)
@@ -160,11 +163,10 @@ def _apply_overrides(data: dict[str, Any], args: argparse.Namespace) -> dict[str
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.kinds import parse_config
 
-    data = json.loads(Path(args.config).read_text()) if Path(args.config).exists() else None
-    if data is None:
-        from core.errors import ConfigError
-
-        raise ConfigError(f"config file {args.config!r} does not exist; pass the path of a JSON job config")
+    data = load_json_file(args.config)
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {args.config!r} holds a JSON {type(data).__name__}, not an object; a job "
+                          'config is {"kind": ..., ...}')
     if args.kind:
         data["kind"] = args.kind
     if getattr(args, "resume", None) is not None:
@@ -177,7 +179,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
     from jobs.kinds import parse_config
 
     if args.config:
-        data = json.loads(Path(args.config).read_text())
+        data = load_json_file(args.config)
     else:
         if not args.scene:
             raise SystemExit("tile needs --config FILE or --scene NAME")
@@ -185,7 +187,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
                 "tiling": {"tile_size": args.tile_size, "stride": args.stride},
                 "sampling": {"patch_size": args.patch_size, "per_class": args.per_class}}
         if args.aoi:
-            aoi = json.loads(Path(args.aoi).read_text())
+            aoi = load_json_file(args.aoi, "AOI")
             data["aoi"] = {"geometry": aoi, "crs": args.aoi_crs}
         if args.split_date:
             data["split"] = {"method": "date", "test_date": args.split_date}
@@ -245,12 +247,43 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 def cmd_runs_exec(args: argparse.Namespace) -> int:
     """Execute an existing pending run from its stored config (used by detached launches)."""
     from db.runs import RunTracker
-    from jobs.kinds import kinds, parse_config, scene_id_of
+    from jobs.kinds import get_kind, parse_config, scene_id_of
     from jobs.runner import execute
 
     row = RunTracker().get(args.run_id)
     config = parse_config(dict(row.config), kind=row.kind)
-    execute(config, kinds()[row.kind].executor, scene_id=scene_id_of(config), run_id=row.id)
+    execute(config, get_kind(row.kind).executor, scene_id=scene_id_of(config), run_id=row.id)
+    return 0
+
+
+def cmd_schemes(args: argparse.Namespace) -> int:
+    """Print the parallelism schemes a train or pipeline config may name (the scheme registry)."""
+    from core.training.schemes import get_scheme, list_schemes
+
+    for name in list_schemes():
+        spec = get_scheme(name)
+        print(f"{name:<16} {'horovod' if spec.uses_horovod else 'single ':<8} {spec.description}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """The registered models: name, task, the modality it reads, size parameters with defaults and ranges."""
+    from core.models import get_model, list_models
+    from core.tasks import get_task
+
+    if args.task is not None:
+        get_task(args.task)  # ConfigError naming the registered tasks
+    specs = [get_model(m) for m in list_models(args.task)]
+    if args.json:
+        _print_json([{"name": s.name, "task": s.task, "modality": s.modality, "branches": list(s.branches),
+                      "recipe": s.recipe.name if s.recipe else None, "description": s.description,
+                      "params": [{"name": p.name, "label": p.label, "default": p.default, "low": p.low,
+                                  "high": p.high} for p in s.params]} for s in specs])
+        return 0
+    rows = [{"model": s.name, "task": s.task, "modality": s.modality or "all",
+             "params": ", ".join(f"{p.name}={p.default!r} [{p.low:g}..{p.high:g}]" for p in s.params) or "-",
+             "description": s.description} for s in specs]
+    print(_table(rows, ["model", "task", "modality", "params", "description"]))
     return 0
 
 
@@ -331,18 +364,13 @@ def cmd_app(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
-                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _scene_parsers(sub: Any) -> None:
+    """The ``scenes`` subcommands and ``convert``."""
     scenes = sub.add_parser("scenes", help="register, list, show and remove scenes").add_subparsers(
         dest="scenes_command", required=True)
     reg = scenes.add_parser("register", help="register a scene from raster files (or --spec JSON)")
     reg.add_argument("--spec", help="JSON scene spec (several modalities / dates / vector labels)")
+    reg.add_argument("--stac", help="a local STAC Item or Collection JSON (assets by eo:bands, labels asset)")
     reg.add_argument("--name")
     reg.add_argument("--image", action="append", help="raster file; repeat to stack single-band files in order")
     reg.add_argument("--modality", default="image")
@@ -363,14 +391,64 @@ def build_parser() -> argparse.ArgumentParser:
     sh.set_defaults(func=cmd_scenes_show)
     rm = scenes.add_parser("remove")
     rm.add_argument("scene")
+    keep = rm.add_mutually_exclusive_group()
+    keep.add_argument("--keep-runs", action="store_true", help="keep the scene's runs, detached from it")
+    keep.add_argument("--with-runs", action="store_true", help="remove the scene's runs too")
     rm.set_defaults(func=cmd_scenes_remove)
-
     conv = sub.add_parser("convert", help="convert sample data that is not GeoTIFF (slovenia npy, houston mat)")
     conv.add_argument("what", choices=["slovenia", "houston"])
     conv.add_argument("src", help="slovenia: the slovenia_s2 folder; houston: houston_dataset.mat")
     conv.add_argument("out", help="output folder for the GeoTIFFs")
     conv.set_defaults(func=cmd_convert)
 
+
+def cmd_analysis(args: argparse.Namespace) -> int:
+    """``sample``, ``assess``, ``vectorize``, ``export-onnx``: a config from the flags, run as a tracked job."""
+    from jobs.kinds import parse_config
+
+    keys = {"sample": ("prediction_run", "per_class", "target_se", "min_per_class", "seed"),
+            "assess": ("prediction_run", "sample_run", "labels", "class_field", "id_field", "label_date"),
+            "vectorize": ("prediction_run", "min_mapping_unit", "mmu_unit", "simplify"),
+            "export_onnx": ("model_run", "tile_size")}[args.kind]
+    data = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if args.kind == "assess" and args.scene_labels:
+        data["reference"] = "scene_labels"
+    return _run_config(parse_config({**data, "kind": args.kind}), args)
+
+
+def _analysis_parsers(sub: Any) -> None:
+    """What analysts do with a map or a model: reference sample, assessment, polygons, ONNX."""
+    smp = sub.add_parser("sample", help="draw a stratified reference sample from a prediction run's map")
+    smp.add_argument("prediction_run", type=int)
+    size = smp.add_mutually_exclusive_group(required=True)
+    size.add_argument("--per-class", type=int, help="points per map class")
+    size.add_argument("--target-se", type=float, help="target standard error of overall accuracy (e.g. 0.01)")
+    smp.add_argument("--min-per-class", type=int, help="with --target-se: at least this many per class (50)")
+    smp.add_argument("--seed", type=int)
+    smp.set_defaults(func=cmd_analysis, kind="sample")
+    asm = sub.add_parser("assess", help="accuracy and error-adjusted areas of a prediction run from its sample")
+    asm.add_argument("prediction_run", type=int)
+    asm.add_argument("sample_run", type=int)
+    ref = asm.add_mutually_exclusive_group(required=True)
+    ref.add_argument("--labels", help="interpreted sample: CSV or GeoPackage with the sample ids and a class")
+    ref.add_argument("--scene-labels", action="store_true", help="read the scene's label raster at the points")
+    asm.add_argument("--class-field", help="the reference class column (ref_class)")
+    asm.add_argument("--id-field", help="the sample id column (id)")
+    asm.add_argument("--label-date", help="with --scene-labels: the labels of this date (default: the map's)")
+    asm.set_defaults(func=cmd_analysis, kind="assess")
+    vec = sub.add_parser("vectorize", help="a prediction run's map as polygons (GeoPackage and GeoJSON)")
+    vec.add_argument("prediction_run", type=int)
+    vec.add_argument("--mmu", dest="min_mapping_unit", type=float, help="minimum mapping unit (0: keep all)")
+    vec.add_argument("--mmu-unit", choices=["px", "ha"])
+    vec.add_argument("--simplify", type=float, help="tolerance in map units (0: none)")
+    vec.set_defaults(func=cmd_analysis, kind="vectorize")
+    onx = sub.add_parser("export-onnx", help="a train or pipeline run's model as ONNX for QGIS Deepness")
+    onx.add_argument("model_run", type=int)
+    onx.add_argument("--tile-size", type=int)
+    onx.set_defaults(func=cmd_analysis, kind="export_onnx")
+
+
+def _job_parsers(sub: Any) -> None:
     tile = sub.add_parser("tile", help="tile an AOI of a scene into a sample store on the cluster")
     tile.add_argument("--config", help="JSON TileJobConfig (overrides the flags)")
     tile.add_argument("--scene")
@@ -384,7 +462,6 @@ def build_parser() -> argparse.ArgumentParser:
     tile.add_argument("--split-date", help="hold out this acquisition date for testing (date split)")
     tile.add_argument("--workers", type=int, help="worker processes of the local cluster")
     tile.set_defaults(func=cmd_tile)
-
     for name in ("train", "predict", "evaluate"):
         jp = sub.add_parser(name, help=f"{name} from a JSON config")
         jp.add_argument("config")
@@ -394,7 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run any job from its JSON config (its \"kind\" says which)")
     run.add_argument("config")
     run.set_defaults(func=cmd_run, kind=None)
+    models = sub.add_parser("models", help="list the models a train or pipeline config may name")
+    models.add_argument("--task", help="only the models of this task (dense, patch, multilabel, ...)")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(func=cmd_models)
 
+
+def _run_parsers(sub: Any) -> None:
     runs = sub.add_parser("runs", help="list, show, re-run and cancel runs").add_subparsers(
         dest="runs_command", required=True)
     rl = runs.add_parser("list")
@@ -415,6 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     rx = runs.add_parser("exec", help=argparse.SUPPRESS)
     rx.add_argument("run_id", type=int)
     rx.set_defaults(func=cmd_runs_exec)
+    sub.add_parser("schemes", help="list the parallelism schemes (scheme of a train config)").set_defaults(
+        func=cmd_schemes)
+
+
+def _service_parsers(sub: Any) -> None:
     cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve); check: "
                                         "pre-flight of the cluster in use (--config: for that job)")
     cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve", "check"])
@@ -435,6 +523,17 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--no-samples", action="store_true",
                      help="do not register ../shared/data's sample scenes on first start")
     app.set_defaults(func=cmd_app)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
+                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_scene_parsers, _analysis_parsers, _job_parsers, _run_parsers, _service_parsers):
+        add(sub)
     return p
 
 
@@ -467,3 +566,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, LookupError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets a message, the traceback goes to a file
+        print(f"error: {type(exc).__name__}: {exc}\n(an unexpected error: the traceback is in "
+              f"{_log_traceback(exc)}; please report it)", file=sys.stderr)
+        return 1
+
+
+def _log_traceback(exc: BaseException) -> Path:
+    """Append ``exc``'s traceback to ``<home>/cli-errors.log``; returns the file."""
+    import traceback
+
+    path = get_settings().home / "cli-errors.log"
+    with open(path, "a") as fh:
+        fh.write("".join(traceback.format_exception(exc)) + "\n")
+    return path

@@ -1,6 +1,8 @@
-"""Job kinds of the engine: train, predict, evaluate, baseline, and the GUI's pipeline (tile -> train -> predict -> evaluate).
+"""Job kinds of the engine: tile, train, predict, evaluate, baseline, and the GUI's pipeline (tile -> train ->
+predict -> evaluate), registered in :mod:`jobs.kinds`.
 
-Each executor takes its frozen config and a :class:`jobs.runner.JobContext`; the runner owns the run's status.
+Each executor takes its frozen config and a :class:`jobs.runner.JobContext` and returns the run's metrics and
+artifacts; the runner records them and owns the run's status. The engine's ranks report through ``ctx.sink``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig,
 from core.errors import ConfigError
 from db.runs import RunTracker
 from db.scenes import SceneStore
+from jobs.kinds import JobKind, register_kind
+from jobs.outputs import record_prediction
 from jobs.pipeline import PipelineJobConfig, model_modalities
 from jobs.runner import JobContext
 
@@ -39,6 +43,7 @@ def summary_metrics(test: dict[str, Any] | None, train: dict[str, Any] | None) -
 
 
 def _tile(config: TileJobConfig, ctx: JobContext, store_path: Path) -> Any:
+    """Tile an AOI of a registered scene into the store at ``store_path`` on the cluster; returns its StoreInfo."""
     from core.data.catalog import verify_files
     from core.tiling.job import run_tile_job
 
@@ -48,11 +53,22 @@ def _tile(config: TileJobConfig, ctx: JobContext, store_path: Path) -> Any:
                         progress=lambda d, t: ctx.progress("tiling", d, t), cancelled=ctx.cancelled)
 
 
-def _train(config: TrainJobConfig, ctx: JobContext, store_path: Path) -> dict[str, Any]:
+def run_tile(config: TileJobConfig, ctx: JobContext) -> dict[str, Any]:
+    """Tile an AOI of a registered scene into a sample store on the cluster."""
+    store_path = Path(config.output) if config.output else ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
+    info = _tile(config, ctx, store_path)
+    return {
+        "metrics": {"counts": info.counts, "class_counts": info.class_counts, "skipped_nodata": info.skipped_nodata},
+        "artifacts": {"store": str(store_path)},
+    }
+
+
+def train_on_store(config: TrainJobConfig, ctx: JobContext, store_path: Path) -> dict[str, Any]:
+    """Train on the cluster; the ranks report to the run's rows. Returns ``{"metrics", "artifacts", "ranks"}``."""
     from core.training.job import run_train_job
 
-    return run_train_job(config, ctx.client, ctx.tracker, ctx.run_id, store_path, db_url=ctx.db_url,
-                         run_dir=ctx.settings.run_dir(ctx.run_id), cancelled=ctx.cancelled, finalize=False)
+    return run_train_job(config, ctx.client, store_path, run_id=ctx.run_id, run_dir=ctx.settings.run_dir(ctx.run_id),
+                         sink=ctx.sink, cancelled=ctx.cancelled)
 
 
 def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
@@ -61,7 +77,7 @@ def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
         assert config.tile_job is not None
         store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
         _tile(config.tile_job, ctx, store_path)
-    result = _train(config, ctx, store_path)
+    result = train_on_store(config, ctx, store_path)
     metrics = {**result["metrics"], **summary_metrics(None, result["metrics"])}
     return {"metrics": metrics, "artifacts": {**result["artifacts"], "store": str(store_path)}}
 
@@ -75,11 +91,10 @@ def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
     out = Path(config.output) if config.output else ctx.settings.run_dir(ctx.run_id) / "prediction.tif"
     result = run_predict_job(config, scene, ctx.client, out,
                              progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
-    artifacts = {"prediction": str(out)}
-    if result.get("confidence_path"):
-        artifacts["confidence"] = str(result["confidence_path"])
+    extra, artifacts = record_prediction(ctx, "predict", scene, out, result.get("confidence_path"), config.date,
+                                         config.model)
     return {"metrics": {"inference_seconds": result.get("seconds"), "class_pixels": result.get("class_pixels"),
-                        "windows": result.get("windows")}, "artifacts": artifacts}
+                        "windows": result.get("windows"), **extra}, "artifacts": artifacts}
 
 
 def trained_label_fraction(bundle: str | Path, tracker: RunTracker) -> float | None:
@@ -135,19 +150,21 @@ def pipeline_parts(config: PipelineJobConfig, store_path: Path, scene_modalities
     return tile, train
 
 
-def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | None, int]:
-    """Inference tile and overlap for a pipeline's model: dense models predict large tiles (fully convolutional)
-    with an overlap of their receptive-field radius, so the map has no seams; patch models use their own blocks."""
-    if config.task != "dense":
-        return None, 0
-    from core.inference.predict import context_radius
+def prediction_tiling(bundle: str, config: PipelineJobConfig, scene: Any) -> tuple[int | None, int]:
+    """Inference tile and overlap for a pipeline's model: models that read context (dense) predict large tiles
+    (fully convolutional) with an overlap of their receptive-field radius (:attr:`core.models.ModelSpec.context`),
+    so the map has no seams; per-pixel models use their own blocks.
+
+    ``scene``: the pipeline's scene, read from the run's database by the caller."""
+    from core.inference.predict import model_context
     from core.models.bundle import load_meta
+    from core.tasks import get_task
 
-    from core.inference.predict import pooling_multiple
-
-    meta = load_meta(bundle)
-    overlap, align = context_radius(meta), pooling_multiple(meta)
-    scene = SceneStore().get(config.scene)
+    predictor = get_task(config.task).predictor
+    if predictor is None or not predictor.reads_context:
+        return None, 0
+    context = model_context(load_meta(bundle))
+    overlap, align = context.radius, context.align
     side = min(scene.primary.height, scene.primary.width) // align * align  # tiles must fit in the raster
     tile = min(max(256, config.tiling.tile_size, 4 * overlap), side)
     return tile, min(overlap, (tile - align) // 2 - 1)
@@ -172,7 +189,8 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
                           "labelled pixels or use a smaller tile / block size")
     ctx.tracker.set_artifacts(ctx.run_id, {"store": str(store_path)})
     ctx.check_cancelled()
-    train = _train(train_cfg, ctx, store_path)
+    train = train_on_store(train_cfg, ctx, store_path)
+    ctx.tracker.set_metrics(ctx.run_id, {"training": train["metrics"]})  # kept if a later phase fails
     ctx.tracker.set_artifacts(ctx.run_id, train["artifacts"])
     ctx.check_cancelled()
     artifacts: dict[str, Any] = {**train["artifacts"], "store": str(store_path)}
@@ -182,17 +200,16 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     if config.predict and not multilabel:
         verify_files(scene)
         out = run_dir / "prediction.tif"
-        tile, overlap = prediction_tiling(train["artifacts"]["model"], config)
+        tile, overlap = prediction_tiling(train["artifacts"]["model"], config, scene)
         # a date split predicts the held-out date, so the map can be checked against that date's labels
         date = config.split.test_date if config.split.method == "date" else None
         pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out, tile_size=tile,
                        overlap=overlap, date=date,
                        progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
-        artifacts["prediction"] = str(out)
-        if pred.get("confidence_path"):
-            artifacts["confidence"] = str(pred["confidence_path"])
-        metrics["inference_seconds"] = pred.get("seconds")
-        metrics["prediction_date"] = scene.acquisition(date).date
+        extra, outputs = record_prediction(ctx, "pipeline", scene, out, pred.get("confidence_path"), date,
+                                           train["artifacts"]["model"])
+        artifacts.update(outputs)
+        metrics.update(extra, inference_seconds=pred.get("seconds"))
         ctx.tracker.set_artifacts(ctx.run_id, artifacts)
     test: dict[str, Any] | None = None
     if info.counts.get("test"):
@@ -227,26 +244,24 @@ def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
     ctx.check_cancelled()
     result = run_baseline_job(config, ctx.client, store_path, ctx.settings.run_dir(ctx.run_id), scene,
                               progress=ctx.progress, cancelled=ctx.cancelled)
-    metrics = result["metrics"]
+    metrics, artifacts = result["metrics"], result["artifacts"]
     metrics.update(summary_metrics(metrics.get(config.split), None))
-    return {"metrics": metrics, "artifacts": result["artifacts"]}
+    if scene is not None and artifacts.get("prediction"):
+        extra, outputs = record_prediction(ctx, "baseline", scene, artifacts["prediction"],
+                                           artifacts.get("confidence"), config.date, artifacts["model"])
+        metrics.update(extra)
+        artifacts.update(outputs)
+    return {"metrics": metrics, "artifacts": artifacts}
 
 
-KINDS: dict[str, Any] = {}
-
-
-def _register() -> None:
-    from jobs.kinds import JobKind
-
-    KINDS.update({
-        "train": JobKind("train", TrainJobConfig, run_train, "train a model on a tile store"),  # type: ignore[arg-type]
-        "predict": JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
-        "evaluate": JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
-        "baseline": JobKind("baseline", BaselineJobConfig, run_baseline,  # type: ignore[arg-type]
-                            "fit and score an RF / KNN / SVM baseline, optionally map an AOI"),
-        "pipeline": JobKind("pipeline", PipelineJobConfig, run_pipeline,  # type: ignore[arg-type]
-                            "tile, train, predict and evaluate in one run"),
-    })
-
-
-_register()
+KINDS: dict[str, JobKind] = {k.name: register_kind(k) for k in (
+    JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store"),  # type: ignore[arg-type]
+    JobKind("train", TrainJobConfig, run_train, "train a model on a tile store"),  # type: ignore[arg-type]
+    JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
+    JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
+    JobKind("baseline", BaselineJobConfig, run_baseline,  # type: ignore[arg-type]
+            "fit and score an RF / KNN / SVM baseline, optionally map an AOI"),
+    JobKind("pipeline", PipelineJobConfig, run_pipeline,  # type: ignore[arg-type]
+            "tile, train, predict and evaluate in one run"),
+)}
+"""The kinds this module registers, by name."""

@@ -1,7 +1,12 @@
-"""What can be launched: job kind -> (config class, executor). The CLI and the GUI both dispatch through here."""
+"""The job-kind registry: kind name -> (config class, executor). The CLI and the GUI both dispatch through here.
+
+Each kind module registers its kinds with :func:`register_kind` when imported; :data:`KIND_MODULES` names them, and
+:func:`list_kinds` / :func:`get_kind` import them (an import error propagates: no kind is dropped silently).
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,66 +14,80 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from core.configs import TileJobConfig
+from core.configs import load_json_file
 from core.errors import ConfigError
 from db.scenes import SceneStore
-from jobs.runner import Executor, JobContext
+from jobs.runner import Executor
 
-
-def run_tile(config: TileJobConfig, ctx: JobContext) -> dict[str, Any]:
-    """Tile an AOI of a registered scene into a sample store on the cluster."""
-    from core.data.catalog import verify_files
-    from core.tiling.job import run_tile_job
-
-    scene = SceneStore(ctx.db_url).get(config.scene)
-    verify_files(scene)
-    store_path = Path(config.output) if config.output else ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
-    info = run_tile_job(config, scene, ctx.client, store_path,
-                        progress=lambda done, total: ctx.progress("tiling", done, total), cancelled=ctx.cancelled)
-    return {
-        "metrics": {"counts": info.counts, "class_counts": info.class_counts, "skipped_nodata": info.skipped_nodata},
-        "artifacts": {"store": str(store_path)},
-    }
+KIND_MODULES = ("jobs.engine_kinds", "jobs.assess", "jobs.exports")
+"""The modules that register job kinds (imported by :func:`list_kinds`)."""
 
 
 @dataclass(frozen=True)
 class JobKind:
+    """One kind of job: its config class, the executor the runner calls, and a line of help."""
+
     name: str
     config_class: type[BaseModel]
     executor: Executor
     help: str
 
 
-def _kinds() -> dict[str, JobKind]:
-    kinds = {"tile": JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store")}  # type: ignore[arg-type]
-    try:  # engine parts of later issues register themselves when present
-        from jobs import engine_kinds
+_KINDS: dict[str, JobKind] = {}
 
-        kinds.update(engine_kinds.KINDS)
-    except ImportError:
-        pass
-    return kinds
+
+def register_kind(kind: JobKind) -> JobKind:
+    """Add ``kind`` to the registry; returns it.
+
+    Raises:
+        ValueError: another kind of the same name is registered.
+    """
+    known = _KINDS.get(kind.name)
+    if known is not None and known != kind:
+        raise ValueError(f"job kind {kind.name!r} is registered twice ({known.executor.__module__} and "
+                         f"{kind.executor.__module__}); give the new kind another name")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def list_kinds() -> dict[str, JobKind]:
+    """Every registered job kind by name (imports :data:`KIND_MODULES` first)."""
+    for module in KIND_MODULES:
+        importlib.import_module(module)
+    return dict(_KINDS)
 
 
 def kinds() -> dict[str, JobKind]:
-    return _kinds()
+    """Same as :func:`list_kinds`."""
+    return list_kinds()
+
+
+def get_kind(name: str) -> JobKind:
+    """The job kind ``name``.
+
+    Raises:
+        ConfigError: no such kind (the message lists the known ones).
+    """
+    known = list_kinds()
+    if name not in known:
+        raise ConfigError(f"job kind {name!r} is unknown; expected one of {sorted(known)}")
+    return known[name]
 
 
 def parse_config(data: dict[str, Any] | str | Path, kind: str | None = None) -> BaseModel:
     """Validate a job config (dict, JSON text or JSON file path) into its config class, with a clear error."""
     source = "config"
     if isinstance(data, Path) or (isinstance(data, str) and not data.lstrip().startswith("{")):
-        path = Path(data)
-        if not path.exists():
-            raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a JSON job config")
-        source = str(path)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config file {source!r} is not valid JSON: {exc}") from exc
+        source = f"config file {str(data)!r}"
+        data = load_json_file(data)
     elif isinstance(data, str):
-        data = json.loads(data)
-    assert isinstance(data, dict)
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"the config is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} holds a JSON {type(data).__name__}, not an object; a job config is "
+                          '{"kind": ..., ...}')
     kind = kind or data.get("kind")
     all_kinds = kinds()
     if kind not in all_kinds:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Extras that are not Python packages: Leaflet + Leaflet.draw for the offline map (from the npm registry,
-# unpacked into app/static, never committed) and, for the tests, Debian's Chromium for the browser test.
+# unpacked into app/static, never committed) and, for the tests, Debian packages: Chromium for the browser
+# test, PostgreSQL 15 and SLURM (slurm-wlm + munge) for the database and HPC-cluster tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 static=app/static
@@ -18,12 +19,21 @@ if [ ! -f "$static/leaflet/leaflet.js" ] || [ ! -f "$static/leaflet-draw/leaflet
   fi
 fi
 [ "${1:-}" = "--assets-only" ] && exit 0
-if [ ! -x /usr/bin/chromium ]; then
+# Debian packages for the tests: chromium (browser test), postgresql (a real PostgreSQL server on a loopback
+# port) and slurm-wlm + munge (a one-node SLURM); tests/servers.py starts the servers in temporary folders.
+# One `apt-get update`, and only when something is missing, so a second run returns at once.
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+{ [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ]; } || need+=(slurm-wlm)
+[ -x /usr/sbin/munged ] || need+=(munge)
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "[extras] installing Debian chromium for the browser test (one time, ~2 minutes)"
+    echo "[extras] installing Debian packages for the tests: ${need[*]} (one time, a few minutes)"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "[extras] /usr/bin/chromium missing and cannot apt-get install it: the browser test will skip" >&2
+    echo "[extras] missing ${need[*]} and cannot apt-get install them (needs root and apt-get):" \
+      "the browser / PostgreSQL / SLURM tests will skip" >&2
   fi
 fi

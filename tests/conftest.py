@@ -90,3 +90,7 @@ def make_raster(tmp_path: Path):  # type: ignore[no-untyped-def]
         return write_raster(tmp_path / name, data, **kw)  # type: ignore[arg-type]
 
     return _make
+
+
+# Real servers (PostgreSQL, one-node SLURM) started per session on loopback ports; see tests/servers.py.
+from tests.servers import postgres_server, postgres_url, slurm_cluster  # noqa: E402,F401

@@ -15,9 +15,11 @@ from core.errors import AOIError, ConfigError, WorkbenchError
 from jobs import launch as launcher
 from jobs.cluster_check import job_needs
 from app.services.overlays import scene_quicklook
-from jobs.pipeline import available_schemes
-from jobs.preflight import (BASELINES, MODEL_PARAMS, RECIPE_FOR_MODEL, AOIStats, Check, aoi_stats, build_config,
-                            launch_models, preflight, recipe_defaults)
+from core.models import get_model
+from core.tasks import get_task
+from core.training.schemes import get_scheme, list_schemes
+from jobs.preflight import (BASELINES, AOIStats, Check, aoi_stats, build_config, launch_models, model_params,
+                            preflight, recipe_defaults)
 
 P = "launch"  # session-state prefix
 
@@ -46,14 +48,15 @@ def _cluster_preflight(config: Any, report: Any) -> Any:
 
 
 def _model_label(name: str, task: str) -> str:
-    return f"{name} (baseline: {BASELINES[name]})" if task == "baseline" else f"{name} ({task})"
+    return f"{name} (baseline: {BASELINES[name]})" if name in BASELINES else f"{name} ({task})"
 
 
 def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -> dict[str, Any]:
     """Model size and training recipe of a deep model (only the fields that apply), as build_config's values."""
+    options = get_scheme(scheme).options  # the fields only this scheme reads
     params: dict[str, Any] = {}
     st.caption(f"Model size ({model})")
-    for col, p in zip(st.columns(3), MODEL_PARAMS.get(model, ())):
+    for col, p in zip(st.columns(3), model_params(model)):
         wkey = state.key(P, f"{model}_{p.name}")
         if isinstance(p.default, tuple):
             params[p.name] = col.text_input(p.label, ", ".join(map(str, p.default)), key=wkey)
@@ -67,7 +70,7 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
         return state.key(P, f"{name}_{recipe or 'default'}")
 
     v: dict[str, Any] = {"model_params": params}
-    if scheme == "model_parallel":
+    if "mp_split" in options:
         v["mp_split"] = st.radio("Model-parallel split", ["baseline", "optimized"], key=state.key(P, "mp_split"),
                                  horizontal=True, help="optimized: the last conv block of both branches runs on the "
                                                        "fusion rank (less traffic)")
@@ -88,19 +91,20 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     v["mixup_alpha"] = c[3].number_input("Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"))
     c = st.columns(4)
     v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"))
-    if scheme != "model_parallel":
+    if get_scheme(scheme).weight_averaging:
         v["ema_decay"] = c[3].number_input("Weight averaging (EMA decay, 0 = off)", 0.0, 0.9999, d["ema_decay"],
                                            0.001, format="%.4f", key=k("ema"),
                                            help="validate and keep the average of the weights over training, e.g. "
                                                 "0.995 (~ the last 200 steps): steadier accuracy on new data")
         c = st.columns(4)
-    if task == "multilabel":
+    if "label_fraction" in get_task(task).train_options:
         v["label_fraction"] = c[1].number_input("Label fraction", 0.001, 1.0, d["label_fraction"], 0.01,
                                                 key=k("label_fraction"),
                                                 help="a class is present in a tile when it covers this fraction")
-    if scheme == "heterogeneous":
+    if "worker_speeds" in options:
         v["worker_speeds"] = c[2].text_input("Worker speeds (blank = measure)", key=state.key(P, "worker_speeds"),
                                              placeholder="one per worker, e.g. 1, 1, 0.5")
+    if "calibration_steps" in options:
         v["calibration_steps"] = c[3].number_input("Calibration steps", 1, 1000, d["calibration_steps"],
                                                    key=state.key(P, "calibration_steps"))
     return v
@@ -178,26 +182,23 @@ else:
 
 st.subheader("Job")
 models = launch_models()
-schemes = list(available_schemes())
+schemes = list(list_schemes())
 cols = st.columns(2)
 model = cols[0].selectbox("Model", list(models), key=state.key(P, "model"),
                           format_func=lambda m: _model_label(m, models[m]))
 task = models[model]
-baseline = task == "baseline"  # an RF / KNN / SVM baseline job on patches of the AOI
+baseline = model in BASELINES  # an RF / KNN / SVM baseline job on patches of the AOI
 scheme = cols[1].selectbox("Parallelism scheme", schemes, key=state.key(P, "scheme"), disabled=baseline,
                            index=schemes.index("data_parallel") if "data_parallel" in schemes else 0,
                            help="baselines are fitted on one worker" if baseline else None)
-recipe = RECIPE_FOR_MODEL.get(model)
-if recipe and not st.toggle("ResNet paper recipe: SGD with Nesterov momentum, 5 warm-up epochs, LR x0.1 at 30/60/80 "
-                            "% of the epochs, mixup 0.2 (keep the learning rate 0.001 to get 0.1·k·n/256)",
-                            key=state.key(P, f"recipe_{recipe}")):
-    recipe = None
-tiles = task in ("dense", "multilabel")
+paper = None if baseline else get_model(model).recipe  # the model's paper recipe, offered as a preset
+recipe = paper.name if paper and st.toggle(paper.label, key=state.key(P, f"recipe_{paper.name}")) else None
+tiles = not baseline and get_task(task).tiles
 size_task = "patch" if baseline else task
 with st.form(state.key(P, "form")):
     if not baseline:
         c = st.columns(4)
-        workers = c[0].number_input("Workers", min_value=1, max_value=256, value=1 if scheme == "single" else 2,
+        workers = c[0].number_input("Workers", min_value=1, max_value=256, value=2 if get_scheme(scheme).uses_horovod else 1,
                                     key=state.key(P, "workers"))
         epochs = c[1].number_input("Epochs", min_value=1, max_value=1000, value=5, key=state.key(P, "epochs"))
         batch = c[2].number_input("Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"))

@@ -9,9 +9,12 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from app import maps, state
-from core.errors import SceneNotFoundError
+from core.errors import SceneNotFoundError, WorkbenchError
 from core.data.scene import ClassInfo, Scene
 from db.models import RunRow
+from jobs import launch as launcher
+from jobs.kinds import parse_config
+from app.services import areas as area_table
 from app.services import overlays
 
 P = "review"
@@ -26,6 +29,69 @@ def _class_overlay(path: str, mtime: float, classes: tuple[ClassInfo, ...]) -> o
 @st.cache_data(show_spinner=False, max_entries=32)
 def _error_overlay(pred: str, labels: str, mtime: float) -> tuple[overlays.Overlay, float | None]:
     return overlays.error_overlay(pred, labels)
+
+
+@st.cache_data(show_spinner="Measuring class areas...", max_entries=32)
+def _areas(run_id: int, path: str, mtime: float) -> tuple[list[dict], str, str]:
+    row = state.tracker().get(run_id)
+    areas = area_table.run_areas(row.metrics, path)
+    return area_table.area_rows(areas), area_table.areas_csv(areas), areas.method
+
+
+def _show_areas(row: RunRow, pred: str) -> None:
+    """Mapped area per class beside the legend, with a CSV export."""
+    st.markdown("**Mapped area**")
+    try:
+        rows, text, method = _areas(row.id, pred, os.path.getmtime(pred))
+    except WorkbenchError as exc:
+        st.caption(f"Areas cannot be measured: {exc}")
+        return
+    st.dataframe(rows, hide_index=True, width="stretch")
+    if method == "pixels":
+        st.caption("The scene is not georeferenced: areas are pixel counts.")
+    elif method == "geodesic":
+        st.caption("Geodesic areas (the map's CRS is geographic).")
+    st.download_button("Areas (CSV)", text, file_name=f"run-{row.id}-areas.csv", mime="text/csv",
+                       key=state.key(P, "areas_csv"))
+
+
+def _launch(data: dict) -> None:
+    """Validate and launch a job from this page; says what was wrong instead of raising."""
+    try:
+        run_id = launcher.launch_detached(parse_config(data), state.scheduler_address(), state.settings().db_url)
+    except WorkbenchError as exc:
+        st.error(str(exc))
+        return
+    st.success(f"Launched run {run_id} ({data['kind']}); follow it on the **Live run** page, results on **Runs**.")
+
+
+def _analysis(row: RunRow) -> None:
+    """Polygons, a reference sample and an assessment of this run's map, each launched as a job."""
+    with st.expander("Polygons, reference sample, assessment"):
+        c = st.columns(3)
+        mmu = c[0].number_input("Minimum mapping unit", 0.0, 1e6, 0.0, key=state.key(P, "mmu"))
+        unit = c[1].selectbox("Unit", ["px", "ha"], key=state.key(P, "mmu_unit"))
+        tol = c[2].number_input("Simplify (map units)", 0.0, 1e4, 0.0, key=state.key(P, "simplify"))
+        if st.button("Vectorize", key=state.key(P, "vectorize")):
+            _launch({"kind": "vectorize", "prediction_run": row.id, "min_mapping_unit": mmu, "mmu_unit": unit,
+                     "simplify": tol})
+        c = st.columns(2)
+        per_class = c[0].number_input("Sample points per class", 2, 10000, 50, key=state.key(P, "per_class"))
+        seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key=state.key(P, "seed"))
+        if st.button("Draw reference sample", key=state.key(P, "sample")):
+            _launch({"kind": "sample", "prediction_run": row.id, "per_class": int(per_class), "seed": int(seed)})
+        samples = [r.id for r in state.tracker().list(kind="sample", status="succeeded")
+                   if (r.config or {}).get("prediction_run") == row.id]
+        if not samples:
+            st.caption("Draw a sample first; its GeoPackage / CSV is what photo-interpreters label.")
+            return
+        c = st.columns(2)
+        sample = c[0].selectbox("Sample run", samples, format_func=lambda i: f"run {i}", key=state.key(P, "srun"))
+        labels = c[1].text_input("Interpreted labels (CSV / GeoPackage path; empty: the scene's labels)",
+                                 key=state.key(P, "labels"))
+        if st.button("Assess", key=state.key(P, "assess")):
+            ref = {"labels": labels} if labels else {"reference": "scene_labels"}
+            _launch({"kind": "assess", "prediction_run": row.id, "sample_run": sample, **ref})
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -159,6 +225,8 @@ with legend_col:
         st.html('<div><span style="display:inline-block;width:14px;height:14px;background:#e60000"></span> '
                 'wrong<br><span style="display:inline-block;width:14px;height:14px;background:#00aa00;opacity:.45">'
                 '</span> right</div>')
+    _show_areas(row_a, pred_path)  # type: ignore[arg-type]
+    _analysis(row_a)
     size = os.path.getsize(pred_path)  # type: ignore[arg-type]
     if size <= MAX_DOWNLOAD_BYTES:
         with open(pred_path, "rb") as fh:  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import altair as alt
 import streamlit as st
 
 from app import state
-from app.services import history
+from app.services import assessment, history
 
 P = "runs"
 
@@ -40,6 +40,28 @@ st.dataframe(
     })
 st.download_button("Export table as CSV", history.table_csv(shown), file_name="runs.csv", mime="text/csv",
                    key=state.key(P, "csv"))
+
+assess_ids = [int(i) for i, k, st_ in zip(shown["id"], shown["kind"], shown["status"])
+              if k == "assess" and st_ == "succeeded"]
+if assess_ids:
+    st.subheader("Area assessment")
+    aid = st.selectbox("Assess run", assess_ids, format_func=lambda i: f"run {i}", key=state.key(P, "assess"))
+    arow = tracker.get(aid)
+    overall = (arow.metrics or {}).get("overall", {})
+    st.markdown(f"Overall accuracy **{overall.get('overall_accuracy', float('nan')):.3f}** "
+                f"(95% CI {overall.get('overall_accuracy_ci_low', float('nan')):.3f} - "
+                f"{overall.get('overall_accuracy_ci_high', float('nan')):.3f}); areas in "
+                f"{(arow.metrics or {}).get('area_unit', '')}")
+    note = (arow.metrics or {}).get("reference", {}).get("note")
+    if note:
+        st.caption(note)
+    st.dataframe(assessment.report_table(arow.metrics or {}), hide_index=True, width="stretch")
+    st.altair_chart(assessment.area_chart(arow.metrics or {}), use_container_width=True)
+    report = (arow.artifacts or {}).get("report")
+    if report:
+        with open(report, "rb") as fh:
+            st.download_button("Report (HTML)", fh.read(), file_name=f"run-{aid}-report.html", mime="text/html",
+                               key=state.key(P, "assess_html"))
 
 st.subheader("Compare runs")
 chosen = st.multiselect("Runs to compare (two or more)", shown["id"].tolist(), key=state.key(P, "compare"),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from core.configs import load_json_file
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pyproj import Transformer
 
@@ -133,7 +134,7 @@ class SceneSpec(_Frozen):
     def from_json_file(cls, path: str | Path) -> "SceneSpec":
         """Read a spec from JSON; relative file paths are taken relative to the JSON file's folder."""
         p = Path(path)
-        raw: dict[str, Any] = json.loads(p.read_text())
+        raw: dict[str, Any] = load_json_file(p, "scene spec")
         base = p.resolve().parent
 
         def rel(x: str | None) -> str | None:

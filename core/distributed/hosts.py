@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 from core.errors import ClusterError
@@ -93,7 +94,7 @@ def _server_class() -> type:
     return BoundRendezvousServer
 
 
-def start_rendezvous(worker_addresses: Sequence[str]) -> tuple[object, str, int]:
+def start_rendezvous(worker_addresses: Sequence[str]) -> tuple[Any, str, int]:
     """Start a rendezvous server bound to :func:`driver_address`; returns ``(server, address, port)``.
 
     Call ``server.init(plan)`` before the ranks start and ``server.stop()`` afterwards.

@@ -48,6 +48,7 @@ class JobNeeds:
         horovod: the job runs Horovod ranks (gloo and the rendezvous are checked).
         files: fingerprints of the files every worker reads, as dicts (path, size, mtime_ns, digest).
         scene: the scene the files belong to (for messages).
+        paths: other files or folders every worker reads (a tile store, a model bundle), at the client's paths.
         shared_folder: a folder of the client every worker must see and write (the workbench home), or None.
     """
 
@@ -55,6 +56,7 @@ class JobNeeds:
     horovod: bool = False
     files: tuple[dict[str, Any], ...] = ()
     scene: str | None = None
+    paths: tuple[str, ...] = ()
     shared_folder: str | None = None
 
 
@@ -191,6 +193,13 @@ def _check_files(needs: JobNeeds, reports: dict[str, dict[str, Any]]) -> list[Pr
     return problems
 
 
+def _check_paths(reports: dict[str, dict[str, Any]]) -> list[Problem]:
+    bad = [(a, tuple(sorted(r["paths"].items()))) for a, r in reports.items() if r.get("paths")]
+    return [Problem("files", tuple(ws), (
+        f"{_names(ws, reports)} cannot read {'; '.join(f'{p} ({why})' for p, why in missing)}, which the job reads: "
+        "put it on a filesystem every worker mounts at the client's path")) for missing, ws in _group(bad).items()]
+
+
 def _check_shared(needs: JobNeeds, reports: dict[str, dict[str, Any]]) -> list[Problem]:
     bad = [(a, tuple(r["shared"])) for a, r in reports.items() if r.get("shared")]
     return [Problem("shared", tuple(ws), (
@@ -304,7 +313,10 @@ async def _probe_all(client: Any, addresses: Sequence[str], spec: dict[str, Any]
     scheduler = client._run_on_scheduler(probes.probe_scheduler, spec)
     answers = await asyncio.gather(*(one(a) for a in addresses), asyncio.wait_for(scheduler, timeout),
                                    return_exceptions=True)
-    out = dict(a for a in answers[:-1])
+    out: dict[str, Any] = {}
+    for pair in answers[:-1]:  # one() catches its own errors: every item is an (address, answer) pair
+        address, answer = pair  # type: ignore[misc]
+        out[address] = answer
     out["scheduler"] = answers[-1]
     return out
 
@@ -350,7 +362,7 @@ def _ask(client: Any, workers: dict[str, dict[str, Any]], needs: JobNeeds, timeo
         except (ClusterError, OSError) as exc:
             problems.append(Problem("network", (), f"the driver cannot open the Horovod rendezvous address: {exc}"))
     token_path, tokens = _token(needs.shared_folder)
-    spec = {"files": list(needs.files), "horovod": needs.horovod, "tokens": tokens,
+    spec = {"files": list(needs.files), "paths": list(needs.paths), "horovod": needs.horovod, "tokens": tokens,
             "writable": [needs.shared_folder] if needs.shared_folder else [],
             "reach": [listener.address, listener.port] if listener else None}
     try:
@@ -387,7 +399,8 @@ def check_cluster(client: Any, needs: JobNeeds, timeout: float = PROBE_TIMEOUT_S
     problems += _check_answers(reports) + _check_engine(client_engine, reports, str(REPO_ROOT))
     problems += _check_versions(client_versions, reports) + _check_capacity(needs, workers, busy)
     worker_reports = {a: r for a, r in reports.items() if r["role"] == "worker"}
-    problems += _check_files(needs, worker_reports) + _check_shared(needs, worker_reports)
+    problems += _check_files(needs, worker_reports) + _check_paths(worker_reports)
+    problems += _check_shared(needs, worker_reports)
     if needs.horovod:
         problems += _check_horovod(worker_reports) + _check_network(worker_reports, reach)
     report = PreflightReport(scheduler=scheduler, dashboard=client.dashboard_link, client_versions=client_versions,

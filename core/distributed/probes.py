@@ -109,6 +109,16 @@ def _reach(host: str, port: int, timeout: float = 5.0) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
+def path_error(path: str) -> str | None:
+    """Why this process cannot read the file or folder ``path`` (missing, not readable), or None."""
+    p = Path(path)
+    if not p.exists():
+        return "missing"
+    if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)):
+        return f"not readable by uid {os.getuid()}"
+    return None
+
+
 def _shared(spec: dict[str, Any]) -> list[str]:
     """Problems with the folders the client shares with the workers (token readable, stores folder writable)."""
     problems = []
@@ -133,7 +143,8 @@ def _shared(spec: dict[str, Any]) -> list[str]:
 def report(spec: dict[str, Any], address: str | None = None) -> dict[str, Any]:
     """Everything the client checks about this process, for the job described by ``spec``.
 
-    ``spec`` keys: ``files`` (fingerprints as dicts: path, size, mtime_ns, digest), ``horovod`` (bool),
+    ``spec`` keys: ``files`` (fingerprints as dicts: path, size, mtime_ns, digest), ``paths`` (files or folders
+    to read), ``horovod`` (bool),
     ``reach`` (``[host, port]`` of a driver socket to connect to, or None), ``tokens`` and ``writable`` (shared
     folders, see :func:`_shared`).
     """
@@ -145,6 +156,7 @@ def report(spec: dict[str, Any], address: str | None = None) -> dict[str, Any]:
         "address": address, "hostname": socket.gethostname(), "pid": os.getpid(), "uid": os.getuid(),
         "executable": sys.executable, "cwd": os.getcwd(), "engine": engine_status(),
         "files": {p: why for p, why in files.items() if why}, "n_files": len(files),
+        "paths": {p: why for p in spec.get("paths", []) if (why := path_error(p))},
         "horovod": horovod_status() if spec.get("horovod") else None,
         "interface": interface_of(ip) if ip else None, "hostname_error": hostname_error(),
         "reach_error": _reach(reach[0], int(reach[1])) if reach else None,

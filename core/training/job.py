@@ -1,54 +1,34 @@
-"""A training job: validate a :class:`TrainJobConfig`, launch its ranks on the cluster, record the run.
+"""A training job: validate a :class:`TrainJobConfig`, launch its scheme's ranks on the cluster, summarise them.
 
-The driver side of training. The ranks run :func:`core.training.loop.train_rank` through
-:mod:`core.distributed.launcher` (``data_parallel`` and ``heterogeneous``: Horovod ranks; ``single``: one worker, no
-Horovod). The run row gets the cluster description, startup overhead, throughput, per-rank step times and traffic,
-final metrics and the paths of the checkpoint and final model bundle; a failure marks the run failed with the
-failing rank's error.
+The driver side of training. The scheme (:func:`core.training.schemes.get_scheme`) names the rank function and
+whether its ranks are Horovod ranks (:func:`core.distributed.launcher.run_horovod`) or one plain worker
+(:func:`~core.distributed.launcher.run_single`). The ranks report events, progress and per-rank statistics through
+a :class:`core.distributed.events.Sink` the caller provides; the job returns the run's metrics and artifacts, and
+the caller records them (and owns the run's status).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from distributed import Client
 
-from core.distributed.cluster import describe
 from core.configs import TrainJobConfig
-from core.errors import ClusterError, ConfigError, JobCancelledError, WorkbenchError
+from core.distributed.events import EventForwarder, Sink, reporting
 from core.distributed.launcher import RankResults, run_horovod, run_single
+from core.errors import ClusterError, ConfigError
 from core.models.bundle import load_meta
-from core.models import MODELS
 from core.settings import get_settings
 from core.tiling.store import TileStore
-from core.training.loop import train_rank
-from db.runs import Heartbeat, RunTracker
+from core.training.loop import _model_spec
+from core.training.schemes import get_scheme
 
 log = logging.getLogger(__name__)
 
 RANK_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
-CANCEL_POLL_SECONDS = 1.0
-
-
-def _tracker_url(tracker: RunTracker) -> str:
-    """The SQLAlchemy URL ``tracker`` writes to (ranks open their own connection to it)."""
-    return tracker.url
-
-
-def _cancel_poller(tracker: RunTracker, run_id: int) -> Callable[[], bool]:
-    """A ``cancelled()`` for the launcher that asks the database at most once per second."""
-    last = [0.0, False]
-
-    def cancelled() -> bool:
-        if time.monotonic() - last[0] >= CANCEL_POLL_SECONDS:
-            last[0], last[1] = time.monotonic(), tracker.cancel_requested(run_id)
-        return bool(last[1])
-
-    return cancelled
 
 
 def validate(config: TrainJobConfig, client: Client, store_path: str | Path) -> TileStore:
@@ -63,7 +43,7 @@ def validate(config: TrainJobConfig, client: Client, store_path: str | Path) -> 
         raise ConfigError(f"tile store {str(path)!r} does not exist; run the tile job first or fix the store path")
     store = TileStore(path)
     info = store.info
-    spec = MODELS[config.model]
+    spec = _model_spec(config.model)
     if info.mode != spec.store_mode:
         raise ConfigError(f"model {config.model!r} trains on a store of {spec.store_mode!r} but {path} holds "
                           f"{info.mode!r}; tile with mode={spec.store_mode!r} or choose another model")
@@ -94,70 +74,53 @@ def _resume_dir(config: TrainJobConfig, runs_dir: Path) -> Path | None:
     return d
 
 
-def run_train_job(config: TrainJobConfig, client: Client, tracker: RunTracker, run_id: int,
-                  store_path: str | Path | None = None, *, db_url: str | None = None, run_dir: Path | None = None,
-                  cancelled: Callable[[], bool] | None = None, timeout: float | None = None,
-                  finalize: bool = True) -> dict[str, Any]:
-    """Train ``config.model`` on a tile store and record everything on run ``run_id``.
+def run_train_job(config: TrainJobConfig, client: Client, store_path: str | Path | None = None, *,
+                  run_id: int | None = None, run_dir: Path | None = None, sink: Sink | None = None,
+                  cancelled: Callable[[], bool] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Train ``config.model`` on a tile store with ``config.scheme``.
 
     Args:
         config: the job (its ``store`` is used when ``store_path`` is None).
-        client: Dask client; ``data_parallel`` needs ``config.num_workers`` idle worker processes.
-        tracker, run_id: the run to record (created by the caller, pending).
-        db_url: database the ranks write events to (default: the tracker's).
+        client: Dask client; the scheme needs ``config.num_workers`` idle worker processes.
+        run_id: the run that trains (recorded in the bundle's meta; names the default ``run_dir``).
         run_dir: artefact folder (default ``<home>/runs/run-NNNNN``).
-        cancelled: polled while training (default: the run's ``cancel_requested`` flag).
+        sink: receives the ranks' events, progress and per-rank statistics (None: not reported).
+        cancelled: polled while training; True stops the ranks.
         timeout: seconds before the job is stopped and failed.
-        finalize: mark the run started / succeeded / failed here. False when the caller owns the run's status
-            (jobs.runner, or a pipeline with more phases after training): metrics and artifacts are still stored.
 
     Returns:
-        ``{"run_id", "metrics", "artifacts", "ranks"}`` (``ranks``: each rank's summary from
-        :func:`core.training.loop.train_rank`).
+        ``{"metrics", "artifacts", "ranks"}`` (``ranks``: each rank's summary from the scheme's rank function).
 
     Raises:
-        ConfigError, ClusterError: invalid job (the run is marked failed).
-        JobFailedError: a rank failed (run marked failed with its error); JobCancelledError (run cancelled).
+        ConfigError, ClusterError: invalid job (before any rank starts).
+        JobFailedError: a rank failed (with its error); JobCancelledError: ``cancelled()`` became true.
     """
     settings = get_settings()
-    run_dir = run_dir or settings.run_dir(run_id)
-    db_url = db_url or _tracker_url(tracker)
-    try:
-        path = store_path or config.store
-        if path is None:
-            raise ConfigError("no tile store given: pass store_path or set config.store (run the tile job first)")
-        validate(config, client, path)
-        resume = _resume_dir(config, settings.runs_dir)
-        if finalize:
-            tracker.start(run_id, cluster=describe(client))
-        kwargs = {"config": config.model_dump(mode="json"), "store_path": str(path), "run_dir": str(run_dir),
-                  "run_id": run_id, "db_url": db_url, "resume_dir": str(resume) if resume else None}
-        poll = cancelled or _cancel_poller(tracker, run_id)
-        with Heartbeat(tracker, run_id):
-            if config.scheme == "single":
-                results: RankResults = run_single(client, train_rank, kwargs=kwargs, env=RANK_ENV, cancelled=poll,
-                                                  timeout=timeout)
-            elif config.scheme == "model_parallel":  # RGB branch, HSI branch, fusion: core.training.schemes.model_parallel
-                from core.training.schemes.model_parallel import mp_train_rank
-
-                results = run_horovod(client, mp_train_rank, kwargs=kwargs, num_ranks=config.num_workers,
-                                      env=RANK_ENV, cancelled=poll, timeout=timeout)
-            else:
-                results = run_horovod(client, train_rank, kwargs=kwargs, num_ranks=config.num_workers, env=RANK_ENV,
-                                      cancelled=poll, timeout=timeout)
-    except JobCancelledError as exc:
-        if finalize:
-            tracker.cancel(run_id, str(exc))
-        raise
-    except WorkbenchError as exc:
-        if finalize:
-            tracker.fail(run_id, str(exc))
-        raise
-    return _record(tracker, run_id, run_dir, results, finalize)
+    if run_dir is None:
+        if run_id is None:
+            raise ConfigError("run_train_job needs run_dir or run_id (the folder the checkpoints go to)")
+        run_dir = settings.run_dir(run_id)
+    path = store_path or config.store
+    if path is None:
+        raise ConfigError("no tile store given: pass store_path or set config.store (run the tile job first)")
+    validate(config, client, path)
+    resume = _resume_dir(config, settings.runs_dir)
+    scheme = get_scheme(config.scheme)
+    kwargs = {"config": config.model_dump(mode="json"), "store_path": str(path), "run_dir": str(run_dir),
+              "run_id": run_id, "resume_dir": str(resume) if resume else None, "scheme": scheme}
+    with EventForwarder(client, sink, config.num_workers) as events:
+        args = (scheme.rank_fn, events.reporter)  # Dask: the spec travels by reference to its module
+        if scheme.uses_horovod:
+            results = run_horovod(client, reporting, args=args, kwargs=kwargs, num_ranks=config.num_workers,
+                                  env=RANK_ENV, cancelled=cancelled, timeout=timeout)
+        else:
+            results = run_single(client, reporting, args=args, kwargs=kwargs, env=RANK_ENV, cancelled=cancelled,
+                                 timeout=timeout)
+    return _summarise(Path(run_dir), results)
 
 
-def _record(tracker: RunTracker, run_id: int, run_dir: Path, results: RankResults,
-            finalize: bool = True) -> dict[str, Any]:
+def _summarise(run_dir: Path, results: RankResults) -> dict[str, Any]:
+    """The run's metrics (final and per-epoch, throughput, startup, per-rank figures) and artifact paths."""
     r0 = results[0]
     last = r0["history"][-1] if r0["history"] else {}
     rates = [r["samples_per_s"] for r in results]
@@ -177,10 +140,5 @@ def _record(tracker: RunTracker, run_id: int, run_dir: Path, results: RankResult
         metrics["heterogeneous"] = {"speeds": r0["speeds"], "shares": r0["shares"], "calibration": r0["calibration"]}
     artifacts = {"model": str(run_dir / "model"), "checkpoint": str(run_dir / "checkpoints" / "last"),
                  "checkpoints": str(run_dir / "checkpoints")}
-    if finalize:
-        tracker.succeed(run_id, metrics=metrics, artifacts=artifacts)
-    else:
-        tracker.set_metrics(run_id, {"training": metrics})
-        tracker.set_artifacts(run_id, artifacts)
-    log.info("train run %d finished: %s", run_id, {k: metrics[k] for k in ("final", "samples_per_s", "startup")})
-    return {"run_id": run_id, "metrics": metrics, "artifacts": artifacts, "ranks": list(results)}
+    log.info("training finished: %s", {k: metrics[k] for k in ("final", "samples_per_s", "startup")})
+    return {"metrics": metrics, "artifacts": artifacts, "ranks": list(results)}

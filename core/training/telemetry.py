@@ -125,10 +125,11 @@ class Telemetry:
                 "host_net_bytes_sent": net[0] - self._net0[0], "host_net_bytes_recv": net[1] - self._net0[1],
             }
 
-    def record(self, tracker: Any, run_id: int, phase: str, samples: int | None = None, **extra: Any) -> None:
-        """Write the current snapshot as one ``worker_stats`` row (call per epoch / at the end)."""
+    def record(self, sink: Any, phase: str, samples: int | None = None, **extra: Any) -> None:
+        """Report the current snapshot as one ``worker_stats`` row to ``sink`` (a
+        :class:`core.distributed.events.Sink` or Reporter; call per epoch / at the end)."""
         snap = self.snapshot()
-        tracker.worker_stat(run_id, self.worker or f"rank-{self.rank}", rank=self.rank, phase=phase,
+        sink.worker_stat(self.worker or f"rank-{self.rank}", rank=self.rank, phase=phase,
                             bytes_sent=snap["bytes_sent"], bytes_recv=snap["bytes_recv"],
                             cpu_percent=snap["cpu_percent"], peak_mem_bytes=snap["peak_mem_bytes"], samples=samples,
                             **{k: v for k, v in snap.items() if k not in ("bytes_sent", "bytes_recv", "cpu_percent",

@@ -73,3 +73,42 @@ def test_runs_without_prediction_file_are_not_offered(tiny_scene: Any, db_url: s
     _run_with_prediction(db_url, tmp_path / "missing.tif")
     at = app_test("review").run()
     assert "No run has a prediction yet" in at.info[0].value
+
+
+def test_mapped_areas_beside_the_legend_with_csv(tiny_scene: Any, db_url: str, tmp_path: Path) -> None:
+    import rasterio
+
+    from core.data.cog import write_class_metadata
+
+    path = _prediction(tmp_path, "pred.tif", 0)  # left half class 1, right half class 2: 64 x 32 px each
+    with rasterio.open(path, "r+") as dst:
+        write_class_metadata(dst, [1, 2], ["forest", "water"], ["#228b22", "#1e90ff"])
+    _run_with_prediction(db_url, path)
+    at = app_test("review").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["class"]) == ["forest", "water"]
+    assert list(table["pixels"]) == [SIZE * SIZE // 2] * 2
+    assert list(table["ha"]) == [SIZE * SIZE // 2 * 100 / 1e4] * 2  # 10 m pixels: 100 m² each
+    assert list(table["%"]) == [50.0, 50.0]
+    assert any(b.proto.label == "Areas (CSV)" for b in at.get("download_button"))
+
+
+def test_vectorize_and_sample_buttons_launch_jobs(tiny_scene: Any, db_url: str, tmp_path: Path,
+                                                  monkeypatch: Any) -> None:
+    """The detached launcher is replaced (it would start a driver process): the test checks the configs the page
+    builds and that they validate."""
+    from jobs import launch
+
+    launched: list[Any] = []
+    monkeypatch.setattr(launch, "launch_detached", lambda cfg, *a, **k: launched.append(cfg) or 41)
+    rid = _run_with_prediction(db_url, _prediction(tmp_path, "pred.tif", 0))
+    at = app_test("review").run()
+    at.number_input(key="review_mmu").set_value(4.0).run()
+    at.button(key="review_vectorize").click().run()
+    at.button(key="review_sample").click().run()
+    assert not at.exception
+    assert [c.kind for c in launched] == ["vectorize", "sample"]
+    assert launched[0].prediction_run == rid and launched[0].min_mapping_unit == 4.0
+    assert launched[1].per_class == 50
+    assert any("Launched run 41" in s.value for s in at.success)

@@ -3,7 +3,7 @@ import sys
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from core.errors import RunNotFoundError
 from db.engine import SCHEMA_VERSION, get_engine
@@ -11,14 +11,15 @@ from db.models import utcnow
 from db.runs import RunTracker
 
 
-def test_sqlite_is_in_wal_mode_and_schema_versioned(db_url):
+def test_schema_is_created_and_versioned(db_url, db_backend):
     engine = get_engine(db_url)
     with engine.connect() as c:
-        assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert c.execute(text("SELECT version FROM schema_version")).scalar() == SCHEMA_VERSION
-        tables = {r[0] for r in c.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
-    assert {"scenes", "scene_modalities", "scene_classes", "scene_files", "runs", "run_events",
-            "worker_stats"} <= tables
+        if db_backend == "sqlite":
+            assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    assert engine.dialect.name == db_backend
+    assert {"schema_version", "scenes", "scene_modalities", "scene_classes", "scene_files", "runs", "run_events",
+            "worker_stats"} <= set(inspect(engine).get_table_names())
 
 
 def test_run_lifecycle_records_progress_events_and_metrics(db_url):
@@ -102,7 +103,8 @@ def test_old_schema_is_upgraded_by_code(db_url, monkeypatch):
                         lambda conn: (conn.execute(text("ALTER TABLE runs ADD COLUMN note TEXT")), applied.append(1)))
     assert engine_mod.init_db(engine) == engine_mod.SCHEMA_VERSION
     with engine.connect() as c:
-        assert "note" in [r[1] for r in c.execute(text("PRAGMA table_info(runs)"))]
+        assert "note" in [col["name"] for col in inspect(c).get_columns("runs")]
         assert c.execute(text("SELECT version FROM schema_version")).scalar() == engine_mod.SCHEMA_VERSION
     assert applied == [1]
     assert engine_mod.init_db(engine) == engine_mod.SCHEMA_VERSION and applied == [1]  # idempotent
+    engine.dispose()

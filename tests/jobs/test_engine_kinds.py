@@ -70,3 +70,36 @@ def test_multilabel_test_metrics_reach_the_history_table_and_per_class_f1(db_url
     assert row["micro_f1"] == 0.7 and row["macro_f1"] == 0.6 and pd.isna(row["test_oa"])
     f1 = history.per_class_f1([t.get(rid)])
     assert dict(zip(f1["class"], f1["f1"])) == {"water": 0.9, "forest": 0.3}
+
+
+def test_prediction_tiling_uses_the_runs_scene_not_the_default_database(tmp_path: Path, home: Path) -> None:
+    """The pipeline reads its scene from the run's database (a non-default URL here) and hands it over; the default
+    database of the home does not know the scene."""
+    import numpy as np
+
+    from core.data.catalog import SceneSpec, register_scene
+    from core.errors import SceneNotFoundError
+    from core.models.bundle import ModelMeta
+    from db.scenes import SceneStore
+    from jobs.engine_kinds import prediction_tiling
+    from jobs.pipeline import PipelineJobConfig
+    from tests.conftest import write_raster
+
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    img = write_raster(tmp_path / "img.tif", np.ones((3, 100, 120), dtype="uint16"))
+    spec = SceneSpec.model_validate({"name": "elsewhere", "classes": [{"id": 1, "name": "a", "color": "#000000"}],
+                                     "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]}}]})
+    register_scene(spec, SceneStore(other_url), home)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    meta = ModelMeta(model="unet", task="dense", modalities=("s2",), sample_size={"s2": 64}, class_ids=(1,),
+                     class_names=("a",), class_colors=("#000000",), band_stats={}, scene="elsewhere",
+                     extra={"model_params": {"width": 2, "depth": 2}})
+    (bundle / "meta.json").write_text(meta.to_json())
+    config = PipelineJobConfig(scene="elsewhere", model="unet", num_workers=1, scheme="single")
+    import pytest
+
+    with pytest.raises(SceneNotFoundError):
+        SceneStore().get("elsewhere")  # the default database, which the old code read
+    tile, overlap = prediction_tiling(str(bundle), config, SceneStore(other_url).get("elsewhere"))
+    assert (tile, overlap) == (100, 23)  # the raster's short side (a multiple of 2 ** 2), the U-Net's radius

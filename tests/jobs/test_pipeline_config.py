@@ -3,14 +3,18 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.configs import MODEL_NAMES, SCHEMES
+from core.configs import SCHEMES
 from jobs.engine_kinds import pipeline_parts
 from core.errors import ConfigError
-from jobs.pipeline import PipelineJobConfig, available_models, available_schemes, model_modalities
+from core.models import list_models
+from jobs.pipeline import PipelineJobConfig, available_schemes, model_modalities
 
 
 def test_gui_offers_every_model_and_scheme_of_the_engine():
-    assert set(available_models()) == set(MODEL_NAMES)
+    for model in list_models():
+        assert PipelineJobConfig(scene="s", model=model, scheme="single", num_workers=1).model == model
+    with pytest.raises(ValidationError, match="model 'nope' is unknown; choose one of"):
+        PipelineJobConfig(scene="s", model="nope")
     assert available_schemes() == SCHEMES
 
 

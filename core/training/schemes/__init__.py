@@ -1,0 +1,5 @@
+"""Parallelism schemes: one module each, registered in :mod:`core.training.schemes.api` (found with pkgutil)."""
+
+from core.training.schemes.api import Reduction, SchemeSpec, get_scheme, list_schemes, register_scheme
+
+__all__ = ["Reduction", "SchemeSpec", "get_scheme", "list_schemes", "register_scheme"]

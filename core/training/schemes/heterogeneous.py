@@ -16,18 +16,21 @@ compute time of each step, which is what a worker ``f`` times slower would take 
 from __future__ import annotations
 
 import logging
-import os
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from core.training import loop as _loop
+from core.training.schemes.api import Reduction, SchemeSpec, register_scheme
+from core.training.throttle import SLOWDOWN_ENV, slowdown, throttle
+
 log = logging.getLogger(__name__)
 
-SLOWDOWN_ENV = "WORKBENCH_SLOWDOWN"
-"""Environment variable of a worker process: factor >= 1 by which its training steps are made slower (default 1)."""
-
+__all__ = ["SLOWDOWN_ENV", "allreduce_weighted", "calibrated_shares", "proportional_shard", "samples_per_second",
+           "shares", "slowdown", "throttle", "weighted_average"]
 
 def shares(speeds: Sequence[float], global_batch: int) -> list[int]:
     """Split ``global_batch`` samples between ranks in proportion to their speeds (largest-remainder method).
@@ -136,27 +139,6 @@ def proportional_shard(indices: np.ndarray, counts: Sequence[int], rank: int, se
     return np.sort(perm[start:start + int(counts[rank])])
 
 
-def slowdown() -> float:
-    """This process's artificial slowdown factor (``$WORKBENCH_SLOWDOWN``, default 1 = none)."""
-    raw = os.environ.get(SLOWDOWN_ENV, "1")
-    try:
-        f = float(raw)
-    except ValueError:
-        raise ValueError(f"{SLOWDOWN_ENV}={raw!r} is not a number; set a factor >= 1 (e.g. 3) or unset it") from None
-    if f < 1:
-        raise ValueError(f"{SLOWDOWN_ENV}={raw!r} is below 1; it makes a worker slower, so set it to 1 or more")
-    return f
-
-
-def throttle(compute_s: float, factor: float | None = None) -> float:
-    """Sleep ``(factor - 1) * compute_s`` (factor from :func:`slowdown`); returns the seconds slept."""
-    f = slowdown() if factor is None else factor
-    extra = max(f - 1.0, 0.0) * compute_s
-    if extra > 0:
-        time.sleep(extra)
-    return extra
-
-
 def samples_per_second(step: Callable[[], Any], batch: int, steps: int, factor: float | None = None
                        ) -> dict[str, float]:
     """Calibrate this rank: one untimed ``step()`` (tracing), then ``steps`` timed ones, throttled like training.
@@ -180,3 +162,55 @@ def samples_per_second(step: Callable[[], Any], batch: int, steps: int, factor: 
         times.append(time.perf_counter() - ts)
     median = max(float(np.median(times)), 1e-9)
     return {"samples_per_s": batch / median, "step_s": median, "steps": float(steps), "batch": float(batch)}
+
+
+# ---- the scheme ---------------------------------------------------------------------------------------------------
+def calibrated_plan(t: Any) -> Any:
+    """The heterogeneous plan of :class:`core.training.loop.RankTrainer` ``t``: batch shares by speed (given or
+    calibrated on every rank), a random train share in proportion, steps of the whole split's global batches."""
+    import tensorflow as tf
+
+    cfg, rank, size = t.cfg, t.rank, t.size
+    global_batch = cfg.batch_size * size
+    batch_shares, speeds, calibration = None, None, None
+    if cfg.worker_speeds:
+        speeds = [float(s) for s in cfg.worker_speeds]
+    else:
+        xs_c, y_c = _loop._load_split(t.store, t.meta, "train", t.train_all[: cfg.batch_size], cfg.label_fraction)
+        saved = [v.numpy() for v in t.model.non_trainable_variables]  # calibration must not move BN statistics
+
+        def time_at(batches: list[int]) -> list[dict[str, float]]:
+            reps = np.resize(np.arange(len(y_c)), batches[rank])
+            xb_c, yb_c = t.inputs([x[reps] for x in xs_c]), tf.constant(y_c[reps])
+            mine = samples_per_second(lambda: float(t.compute_grads(xb_c, yb_c)[0]), batches[rank],
+                                      cfg.calibration_steps, t.slow)
+            return t.hvd.allgather_object({"rank": rank, **mine}, name="calibration")  # Horovod: all timings
+
+        batch_shares, speeds, calibration = calibrated_shares(time_at, global_batch, size)
+        for v, a in zip(t.model.non_trainable_variables, saved):
+            v.assign(a)
+    batch_shares = batch_shares or shares(speeds, global_batch)
+    mine = proportional_shard(t.train_all, shares(batch_shares, t.n_train), rank, cfg.seed)
+    return _loop.BatchPlan(batch_shares[rank], mine, math.ceil(t.n_train / global_batch), speeds=speeds,
+                           shares=batch_shares, calibration=calibration, given=bool(cfg.worker_speeds))
+
+
+def _check(model: str, num_workers: int, worker_speeds: Sequence[float] | None) -> None:
+    if num_workers < 2:
+        raise ValueError("scheme 'heterogeneous' balances work between workers of different speed; it needs "
+                         "num_workers >= 2 (use 'single' for one worker)")
+    if worker_speeds is not None and (len(worker_speeds) != num_workers or min(worker_speeds) <= 0):
+        raise ValueError(f"worker_speeds {list(worker_speeds)} must give one positive speed per worker "
+                         f"({num_workers} workers)")
+
+
+def _allreduce_weighted(values: Sequence[Any], weight: Any, hvd: Any, name: str) -> list[Any]:
+    return allreduce_weighted(values, weight, hvd, name="weighted_grads" if name == "grads" else name)
+
+
+SCHEME = register_scheme(SchemeSpec(
+    name="heterogeneous", description="Horovod ranks with batch shares by measured speed, gradients weighted by "
+                                      "sample count (balanced-gradient data parallelism)",
+    rank_fn=_loop.train_rank, uses_horovod=True, check=_check, plan=calibrated_plan,
+    reduction=Reduction(_allreduce_weighted, sends_weight=True), options=("worker_speeds", "calibration_steps"),
+    order=20))

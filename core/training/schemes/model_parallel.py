@@ -17,7 +17,7 @@ the gradients of the activations flow back to the branch ranks. Two details keep
 
 Each rank applies its own optimizer to its own variables. All ranks draw the same batches and augmentations (same
 seed) and call the same collectives in the same order. Telemetry counts the bytes of the tensors each rank sends
-and receives per step (ops ``activations`` and ``gradients``), CPU and peak memory; the fusion rank writes
+and receives per step (ops ``activations`` and ``gradients``), CPU and peak memory; the fusion rank reports
 ``worker_stats`` rows per epoch for every rank, the epoch / step events, and, after gathering the branch weights,
 the bundle of the whole two-stream model (:func:`core.models.bundle.save_bundle`), so a model-parallel run predicts like
 any other run. Resuming a model-parallel run is not supported.
@@ -35,22 +35,28 @@ from typing import Any
 
 import numpy as np
 
-from core.training.augment import dihedral
-from core.training.checkpoints import copy_dir
-from core.configs import MODEL_PARALLEL_RANKS, TrainJobConfig
-from core.errors import ConfigError, LabelError
+from core.configs import TrainJobConfig
+from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info, run_horovod
+from core.errors import ConfigError, LabelError
 from core.models.bundle import ModelMeta, load_bundle, save_bundle
 from core.models.two_stream import (activation_shape, build_branch_part, build_fusion_part, build_two_stream,
                                     set_weights_by_layer, weights_by_layer)
-from core.training.telemetry import Telemetry, nbytes
 from core.tiling.store import TileStore
-from core.training.loop import _configure_tf, learning_rate, meta_for, weights_checksum
+from core.training.augment import dihedral
+from core.training.checkpoints import copy_dir
+from core.training.loop import _configure_tf, meta_for, weights_checksum
+from core.training.schedule import learning_rate, make_optimizer
+from core.training.schemes.api import SchemeSpec, register_scheme
+from core.training.telemetry import Telemetry, nbytes
 
 log = logging.getLogger(__name__)
 
+MODEL_PARALLEL_MODELS = ("two_stream",)
+"""The multi-branch models this scheme splits (one branch per rank)."""
+MODEL_PARALLEL_RANKS = 3  # RGB branch, HSI branch, fusion + classifier
 FUSION_RANK = 2
-"""The rank that runs fusion + classifier, reads the labels and writes bundles and database rows."""
+"""The rank that runs fusion + classifier, reads the labels, writes bundles and reports."""
 
 
 def branch_modalities(modalities: Sequence[str]) -> tuple[str, str]:
@@ -217,14 +223,6 @@ def _shapes(store: TileStore, modalities: Sequence[str]) -> dict[str, tuple[int,
     return {m: tuple(int(d) for d in store.array("train", f"x_{m}").shape[1:]) for m in modalities}  # type: ignore
 
 
-def _optimizer(cfg: TrainJobConfig) -> Any:
-    import keras
-
-    if cfg.optimizer == "sgd_nesterov":
-        return keras.optimizers.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum, nesterov=True)
-    return keras.optimizers.Adam(learning_rate=cfg.learning_rate)
-
-
 # ---- rank functions -------------------------------------------------------------------------------------------------
 def mp_gradients_rank(full_weights: dict[str, list[np.ndarray]], input_shapes: dict[str, tuple[int, int, int]],
                       num_classes: int, model_params: dict[str, Any], split: str,
@@ -256,11 +254,13 @@ def mp_gradients_rank(full_weights: dict[str, list[np.ndarray]], input_shapes: d
 
 
 def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id: int | None = None,
-                  db_url: str | None = None, resume_dir: str | None = None) -> dict[str, Any]:
+                  resume_dir: str | None = None, *, scheme: Any = None,
+                  reporter: Reporter | None = None) -> dict[str, Any]:
     """Train this rank's part of the split two-stream model (run by :func:`run_horovod` with 3 ranks).
 
     Args: as :func:`core.training.loop.train_rank` (``resume_dir`` must be None). The fusion rank writes
-    ``checkpoints/epoch-NNN`` and ``checkpoints/last`` (bundles of the whole model) and ``model`` (best epoch).
+    ``checkpoints/epoch-NNN`` and ``checkpoints/last`` (bundles of the whole model) and ``model`` (best epoch), and
+    reports the step / epoch events, progress and every rank's statistics.
 
     Returns:
         This rank's summary: the keys of :func:`core.training.loop.train_rank`'s summary (``checksum`` is the whole
@@ -273,76 +273,121 @@ def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id:
                           "start a new run")
     tf = _configure_tf(cfg.cluster.threads_per_worker)
     import horovod.tensorflow as hvd
-    import keras
 
-    rank, size = hvd.rank(), hvd.size()  # Horovod: this rank's role follows from its rank
-    keras.utils.set_random_seed(cfg.seed + rank)
-    rng = np.random.default_rng(cfg.seed)  # Horovod: one seed on every rank: the same batches and augmentations
-    store = TileStore(store_path)
-    info = store.info
-    if info.mode != "patches":
-        raise ConfigError(f"model {cfg.model!r} trains on a store of 'patches' but {store_path} holds {info.mode!r}")
-    meta = meta_for(cfg, info, run_id)
-    shapes = _shapes(store, meta.modalities)
-    params = dict(cfg.model_params)
-    worker = SplitRank(shapes, len(meta.class_ids), cfg.mp_split, params, rank, _optimizer(cfg))
-    role = worker.role
-    train_idx, val_idx = store.valid_indices("train"), store.valid_indices("val")
-    train, val = _load(store, meta, "train", train_idx, role), _load(store, meta, "val", val_idx, role)
-    n, bs = len(train_idx), cfg.batch_size
-    steps = min(math.ceil(n / bs), cfg.max_steps_per_epoch or math.inf)
-    tele = Telemetry(rank, size, worker=rank_info().get("worker", "")).start()
-    writer = rank == FUSION_RANK  # Horovod: the fusion rank holds the metrics and writes rows and bundles
-    tracker = None
-    if writer and run_id is not None and db_url:
-        from db.runs import RunTracker
+    trainer = _MPTrainer(cfg, tf, hvd, store_path, run_id, reporter or Reporter())
+    try:
+        return trainer.run(Path(run_dir))
+    finally:
+        trainer.tele.stop()
 
-        tracker = RunTracker(db_url)
-    full = build_two_stream(shapes, len(meta.class_ids), **params) if writer else None
-    ckpt_dir, run_dir_p = Path(run_dir) / "checkpoints", Path(run_dir)
-    state: dict[str, Any] = {"best_val": None, "best_epoch": None, "bad_epochs": 0, "history": []}
-    global_step, epochs_run, t_steady, samples_steady, stopped_early = 0, [], 0.0, 0, False
-    checksum = ""
-    for epoch in range(1, cfg.epochs + 1):
-        perm = rng.permutation(n)
-        sums, t_epoch, traffic0 = np.zeros(3), time.perf_counter(), (tele.bytes_sent, tele.bytes_recv)
-        for step in range(int(steps)):
-            idx = perm[(step * bs + np.arange(bs)) % n]
-            xs, y = ([], train[idx]) if role == "fusion" else ([train[idx]], None)
+
+class _MPTrainer:
+    """One rank of a model-parallel training job, phase by phase (every phase is a collective)."""
+
+    def __init__(self, cfg: TrainJobConfig, tf: Any, hvd: Any, store_path: str, run_id: int | None,
+                 reporter: Reporter) -> None:
+        import keras
+
+        self.cfg, self.tf, self.hvd, self.reporter = cfg, tf, hvd, reporter
+        self.rank, self.size = rank, size = hvd.rank(), hvd.size()  # Horovod: this rank's role follows from its rank
+        keras.utils.set_random_seed(cfg.seed + rank)
+        self.rng = np.random.default_rng(cfg.seed)  # Horovod: one seed on every rank: the same batches, augmentations
+        store = TileStore(store_path)
+        if store.info.mode != "patches":
+            raise ConfigError(f"model {cfg.model!r} trains on a store of 'patches' but {store_path} holds "
+                              f"{store.info.mode!r}")
+        self.meta = meta = meta_for(cfg, store.info, run_id)
+        shapes = _shapes(store, meta.modalities)
+        self.worker = SplitRank(shapes, len(meta.class_ids), cfg.mp_split, dict(cfg.model_params), rank,
+                                make_optimizer(cfg))
+        self.role = role = self.worker.role
+        self.train_n = len(train_idx := store.valid_indices("train"))
+        self.val_n = len(val_idx := store.valid_indices("val"))
+        self.train, self.val = _load(store, meta, "train", train_idx, role), _load(store, meta, "val", val_idx, role)
+        self.steps = int(min(math.ceil(self.train_n / cfg.batch_size), cfg.max_steps_per_epoch or math.inf))
+        self.tele = Telemetry(rank, size, worker=rank_info().get("worker", "")).start()
+        self.writer = rank == FUSION_RANK  # Horovod: the fusion rank holds the metrics, writes bundles, reports
+        self.full = build_two_stream(shapes, len(meta.class_ids), **cfg.model_params) if self.writer else None
+        self.state: dict[str, Any] = {"best_val": None, "best_epoch": None, "bad_epochs": 0, "history": []}
+        self.global_step, self.epochs_run, self.t_steady, self.samples_steady = 0, [], 0.0, 0
+        self.checksum = ""
+
+    def run(self, run_dir: Path) -> dict[str, Any]:
+        stopped_early = False
+        for epoch in range(1, self.cfg.epochs + 1):
+            if self._epoch(epoch, run_dir):
+                stopped_early = True
+                break
+        self.tele.stop()
+        return self._summary(stopped_early)
+
+    def _epoch(self, epoch: int, run_dir: Path) -> bool:
+        """Train, validate, assemble, save and report one epoch; True when early stopping ends the run."""
+        t_epoch, traffic0 = time.perf_counter(), (self.tele.bytes_sent, self.tele.bytes_recv)
+        sums = self._train_epoch(epoch)
+        epoch_s = time.perf_counter() - t_epoch
+        step_traffic = [(self.tele.bytes_sent - traffic0[0]) / self.steps,
+                        (self.tele.bytes_recv - traffic0[1]) / self.steps]
+        metrics = self._metrics(epoch, sums, self._validate(), epoch_s)
+        improved = self._early_stopping(epoch, metrics)
+        self._assemble_and_save(epoch, run_dir, improved)
+        stats = {**self.tele.snapshot(), **rank_info(), "role": self.role, "epoch_s": epoch_s,
+                 "bytes_per_step_sent": step_traffic[0], "bytes_per_step_recv": step_traffic[1]}
+        self.step_traffic = step_traffic
+        per_rank = self.hvd.allgather_object(stats, name="mp.stats")  # Horovod: every rank's telemetry to the writer
+        if self.writer:
+            self._report_epoch(epoch, metrics, per_rank)
+        log.info("rank %d (%s) epoch %d: %s", self.rank, self.role, epoch, metrics)
+        return self.state["bad_epochs"] >= self.cfg.patience
+
+    def _train_epoch(self, epoch: int) -> np.ndarray:
+        """The epoch's steps; returns the fusion rank's (loss, correct, counted) sums (zeros elsewhere)."""
+        cfg, tf, bs, role = self.cfg, self.tf, self.cfg.batch_size, self.role
+        perm = self.rng.permutation(self.train_n)
+        sums = np.zeros(3)
+        for step in range(self.steps):
+            idx = perm[(step * bs + np.arange(bs)) % self.train_n]
+            xs, y = ([], self.train[idx]) if role == "fusion" else ([self.train[idx]], None)
             if cfg.augment:  # the same draws on every rank keep the two modalities' patches aligned
-                xs, y = dihedral(xs, y, False, rng)
-            worker.optimizer.learning_rate = learning_rate(cfg, 1, global_step, int(steps))
+                xs, y = dihedral(xs, y, False, self.rng)
+            self.worker.optimizer.learning_rate = learning_rate(cfg, 1, self.global_step, self.steps)
             t0 = time.perf_counter()
-            out = worker.train(tf.constant(y if role == "fusion" else xs[0]))
-            _count(tele, out)
-            log.debug("rank %d (%s): epoch %d step %d done", rank, role, epoch, step)
+            out = self.worker.train(tf.constant(y if role == "fusion" else xs[0]))
+            _count(self.tele, out)
             if role == "fusion":
                 sums += (float(out["loss"]), float(out["correct"]), float(out["counted"]))
-            if global_step == 0:
+            if self.global_step == 0:
                 mark_first_step()
             else:
-                t_steady, samples_steady = t_steady + time.perf_counter() - t0, samples_steady + bs
-            global_step += 1
-            if tracker and global_step % cfg.log_every == 0:
-                tracker.event(run_id, "step", phase="training", epoch=epoch, step=global_step,
-                              loss=float(out["loss"]), samples_per_s=bs / max(time.perf_counter() - t0, 1e-9))
-        epoch_s = time.perf_counter() - t_epoch
-        step_traffic = [(tele.bytes_sent - traffic0[0]) / steps, (tele.bytes_recv - traffic0[1]) / steps]
+                self.t_steady, self.samples_steady = self.t_steady + time.perf_counter() - t0, self.samples_steady + bs
+            self.global_step += 1
+            if self.writer and self.global_step % cfg.log_every == 0:
+                self.reporter.event("step", phase="training", epoch=epoch, step=self.global_step,
+                                    loss=float(out["loss"]), samples_per_s=bs / max(time.perf_counter() - t0, 1e-9))
+        return sums
+
+    def _validate(self) -> np.ndarray:
+        tf, bs = self.tf, self.cfg.batch_size
         vsum = np.zeros(3)
-        for b in range(0, len(val_idx), bs):
-            out = worker.predict(tf.constant(val[b:b + bs]))
-            _count(tele, out)
-            if role == "fusion":
-                loss, correct, counted = _masked_loss(tf, tf.constant(val[b:b + bs]), out["probs"])
+        for b in range(0, self.val_n, bs):
+            out = self.worker.predict(tf.constant(self.val[b:b + bs]))
+            _count(self.tele, out)
+            if self.role == "fusion":
+                loss, correct, counted = _masked_loss(tf, tf.constant(self.val[b:b + bs]), out["probs"])
                 vsum += (float(loss) * float(counted), float(correct), float(counted))
-        log.debug("rank %d (%s): epoch %d validated", rank, role, epoch)
+        return vsum
+
+    def _metrics(self, epoch: int, sums: np.ndarray, vsum: np.ndarray, epoch_s: float) -> dict[str, Any]:
         metrics = None
-        if role == "fusion":
-            metrics = {"epoch": epoch, "loss": sums[0] / steps, "accuracy": sums[1] / max(sums[2], 1.0),
+        if self.role == "fusion":
+            metrics = {"epoch": epoch, "loss": sums[0] / self.steps, "accuracy": sums[1] / max(sums[2], 1.0),
                        "val_loss": vsum[0] / vsum[2] if vsum[2] else None,
                        "val_accuracy": vsum[1] / vsum[2] if vsum[2] else None,
-                       "lr": float(learning_rate(cfg, 1, global_step - 1, int(steps))), "epoch_s": epoch_s}
-        metrics = hvd.broadcast_object(metrics, root_rank=FUSION_RANK, name="mp.metrics")  # Horovod: to all
+                       "lr": float(learning_rate(self.cfg, 1, self.global_step - 1, self.steps)), "epoch_s": epoch_s}
+        return self.hvd.broadcast_object(metrics, root_rank=FUSION_RANK, name="mp.metrics")  # Horovod: to all
+
+    def _early_stopping(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        state = self.state
         state["history"].append(metrics)
         val_loss = metrics["val_loss"]  # none without validation samples: every epoch runs, the last is kept
         improved = val_loss is None or state["best_val"] is None or val_loss < state["best_val"] - 1e-7
@@ -350,57 +395,60 @@ def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id:
             state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
-        epochs_run.append(epoch)
-        # Horovod: gather the branch parts' weights (the fusion rank assembles and saves the whole model)
-        mine = weights_by_layer(worker.part) if role != "fusion" else {}
-        log.debug("rank %d (%s): epoch %d metrics %s", rank, role, epoch, metrics)
-        parts = hvd.allgather_object(mine, name="mp.weights")
-        tele.add("checkpoint", nbytes(mine) * (size - 1), sum(nbytes(p) for i, p in enumerate(parts) if i != rank))
-        if full is not None:
-            set_weights_by_layer(full, {k: v for p in parts for k, v in p.items()} | weights_by_layer(worker.part))
-            here = save_bundle(ckpt_dir / f"epoch-{epoch:03d}", full, dataclasses.replace(meta, epoch=epoch))
-            copy_dir(here, ckpt_dir / "last")
-            if improved:
-                copy_dir(here, run_dir_p / "model")
-            checksum = weights_checksum(full)
-        stats = {**tele.snapshot(), **rank_info(), "role": role, "epoch_s": epoch_s,
-                 "bytes_per_step_sent": step_traffic[0], "bytes_per_step_recv": step_traffic[1]}
-        per_rank = hvd.allgather_object(stats, name="mp.stats")  # Horovod: every rank's telemetry to the writer
-        if tracker:
-            tracker.event(run_id, "epoch", phase="training", epoch=epoch,
-                          **{k: v for k, v in metrics.items() if k != "epoch"})
-            tracker.progress(run_id, "training", epoch, cfg.epochs, loss=metrics["loss"], val_loss=metrics["val_loss"])
-            for r in per_rank:
-                tracker.worker_stat(
-                    run_id, str(r.get("worker") or f"rank-{r['rank']}"), rank=r["rank"], phase="training",
-                    bytes_sent=r["bytes_sent"], bytes_recv=r["bytes_recv"], cpu_percent=r["cpu_percent"],
-                    peak_mem_bytes=r["peak_mem_bytes"], samples=global_step * bs, epoch=epoch, role=r["role"],
-                    scheme="model_parallel", mp_split=cfg.mp_split, batch_size=bs, epoch_s=r["epoch_s"],
-                    bytes_per_step_sent=r["bytes_per_step_sent"], bytes_per_step_recv=r["bytes_per_step_recv"],
-                    by_op=r["by_op"], host_net_bytes_sent=r["host_net_bytes_sent"],
-                    host_net_bytes_recv=r["host_net_bytes_recv"])
-        log.info("rank %d (%s) epoch %d: %s", rank, role, epoch, metrics)
-        if state["bad_epochs"] >= cfg.patience:
-            stopped_early = True
-            break
-    tele.stop()
-    checksum = hvd.broadcast_object(checksum, root_rank=FUSION_RANK, name="mp.checksum")  # Horovod
-    rate = samples_steady / t_steady if t_steady > 0 else None
-    return {
-        "rank": rank, "size": size, "role": role, "checksum": checksum, "start_epoch": 1, "epochs_run": epochs_run,
-        "last_epoch": epochs_run[-1], "stopped_early": stopped_early, "history": state["history"],
-        "best_val": state["best_val"], "best_epoch": state["best_epoch"], "steps_per_epoch": int(steps),
-        "samples": global_step * bs, "samples_per_s": rate / size if rate else None, "pipeline_samples_per_s": rate,
-        "optimizer_iterations": int(worker.optimizer.iterations.numpy()), "bytes_sent": tele.bytes_sent,
-        "bytes_recv": tele.bytes_recv, "bytes_per_step": step_traffic, "by_op": dict(tele.by_op), **rank_info(),
-    }
+        self.epochs_run.append(epoch)
+        return improved
+
+    def _assemble_and_save(self, epoch: int, run_dir: Path, improved: bool) -> None:
+        """Gather the branch parts' weights; the fusion rank assembles the whole model and saves its bundles."""
+        mine = weights_by_layer(self.worker.part) if self.role != "fusion" else {}
+        parts = self.hvd.allgather_object(mine, name="mp.weights")  # Horovod: every part to every rank
+        self.tele.add("checkpoint", nbytes(mine) * (self.size - 1),
+                      sum(nbytes(p) for i, p in enumerate(parts) if i != self.rank))
+        if self.full is None:
+            return
+        set_weights_by_layer(self.full, {k: v for p in parts for k, v in p.items()} | weights_by_layer(self.worker.part))
+        ckpt_dir = run_dir / "checkpoints"
+        here = save_bundle(ckpt_dir / f"epoch-{epoch:03d}", self.full, dataclasses.replace(self.meta, epoch=epoch))
+        copy_dir(here, ckpt_dir / "last")
+        if improved:
+            copy_dir(here, run_dir / "model")
+        self.checksum = weights_checksum(self.full)
+
+    def _report_epoch(self, epoch: int, metrics: dict[str, Any], per_rank: list[dict[str, Any]]) -> None:
+        cfg, rep = self.cfg, self.reporter
+        rep.event("epoch", phase="training", epoch=epoch, **{k: v for k, v in metrics.items() if k != "epoch"})
+        rep.progress("training", epoch, cfg.epochs, loss=metrics["loss"], val_loss=metrics["val_loss"])
+        for r in per_rank:
+            rep.worker_stat(
+                str(r.get("worker") or f"rank-{r['rank']}"), rank=r["rank"], phase="training",
+                bytes_sent=r["bytes_sent"], bytes_recv=r["bytes_recv"], cpu_percent=r["cpu_percent"],
+                peak_mem_bytes=r["peak_mem_bytes"], samples=self.global_step * cfg.batch_size, epoch=epoch,
+                role=r["role"], scheme=cfg.scheme, mp_split=cfg.mp_split, batch_size=cfg.batch_size,
+                epoch_s=r["epoch_s"], bytes_per_step_sent=r["bytes_per_step_sent"],
+                bytes_per_step_recv=r["bytes_per_step_recv"], by_op=r["by_op"],
+                host_net_bytes_sent=r["host_net_bytes_sent"], host_net_bytes_recv=r["host_net_bytes_recv"])
+
+    def _summary(self, stopped_early: bool) -> dict[str, Any]:
+        checksum = self.hvd.broadcast_object(self.checksum, root_rank=FUSION_RANK, name="mp.checksum")  # Horovod
+        rate = self.samples_steady / self.t_steady if self.t_steady > 0 else None
+        tele, state, bs = self.tele, self.state, self.cfg.batch_size
+        return {
+            "rank": self.rank, "size": self.size, "role": self.role, "checksum": checksum, "start_epoch": 1,
+            "epochs_run": self.epochs_run, "last_epoch": self.epochs_run[-1], "stopped_early": stopped_early,
+            "history": state["history"], "best_val": state["best_val"], "best_epoch": state["best_epoch"],
+            "steps_per_epoch": self.steps, "samples": self.global_step * bs,
+            "samples_per_s": rate / self.size if rate else None, "pipeline_samples_per_s": rate,
+            "optimizer_iterations": int(self.worker.optimizer.iterations.numpy()), "bytes_sent": tele.bytes_sent,
+            "bytes_recv": tele.bytes_recv, "bytes_per_step": self.step_traffic, "by_op": dict(tele.by_op),
+            **rank_info(),
+        }
 
 
 # ---- inference ------------------------------------------------------------------------------------------------------
 def _inference_data(bundle_dir: str, store_path: str, split: str, n_patches: int
                     ) -> tuple[Any, ModelMeta, TileStore, np.ndarray]:
     model, meta = load_bundle(bundle_dir)
-    if meta.model != "two_stream":
+    if meta.model not in MODEL_PARALLEL_MODELS:
         raise ConfigError(f"bundle {bundle_dir} holds model {meta.model!r}; split inference needs 'two_stream'")
     store = TileStore(store_path)
     idx = store.valid_indices(split)
@@ -489,3 +537,32 @@ def time_inference(client: Any, bundle_dir: str | Path, store_path: str | Path, 
     seconds = max(r["seconds"] for r in results)
     return {"scheme": scheme, "mp_split": mp_split if scheme == "model_parallel" else None, "n_patches": n_patches,
             "seconds": seconds, "patches_per_s": n_patches / seconds, "wall_s": results.wall_s, "ranks": list(results)}
+
+
+# ---- the scheme ---------------------------------------------------------------------------------------------------
+def _check(model: str, num_workers: int, worker_speeds: Sequence[float] | None) -> None:
+    if model not in MODEL_PARALLEL_MODELS:
+        raise ValueError(f"scheme 'model_parallel' splits a multi-branch model across workers, but {model!r} has "
+                         f"a single branch; use {list(MODEL_PARALLEL_MODELS)} or scheme 'data_parallel'")
+    if num_workers != MODEL_PARALLEL_RANKS:
+        raise ValueError(f"scheme 'model_parallel' runs the RGB branch, the HSI branch and the fusion on "
+                         f"{MODEL_PARALLEL_RANKS} workers; set num_workers to {MODEL_PARALLEL_RANKS}")
+
+
+def _check_train(config: Any) -> None:
+    if config.ema_decay > 0:
+        raise ValueError("ema_decay (weight averaging) is not available for scheme 'model_parallel' (each rank "
+                         "holds a part of the model); set ema_decay to 0 or use 'data_parallel'")
+
+
+def _check_scene(scene: str, modalities: Sequence[str]) -> None:
+    if len(modalities) != 2:
+        raise ValueError(f"scheme 'model_parallel' runs one branch per modality (RGB and HSI) but scene {scene!r} "
+                         f"has {list(modalities)}; use a scene with two modalities or scheme 'data_parallel'")
+
+
+SCHEME = register_scheme(SchemeSpec(
+    name="model_parallel", description="the two-stream CNN split over 3 Horovod ranks (RGB branch, HSI branch, "
+                                       "fusion)",
+    rank_fn=mp_train_rank, uses_horovod=True, check=_check, check_train=_check_train, check_scene=_check_scene,
+    options=("mp_split",), weight_averaging=False, order=30))

@@ -75,12 +75,9 @@ needs_horovod = pytest.mark.skipif(importlib.util.find_spec("horovod") is None, 
 
 
 def _train(config: TrainJobConfig, client: Any, db_url: str, store: Path) -> tuple[Any, int, dict[str, Any]]:
-    from core.training.job import run_train_job
-    from db.runs import RunTracker
+    from tests.runs import train_run
 
-    tracker = RunTracker(db_url)
-    run_id = tracker.create("train", config.model_dump(mode="json"))
-    return tracker, run_id, run_train_job(config, client, tracker, run_id, store)
+    return train_run(config, client, db_url, store)
 
 
 def _config(store: Path, **kw: Any) -> TrainJobConfig:
@@ -217,19 +214,33 @@ def test_wrong_store_mode_fails_the_run_before_launch(cluster_client: Any, db_ur
 @pytest.mark.usefixtures("home")
 def test_cancelled_run_stops_its_ranks_and_is_marked_cancelled(cluster_client: Any, db_url: str,
                                                                tmp_path: Path) -> None:
+    import threading
+
     from core.errors import JobCancelledError
-    from core.training.job import run_train_job
     from db.runs import RunTracker
 
     store = make_store(tmp_path / "s.zarr")
     config = _config(store, epochs=500, max_steps_per_epoch=None)
     tracker = RunTracker(db_url)
-    run_id = tracker.create("train", config.model_dump(mode="json"))
+    stop = threading.Event()
+
+    def cancel_after_first_epoch() -> None:  # as a user would, from the run's progress
+        while not stop.wait(0.2):
+            runs = tracker.list(kind="train")
+            if runs and (runs[0].progress_done or 0) >= 1:
+                tracker.request_cancel(runs[0].id)
+                return
+
+    watcher = threading.Thread(target=cancel_after_first_epoch, daemon=True)
+    watcher.start()
     t0 = time.monotonic()
-    with pytest.raises(JobCancelledError, match="cancelled; its 2 rank"):
-        run_train_job(config, cluster_client, tracker, run_id, store,
-                      cancelled=lambda: tracker.get(run_id).progress_done >= 1)  # cancel after the first epoch
+    try:
+        with pytest.raises(JobCancelledError, match="cancelled; its 2 rank"):
+            _train(config, cluster_client, db_url, store)
+    finally:
+        stop.set()
     assert time.monotonic() - t0 < 120
+    run_id = tracker.list(kind="train")[0].id
     row = tracker.get(run_id)
     assert row.status == "cancelled" and row.progress_done >= 1
     assert (Path(tracker.get(run_id).config["store"]).exists())

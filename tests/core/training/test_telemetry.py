@@ -29,12 +29,13 @@ def test_single_rank_sends_nothing_and_cpu_memory_are_sampled():
 
 def test_record_writes_one_worker_row(db_url):
     from db.runs import RunTracker
+    from jobs.runner import TrackerSink
 
     tracker = RunTracker(db_url)
     run_id = tracker.create("train", {})
     t = Telemetry(rank=1, size=2, worker="tcp://w1").start()
     t.allreduce([np.zeros(100, np.float32)])
     t.stop()
-    t.record(tracker, run_id, "training", samples=8, epoch=1)
+    t.record(TrackerSink(tracker, run_id), "training", samples=8, epoch=1)
     (row,) = tracker.worker_stats(run_id)
     assert (row.worker, row.rank, row.bytes_sent, row.samples, row.data["epoch"]) == ("tcp://w1", 1, 400, 8, 1)

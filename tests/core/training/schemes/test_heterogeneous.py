@@ -181,20 +181,17 @@ def test_weighted_allreduce_on_two_ranks_equals_one_large_batch_step(cluster_cli
 def test_calibration_gives_the_throttled_worker_the_smaller_share(cluster_client: Any, db_url: str,
                                                                   tmp_path: Path) -> None:
     from core.configs import TrainJobConfig
-    from core.training.job import run_train_job
-    from db.runs import RunTracker
     from tests.core.models.test_resnet import make_store
+    from tests.runs import train_run
 
     store = make_store(tmp_path / "p.zarr", mode="patches", size=5, counts={"train": 24, "val": 4})  # 3 steps of 8
     slow_worker = sorted(_worker_addresses(cluster_client))[0]
     config = TrainJobConfig(scene="tiny", store=str(store), model="patch_cnn", model_params={"width": 4},
                             scheme="heterogeneous", num_workers=2, epochs=1, batch_size=4, calibration_steps=8,
                             max_steps_per_epoch=3, log_every=1)
-    tracker = RunTracker(db_url)
-    run_id = tracker.create("train", config.model_dump(mode="json"))
     cluster_client.run(_set_env, SLOWDOWN_ENV, "4", workers=[slow_worker])
     try:
-        out = run_train_job(config, cluster_client, tracker, run_id, store)
+        tracker, run_id, out = train_run(config, cluster_client, db_url, store)
     finally:  # (a worker restarted after a failure has a fresh environment already)
         if slow_worker in _worker_addresses(cluster_client):
             cluster_client.run(_set_env, SLOWDOWN_ENV, None, workers=[slow_worker])

@@ -110,16 +110,13 @@ def test_model_parallel_training_writes_a_bundle_that_predicts(mp_client: Any, d
     from core.training.schemes.model_parallel import time_inference
     from core.models.bundle import load_bundle
     from core.models.two_stream import activation_bytes
-    from core.training.job import run_train_job
-    from db.runs import RunTracker
+    from tests.runs import train_run
 
     store = make_mm_store(tmp_path / "mm.zarr")
     config = TrainJobConfig(scene="tiny", store=str(store), model="two_stream", model_params=PARAMS,
                             scheme="model_parallel", mp_split="optimized", num_workers=3, epochs=2, batch_size=4,
                             log_every=1, max_steps_per_epoch=2, warmup_epochs=0)
-    tracker = RunTracker(db_url)
-    run_id = tracker.create("train", config.model_dump(mode="json"))
-    out = run_train_job(config, mp_client, tracker, run_id, store, timeout=300)
+    tracker, run_id, out = train_run(config, mp_client, db_url, store)
 
     row = tracker.get(run_id)
     assert row.status == "succeeded" and row.metrics["epochs_run"] == [1, 2]

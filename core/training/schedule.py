@@ -1,0 +1,51 @@
+"""The learning-rate schedule and the optimizer of a training job (shared by every scheme)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.configs import TrainJobConfig
+
+
+def base_learning_rate(config: TrainJobConfig) -> float:
+    """The learning rate of one worker before scaling by the number of ranks.
+
+    ``config.learning_rate``, except for ``resnet50`` when the default rate is kept: then the ResNet recipe's
+    ``0.1 * n / 256`` for a per-worker batch of ``n`` (Goyal et al. 2017), which :func:`learning_rate` scales by
+    ``k`` ranks to ``0.1 * k * n / 256``. (Asking for exactly the default rate counts as keeping it.)
+    """
+    default = TrainJobConfig.model_fields["learning_rate"].default
+    if config.model == "resnet50" and config.learning_rate == default:
+        return 0.1 * config.batch_size / 256
+    return config.learning_rate
+
+
+def learning_rate(config: TrainJobConfig, size: int, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at global ``step`` (0-based) for ``size`` ranks.
+
+    Linear warm-up from ``base`` to ``base * size`` over ``warmup_epochs`` epochs (Goyal et al. 2017; ``base`` from
+    :func:`base_learning_rate`), then ``* lr_decay_factor`` at each of the ``lr_decay_at`` fractions of
+    ``config.epochs`` (the ResNet paper's 30/60/80 of 100 epochs is ``(0.3, 0.6, 0.8)``, scaled to the epochs
+    asked: the boundaries are ``round(f * epochs)``), or else every ``lr_decay_epochs`` epochs.
+    """
+    base = base_learning_rate(config)
+    peak = base * size
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+    if step < warmup_steps:
+        return base + (peak - base) * step / warmup_steps
+    epoch = step // steps_per_epoch
+    if config.lr_decay_at:
+        passed = sum(epoch >= round(f * config.epochs) for f in config.lr_decay_at)
+        return peak * config.lr_decay_factor ** passed
+    if config.lr_decay_epochs:
+        return peak * config.lr_decay_factor ** (epoch // config.lr_decay_epochs)
+    return peak
+
+
+def make_optimizer(config: TrainJobConfig) -> Any:
+    """The Keras optimizer ``config.optimizer`` names (its rate is set by the schedule at every step)."""
+    import keras
+
+    if config.optimizer == "sgd_nesterov":
+        return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum, nesterov=True)
+    return keras.optimizers.Adam(learning_rate=config.learning_rate)
