@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from core.distributed.jobqueue import HPCClusterConfig
 from core.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -85,12 +86,30 @@ class SplitConfig(Frozen):
 
 
 class ClusterConfig(Frozen):
-    """Which Dask cluster to use: an existing scheduler address, or a local cluster of ``n_workers`` processes."""
+    """Which Dask cluster to use: an existing scheduler address, workers started as batch jobs (``hpc``: SLURM or
+    PBS through dask-jobqueue, cancelled when the job ends), or a local cluster of ``n_workers`` processes."""
 
     scheduler_address: str | None = None
     n_workers: int | None = Field(None, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
+    hpc: HPCClusterConfig | None = Field(None, description="submit the workers as batch jobs (docs/CLUSTERS.md)")
+    workers_timeout: float = Field(600.0, gt=0, description="seconds to wait for the hpc workers (queue included)")
+
+    @field_validator("hpc", mode="before")
+    @classmethod
+    def _hpc(cls, v: Any) -> Any:
+        return HPCClusterConfig.from_dict(v) if isinstance(v, dict) else v  # refuses unknown settings by name
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> "ClusterConfig":
+        if self.hpc is not None and self.scheduler_address:
+            raise ValueError("give either scheduler_address (an existing cluster) or hpc (workers started as batch "
+                             "jobs), not both")
+        if self.hpc is not None and self.hpc.n_workers < 1:
+            raise ValueError("hpc.n_jobs is 0: the job would wait for workers that are never submitted; set "
+                             "n_jobs >= 1")
+        return self
 
 
 class TileJobConfig(Frozen):

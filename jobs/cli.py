@@ -292,6 +292,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
     if args.cluster_command == "check":
         return cmd_cluster_check(args)
+    if args.cluster_command == "plan":
+        return cmd_cluster_plan(args)
     if args.cluster_command == "serve":
         local_cluster.serve(args.workers)
     elif args.cluster_command == "start":
@@ -325,6 +327,29 @@ def cmd_cluster_check(args: argparse.Namespace) -> int:
         print(report.message(), file=sys.stderr)
         return 2
     print("pre-flight passed" + (f" for {args.config}" if args.config else ""))
+    return 0
+
+
+def cmd_cluster_plan(args: argparse.Namespace) -> int:
+    """Print the batch script one worker job would be submitted with (nothing is submitted)."""
+    from core.configs import ClusterConfig
+    from core.distributed.jobqueue import HPCClusterConfig, job_script
+    from jobs.kinds import parse_config
+
+    if args.config:
+        cluster = getattr(parse_config(Path(args.config)), "cluster", None) or ClusterConfig()
+        hpc, source = cluster.hpc, f"the cluster.hpc section of {args.config}"
+    else:
+        path = args.hpc or os.environ.get("WORKBENCH_HPC_CONFIG")
+        if not path:
+            raise ConfigError("cluster plan needs --config JOB.json (with a cluster.hpc section), --hpc HPC.json "
+                              "or $WORKBENCH_HPC_CONFIG")
+        hpc, source = HPCClusterConfig.from_dict(load_json_file(path, "HPC cluster settings")), path
+    if hpc is None:
+        raise ConfigError(f"{args.config} has no cluster.hpc section: add one (see docs/CLUSTERS.md) or pass --hpc")
+    print(f"# {hpc.n_jobs} job(s) x {hpc.processes} worker process(es) of {hpc.threads_per_process} thread(s), "
+          f"from {source}; the scheduler runs in the submitting process (its address replaces <scheduler>)")
+    print(job_script(hpc))
     return 0
 
 
@@ -504,8 +529,10 @@ def _run_parsers(sub: Any) -> None:
 
 def _service_parsers(sub: Any) -> None:
     cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve); check: "
-                                        "pre-flight of the cluster in use (--config: for that job)")
-    cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve", "check"])
+                                        "pre-flight of the cluster in use (--config: for that job); plan: the "
+                                        "batch script of an HPC cluster (--config JOB.json or --hpc HPC.json)")
+    cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve", "check", "plan"])
+    cl.add_argument("--hpc", help="plan: a JSON file of HPC cluster settings (default $WORKBENCH_HPC_CONFIG)")
     cl.add_argument("--workers", type=int)
     cl.add_argument("--config", help="check: a JSON job config whose needs (ranks, scene files, Horovod) to check")
     cl.set_defaults(func=cmd_cluster)

@@ -96,9 +96,11 @@ def _cluster_for(config: BaseModel, client: Any, db_url: str) -> tuple[Any, Clus
     from jobs.cluster_check import check_job
 
     handle = None
+    t0 = time.monotonic()
     if client is None and "cluster" in type(config).model_fields:  # jobs without one run on the driver
         handle = connect(config.cluster)  # type: ignore[attr-defined]
         client = handle.client
+    connect_s = time.monotonic() - t0
     if client is None:
         return None, None, {}
     try:
@@ -107,7 +109,8 @@ def _cluster_for(config: BaseModel, client: Any, db_url: str) -> tuple[Any, Clus
         if handle is not None:
             handle.close()
         raise
-    return client, handle, {"seconds": round(report.seconds, 2), "warnings": report.warnings}
+    return client, handle, {"seconds": round(report.seconds, 2), "warnings": report.warnings,
+                            "connect_s": round(connect_s, 2)}
 
 
 def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = None, run_id: int | None = None,
