@@ -333,23 +333,23 @@ def cmd_cluster_check(args: argparse.Namespace) -> int:
 def cmd_cluster_plan(args: argparse.Namespace) -> int:
     """Print the batch script one worker job would be submitted with (nothing is submitted)."""
     from core.configs import ClusterConfig
-    from core.distributed.jobqueue import HPCClusterConfig, job_script
+    from core.distributed.hpc import hpc_config, jobqueue
     from jobs.kinds import parse_config
 
     if args.config:
         cluster = getattr(parse_config(Path(args.config)), "cluster", None) or ClusterConfig()
-        hpc, source = cluster.hpc, f"the cluster.hpc section of {args.config}"
+        hpc, source = cluster.hpc_settings(), f"the cluster.hpc section of {args.config}"
     else:
         path = args.hpc or os.environ.get("WORKBENCH_HPC_CONFIG")
         if not path:
             raise ConfigError("cluster plan needs --config JOB.json (with a cluster.hpc section), --hpc HPC.json "
                               "or $WORKBENCH_HPC_CONFIG")
-        hpc, source = HPCClusterConfig.from_dict(load_json_file(path, "HPC cluster settings")), path
+        hpc, source = hpc_config(load_json_file(path, "HPC cluster settings")), path
     if hpc is None:
         raise ConfigError(f"{args.config} has no cluster.hpc section: add one (see docs/CLUSTERS.md) or pass --hpc")
     print(f"# {hpc.n_jobs} job(s) x {hpc.processes} worker process(es) of {hpc.threads_per_process} thread(s), "
           f"from {source}; the scheduler runs in the submitting process (its address replaces <scheduler>)")
-    print(job_script(hpc))
+    print(jobqueue().job_script(hpc))
     return 0
 
 

@@ -59,10 +59,10 @@ def _start(settings: Settings, n_workers: int | None, threads_per_worker: int,
     HPC settings file, else a LocalCluster of worker processes on ``host``."""
     if settings.hpc_config is not None:
         from core.configs import load_json_file
-        from core.distributed.jobqueue import HPCClusterConfig, make_cluster
+        from core.distributed.hpc import hpc_config, jobqueue
 
-        hpc = HPCClusterConfig.from_dict(load_json_file(settings.hpc_config, "HPC cluster settings"))
-        cluster = make_cluster(hpc)  # Dask: the worker jobs arrive as the batch system starts them
+        hpc = hpc_config(load_json_file(settings.hpc_config, "HPC cluster settings"))
+        cluster = jobqueue().make_cluster(hpc)  # Dask: the worker jobs arrive as the batch system starts them
         return cluster, {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link,
                          "pid": os.getpid(), "n_workers": hpc.n_workers, "threads_per_worker": hpc.threads_per_process,
                          "hpc": hpc.system, "hpc_config": str(settings.hpc_config)}

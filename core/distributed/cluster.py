@@ -11,7 +11,6 @@ from typing import Any
 from dask.distributed import Client, LocalCluster
 
 from core.configs import ClusterConfig
-from core.distributed.jobqueue import HPCClusterConfig
 from core.errors import ClusterError
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def connect(config: ClusterConfig | None = None, timeout: float = 20) -> Cluster
     """
     config = config or ClusterConfig()
     if config.hpc is not None:
-        return connect_hpc(config.hpc, config.workers_timeout)
+        return connect_hpc(config.hpc_settings(), config.workers_timeout)
     address = config.scheduler_address or os.environ.get("WORKBENCH_SCHEDULER")
     if address:
         try:
@@ -72,18 +71,19 @@ def connect(config: ClusterConfig | None = None, timeout: float = 20) -> Cluster
     return ClusterHandle(Client(cluster), cluster)
 
 
-def connect_hpc(hpc: HPCClusterConfig, timeout: float = 600.0) -> ClusterHandle:
-    """Start the scheduler here, submit ``hpc.n_jobs`` worker jobs and wait for all ``hpc.n_workers`` workers.
+def connect_hpc(hpc: Any, timeout: float = 600.0) -> ClusterHandle:
+    """Start the scheduler here, submit ``hpc.n_jobs`` worker jobs (``hpc``: a
+    :class:`core.distributed.jobqueue.HPCClusterConfig`) and wait for all ``hpc.n_workers`` workers.
 
     The handle owns the cluster: :meth:`ClusterHandle.close` cancels the jobs.
 
     Raises:
         ClusterError: the workers did not all connect within ``timeout`` s (the jobs are cancelled first).
     """
-    from core.distributed.jobqueue import make_cluster
+    from core.distributed.hpc import jobqueue
 
     t0 = time.monotonic()
-    cluster = make_cluster(hpc)  # Dask: dask-jobqueue submits the worker jobs
+    cluster = jobqueue().make_cluster(hpc)  # Dask: dask-jobqueue submits the worker jobs
     client = Client(cluster)
     try:
         client.wait_for_workers(hpc.n_workers, timeout=timeout)
