@@ -20,6 +20,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+THREAD_CAPS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+               "TF_NUM_INTEROP_THREADS")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -29,8 +31,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def base_env(engine: bool) -> dict[str, str]:
-    """This process's environment without workbench settings; PYTHONPATH is the repository iff ``engine``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_") and k != "PYTHONPATH"}
+    """This process's environment without workbench settings or thread caps (a user's shell); PYTHONPATH is the
+    repository iff ``engine``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("WORKBENCH_") and k not in ("PYTHONPATH", *THREAD_CAPS)}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     if engine:
         env["PYTHONPATH"] = str(REPO)

@@ -268,12 +268,12 @@ def _check_answers(reports: dict[str, dict[str, Any]]) -> list[Problem]:
 
 def _warnings(reports: dict[str, dict[str, Any]]) -> list[str]:
     uncapped = [a for a, r in reports.items() if r.get("role") == "worker" and "threads_env" in r
-                and not r["threads_env"].get("OMP_NUM_THREADS")]
+                and not r["threads_env"].get("TF_NUM_INTRAOP_THREADS")]
     if not uncapped:
         return []
-    return [f"{_names(uncapped, reports)} run without the engine's per-worker thread caps (OMP_NUM_THREADS, "
-            "TF_NUM_INTRAOP_THREADS unset): TensorFlow in each may use every core of its host; start workers with "
-            "`workbench worker SCHEDULER` to cap them"]
+    return [f"{_names(uncapped, reports)} run without the engine's per-worker thread caps (TF_NUM_INTRAOP_THREADS "
+            "unset; Dask's nanny caps only OpenMP and BLAS): TensorFlow in each may use every core of its host; "
+            "start workers with `workbench worker SCHEDULER` to cap them"]
 
 
 # ---- asking the cluster ------------------------------------------------------------------------------------------

@@ -83,8 +83,8 @@ def test_app_with_an_external_scheduler_starts_no_local_cluster(home: Path, exte
             except OSError:
                 assert app.poll() is None and time.monotonic() < deadline, "the app did not come up"
                 time.sleep(1)
-        children = [" ".join(p.cmdline()) for p in psutil.Process(app.pid).children(recursive=True)]
-        assert not any("cluster" in c and "serve" in c for c in children), children
+        children = [p.cmdline() for p in psutil.Process(app.pid).children(recursive=True)]
+        assert not any("cluster" in argv and "serve" in argv for argv in children), children
         assert not (home / "cluster.json").exists()
     finally:
         os.killpg(app.pid, signal.SIGTERM)
