@@ -90,3 +90,17 @@ def test_app_with_an_external_scheduler_starts_no_local_cluster(home: Path, exte
         os.killpg(app.pid, signal.SIGTERM)
         out = app.communicate(timeout=30)[0].decode()
     assert "local Dask cluster" not in out, out
+
+
+def test_cluster_check_from_the_cli(home: Path, tiny_scene: Any, external: UserCluster, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.cli import main
+
+    monkeypatch.setenv("WORKBENCH_SCHEDULER", external.address)
+    config = tmp_path / "tile.json"
+    config.write_text('{"kind": "tile", "scene": "tiny"}')
+    assert main(["cluster", "check", "--config", str(config)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"scheduler {external.address}" in out and "pre-flight passed for" in out
+    assert sum(line.startswith("tcp://") for line in out.splitlines()) == 3  # 2 workers and the scheduler
+
