@@ -11,16 +11,12 @@ probabilities that each class is present in the tile.
 
 from __future__ import annotations
 
-from core.models.api import (NO_CONTEXT, Context, ModelSpec, Param, Recipe, RegistryView, get_model, list_models,
-                             register_model)
+from core.models.api import NO_CONTEXT, Context, ModelSpec, Param, Recipe, get_model, list_models, register_model
 from core.models.patch_cnn import build_patch_cnn
 from core.models.resnet import build_resnet50
 from core.models.two_stream import build_two_stream, build_two_stream_hsi, build_two_stream_rgb
 from core.models.unet import build_unet
 
-MODELS = RegistryView()
-"""The registry as a read-only mapping, for core.training until it calls :func:`get_model` (not a second table)."""
-
-__all__ = ["MODELS", "NO_CONTEXT", "Context", "ModelSpec", "Param", "Recipe", "build_patch_cnn", "build_resnet50",
+__all__ = ["NO_CONTEXT", "Context", "ModelSpec", "Param", "Recipe", "build_patch_cnn", "build_resnet50",
            "build_two_stream", "build_two_stream_hsi", "build_two_stream_rgb", "build_unet", "get_model",
            "list_models", "register_model"]

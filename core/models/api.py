@@ -187,17 +187,3 @@ def list_models(task: str | None = None) -> list[str]:
     """Names of the registered models (of ``task`` only, when given), in registration order."""
     _discover()
     return [n for n, s in _REGISTRY.items() if task is None or s.task == task]
-
-
-class RegistryView(Mapping[str, ModelSpec]):
-    """The registry as a read-only mapping (name -> :class:`ModelSpec`), always current."""
-
-    def __getitem__(self, name: str) -> ModelSpec:
-        _discover()
-        return _REGISTRY[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list_models())
-
-    def __len__(self) -> int:
-        return len(list_models())
