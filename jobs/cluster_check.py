@@ -24,8 +24,12 @@ log = logging.getLogger(__name__)
 
 SCENE_READERS = ("tile", "pipeline", "predict")
 """Job kinds whose workers read the scene's imagery (train and baseline do when they tile first: ``tile_job``)."""
-PATH_FIELDS: dict[str, tuple[str, ...]] = {"train": ("store",), "baseline": ("store",), "predict": ("model",),
-                                           "evaluate": ("store", "model", "prediction", "labels")}
+PATH_FIELDS: dict[str, tuple[str, ...]] = {
+    "train": ("store",),
+    "baseline": ("store",),
+    "predict": ("model",),
+    "evaluate": ("store", "model", "prediction", "labels"),
+}
 """Config fields per job kind naming files or folders the workers read (tile store, model bundle, maps)."""
 
 
@@ -34,8 +38,13 @@ def _reads_scene(config: BaseModel) -> bool:
     return kind in SCENE_READERS or getattr(config, "tile_job", None) is not None
 
 
-def scene_needs(scene_name: str | None, ranks: int = 1, horovod: bool = False, db_url: str | None = None,
-                paths: tuple[str, ...] = ()) -> JobNeeds:
+def scene_needs(
+    scene_name: str | None,
+    ranks: int = 1,
+    horovod: bool = False,
+    db_url: str | None = None,
+    paths: tuple[str, ...] = (),
+) -> JobNeeds:
     """What a job on ``scene_name`` (None: its files are not read) with ``ranks`` ranks needs.
 
     Raises:
@@ -45,8 +54,9 @@ def scene_needs(scene_name: str | None, ranks: int = 1, horovod: bool = False, d
     files: tuple[dict[str, Any], ...] = ()
     if scene_name:
         files = tuple(asdict(fp) for fp in SceneStore(db_url or settings.db_url).get(scene_name).fingerprints)
-    return JobNeeds(ranks=ranks, horovod=horovod, files=files, scene=scene_name, paths=paths,
-                    shared_folder=str(settings.home))
+    return JobNeeds(
+        ranks=ranks, horovod=horovod, files=files, scene=scene_name, paths=paths, shared_folder=str(settings.home)
+    )
 
 
 def job_needs(config: BaseModel | None, db_url: str | None = None) -> JobNeeds:
@@ -58,9 +68,13 @@ def job_needs(config: BaseModel | None, db_url: str | None = None) -> JobNeeds:
     scheme = getattr(config, "scheme", None)
     fields = PATH_FIELDS.get(str(getattr(config, "kind", "")), ())
     paths = tuple(p for p in (getattr(config, f, None) for f in fields) if isinstance(p, str) and p)
-    return scene_needs(getattr(config, "scene", None) if _reads_scene(config) else None,
-                       int(getattr(config, "num_workers", 1) or 1),
-                       scheme is not None and get_scheme(scheme).uses_horovod, db_url, paths)
+    return scene_needs(
+        getattr(config, "scene", None) if _reads_scene(config) else None,
+        int(getattr(config, "num_workers", 1) or 1),
+        scheme is not None and get_scheme(scheme).uses_horovod,
+        db_url,
+        paths,
+    )
 
 
 def check_job(client: Any, config: BaseModel | None, db_url: str | None = None) -> PreflightReport:

@@ -49,24 +49,48 @@ def worker_environment(nthreads: int, base: dict[str, str] | None = None) -> dic
     return env
 
 
-def worker_command(scheduler: str, nworkers: int = 1, nthreads: int = 1, memory_limit: str = "auto",
-                   host: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+def worker_command(
+    scheduler: str,
+    nworkers: int = 1,
+    nthreads: int = 1,
+    memory_limit: str = "auto",
+    host: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
     """The ``dask worker`` command line (run with this Python) for the options of ``workbench worker``."""
-    cmd = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", str(nworkers),
-           "--nthreads", str(nthreads), "--memory-limit", memory_limit]
+    cmd = [
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_worker",
+        scheduler,
+        "--nworkers",
+        str(nworkers),
+        "--nthreads",
+        str(nthreads),
+        "--memory-limit",
+        memory_limit,
+    ]
     if host:
         cmd += ["--host", host, "--dashboard-address", f"{host}:0"]  # Dask: listen on this address only
     return cmd + list(extra)
 
 
-def exec_worker(scheduler: str, nworkers: int = 1, nthreads: int = 1, memory_limit: str = "auto",
-                host: str | None = None, extra: Sequence[str] = ()) -> None:
+def exec_worker(
+    scheduler: str,
+    nworkers: int = 1,
+    nthreads: int = 1,
+    memory_limit: str = "auto",
+    host: str | None = None,
+    extra: Sequence[str] = (),
+) -> None:
     """Replace this process with ``dask worker`` (signals from a shell, SLURM or systemd reach it directly)."""
     if nworkers < 1 or nthreads < 1:
         raise ValueError(f"--nworkers {nworkers} --nthreads {nthreads}: both must be at least 1")
     cmd = worker_command(scheduler, nworkers, nthreads, memory_limit, host, extra)
     env = worker_environment(nthreads)
     how = "installed package" if engine_installed() else f"PYTHONPATH={env['PYTHONPATH']}"
-    print(f"workbench worker: {nworkers} process(es) x {nthreads} thread(s), engine from the {how}\n"
-          f"  {shlex.join(cmd)}", flush=True)
+    print(
+        f"workbench worker: {nworkers} process(es) x {nthreads} thread(s), engine from the {how}\n  {shlex.join(cmd)}",
+        flush=True,
+    )
     os.execve(sys.executable, cmd, env)

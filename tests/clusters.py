@@ -20,8 +20,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-THREAD_CAPS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-               "TF_NUM_INTEROP_THREADS")
+THREAD_CAPS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -33,8 +38,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def base_env(engine: bool) -> dict[str, str]:
     """This process's environment without workbench settings or thread caps (a user's shell); PYTHONPATH is the
     repository iff ``engine``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("WORKBENCH_") and k not in ("PYTHONPATH", *THREAD_CAPS)}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_") and k not in ("PYTHONPATH", *THREAD_CAPS)
+    }
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     if engine:
         env["PYTHONPATH"] = str(REPO)
@@ -51,14 +57,29 @@ def in_host(hostname: str, cmd: Sequence[str], ip: str | None = None, workdir: P
         return ["unshare", "--uts", "sh", "-c", f"hostname {hostname} && exec {shlex.join(cmd)}"]
     hosts = (workdir or Path("/tmp")) / f"hosts-{hostname}"
     hosts.write_text(Path("/etc/hosts").read_text() + f"\n{ip} {hostname}\n")
-    return ["unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c",
-            f"hostname {hostname} && mount --bind {shlex.quote(str(hosts))} /etc/hosts && exec {shlex.join(cmd)}"]
+    return [
+        "unshare",
+        "--uts",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f"hostname {hostname} && mount --bind {shlex.quote(str(hosts))} /etc/hosts && exec {shlex.join(cmd)}",
+    ]
 
 
 def without_folder(folder: Path, cmd: Sequence[str]) -> list[str]:
     """``cmd`` in its own mount namespace where ``folder`` is an empty tmpfs (its files invisible; root only)."""
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f"mount -t tmpfs none {shlex.quote(str(folder))} && exec {shlex.join(cmd)}"]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f"mount -t tmpfs none {shlex.quote(str(folder))} && exec {shlex.join(cmd)}",
+    ]
 
 
 class UserCluster:
@@ -70,26 +91,63 @@ class UserCluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.address = f"tcp://{host}:{free_port(host)}"
         port = self.address.rsplit(":", 1)[1]
-        self._start("scheduler", [str(BIN / "dask"), "scheduler", "--host", host, "--port", port,
-                                  "--dashboard-address", f"{host}:0"], base_env(engine_on_scheduler))
+        self._start(
+            "scheduler",
+            [str(BIN / "dask"), "scheduler", "--host", host, "--port", port, "--dashboard-address", f"{host}:0"],
+            base_env(engine_on_scheduler),
+        )
 
     def _start(self, name: str, cmd: Sequence[str], env: dict[str, str]) -> None:
         log = open(self.workdir / f"{name}-{len(self.procs)}.log", "ab")
-        self.procs.append(subprocess.Popen(list(cmd), cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(
+                list(cmd),
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
 
-    def dask_worker(self, name: str, nworkers: int = 1, engine: bool = True, host: str = "127.0.0.1",
-                    wrap: Any = None) -> None:
+    def dask_worker(
+        self, name: str, nworkers: int = 1, engine: bool = True, host: str = "127.0.0.1", wrap: Any = None
+    ) -> None:
         """The stock ``dask worker`` of the environment (``--name`` is given only for a single process)."""
-        cmd = [str(BIN / "dask"), "worker", self.address, "--nworkers", str(nworkers), "--nthreads", "1",
-               "--host", host, "--no-dashboard", "--local-directory", str(self.workdir / f"dask-{name}")]
+        cmd = [
+            str(BIN / "dask"),
+            "worker",
+            self.address,
+            "--nworkers",
+            str(nworkers),
+            "--nthreads",
+            "1",
+            "--host",
+            host,
+            "--no-dashboard",
+            "--local-directory",
+            str(self.workdir / f"dask-{name}"),
+        ]
         cmd += ["--name", name] if nworkers == 1 else []
         self._start(name, wrap(cmd) if wrap else cmd, base_env(engine))
 
     def workbench_worker(self, name: str, nworkers: int = 1, host: str = "127.0.0.1", wrap: Any = None) -> None:
         """``workbench worker`` (``python -m jobs worker``) with PYTHONPATH set only for that command itself."""
-        cmd = [sys.executable, "-m", "jobs", "worker", self.address, "--nworkers", str(nworkers), "--host", host,
-               "--", "--local-directory", str(self.workdir / f"dask-{name}")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jobs",
+            "worker",
+            self.address,
+            "--nworkers",
+            str(nworkers),
+            "--host",
+            host,
+            "--",
+            "--local-directory",
+            str(self.workdir / f"dask-{name}"),
+        ]
         self._start(name, wrap(cmd) if wrap else cmd, base_env(True))
 
     def client(self, n_workers: int, timeout: float = 240) -> Any:
@@ -113,8 +171,9 @@ class UserCluster:
         while len(client.scheduler_info(n_workers=-1)["workers"]) < n_workers:
             ended = [(i, p) for i, p in enumerate(self.procs) if p.poll() is not None]
             if ended or time.monotonic() > deadline:
-                logs = "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}"
-                                 for path in sorted(self.workdir.glob("*.log")))
+                logs = "\n".join(
+                    f"--- {path.name}\n{path.read_text()[-3000:]}" for path in sorted(self.workdir.glob("*.log"))
+                )
                 client.close()
                 raise RuntimeError(f"{n_workers} workers not connected (ended: {[p.args for _, p in ended]})\n{logs}")
             time.sleep(0.5)

@@ -54,8 +54,10 @@ def driver_address(worker_addresses: Sequence[str]) -> str:
         by_address.setdefault(route_address(worker_ip(addr)), []).append(addr)
     if len(by_address) > 1:
         listing = "; ".join(f"{a} for {', '.join(w)}" for a, w in sorted(by_address.items()))
-        raise ClusterError(f"the driver reaches the workers through different addresses ({listing}); the Horovod "
-                           f"rendezvous listens on one: set {ADDR_ENV} to a driver address every worker can reach")
+        raise ClusterError(
+            f"the driver reaches the workers through different addresses ({listing}); the Horovod "
+            f"rendezvous listens on one: set {ADDR_ENV} to a driver address every worker can reach"
+        )
     return next(iter(by_address), "127.0.0.1")
 
 
@@ -83,9 +85,11 @@ def _server_class() -> type:
             try:
                 self._httpd = RendezvousHTTPServer((address, port), RendezvousHandler, self._verbose)
             except OSError as exc:
-                raise ClusterError(f"the Horovod rendezvous cannot listen on {address}:{port} ({exc}); set "
-                                   f"{ADDR_ENV} to an address of this machine and {PORT_ENV} to a free port "
-                                   "(or unset it)") from exc
+                raise ClusterError(
+                    f"the Horovod rendezvous cannot listen on {address}:{port} ({exc}); set "
+                    f"{ADDR_ENV} to an address of this machine and {PORT_ENV} to a free port "
+                    "(or unset it)"
+                ) from exc
             self._listen_thread = in_thread(target=self._httpd.serve_forever)
             bound = int(self._httpd.server_address[1])
             log.info("Horovod rendezvous listening on %s:%d", address, bound)

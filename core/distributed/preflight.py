@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 180.0
 """How long one worker may take to answer (importing TensorFlow on a busy machine takes tens of seconds)."""
-INSTALL_HINT = ("install the package on every worker (`pip install -e REPO` or the same wheel) or start the workers "
-                "with PYTHONPATH=REPO; `workbench worker SCHEDULER` sets this up")
+INSTALL_HINT = (
+    "install the package on every worker (`pip install -e REPO` or the same wheel) or start the workers "
+    "with PYTHONPATH=REPO; `workbench worker SCHEDULER` sets this up"
+)
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,13 @@ class PreflightReport:
 def _row(address: str, rep: dict[str, Any]) -> dict[str, Any]:
     engine, hvd, versions = rep.get("engine") or {}, rep.get("horovod"), rep.get("versions") or {}
     return {
-        "worker": address, "role": rep.get("role", "worker"), "host": rep.get("hostname"),
-        "threads": rep.get("nthreads"), "memory (GiB)": round(rep["memory_limit"] / 2**30, 2)
-        if rep.get("memory_limit") else None,
-        **{k: versions.get(k) for k in probes.PACKAGES if k != "cloudpickle"}, "python": versions.get("python"),
+        "worker": address,
+        "role": rep.get("role", "worker"),
+        "host": rep.get("hostname"),
+        "threads": rep.get("nthreads"),
+        "memory (GiB)": round(rep["memory_limit"] / 2**30, 2) if rep.get("memory_limit") else None,
+        **{k: versions.get(k) for k in probes.PACKAGES if k != "cloudpickle"},
+        "python": versions.get("python"),
         "engine importable": engine.get("importable") if not rep.get("error") else None,
         "engine": engine.get("location") or engine.get("error") or rep.get("error"),
         "files visible": (not rep.get("files")) if rep.get("n_files") else None,
@@ -154,30 +159,58 @@ def _check_versions(client_versions: dict[str, str | None], reports: dict[str, d
                 differ.append((addr, have))
         for have, ws in _group(differ).items():
             what = "do not have it installed" if have is None else f"have {have}"
-            problems.append(Problem("versions", tuple(ws), (
-                f"{name}: the client has {want} but {_names(ws, reports)} {what}; install {name}=={want} there "
-                "(the workers and the scheduler need the client's versions of "
-                f"{', '.join(probes.PACKAGES)} and python)")))
+            problems.append(
+                Problem(
+                    "versions",
+                    tuple(ws),
+                    (
+                        f"{name}: the client has {want} but {_names(ws, reports)} {what}; install {name}=={want} there "
+                        "(the workers and the scheduler need the client's versions of "
+                        f"{', '.join(probes.PACKAGES)} and python)"
+                    ),
+                )
+            )
     return problems
 
 
 def _check_engine(client_engine: dict[str, Any], reports: dict[str, dict[str, Any]], repo: str) -> list[Problem]:
     problems = []
-    broken = [(a, r["engine"]["error"]) for a, r in reports.items()
-              if r.get("engine") and not r["engine"]["importable"]]
+    broken = [
+        (a, r["engine"]["error"]) for a, r in reports.items() if r.get("engine") and not r["engine"]["importable"]
+    ]
     for error, ws in _group(broken).items():
         first = reports[ws[0]]
-        problems.append(Problem("engine", tuple(ws), (
-            f"{_names(ws, reports)} cannot import the engine ({error}; python {first.get('executable')}, working "
-            f"directory {first.get('cwd')}): {INSTALL_HINT.replace('REPO', repo)}")))
+        problems.append(
+            Problem(
+                "engine",
+                tuple(ws),
+                (
+                    f"{_names(ws, reports)} cannot import the engine ({error}; python {first.get('executable')}, "
+                    "working "
+                    f"directory {first.get('cwd')}): {INSTALL_HINT.replace('REPO', repo)}"
+                ),
+            )
+        )
     want = client_engine.get("source_digest")
-    other = [(a, (r["engine"]["source_digest"], r["engine"]["location"])) for a, r in reports.items()
-             if (r.get("engine") or {}).get("importable") and r["engine"]["source_digest"] != want]
+    other = [
+        (a, (r["engine"]["source_digest"], r["engine"]["location"]))
+        for a, r in reports.items()
+        if (r.get("engine") or {}).get("importable") and r["engine"]["source_digest"] != want
+    ]
     for (digest, location), ws in _group(other).items():
-        problems.append(Problem("engine", tuple(ws), (
-            f"{_names(ws, reports)} import another version of the engine (from {location}, source digest {digest}) "
-            f"than the client (from {client_engine.get('location')}, digest {want}): install the same version of the "
-            "package on every worker and restart the workers")))
+        problems.append(
+            Problem(
+                "engine",
+                tuple(ws),
+                (
+                    f"{_names(ws, reports)} import another version of the engine (from {location}, source digest "
+                    f"{digest}) "
+                    f"than the client (from {client_engine.get('location')}, digest {want}): install the same version "
+                    "of the "
+                    "package on every worker and restart the workers"
+                ),
+            )
+        )
     return problems
 
 
@@ -186,40 +219,81 @@ def _check_files(needs: JobNeeds, reports: dict[str, dict[str, Any]]) -> list[Pr
     problems = []
     for missing, ws in _group(bad).items():
         listing = "; ".join(f"{path} ({why})" for path, why in missing)
-        problems.append(Problem("files", tuple(ws), (
-            f"{_names(ws, reports)} cannot read {len(missing)} of the {len(needs.files)} file(s) of scene "
-            f"{needs.scene!r} as registered: {listing}. Every worker must see the scene's files at the client's "
-            "paths, unchanged and readable by the worker's user (a shared filesystem mounted at the same place)")))
+        problems.append(
+            Problem(
+                "files",
+                tuple(ws),
+                (
+                    f"{_names(ws, reports)} cannot read {len(missing)} of the {len(needs.files)} file(s) of scene "
+                    f"{needs.scene!r} as registered: {listing}. Every worker must see the scene's files at the "
+                    "client's "
+                    "paths, unchanged and readable by the worker's user (a shared filesystem mounted at the same place)"
+                ),
+            )
+        )
     return problems
 
 
 def _check_paths(reports: dict[str, dict[str, Any]]) -> list[Problem]:
     bad = [(a, tuple(sorted(r["paths"].items()))) for a, r in reports.items() if r.get("paths")]
-    return [Problem("files", tuple(ws), (
-        f"{_names(ws, reports)} cannot read {'; '.join(f'{p} ({why})' for p, why in missing)}, which the job reads: "
-        "put it on a filesystem every worker mounts at the client's path")) for missing, ws in _group(bad).items()]
+    return [
+        Problem(
+            "files",
+            tuple(ws),
+            (
+                f"{_names(ws, reports)} cannot read {'; '.join(f'{p} ({why})' for p, why in missing)}, which the job "
+                "reads: "
+                "put it on a filesystem every worker mounts at the client's path"
+            ),
+        )
+        for missing, ws in _group(bad).items()
+    ]
 
 
 def _check_shared(needs: JobNeeds, reports: dict[str, dict[str, Any]]) -> list[Problem]:
     bad = [(a, tuple(r["shared"])) for a, r in reports.items() if r.get("shared")]
-    return [Problem("shared", tuple(ws), (
-        f"{_names(ws, reports)}: {'; '.join(why)}. The workbench folder (WORKBENCH_HOME={needs.shared_folder}) must "
-        "be one shared folder at the same path on every worker, writable by the workers' user: tile stores and "
-        "checkpoints are written there")) for why, ws in _group(bad).items()]
+    return [
+        Problem(
+            "shared",
+            tuple(ws),
+            (
+                f"{_names(ws, reports)}: {'; '.join(why)}. The workbench folder (WORKBENCH_HOME={needs.shared_folder}) "
+                "must "
+                "be one shared folder at the same path on every worker, writable by the workers' user: tile stores and "
+                "checkpoints are written there"
+            ),
+        )
+        for why, ws in _group(bad).items()
+    ]
 
 
 def _check_horovod(reports: dict[str, dict[str, Any]]) -> list[Problem]:
-    hint = ("HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 pip install --no-build-isolation "
-            "horovod==0.28.1 after TensorFlow (see requirements-horovod.txt)")
+    hint = (
+        "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 pip install --no-build-isolation "
+        "horovod==0.28.1 after TensorFlow (see requirements-horovod.txt)"
+    )
     hvd = {a: r["horovod"] for a, r in reports.items() if r.get("horovod")}
-    problems = [Problem("horovod", tuple(ws), f"{_names(ws, reports)} cannot import horovod.tensorflow ({err}): "
-                                              f"install Horovod there: {hint}")
-                for err, ws in _group((a, h["error"]) for a, h in hvd.items() if not h["importable"]).items()]
+    problems = [
+        Problem(
+            "horovod",
+            tuple(ws),
+            f"{_names(ws, reports)} cannot import horovod.tensorflow ({err}): install Horovod there: {hint}",
+        )
+        for err, ws in _group((a, h["error"]) for a, h in hvd.items() if not h["importable"]).items()
+    ]
     no_gloo = [a for a, h in hvd.items() if h["importable"] and not h["gloo"]]
     if no_gloo:
-        problems.append(Problem("horovod", tuple(no_gloo), (
-            f"{_names(no_gloo, reports)} have Horovod built without gloo, which the engine's ranks use (there is no "
-            f"mpirun): reinstall it with {hint}")))
+        problems.append(
+            Problem(
+                "horovod",
+                tuple(no_gloo),
+                (
+                    f"{_names(no_gloo, reports)} have Horovod built without gloo, which the engine's ranks use (there "
+                    "is no "
+                    f"mpirun): reinstall it with {hint}"
+                ),
+            )
+        )
     return problems
 
 
@@ -227,53 +301,106 @@ def _check_network(reports: dict[str, dict[str, Any]], reach: tuple[str, int] | 
     no_iface = [a for a, r in reports.items() if r.get("role") == "worker" and "interface" in r and not r["interface"]]
     problems = []
     if no_iface:
-        problems.append(Problem("network", tuple(no_iface), (
-            f"{_names(no_iface, reports)} listen on an address that no network interface of their host carries, so "
-            "Horovod cannot pick the gloo interface: start them with --host set to an address of the host")))
+        problems.append(
+            Problem(
+                "network",
+                tuple(no_iface),
+                (
+                    f"{_names(no_iface, reports)} listen on an address that no network interface of their host "
+                    "carries, so "
+                    "Horovod cannot pick the gloo interface: start them with --host set to an address of the host"
+                ),
+            )
+        )
     unnamed = [a for a, r in reports.items() if r.get("hostname_error")]
     if unnamed:
-        problems.append(Problem("network", tuple(unnamed), (
-            f"{_names(unnamed, reports)}: the host name {reports[unnamed[0]]['hostname_error']}; Horovod's gloo "
-            "resolves it while a rank starts and the worker process crashes (segmentation fault) when it cannot: "
-            "add the host name to /etc/hosts or DNS on that host")))
+        problems.append(
+            Problem(
+                "network",
+                tuple(unnamed),
+                (
+                    f"{_names(unnamed, reports)}: the host name {reports[unnamed[0]]['hostname_error']}; Horovod's "
+                    "gloo "
+                    "resolves it while a rank starts and the worker process crashes (segmentation fault) when it "
+                    "cannot: "
+                    "add the host name to /etc/hosts or DNS on that host"
+                ),
+            )
+        )
     unreachable = [(a, r["reach_error"]) for a, r in reports.items() if r.get("reach_error")]
     for error, ws in _group(unreachable).items():
-        problems.append(Problem("network", tuple(ws), (
-            f"{_names(ws, reports)} cannot reach the driver at {reach[0] if reach else '?'}:"
-            f"{reach[1] if reach else '?'} ({error}), where the Horovod rendezvous listens while a job starts: "
-            "allow TCP from the workers to the driver, or set WORKBENCH_RENDEZVOUS_ADDR to a driver address they "
-            "reach (and WORKBENCH_RENDEZVOUS_PORT to a port the firewall opens)")))
+        problems.append(
+            Problem(
+                "network",
+                tuple(ws),
+                (
+                    f"{_names(ws, reports)} cannot reach the driver at {reach[0] if reach else '?'}:"
+                    f"{reach[1] if reach else '?'} ({error}), where the Horovod rendezvous listens while a job starts: "
+                    "allow TCP from the workers to the driver, or set WORKBENCH_RENDEZVOUS_ADDR to a driver address "
+                    "they "
+                    "reach (and WORKBENCH_RENDEZVOUS_PORT to a port the firewall opens)"
+                ),
+            )
+        )
     return problems
 
 
 def _check_capacity(needs: JobNeeds, workers: dict[str, dict[str, Any]], busy: set[str]) -> list[Problem]:
     if len(workers) < needs.ranks:
-        return [Problem("workers", tuple(sorted(workers)), (
-            f"the job needs {needs.ranks} worker processes at once (one per rank) but the cluster has "
-            f"{len(workers)}: start more (`workbench worker SCHEDULER --nworkers {needs.ranks}`) or ask for at most "
-            f"{len(workers)} ranks"))]
+        return [
+            Problem(
+                "workers",
+                tuple(sorted(workers)),
+                (
+                    f"the job needs {needs.ranks} worker processes at once (one per rank) but the cluster has "
+                    f"{len(workers)}: start more (`workbench worker SCHEDULER --nworkers {needs.ranks}`) or ask for at "
+                    "most "
+                    f"{len(workers)} ranks"
+                ),
+            )
+        ]
     idle = [w for w in workers if w not in busy]
     if len(idle) < needs.ranks:
-        return [Problem("workers", tuple(sorted(busy)), (
-            f"the job needs {needs.ranks} free worker processes but only {len(idle)} of {len(workers)} are free "
-            f"(busy: {', '.join(sorted(busy))}): wait for the running jobs to finish or add workers"))]
+        return [
+            Problem(
+                "workers",
+                tuple(sorted(busy)),
+                (
+                    f"the job needs {needs.ranks} free worker processes but only {len(idle)} of {len(workers)} are "
+                    "free "
+                    f"(busy: {', '.join(sorted(busy))}): wait for the running jobs to finish or add workers"
+                ),
+            )
+        ]
     return []
 
 
 def _check_answers(reports: dict[str, dict[str, Any]]) -> list[Problem]:
-    return [Problem("probe", (a,), f"{_names([a], reports)} did not answer the pre-flight probe ({r['error']}): "
-                                   "check the worker's log and restart it")
-            for a, r in sorted(reports.items()) if r.get("error")]
+    return [
+        Problem(
+            "probe",
+            (a,),
+            f"{_names([a], reports)} did not answer the pre-flight probe ({r['error']}): "
+            "check the worker's log and restart it",
+        )
+        for a, r in sorted(reports.items())
+        if r.get("error")
+    ]
 
 
 def _warnings(reports: dict[str, dict[str, Any]]) -> list[str]:
-    uncapped = [a for a, r in reports.items() if r.get("role") == "worker" and "threads_env" in r
-                and not r["threads_env"].get("TF_NUM_INTRAOP_THREADS")]
+    uncapped = [
+        a
+        for a, r in reports.items()
+        if r.get("role") == "worker" and "threads_env" in r and not r["threads_env"].get("TF_NUM_INTRAOP_THREADS")
+    ]
     if not uncapped:
         return []
-    return [f"{_names(uncapped, reports)} run without the engine's per-worker thread caps (TF_NUM_INTRAOP_THREADS "
-            "unset; Dask's nanny caps only OpenMP and BLAS): TensorFlow in each may use every core of its host; "
-            "start workers with `workbench worker SCHEDULER` to cap them"]
+    return [
+        f"{_names(uncapped, reports)} run without the engine's per-worker thread caps (TF_NUM_INTRAOP_THREADS "
+        "unset; Dask's nanny caps only OpenMP and BLAS): TensorFlow in each may use every core of its host; "
+        "start workers with `workbench worker SCHEDULER` to cap them"
+    ]
 
 
 # ---- asking the cluster ------------------------------------------------------------------------------------------
@@ -297,13 +424,12 @@ def _dask_versions(client: Any) -> tuple[dict[str, Any], list[str]]:
     return versions, notes
 
 
-async def _probe_all(client: Any, addresses: Sequence[str], spec: dict[str, Any],
-                     timeout: float) -> dict[str, Any]:
+async def _probe_all(client: Any, addresses: Sequence[str], spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Every worker's probe answer (a dict) or the exception it raised / a TimeoutError, probed concurrently."""
+
     async def one(address: str) -> tuple[str, Any]:
         try:
-            out = await asyncio.wait_for(client._run(probes.probe, spec, workers=[address], on_error="return"),
-                                         timeout)
+            out = await asyncio.wait_for(client._run(probes.probe, spec, workers=[address], on_error="return"), timeout)
             return address, out.get(address, KeyError(f"{address} left the cluster"))
         except TimeoutError:
             return address, TimeoutError(f"no answer within {timeout:.0f} s")
@@ -311,8 +437,9 @@ async def _probe_all(client: Any, addresses: Sequence[str], spec: dict[str, Any]
             return address, exc
 
     scheduler = client._run_on_scheduler(probes.probe_scheduler, spec)
-    answers = await asyncio.gather(*(one(a) for a in addresses), asyncio.wait_for(scheduler, timeout),
-                                   return_exceptions=True)
+    answers = await asyncio.gather(
+        *(one(a) for a in addresses), asyncio.wait_for(scheduler, timeout), return_exceptions=True
+    )
     out: dict[str, Any] = {}
     for pair in answers[:-1]:  # one() catches its own errors: every item is an (address, answer) pair
         address, answer = pair  # type: ignore[misc]
@@ -323,8 +450,12 @@ async def _probe_all(client: Any, addresses: Sequence[str], spec: dict[str, Any]
 
 def _as_report(answer: Any, role: str, info: dict[str, Any], versions: dict[str, Any] | None) -> dict[str, Any]:
     rep = dict(answer) if isinstance(answer, dict) else {"error": f"{type(answer).__name__}: {answer}"}
-    rep.update(role=role, nthreads=info.get("nthreads"), memory_limit=info.get("memory_limit"),
-               versions=_merge_dists((versions or {}).get("packages")))
+    rep.update(
+        role=role,
+        nthreads=info.get("nthreads"),
+        memory_limit=info.get("memory_limit"),
+        versions=_merge_dists((versions or {}).get("packages")),
+    )
     rep.setdefault("hostname", info.get("host"))
     return rep
 
@@ -352,8 +483,9 @@ def _token(folder: str | None) -> tuple[Path | None, list[dict[str, str]]]:
     return path, [{"path": str(path), "content": content, "folder": folder}]
 
 
-def _ask(client: Any, workers: dict[str, dict[str, Any]], needs: JobNeeds, timeout: float,
-         problems: list[Problem]) -> tuple[dict[str, Any], tuple[str, int] | None]:
+def _ask(
+    client: Any, workers: dict[str, dict[str, Any]], needs: JobNeeds, timeout: float, problems: list[Problem]
+) -> tuple[dict[str, Any], tuple[str, int] | None]:
     """Probe answers of every worker and the scheduler for ``needs``, and the driver address they were to reach."""
     listener = None
     if needs.horovod and workers:
@@ -362,9 +494,14 @@ def _ask(client: Any, workers: dict[str, dict[str, Any]], needs: JobNeeds, timeo
         except (ClusterError, OSError) as exc:
             problems.append(Problem("network", (), f"the driver cannot open the Horovod rendezvous address: {exc}"))
     token_path, tokens = _token(needs.shared_folder)
-    spec = {"files": list(needs.files), "paths": list(needs.paths), "horovod": needs.horovod, "tokens": tokens,
-            "writable": [needs.shared_folder] if needs.shared_folder else [],
-            "reach": [listener.address, listener.port] if listener else None}
+    spec = {
+        "files": list(needs.files),
+        "paths": list(needs.paths),
+        "horovod": needs.horovod,
+        "tokens": tokens,
+        "writable": [needs.shared_folder] if needs.shared_folder else [],
+        "reach": [listener.address, listener.port] if listener else None,
+    }
     try:
         answers = client.sync(_probe_all, client, list(workers), spec, timeout)
     finally:
@@ -403,9 +540,20 @@ def check_cluster(client: Any, needs: JobNeeds, timeout: float = PROBE_TIMEOUT_S
     problems += _check_shared(needs, worker_reports)
     if needs.horovod:
         problems += _check_horovod(worker_reports) + _check_network(worker_reports, reach)
-    report = PreflightReport(scheduler=scheduler, dashboard=client.dashboard_link, client_versions=client_versions,
-                             workers=reports, problems=problems, warnings=notes + _warnings(reports),
-                             seconds=time.monotonic() - t0)
-    log.info("cluster pre-flight on %s: %d worker(s), %d problem(s), %.1f s", scheduler, len(workers),
-             len(problems), report.seconds)
+    report = PreflightReport(
+        scheduler=scheduler,
+        dashboard=client.dashboard_link,
+        client_versions=client_versions,
+        workers=reports,
+        problems=problems,
+        warnings=notes + _warnings(reports),
+        seconds=time.monotonic() - t0,
+    )
+    log.info(
+        "cluster pre-flight on %s: %d worker(s), %d problem(s), %.1f s",
+        scheduler,
+        len(workers),
+        len(problems),
+        report.seconds,
+    )
     return report

@@ -24,9 +24,13 @@ from typing import Any
 from core.data.digest import readable_change
 
 PACKAGES: dict[str, tuple[str, ...]] = {
-    "dask": ("dask",), "distributed": ("distributed",), "cloudpickle": ("cloudpickle",),
+    "dask": ("dask",),
+    "distributed": ("distributed",),
+    "cloudpickle": ("cloudpickle",),
     "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel"),
-    "horovod": ("horovod",), "numpy": ("numpy",), "rasterio": ("rasterio",),
+    "horovod": ("horovod",),
+    "numpy": ("numpy",),
+    "rasterio": ("rasterio",),
 }
 """The packages whose versions must match the client's: name -> the distributions that provide it (asked through
 Dask's own ``client.get_versions``)."""
@@ -127,8 +131,9 @@ def _shared(spec: dict[str, Any]) -> list[str]:
             if Path(token["path"]).read_text() != token["content"]:
                 problems.append(f"{token['folder']} is another folder here (the client's check file differs)")
         except OSError as exc:
-            problems.append(f"{token['folder']} is not the client's folder here ({type(exc).__name__}: "
-                            f"{exc.strerror or exc})")
+            problems.append(
+                f"{token['folder']} is not the client's folder here ({type(exc).__name__}: {exc.strerror or exc})"
+            )
     for folder in spec.get("writable", []):
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -149,18 +154,27 @@ def report(spec: dict[str, Any], address: str | None = None) -> dict[str, Any]:
     folders, see :func:`_shared`).
     """
     ip = (address or "").rsplit("://", 1)[-1].rsplit(":", 1)[0] or None
-    files = {f["path"]: readable_change(f["path"], f["size"], f["mtime_ns"], f["digest"])
-             for f in spec.get("files", [])}
+    files = {
+        f["path"]: readable_change(f["path"], f["size"], f["mtime_ns"], f["digest"]) for f in spec.get("files", [])
+    }
     reach = spec.get("reach")
     return {
-        "address": address, "hostname": socket.gethostname(), "pid": os.getpid(), "uid": os.getuid(),
-        "executable": sys.executable, "cwd": os.getcwd(), "engine": engine_status(),
-        "files": {p: why for p, why in files.items() if why}, "n_files": len(files),
+        "address": address,
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "executable": sys.executable,
+        "cwd": os.getcwd(),
+        "engine": engine_status(),
+        "files": {p: why for p, why in files.items() if why},
+        "n_files": len(files),
         "paths": {p: why for p in spec.get("paths", []) if (why := path_error(p))},
         "horovod": horovod_status() if spec.get("horovod") else None,
-        "interface": interface_of(ip) if ip else None, "hostname_error": hostname_error(),
+        "interface": interface_of(ip) if ip else None,
+        "hostname_error": hostname_error(),
         "reach_error": _reach(reach[0], int(reach[1])) if reach else None,
-        "shared": _shared(spec), "threads_env": {k: os.environ.get(k) for k in THREAD_VARS},
+        "shared": _shared(spec),
+        "threads_env": {k: os.environ.get(k) for k in THREAD_VARS},
     }
 
 

@@ -37,8 +37,9 @@ def _texts(elements: Any) -> str:
     return "\n".join(e.value for e in elements)
 
 
-def test_every_page_works_against_the_external_cluster(home: Path, tiny_scene: Any, external: UserCluster,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_page_works_against_the_external_cluster(
+    home: Path, tiny_scene: Any, external: UserCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WORKBENCH_SCHEDULER", external.address)
     for page in PAGES:
         at = app_test(page, timeout=120).run()
@@ -56,8 +57,9 @@ def test_every_page_works_against_the_external_cluster(home: Path, tiny_scene: A
     assert "without the engine's per-worker thread caps" in _texts(at.warning)  # stock `dask worker`
 
 
-def test_launch_form_runs_the_cluster_preflight(home: Path, tiny_scene: Any, external: UserCluster,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launch_form_runs_the_cluster_preflight(
+    home: Path, tiny_scene: Any, external: UserCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WORKBENCH_SCHEDULER", external.address)
     at = app_test("launch", timeout=300)
     at.session_state["launch_aoi"] = pixel_box_wgs84(0, 0, 64, 64)
@@ -71,8 +73,14 @@ def test_launch_form_runs_the_cluster_preflight(home: Path, tiny_scene: Any, ext
 def test_app_with_an_external_scheduler_starts_no_local_cluster(home: Path, external: UserCluster) -> None:
     port = free_port()
     env = {**base_env(True), "WORKBENCH_HOME": str(home), "WORKBENCH_SCHEDULER": external.address}
-    app = subprocess.Popen([sys.executable, "-m", "jobs", "app", "--port", str(port), "--no-samples"], cwd=REPO,
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    app = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "app", "--port", str(port), "--no-samples"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -92,8 +100,14 @@ def test_app_with_an_external_scheduler_starts_no_local_cluster(home: Path, exte
     assert "local Dask cluster" not in out, out
 
 
-def test_cluster_check_from_the_cli(home: Path, tiny_scene: Any, external: UserCluster, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cluster_check_from_the_cli(
+    home: Path,
+    tiny_scene: Any,
+    external: UserCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from jobs.cli import main
 
     monkeypatch.setenv("WORKBENCH_SCHEDULER", external.address)
@@ -103,4 +117,3 @@ def test_cluster_check_from_the_cli(home: Path, tiny_scene: Any, external: UserC
     out = capsys.readouterr().out
     assert f"scheduler {external.address}" in out and "pre-flight passed for" in out
     assert sum(line.startswith("tcp://") for line in out.splitlines()) == 3  # 2 workers and the scheduler
-

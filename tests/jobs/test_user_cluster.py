@@ -25,10 +25,22 @@ STARTUP_LOG = Path(__file__).resolve().parents[2] / "benchmarks" / "out" / "star
 
 def pipeline_config(path: Path, scene: str = "chiapas_landsat") -> Path:
     """A small 2-rank patch-CNN pipeline on the chiapas scene."""
-    path.write_text(json.dumps({
-        "kind": "pipeline", "scene": scene, "model": "patch_cnn", "model_params": {"width": 8},
-        "scheme": "data_parallel", "num_workers": 2, "epochs": 1, "batch_size": 32,
-        "sampling": {"patch_size": 9, "per_class": 30}, "predict": False}))
+    path.write_text(
+        json.dumps(
+            {
+                "kind": "pipeline",
+                "scene": scene,
+                "model": "patch_cnn",
+                "model_params": {"width": 8},
+                "scheme": "data_parallel",
+                "num_workers": 2,
+                "epochs": 1,
+                "batch_size": 32,
+                "sampling": {"patch_size": 9, "per_class": 30},
+                "predict": False,
+            }
+        )
+    )
     return path
 
 
@@ -37,14 +49,25 @@ def record_startup(where: str, row: Any, **extra: float) -> float:
     startup = row.metrics["training"]["startup"]
     STARTUP_LOG.parent.mkdir(parents=True, exist_ok=True)
     with STARTUP_LOG.open("a") as fh:
-        fh.write(json.dumps({"cluster": where, "run": row.id, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                             "preflight_s": row.cluster["preflight"]["seconds"], **extra, **startup}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "cluster": where,
+                    "run": row.id,
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "preflight_s": row.cluster["preflight"]["seconds"],
+                    **extra,
+                    **startup,
+                }
+            )
+            + "\n"
+        )
     return float(startup["launch_to_first_step_s"])
 
 
-def test_stock_dask_cluster_runs_the_pipeline_from_the_cli(home: Path, tmp_path: Path, db_url: str,
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_stock_dask_cluster_runs_the_pipeline_from_the_cli(
+    home: Path, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     register_samples(None, SceneStore(db_url), home, only=["chiapas_landsat"])
     with UserCluster(tmp_path / "outside") as cluster:
         cluster.dask_worker("w", nworkers=2)  # the stock worker, engine on PYTHONPATH
@@ -60,8 +83,9 @@ def test_stock_dask_cluster_runs_the_pipeline_from_the_cli(home: Path, tmp_path:
     assert record_startup("user-started (stock dask worker)", row, cli_wall_s=wall) > 0
 
 
-def test_local_cluster_pipeline_start_up(home: Path, tmp_path: Path, db_url: str,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_cluster_pipeline_start_up(
+    home: Path, tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The same pipeline on the CLI's own local cluster (no scheduler given): the start-up to compare with."""
     register_samples(None, SceneStore(db_url), home, only=["chiapas_landsat"])
     config = json.loads(pipeline_config(tmp_path / "p.json").read_text())
@@ -75,8 +99,13 @@ def test_local_cluster_pipeline_start_up(home: Path, tmp_path: Path, db_url: str
 
 
 def test_preflight_names_each_worker_that_cannot_run_the_job(
-        home: Path, tmp_path: Path, db_url: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    home: Path,
+    tmp_path: Path,
+    db_url: str,
+    shared_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(shared_data / "chiapas_landsat", data / "chiapas_landsat")
     register_samples(data, SceneStore(db_url), home, only=["chiapas_landsat"])
@@ -86,8 +115,9 @@ def test_preflight_names_each_worker_that_cannot_run_the_job(
         cluster.dask_worker("blind", wrap=lambda cmd: without_folder(data, cmd))  # the data folder is empty there
         cluster.dask_worker("noname", wrap=lambda cmd: in_host("nodez", cmd))  # a host whose name does not resolve
         with cluster.client(4) as client:
-            good, nocore, blind, noname = (cluster.worker_named(client, n)
-                                           for n in ("good", "nocore", "blind", "noname"))
+            good, nocore, blind, noname = (
+                cluster.worker_named(client, n) for n in ("good", "nocore", "blind", "noname")
+            )
         monkeypatch.setenv("WORKBENCH_SCHEDULER", cluster.address)
         t0 = time.monotonic()
         assert main(["run", str(pipeline_config(tmp_path / "p.json"))]) == 2
@@ -108,9 +138,9 @@ def test_preflight_names_each_worker_that_cannot_run_the_job(
     print(f"pre-flight refused the job in {seconds:.1f} s")
 
 
-def test_pipeline_on_two_simulated_hosts_from_the_cli(home: Path, tmp_path: Path, db_url: str,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_on_two_simulated_hosts_from_the_cli(
+    home: Path, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`workbench worker` on hosts nodea (127.0.0.2) and nodeb (127.0.0.3): one rank on each."""
     register_samples(None, SceneStore(db_url), home, only=["chiapas_landsat"])
     with UserCluster(tmp_path / "outside") as cluster:
@@ -123,7 +153,9 @@ def test_pipeline_on_two_simulated_hosts_from_the_cli(home: Path, tmp_path: Path
         wall = time.monotonic() - t0
     row = RunTracker(db_url).list()[0]
     assert row.status == "succeeded", row.error
-    assert sorted(w["address"].rsplit(":", 1)[0] for w in row.cluster["workers"]) == ["tcp://127.0.0.2",
-                                                                                      "tcp://127.0.0.3"]
+    assert sorted(w["address"].rsplit(":", 1)[0] for w in row.cluster["workers"]) == [
+        "tcp://127.0.0.2",
+        "tcp://127.0.0.3",
+    ]
     assert row.metrics["training"]["weights_identical"]
     assert record_startup("two simulated hosts (workbench worker), 2x1", row, cli_wall_s=wall) > 0

@@ -34,8 +34,9 @@ def train_data_parallel(steps: int) -> dict[str, Any]:
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(100 + hvd.rank())  # different initial weights per rank until the broadcast
-    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(8, activation="relu"),
-                                 tf.keras.layers.Dense(2)])
+    model = tf.keras.Sequential(
+        [tf.keras.Input((4,)), tf.keras.layers.Dense(8, activation="relu"), tf.keras.layers.Dense(2)]
+    )
     for i, v in enumerate(model.variables):  # Horovod: Keras 3 variables, see STACK.md
         v.assign(hvd.broadcast(tf.convert_to_tensor(v), 0, name=f"init_{i}"))
     opt = tf.keras.optimizers.SGD(0.1)
@@ -50,11 +51,19 @@ def train_data_parallel(steps: int) -> dict[str, Any]:
         opt.apply_gradients(zip(grads, model.trainable_variables))
         if step == 0:
             mark_first_step()
-    return {"rank": hvd.rank(), "size": hvd.size(), "local_rank": hvd.local_rank(), "local_size": hvd.local_size(),
-            "cross_rank": hvd.cross_rank(), "cross_size": hvd.cross_size(), "hostname": socket.gethostname(),
-            "horovod_hostname": os.environ["HOROVOD_HOSTNAME"], "iface": os.environ["HOROVOD_GLOO_IFACE"],
-            "rendezvous": os.environ["HOROVOD_GLOO_RENDEZVOUS_ADDR"],
-            "weights": np.concatenate([v.numpy().ravel() for v in model.variables]).tolist()}
+    return {
+        "rank": hvd.rank(),
+        "size": hvd.size(),
+        "local_rank": hvd.local_rank(),
+        "local_size": hvd.local_size(),
+        "cross_rank": hvd.cross_rank(),
+        "cross_size": hvd.cross_size(),
+        "hostname": socket.gethostname(),
+        "horovod_hostname": os.environ["HOROVOD_HOSTNAME"],
+        "iface": os.environ["HOROVOD_GLOO_IFACE"],
+        "rendezvous": os.environ["HOROVOD_GLOO_RENDEZVOUS_ADDR"],
+        "weights": np.concatenate([v.numpy().ravel() for v in model.variables]).tolist(),
+    }
 
 
 def test_rendezvous_listens_on_the_driver_address_only() -> None:
@@ -108,7 +117,10 @@ def test_two_simulated_hosts_train_data_parallel(tmp_path: Path) -> None:
             _check_ranks(list(two), per_host=2)
     STARTUP_LOG.parent.mkdir(parents=True, exist_ok=True)
     with STARTUP_LOG.open("a") as fh:
-        for name, res in (("two simulated hosts, 2x1 ranks (small model)", one),
-                          ("two simulated hosts, 2x2 ranks (small model)", two)):
-            fh.write(json.dumps({"cluster": name, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                 **res.startup.as_dict()}) + "\n")
+        for name, res in (
+            ("two simulated hosts, 2x1 ranks (small model)", one),
+            ("two simulated hosts, 2x2 ranks (small model)", two),
+        ):
+            fh.write(
+                json.dumps({"cluster": name, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **res.startup.as_dict()}) + "\n"
+            )
