@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.errors import ClusterError
 from core.settings import Settings, get_settings
 from db.runs import RunTracker
 from db.scenes import SceneStore
@@ -57,6 +58,15 @@ def cluster_info() -> ClusterInfo:
                                                     "Cluster page (or `python -m jobs cluster start`), or set "
                                                     "WORKBENCH_SCHEDULER")
     return _probe(address, local).describe()
+
+
+def cluster_preflight(needs: Any) -> Any:
+    """The cluster pre-flight (:class:`core.distributed.preflight.PreflightReport`) of the cluster in use."""
+    address, local = resolve_scheduler(settings())
+    if not address:
+        raise ClusterError("no Dask cluster is running: start the local cluster on the Cluster page, or set "
+                           "WORKBENCH_SCHEDULER")
+    return _probe(address, local).preflight(needs)
 
 
 def key(page: str, name: str) -> str:

@@ -85,12 +85,42 @@ class SplitConfig(Frozen):
 
 
 class ClusterConfig(Frozen):
-    """Which Dask cluster to use: an existing scheduler address, or a local cluster of ``n_workers`` processes."""
+    """Which Dask cluster to use: an existing scheduler address, workers started as batch jobs (``hpc``: SLURM or
+    PBS through dask-jobqueue, cancelled when the job ends), or a local cluster of ``n_workers`` processes."""
 
     scheduler_address: str | None = None
     n_workers: int | None = Field(None, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
+    hpc: dict[str, Any] | None = Field(None, description="HPCClusterConfig settings (core.distributed.jobqueue): "
+                                                         "submit the workers as batch jobs (docs/CLUSTERS.md)")
+    workers_timeout: float = Field(600.0, gt=0, description="seconds to wait for the hpc workers (queue included)")
+
+    @field_validator("hpc")
+    @classmethod
+    def _hpc(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        from core.distributed.hpc import hpc_config
+
+        settings = hpc_config(v)  # unknown settings and bad values refused by name
+        if settings.n_workers < 1:
+            raise ValueError("hpc.n_jobs is 0: the job would wait for workers that are never submitted; set "
+                             "n_jobs >= 1")
+        return dict(settings.to_dict())
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> "ClusterConfig":
+        if self.hpc is not None and self.scheduler_address:
+            raise ValueError("give either scheduler_address (an existing cluster) or hpc (workers started as batch "
+                             "jobs), not both")
+        return self
+
+    def hpc_settings(self) -> Any:
+        """The :class:`core.distributed.jobqueue.HPCClusterConfig` of ``hpc`` (None when not set)."""
+        from core.distributed.hpc import hpc_config
+
+        return hpc_config(self.hpc) if self.hpc is not None else None
 
 
 class TileJobConfig(Frozen):

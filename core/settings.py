@@ -8,6 +8,8 @@ Everything can be set by environment variables so the same code runs on a laptop
 - ``WORKBENCH_DATA_ROOTS``: ``os.pathsep``-separated folders users may register files from (the GUI
   confines typed paths to them; default: ``<repo>/../shared/data`` and ``$WORKBENCH_HOME``).
 - ``WORKBENCH_WORKERS``: worker processes of the local cluster (default: number of CPU cores).
+- ``WORKBENCH_HPC_CONFIG``: a JSON file of HPC cluster settings (:class:`core.distributed.jobqueue.HPCClusterConfig`);
+  when set, the app's cluster starts its workers as SLURM / PBS jobs instead of local processes.
 - ``WORKBENCH_CLUSTER_HOST``: the address the local cluster's scheduler, workers and dashboard listen on (default
   ``127.0.0.1``: nothing reachable from the network).
 """
@@ -32,6 +34,7 @@ class Settings:
     local_workers: int
     threads_per_worker: int = 1
     cluster_host: str = "127.0.0.1"
+    hpc_config: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -70,6 +73,8 @@ def get_settings() -> Settings:
         data_roots=roots,
         local_workers=max(1, workers),
         cluster_host=os.environ.get("WORKBENCH_CLUSTER_HOST", "127.0.0.1"),
+        hpc_config=Path(os.environ["WORKBENCH_HPC_CONFIG"]).expanduser() if os.environ.get("WORKBENCH_HPC_CONFIG")
+        else None,
     )
 
 

@@ -341,6 +341,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_cluster(args: argparse.Namespace) -> int:
     from jobs import local_cluster
 
+    if args.cluster_command == "check":
+        return cmd_cluster_check(args)
+    if args.cluster_command == "plan":
+        return cmd_cluster_plan(args)
     if args.cluster_command == "serve":
         local_cluster.serve(args.workers)
     elif args.cluster_command == "start":
@@ -350,6 +354,60 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         print(json.dumps(state, indent=2) if state else "no local cluster is running")
     else:
         print("stopped" if local_cluster.stop_local_cluster() else "no local cluster was running")
+    return 0
+
+
+def cmd_cluster_check(args: argparse.Namespace) -> int:
+    """Pre-flight of the cluster (for a job config, or in general): one row per worker, then the problems."""
+    from core.configs import ClusterConfig
+    from core.distributed.cluster import connect
+    from core.distributed.preflight import check_cluster
+    from jobs.cluster_check import job_needs
+    from jobs.kinds import parse_config
+
+    config = parse_config(Path(args.config)) if args.config else None
+    cluster = getattr(config, "cluster", None) or ClusterConfig(n_workers=args.workers)
+    with connect(cluster) as handle:
+        report = check_cluster(handle.client, job_needs(config))
+    rows = report.rows()
+    print(f"scheduler {report.scheduler}, dashboard {report.dashboard}, checked in {report.seconds:.1f} s")
+    print(_table(rows, list(rows[0]) if rows else []))
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    if not report.ok:
+        print(report.message(), file=sys.stderr)
+        return 2
+    print("pre-flight passed" + (f" for {args.config}" if args.config else ""))
+    return 0
+
+
+def cmd_cluster_plan(args: argparse.Namespace) -> int:
+    """Print the batch script one worker job would be submitted with (nothing is submitted)."""
+    from core.configs import ClusterConfig
+    from core.distributed.hpc import hpc_config, jobqueue
+    from jobs.kinds import parse_config
+
+    if args.config:
+        cluster = getattr(parse_config(Path(args.config)), "cluster", None) or ClusterConfig()
+        hpc, source = cluster.hpc_settings(), f"the cluster.hpc section of {args.config}"
+    else:
+        path = args.hpc or os.environ.get("WORKBENCH_HPC_CONFIG")
+        if not path:
+            raise ConfigError("cluster plan needs --config JOB.json (with a cluster.hpc section), --hpc HPC.json "
+                              "or $WORKBENCH_HPC_CONFIG")
+        hpc, source = hpc_config(load_json_file(path, "HPC cluster settings")), path
+    if hpc is None:
+        raise ConfigError(f"{args.config} has no cluster.hpc section: add one (see docs/CLUSTERS.md) or pass --hpc")
+    print(f"# {hpc.n_jobs} job(s) x {hpc.processes} worker process(es) of {hpc.threads_per_process} thread(s), "
+          f"from {source}; the scheduler runs in the submitting process (its address replaces <scheduler>)")
+    print(jobqueue().job_script(hpc))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from jobs.worker import exec_worker
+
+    exec_worker(args.scheduler_address, args.nworkers, args.nthreads, args.memory_limit, args.host, args.passthrough)
     return 0
 
 
@@ -527,10 +585,22 @@ def _run_parsers(sub: Any) -> None:
 
 
 def _service_parsers(sub: Any) -> None:
-    cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve)")
-    cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve"])
+    cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve); check: "
+                                        "pre-flight of the cluster in use (--config: for that job); plan: the "
+                                        "batch script of an HPC cluster (--config JOB.json or --hpc HPC.json)")
+    cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve", "check", "plan"])
+    cl.add_argument("--hpc", help="plan: a JSON file of HPC cluster settings (default $WORKBENCH_HPC_CONFIG)")
     cl.add_argument("--workers", type=int)
+    cl.add_argument("--config", help="check: a JSON job config whose needs (ranks, scene files, Horovod) to check")
     cl.set_defaults(func=cmd_cluster)
+    wk = sub.add_parser("worker", help="start Dask workers set up for the engine (thread caps, the engine on the "
+                                       "path, one rank per process); options after -- go to `dask worker`")
+    wk.add_argument("scheduler_address", help="tcp://HOST:PORT of the Dask scheduler")
+    wk.add_argument("--nworkers", type=int, default=1, help="worker processes (one Horovod rank each)")
+    wk.add_argument("--nthreads", type=int, default=1, help="threads per worker process (and its thread caps)")
+    wk.add_argument("--memory-limit", default="auto", help="memory per worker process (e.g. 4GiB; auto: share)")
+    wk.add_argument("--host", help="the address the workers, nannies and dashboards listen on")
+    wk.set_defaults(func=cmd_worker)
     app = sub.add_parser("app", help="start the Streamlit workbench (and the local cluster)")
     app.add_argument("--address", default=os.environ.get("WORKBENCH_ADDRESS", "127.0.0.1"))
     app.add_argument("--port", type=int, default=int(os.environ.get("WORKBENCH_PORT", "8501")))
@@ -552,7 +622,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []  # `worker ... -- DASK WORKER OPTIONS`
+    parser = build_parser()
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if passthrough and args.command != "worker":
+        parser.error(f"options after -- ({' '.join(passthrough)}) are only taken by `worker`")
+    args.passthrough = passthrough
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import distributed  # noqa: F401 - importing it configures its loggers, which we then quiet

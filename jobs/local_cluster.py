@@ -53,24 +53,41 @@ def running_cluster(settings: Settings | None = None) -> dict[str, Any] | None:
     return state if _reachable(state["scheduler"]) else None
 
 
-def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str | None = None) -> None:
-    """Run a LocalCluster until SIGTERM/SIGINT, publishing its address in cluster.json.
+def _start(settings: Settings, n_workers: int | None, threads_per_worker: int,
+           host: str) -> tuple[Any, dict[str, Any]]:
+    """The app's cluster and its published state: SLURM / PBS worker jobs when ``settings.hpc_config`` names an
+    HPC settings file, else a LocalCluster of worker processes on ``host``."""
+    if settings.hpc_config is not None:
+        from core.configs import load_json_file
+        from core.distributed.hpc import hpc_config, jobqueue
 
-    The scheduler, the workers and the dashboard listen on ``host`` only (default ``settings.cluster_host``,
-    127.0.0.1), so nothing of the embedded cluster is reachable from the network unless asked for.
-    """
+        hpc = hpc_config(load_json_file(settings.hpc_config, "HPC cluster settings"))
+        cluster = jobqueue().make_cluster(hpc)  # Dask: the worker jobs arrive as the batch system starts them
+        return cluster, {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link,
+                         "pid": os.getpid(), "n_workers": hpc.n_workers, "threads_per_worker": hpc.threads_per_process,
+                         "hpc": hpc.system, "hpc_config": str(settings.hpc_config)}
 
-    settings = get_settings()
     n = n_workers or settings.local_workers
-    host = host or settings.cluster_host
     cluster = local_cluster(n, threads_per_worker, host=host, dashboard_address=f"{host}:0", memory_limit="auto")
-    state = {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link, "pid": os.getpid(),
-             "n_workers": n, "threads_per_worker": threads_per_worker}
+    return cluster, {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link,
+                     "pid": os.getpid(), "n_workers": n, "threads_per_worker": threads_per_worker}
+
+
+def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str | None = None) -> None:
+    """Run the app's cluster until SIGTERM/SIGINT, publishing its address in cluster.json.
+
+    A LocalCluster's scheduler, workers and dashboard listen on ``host`` only (default ``settings.cluster_host``,
+    127.0.0.1), so nothing of the embedded cluster is reachable from the network unless asked for. With
+    ``$WORKBENCH_HPC_CONFIG`` the workers are batch jobs instead; stopping the cluster cancels them.
+    """
+    settings = get_settings()
+    cluster, state = _start(settings, n_workers, threads_per_worker, host or settings.cluster_host)
     path = _state_file(settings)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state))
     tmp.replace(path)
-    log.info("local cluster up: %s (dashboard %s)", state["scheduler"], state["dashboard"])
+    log.info("cluster up: %s (dashboard %s)%s", state["scheduler"], state["dashboard"],
+             f", {state['n_workers']} {state['hpc']} worker(s) submitted" if state.get("hpc") else "")
     stop = {"now": False}
 
     def _stop(*_: object) -> None:

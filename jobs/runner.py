@@ -1,6 +1,7 @@
 """Running a job: one function owns a run's whole life, whichever job kind it is and whoever launched it.
 
-``execute(config)`` creates the run row (or takes an existing pending one), connects to the cluster, heartbeats,
+``execute(config)`` connects to the cluster and runs its pre-flight, then creates the run row (or takes an existing
+pending one), heartbeats,
 reports progress, and leaves the run ``succeeded``, ``failed`` (with the error) or ``cancelled``. The CLI and the
 GUI both come through here, so a run launched from either is tracked the same way.
 """
@@ -84,12 +85,42 @@ class JobContext:
 Executor = Callable[[BaseModel, JobContext], dict[str, Any]]
 
 
+def _cluster_for(config: BaseModel, client: Any, db_url: str) -> tuple[Any, ClusterHandle | None, dict[str, Any]]:
+    """The job's client (connected here unless given; None for jobs without a ``cluster`` section) once the cluster
+    pre-flight passed, the handle to close, and the pre-flight's summary for the run row.
+
+    Raises:
+        ClusterError: the cluster cannot be reached or cannot run the job (every problem named); nothing is left
+            connected.
+    """
+    from jobs.cluster_check import check_job
+
+    handle = None
+    t0 = time.monotonic()
+    if client is None and "cluster" in type(config).model_fields:  # jobs without one run on the driver
+        handle = connect(config.cluster)  # type: ignore[attr-defined]
+        client = handle.client
+    connect_s = time.monotonic() - t0
+    if client is None:
+        return None, None, {}
+    try:
+        report = check_job(client, config, db_url)  # Dask: every worker, before the run row starts
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
+    return client, handle, {"seconds": round(report.seconds, 2), "warnings": report.warnings,
+                            "connect_s": round(connect_s, 2)}
+
+
 def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = None, run_id: int | None = None,
             db_url: str | None = None, client: Any = None, parent_run_id: int | None = None) -> int:
     """Run ``executor(config, ctx)`` as a tracked run; returns the run id.
 
-    A config with a ``cluster`` section runs on that cluster (connected here unless ``client`` is given); one
-    without (e.g. ``assess``) runs in this process with ``ctx.client`` None.
+    A config with a ``cluster`` section runs on that cluster (connected here unless ``client`` is given) after the
+    cluster pre-flight (:func:`jobs.cluster_check.check_job`) passed; a refused job creates no run row (an existing
+    pending ``run_id`` is marked failed with the pre-flight's message). One without (e.g. ``assess``) runs in this
+    process with ``ctx.client`` None.
     The executor returns ``{"metrics": {...}, "artifacts": {...}}`` (both optional). Exceptions mark the run
     failed (its message stored) and propagate; JobCancelledError marks it cancelled.
     """
@@ -97,17 +128,17 @@ def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = Non
     db_url = db_url or settings.db_url
     tracker = RunTracker(db_url)
     kind = getattr(config, "kind", type(config).__name__)
+    try:
+        client, handle, preflight = _cluster_for(config, client, db_url)
+    except BaseException as exc:
+        if run_id is not None:  # a pending run launched detached must not stay pending
+            tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
+        raise
     if run_id is None:
         run_id = tracker.create(kind, config.model_dump(mode="json"), scene_id=scene_id, parent_run_id=parent_run_id)
-    handle: ClusterHandle | None = None
     with Heartbeat(tracker, run_id):
         try:
-            tracker.start(run_id)
-            if client is None and "cluster" in type(config).model_fields:  # jobs without one run on the driver
-                handle = connect(getattr(config, "cluster"))
-                client = handle.client
-            if client is not None:
-                tracker.start(run_id, cluster=describe(client))
+            tracker.start(run_id, cluster={**describe(client), "preflight": preflight} if client is not None else None)
             ctx = JobContext(run_id=run_id, tracker=tracker, client=client, settings=settings, db_url=db_url)
             result = executor(config, ctx) or {}
             tracker.succeed(run_id, metrics=result.get("metrics"), artifacts=result.get("artifacts"))

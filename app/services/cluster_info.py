@@ -111,6 +111,23 @@ class ClusterProbe:
                                       if isinstance(metrics.get("task_counts"), dict) else None))
         return ClusterInfo(self.address, dashboard, self.local, workers)
 
+    def preflight(self, needs: Any, timeout: float = 300.0) -> Any:
+        """:func:`core.distributed.preflight.check_cluster` for ``needs`` on its own client (so a check of tens of
+        seconds does not hold up :meth:`describe` in other sessions); a report with one problem if unreachable."""
+        from distributed import Client
+
+        from core.distributed.preflight import PreflightReport, Problem, check_cluster
+
+        try:
+            client = Client(self.address, timeout=self.timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            return PreflightReport(self.address, None, {}, problems=[Problem(
+                "probe", (), f"cannot reach the Dask scheduler at {self.address}: {exc}")])
+        try:
+            return check_cluster(client, needs, timeout=timeout)
+        finally:
+            client.close()
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:

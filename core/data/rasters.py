@@ -8,7 +8,6 @@ fraction of a pixel (so ``EPSG:32119`` and ``EPSG:3358``, the same projection on
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -26,13 +25,12 @@ from pyproj.exceptions import CRSError, ProjError
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from core.data.digest import DIGEST_CHUNK as DIGEST_CHUNK  # re-exported: the fingerprint size
+from core.data.digest import file_change, file_digest
 from core.errors import RasterError, RasterReadError
 from core.data.scene import FileFingerprint, Transform
 
 log = logging.getLogger(__name__)
-
-DIGEST_CHUNK = 1 << 20
-"""Bytes hashed at each end of a file by :func:`file_fingerprint` (1 MiB)."""
 
 CRS_TOLERANCE_PX = 0.25
 """Largest shift, in pixels, between two CRSs over a grid for them to count as the same projection."""
@@ -239,38 +237,13 @@ def file_fingerprint(path: str | Path) -> FileFingerprint:
     return FileFingerprint(path=str(p), size=st.st_size, mtime_ns=st.st_mtime_ns, digest=file_digest(p, st.st_size))
 
 
-def file_digest(path: str | Path, size: int | None = None) -> str:
-    """sha256 hex of the first and last :data:`DIGEST_CHUNK` bytes of ``path`` and its size."""
-    p = Path(path)
-    size = p.stat().st_size if size is None else size
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        h.update(fh.read(DIGEST_CHUNK))
-        if size > DIGEST_CHUNK:
-            fh.seek(max(DIGEST_CHUNK, size - DIGEST_CHUNK))
-            h.update(fh.read(DIGEST_CHUNK))
-    h.update(str(size).encode())
-    return h.hexdigest()
-
-
 def fingerprint_change(fp: FileFingerprint) -> str | None:
     """Why the file of ``fp`` no longer matches it (``"vanished"``, ``"size ..."``, ``"content changed"``), or None.
 
     Size and mtime are compared first; the digest is recomputed only when the mtime moved (a touched but identical
-    file still matches).
+    file still matches). The rules live in :mod:`core.data.digest`, which Dask workers run too.
     """
-    p = Path(fp.path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        return "vanished"
-    if st.st_size != fp.size:
-        return f"size {st.st_size} bytes instead of {fp.size}"
-    if st.st_mtime_ns == fp.mtime_ns:
-        return None
-    if file_digest(p, st.st_size) != fp.digest:
-        return "content changed"
-    return None
+    return file_change(fp.path, fp.size, fp.mtime_ns, fp.digest)
 
 
 def unique_values(path: str | Path, band: int = 1) -> np.ndarray:

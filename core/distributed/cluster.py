@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ class ClusterHandle:
     """A client and, for local clusters, the cluster it owns (closed by :meth:`close`)."""
 
     client: Client
-    cluster: LocalCluster | None = None
+    cluster: Any = None  # LocalCluster or a dask-jobqueue cluster
 
     def close(self) -> None:
         self.client.close()
@@ -81,6 +82,8 @@ def connect(config: ClusterConfig | None = None, timeout: float = 20) -> Cluster
     ``threads_per_worker`` threads each; its dashboard listens on a free port.
     """
     config = config or ClusterConfig()
+    if config.hpc is not None:
+        return connect_hpc(config.hpc_settings(), config.workers_timeout)
     address = config.scheduler_address or os.environ.get("WORKBENCH_SCHEDULER")
     if address:
         try:
@@ -96,6 +99,36 @@ def connect(config: ClusterConfig | None = None, timeout: float = 20) -> Cluster
     log.info("started local Dask cluster: %d workers x %d threads, dashboard %s", n, config.threads_per_worker,
              cluster.dashboard_link)
     return ClusterHandle(Client(cluster), cluster)
+
+
+def connect_hpc(hpc: Any, timeout: float = 600.0) -> ClusterHandle:
+    """Start the scheduler here, submit ``hpc.n_jobs`` worker jobs (``hpc``: a
+    :class:`core.distributed.jobqueue.HPCClusterConfig`) and wait for all ``hpc.n_workers`` workers.
+
+    The handle owns the cluster: :meth:`ClusterHandle.close` cancels the jobs.
+
+    Raises:
+        ClusterError: the workers did not all connect within ``timeout`` s (the jobs are cancelled first).
+    """
+    from core.distributed.hpc import jobqueue
+
+    t0 = time.monotonic()
+    cluster = jobqueue().make_cluster(hpc)  # Dask: dask-jobqueue submits the worker jobs
+    client = Client(cluster)
+    try:
+        client.wait_for_workers(hpc.n_workers, timeout=timeout)
+    except TimeoutError as exc:
+        have = len(live_workers(client))
+        client.close()
+        cluster.close()
+        logs = hpc.log_directory or "the batch system's default folder"
+        raise ClusterError(
+            f"{have} of {hpc.n_workers} {hpc.system} worker(s) connected within {timeout:.0f} s; the jobs were "
+            f"cancelled. Check the queue (squeue / qstat), the jobs' logs ({logs}) and the job script "
+            "(`workbench cluster plan`), or raise cluster.workers_timeout") from exc
+    log.info("%s cluster: %d worker(s) up in %.1f s (scheduler %s)", hpc.system, hpc.n_workers,
+             time.monotonic() - t0, cluster.scheduler_address)
+    return ClusterHandle(client, cluster)
 
 
 def live_workers(client: Client) -> dict[str, dict[str, Any]]:

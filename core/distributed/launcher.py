@@ -179,15 +179,18 @@ def _pick_workers(client: Client, num_ranks: int) -> list[str]:
 
 def _driver_address_for(ip: str) -> str:
     """The driver's own address on the route to ``ip`` (what a worker at ``ip`` can reach the rendezvous on)."""
-    if ip.startswith("127.") or ip == "localhost":
-        return "127.0.0.1"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((ip, 9))  # UDP connect sends nothing; it only picks the route and local address
-        return str(s.getsockname()[0])
+    from core.distributed.hosts import route_address
+
+    return route_address(ip)
 
 
-def _plan(client: Client, addresses: Sequence[str], port: int, gloo_timeout: int) -> tuple[list[_Slot], Any]:
-    """Host plan for one rank per worker: the Horovod slots (with env) in rank order, and the plan itself."""
+def _plan(client: Client, addresses: Sequence[str], rendezvous: tuple[str, int],
+          gloo_timeout: int) -> tuple[list[_Slot], Any]:
+    """Host plan for one rank per worker: the Horovod slots (with env) in rank order, and the plan itself.
+
+    Host names come from the workers themselves; each rank's gloo interface is set on its worker (from the worker's
+    address, :func:`_run_rank`); every rank reaches the rendezvous at ``rendezvous`` (address, port).
+    """
     from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
 
     hostnames: dict[str, str] = client.run(socket.gethostname, workers=list(addresses))
@@ -199,13 +202,12 @@ def _plan(client: Client, addresses: Sequence[str], port: int, gloo_timeout: int
     slots = []
     for s in plan:
         addr = next(next_worker[s.hostname])
-        ip = urlparse(addr).hostname or "127.0.0.1"
         env = {
             "HOROVOD_RANK": str(s.rank), "HOROVOD_SIZE": str(s.size),
             "HOROVOD_LOCAL_RANK": str(s.local_rank), "HOROVOD_LOCAL_SIZE": str(s.local_size),
             "HOROVOD_CROSS_RANK": str(s.cross_rank), "HOROVOD_CROSS_SIZE": str(s.cross_size),
             "HOROVOD_HOSTNAME": s.hostname,  # must equal the plan's host name, or rendezvous never completes
-            "HOROVOD_GLOO_RENDEZVOUS_ADDR": _driver_address_for(ip), "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
+            "HOROVOD_GLOO_RENDEZVOUS_ADDR": rendezvous[0], "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous[1]),
             "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
             "HOROVOD_GLOO_TIMEOUT_SECONDS": str(gloo_timeout),
         }
@@ -279,13 +281,13 @@ def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwarg
     kwargs = kwargs or {}
     t0 = time.time()
     addresses = _pick_workers(client, num_ranks)
-    server = None
+    server: Any = None
     if use_horovod:
-        from horovod.runner.http.http_server import RendezvousServer
+        from core.distributed.hosts import start_rendezvous
 
-        server = RendezvousServer()
-        port = server.start()  # listens on all interfaces, no authentication: firewall it on shared networks
-        slots, plan = _plan(client, addresses, port, gloo_timeout)
+        # Horovod: the rendezvous listens on the one driver address the workers reach (no authentication)
+        server, address, port = start_rendezvous(addresses)
+        slots, plan = _plan(client, addresses, (address, port), gloo_timeout)
         server.init(plan)
     else:
         slots = [_Slot(0, addresses[0])]

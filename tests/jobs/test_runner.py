@@ -1,11 +1,27 @@
+import numpy as np
 import pytest
 
 from core.configs import TileJobConfig
-from core.errors import JobCancelledError
+from core.errors import JobCancelledError, SceneNotFoundError
 from db.runs import RunTracker
 from jobs.runner import execute
+from tests.conftest import write_raster
 
 pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(autouse=True)
+def scene_s(home, tmp_path, db_url):
+    """A registered 16x16 scene 's' (the cluster pre-flight reads its files' fingerprints)."""
+    from core.data.catalog import SceneSpec, register_scene
+    from db.scenes import SceneStore
+
+    img = write_raster(tmp_path / "s.tif", np.arange(3 * 256, dtype="uint16").reshape(3, 16, 16))
+    lab = write_raster(tmp_path / "s_labels.tif", np.ones((16, 16), dtype="uint8"))
+    spec = SceneSpec.model_validate({"name": "s", "classes": [{"id": 1, "name": "a", "color": "#228b22"}],
+                                     "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]},
+                                                       "labels": str(lab)}]})
+    return register_scene(spec, SceneStore(db_url), home)
 
 
 def test_success_records_metrics_artifacts_and_cluster(db_url, cluster_client):
@@ -41,3 +57,23 @@ def test_cancel_request_stops_the_job_and_marks_it_cancelled(db_url, cluster_cli
     with pytest.raises(JobCancelledError):
         execute(TileJobConfig(scene="s"), executor, db_url=db_url, client=cluster_client)
     assert RunTracker(db_url).list()[0].status == "cancelled"
+
+
+def test_a_job_the_preflight_refuses_leaves_no_run_and_fails_a_pending_one(db_url, cluster_client):
+    def executor(config, ctx):
+        raise AssertionError("must not run")
+
+    with pytest.raises(SceneNotFoundError):
+        execute(TileJobConfig(scene="nope"), executor, db_url=db_url, client=cluster_client)
+    assert RunTracker(db_url).list() == []
+    pending = RunTracker(db_url).create("tile", {"kind": "tile", "scene": "nope"})
+    with pytest.raises(SceneNotFoundError):
+        execute(TileJobConfig(scene="nope"), executor, db_url=db_url, client=cluster_client, run_id=pending)
+    row = RunTracker(db_url).get(pending)
+    assert row.status == "failed" and "no scene 'nope' is registered" in row.error
+
+
+def test_the_preflight_summary_is_stored_with_the_run(db_url, cluster_client):
+    run_id = execute(TileJobConfig(scene="s"), lambda config, ctx: {}, db_url=db_url, client=cluster_client)
+    preflight = RunTracker(db_url).get(run_id).cluster["preflight"]
+    assert preflight["seconds"] > 0 and isinstance(preflight["warnings"], list)
