@@ -87,5 +87,13 @@ class JobCancelledError(WorkbenchError, RuntimeError):
     """A job was cancelled by the user."""
 
 
+class OutputNotWritableError(WorkbenchError, PermissionError):
+    """An output folder or file cannot be written (no permission, read-only file system)."""
+
+
+class DiskFullError(WorkbenchError, OSError):
+    """A write failed because the file system (or the user's quota) is full."""
+
+
 class PathNotAllowedError(WorkbenchError, PermissionError):
     """A path typed by a user lies outside the configured data roots."""
