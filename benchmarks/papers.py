@@ -48,11 +48,11 @@ class NotAvailable(Exception):
 
 
 def require_models(*names: str) -> None:
-    from core.models import MODELS
+    from core.models import list_models
 
-    missing = [n for n in names if n not in MODELS]
+    missing = [n for n in names if n not in list_models()]
     if missing:
-        raise NotAvailable(f"core.models.MODELS has no {missing} (core/models/two_stream.py)")
+        raise NotAvailable(f"the model registry has no {missing} (core/models/two_stream.py)")
 
 
 def require(module: str, *attrs: str) -> Any:

@@ -168,10 +168,6 @@ class EvaluateJobConfig(Frozen):
         return self
 
 
-MODEL_NAMES = ("unet", "patch_cnn", "resnet50", "two_stream", "two_stream_rgb", "two_stream_hsi")
-"""Every model the engine offers (core.models.MODELS holds their builders; a test keeps the two equal)."""
-
-
 def _schemes() -> Any:
     from core.training.schemes import api  # the registry imports the engine's scheme modules: at call time only
 
@@ -210,7 +206,7 @@ class TrainJobConfig(Frozen):
     scene: str
     store: str | None = None  # path of a tile store (written by a tile run)
     tile_job: TileJobConfig | None = None  # or the tile job that makes it
-    model: str = "unet"  # one of MODEL_NAMES
+    model: str = "unet"  # a registered model (core.models.list_models())
     model_params: dict[str, Any] = Field(default_factory=dict)  # builder keywords: width, depth, dropout
     scheme: str = "single"  # one of SCHEMES (core.training.schemes)
     optimizer: Literal["adam", "sgd_nesterov"] = "adam"
@@ -250,8 +246,9 @@ class TrainJobConfig(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "TrainJobConfig":
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"model {self.model!r} is unknown; choose one of {list(MODEL_NAMES)}")
+        from core.models import get_model
+
+        get_model(self.model)  # ConfigError (a ValueError) naming the registered models
         check_combination(self.model, self.scheme, self.num_workers, self.worker_speeds)
         check_train = _schemes().get_scheme(self.scheme).check_train
         if check_train is not None:

@@ -266,6 +266,27 @@ def cmd_schemes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """The registered models: name, task, the modality it reads, size parameters with defaults and ranges."""
+    from core.models import get_model, list_models
+    from core.tasks import get_task
+
+    if args.task is not None:
+        get_task(args.task)  # ConfigError naming the registered tasks
+    specs = [get_model(m) for m in list_models(args.task)]
+    if args.json:
+        _print_json([{"name": s.name, "task": s.task, "modality": s.modality, "branches": list(s.branches),
+                      "recipe": s.recipe.name if s.recipe else None, "description": s.description,
+                      "params": [{"name": p.name, "label": p.label, "default": p.default, "low": p.low,
+                                  "high": p.high} for p in s.params]} for s in specs])
+        return 0
+    rows = [{"model": s.name, "task": s.task, "modality": s.modality or "all",
+             "params": ", ".join(f"{p.name}={p.default!r} [{p.low:g}..{p.high:g}]" for p in s.params) or "-",
+             "description": s.description} for s in specs]
+    print(_table(rows, ["model", "task", "modality", "params", "description"]))
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     from jobs import local_cluster
 
@@ -310,8 +331,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
 
 
-def _add_scene_parsers(sub: Any) -> None:
-    """The ``scenes`` subcommands."""
+def _scene_parsers(sub: Any) -> None:
+    """The ``scenes`` subcommands and ``convert``."""
     scenes = sub.add_parser("scenes", help="register, list, show and remove scenes").add_subparsers(
         dest="scenes_command", required=True)
     reg = scenes.add_parser("register", help="register a scene from raster files (or --spec JSON)")
@@ -341,6 +362,11 @@ def _add_scene_parsers(sub: Any) -> None:
     keep.add_argument("--keep-runs", action="store_true", help="keep the scene's runs, detached from it")
     keep.add_argument("--with-runs", action="store_true", help="remove the scene's runs too")
     rm.set_defaults(func=cmd_scenes_remove)
+    conv = sub.add_parser("convert", help="convert sample data that is not GeoTIFF (slovenia npy, houston mat)")
+    conv.add_argument("what", choices=["slovenia", "houston"])
+    conv.add_argument("src", help="slovenia: the slovenia_s2 folder; houston: houston_dataset.mat")
+    conv.add_argument("out", help="output folder for the GeoTIFFs")
+    conv.set_defaults(func=cmd_convert)
 
 
 def cmd_analysis(args: argparse.Namespace) -> int:
@@ -357,7 +383,7 @@ def cmd_analysis(args: argparse.Namespace) -> int:
     return _run_config(parse_config({**data, "kind": args.kind}), args)
 
 
-def _add_analysis_parsers(sub: Any) -> None:
+def _analysis_parsers(sub: Any) -> None:
     """What analysts do with a map or a model: reference sample, assessment, polygons, ONNX."""
     smp = sub.add_parser("sample", help="draw a stratified reference sample from a prediction run's map")
     smp.add_argument("prediction_run", type=int)
@@ -389,23 +415,7 @@ def _add_analysis_parsers(sub: Any) -> None:
     onx.set_defaults(func=cmd_analysis, kind="export_onnx")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
-                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    _add_scene_parsers(sub)
-    _add_analysis_parsers(sub)
-
-    conv = sub.add_parser("convert", help="convert sample data that is not GeoTIFF (slovenia npy, houston mat)")
-    conv.add_argument("what", choices=["slovenia", "houston"])
-    conv.add_argument("src", help="slovenia: the slovenia_s2 folder; houston: houston_dataset.mat")
-    conv.add_argument("out", help="output folder for the GeoTIFFs")
-    conv.set_defaults(func=cmd_convert)
-
+def _job_parsers(sub: Any) -> None:
     tile = sub.add_parser("tile", help="tile an AOI of a scene into a sample store on the cluster")
     tile.add_argument("--config", help="JSON TileJobConfig (overrides the flags)")
     tile.add_argument("--scene")
@@ -419,7 +429,6 @@ def build_parser() -> argparse.ArgumentParser:
     tile.add_argument("--split-date", help="hold out this acquisition date for testing (date split)")
     tile.add_argument("--workers", type=int, help="worker processes of the local cluster")
     tile.set_defaults(func=cmd_tile)
-
     for name in ("train", "predict", "evaluate"):
         jp = sub.add_parser(name, help=f"{name} from a JSON config")
         jp.add_argument("config")
@@ -429,7 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run any job from its JSON config (its \"kind\" says which)")
     run.add_argument("config")
     run.set_defaults(func=cmd_run, kind=None)
+    models = sub.add_parser("models", help="list the models a train or pipeline config may name")
+    models.add_argument("--task", help="only the models of this task (dense, patch, multilabel, ...)")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(func=cmd_models)
 
+
+def _run_parsers(sub: Any) -> None:
     runs = sub.add_parser("runs", help="list, show, re-run and cancel runs").add_subparsers(
         dest="runs_command", required=True)
     rl = runs.add_parser("list")
@@ -452,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     rx.set_defaults(func=cmd_runs_exec)
     sub.add_parser("schemes", help="list the parallelism schemes (scheme of a train config)").set_defaults(
         func=cmd_schemes)
+
+
+def _service_parsers(sub: Any) -> None:
     cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve)")
     cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve"])
     cl.add_argument("--workers", type=int)
@@ -462,6 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--no-samples", action="store_true",
                      help="do not register ../shared/data's sample scenes on first start")
     app.set_defaults(func=cmd_app)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
+                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_scene_parsers, _analysis_parsers, _job_parsers, _run_parsers, _service_parsers):
+        add(sub)
     return p
 
 

@@ -16,6 +16,7 @@ from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig,
 from core.errors import ConfigError
 from db.runs import RunTracker
 from db.scenes import SceneStore
+from core.tasks import get_task
 from jobs.kinds import JobKind, register_kind
 from jobs.outputs import record_prediction
 from jobs.pipeline import PipelineJobConfig, model_modalities
@@ -105,7 +106,7 @@ def trained_label_fraction(bundle: str | Path, tracker: RunTracker) -> float | N
     from core.models.bundle import load_meta
 
     meta = load_meta(bundle)
-    if meta.task != "multilabel" or label_fraction_of(meta) is not None:
+    if "label_fraction" not in get_task(meta.task).train_options or label_fraction_of(meta) is not None:
         return label_fraction_of(meta)
     if meta.train_run_id is None:
         return None
@@ -138,8 +139,7 @@ def pipeline_parts(config: PipelineJobConfig, store_path: Path, scene_modalities
     ``scene_modalities``: the scene's modality names, so a single-modality model (``two_stream_rgb``) tiles only its
     modality of a multi-modal scene (see :func:`jobs.pipeline.model_modalities`).
     """
-    dense = config.task in ("dense", "multilabel")  # multi-label scene classifiers train on tiles too
-    tile = TileJobConfig(scene=config.scene, aoi=config.aoi, mode="tiles" if dense else "patches",
+    tile = TileJobConfig(scene=config.scene, aoi=config.aoi, mode=get_task(config.task).store_mode,
                          tiling=config.tiling, sampling=config.sampling, split=config.split, cluster=config.cluster,
                          modalities=model_modalities(config.model, scene_modalities))
     train = TrainJobConfig(scene=config.scene, store=str(store_path), model=config.model,  # type: ignore[arg-type]
@@ -151,19 +151,20 @@ def pipeline_parts(config: PipelineJobConfig, store_path: Path, scene_modalities
 
 
 def prediction_tiling(bundle: str, config: PipelineJobConfig, scene: Any) -> tuple[int | None, int]:
-    """Inference tile and overlap for a pipeline's model: dense models predict large tiles (fully convolutional)
-    with an overlap of their receptive-field radius, so the map has no seams; patch models use their own blocks.
+    """Inference tile and overlap for a pipeline's model: models that read context (dense) predict large tiles
+    (fully convolutional) with an overlap of their receptive-field radius (:attr:`core.models.ModelSpec.context`),
+    so the map has no seams; per-pixel models use their own blocks.
 
     ``scene``: the pipeline's scene, read from the run's database by the caller."""
-    if config.task != "dense":
-        return None, 0
-    from core.inference.predict import context_radius
+    from core.inference.predict import model_context
     from core.models.bundle import load_meta
+    from core.tasks import get_task
 
-    from core.inference.predict import pooling_multiple
-
-    meta = load_meta(bundle)
-    overlap, align = context_radius(meta), pooling_multiple(meta)
+    predictor = get_task(config.task).predictor
+    if predictor is None or not predictor.reads_context:
+        return None, 0
+    context = model_context(load_meta(bundle))
+    overlap, align = context.radius, context.align
     side = min(scene.primary.height, scene.primary.width) // align * align  # tiles must fit in the raster
     tile = min(max(256, config.tiling.tile_size, 4 * overlap), side)
     return tile, min(overlap, (tile - align) // 2 - 1)
@@ -195,8 +196,7 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     artifacts: dict[str, Any] = {**train["artifacts"], "store": str(store_path)}
     metrics: dict[str, Any] = {"training": train["metrics"], "tiling": {"counts": info.counts,
                                                                        "skipped_nodata": info.skipped_nodata}}
-    multilabel = config.task == "multilabel"  # a scene classifier: labels per tile, no per-pixel map
-    if config.predict and not multilabel:
+    if config.predict and get_task(config.task).makes_map:  # a multi-label scene classifier makes none
         verify_files(scene)
         out = run_dir / "prediction.tif"
         tile, overlap = prediction_tiling(train["artifacts"]["model"], config, scene)

@@ -12,28 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig
+from core.configs import (AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig,
+                          check_combination)
 from core.errors import ConfigError
-
-DENSE_MODELS = ("unet",)
-PATCH_MODELS = ("patch_cnn",)
-
-
-def available_models() -> dict[str, str]:
-    """Model name -> task ("dense" or "patch"), as the engine offers them."""
-    try:
-        from core.models import MODELS  # type: ignore[attr-defined]
-
-        return {name: spec.task if hasattr(spec, "task") else spec["task"] for name, spec in MODELS.items()}
-    except (ImportError, AttributeError, KeyError, TypeError):
-        return {**{m: "dense" for m in DENSE_MODELS}, **{m: "patch" for m in PATCH_MODELS}}
-
-
-def available_schemes() -> tuple[str, ...]:
-    """Parallelism schemes the engine offers."""
-    from core.configs import SCHEMES
-
-    return tuple(SCHEMES)
+from core.models import get_model
 
 
 def model_modalities(model: str, scene_modalities: Sequence[str]) -> tuple[str, ...] | None:
@@ -41,12 +23,9 @@ def model_modalities(model: str, scene_modalities: Sequence[str]) -> tuple[str, 
     of a multi-modal scene (``two_stream_rgb`` on RGB + HSI -> ``("rgb",)``).
 
     Raises:
-        ConfigError: the model reads a modality the multi-modal scene does not have.
+        ConfigError: the model is not registered, or reads a modality the multi-modal scene does not have.
     """
-    from core.models import MODELS
-
-    spec = MODELS.get(model)
-    wanted = getattr(spec, "modality", None)
+    wanted = get_model(model).modality
     if wanted is None or len(scene_modalities) <= 1:
         return None  # a single-modality scene feeds its only modality to any single-branch model
     if wanted not in scene_modalities:
@@ -56,7 +35,8 @@ def model_modalities(model: str, scene_modalities: Sequence[str]) -> tuple[str, 
 
 
 class PipelineJobConfig(Frozen):
-    """Everything one GUI launch needs. ``tile_size`` is used by dense models, ``sampling.patch_size`` by patch ones."""
+    """Everything one GUI launch needs. ``model`` is a registered model (:func:`core.models.list_models`);
+    ``tiling.tile_size`` is used by models of tile tasks, ``sampling.patch_size`` by patch ones."""
 
     kind: Literal["pipeline"] = "pipeline"
     scene: str
@@ -80,20 +60,12 @@ class PipelineJobConfig(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "PipelineJobConfig":
-        models = available_models()
-        if self.model not in models:
-            raise ValueError(f"model {self.model!r} is not offered; choose one of {sorted(models)}")
-        schemes = available_schemes()
-        if self.scheme not in schemes:
-            raise ValueError(f"scheme {self.scheme!r} is not offered; choose one of {list(schemes)}")
-        from core.configs import check_combination
-
+        get_model(self.model)  # ConfigError (a ValueError) naming the registered models
+        # the scheme's own checks (unknown scheme, workers it needs, options only it reads)
         check_combination(self.model, self.scheme, self.num_workers, self.train_options.get("worker_speeds"))
-        if self.scheme == "single" and self.num_workers != 1:
-            raise ValueError(f"scheme 'single' runs on one worker but num_workers is {self.num_workers}; "
-                             "set num_workers to 1 or choose 'data_parallel'")
         return self
 
     @property
     def task(self) -> str:
-        return available_models()[self.model]
+        """The task of the model (:attr:`core.models.ModelSpec.task`)."""
+        return get_model(self.model).task

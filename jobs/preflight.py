@@ -4,8 +4,9 @@
 :class:`core.configs.BaselineJobConfig` for the classic baselines (raising :class:`core.errors.ConfigError` that
 lists every bad field); :func:`aoi_stats` measures an AOI on a scene (area in km², label-grid pixels, labelled
 pixels per class); :func:`preflight` combines both with the cluster's size into a list of :class:`Check` messages.
-Errors block the launch, warnings do not. :data:`MODEL_PARAMS`, :data:`TRAIN_OPTIONS` and :func:`recipe_defaults`
-say which advanced controls the form shows and their defaults, so the form and the CLI describe the same jobs.
+Errors block the launch, warnings do not. The model registry (:func:`core.models.get_model`: size parameters,
+recipe), :data:`TRAIN_OPTIONS` and :func:`recipe_defaults` say which advanced controls the form shows and their
+defaults, so the form and the CLI describe the same jobs.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from shapely import affinity
 from core.configs import AOIConfig, BaselineJobConfig, TrainJobConfig
 from core.errors import AOIError, ConfigError
 from core.data.geometry import parse_geometry, resolve_aoi
-from core.tasks.multilabel import RESNET_RECIPE
 from core.training.schemes import get_scheme, list_schemes
 from core.data.scene import Scene
-from jobs.pipeline import PipelineJobConfig, available_models, model_modalities
+from core.models import Param, get_model, list_models
+from core.tasks import get_task, list_tasks
+from jobs.pipeline import PipelineJobConfig, model_modalities
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,6 @@ MIN_LABELLED_PIXELS = 100
 MIN_PER_CLASS = 10
 FRAMEWORK_BYTES = 700 * 2**20
 """Resident memory of a worker with TensorFlow and Horovod loaded, before any data (measured order of magnitude)."""
-ACTIVATION_CHANNELS = {"dense": 192, "patch": 96, "multilabel": 512}
-"""Sum of feature-map channels over a model's layers, per input pixel, for the activation-memory estimate (at the
-builder's default width; it scales with ``model_params["width"]``)."""
 BASELINE_BYTES = 300 * 2**20
 """Resident memory of a worker fitting a scikit-learn baseline, before any data (order of magnitude)."""
 
@@ -49,43 +48,10 @@ BASELINES: dict[str, str] = {"rf": "random forest", "knn": "k-nearest neighbours
 """Classic per-pixel baselines the launch form offers next to the deep models (a ``baseline`` job on patches)."""
 
 
-@dataclass(frozen=True)
-class Param:
-    """A model-size keyword of a model builder, as a launch-form control: ``low <= value <= high``.
-
-    ``default`` is the builder's default; its type (int, float, tuple of ints) is the control's type.
-    """
-
-    name: str
-    label: str
-    default: Any
-    low: float
-    high: float
-
-
-_WIDTH = "Width (filters of the first {})"
-_DROPOUT = Param("dropout", "Dropout", 0.5, 0.0, 0.95)
-_TWO_STREAM = (Param("width", _WIDTH.format("block"), 8, 1, 512),
-               Param("dense", "Dense units after fusion", (1000, 500), 1, 65536), _DROPOUT)
-MODEL_PARAMS: dict[str, tuple[Param, ...]] = {
-    "unet": (Param("width", _WIDTH.format("level"), 16, 1, 512), Param("depth", "Depth (down-samplings)", 4, 1, 8),
-             _DROPOUT),
-    "patch_cnn": (Param("width", _WIDTH.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
-    "resnet50": (Param("width", _WIDTH.format("stage (64 = ResNet-50)"), 64, 1, 512), _DROPOUT),
-    "two_stream": _TWO_STREAM, "two_stream_rgb": _TWO_STREAM, "two_stream_hsi": _TWO_STREAM,
-}
-"""Model name -> the size keywords of its builder (:mod:`core.models`) the form offers, with the builder's defaults."""
-
 TRAIN_OPTIONS = ("optimizer", "momentum", "warmup_epochs", "lr_decay_epochs", "lr_decay_at", "lr_decay_factor",
                  "patience", "augment", "ema_decay", "mixup_alpha", "label_fraction", "worker_speeds",
                  "calibration_steps")
 """The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
-_ONLY_FOR = {"label_fraction": ("task", "multilabel")}
-"""Options only one task reads; options only one scheme reads come from the scheme registry (:func:`_only_for`)."""
-RECIPES: dict[str, dict[str, Any]] = {"resnet": {k: v for k, v in RESNET_RECIPE.items() if k != "model"}}
-"""Named training recipes the form can preset: :data:`TRAIN_OPTIONS` values (the ResNet paper's)."""
-RECIPE_FOR_MODEL: dict[str, str] = {RESNET_RECIPE["model"]: "resnet"}
-"""Model name -> the recipe of its paper, offered as a one-click preset."""
 
 Level = Literal["error", "warning", "info"]
 
@@ -136,25 +102,37 @@ class PreflightReport:
 
 
 def launch_models() -> dict[str, str]:
-    """What the launch form offers: deep model name -> task, and each classic baseline -> ``"baseline"``."""
-    return {**available_models(), **{m: "baseline" for m in BASELINES}}
+    """What the launch form offers: each registered model -> its task, and each classic baseline -> ``"baseline"``."""
+    return {**{m: get_model(m).task for m in list_models()}, **{m: "baseline" for m in BASELINES}}
+
+
+def model_params(model: str) -> tuple[Param, ...]:
+    """The size parameters the form offers for ``model`` (its registered :attr:`ModelSpec.params`); none for
+    baselines."""
+    return () if model in BASELINES else get_model(model).params
 
 
 def param_defaults(model: str) -> dict[str, Any]:
-    """The builder defaults of ``model``'s size parameters (:data:`MODEL_PARAMS`); empty for baselines."""
-    return {p.name: p.default for p in MODEL_PARAMS.get(model, ())}
+    """The builder defaults of ``model``'s size parameters; empty for baselines."""
+    return {p.name: p.default for p in model_params(model)}
+
+
+def recipes() -> dict[str, dict[str, Any]]:
+    """Named training recipes the form can preset (:data:`TRAIN_OPTIONS` values): those of the registered models."""
+    return {spec.recipe.name: dict(spec.recipe.fields) for spec in map(get_model, list_models()) if spec.recipe}
 
 
 def recipe_defaults(recipe: str | None = None) -> dict[str, Any]:
     """Defaults of the :data:`TRAIN_OPTIONS` controls: :class:`TrainJobConfig`'s, overlaid with a named recipe.
 
     Raises:
-        ConfigError: ``recipe`` is not one of :data:`RECIPES`.
+        ConfigError: ``recipe`` is not one of :func:`recipes`.
     """
-    if recipe is not None and recipe not in RECIPES:
-        raise ConfigError(f"training recipe {recipe!r} is unknown; choose one of {sorted(RECIPES)} or none")
+    known = recipes()
+    if recipe is not None and recipe not in known:
+        raise ConfigError(f"training recipe {recipe!r} is unknown; choose one of {sorted(known)} or none")
     fields = TrainJobConfig.model_fields
-    return {**{k: fields[k].default for k in TRAIN_OPTIONS}, **RECIPES.get(recipe or "", {})}
+    return {**{k: fields[k].default for k in TRAIN_OPTIONS}, **known.get(recipe or "", {})}
 
 
 def _numbers(value: Any, name: str, cast: type, problems: list[str]) -> tuple[Any, ...] | None:
@@ -171,7 +149,7 @@ def _numbers(value: Any, name: str, cast: type, problems: list[str]) -> tuple[An
 
 
 def _model_params(model: str, given: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    specs = {p.name: p for p in MODEL_PARAMS.get(model, ())}
+    specs = {p.name: p for p in model_params(model)}
     out: dict[str, Any] = {}
     for name, value in given.items():
         spec = specs.get(name)
@@ -196,10 +174,15 @@ def _model_params(model: str, given: dict[str, Any], problems: list[str]) -> dic
     return out
 
 
-def _only_for() -> dict[str, tuple[str, str]]:
-    """Option -> (``"task"`` or ``"scheme"``, the one that reads it). ``worker_speeds``: core.configs says so."""
-    by_scheme = {o: ("scheme", n) for n in list_schemes() for o in get_scheme(n).options if o != "worker_speeds"}
-    return {**_ONLY_FOR, **by_scheme}
+def _only_for() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Option -> (``"task"`` or ``"scheme"``, the tasks / schemes that read it), from the task and scheme
+    registries. ``worker_speeds``: :func:`core.configs.check_combination` says so itself."""
+    tasks = {t: get_task(t).train_options for t in list_tasks()}
+    by_task = {o: ("task", tuple(t for t, opts in tasks.items() if o in opts)) for opts in tasks.values() for o in opts}
+    schemes = {n: get_scheme(n).options for n in list_schemes()}
+    by_scheme = {o: ("scheme", tuple(n for n, opts in schemes.items() if o in opts))
+                 for opts in schemes.values() for o in opts if o != "worker_speeds"}
+    return {**by_task, **by_scheme}
 
 
 def _train_options(values: dict[str, Any], task: str, problems: list[str]) -> dict[str, Any]:
@@ -214,9 +197,10 @@ def _train_options(values: dict[str, Any], task: str, problems: list[str]) -> di
     if opts.get("lr_decay_epochs") == 0:  # the form's "0 = no step decay"
         opts["lr_decay_epochs"] = None
     where = {"task": task, "scheme": values.get("scheme")}
-    for name, (what, wanted) in _only_for().items():
-        if values.get(name) is not None and where[what] != wanted:
-            problems.append(f"{name}: only used when the {what} is {wanted!r}, not {where[what]!r}; remove it")
+    for name, (what, owners) in _only_for().items():
+        if values.get(name) is not None and where[what] not in owners:
+            listed = " or ".join(repr(o) for o in owners)
+            problems.append(f"{name}: only used when the {what} is {listed}, not {where[what]!r}; remove it")
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -243,13 +227,51 @@ def _baseline_data(values: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _pipeline_data(values: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The :class:`PipelineJobConfig` fields of the form's values for a registered model."""
+    model = values["model"]
+    task = get_task(get_model(model).task)
+    aoi, split = _common(values)
+    data: dict[str, Any] = {
+        "scene": values.get("scene"), "aoi": aoi, "model": model, "scheme": values.get("scheme"),
+        "num_workers": values.get("num_workers"), "epochs": values.get("epochs"),
+        "batch_size": values.get("batch_size"), "learning_rate": values.get("learning_rate"), "split": split,
+        "model_params": _model_params(model, dict(values.get("model_params") or {}), problems),
+        "train_options": _train_options(values, task.name, problems),
+    }
+    if values.get("mp_split") is not None:
+        data["mp_split"] = values["mp_split"]
+    size = int(values.get("size") or 0)
+    if task.tiles:
+        data["tiling"] = {"tile_size": size}
+    else:
+        data["sampling"] = {"patch_size": size, "per_class": values.get("per_class") or None}
+    if values.get("scheduler_address"):
+        data["cluster"] = {"scheduler_address": values["scheduler_address"]}
+    return data
+
+
+def _pipeline_config(values: dict[str, Any], problems: list[str]) -> PipelineJobConfig:
+    """The validated pipeline of the form's values; problems the config cannot see go to ``problems``."""
+    from jobs.engine_kinds import pipeline_parts
+
+    config = PipelineJobConfig.model_validate(_pipeline_data(values, problems))
+    pipeline_parts(config, Path("store.zarr"))  # the train options are validated as the run will
+    context = get_model(config.model).context_for(config.model_params)
+    tile = config.tiling.tile_size
+    if get_task(config.task).tiles and tile % context.align:
+        problems.append(f"tiling.tile_size: a {tile}-px tile is not divisible by {context.rule}; use a tile size that "
+                        f"is a multiple of {context.align} or smaller model size parameters")
+    return config
+
+
 def build_config(values: dict[str, Any]) -> PipelineJobConfig | BaselineJobConfig:
     """A validated job config from the launch form's values.
 
     ``values`` holds ``scene, model, scheme, num_workers, epochs, batch_size, learning_rate, size`` (tile size for
     dense and multi-label models, patch size for patch models and baselines), optional ``aoi`` (GeoJSON in
     EPSG:4326, None = whole scene), ``split_method`` ("spatial"/"date"), ``fractions`` (train, val, test),
-    ``test_date``, ``per_class``. Advanced, all optional: ``model_params`` (see :data:`MODEL_PARAMS`; tuples may be
+    ``test_date``, ``per_class``. Advanced, all optional: ``model_params`` (see :func:`model_params`; tuples may be
     comma-separated text), ``mp_split`` (scheme "model_parallel" only), the :data:`TRAIN_OPTIONS` (``lr_decay_at``
     and ``worker_speeds`` may be comma-separated text; ``lr_decay_epochs`` 0 = none; ``label_fraction`` for
     multi-label models, ``worker_speeds`` / ``calibration_steps`` for scheme "heterogeneous" only).
@@ -262,40 +284,16 @@ def build_config(values: dict[str, Any]) -> PipelineJobConfig | BaselineJobConfi
     Raises:
         ConfigError: listing every invalid field with what is expected.
     """
-    from jobs.engine_kinds import pipeline_parts
-
     problems: list[str] = []
     model = values.get("model", "")
     config: PipelineJobConfig | BaselineJobConfig | None = None
     try:
         if model in BASELINES:
             config = BaselineJobConfig.model_validate(_baseline_data(values))
+        elif model not in list_models():
+            problems.append(f"model: {model!r} is unknown; choose one of {list(launch_models())}")
         else:
-            task = available_models().get(model, "dense")
-            aoi, split = _common(values)
-            data: dict[str, Any] = {
-                "scene": values.get("scene"), "aoi": aoi, "model": model, "scheme": values.get("scheme"),
-                "num_workers": values.get("num_workers"), "epochs": values.get("epochs"),
-                "batch_size": values.get("batch_size"), "learning_rate": values.get("learning_rate"), "split": split,
-                "model_params": _model_params(model, dict(values.get("model_params") or {}), problems),
-                "train_options": _train_options(values, task, problems),
-            }
-            if values.get("mp_split") is not None:
-                data["mp_split"] = values["mp_split"]
-            size = int(values.get("size") or 0)
-            if task in ("dense", "multilabel"):
-                data["tiling"] = {"tile_size": size}
-            else:
-                data["sampling"] = {"patch_size": size, "per_class": values.get("per_class") or None}
-            if values.get("scheduler_address"):
-                data["cluster"] = {"scheduler_address": values["scheduler_address"]}
-            config = PipelineJobConfig.model_validate(data)
-            pipeline_parts(config, Path("store.zarr"))  # the train options are validated as the run will
-            depth = {**param_defaults(config.model), **config.model_params}.get("depth", 0)
-            if config.task == "dense" and config.tiling.tile_size % 2**depth:
-                problems.append(f"tiling.tile_size: a {config.tiling.tile_size}-px tile is not divisible by "
-                                f"2**depth = {2**depth} (U-Net depth {depth}); use a tile size that is a multiple of "
-                                f"{2**depth} or a smaller depth")
+            config = _pipeline_config(values, problems)
     except ValidationError as exc:
         for e in exc.errors():
             loc = ".".join(str(p) for p in e["loc"]) or "config"
@@ -362,7 +360,8 @@ def estimate_memory_per_worker(config: PipelineJobConfig | BaselineJobConfig, sc
     """A rough upper estimate of one worker's peak memory in bytes for ``config`` on ``scene``.
 
     Pipelines: framework baseline + the worker's shard of the training samples (float32) + activations and
-    gradients of one batch (2x forward activations, ``ACTIVATION_CHANNELS`` per pixel, scaled by the model's width)
+    gradients of one batch (2x forward activations, the model's (or else its task's) ``activation_channels`` per
+    pixel, scaled by the model's width)
     + inference buffers of one tile. Baselines (fitted on one worker): scikit-learn baseline + three float32
     copies of the train rows (at most ``max_train_samples``; one feature per band, or per band and patch pixel with
     ``features="patch"``) + two prediction batches.
@@ -376,7 +375,8 @@ def estimate_memory_per_worker(config: PipelineJobConfig | BaselineJobConfig, sc
         features = side * side * bands
         return int(BASELINE_BYTES + 3 * rows * features * 4 + 2 * config.batch_size * features * 4)
     dates = max(1, len(scene.acquisitions))
-    if config.task in ("dense", "multilabel"):
+    spec, task = get_model(config.model), get_task(config.task)
+    if task.tiles:
         side = config.tiling.tile_size
         rows, cols = stats.bbox_shape if stats else (scene.primary.height, scene.primary.width)
         n_samples = math.ceil(rows / config.tiling.step) * math.ceil(cols / config.tiling.step) * dates
@@ -387,7 +387,8 @@ def estimate_memory_per_worker(config: PipelineJobConfig | BaselineJobConfig, sc
     shard = n_samples * sample_bytes / max(1, config.num_workers)
     width = param_defaults(config.model).get("width")
     scale = config.model_params.get("width", width) / width if width else 1.0
-    activations = 2 * config.batch_size * side * side * ACTIVATION_CHANNELS[config.task] * scale * 4
+    channels = spec.activation_channels or task.activation_channels
+    activations = 2 * config.batch_size * side * side * channels * scale * 4
     return int(FRAMEWORK_BYTES + shard + activations + 4 * sample_bytes * config.batch_size)
 
 
@@ -418,20 +419,7 @@ def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, clust
         except AOIError as exc:
             checks.append(Check("error", str(exc)))
     if stats is not None:
-        checks.extend(Check("warning", w) for w in stats.warnings)
-        if scene.has_labels and stats.labelled < MIN_LABELLED_PIXELS:
-            checks.append(Check("error", f"the AOI holds only {stats.labelled} labelled pixels (all dates); at least "
-                                         f"{MIN_LABELLED_PIXELS} are needed for a train/validation/test split. "
-                                         "Draw a larger AOI over labelled ground, or use the whole scene"))
-        rare = {cid: n for cid, n in stats.per_class.items() if n < MIN_PER_CLASS}
-        if rare:
-            names = {c.id: c.name for c in scene.classes}
-            listing = ", ".join(f"{names.get(c, c)} ({n})" for c, n in sorted(rare.items()))
-            checks.append(Check("warning", f"classes with fewer than {MIN_PER_CLASS} labelled pixels in the AOI: "
-                                           f"{listing}; their scores will be unreliable"))
-        if pipeline and pipeline.task != "patch" and min(stats.bbox_shape) < pipeline.tiling.tile_size:
-            checks.append(Check("warning", f"the AOI ({stats.bbox_shape[0]}x{stats.bbox_shape[1]} px) is smaller "
-                                           f"than one tile ({pipeline.tiling.tile_size} px): tiles are padded"))
+        checks.extend(_label_checks(stats, scene, pipeline))
     modalities = [m.name for m in scene.modalities]
     check_scene = get_scheme(pipeline.scheme).check_scene if pipeline else None
     if check_scene is not None:
@@ -452,15 +440,36 @@ def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, clust
                                      f"{cluster_workers}; lower the number of workers to {cluster_workers} or "
                                      "add workers to the cluster"))
     mem = estimate_memory_per_worker(config, scene, stats)
+    checks.append(_memory_check(mem, worker_memory_bytes, pipeline is not None))
+    return PreflightReport(checks=checks, stats=stats, memory_per_worker_bytes=mem)
+
+
+def _label_checks(stats: AOIStats, scene: Scene, pipeline: PipelineJobConfig | None) -> list[Check]:
+    """Findings about the AOI's labels and size."""
+    checks = [Check("warning", w) for w in stats.warnings]
+    if scene.has_labels and stats.labelled < MIN_LABELLED_PIXELS:
+        checks.append(Check("error", f"the AOI holds only {stats.labelled} labelled pixels (all dates); at least "
+                                     f"{MIN_LABELLED_PIXELS} are needed for a train/validation/test split. "
+                                     "Draw a larger AOI over labelled ground, or use the whole scene"))
+    rare = {cid: n for cid, n in stats.per_class.items() if n < MIN_PER_CLASS}
+    if rare:
+        names = {c.id: c.name for c in scene.classes}
+        listing = ", ".join(f"{names.get(c, c)} ({n})" for c, n in sorted(rare.items()))
+        checks.append(Check("warning", f"classes with fewer than {MIN_PER_CLASS} labelled pixels in the AOI: "
+                                       f"{listing}; their scores will be unreliable"))
+    if pipeline and get_task(pipeline.task).tiles and min(stats.bbox_shape) < pipeline.tiling.tile_size:
+        checks.append(Check("warning", f"the AOI ({stats.bbox_shape[0]}x{stats.bbox_shape[1]} px) is smaller "
+                                       f"than one tile ({pipeline.tiling.tile_size} px): tiles are padded"))
+    return checks
+
+
+def _memory_check(mem: int, worker_memory_bytes: int | None, pipeline: bool) -> Check:
+    """The memory estimate against the smallest worker's limit."""
     text = f"estimated peak memory per worker: {mem / 2**30:.2f} GiB (rough)"
     hint = ("lower the batch size or tile/patch size, or use more workers" if pipeline
             else "lower max_train_samples or use features 'center'")
     if worker_memory_bytes and mem > worker_memory_bytes:
-        checks.append(Check("error", f"{text}, above the worker memory limit of {worker_memory_bytes / 2**30:.2f} "
-                                     f"GiB; {hint}"))
-    elif worker_memory_bytes and mem > 0.8 * worker_memory_bytes:
-        checks.append(Check("warning", f"{text}, close to the worker memory limit of "
-                                       f"{worker_memory_bytes / 2**30:.2f} GiB"))
-    else:
-        checks.append(Check("info", text))
-    return PreflightReport(checks=checks, stats=stats, memory_per_worker_bytes=mem)
+        return Check("error", f"{text}, above the worker memory limit of {worker_memory_bytes / 2**30:.2f} GiB; {hint}")
+    if worker_memory_bytes and mem > 0.8 * worker_memory_bytes:
+        return Check("warning", f"{text}, close to the worker memory limit of {worker_memory_bytes / 2**30:.2f} GiB")
+    return Check("info", text)

@@ -13,9 +13,11 @@ from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
 from jobs import launch as launcher
 from app.services.overlays import scene_quicklook
+from core.models import get_model
+from core.tasks import get_task
 from core.training.schemes import get_scheme, list_schemes
-from jobs.preflight import (BASELINES, MODEL_PARAMS, RECIPE_FOR_MODEL, AOIStats, aoi_stats, build_config,
-                            launch_models, preflight, recipe_defaults)
+from jobs.preflight import (BASELINES, AOIStats, aoi_stats, build_config, launch_models, model_params, preflight,
+                            recipe_defaults)
 
 P = "launch"  # session-state prefix
 
@@ -32,7 +34,7 @@ def _quicklook(paths: tuple[str, ...]):  # type: ignore[no-untyped-def]
 
 
 def _model_label(name: str, task: str) -> str:
-    return f"{name} (baseline: {BASELINES[name]})" if task == "baseline" else f"{name} ({task})"
+    return f"{name} (baseline: {BASELINES[name]})" if name in BASELINES else f"{name} ({task})"
 
 
 def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -> dict[str, Any]:
@@ -40,7 +42,7 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     options = get_scheme(scheme).options  # the fields only this scheme reads
     params: dict[str, Any] = {}
     st.caption(f"Model size ({model})")
-    for col, p in zip(st.columns(3), MODEL_PARAMS.get(model, ())):
+    for col, p in zip(st.columns(3), model_params(model)):
         wkey = state.key(P, f"{model}_{p.name}")
         if isinstance(p.default, tuple):
             params[p.name] = col.text_input(p.label, ", ".join(map(str, p.default)), key=wkey)
@@ -81,7 +83,7 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
                                            help="validate and keep the average of the weights over training, e.g. "
                                                 "0.995 (~ the last 200 steps): steadier accuracy on new data")
         c = st.columns(4)
-    if task == "multilabel":
+    if "label_fraction" in get_task(task).train_options:
         v["label_fraction"] = c[1].number_input("Label fraction", 0.001, 1.0, d["label_fraction"], 0.01,
                                                 key=k("label_fraction"),
                                                 help="a class is present in a tile when it covers this fraction")
@@ -171,16 +173,13 @@ cols = st.columns(2)
 model = cols[0].selectbox("Model", list(models), key=state.key(P, "model"),
                           format_func=lambda m: _model_label(m, models[m]))
 task = models[model]
-baseline = task == "baseline"  # an RF / KNN / SVM baseline job on patches of the AOI
+baseline = model in BASELINES  # an RF / KNN / SVM baseline job on patches of the AOI
 scheme = cols[1].selectbox("Parallelism scheme", schemes, key=state.key(P, "scheme"), disabled=baseline,
                            index=schemes.index("data_parallel") if "data_parallel" in schemes else 0,
                            help="baselines are fitted on one worker" if baseline else None)
-recipe = RECIPE_FOR_MODEL.get(model)
-if recipe and not st.toggle("ResNet paper recipe: SGD with Nesterov momentum, 5 warm-up epochs, LR x0.1 at 30/60/80 "
-                            "% of the epochs, mixup 0.2 (keep the learning rate 0.001 to get 0.1·k·n/256)",
-                            key=state.key(P, f"recipe_{recipe}")):
-    recipe = None
-tiles = task in ("dense", "multilabel")
+paper = None if baseline else get_model(model).recipe  # the model's paper recipe, offered as a preset
+recipe = paper.name if paper and st.toggle(paper.label, key=state.key(P, f"recipe_{paper.name}")) else None
+tiles = not baseline and get_task(task).tiles
 size_task = "patch" if baseline else task
 with st.form(state.key(P, "form")):
     if not baseline:

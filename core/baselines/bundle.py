@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,8 +33,9 @@ import numpy as np
 from core.data import cog
 from core.baselines.estimators import KINDS, SVM_MAX_SAMPLES, make_estimator, score_estimator, split_features
 from core.errors import ConfigError
-from core.inference.predict import grid_map, read_bands
 from core.data.scene import Scene
+from core.inference.windows import Views, WindowPredictor, gather_patches, patch_views
+from core.models.bundle import cached_load, meta_from_json, read_meta_json
 from core.tiling.store import TileStore
 from core.sampling.windows import PixelWindow
 
@@ -44,9 +44,6 @@ log = logging.getLogger(__name__)
 ESTIMATOR_FILE = "estimator.joblib"
 META_FILE = "baseline.json"
 NORMALISATION = "raw values, NaN/nodata -> 0; knn and svm standardise with the training mean/std in their pipeline"
-
-_CACHE: dict[str, tuple[int, Any, "BaselineMeta"]] = {}
-_CACHE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,8 @@ class BaselineMeta:
         band_stats: the store's train-split band statistics (used to check band counts, not to normalise).
         scene: scene the store was cut from; store: the store trained on.
         train: ``{"n_train", "n_features", "fit_seconds", "max_train_samples", "seed"}``.
-        task: always ``"baseline"`` (how :func:`core.inference.predict.run_predict` branches).
+        task: always ``"baseline"`` (a label for listings; :func:`core.inference.predict.run_predict` knows a
+            baseline bundle by its :data:`META_FILE`).
     """
 
     method: str
@@ -84,10 +82,7 @@ class BaselineMeta:
 
     @classmethod
     def from_json(cls, text: str) -> "BaselineMeta":
-        d = json.loads(text)
-        for k in ("modalities", "class_ids", "class_names", "class_colors"):
-            d[k] = tuple(d[k])
-        return cls(**d)
+        return meta_from_json(text, cls)
 
 
 def is_baseline_bundle(directory: str | Path) -> bool:
@@ -109,10 +104,8 @@ def save_baseline_bundle(directory: str | Path, estimator: Any, meta: BaselineMe
 
 
 def load_baseline_meta(directory: str | Path) -> BaselineMeta:
-    path = Path(directory) / META_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no baseline metadata at {path}: is {directory} a bundle written by a baseline run?")
-    return BaselineMeta.from_json(path.read_text())
+    """The :class:`BaselineMeta` of a baseline bundle folder."""
+    return read_meta_json(Path(directory) / META_FILE, BaselineMeta, "a baseline run")
 
 
 def load_baseline_bundle(directory: str | Path) -> tuple[Any, BaselineMeta]:
@@ -125,15 +118,7 @@ def load_baseline_bundle(directory: str | Path) -> tuple[Any, BaselineMeta]:
 
 def cached_baseline(bundle_dir: str) -> tuple[Any, BaselineMeta]:
     """(estimator, meta), loaded once per worker process and reloaded when the estimator file changes."""
-    path = Path(bundle_dir).resolve()
-    mtime = (path / ESTIMATOR_FILE).stat().st_mtime_ns
-    with _CACHE_LOCK:
-        hit = _CACHE.get(str(path))
-        if hit is None or hit[0] != mtime:
-            est, meta = load_baseline_bundle(path)
-            _CACHE[str(path)] = (mtime, est, meta)
-            log.info("loaded baseline bundle %s", path)
-        return _CACHE[str(path)][1], _CACHE[str(path)][2]
+    return cached_load(bundle_dir, ESTIMATOR_FILE, load_baseline_bundle)
 
 
 def fit_baseline_bundle(store_path: str | Path, out_dir: str | Path, method: str = "rf", features: str = "center",
@@ -197,40 +182,15 @@ def fit_baseline_bundle(store_path: str | Path, out_dir: str | Path, method: str
     return {"bundle": str(bundle), "meta": asdict(meta), "metrics": metrics}
 
 
-Views = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-"""Per modality: a sliding-window view ``(H', W', C, p, p)`` of its raw bands and, per core row / core column,
-the view index of the patch of that label pixel."""
-
-
 def window_views(scene: Scene, date: str | None, meta: BaselineMeta, core: PixelWindow) -> tuple[Views, np.ndarray]:
-    """Read what the features of ``core`` need: one read per modality (half a patch larger on each side).
-
-    Returns:
-        ``(views, valid)``: see :data:`Views`; ``valid`` bool ``core.shape``, False where any modality's centre
-        pixel is nodata or off the raster.
-    """
-    acq, label = scene.acquisition(date), scene.primary
-    valid = np.ones(core.shape, dtype=bool)
-    views: Views = []
-    for name in meta.modalities:
-        mod, p = scene.modality(name), int(meta.sample_size[name])
-        sy, oy, sx, ox = grid_map(label, mod)
-        cy = np.floor((np.arange(core.height) + core.row_off + 0.5) * sy + oy).astype(int)
-        cx = np.floor((np.arange(core.width) + core.col_off + 0.5) * sx + ox).astype(int)
-        r0, c0 = int(cy.min()) - p // 2, int(cx.min()) - p // 2
-        x = read_bands(acq, mod, r0, c0, int(cy.max()) - r0 + p // 2 + 1, int(cx.max()) - c0 + p // 2 + 1)
-        valid &= ~np.isnan(x).any(axis=-1)[np.ix_(cy - r0, cx - c0)]
-        # The patch of label pixel (r, c) starts at raster (cy[r] - p // 2, cx[c] - p // 2) = view (cy - cy.min()).
-        views.append((np.lib.stride_tricks.sliding_window_view(x, (p, p), axis=(0, 1)),
-                      cy - int(cy.min()), cx - int(cx.min())))
-    return views, valid
+    """Read what the features of ``core`` need (raw bands): :func:`core.inference.windows.patch_views`."""
+    return patch_views(scene, date, meta.modalities, meta.sample_size, core)
 
 
 def gather_features(views: Views, flat: np.ndarray, width: int) -> np.ndarray:
     """Feature rows ``(len(flat), n_features)`` float32 of the core pixels ``flat`` (row-major indices into a core
     ``width`` pixels wide): each modality's patch flattened channels-last, as in the store; NaN -> 0."""
-    rr, cc = np.divmod(np.asarray(flat, dtype=np.int64), width)
-    cols = [v[ri[rr], ci[cc]].transpose(0, 2, 3, 1).reshape(len(rr), -1) for v, ri, ci in views]  # (n, p, p, C)
+    cols = [p.reshape(len(p), -1) for p in gather_patches(views, flat, width)]  # (n, p, p, C) flattened
     return np.nan_to_num(np.concatenate(cols, axis=1).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -243,10 +203,12 @@ def window_features(scene: Scene, date: str | None, meta: BaselineMeta,
     return gather_features(views, np.arange(core.height * core.width), core.width), valid
 
 
-def predict_baseline_window(bundle_dir: str, scene: Scene, date: str | None, core: PixelWindow,
+def predict_baseline_window(bundle_dir: str, scene: Scene, date: str | None, read: PixelWindow, core: PixelWindow,
                             batch_size: int = 4096,
                             confidence: bool = True) -> tuple[PixelWindow, np.ndarray, np.ndarray | None]:
     """Dask task: classify every pixel of ``core`` with a baseline bundle, ``batch_size`` pixels at a time.
+
+    The signature of every window task (:mod:`core.inference.windows`); ``read`` is not used.
 
     Returns:
         ``(core, classes, confidence)``: uint8 ``core.shape`` arrays; classes 0 where not valid, confidence in
@@ -272,6 +234,9 @@ def predict_baseline_window(bundle_dir: str, scene: Scene, date: str | None, cor
     return core, classes.reshape(core.shape), (conf.reshape(core.shape) if conf is not None else None)
 
 
-__all__ = ["BaselineMeta", "cached_baseline", "fit_baseline_bundle", "is_baseline_bundle", "load_baseline_bundle",
+BASELINE_PREDICTOR = WindowPredictor(predict_baseline_window, reads_context=False)
+"""Baseline bundles classify every pixel of a core block on its own, like patch models."""
+
+__all__ = ["BASELINE_PREDICTOR", "BaselineMeta", "cached_baseline", "fit_baseline_bundle", "is_baseline_bundle", "load_baseline_bundle",
            "load_baseline_meta", "predict_baseline_window", "save_baseline_bundle", "window_features",
            "window_views", "gather_features"]

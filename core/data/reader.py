@@ -13,14 +13,12 @@ from types import TracebackType
 
 import numpy as np
 import rasterio
-from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+from core.data.grid import GridMap
 from core.errors import GridMismatchError, LabelError, RasterReadError
 from core.data.scene import Modality
 from core.sampling.windows import PixelWindow
-
-_ALIGN_TOL = 1e-6
 
 
 def _open(path: str) -> rasterio.io.DatasetReader:
@@ -185,7 +183,7 @@ def read_labels(path: str, window: PixelWindow) -> np.ndarray:
 def convert_window(window: PixelWindow, src: Modality, dst: Modality) -> PixelWindow:
     """The window of ``dst``'s grid covering the same ground as ``window`` on ``src``'s grid.
 
-    Uses both grids' affine transforms (north-up grids). Example: HSI at 1/4 the resolution of RGB, same origin:
+    Uses :class:`core.data.grid.GridMap` (north-up grids). Example: HSI at 1/4 the resolution of RGB, same origin:
     the RGB window (100, 200, 100, 100) is the HSI window (25, 50, 25, 25).
 
     Raises:
@@ -195,23 +193,16 @@ def convert_window(window: PixelWindow, src: Modality, dst: Modality) -> PixelWi
     """
     if src == dst:
         return window
-    s, d = Affine(*src.transform), Affine(*dst.transform)
-    if s.b or s.d or d.b or d.d:
-        raise GridMismatchError(f"grids of {src.name!r} / {dst.name!r} are rotated; only north-up grids are supported")
-    inv = ~d
-    x0, y0 = s @ (window.col_off, window.row_off)
-    x1, y1 = s @ (window.col_end, window.row_end)
-    c0, r0 = inv @ (x0, y0)
-    c1, r1 = inv @ (x1, y1)
-    vals = [min(r0, r1), min(c0, c1), max(r0, r1), max(c0, c1)]
-    rounded = [round(v) for v in vals]
-    if any(abs(v - rv) > _ALIGN_TOL for v, rv in zip(vals, rounded)):
+    grid = GridMap.between(src, dst)
+    exact = grid.exact_edges(window)
+    if exact is None:
+        r0, c0, r1, c1 = grid.edges(window)
         raise GridMismatchError(
             f"window {window} on grid {src.name!r} (pixel {src.resolution:g}) maps to fractional pixels "
-            f"rows {vals[0]:.4g}..{vals[2]:.4g}, cols {vals[1]:.4g}..{vals[3]:.4g} of grid {dst.name!r} (pixel "
+            f"rows {r0:.4g}..{r1:.4g}, cols {c0:.4g}..{c1:.4g} of grid {dst.name!r} (pixel "
             f"{dst.resolution:g}); use tile sizes, strides and offsets that are multiples of the ratio "
             f"{dst.resolution / src.resolution:g}")
-    r0i, c0i, r1i, c1i = rounded
+    r0i, c0i, r1i, c1i = exact
     if r0i < 0 or c0i < 0 or r1i > dst.height or c1i > dst.width:
         raise GridMismatchError(f"window {window} on {src.name!r} maps to rows {r0i}..{r1i}, cols {c0i}..{c1i} which "
                                 f"leave the {dst.height}x{dst.width} grid of {dst.name!r}; the grids do not cover "

@@ -3,10 +3,11 @@
 All three give the :mod:`core.evaluation.metrics` dict (overall accuracy, kappa, per-class precision / recall / F1 / IoU,
 confusion matrix) and :func:`run_evaluate` stores it with the run (``RunTracker.set_metrics``).
 
-- ``evaluate_bundle``: dense models are scored on every labelled pixel (label != 0) of the split's tiles; patch
-  models on the centre label of each patch. Inputs are normalised with the bundle's own band statistics.
-  Multi-label scene classifiers (``task == "multilabel"``) give :mod:`core.tasks.multilabel`'s figures instead (micro /
-  macro precision, recall, F1, per-class figures, subset accuracy, hamming loss) for the tiles' multi-hot targets.
+- ``evaluate_bundle``: the bundle's task scores it (:attr:`core.tasks.TaskSpec.score`): dense models on every
+  labelled pixel (label != 0) of the split's tiles, patch models on the centre label of each patch; multi-label
+  scene classifiers give :mod:`core.tasks.multilabel`'s figures instead (micro / macro precision, recall, F1,
+  per-class figures, subset accuracy, hamming loss) for the tiles' multi-hot targets. Inputs are normalised with
+  the bundle's own band statistics.
 - ``evaluate_prediction``: a class-map GeoTIFF (e.g. :func:`core.inference.predict.run_predict` output) against a label
   raster on the same pixel grid (the map may cover only part of it), restricted to an AOI mask and to labelled
   pixels; read block by block, so maps of any size fit in memory. Map pixels at nodata (0) inside the labelled mask
@@ -27,25 +28,20 @@ import rasterio
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
-from core.tasks import multilabel
 from core.baselines.estimators import evaluate_baseline
 from core.data.cog import read_classes
-from core.configs import AOIConfig, EvaluateJobConfig, TrainJobConfig
+from core.configs import AOIConfig, EvaluateJobConfig
 from core.errors import ConfigError, GridMismatchError
 from core.evaluation.metrics import confusion_matrix, metrics_from_confusion
 from core.models.bundle import ModelMeta, load_bundle
+from core.tasks import get_task
+from core.tasks.multilabel import label_fraction_of
 from core.tiling.store import TileStore
 
 log = logging.getLogger(__name__)
 
 BATCH = 16
 """Store samples per model call."""
-
-
-def label_fraction_of(meta: ModelMeta) -> float | None:
-    """The ``label_fraction`` a multi-label bundle was trained with, when its meta records it (else None)."""
-    value = meta.extra.get("label_fraction")
-    return None if value is None else float(value)
 
 
 def _predictions(model: Any, meta: ModelMeta, store: TileStore, split: str, idx: np.ndarray, batch_size: int
@@ -56,37 +52,6 @@ def _predictions(model: Any, meta: ModelMeta, store: TileStore, split: str, idx:
         xs, y = store.read(split, idx[i:i + batch_size])
         inputs = [meta.normalise(m, xs[m]) for m in meta.modalities]
         yield y, np.asarray(model.predict_on_batch(inputs if len(inputs) > 1 else inputs[0]))
-
-
-def _score_single(batches: Iterator[tuple[np.ndarray, np.ndarray]], meta: ModelMeta) -> dict[str, Any]:
-    """Dense: every labelled pixel; patch: the centre label of each patch (the arg-max class is predicted)."""
-    ids = np.asarray(meta.class_ids, dtype=np.uint8)
-    cm = np.zeros((len(ids), len(ids)), dtype=np.int64)
-    unpredicted = 0
-    for y, probs in batches:
-        c, u = confusion_matrix(y, ids[probs.argmax(-1)], ids)
-        cm += c
-        unpredicted += u
-    return metrics_from_confusion(cm, ids, meta.class_names, unpredicted)
-
-
-def _score_multilabel(batches: Iterator[tuple[np.ndarray, np.ndarray]], meta: ModelMeta, fraction: float
-                      ) -> dict[str, Any]:
-    """Multi-hot targets of each tile (classes covering >= ``fraction`` of its labelled pixels, as in training)
-    against its sigmoid outputs (present when >= :data:`core.tasks.multilabel.THRESHOLD`); tiles with no labelled pixel
-    are left out, as training weighs them 0."""
-    ids = np.asarray(meta.class_ids, dtype=np.int64)
-    c = np.zeros((3, len(ids)), dtype=np.float64)
-    samples = exact = 0.0
-    for y, probs in batches:
-        t = multilabel.targets(y, meta.class_ids, fraction)
-        w = np.isin(y.reshape(len(y), -1), ids).any(axis=1).astype(np.float64)
-        c += multilabel.counts(t, probs, w)
-        exact += multilabel.exact_matches(t, probs, w)
-        samples += float(w.sum())
-    out = multilabel.split_metrics(c, samples, exact, meta.class_ids, meta.class_names)
-    out.update({"task": "multilabel", "label_fraction": fraction, "threshold": multilabel.THRESHOLD})
-    return out
 
 
 def evaluate_bundle(bundle_dir: str | Path, store_path: str | Path, split: str = "test",
@@ -116,7 +81,8 @@ def evaluate_bundle(bundle_dir: str | Path, store_path: str | Path, split: str =
     if missing:
         raise ConfigError(f"model {bundle_dir} needs modalities {list(meta.modalities)} but store {store_path} has "
                           f"{list(info.modalities)}; evaluate on a store tiled with {missing}")
-    want_mode = {"dense": "tiles", "patch": "patches", "multilabel": "tiles"}.get(meta.task)
+    task = get_task(meta.task)
+    want_mode = task.store_mode
     if want_mode != info.mode:
         raise ConfigError(f"model {bundle_dir} is a {meta.task!r} model but store {store_path} holds {info.mode!r}; "
                           f"evaluate it on a store tiled in {want_mode!r} mode")
@@ -124,21 +90,10 @@ def evaluate_bundle(bundle_dir: str | Path, store_path: str | Path, split: str =
     if idx.size == 0:
         raise ConfigError(f"split {split!r} of store {store_path} has no samples; choose another split or re-tile "
                           "with a fraction > 0 for it")
-    batches = _predictions(model, meta, store, split, idx, batch_size)
-    if meta.task == "multilabel":
-        fraction = label_fraction if label_fraction is not None else label_fraction_of(meta)
-        if fraction is None:
-            fraction = TrainJobConfig.model_fields["label_fraction"].default
-            log.warning("bundle %s does not record the label_fraction it was trained with; scoring with the "
-                        "default %s (pass label_fraction to use another)", bundle_dir, fraction)
-        out = _score_multilabel(batches, meta, float(fraction))
-        headline = f"micro F1 {out['micro_f1']:.3f}, macro F1 {out['macro_f1']:.3f}"
-    else:
-        out = _score_single(batches, meta)
-        headline = f"OA {out['overall_accuracy']:.3f}"
+    out = task.score(_predictions(model, meta, store, split, idx, batch_size), meta, label_fraction)
     out["evaluation"] = {"model": str(bundle_dir), "store": str(store_path), "split": split, "samples": int(idx.size),
                          "seconds": round(time.perf_counter() - t0, 3)}
-    log.info("evaluated %s on %s/%s: %s", bundle_dir, store_path, split, headline)
+    log.info("evaluated %s on %s/%s: %s", bundle_dir, store_path, split, task.headline(out))
     return out
 
 
@@ -237,3 +192,6 @@ def run_evaluate(config: EvaluateJobConfig, run_id: int | None = None, tracker: 
     if tracker is not None and run_id is not None:
         tracker.set_metrics(run_id, metrics)
     return metrics
+
+
+__all__ = ["evaluate_bundle", "evaluate_prediction", "label_fraction_of", "run_evaluate"]

@@ -83,20 +83,26 @@ def deepness_standardization(meta: Any, modality: str) -> tuple[list[float], lis
     return mean, std
 
 
-def _check_exportable(meta: Any) -> None:
-    if meta.task == "multilabel":
+def _reads_context(meta: Any) -> bool:
+    """True for models that map a whole tile (dense), False for per-pixel patch models (the task's predictor)."""
+    from core.tasks import get_task
+
+    predictor = get_task(meta.task).predictor
+    if predictor is None:
         raise UnsupportedModelError(
-            f"model {meta.model!r} is a multi-label tile classifier (one vector of independent class "
-            "probabilities per tile); Deepness has no such model type (it has Segmentor, Regressor, Detector, "
+            f"model {meta.model!r} ({meta.task}) makes no per-pixel map: it gives one vector of class "
+            "probabilities per tile; Deepness has no such model type (it has Segmentor, Regressor, Detector, "
             "Superresolution), so it cannot be exported for Deepness. Export a unet or patch model instead")
+    return bool(predictor.reads_context)
+
+
+def _check_exportable(meta: Any) -> None:
+    _reads_context(meta)
     if len(meta.modalities) != 1:
         raise UnsupportedModelError(
             f"model {meta.model!r} takes {len(meta.modalities)} modalities {list(meta.modalities)}; Deepness feeds "
             "exactly one input tensor from one raster layer, so multi-modal models cannot be exported. Train a "
             "single-modality model (e.g. two_stream_rgb or unet on one modality) to export it")
-    if meta.task not in ("dense", "patch"):
-        raise UnsupportedModelError(f"model {meta.model!r} has task {meta.task!r}; only dense and patch models "
-                                    "export to Deepness")
 
 
 def _dense_function(model: Any, bands: int, tile: int) -> tuple[Any, list[Any]]:
@@ -172,14 +178,14 @@ def deepness_metadata(meta: Any, tile: int, overlap_px: int, resolution_m: float
 
 
 def _tile_and_overlap(meta: Any, tile_size: int | None, overlap_px: int | None) -> tuple[int, int]:
-    from core.inference.predict import pooling_multiple
+    from core.inference.predict import model_context
 
     mod = meta.modalities[0]
-    if meta.task == "dense":
+    if _reads_context(meta):
         tile = int(tile_size or meta.sample_size[mod])
-        align = pooling_multiple(meta)
+        align = model_context(meta).align
         if tile % align:
-            raise UnsupportedModelError(f"tile size {tile} px is not a multiple of {align} (2**depth of the U-Net); "
+            raise UnsupportedModelError(f"tile size {tile} px is not a multiple of {align} (the pooling multiple of the model); "
                                         f"use a multiple of {align}")
         overlap = 2 * (DEFAULT_OVERLAP_PX if overlap_px is None else int(overlap_px))
         if overlap >= tile:
@@ -227,7 +233,7 @@ def export_onnx(bundle_dir: str | Path, out_path: str | Path, tile_size: int | N
         progress("load", 1, 1)
     bands = int(model.inputs[0].shape[-1])
     k = len(meta.class_ids)
-    if meta.task == "dense":
+    if _reads_context(meta):
         fn, spec = _dense_function(model, bands, tile)
     else:
         fn, spec = _patch_function(model, bands, tile, int(meta.sample_size[meta.modalities[0]]), k)

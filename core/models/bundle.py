@@ -14,17 +14,67 @@ probabilities; patch models (``task == "patch"``) map patches centred on a pixel
 from __future__ import annotations
 
 import json
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+META_FILE = "meta.json"
+TUPLE_FIELDS = ("modalities", "class_ids", "class_names", "class_colors")
+"""Meta fields stored as JSON lists and read back as tuples (every bundle kind)."""
+
+T = TypeVar("T")
+_CACHE: dict[tuple[str, str], tuple[int, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def read_meta_json(path: Path, cls: Callable[..., T], what: str) -> T:
+    """A bundle's metadata dataclass ``cls`` from the JSON file ``path`` (the one reader of every bundle kind).
+
+    Raises:
+        FileNotFoundError: no such file (``what`` names the run kind that writes it).
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"no bundle metadata at {path}: is {path.parent} a bundle written by {what}?")
+    return meta_from_json(path.read_text(), cls)
+
+
+def meta_from_json(text: str, cls: Callable[..., T]) -> T:
+    """``cls(**fields)`` of a metadata JSON text, list fields of :data:`TUPLE_FIELDS` as tuples."""
+    d = json.loads(text)
+    for k in TUPLE_FIELDS:
+        if k in d:
+            d[k] = tuple(d[k])
+    return cls(**d)
+
+
+def cached_load(directory: str | Path, marker: str, load: Callable[[Path], T]) -> T:
+    """``load(directory)``, once per process, again when the file ``marker`` of the folder changes (mtime).
+
+    The one bundle cache of the workers (deep model and baseline bundles alike).
+    """
+    path = Path(directory).resolve()
+    mtime = (path / marker).stat().st_mtime_ns
+    key = (str(path), marker)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is None or hit[0] != mtime:
+            _CACHE[key] = (mtime, load(path))
+            log.info("loaded bundle %s", path)
+        return _CACHE[key][1]
 
 
 @dataclass(frozen=True)
 class ModelMeta:
-    model: str  # "unet", "patch_cnn", ...
-    task: str  # "dense" or "patch"
+    model: str  # a registered model (core.models.get_model)
+    task: str  # its task (core.tasks.get_task)
     modalities: tuple[str, ...]
     sample_size: dict[str, int]  # modality -> input H (= W) at that modality's resolution
     class_ids: tuple[int, ...]  # output index -> class id
@@ -49,10 +99,7 @@ class ModelMeta:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelMeta":
-        d = json.loads(text)
-        for k in ("modalities", "class_ids", "class_names", "class_colors"):
-            d[k] = tuple(d[k])
-        return cls(**d)
+        return meta_from_json(text, cls)
 
 
 def save_bundle(directory: str | Path, model: Any, meta: ModelMeta) -> Path:
@@ -61,13 +108,14 @@ def save_bundle(directory: str | Path, model: Any, meta: ModelMeta) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / "model.tmp.keras"
     model.save(tmp)
-    tmp.replace(d / "model.keras")  # atomic: a reader never sees a half-written model
-    (d / "meta.json").write_text(meta.to_json())
+    tmp.replace(d / MODEL_FILE)  # atomic: a reader never sees a half-written model
+    (d / META_FILE).write_text(meta.to_json())
     return d
 
 
 def load_meta(directory: str | Path) -> ModelMeta:
-    return ModelMeta.from_json((Path(directory) / "meta.json").read_text())
+    """The :class:`ModelMeta` of a bundle folder."""
+    return read_meta_json(Path(directory) / META_FILE, ModelMeta, "a train run")
 
 
 def load_bundle(directory: str | Path, compile: bool = False) -> tuple[Any, ModelMeta]:
@@ -75,8 +123,11 @@ def load_bundle(directory: str | Path, compile: bool = False) -> tuple[Any, Mode
     import keras
 
     d = Path(directory)
-    if not (d / "model.keras").exists():
-        from core.errors import WorkbenchError
+    if not (d / MODEL_FILE).exists():
+        raise FileNotFoundError(f"no model at {d / MODEL_FILE}: is {d} a model bundle written by a train run?")
+    return keras.models.load_model(d / MODEL_FILE, compile=compile), load_meta(d)
 
-        raise FileNotFoundError(f"no model at {d / 'model.keras'}: is {d} a model bundle written by a train run?")
-    return keras.models.load_model(d / "model.keras", compile=compile), load_meta(d)
+
+def cached_bundle(bundle_dir: str | Path) -> tuple[Any, ModelMeta]:
+    """(model, meta) of a bundle, loaded once per process and reloaded when ``model.keras`` changes."""
+    return cached_load(bundle_dir, MODEL_FILE, load_bundle)

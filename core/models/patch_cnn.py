@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.models.unet import InputShape, as_shapes, fused_input
+from core.models.api import ModelSpec, Param, register_model
+from core.models.unet import WIDTH_LABEL, InputShape, as_shapes, fused_input
 
 
 def build_patch_cnn(input_shape: InputShape, num_classes: int, width: int = 32, dropout: float = 0.3) -> Any:
@@ -43,3 +44,9 @@ def build_patch_cnn(input_shape: InputShape, num_classes: int, width: int = 32, 
         x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs=inputs if len(inputs) > 1 else inputs[0], outputs=outputs, name="patch_cnn")
+
+
+register_model(ModelSpec(
+    name="patch_cnn", builder=build_patch_cnn, task="patch", activation_channels=96,
+    params=(Param("width", WIDTH_LABEL.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
+    description="small 2D CNN: the class of a patch's centre pixel"))

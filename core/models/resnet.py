@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.models.unet import InputShape, as_shapes, fused_input
+from core.models.api import ModelSpec, Param, Recipe, register_model
+from core.models.unet import DROPOUT, WIDTH_LABEL, InputShape, as_shapes, fused_input
 
 STAGES = (3, 4, 6, 3)
 """Bottleneck blocks per stage: the 50-layer network (1 stem conv + 16 blocks x 3 convs + 1 dense)."""
@@ -90,3 +91,20 @@ def build_resnet50(input_shape: InputShape, num_classes: int, l2: float = 1e-4, 
         x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="sigmoid", name="probabilities", dtype="float32")(x)
     return keras.Model(inputs=inputs if len(inputs) > 1 else inputs[0], outputs=outputs, name="resnet50")
+
+
+RESNET_RECIPE = Recipe(
+    name="resnet",
+    label="ResNet paper recipe: SGD with Nesterov momentum, 5 warm-up epochs, LR x0.1 at 30/60/80 % of the epochs, "
+          "mixup 0.2 (keep the learning rate 0.001 to get 0.1·k·n/256)",
+    fields={"optimizer": "sgd_nesterov", "momentum": 0.9, "warmup_epochs": 5, "lr_decay_at": (0.3, 0.6, 0.8),
+            "lr_decay_factor": 0.1, "mixup_alpha": 0.2, "augment": True})
+"""TrainJobConfig fields of the ResNet paper's recipe (Goyal et al.'s large-batch SGD): Nesterov momentum 0.9,
+5 warm-up epochs, x0.1 at 30/60/80 % of the epochs, mixup. Keep the default ``learning_rate`` to get
+``0.1 * k * n / 256`` (the spec's ``lr_per_sample``)."""
+
+register_model(ModelSpec(
+    name="resnet50", builder=build_resnet50, task="multilabel", recipe=RESNET_RECIPE, lr_per_sample=0.1 / 256,
+    activation_channels=512,
+    params=(Param("width", WIDTH_LABEL.format("stage (64 = ResNet-50)"), 64, 1, 512), DROPOUT),
+    description="ResNet-50 (He et al. 2016): the classes present in a tile (multi-label)"))

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from core.models.unet import InputShape, Shape, as_shapes
+from core.models.api import ModelSpec, Param, register_model
+from core.models.unet import DROPOUT, WIDTH_LABEL, InputShape, Shape, as_shapes
 
 SPLITS = ("baseline", "optimized")
 
@@ -220,3 +221,15 @@ def set_weights_by_layer(model: Any, weights: Mapping[str, Sequence[np.ndarray]]
     for layer in model.layers:
         if layer.weights and layer.name in weights:
             layer.set_weights(list(weights[layer.name]))
+
+
+PARAMS = (Param("width", WIDTH_LABEL.format("block"), 8, 1, 512),
+          Param("dense", "Dense units after fusion", (1000, 500), 1, 65536), DROPOUT)
+_TWO_STREAM = dict(task="patch", params=PARAMS, activation_channels=96)
+
+register_model(ModelSpec(name="two_stream", builder=build_two_stream, branches=("rgb", "hsi"), **_TWO_STREAM,
+                         description="two-stream 3D CNN, one branch per modality (RGB + HSI)"))
+register_model(ModelSpec(name="two_stream_rgb", builder=build_two_stream_rgb, modality="rgb", **_TWO_STREAM,
+                         description="the two-stream CNN's RGB branch alone"))
+register_model(ModelSpec(name="two_stream_hsi", builder=build_two_stream_hsi, modality="hsi", **_TWO_STREAM,
+                         description="the two-stream CNN's HSI branch alone"))

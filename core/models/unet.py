@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from core.models.api import Context, ModelSpec, Param, register_model
+
 Shape = tuple[int, int, int]
 InputShape = Sequence[int] | Mapping[str, Sequence[int]]
 """One (H, W, C) shape, or {modality: (H, W, C)} for multi-modal models (shared by the builders)."""
@@ -109,3 +111,24 @@ def build_unet(input_shape: InputShape, num_classes: int, width: int = 16, depth
         x = _conv_block(x, width * 2**level, f"up{level}")
     outputs = layers.Conv2D(num_classes, 1, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs=inputs if len(inputs) > 1 else inputs[0], outputs=outputs, name="unet")
+
+
+def unet_context(model_params: Mapping[str, Any]) -> Context:
+    """Pooling multiple and receptive-field radius of a U-Net of ``model_params["depth"]`` levels.
+
+    Tile offsets must be multiples of ``2 ** depth`` (the pooling grid). The radius of two 3x3 convolutions per
+    level with 2x2 pooling over ``d`` levels is ``2 (2^(d+1) - 1) + 2 (2^d - 1) + 2^d - 1``.
+    """
+    d = int(model_params["depth"])
+    radius = 2 * (2 ** (d + 1) - 1) + 2 * (2 ** d - 1) + 2 ** d - 1 if d else 2
+    return Context(align=2 ** d, radius=radius, rule=f"2**depth = {2 ** d} (U-Net depth {d})")
+
+
+WIDTH_LABEL = "Width (filters of the first {})"
+DROPOUT = Param("dropout", "Dropout", 0.5, 0.0, 0.95)
+
+register_model(ModelSpec(
+    name="unet", builder=build_unet, task="dense", context=unet_context, activation_channels=192,
+    params=(Param("width", WIDTH_LABEL.format("level"), 16, 1, 512), Param("depth", "Depth (down-samplings)", 4, 1, 8),
+            DROPOUT),
+    description="U-Net (Ronneberger et al. 2015): per-pixel classes of a tile"))

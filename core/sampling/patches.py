@@ -25,6 +25,7 @@ from affine import Affine
 from rasterio.features import geometry_mask
 from shapely.geometry.base import BaseGeometry
 
+from core.data.grid import GridMap
 from core.data.reader import LabelReader
 from core.data.scene import Modality
 from core.sampling.splits import SpatialSplit
@@ -39,11 +40,9 @@ def modality_patch_size(patch_size: int, label: Modality, modality: Modality) ->
 
 def _centre_pixels(rows: np.ndarray, cols: np.ndarray, label: Modality,
                    modality: Modality) -> tuple[np.ndarray, np.ndarray]:
-    """Modality pixel (row, col) holding the centre of each label pixel (rows, cols); north-up grids."""
-    lt, mt = Affine(*label.transform), Affine(*modality.transform)
-    x = lt.c + (cols + 0.5) * lt.a
-    y = lt.f + (rows + 0.5) * lt.e
-    return np.floor((y - mt.f) / mt.e).astype(np.int64), np.floor((x - mt.c) / mt.a).astype(np.int64)
+    """Modality pixel (row, col) holding the centre of each label pixel (rows, cols): :class:`GridMap`'s rule."""
+    grid = GridMap.between(label, modality)
+    return grid.centre_rows(rows), grid.centre_cols(cols)
 
 
 def patch_window(row: int, col: int, patch_size: int, label: Modality, modality: Modality) -> PixelWindow | None:

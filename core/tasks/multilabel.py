@@ -4,23 +4,20 @@ A tile is labelled with every class that covers at least ``fraction`` of its lab
 ignored), as a multi-hot vector over the store's class ids. Metrics follow scikit-learn's multi-label definitions
 (``precision_recall_fscore_support`` with ``average="micro"``, ``"macro"`` and ``None``, ``zero_division=0``) and are
 computed from per-class true-positive / false-positive / false-negative counts, so ranks can sum their counts and
-score the whole split. Everything here is pure numpy.
+score the whole split. Everything but the TensorFlow loss (:func:`multilabel_loss`) is pure numpy.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-RESNET_RECIPE: dict[str, Any] = {
-    "model": "resnet50", "optimizer": "sgd_nesterov", "momentum": 0.9, "warmup_epochs": 5,
-    "lr_decay_at": (0.3, 0.6, 0.8), "lr_decay_factor": 0.1, "mixup_alpha": 0.2, "augment": True,
-}
-"""TrainJobConfig fields of the ResNet paper's recipe (Goyal et al.'s large-batch SGD): Nesterov momentum 0.9,
-5 warm-up epochs, x0.1 at 30/60/80 % of the epochs, mixup. Keep the default ``learning_rate`` to get
-``0.1 * k * n / 256`` (see :func:`core.training.loop.base_learning_rate`)."""
+from core.tasks.api import Batches, LossFn, TaskSpec, register_task
+
+log = logging.getLogger(__name__)
 
 THRESHOLD = 0.5
 """A class is predicted present when its sigmoid probability is at least this."""
@@ -162,3 +159,102 @@ def split_metrics(c: np.ndarray, samples: float, exact: float, class_ids: Sequen
                 "hamming_loss": float(_div(wrong, samples * len(class_ids))), "samples": float(samples),
                 "class_ids": [int(i) for i in class_ids], "class_names": [str(n) for n in class_names]})
     return out
+
+
+# ---- the task -------------------------------------------------------------------------------------------------------
+def multilabel_loss(num_classes: int) -> LossFn:
+    """``loss(y, probs) -> (loss, denom, stats)``: binary cross-entropy over multi-hot targets, weighted per tile.
+
+    ``y`` is (B, K + 1): the targets of :func:`training_targets` and, last, the tile weight; ``denom`` is the summed
+    weight; ``stats`` is ``[label bits right, label bits scored]`` then the (3, K) weighted true-positive /
+    false-positive / false-negative counts, flattened.
+    """
+    import keras
+    import tensorflow as tf
+
+    def multi(y: Any, probs: Any) -> tuple[Any, Any, Any]:
+        t, w = y[:, :num_classes], y[:, num_classes]
+        denom = tf.reduce_sum(w)
+        loss = tf.reduce_sum(keras.losses.binary_crossentropy(t, probs) * w) / tf.maximum(denom, 1e-6)
+        pred, true, wc = probs >= THRESHOLD, t >= THRESHOLD, w[:, None]
+
+        def weighted(b: Any) -> Any:
+            return tf.reduce_sum(tf.cast(b, tf.float32) * wc, axis=0)
+
+        correct = tf.reduce_sum(weighted(tf.equal(pred, true)))
+        counts = [weighted(pred & true), weighted(pred & ~true), weighted(~pred & true)]
+        return loss, denom, tf.concat([tf.stack([correct, denom * num_classes]), *counts], axis=0)
+
+    return multi
+
+
+def training_targets(labels: np.ndarray, index: np.ndarray, class_ids: Sequence[int], fraction: float) -> np.ndarray:
+    """(N, K + 1) float32: the multi-hot :func:`targets` of label tiles and, last, a sample weight (0 for a tile
+    with no labelled pixel); ``index`` holds the labels as output indices (-1 = unlabelled)."""
+    if len(labels) == 0:
+        return np.zeros((0, len(class_ids) + 1), np.float32)
+    weight = (index >= 0).reshape(len(index), -1).any(axis=1).astype(np.float32)
+    return np.concatenate([targets(labels, class_ids, fraction), weight[:, None]], axis=1)
+
+
+def augment_tiles(xs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`augment` of the inputs; the targets do not change."""
+    return augment(xs, rng), y
+
+
+def label_fraction_of(meta: Any) -> float | None:
+    """The ``label_fraction`` a multi-label bundle was trained with, when its meta records it (else None)."""
+    value = meta.extra.get("label_fraction")
+    return None if value is None else float(value)
+
+
+def score_split(batches: Batches, meta: Any, label_fraction: float | None = None) -> dict[str, Any]:
+    """Multi-hot targets of each tile (classes covering >= the label fraction of its labelled pixels, as in
+    training) against its sigmoid outputs (present when >= :data:`THRESHOLD`); tiles with no labelled pixel are
+    left out, as training weighs them 0.
+
+    ``label_fraction`` None: the bundle meta's, else the TrainJobConfig default (with a warning).
+    """
+    fraction = label_fraction if label_fraction is not None else label_fraction_of(meta)
+    if fraction is None:
+        from core.configs import TrainJobConfig
+
+        fraction = TrainJobConfig.model_fields["label_fraction"].default
+        log.warning("the bundle of model %s does not record the label_fraction it was trained with; scoring with "
+                    "the default %s (pass label_fraction to use another)", meta.model, fraction)
+    ids = np.asarray(meta.class_ids, dtype=np.int64)
+    c = np.zeros((3, len(ids)), dtype=np.float64)
+    samples = exact = 0.0
+    for y, probs in batches:
+        t = targets(y, meta.class_ids, fraction)
+        w = np.isin(y.reshape(len(y), -1), ids).any(axis=1).astype(np.float64)
+        c += counts(t, probs, w)
+        exact += exact_matches(t, probs, w)
+        samples += float(w.sum())
+    out = split_metrics(c, samples, exact, meta.class_ids, meta.class_names)
+    out.update({"task": "multilabel", "label_fraction": float(fraction), "threshold": THRESHOLD})
+    return out
+
+
+def f1_headline(metrics: dict[str, Any]) -> str:
+    return f"micro F1 {metrics['micro_f1']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
+
+
+def epoch_scores(prefix: str, stats: np.ndarray, class_ids: Sequence[int]) -> dict[str, Any]:
+    """Multi-label figures of summed loss ``stats`` (see :func:`multilabel_loss`) as epoch-metric keys."""
+    m = metrics_from_counts(np.asarray(stats[2:]).reshape(3, -1), class_ids)
+    out = {f"{prefix}{k}": v for k, v in m.items() if k != "per_class"}
+    out[f"{prefix}per_class_f1"] = {cid: c["f1"] for cid, c in m["per_class"].items()}
+    return out
+
+
+def meta_extra(config: Any) -> dict[str, Any]:
+    """What a multi-label bundle records beyond the model: the label fraction of its targets."""
+    return {"label_fraction": config.label_fraction}
+
+
+MULTILABEL_TASK = register_task(TaskSpec(
+    name="multilabel", store_mode="tiles", make_loss=multilabel_loss, targets=training_targets,
+    augment=augment_tiles, score=score_split, headline=f1_headline, predictor=None, activation_channels=512,
+    train_options=("label_fraction",), mixup=True, epoch_scores=epoch_scores, meta_extra=meta_extra))

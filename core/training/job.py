@@ -26,8 +26,8 @@ from core.errors import ClusterError, ConfigError, WorkerLostError
 from core.models.bundle import load_meta
 from core.settings import get_settings
 from core.tiling.store import TileStore
+from core.models import get_model
 from core.training.checkpoints import STATE_FILE
-from core.training.loop import _model_spec
 from core.training.recovery import Recovery
 from core.training.schemes import SchemeSpec, get_scheme
 
@@ -48,7 +48,7 @@ def validate(config: TrainJobConfig, client: Client, store_path: str | Path) -> 
         raise ConfigError(f"tile store {str(path)!r} does not exist; run the tile job first or fix the store path")
     store = TileStore(path)
     info = store.info
-    spec = _model_spec(config.model)
+    spec = get_model(config.model)
     if info.mode != spec.store_mode:
         raise ConfigError(f"model {config.model!r} trains on a store of {spec.store_mode!r} but {path} holds "
                           f"{info.mode!r}; tile with mode={spec.store_mode!r} or choose another model")

@@ -45,9 +45,10 @@ from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info
 from core.errors import ConfigError, LabelError
 from core.models.bundle import ModelMeta
-from core.tasks import multilabel
+from core.models import get_model
+from core.tasks import get_task
+from core.tasks.multilabel import mixup
 from core.tiling.store import StoreInfo, TileStore
-from core.training.augment import dihedral
 from core.training.checkpoints import copy_dir, restore_checkpoint, save_checkpoint
 from core.training.rank_state import broadcast_from_root, reseed
 from core.training.schedule import base_learning_rate, learning_rate, make_optimizer
@@ -60,13 +61,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BatchPlan", "RankTrainer", "base_learning_rate", "equal_shards", "learning_rate", "meta_for",
            "train_rank", "weights_checksum"]
-
-
-def _model_spec(name: str) -> Any:
-    """The registry entry of model ``name`` (builder, task, store mode)."""
-    from core.models import MODELS
-
-    return MODELS[name]
 
 
 # ---- pure helpers ------------------------------------------------------------------------------------------------
@@ -85,14 +79,14 @@ def meta_for(config: TrainJobConfig, info: StoreInfo, run_id: int | None) -> Mod
         raise ConfigError(f"the tile store has no band statistics for modalities {missing}; training normalises "
                           "with the train split's statistics: re-run the tile job that made the store")
     classes = sorted(info.classes, key=lambda c: int(c["id"]))
-    return ModelMeta(model=config.model, task=_model_spec(config.model).task, modalities=tuple(info.modalities),
+    task = get_task(get_model(config.model).task)
+    return ModelMeta(model=config.model, task=task.name, modalities=tuple(info.modalities),
                      sample_size=dict(info.sample_size), class_ids=tuple(int(c["id"]) for c in classes),
                      class_names=tuple(str(c["name"]) for c in classes),
                      class_colors=tuple(str(c["color"]) for c in classes), band_stats=dict(info.band_stats),
                      scene=config.scene, train_run_id=run_id,
                      extra={"model_params": dict(config.model_params), "scheme": config.scheme,
-                            **({"label_fraction": config.label_fraction}
-                               if _model_spec(config.model).task == "multilabel" else {})})
+                            **(task.meta_extra(config) if task.meta_extra else {})})
 
 
 def _load_split(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarray, fraction: float = 0.05
@@ -103,9 +97,9 @@ def _load_split(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarr
     models (N, K + 1) float32: the multi-hot targets of :func:`core.tasks.multilabel.targets` (classes covering at least
     ``fraction`` of a tile's labelled pixels) and, last, a sample weight (0 for a tile with no labelled pixel).
     """
-    multi = meta.task == "multilabel"
+    task = get_task(meta.task)
     if len(indices) == 0:
-        return [], (np.zeros((0, len(meta.class_ids) + 1), np.float32) if multi else np.zeros(0, dtype=np.int32))
+        return [], task.targets(np.zeros((0,), np.uint8), np.zeros(0, np.int32), meta.class_ids, fraction)
     xs, y = store.read(split, np.sort(indices))
     lut = np.full(256, -2, dtype=np.int32)
     lut[0] = -1
@@ -116,10 +110,7 @@ def _load_split(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarr
         raise LabelError(f"label values {bad} in the {split} split of {store.path} are not classes of the store "
                          f"(ids {list(meta.class_ids)}, 0 = unlabelled); re-run the tile job with the scene's classes")
     x_out = [meta.normalise(m, xs[m]) for m in meta.modalities]
-    if multi:
-        weight = (y_idx >= 0).reshape(len(y_idx), -1).any(axis=1).astype(np.float32)
-        return x_out, np.concatenate([multilabel.targets(y, meta.class_ids, fraction), weight[:, None]], axis=1)
-    return x_out, y_idx
+    return x_out, task.targets(y, y_idx, meta.class_ids, fraction)
 
 
 # ---- the phases ---------------------------------------------------------------------------------------------------
@@ -133,49 +124,6 @@ def _configure_tf(threads: int) -> Any:
     except RuntimeError:
         pass  # TensorFlow already initialised in this worker process by an earlier job: keeps its setting
     return tf
-
-
-def _loss(task: str, num_classes: int) -> Any:
-    """``loss(y, probs) -> (data_loss, denom, stats)`` of a task, as TensorFlow ops.
-
-    ``data_loss`` is a mean over ``denom`` items (labelled pixels or centre labels; weighted tiles for multilabel),
-    the count heterogeneous averaging weighs a rank's gradient by. ``stats`` is a float vector summed over batches
-    and ranks: ``[correct, counted]`` (multilabel: label bits right, label bits scored), then for multilabel the
-    (3, K) true-positive / false-positive / false-negative counts, flattened.
-    """
-    import keras
-    import tensorflow as tf
-
-    def masked(y: Any, probs: Any) -> tuple[Any, Any, Any]:
-        mask = tf.cast(y >= 0, tf.float32)
-        ce = keras.losses.sparse_categorical_crossentropy(tf.maximum(y, 0), probs)
-        counted = tf.reduce_sum(mask)
-        loss = tf.reduce_sum(ce * mask) / tf.maximum(counted, 1.0)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), y), tf.float32) * mask)
-        return loss, counted, tf.stack([correct, counted])
-
-    def multi(y: Any, probs: Any) -> tuple[Any, Any, Any]:
-        t, w = y[:, :num_classes], y[:, num_classes]
-        denom = tf.reduce_sum(w)
-        loss = tf.reduce_sum(keras.losses.binary_crossentropy(t, probs) * w) / tf.maximum(denom, 1e-6)
-        pred, true, wc = probs >= multilabel.THRESHOLD, t >= multilabel.THRESHOLD, w[:, None]
-
-        def weighted(b: Any) -> Any:
-            return tf.reduce_sum(tf.cast(b, tf.float32) * wc, axis=0)
-
-        correct = tf.reduce_sum(weighted(tf.equal(pred, true)))
-        counts = [weighted(pred & true), weighted(pred & ~true), weighted(~pred & true)]
-        return loss, denom, tf.concat([tf.stack([correct, denom * num_classes]), *counts], axis=0)
-
-    return multi if task == "multilabel" else masked
-
-
-def _epoch_scores(prefix: str, stats: np.ndarray, class_ids: tuple[int, ...]) -> dict[str, Any]:
-    """Multi-label figures of summed ``stats`` (see :func:`_loss`) as epoch-metric keys with ``prefix``."""
-    m = multilabel.metrics_from_counts(np.asarray(stats[2:]).reshape(3, -1), class_ids)
-    out = {f"{prefix}{k}": v for k, v in m.items() if k != "per_class"}
-    out[f"{prefix}per_class_f1"] = {cid: c["f1"] for cid, c in m["per_class"].items()}
-    return out
 
 
 def _worker_row(reporter: Reporter, r: dict[str, Any], epoch: int) -> None:
@@ -268,7 +216,7 @@ class RankTrainer:
         cfg = self.cfg
         self.store = TileStore(store_path)
         info = self.store.info
-        self.model_spec = _model_spec(cfg.model)
+        self.model_spec = get_model(cfg.model)
         mode = self.model_spec.store_mode
         if info.mode != mode:
             raise ConfigError(f"model {cfg.model!r} trains on a store of {mode!r} but {store_path} holds "
@@ -292,7 +240,7 @@ class RankTrainer:
                                                      **self.cfg.model_params)
         self.optimizer = optimizer = make_optimizer(self.cfg)
         optimizer.build(model.trainable_variables)
-        loss_fn, reduction, hvd = _loss(self.task, k), self.reduction, self.hvd
+        loss_fn, reduction, hvd = get_task(self.task).make_loss(k), self.reduction, self.hvd
 
         @tf.function
         def compute_grads(x: Any, y: Any) -> tuple[Any, Any, Any, Any]:
@@ -387,11 +335,11 @@ class RankTrainer:
         cfg, rng, b = self.cfg, self.rng, self.plan.local_batch
         idx = np.sort(perm[(step * b + np.arange(b)) % len(self.y_train)])
         xb, yb = [x[idx] for x in self.xs_train], self.y_train[idx]
-        multi = self.task == "multilabel"
+        task = get_task(self.task)
         if cfg.augment:
-            xb, yb = (multilabel.augment(xb, rng), yb) if multi else dihedral(xb, yb, self.task == "dense", rng)
-        if multi and cfg.mixup_alpha > 0:
-            xb, yb, _ = multilabel.mixup(xb, yb, cfg.mixup_alpha, rng)
+            xb, yb = task.augment(xb, yb, rng)
+        if task.mixup and cfg.mixup_alpha > 0:
+            xb, yb, _ = mixup(xb, yb, cfg.mixup_alpha, rng)
         return xb, yb
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -498,10 +446,11 @@ class RankTrainer:
                    "val_accuracy": float(vtot[2] / max(vtot[3], 1.0)) if has_val else None,
                    "lr": float(learning_rate(cfg, self.size, self.global_step - 1, steps)),
                    "epoch_s": train["epoch_s"]}
-        if self.task == "multilabel":
-            metrics.update(_epoch_scores("", totals[2:], self.meta.class_ids))
+        epoch_scores = get_task(self.task).epoch_scores
+        if epoch_scores is not None:
+            metrics.update(epoch_scores("", totals[2:], self.meta.class_ids))
             if has_val:
-                metrics.update(_epoch_scores("val_", vtot[2:], self.meta.class_ids))
+                metrics.update(epoch_scores("val_", vtot[2:], self.meta.class_ids))
         state["history"].append(metrics)
         # Early stopping and the kept model follow the validation loss. Without validation samples (a date split
         # holding out only a test date) every epoch runs and the last is kept, as Keras' EarlyStopping does.

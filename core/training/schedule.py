@@ -10,13 +10,17 @@ from core.configs import TrainJobConfig
 def base_learning_rate(config: TrainJobConfig) -> float:
     """The learning rate of one worker before scaling by the number of ranks.
 
-    ``config.learning_rate``, except for ``resnet50`` when the default rate is kept: then the ResNet recipe's
-    ``0.1 * n / 256`` for a per-worker batch of ``n`` (Goyal et al. 2017), which :func:`learning_rate` scales by
-    ``k`` ranks to ``0.1 * k * n / 256``. (Asking for exactly the default rate counts as keeping it.)
+    ``config.learning_rate``, except for a model whose spec sets ``lr_per_sample`` when the default rate is kept:
+    then ``lr_per_sample * n`` for a per-worker batch of ``n`` (ResNet-50's recipe: ``0.1 * n / 256``, Goyal et al.
+    2017), which :func:`learning_rate` scales by ``k`` ranks to ``0.1 * k * n / 256``. (Asking for exactly the
+    default rate counts as keeping it.)
     """
+    from core.models import get_model
+
     default = TrainJobConfig.model_fields["learning_rate"].default
-    if config.model == "resnet50" and config.learning_rate == default:
-        return 0.1 * config.batch_size / 256
+    per_sample = get_model(config.model).lr_per_sample
+    if per_sample is not None and config.learning_rate == default:
+        return per_sample * config.batch_size
     return config.learning_rate
 
 

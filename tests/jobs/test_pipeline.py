@@ -51,13 +51,13 @@ def test_unet_pipeline_on_strzegom(db_url, home, cluster_client):
         image = src.read()
 
     # Seams: the tiled map equals one whole-scene prediction away from the scene edge.
-    from core.inference.predict import context_radius
+    from core.inference.predict import model_context
     from core.models.bundle import load_bundle
 
     model, meta = load_bundle(row.artifacts["model"])
     x = meta.normalise("s2", image[:, :400, :400].transpose(1, 2, 0))[None]
     whole = np.asarray(meta.class_ids)[model.predict(x, verbose=0)[0].argmax(-1)]
-    r = context_radius(meta)
+    r = model_context(meta).radius
     inner = (slice(r, 400 - r), slice(r, 400 - r))
     assert (tiled[inner] == whole[inner]).mean() == 1.0
 

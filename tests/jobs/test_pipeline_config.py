@@ -3,15 +3,23 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.configs import MODEL_NAMES, SCHEMES
+from core.configs import SCHEMES
 from jobs.engine_kinds import pipeline_parts
 from core.errors import ConfigError
-from jobs.pipeline import PipelineJobConfig, available_models, available_schemes, model_modalities
+from core.models import list_models
+from jobs.pipeline import PipelineJobConfig, model_modalities
 
 
 def test_gui_offers_every_model_and_scheme_of_the_engine():
-    assert set(available_models()) == set(MODEL_NAMES)
-    assert available_schemes() == SCHEMES
+    for model in list_models():
+        assert PipelineJobConfig(scene="s", model=model, scheme="single", num_workers=1).model == model
+    with pytest.raises(ValidationError, match="model 'nope' is unknown; choose one of"):
+        PipelineJobConfig(scene="s", model="nope")
+    for scheme in SCHEMES:
+        assert PipelineJobConfig(scene="s", model="two_stream", scheme=scheme, num_workers=3 if scheme ==
+                                 "model_parallel" else 1 if scheme == "single" else 2).scheme == scheme
+    with pytest.raises(ValidationError, match="scheme 'nope' is unknown; choose one of"):
+        PipelineJobConfig(scene="s", scheme="nope")
 
 
 def test_pipeline_passes_scheme_options_to_training():

@@ -10,8 +10,8 @@ import pytest
 from core.configs import AOIConfig, BaselineJobConfig
 from core.errors import AOIOutsideSceneError, ConfigError
 from jobs.engine_kinds import pipeline_parts
-from jobs.preflight import (MODEL_PARAMS, RECIPES, aoi_stats, build_config, estimate_memory_per_worker, preflight,
-                            recipe_defaults)
+from jobs.preflight import (aoi_stats, build_config, estimate_memory_per_worker, launch_models, model_params,
+                            preflight, recipe_defaults, recipes)
 from tests.app.conftest import pixel_box_wgs84, tiny_scene  # noqa: F401 - fixture
 
 FORM = {"scene": "tiny", "model": "unet", "scheme": "data_parallel", "num_workers": 2, "epochs": 2,
@@ -95,7 +95,7 @@ def test_heterogeneous_worker_speeds_and_calibration() -> None:
 
 def test_resnet_paper_recipe() -> None:
     assert recipe_defaults(None)["optimizer"] == "adam" and recipe_defaults("resnet")["optimizer"] == "sgd_nesterov"
-    config = build_config({**FORM, "model": "resnet50", "size": 32, "label_fraction": 0.1, **RECIPES["resnet"]})
+    config = build_config({**FORM, "model": "resnet50", "size": 32, "label_fraction": 0.1, **recipes()["resnet"]})
     tile, train = pipeline_parts(config, Path("/tmp/s.zarr"))
     assert tile.mode == "tiles" and tile.tiling.tile_size == 32
     assert (train.model, train.optimizer, train.momentum, train.warmup_epochs) == ("resnet50", "sgd_nesterov", 0.9, 5)
@@ -105,17 +105,19 @@ def test_resnet_paper_recipe() -> None:
         recipe_defaults("sgd")
 
 
-def test_model_params_defaults_are_the_builders() -> None:
+def test_form_offers_every_registered_model_with_its_builder_defaults() -> None:
     import inspect
 
-    from core.models import MODELS, build_two_stream
+    from core.models import get_model, list_models
 
-    for model, params in MODEL_PARAMS.items():
-        builder = build_two_stream if model.startswith("two_stream") else MODELS[model].builder
-        sig = inspect.signature(builder).parameters
-        assert {p.name: p.default for p in params} == {p.name: tuple(sig[p.name].default) if isinstance(
-            p.default, tuple) else sig[p.name].default for p in params}, model
-    assert set(MODEL_PARAMS) == set(MODELS)
+    assert [m for m, task in launch_models().items() if task != "baseline"] == list_models()
+    for model in list_models():
+        spec = get_model(model)
+        assert model_params(model) == spec.params
+        sig = inspect.signature(spec.builder).parameters
+        declared = {p.name: sig[p.name].default for p in spec.params if p.name in sig}
+        assert declared == {k: v for k, v in spec.defaults().items() if k in declared}, model
+    assert model_params("rf") == ()
 
 
 @pytest.mark.parametrize(("extra", "message"), [

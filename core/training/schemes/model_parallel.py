@@ -40,6 +40,7 @@ from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info, run_horovod
 from core.errors import ConfigError, LabelError
 from core.models.bundle import ModelMeta, load_bundle, save_bundle
+from core.models import get_model, list_models
 from core.models.two_stream import (activation_shape, build_branch_part, build_fusion_part, build_two_stream,
                                     set_weights_by_layer, weights_by_layer)
 from core.tiling.store import TileStore
@@ -52,7 +53,11 @@ from core.training.telemetry import Telemetry, nbytes
 
 log = logging.getLogger(__name__)
 
-MODEL_PARALLEL_MODELS = ("two_stream",)
+
+
+def split_models() -> list[str]:
+    """The registered models with branches to split over ranks (:attr:`core.models.ModelSpec.branches`)."""
+    return [m for m in list_models() if get_model(m).branches]
 """The multi-branch models this scheme splits (one branch per rank)."""
 MODEL_PARALLEL_RANKS = 3  # RGB branch, HSI branch, fusion + classifier
 FUSION_RANK = 2
@@ -448,8 +453,9 @@ class _MPTrainer:
 def _inference_data(bundle_dir: str, store_path: str, split: str, n_patches: int
                     ) -> tuple[Any, ModelMeta, TileStore, np.ndarray]:
     model, meta = load_bundle(bundle_dir)
-    if meta.model not in MODEL_PARALLEL_MODELS:
-        raise ConfigError(f"bundle {bundle_dir} holds model {meta.model!r}; split inference needs 'two_stream'")
+    if meta.model not in split_models():
+        raise ConfigError(f"bundle {bundle_dir} holds model {meta.model!r}; split inference needs a model with "
+                          f"branches: {split_models()}")
     store = TileStore(store_path)
     idx = store.valid_indices(split)
     if len(idx) == 0:
@@ -541,9 +547,9 @@ def time_inference(client: Any, bundle_dir: str | Path, store_path: str | Path, 
 
 # ---- the scheme ---------------------------------------------------------------------------------------------------
 def _check(model: str, num_workers: int, worker_speeds: Sequence[float] | None) -> None:
-    if model not in MODEL_PARALLEL_MODELS:
+    if not get_model(model).branches:
         raise ValueError(f"scheme 'model_parallel' splits a multi-branch model across workers, but {model!r} has "
-                         f"a single branch; use {list(MODEL_PARALLEL_MODELS)} or scheme 'data_parallel'")
+                         f"a single branch; use {split_models()} or scheme 'data_parallel'")
     if num_workers != MODEL_PARALLEL_RANKS:
         raise ValueError(f"scheme 'model_parallel' runs the RGB branch, the HSI branch and the fusion on "
                          f"{MODEL_PARALLEL_RANKS} workers; set num_workers to {MODEL_PARALLEL_RANKS}")

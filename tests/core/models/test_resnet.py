@@ -46,7 +46,7 @@ def make_store(path: Path, mode: str = "tiles", counts: dict[str, int] | None = 
 # ---- the builder -------------------------------------------------------------------------------------------------
 def test_resnet50_at_tiny_width_gives_independent_class_probabilities() -> None:
     keras = pytest.importorskip("keras")
-    from core.models import MODELS, build_resnet50
+    from core.models import build_resnet50, get_model
 
     model = build_resnet50((16, 16, 5), num_classes=4, width=2)
     out = model.predict(np.random.default_rng(0).normal(size=(3, 16, 16, 5)).astype("float32"), verbose=0)
@@ -59,7 +59,7 @@ def test_resnet50_at_tiny_width_gives_independent_class_probabilities() -> None:
     assert len(bns) == len(convs)
     names = [la.name for la in model.layers]
     assert names[-2:] == ["dropout", "probabilities"] and model.get_layer("dropout").rate == 0.5
-    assert MODELS["resnet50"].task == "multilabel" and MODELS["resnet50"].store_mode == "tiles"
+    assert get_model("resnet50").task == "multilabel" and get_model("resnet50").store_mode == "tiles"
 
 
 def test_resnet50_at_full_width_is_the_real_resnet50() -> None:
@@ -86,11 +86,11 @@ def test_resnet50_takes_any_bands_and_several_modalities_and_refuses_bad_sizes()
 
 # ---- the recipe --------------------------------------------------------------------------------------------------
 def test_resnet_default_rate_is_0_1_k_n_over_256_with_warmup_and_scaled_step_decay() -> None:
-    from core.tasks.multilabel import RESNET_RECIPE
+    from core.models import get_model
     from core.training.loop import base_learning_rate, learning_rate
 
     cfg = TrainJobConfig(scene="s", store="x", scheme="data_parallel", num_workers=2, batch_size=32, epochs=20,
-                         **RESNET_RECIPE)
+                         model="resnet50", **get_model("resnet50").recipe.fields)
     assert base_learning_rate(cfg) == pytest.approx(0.1 * 32 / 256)
     lr = {e: learning_rate(cfg, 2, e * 10, steps_per_epoch=10) for e in range(20)}
     assert lr[0] == pytest.approx(0.0125) and lr[5] == pytest.approx(0.1 * 2 * 32 / 256)  # warm-up to k*n

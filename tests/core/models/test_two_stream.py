@@ -40,7 +40,7 @@ def test_bad_split_and_block_counts_are_refused() -> None:
 # ---- Keras models ----------------------------------------------------------------------------------------------
 keras = pytest.importorskip("keras")
 
-from core.models import MODELS  # noqa: E402
+from core.models import get_model  # noqa: E402
 from core.models.two_stream import (build_branch_part, build_fusion_part, build_two_stream,  # noqa: E402
                                     build_two_stream_hsi, build_two_stream_rgb, set_weights_by_layer,
                                     weights_by_layer)
@@ -103,5 +103,7 @@ def test_setting_weights_from_an_incomplete_source_names_the_missing_layers() ->
 
 def test_registry_has_the_two_stream_models() -> None:
     for name in ("two_stream", "two_stream_rgb", "two_stream_hsi"):
-        assert MODELS[name].task == "patch" and MODELS[name].store_mode == "patches"
-    assert MODELS["two_stream"].builder(HOUSTON, 3, **SMALL).output_shape == (None, 3)
+        assert get_model(name).task == "patch" and get_model(name).store_mode == "patches"
+    assert get_model("two_stream").builder(HOUSTON, 3, **SMALL).output_shape == (None, 3)
+    assert get_model("two_stream").branches == ("rgb", "hsi") and get_model("two_stream_rgb").branches == ()
+    assert get_model("two_stream_hsi").modality == "hsi"
