@@ -110,13 +110,14 @@ def _precheck_outputs(config: BaseModel, settings: Settings, run_id: int) -> Non
         check_writable(Path(output).parent, f"the output {output}")
 
 
-def _failure_text(exc: BaseException, client: Any) -> str:
+def _failure_text(exc: BaseException, client: Any, output: str | Path) -> str:
     """The error a failed run stores: the exception (with its traceback unless it is a plain input error), said
-    as a lost scheduler when the client lost it (whatever the job was waiting on then failed with)."""
+    as a lost scheduler when the client lost it (whatever the job was waiting on then failed with), or as a full or
+    read-only disk at ``output`` (the job's output or run folder) when a write failed so without naming its file."""
     message = f"{type(exc).__name__}: {exc}"
     cause = _write_cause(exc)
     if cause is not None:  # a write deep inside the job (a worker's task, a library) hit a full or read-only disk
-        clear = explain_write_error(cause, cause.filename or "(unknown path)")
+        clear = explain_write_error(cause, cause.filename or output)
         message = f"{type(clear).__name__}: {clear} (the job failed with: {message})"
     status = getattr(client, "status", "running") if client is not None else "running"
     if status != "running" and not isinstance(exc, SchedulerLostError):
@@ -163,7 +164,8 @@ def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = Non
             log.warning("run %d cancelled", run_id)
             raise
         except BaseException as exc:
-            tracker.fail(run_id, _failure_text(exc, client))
+            output = getattr(config, "output", None) or settings.runs_dir / f"run-{run_id:05d}"
+            tracker.fail(run_id, _failure_text(exc, client, output))
             raise
         finally:
             if handle is not None:
