@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.distributed.cluster import worker_env
+from core.distributed.cluster import security, tls_options, worker_env
 from core.errors import ClusterError
 from core.settings import REPO_ROOT, Settings, get_settings
 
@@ -32,7 +32,7 @@ def _reachable(address: str, timeout: float = 3.0) -> bool:
     from distributed import Client
 
     try:
-        with Client(address, timeout=timeout) as c:
+        with Client(address, timeout=timeout, security=security()) as c:
             c.scheduler_info()
         return True
     except Exception:  # noqa: BLE001 - any failure means "not usable"
@@ -57,7 +57,8 @@ def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str |
     """Run a LocalCluster until SIGTERM/SIGINT, publishing its address in cluster.json.
 
     The scheduler, the workers and the dashboard listen on ``host`` only (default ``settings.cluster_host``,
-    127.0.0.1), so nothing of the embedded cluster is reachable from the network unless asked for.
+    127.0.0.1), so nothing of the embedded cluster is reachable from the network unless asked for. With
+    ``WORKBENCH_TLS_*`` set (see :func:`core.distributed.cluster.security`) they speak TLS only, at ``tls://``.
     """
     from distributed import LocalCluster
 
@@ -66,7 +67,7 @@ def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str |
     host = host or settings.cluster_host
     cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True, host=host,
                            dashboard_address=f"{host}:0", memory_limit="auto",
-                           env=worker_env(threads_per_worker))
+                           env=worker_env(threads_per_worker), **tls_options(security()))
     state = {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link, "pid": os.getpid(),
              "n_workers": n, "threads_per_worker": threads_per_worker}
     path = _state_file(settings)

@@ -198,6 +198,27 @@ def _driver_address_for(ip: str) -> str:
         return str(s.getsockname()[0])
 
 
+def _bound_rendezvous(host: str) -> Any:
+    """Horovod's HTTP rendezvous server listening on ``host`` only ('' = every interface).
+
+    The stock ``RendezvousServer.start()`` binds every interface; this one binds the driver address the workers
+    reach (loopback for a one-machine cluster). Written against Horovod 0.28.1, the last release: it reuses the
+    server's own handler, port search and listening thread.
+    """
+    from horovod.runner.http.http_server import RendezvousHandler, RendezvousHTTPServer, RendezvousServer
+    from horovod.runner.util.network import find_port
+    from horovod.runner.util.threads import in_thread
+
+    class BoundRendezvousServer(RendezvousServer):  # type: ignore[misc]
+        def start(self, handler_cls: Any = RendezvousHandler) -> int:
+            self._httpd, port = find_port(
+                lambda addr: RendezvousHTTPServer((host, addr[1]), handler_cls, self._verbose))
+            self._listen_thread = in_thread(target=self._httpd.serve_forever)
+            return int(port)
+
+    return BoundRendezvousServer()
+
+
 def _plan(client: Client, addresses: Sequence[str], port: int, gloo_timeout: int) -> tuple[list[_Slot], Any]:
     """Host plan for one rank per worker: the Horovod slots (with env) in rank order, and the plan itself."""
     from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
@@ -310,10 +331,9 @@ def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwarg
     addresses = _pick_workers(client, num_ranks)
     server = None
     if use_horovod:
-        from horovod.runner.http.http_server import RendezvousServer
-
-        server = RendezvousServer()
-        port = server.start()  # listens on all interfaces, no authentication: firewall it on shared networks
+        hosts = {_driver_address_for(urlparse(a).hostname or "127.0.0.1") for a in addresses}
+        server = _bound_rendezvous(hosts.pop() if len(hosts) == 1 else "")
+        port = server.start()  # Horovod: no authentication: on shared networks bound to the workers' route only
         slots, plan = _plan(client, addresses, port, gloo_timeout)
         server.init(plan)
     else:
