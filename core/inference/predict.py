@@ -21,7 +21,9 @@ ids and confidence as small uint8 arrays; the driver writes each window into a t
 at most ``2 x workers + 2`` tasks in flight. Why: GDAL must not write one file from several processes, per-task
 files would need a shared writable disk and a merge step, and a lock would serialise workers on I/O; results are
 1-2 bytes per pixel (a 512 x 512 core is 0.5 MiB), so the driver holds only a few windows at a time and workers
-need no write access to the output folder. The tiled GeoTIFF then becomes a COG (:mod:`core.data.cog`).
+need no write access to the output folder. The tiled GeoTIFF then becomes a COG (:mod:`core.data.cog`). Each
+finished window is also kept in a ledger beside the output (:mod:`core.inference.ledger`), so a prediction that
+died or was cancelled is resumed by computing only the windows it had not finished.
 
 Output: uint8 class ids, nodata 0 (outside the AOI polygon, or where any band of a model input is nodata),
 the label grid's CRS and transform restricted to the AOI bounding box, colour table, class names as tags, mode
@@ -50,6 +52,7 @@ from core.data.geometry import resolve_aoi
 from core.data.grid import GridMap
 from core.data.scene import Scene
 from core.errors import ConfigError, JobCancelledError, JobFailedError
+from core.inference.ledger import WindowLedger, bundle_stamp
 from core.inference.windows import WindowPredictor, model_input_sizes
 from core.models import NO_CONTEXT, Context, get_model, list_models
 from core.models.bundle import load_meta
@@ -219,8 +222,9 @@ class _Output:
 
 
 def _run_windows(client: Any, cores: list[PixelWindow], submit: Callable[[PixelWindow], Any], output: _Output,
-                 geom: Any, progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool] | None) -> None:
-    """Submit the windows with at most ``2 x workers + 2`` in flight and write each result as it arrives."""
+                 geom: Any, progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool] | None,
+                 ledger: WindowLedger) -> None:
+    """Submit the windows with at most ``2 x workers + 2`` in flight; record and write each result as it arrives."""
     from dask.distributed import as_completed  # Dask
 
     from core.distributed.cluster import live_workers
@@ -242,20 +246,37 @@ def _run_windows(client: Any, cores: list[PixelWindow], submit: Callable[[PixelW
             core, classes, conf = fut.result()
             if pending:
                 running.add(submit(pending.pop()))
+            ledger.record(core, classes, conf)
             output.write(core, classes, conf, geom)
             done += 1
             if progress is not None:
                 progress(done, len(cores))
     except BaseException:
         client.cancel(list(running.futures))  # Dask: stop what has not run yet
-        output.discard()
+        output.discard()  # the ledger keeps the finished windows for a resumed run
         raise
+
+
+def _replay(ledger: WindowLedger, cores: list[PixelWindow], resume: bool, output: _Output, geom: Any
+            ) -> list[PixelWindow]:
+    """Write the windows a resumed prediction had finished from the ledger; returns the windows still to do."""
+    finished = ledger.start(resume)
+    todo = []
+    for core in cores:
+        if (core.row_off, core.col_off) in finished:
+            output.write(core, *ledger.load(core), geom)
+        else:
+            todo.append(core)
+    if resume:
+        log.info("resuming the prediction into %s: %d of %d windows were finished", output.out,
+                 len(cores) - len(todo), len(cores))
+    return todo
 
 
 def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: Any, out_path: str | Path,
                 tile_size: int | None = None, overlap: int = 16, progress: Callable[[int, int], None] | None = None,
                 cancelled: Callable[[], bool] | None = None, confidence: bool = True, date: str | None = None,
-                batch_size: int = 256, min_overview_size: int = 128) -> dict[str, Any]:
+                batch_size: int = 256, min_overview_size: int = 128, resume: bool = False) -> dict[str, Any]:
     """Classify ``aoi`` of ``scene`` with a model bundle on the Dask cluster of ``client`` and write a COG.
 
     Args:
@@ -272,10 +293,15 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
         cancelled: polled between windows; when it returns True pending tasks are cancelled and
             :class:`JobCancelledError` is raised (the partial files are removed).
         confidence: also write the confidence COG.
+        resume: finish the prediction that died or was cancelled writing ``out_path``: the windows in its ledger
+            (:mod:`core.inference.ledger`) are written from there, only the others are computed.
 
     Returns:
         ``{"path", "confidence_path", "width", "height", "transform", "crs", "windows", "tile_size", "overlap",
-        "class_pixels": {class id: pixels}, "nodata", "seconds", "warnings"}``.
+        "class_pixels": {class id: pixels}, "nodata", "seconds", "warnings", "resumed_windows"}``.
+
+    Raises:
+        ConfigError: ``resume`` without a ledger at ``out_path``, or with one of other settings.
     """
     t0 = time.perf_counter()
     bundle_dir, out = str(Path(bundle_dir).resolve()), Path(out_path)
@@ -294,26 +320,39 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
         return client.submit(predictor.window, bundle_dir, scene, date, read, core, batch_size, confidence,
                              pure=False)
 
+    ledger = WindowLedger(out, {"bundle": bundle_dir, "bundle_files": bundle_stamp(bundle_dir), "scene": scene.name,
+                                "date": date, "bbox": bbox.as_tuple(), "plan": [plan.tile, plan.core, plan.overlap,
+                                                                                plan.align],
+                                "confidence": confidence, "batch_size": batch_size, "windows": len(cores)})
     output = _Output(out, bbox, transform, crs, meta, confidence)
-    _run_windows(client, cores, submit, output, resolved.geometry, progress, cancelled)
+    try:
+        todo = _replay(ledger, cores, resume, output, resolved.geometry)
+    except BaseException:
+        output.discard()
+        raise
+    resumed = len(cores) - len(todo)
+    counted = (lambda d, t: progress(resumed + d, len(cores))) if progress is not None else None
+    _run_windows(client, todo, submit, output, resolved.geometry, counted, cancelled, ledger)
     output.finish(min_overview_size)
+    ledger.remove()
     seconds = time.perf_counter() - t0
     log.info("predicted %d windows (%d x %d px) into %s in %.1f s", len(cores), bbox.width, bbox.height, out, seconds)
     return {"path": str(out), "confidence_path": str(output.conf_out) if output.conf_out else None,
             "width": bbox.width, "height": bbox.height, "bbox": bbox.as_tuple(), "transform": list(transform)[:6],
             "crs": crs, "windows": len(cores), "tile_size": plan.tile, "overlap": plan.overlap,
             "class_pixels": {str(c): int(output.counts[c]) for c in meta.class_ids}, "nodata": cog.CLASS_NODATA,
-            "seconds": round(seconds, 3), "warnings": list(resolved.warnings)}
+            "seconds": round(seconds, 3), "warnings": list(resolved.warnings), "resumed_windows": resumed}
 
 
 def run_predict_job(config: PredictJobConfig, scene: Scene, client: Any, out_path: str | Path,
                     progress: Callable[[int, int], None] | None = None,
-                    cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
+                    cancelled: Callable[[], bool] | None = None, resume: bool = False) -> dict[str, Any]:
     """:func:`run_predict` with the settings of a :class:`PredictJobConfig` (``config.output`` is resolved by the
-    caller into ``out_path``; ``config.scene`` must name ``scene``)."""
+    caller into ``out_path``, as is the output of the run ``config.resume_from`` names, resumed with ``resume``;
+    ``config.scene`` must name ``scene``)."""
     if config.scene != scene.name:
         raise ConfigError(f"config is for scene {config.scene!r} but scene {scene.name!r} was given; load the scene "
                           "the config names")
     return run_predict(config.model, scene, config.aoi, client, out_path, tile_size=config.tile_size,
                        overlap=config.overlap, progress=progress, cancelled=cancelled, confidence=config.confidence,
-                       date=config.date, batch_size=config.batch_size)
+                       date=config.date, batch_size=config.batch_size, resume=resume)
