@@ -127,6 +127,8 @@ class PredictJobConfig(Frozen):
     batch_size: int = Field(256, ge=1, description="patches per model call (patch models)")
     confidence: bool = True
     output: str | None = None  # COG path; default <home>/runs/run-<id>/prediction.tif
+    resume_from: int | None = Field(None, ge=1, description="id of a predict run that died or was cancelled: finish "
+                                                             "its output, computing only the windows it had not")
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
