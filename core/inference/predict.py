@@ -260,13 +260,17 @@ def _run_windows(client: Any, cores: list[PixelWindow], submit: Callable[[PixelW
 def _replay(ledger: WindowLedger, cores: list[PixelWindow], resume: bool, output: _Output, geom: Any
             ) -> list[PixelWindow]:
     """Write the windows a resumed prediction had finished from the ledger; returns the windows still to do."""
-    finished = ledger.start(resume)
     todo = []
-    for core in cores:
-        if (core.row_off, core.col_off) in finished:
-            output.write(core, *ledger.load(core), geom)
-        else:
-            todo.append(core)
+    try:
+        finished = ledger.start(resume)
+        for core in cores:
+            if (core.row_off, core.col_off) in finished:
+                output.write(core, *ledger.load(core), geom)
+            else:
+                todo.append(core)
+    except BaseException:
+        output.discard()
+        raise
     if resume:
         log.info("resuming the prediction into %s: %d of %d windows were finished", output.out,
                  len(cores) - len(todo), len(cores))
@@ -321,15 +325,10 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
                              pure=False)
 
     ledger = WindowLedger(out, {"bundle": bundle_dir, "bundle_files": bundle_stamp(bundle_dir), "scene": scene.name,
-                                "date": date, "bbox": bbox.as_tuple(), "plan": [plan.tile, plan.core, plan.overlap,
-                                                                                plan.align],
-                                "confidence": confidence, "batch_size": batch_size, "windows": len(cores)})
+                                "date": date, "bbox": bbox.as_tuple(), "confidence": confidence, "windows": len(cores),
+                                "plan": [plan.tile, plan.core, plan.overlap, plan.align], "batch_size": batch_size})
     output = _Output(out, bbox, transform, crs, meta, confidence)
-    try:
-        todo = _replay(ledger, cores, resume, output, resolved.geometry)
-    except BaseException:
-        output.discard()
-        raise
+    todo = _replay(ledger, cores, resume, output, resolved.geometry)
     resumed = len(cores) - len(todo)
     counted = (lambda d, t: progress(resumed + d, len(cores))) if progress is not None else None
     _run_windows(client, todo, submit, output, resolved.geometry, counted, cancelled, ledger)

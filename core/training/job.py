@@ -23,10 +23,10 @@ from core.configs import TrainJobConfig
 from core.distributed.events import EventForwarder, Sink, reporting
 from core.distributed.launcher import RankResults, run_horovod, run_single
 from core.errors import ClusterError, ConfigError, WorkerLostError
+from core.models import get_model
 from core.models.bundle import load_meta
 from core.settings import get_settings
 from core.tiling.store import TileStore
-from core.models import get_model
 from core.training.checkpoints import STATE_FILE
 from core.training.recovery import Recovery
 from core.training.schemes import SchemeSpec, get_scheme

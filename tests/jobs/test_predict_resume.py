@@ -72,6 +72,7 @@ def test_rerun_resume_finishes_a_cancelled_prediction(tmp_path: Path, home: Path
 
     whole = execute(config.model_copy(update={"output": str(tmp_path / "whole" / "map.tif")}), run_predict,
                     db_url=db_url, client=cluster_client)
-    with rasterio.open(resumed.artifacts["prediction"]) as a, rasterio.open(tracker.get(whole).artifacts["prediction"]) as b:
+    whole_map = tracker.get(whole).artifacts["prediction"]
+    with rasterio.open(resumed.artifacts["prediction"]) as a, rasterio.open(whole_map) as b:
         assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform
     assert tracker.get(whole).metrics["class_pixels"] == resumed.metrics["class_pixels"]

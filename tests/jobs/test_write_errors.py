@@ -37,8 +37,8 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 def _tile(config: TileJobConfig, ctx: Any) -> dict[str, Any]:
     from core.tiling.job import run_tile_job
-    from tests.core.tiling.test_job import strzegom_scene
     from tests.conftest import SHARED_DATA
+    from tests.core.tiling.test_job import strzegom_scene
 
     run_tile_job(config, strzegom_scene(SHARED_DATA), ctx.client, Path(str(config.output)))
     return {}

@@ -26,10 +26,12 @@ def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
             "-subj", "/CN=workbench-test-ca")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=localhost")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj",
+            "/CN=localhost")
     openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
             "node.pem", "-days", "2", "-extfile", "ext.cnf")
-    files = {"WORKBENCH_TLS_CA": d / "ca.pem", "WORKBENCH_TLS_CERT": d / "node.pem", "WORKBENCH_TLS_KEY": d / "node.key"}
+    files = {"WORKBENCH_TLS_CA": d / "ca.pem", "WORKBENCH_TLS_CERT": d / "node.pem",
+             "WORKBENCH_TLS_KEY": d / "node.key"}
     for name, path in files.items():
         monkeypatch.setenv(name, str(path))
     return files

@@ -93,7 +93,8 @@ def _check_recovered(box: dict[str, Any], killed_at: float, ranks_after: int) ->
 
     shown = live_status(tracker, run_id).restarts
     assert list(shown["restart"]) == [1] and list(shown["ranks_after"]) == [ranks_after]
-    print(f"\nrecovery: kill -> detected {restart['detected_at'] - killed_at:.1f} s, waited {restart['waited_s']:.1f} s, "
+    print(f"\nrecovery: kill -> detected {restart['detected_at'] - killed_at:.1f} s, "
+          f"waited {restart['waited_s']:.1f} s, "
           f"kill -> first step of the relaunch {restart['first_step_at'] - killed_at:.1f} s "
           f"(from epoch {restart['from_epoch']}, {ranks_after} rank(s))")
     return out
