@@ -54,14 +54,16 @@ class AssessJobConfig(Frozen):
     """Assess the map of run ``prediction_run`` with the sample of run ``sample_run``.
 
     Reference labels: ``labels`` (a CSV or GeoPackage of the interpreted sample: ``id_field`` and ``class_field``),
-    or ``reference="scene_labels"`` to read the scene's label raster of ``label_date`` (default: the map's date)
-    where it covers the sample points (the report then says that these labels were not collected for the sample).
+    or ``reference="scene_labels"`` to read the scene's label raster of ``label_date`` (default: the map's date), or
+    ``reference="label_raster"`` to read the label raster ``labels`` (e.g. an independent test mask on the map's
+    grid), where it covers the sample points (the report then says that these labels were not collected for the
+    sample).
     """
 
     kind: Literal["assess"] = "assess"
     prediction_run: int = Field(ge=1)
     sample_run: int = Field(ge=1)
-    reference: Literal["file", "scene_labels"] = "file"
+    reference: Literal["file", "scene_labels", "label_raster"] = "file"
     labels: str | None = None
     class_field: str = "ref_class"
     id_field: str = "id"
@@ -70,9 +72,9 @@ class AssessJobConfig(Frozen):
 
     @model_validator(mode="after")
     def _reference_given(self) -> AssessJobConfig:
-        if self.reference == "file" and not self.labels:
-            raise ValueError("reference 'file' needs labels (the interpreted sample, CSV or GeoPackage); or use "
-                             "reference 'scene_labels'")
+        if self.reference in ("file", "label_raster") and not self.labels:
+            raise ValueError(f"reference {self.reference!r} needs labels (the interpreted sample as CSV or "
+                             "GeoPackage, or a label raster); or use reference 'scene_labels'")
         if self.reference == "scene_labels" and self.labels:
             raise ValueError("labels is given but reference is 'scene_labels'; drop one of them")
         return self
@@ -140,9 +142,12 @@ def run_assess_job(config: AssessJobConfig, ctx: JobContext) -> dict[str, Any]:
                           f"sample from run {config.prediction_run} or assess the run the sample belongs to")
     from scipy.stats import norm
 
-    label_raster = _scene_labels(ctx, pred_row, config.label_date) if config.reference == "scene_labels" else None
+    rasters = {"scene_labels": lambda: _scene_labels(ctx, pred_row, config.label_date),
+               "label_raster": lambda: config.labels}
+    label_raster = rasters[config.reference]() if config.reference in rasters else None
     files = AssessFiles(prediction=prediction, sample=sample, output_dir=str(ctx.settings.run_dir(ctx.run_id)),
-                        labels=config.labels, class_field=config.class_field, id_field=config.id_field,
+                        labels=None if label_raster else config.labels, class_field=config.class_field,
+                        id_field=config.id_field,
                         label_raster=label_raster, date=str((pred_row.metrics or {}).get("prediction_date") or ""),
                         title=f"Run {config.prediction_run}: accuracy and area estimate",
                         z=float(norm.ppf(0.5 + config.confidence / 2)))

@@ -134,6 +134,9 @@ def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None
     from jobs.runner import execute
 
     kind = get_kind(config.kind)
+    config = _checked(config, dry_run=getattr(args, "dry_run", False))
+    if config is None:
+        return 0
     run_id = execute(config, kind.executor, scene_id=scene_id_of(config), parent_run_id=parent_run_id)
     from db.runs import RunTracker
 
@@ -148,6 +151,54 @@ def _run_config(config: Any, args: argparse.Namespace, parent_run_id: int | None
         print(f"  {key:>18}: {value}")
     print(f"all metrics: python -m jobs runs show {run_id}")
     return 0
+
+
+def _checked(config: Any, dry_run: bool) -> Any:
+    """Pre-flight of a pipeline or baseline (the launch form's checks): prints what it found and returns the
+    config as it will run (derived sizes and split stated), or None for a dry run. Other kinds pass unchanged.
+
+    Raises:
+        ConfigError: pre-flight found errors (no run is created).
+    """
+    from jobs.pipeline import PipelineJobConfig
+    from jobs.preflight import preflight
+
+    is_launch = isinstance(config, PipelineJobConfig) or getattr(config, "tile_job", None) is not None
+    if not is_launch:
+        if dry_run:
+            print(f"{config.kind} config is valid:\n{config.model_dump_json(indent=2)}")
+            return None
+        return config
+    from db.scenes import SceneStore
+
+    report = preflight(config, SceneStore(get_settings().db_url).get(config.scene), _cluster_size())
+    for check in report.checks:
+        if check.level != "error":
+            print(f"{check.level}: {check.message}")
+    if not report.ok:
+        raise ConfigError("pre-flight refused the job:\n" + "\n".join(f"- {e}" for e in report.errors))
+    if dry_run:
+        print(f"the job as it would run:\n{report.config.model_dump_json(indent=2)}")  # type: ignore[union-attr]
+        return None
+    return report.config
+
+
+def _cluster_size() -> int | None:
+    """Workers of the cluster a job would use now (the scheduler's, or the running local cluster's); None when
+    none is reachable (the local cluster starts with the job, of the configured size)."""
+    from jobs import local_cluster
+
+    address = get_settings().scheduler_address or (local_cluster.running_cluster() or {}).get("scheduler")
+    if address is None:
+        return get_settings().local_workers
+    from core.distributed.cluster import live_workers
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=5) as client:
+            return len(live_workers(client))
+    except OSError:
+        return None
 
 
 SUMMARY_KEYS = ("oa", "kappa", "miou", "macro_f1", "micro_f1", "best_val_accuracy", "samples_per_s", "train_seconds",
@@ -385,6 +436,8 @@ def cmd_analysis(args: argparse.Namespace) -> int:
     data = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if args.kind == "assess" and args.scene_labels:
         data["reference"] = "scene_labels"
+    if args.kind == "assess" and args.label_raster:
+        data.update(reference="label_raster", labels=args.label_raster)
     return _run_config(parse_config({**data, "kind": args.kind}), args)
 
 
@@ -404,6 +457,7 @@ def _analysis_parsers(sub: Any) -> None:
     ref = asm.add_mutually_exclusive_group(required=True)
     ref.add_argument("--labels", help="interpreted sample: CSV or GeoPackage with the sample ids and a class")
     ref.add_argument("--scene-labels", action="store_true", help="read the scene's label raster at the points")
+    ref.add_argument("--label-raster", help="read this label raster (on the map's grid) at the points")
     asm.add_argument("--class-field", help="the reference class column (ref_class)")
     asm.add_argument("--id-field", help="the sample id column (id)")
     asm.add_argument("--label-date", help="with --scene-labels: the labels of this date (default: the map's)")
@@ -437,6 +491,7 @@ def _job_parsers(sub: Any) -> None:
     for name in ("train", "predict", "evaluate"):
         jp = sub.add_parser(name, help=f"{name} from a JSON config")
         jp.add_argument("config")
+        jp.add_argument("--dry-run", action="store_true", help="validate only")
         if name == "train":
             jp.add_argument("--resume", type=int, metavar="RUN_ID", help="resume from that run's last checkpoint")
         if name == "predict":
@@ -445,6 +500,8 @@ def _job_parsers(sub: Any) -> None:
         jp.set_defaults(func=cmd_run, kind=name)
     run = sub.add_parser("run", help="run any job from its JSON config (its \"kind\" says which)")
     run.add_argument("config")
+    run.add_argument("--dry-run", action="store_true",
+                     help="pre-flight only: the checks, the samples each split gets, the config as it would run")
     run.set_defaults(func=cmd_run, kind=None)
     models = sub.add_parser("models", help="list the models a train or pipeline config may name")
     models.add_argument("--task", help="only the models of this task (dense, patch, multilabel, ...)")

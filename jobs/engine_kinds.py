@@ -182,7 +182,7 @@ def prediction_tiling(bundle: str, config: PipelineJobConfig, scene: Any) -> tup
     context = model_context(load_meta(bundle))
     overlap, align = context.radius, context.align
     side = min(scene.primary.height, scene.primary.width) // align * align  # tiles must fit in the raster
-    tile = min(max(256, config.tiling.tile_size, 4 * overlap), side)
+    tile = min(max(256, config.tiling.tile_size, 4 * overlap), side) // align * align  # the pooling grid
     return tile, min(overlap, (tile - align) // 2 - 1)
 
 

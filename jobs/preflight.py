@@ -32,7 +32,9 @@ from core.training.schemes import get_scheme, list_schemes
 from core.data.scene import Scene
 from core.models import Param, get_model, list_models
 from core.tasks import get_task, list_tasks
+from core.tiling.census import SampleCensus
 from jobs.pipeline import PipelineJobConfig, model_modalities
+from jobs.settle import settle, tile_job_of
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,13 @@ class AOIStats:
 
 @dataclass(frozen=True)
 class PreflightReport:
+    """The findings, and the config as it will run (derived tile size and split stated) with its census."""
+
     checks: list[Check] = field(default_factory=list)
     stats: AOIStats | None = None
     memory_per_worker_bytes: int | None = None
+    config: PipelineJobConfig | BaselineJobConfig | None = None
+    census: SampleCensus | None = None
 
     @property
     def ok(self) -> bool:
@@ -209,6 +215,11 @@ def _common(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     aoi = {"geometry": values.get("aoi"), "crs": values.get("aoi_crs", "EPSG:4326")}
     split = {"method": values.get("split_method", "spatial"),
              "fractions": tuple(values.get("fractions", (0.6, 0.2, 0.2))), "test_date": values.get("test_date") or None}
+    # left out when not given: pre-flight derives them from the sample size and the AOI (jobs.settle)
+    for key, name in (("block_size", "block_size"), ("buffer", "buffer"), ("seed", "split_seed")):
+        value = values.get(name)
+        if value not in (None, "") and not (key == "block_size" and value == 0):
+            split[key] = value  # validated (and quoted when wrong) by SplitConfig
     return aoi, split
 
 
@@ -243,7 +254,8 @@ def _pipeline_data(values: dict[str, Any], problems: list[str]) -> dict[str, Any
         data["mp_split"] = values["mp_split"]
     size = int(values.get("size") or 0)
     if task.tiles:
-        data["tiling"] = {"tile_size": size}
+        if size:  # 0: the largest tile up to 64 px that the AOI's split allows (jobs.settle)
+            data["tiling"] = {"tile_size": size}
     else:
         data["sampling"] = {"patch_size": size, "per_class": values.get("per_class") or None}
     if values.get("scheduler_address"):
@@ -439,9 +451,55 @@ def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, clust
         checks.append(Check("error", f"the job asks for {workers} worker{'s' if workers != 1 else ''} but the cluster has "
                                      f"{cluster_workers}; lower the number of workers to {cluster_workers} or "
                                      "add workers to the cluster"))
-    mem = estimate_memory_per_worker(config, scene, stats)
+    settled, census = config, None
+    if stats is not None and scene.has_labels and not any(c.level == "error" for c in checks):
+        settled, census, found = _census_checks(config, scene, workers)
+        checks.extend(found)
+    mem = estimate_memory_per_worker(settled, scene, stats)
     checks.append(_memory_check(mem, worker_memory_bytes, pipeline is not None))
-    return PreflightReport(checks=checks, stats=stats, memory_per_worker_bytes=mem)
+    return PreflightReport(checks=checks, stats=stats, memory_per_worker_bytes=mem, config=settled, census=census)
+
+
+def _census_checks(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, workers: int
+                   ) -> tuple[PipelineJobConfig | BaselineJobConfig, SampleCensus | None, list[Check]]:
+    """Settle the config (derived sizes, split seed) and check what every split will hold."""
+    try:
+        settled, census = settle(config, scene)
+    except ConfigError as exc:
+        return config, None, [Check("error", str(exc))]
+    names = {c.id: c.name for c in scene.classes}
+    problems = census.problems(settled.split.fractions if isinstance(settled, PipelineJobConfig)
+                               else tile_job_of(settled, scene).split.fractions, names, needed={"train": workers})
+    checks = [Check("info", describe_census(settled, census, scene))]
+    if problems:
+        checks.append(Check("error", "; ".join(problems) + f". {_suggestion(settled, scene)}"))
+    return settled, census, checks
+
+
+def _suggestion(config: PipelineJobConfig | BaselineJobConfig, scene: Scene) -> str:
+    """What would give every split samples of every class."""
+    dated = len([a for a in scene.acquisitions if a.labels]) > 1
+    return ("Draw a larger area of interest over labelled ground, use smaller tiles or patches"
+            + (", or a date split (this scene has several labelled dates)" if dated else "")
+            + ", or set the split's block size and seed under Advanced")
+
+
+def describe_census(config: PipelineJobConfig | BaselineJobConfig, census: SampleCensus, scene: Scene) -> str:
+    """One paragraph: the stated sizes and split, then samples and labelled pixels per split and class."""
+    tile = tile_job_of(config, scene)
+    size = f"tiles of {tile.tiling.tile_size} px" if census.mode == "tiles" else \
+        f"patches of {tile.sampling.patch_size} px"
+    split = tile.split
+    how = (f"spatial split in blocks of {split.block_size} px, buffer {split.buffer} px, seed {split.seed}"
+           if split.method == "spatial" else f"date split (test date {split.test_date})")
+    names = {c.id: c.name for c in scene.classes}
+    unit = "labelled px" if census.mode == "tiles" else "patches"
+    parts = []
+    for s in ("train", "val", "test"):
+        per = census.labelled.get(s, {})
+        classes = ", ".join(f"{names.get(c, c)} {n:,}" for c, n in sorted(per.items()) if n)
+        parts.append(f"{s}: {census.samples.get(s, 0):,} {census.mode} ({unit}: {classes or 'none'})")
+    return f"{size}, {how}. " + "; ".join(parts)
 
 
 def _label_checks(stats: AOIStats, scene: Scene, pipeline: PipelineJobConfig | None) -> list[Check]:
@@ -457,7 +515,8 @@ def _label_checks(stats: AOIStats, scene: Scene, pipeline: PipelineJobConfig | N
         listing = ", ".join(f"{names.get(c, c)} ({n})" for c, n in sorted(rare.items()))
         checks.append(Check("warning", f"classes with fewer than {MIN_PER_CLASS} labelled pixels in the AOI: "
                                        f"{listing}; their scores will be unreliable"))
-    if pipeline and get_task(pipeline.task).tiles and min(stats.bbox_shape) < pipeline.tiling.tile_size:
+    if (pipeline and get_task(pipeline.task).tiles and "tiling" in pipeline.model_fields_set
+            and min(stats.bbox_shape) < pipeline.tiling.tile_size):
         checks.append(Check("warning", f"the AOI ({stats.bbox_shape[0]}x{stats.bbox_shape[1]} px) is smaller "
                                        f"than one tile ({pipeline.tiling.tile_size} px): tiles are padded"))
     return checks

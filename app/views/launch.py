@@ -102,6 +102,20 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     return v
 
 
+def _split_controls() -> dict[str, Any]:
+    """The spatial split's block size, buffer and seed; left empty, pre-flight derives them from the AOI."""
+    st.caption("Spatial split (empty: derived from the tile or patch size and the AOI; pre-flight shows them)")
+    c = st.columns(3)
+    block = c[0].number_input("Block size (px, 0 = auto)", 0, 100000, 0, key=state.key(P, "block_size"))
+    buffer = c[1].text_input("Buffer (px, blank = auto)", key=state.key(P, "buffer"), placeholder="auto")
+    seed = c[2].text_input("Split seed (blank = auto)", key=state.key(P, "split_seed"), placeholder="auto")
+    out: dict[str, Any] = {"block_size": int(block)}
+    for name, text in (("buffer", buffer), ("split_seed", seed)):
+        if text.strip():
+            out[name] = int(text) if text.strip().isdigit() else text.strip()
+    return out
+
+
 def _baseline_controls() -> dict[str, Any]:
     c = st.columns(3)
     return {"features": c[0].radio("Features", ["center", "patch"], key=state.key(P, "bl_features"), horizontal=True,
@@ -197,8 +211,9 @@ with st.form(state.key(P, "form")):
         lr = c[3].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.5f",
                                key=state.key(P, "lr"))
     c = st.columns(4)
-    size = c[0].number_input("Tile size (px)" if tiles else "Patch size (px, odd)", min_value=1,
-                             max_value=2048, value=64 if tiles else 9, key=state.key(P, f"size_{size_task}"))
+    size = c[0].number_input("Tile size (px, 0 = auto)" if tiles else "Patch size (px, odd)", min_value=0,
+                             max_value=2048, value=0 if tiles else 9, key=state.key(P, f"size_{size_task}"),
+                             help="auto: 64 px, or the largest tile whose split blocks fit the AOI" if tiles else None)
     split = c[1].radio("Split", ["spatial", "date"], key=state.key(P, "split"), horizontal=True)
     dates = [d for d in scene.dates if d]
     test_date = c[2].selectbox("Test date (date split)", [""] + dates, key=state.key(P, "test_date"),
@@ -211,6 +226,7 @@ with st.form(state.key(P, "form")):
     test_f = f[2].number_input("Test fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_test"))
     with st.expander("Advanced"):
         advanced = _baseline_controls() if baseline else _training_controls(model, task, scheme, recipe)
+        advanced.update(_split_controls())
     b = st.columns([1, 1, 4])
     check = b[0].form_submit_button("Pre-flight check", key=state.key(P, "check"))
     go = b[1].form_submit_button("Launch", type="primary", key=state.key(P, "go"))
@@ -241,7 +257,8 @@ if check or go:
                 st.error("Not launched: fix the errors above first.")
             elif go:
                 try:
-                    run_id = launcher.launch_detached(config, state.scheduler_address(), state.settings().db_url)
+                    run_id = launcher.launch_detached(report.config or config, state.scheduler_address(),
+                                                      state.settings().db_url)
                 except (WorkbenchError, OSError) as exc:
                     st.error(f"Launch failed: {exc}")
                 else:

@@ -9,7 +9,6 @@ read, whether any of its files changed since registration.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -23,8 +22,8 @@ from pyproj import Transformer
 
 from core.errors import (GridMismatchError, LabelError, RasterError, SceneExistsError, SceneFileChangedError,
                          SceneNotFoundError)
-from core.data.rasters import (CRS_TOLERANCE_PX, RasterInfo, crs_name, crs_shift_px, file_fingerprint, fingerprint_change,
-                          grid_bounds, grid_differences, inspect_raster, unique_values)
+from core.data.rasters import (CRS_TOLERANCE_PX, RasterInfo, crs_name, crs_shift_px, file_fingerprint,
+                               fingerprint_change, grid_bounds, grid_differences, inspect_raster, unique_values)
 from core.data.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class AcquisitionSpec(_Frozen):
     label_vector: str | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "AcquisitionSpec":
+    def _check(self) -> AcquisitionSpec:
         if not self.files:
             raise ValueError(f"acquisition {self.date!r} lists no files; give files={{modality: [paths]}}")
         for mod, paths in self.files.items():
@@ -96,7 +95,7 @@ class SceneSpec(_Frozen):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "SceneSpec":
+    def _check(self) -> SceneSpec:
         mods = list(self.acquisitions[0].files)
         for a in self.acquisitions[1:]:
             if list(a.files) != mods:
@@ -131,14 +130,14 @@ class SceneSpec(_Frozen):
         return tuple(out)
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "SceneSpec":
+    def from_json_file(cls, path: str | Path) -> SceneSpec:
         """Read a spec from JSON; relative file paths are taken relative to the JSON file's folder."""
         p = Path(path)
         raw: dict[str, Any] = load_json_file(p, "scene spec")
         base = p.resolve().parent
 
         def rel(x: str | None) -> str | None:
-            return None if x is None else str((base / Path(x).expanduser()))
+            return None if x is None else str(base / Path(x).expanduser())
 
         for a in raw.get("acquisitions", []):
             a["files"] = {m: [rel(f) for f in fs] for m, fs in a.get("files", {}).items()}
@@ -183,7 +182,7 @@ def _modality(name: str, infos_by_acq: list[list[RasterInfo]], georeferenced: bo
     nodata: list[float | None] = []
     per_band = [[v for i in infos for v in i.nodata] for infos in infos_by_acq]
     for b in range(counts[0]):
-        declared = {acq[b] for acq in per_band if acq[b] is not None}
+        declared = {v for v in (acq[b] for acq in per_band) if v is not None}
         if len(declared) > 1:
             raise RasterError(f"band {b + 1} of modality {name!r} declares different nodata values across "
                               f"acquisitions ({sorted(declared)}); rewrite the files with one nodata value")
@@ -212,7 +211,7 @@ def _check_extents(mods: dict[str, Modality], primary: str) -> None:
             continue
         mb = grid_bounds(m.transform, m.width, m.height)
         tol = max(m.resolution, p.resolution, abs(m.transform[4]), abs(p.transform[4]))
-        if max(abs(x - y) for x, y in zip(pb, mb)) > tol:
+        if max(abs(x - y) for x, y in zip(pb, mb, strict=True)) > tol:
             raise GridMismatchError(
                 f"modality {m.name!r} covers {tuple(round(v, 3) for v in mb)} but the label modality {primary!r} "
                 f"covers {tuple(round(v, 3) for v in pb)} (xmin, ymin, xmax, ymax): they do not cover the same ground; "
@@ -336,7 +335,7 @@ def _footprint(crs_wkt: str, mod: Modality) -> dict[str, Any]:
     xs = np.concatenate([xmin + dx, np.full_like(t, xmax), xmax - dx, np.full_like(t, xmin)])
     ys = np.concatenate([np.full_like(t, ymin), ymin + dy, np.full_like(t, ymax), ymax - dy])
     lon, lat = Transformer.from_crs(crs_wkt, "EPSG:4326", always_xy=True).transform(xs, ys)
-    ring = [[float(x), float(y)] for x, y in zip(lon, lat)]
+    ring = [[float(x), float(y)] for x, y in zip(lon, lat, strict=True)]
     ring.append(ring[0])
     return {"type": "Polygon", "coordinates": [ring]}
 
@@ -403,9 +402,9 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
                 labels = str(out.resolve())
             acquisitions.append(Acquisition(date=acq.date, files={m: tuple(_abs(p) for p in ps)
                                                                   for m, ps in acq.files.items()}, labels=labels))
-        paths = dict.fromkeys(p for a in acquisitions for ps in a.files.values() for p in ps)
-        paths.update(dict.fromkeys(a.labels for a in acquisitions if a.labels))
-        fingerprints: tuple[FileFingerprint, ...] = tuple(file_fingerprint(p) for p in paths)
+        scene_files: dict[str, None] = dict.fromkeys(p for a in acquisitions for ps in a.files.values() for p in ps)
+        scene_files.update(dict.fromkeys(a.labels for a in acquisitions if a.labels))
+        fingerprints: tuple[FileFingerprint, ...] = tuple(file_fingerprint(p) for p in scene_files)
         scene = Scene(
             name=spec.name, georeferenced=spec.georeferenced, crs_wkt=crs_wkt,
             modalities=tuple(mods[m] for m in spec.modality_names), acquisitions=tuple(acquisitions),

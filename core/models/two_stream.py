@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -225,7 +225,17 @@ def set_weights_by_layer(model: Any, weights: Mapping[str, Sequence[np.ndarray]]
 
 PARAMS = (Param("width", WIDTH_LABEL.format("block"), 8, 1, 512),
           Param("dense", "Dense units after fusion", (1000, 500), 1, 65536), DROPOUT)
-_TWO_STREAM = dict(task="patch", params=PARAMS, activation_channels=96)
+
+
+class _SharedSpec(TypedDict):
+    """The :class:`ModelSpec` fields the two-stream model and its single-branch variants share."""
+
+    task: str
+    params: tuple[Param, ...]
+    activation_channels: int
+
+
+_TWO_STREAM: _SharedSpec = {"task": "patch", "params": PARAMS, "activation_channels": 96}
 
 register_model(ModelSpec(name="two_stream", builder=build_two_stream, branches=("rgb", "hsi"), **_TWO_STREAM,
                          description="two-stream 3D CNN, one branch per modality (RGB + HSI)"))

@@ -54,13 +54,13 @@ class SpatialSplit:
             "method": "spatial", "block_size": self.block_size, "buffer": self.buffer, "seed": seed,
             "fractions": list(fractions),
             "blocks": [[*b.as_tuple(), s, list(c.as_tuple()) if c else None]
-                       for b, s, c in zip(self.blocks, self.assignment, self.cores) if s is not None],
+                       for b, s, c in zip(self.blocks, self.assignment, self.cores, strict=True) if s is not None],
         }
 
     def split_codes(self, window: PixelWindow) -> np.ndarray:
         """Per-pixel split index of ``window``: 0 train, 1 val, 2 test, -1 buffer / unused. Shape (h, w), int8."""
         out = np.full(window.shape, -1, dtype=np.int8)
-        for core, split in zip(self.cores, self.assignment):
+        for core, split in zip(self.cores, self.assignment, strict=True):
             if core is None or split is None:
                 continue
             inter = core.intersection(window)
@@ -72,8 +72,8 @@ class SpatialSplit:
     def tiles(self, area: PixelWindow, tile_size: int, stride: int | None) -> list[tuple[PixelWindow, str]]:
         """Tile windows (with their split) over ``area``, each inside one block core; cores smaller than a tile
         give no tile (a tile never crosses a block boundary or the buffer)."""
-        out = []
-        for core, split in zip(self.cores, self.assignment):
+        out: list[tuple[PixelWindow, str]] = []
+        for core, split in zip(self.cores, self.assignment, strict=True):
             if core is None or split is None or core.height < tile_size or core.width < tile_size:
                 continue
             inter = core.intersection(area)
@@ -91,7 +91,7 @@ def _deal(n: int, fractions: tuple[float, float, float], rng: np.random.Generato
     while sum(counts) > n:
         counts[int(np.argmax(counts))] -= 1
     counts[0] += n - sum(counts)
-    labels = [s for s, k in zip(SPLITS, counts) for _ in range(k)]
+    labels = [s for s, k in zip(SPLITS, counts, strict=True) for _ in range(k)]
     order = rng.permutation(n)
     return [labels[i] for i in np.argsort(order)]
 
@@ -107,25 +107,33 @@ def spatial_split(height: int, width: int, config: SplitConfig, buffer: int,
         used: the blocks that take part (e.g. those touching the AOI); default all.
 
     Raises:
-        ConfigError: ``buffer`` larger than ``block_size`` (blocks of different splits two apart could then be
-            closer than the buffer).
+        ConfigError: ``config.block_size`` not set (resolve it first with
+            :func:`core.sampling.split_defaults.resolve_split`), or ``buffer`` larger than ``block_size`` (blocks of
+            different splits two apart could then be closer than the buffer).
     """
-    if buffer > config.block_size:
-        raise ConfigError(f"split buffer {buffer} px is larger than block_size {config.block_size} px; use "
+    block_size = config.block_size
+    if block_size is None:
+        raise ConfigError("spatial_split needs config.block_size; derive it first with "
+                          "core.sampling.split_defaults.resolve_split")
+    if buffer > block_size:
+        raise ConfigError(f"split buffer {buffer} px is larger than block_size {block_size} px; use "
                           f"block_size >= {buffer} or a smaller buffer / patch / tile")
-    blocks = block_grid(height, width, config.block_size)
+    blocks = block_grid(height, width, block_size)
     used_set = set(blocks if used is None else used)
     idx = [i for i, b in enumerate(blocks) if b in used_set]
     rng = np.random.default_rng(config.seed)
     dealt = _deal(len(idx), config.fractions, rng)
     assignment: list[str | None] = [None] * len(blocks)
-    for i, s in zip(idx, dealt):
-        assignment[i] = s
-    nrow, ncol = math.ceil(height / config.block_size), math.ceil(width / config.block_size)
+    for i, dealt_split in zip(idx, dealt, strict=True):
+        assignment[i] = dealt_split
+    nrow, ncol = math.ceil(height / block_size), math.ceil(width / block_size)
     half = math.ceil(buffer / 2)
 
     def split_at(br: int, bc: int) -> str | None:
         return assignment[br * ncol + bc] if 0 <= br < nrow and 0 <= bc < ncol else None
+
+    def differs(cells: list[tuple[int, int]], split: str) -> bool:
+        return any(split_at(r, c) not in (None, split) for r, c in cells)
 
     cores: list[PixelWindow | None] = []
     for i, b in enumerate(blocks):
@@ -134,17 +142,13 @@ def spatial_split(height: int, width: int, config: SplitConfig, buffer: int,
             cores.append(None)
             continue
         br, bc = divmod(i, ncol)
-
-        def differs(cells: list[tuple[int, int]]) -> bool:
-            return any(split_at(r, c) not in (None, s) for r, c in cells)
-
-        top = half if differs([(br - 1, bc + k) for k in (-1, 0, 1)]) else 0
-        bottom = half if differs([(br + 1, bc + k) for k in (-1, 0, 1)]) else 0
-        left = half if differs([(br + k, bc - 1) for k in (-1, 0, 1)]) else 0
-        right = half if differs([(br + k, bc + 1) for k in (-1, 0, 1)]) else 0
+        top = half if differs([(br - 1, bc + k) for k in (-1, 0, 1)], s) else 0
+        bottom = half if differs([(br + 1, bc + k) for k in (-1, 0, 1)], s) else 0
+        left = half if differs([(br + k, bc - 1) for k in (-1, 0, 1)], s) else 0
+        right = half if differs([(br + k, bc + 1) for k in (-1, 0, 1)], s) else 0
         h, w = b.height - top - bottom, b.width - left - right
         cores.append(PixelWindow(b.row_off + top, b.col_off + left, h, w) if h > 0 and w > 0 else None)
-    return SpatialSplit(height, width, config.block_size, buffer, tuple(blocks), tuple(assignment), tuple(cores))
+    return SpatialSplit(height, width, block_size, buffer, tuple(blocks), tuple(assignment), tuple(cores))
 
 
 def date_split(dates: tuple[str | None, ...], config: SplitConfig) -> dict[str | None, str]:

@@ -45,14 +45,15 @@ def index_targets(labels: np.ndarray, index: np.ndarray, class_ids: Sequence[int
 def score_classes(batches: Batches, meta: Any, label_fraction: float | None = None) -> dict[str, Any]:
     """The :mod:`core.evaluation.metrics` dict of every labelled item (dense: pixels; patch: centre labels), the
     arg-max class being the prediction."""
-    ids = np.asarray(meta.class_ids, dtype=np.uint8)
+    ids = np.asarray(meta.class_ids, dtype=np.uint8)  # output index -> class id lookup
+    class_ids = [int(i) for i in ids]
     cm = np.zeros((len(ids), len(ids)), dtype=np.int64)
     unpredicted = 0
     for y, probs in batches:
-        c, u = confusion_matrix(y, ids[probs.argmax(-1)], ids)
+        c, u = confusion_matrix(y, ids[probs.argmax(-1)], class_ids)
         cm += c
         unpredicted += u
-    return metrics_from_confusion(cm, ids, meta.class_names, unpredicted)
+    return metrics_from_confusion(cm, class_ids, meta.class_names, unpredicted)
 
 
 def accuracy_headline(metrics: dict[str, Any]) -> str:

@@ -34,7 +34,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -49,6 +49,9 @@ FORMAT_VERSION = 2
 PATCH_CHUNK_BYTES = 4 * 2**20
 """Target uncompressed size of one ``x_*`` chunk of a patch store, for its widest modality."""
 MAX_PATCHES_PER_CHUNK = 1024
+
+OpenMode = Literal["r", "r+", "a", "w", "w-"]
+"""How :class:`TileStore` opens a store (zarr's file-like access modes)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class StoreInfo:
         return asdict(self)
 
     @classmethod
-    def from_attrs(cls, attrs: dict[str, Any]) -> "StoreInfo":
+    def from_attrs(cls, attrs: dict[str, Any]) -> StoreInfo:
         d = dict(attrs)
         d["modalities"] = tuple(d["modalities"])
         d["classes"] = tuple(d["classes"])
@@ -128,25 +131,27 @@ class ChunkWriter:
     def _direct(array: zarr.Array) -> tuple[Any, str | None]:
         import numcodecs
         from zarr.codecs import BloscCodec, BytesCodec
+        from zarr.core.metadata import ArrayV3Metadata
         from zarr.storage import LocalStore
 
-        md = array.metadata
-        codecs = getattr(md, "codecs", ())
-        ok = (getattr(md, "zarr_format", 2) == 3 and isinstance(array.store, LocalStore)
-              and len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
-              and getattr(md.chunk_key_encoding, "name", "") == "default"
+        md, store = array.metadata, array.store
+        if not isinstance(md, ArrayV3Metadata) or not isinstance(store, LocalStore) or len(md.codecs) != 2:
+            return None, None
+        first, blosc = md.codecs
+        if not isinstance(first, BytesCodec) or not isinstance(blosc, BloscCodec):
+            return None, None
+        ok = (getattr(md.chunk_key_encoding, "name", "") == "default"
               and getattr(md.chunk_key_encoding, "separator", "") == "/"
               and tuple(array.chunks[1:]) == tuple(array.shape[1:]) and sys.byteorder == "little")
         if not ok:
             return None, None
-        blosc = codecs[1]
-        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[blosc.shuffle.value]  # type: ignore[union-attr]
+        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[blosc.shuffle.value]
         codec = numcodecs.Blosc(cname=blosc.cname.value, clevel=blosc.clevel, shuffle=shuffle,
                                 blocksize=blosc.blocksize)
         # Blosc's own thread pool only adds hand-off cost in one-thread Dask workers (numcodecs advises this
         # setting under Dask); it is process-wide, and only affects speed, never the bytes written.
         numcodecs.blosc.use_threads = False
-        return codec, str(Path(array.store.root) / array.path / "c")
+        return codec, str(Path(store.root) / array.path / "c")
 
     def write(self, index: int, sample: np.ndarray) -> None:
         """Store ``sample`` (shape ``array.shape[1:]``) as sample ``index`` of a one-sample-per-chunk array."""
@@ -193,7 +198,7 @@ class TileStore:
     """Read access to a store (and the small write helpers the tiling tasks use)."""
 
     @classmethod
-    def create(cls, path: str | Path) -> "TileStore":
+    def create(cls, path: str | Path) -> TileStore:
         """A new, empty store at ``path`` (an existing store there is replaced)."""
         zarr.open_group(str(path), mode="w")
         return cls(path, mode="r+")
@@ -225,7 +230,7 @@ class TileStore:
         g.create_array("date", shape=(n,), chunks=(small,), dtype="int16", fill_value=0, overwrite=True)
         g.create_array("valid", shape=(n,), chunks=(small,), dtype="bool", fill_value=False, overwrite=True)
 
-    def __init__(self, path: str | Path, mode: str = "r") -> None:
+    def __init__(self, path: str | Path, mode: OpenMode = "r") -> None:
         """Open the store at ``path``.
 
         Raises:
@@ -236,7 +241,11 @@ class TileStore:
         attrs = self.root.attrs
         if "mode" not in attrs:  # a store being created: no StoreInfo yet
             return
-        version = int(attrs.get("format_version", 1))  # type: ignore[call-overload]
+        raw_version = attrs.get("format_version", 1)
+        if not isinstance(raw_version, int | float | str):
+            raise ConfigError(f"tile store {self.path} has format_version {raw_version!r}, not a number; re-run the "
+                              "tile job that made it")
+        version = int(raw_version)
         if version > FORMAT_VERSION:
             raise ConfigError(f"tile store {self.path} has format version {version}, newer than this workbench "
                               f"reads ({FORMAT_VERSION}); update the workbench or re-run the tile job that made it")
@@ -271,6 +280,9 @@ class TileStore:
     def read(self, split: str, indices: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Samples ``indices`` of ``split``: ({modality: (n, H, W, C)}, y)."""
         indices = np.asarray(indices, dtype=np.int64)
-        xs = {m: self.array(split, f"x_{m}").get_orthogonal_selection((indices,)) for m in self.info.modalities}
-        y = self.array(split, "y").get_orthogonal_selection((indices,))
+        # np.asarray: zarr types the selection as array-like or scalar; with the default (NumPy) buffers it is
+        # already an ndarray, returned as it is.
+        xs = {m: np.asarray(self.array(split, f"x_{m}").get_orthogonal_selection((indices,)))
+              for m in self.info.modalities}
+        y = np.asarray(self.array(split, "y").get_orthogonal_selection((indices,)))
         return xs, y

@@ -227,9 +227,30 @@ def test_resnet_recipe_preset_and_bad_advanced_value(tiny_scene: Any, monkeypatc
     at.button(key="launch_check").click().run()
     assert "lr_decay_at: [0.5, 0.2] must be increasing fractions" in _texts(at.error)
     at.text_input(key="launch_decay_at_resnet").set_value("0.3, 0.6, 0.8")
-    at.number_input(key="launch_size_multilabel").set_value(32)
+    at.number_input(key="launch_size_multilabel").set_value(16)
     at.button(key="launch_go").click().run()
     assert "Launched run 1" in _texts(at.success), _texts(at.error)
     opts = launched[0].train_options
     assert (opts["optimizer"], opts["warmup_epochs"], opts["lr_decay_at"]) == ("sgd_nesterov", 5, (0.3, 0.6, 0.8))
     assert (opts["lr_decay_factor"], opts["mixup_alpha"], opts["label_fraction"]) == (0.1, 0.2, 0.05)
+
+
+def test_defaults_are_derived_shown_and_stored(tiny_scene: Any, monkeypatch: Any) -> None:
+    """The form's defaults (tile size auto, split block size and buffer auto) give a config that pre-flight states
+    in full: the launched config holds the derived tile size, block size, buffer and seed, and pre-flight shows the
+    samples of every split. The detached launcher is replaced, as in the tests above (it would start training)."""
+    from jobs import launch
+
+    launched: list[Any] = []
+    monkeypatch.setattr(launch, "launch_detached", lambda cfg, *a, **k: launched.append(cfg) or 1)
+    at = _page(pixel_box_wgs84(0, 0, 64, 64))
+    at.button(key="launch_go").click().run()
+    assert "Launched run 1" in _texts(at.success), _texts(at.error)
+    cfg = launched[0]
+    assert cfg.tiling.tile_size == 16 and cfg.split.block_size == 32 and cfg.split.buffer == 8
+    assert cfg.split.seed is not None
+    info = _texts(at.info)
+    assert "tiles of 16 px, spatial split in blocks of 32 px, buffer 8 px" in info and "train: " in info
+    at.number_input(key="launch_block_size").set_value(64)
+    at.button(key="launch_check").click().run()
+    assert "the val split gets 0 tiles" in _texts(at.error)  # one block: everything is training data

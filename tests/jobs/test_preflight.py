@@ -15,7 +15,7 @@ from jobs.preflight import (aoi_stats, build_config, estimate_memory_per_worker,
 from tests.app.conftest import pixel_box_wgs84, tiny_scene  # noqa: F401 - fixture
 
 FORM = {"scene": "tiny", "model": "unet", "scheme": "data_parallel", "num_workers": 2, "epochs": 2,
-        "batch_size": 4, "learning_rate": 1e-3, "size": 32}
+        "batch_size": 4, "learning_rate": 1e-3, "size": 16}
 
 
 def test_aoi_stats_counts_pixels_and_labels(tiny_scene: Any) -> None:
@@ -125,7 +125,7 @@ def test_form_offers_every_registered_model_with_its_builder_defaults() -> None:
     ({"patience": 0}, "- patience: Input should be greater than or equal to 1"),
     ({"model_params": {"width": 0}}, r"- model_params.width: 0 is not a number in \[1, 512\]"),
     ({"model_params": {"dense": "10"}}, "- model_params.dense: model 'unet' has no size parameter 'dense'"),
-    ({"model_params": {"depth": 6}}, r"- tiling.tile_size: a 32-px tile is not divisible by 2\*\*depth = 64"),
+    ({"model_params": {"depth": 6}}, r"- tiling.tile_size: a 16-px tile is not divisible by 2\*\*depth = 64"),
     ({"lr_decay_at": "0.3, 1.2"}, r"- lr_decay_at: \[0.3, 1.2\] must be increasing fractions of the epochs"),
     ({"lr_decay_at": "a, b"}, "- lr_decay_at: 'a, b' is not a comma-separated list of float numbers"),
     ({"mp_split": "optimized"}, "- mp_split: only used when the scheme is 'model_parallel', not 'data_parallel'"),
@@ -170,9 +170,9 @@ def test_preflight_of_a_baseline(tiny_scene: Any) -> None:
 
 
 def test_preflight_of_scene_classifier_and_model_parallel(tiny_scene: Any) -> None:
-    resnet = build_config({**FORM, "model": "resnet50", "size": 32, "model_params": {"width": 8}})
+    resnet = build_config({**FORM, "model": "resnet50", "size": 16, "model_params": {"width": 8}})
     assert preflight(resnet, tiny_scene, cluster_workers=2).ok
-    wide = build_config({**FORM, "model": "resnet50", "size": 32})
+    wide = build_config({**FORM, "model": "resnet50", "size": 16})
     assert estimate_memory_per_worker(wide, tiny_scene, None) > estimate_memory_per_worker(resnet, tiny_scene, None)
     mp = build_config({**FORM, "model": "two_stream", "scheme": "model_parallel", "num_workers": 3, "size": 9})
     assert "runs one branch per modality (RGB and HSI) but scene 'tiny' has ['s2']" in " ".join(

@@ -113,14 +113,11 @@ needs_horovod = pytest.mark.skipif(importlib.util.find_spec("horovod") is None, 
 
 def _train(client: Any, db_url: str, store: Path, **kw: Any) -> tuple[Any, int, dict[str, Any]]:
     from core.configs import TrainJobConfig
-    from core.training.job import run_train_job
-    from db.runs import RunTracker
+    from tests.runs import train_run
 
     config = TrainJobConfig(scene="tiny", store=str(store), model="toy_fcn", model_params={"width": 3}, epochs=2,
                             batch_size=2, log_every=1, max_steps_per_epoch=2, **kw)
-    tracker = RunTracker(db_url)
-    run_id = tracker.create("train", config.model_dump(mode="json"))
-    return tracker, run_id, run_train_job(config, client, tracker, run_id, store)
+    return train_run(config, client, db_url, store)
 
 
 def _predict(client: Any, bundle: str, tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ def test_the_job_kind_registry_has_no_import_cycle_and_no_silent_fallback() -> N
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     caught = {ast.unparse(h.type) for h in ast.walk(tree) if isinstance(h, ast.ExceptHandler) and h.type}
     assert "jobs.engine_kinds" not in imported and not any("ImportError" in c for c in caught)
-    assert set(list_kinds()) == {"tile", "train", "predict", "evaluate", "baseline", "pipeline"}
-    with pytest.raises(ConfigError, match=r"job kind 'bake' is unknown; expected one of \['baseline'"):
+    assert set(list_kinds()) == {"tile", "train", "predict", "evaluate", "baseline", "pipeline", "sample", "assess",
+                                 "vectorize", "export_onnx"}
+    with pytest.raises(ConfigError, match=r"job kind 'bake' is unknown; expected one of \['assess', 'baseline'"):
         get_kind("bake")

@@ -1,0 +1,71 @@
+"""Stating a launch in full before it starts: the derived tile size and split, and what each split will hold.
+
+A pipeline or baseline launched with the defaults leaves the tile size (``tiling`` not given), the split's block
+size and buffer (``None``) and the split seed (not given) to be derived from the AOI. :func:`settle` derives them
+(:mod:`core.sampling.split_defaults`, :func:`core.tiling.census.settle_split`), so the config that is stored with the
+run states what ran, and counts the samples and labelled pixels of every split and class (labels only, no image
+pixels) so that pre-flight can refuse what would fail, with a suggestion, before a run exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.configs import BaselineJobConfig, TileJobConfig, TilingConfig
+from core.data.geometry import resolve_aoi
+from core.data.scene import Scene
+from core.errors import ConfigError
+from core.models import get_model
+from core.sampling.split_defaults import largest_fitting_size
+from core.tasks import get_task
+from core.tiling.census import SampleCensus, settle_split
+from jobs.pipeline import PipelineJobConfig
+
+DEFAULT_TILE = 64
+"""The tile side a pipeline uses when the AOI allows it and the user gave none."""
+
+Launch = PipelineJobConfig | BaselineJobConfig
+
+
+def _tile_size(config: PipelineJobConfig, scene: Scene) -> int:
+    """The tile side for a pipeline that gave none: 64 px, or the largest that fits 2 x 2 split blocks (the whole
+    AOI for a date split), a multiple of the model's pooling alignment."""
+    align = get_model(config.model).context_for(config.model_params).align
+    side = min(resolve_aoi(config.aoi, scene).bbox.shape)
+    fit = side if config.split.method == "date" else largest_fitting_size(side, "tiles")
+    if fit is None or fit < align:
+        raise ConfigError(f"the area of interest ({side} px across) is too small for any tile of model "
+                          f"{config.model!r} (multiples of {align} px); draw a larger area of interest")
+    return max(align, min(DEFAULT_TILE, fit) // align * align)
+
+
+def _with_tiling(config: PipelineJobConfig, scene: Scene) -> PipelineJobConfig:
+    if not get_task(config.task).tiles or "tiling" in config.model_fields_set:
+        return config
+    return config.model_copy(update={"tiling": TilingConfig(tile_size=_tile_size(config, scene))})
+
+
+def tile_job_of(config: Launch, scene: Scene) -> TileJobConfig:
+    """The tile job a launch runs first."""
+    if isinstance(config, BaselineJobConfig):
+        if config.tile_job is None:
+            raise ConfigError("the baseline names a store, not a tile job; nothing to settle")
+        return config.tile_job
+    from jobs.engine_kinds import pipeline_parts
+
+    return pipeline_parts(config, Path("store.zarr"), [m.name for m in scene.modalities])[0]
+
+
+def settle(config: Launch, scene: Scene) -> tuple[Launch, SampleCensus]:
+    """``config`` with its tile size and split stated in full, and the census of its tile job.
+
+    Raises:
+        ConfigError: the AOI cannot hold the job (too small for any tile, or for 2 x 2 split blocks), with a fix.
+    """
+    if isinstance(config, PipelineJobConfig):
+        config = _with_tiling(config, scene)
+    names = {c.id: c.name for c in scene.classes}
+    tile, census = settle_split(tile_job_of(config, scene), scene, class_names=names)
+    if isinstance(config, BaselineJobConfig):
+        return config.model_copy(update={"tile_job": tile}), census
+    return config.model_copy(update={"split": tile.split}), census
