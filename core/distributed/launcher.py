@@ -42,7 +42,7 @@ SCHEDULER_LOST_SECONDS = 5.0
 
 # Secondary failures: what the surviving ranks raise once a peer has shut Horovod down.
 _SECONDARY = ("Horovod has been shut down", "HorovodInternalError", "Horovod is not initialized",
-              "Gloo", "Connection closed by peer", "Timed out")
+              "Gloo", "Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out")
 
 # Per-process state of the rank running in this worker (one rank per worker process).
 _RANK: dict[str, Any] = {}
