@@ -167,6 +167,8 @@ class PredictJobConfig(Frozen):
     batch_size: int = Field(256, ge=1, description="patches per model call (patch models)")
     confidence: bool = True
     output: str | None = None  # COG path; default <home>/runs/run-<id>/prediction.tif
+    resume_from: int | None = Field(None, ge=1, description="id of a predict run that died or was cancelled: finish "
+                                                             "its output, computing only the windows it had not")
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
@@ -281,6 +283,10 @@ class TrainJobConfig(Frozen):
     log_every: int = Field(10, ge=1, description="steps between per-rank loss / samples-per-second records")
     seed: int = 0
     resume_from: int | None = Field(None, ge=1, description="id of a train run whose last checkpoint to continue")
+    max_restarts: int = Field(2, ge=0, description="automatic restarts from the last checkpoint when a rank's worker "
+                                                   "dies or loses contact (0 = fail at once)")
+    restart_wait_s: float = Field(120.0, gt=0, description="how long a restart waits for enough workers; after it, "
+                                                           "a scheme that can (data_parallel) goes on with fewer ranks")
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")

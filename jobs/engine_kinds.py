@@ -83,19 +83,35 @@ def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
     return {"metrics": metrics, "artifacts": {**result["artifacts"], "store": str(store_path)}}
 
 
+def _predict_output(config: PredictJobConfig, ctx: JobContext) -> Path:
+    """The COG a predict run writes: its ``output``, else its run folder's; a resumed run finishes the output of
+    the run it resumes (where that run's ledger is)."""
+    if config.resume_from is None:
+        return Path(config.output) if config.output else ctx.settings.run_dir(ctx.run_id) / "prediction.tif"
+    old = ctx.tracker.get(config.resume_from)
+    if old.kind != "predict":
+        raise ConfigError(f"resume_from={config.resume_from} is a {old.kind} run; resume a predict run (or resume a "
+                          "train run's training with train --resume)")
+    if old.status == "succeeded":
+        raise ConfigError(f"predict run {old.id} succeeded: its output is complete, there is nothing to resume")
+    output = (old.config or {}).get("output")
+    return Path(output) if output else ctx.settings.run_dir(old.id) / "prediction.tif"
+
+
 def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
     from core.inference.predict import run_predict_job
     from core.data.catalog import verify_files
 
     scene = SceneStore(ctx.db_url).get(config.scene)
     verify_files(scene)
-    out = Path(config.output) if config.output else ctx.settings.run_dir(ctx.run_id) / "prediction.tif"
-    result = run_predict_job(config, scene, ctx.client, out,
-                             progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
+    out = _predict_output(config, ctx)
+    result = run_predict_job(config, scene, ctx.client, out, progress=lambda d, t: ctx.progress("inference", d, t),
+                             cancelled=ctx.cancelled, resume=config.resume_from is not None)
     extra, artifacts = record_prediction(ctx, "predict", scene, out, result.get("confidence_path"), config.date,
                                          config.model)
     return {"metrics": {"inference_seconds": result.get("seconds"), "first_pixel_s": result.get("first_pixel_s"),
-                        "class_pixels": result.get("class_pixels"), "windows": result.get("windows"), **extra},
+                        "class_pixels": result.get("class_pixels"), "windows": result.get("windows"),
+                        "resumed_windows": result.get("resumed_windows"), **extra},
             "artifacts": artifacts}
 
 

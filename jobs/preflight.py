@@ -52,7 +52,7 @@ BASELINES: dict[str, str] = {"rf": "random forest", "knn": "k-nearest neighbours
 
 TRAIN_OPTIONS = ("optimizer", "momentum", "warmup_epochs", "lr_decay_epochs", "lr_decay_at", "lr_decay_factor",
                  "patience", "augment", "ema_decay", "mixup_alpha", "label_fraction", "worker_speeds",
-                 "calibration_steps")
+                 "calibration_steps", "max_restarts", "restart_wait_s")
 """The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
 
 Level = Literal["error", "warning", "info"]

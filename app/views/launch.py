@@ -91,6 +91,12 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     v["mixup_alpha"] = c[3].number_input("Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"))
     c = st.columns(4)
     v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"))
+    v["max_restarts"] = c[1].number_input("Automatic restarts", 0, 100, d["max_restarts"], key=k("restarts"),
+                                          help="when a worker dies or loses contact, restart the ranks from the last "
+                                               "checkpoint up to this many times (0 = fail at once)")
+    v["restart_wait_s"] = c[2].number_input("Wait for workers (s)", 1.0, 3600.0, float(d["restart_wait_s"]), 10.0,
+                                            key=k("restart_wait"), help="how long a restart waits for enough workers; "
+                                            "data_parallel then goes on with the ranks there are")
     if get_scheme(scheme).weight_averaging:
         v["ema_decay"] = c[3].number_input("Weight averaging (EMA decay, 0 = off)", 0.0, 0.9999, d["ema_decay"],
                                            0.001, format="%.4f", key=k("ema"),

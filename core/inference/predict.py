@@ -28,7 +28,9 @@ files would need a shared writable disk and a merge step, and a lock would seria
 need no write access to the output folder. The driver's share, measured on this project's 2-core machine: ~4 ms
 of Dask client + scheduler CPU per task (hence chunks), ~3 % of a core while idle, and the COG conversion at the
 end (~0.6 s per 16 Mpx); the temporary GeoTIFF is uncompressed so writing a window is a copy (deflate cost
-0.36 s per 16 Mpx of windows). The tiled GeoTIFF then becomes a COG (:mod:`core.data.cog`).
+0.36 s per 16 Mpx of windows). The tiled GeoTIFF then becomes a COG (:mod:`core.data.cog`). Each finished window is also kept in a ledger
+beside the output (:mod:`core.inference.ledger`), so a prediction that died or was cancelled is resumed by
+computing only the windows it had not finished.
 
 Output: uint8 class ids, nodata 0 (outside the AOI polygon, or where any band of a model input is nodata),
 the label grid's CRS and transform restricted to the AOI bounding box, colour table, class names as tags, mode
@@ -59,6 +61,7 @@ from core.data.scene import Scene
 from core.errors import ConfigError, JobCancelledError, JobFailedError
 from core.inference.plan import CHUNK_PX, group_pairs, tiles_per_side
 from core.inference.windows import WindowPredictor, WindowResult, model_input_sizes
+from core.inference.ledger import WindowLedger, bundle_stamp
 from core.models import NO_CONTEXT, Context, get_model, list_models
 from core.models.bundle import load_meta
 from core.sampling.windows import PixelWindow, windows_in_geometry
@@ -295,8 +298,8 @@ def _tasks(plan: Plan, cores: list[PixelWindow], bbox: PixelWindow, label: Any, 
 
 def _run_windows(client: Any, items: list[Any], total: int, submit: Callable[[Any], Any], output: _Output,
                  geom: Any, progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool] | None,
-                 t0: float) -> float:
-    """Submit the tasks with at most ``2 x workers + 2`` in flight and write each window as it arrives.
+                 t0: float, ledger: WindowLedger) -> float:
+    """Submit the tasks with at most ``2 x workers + 2`` in flight; record and write each window as it arrives.
 
     Returns:
         Seconds from ``t0`` (a ``time.perf_counter()`` reading) to the first window written.
@@ -322,6 +325,7 @@ def _run_windows(client: Any, items: list[Any], total: int, submit: Callable[[An
             if pending:
                 running.add(submit(pending.pop()))
             for core, classes, conf in results:
+                ledger.record(core, classes, conf)
                 output.write(core, classes, conf, geom)
             first = time.perf_counter() - t0 if done == 0 else first
             done += len(results)
@@ -329,16 +333,36 @@ def _run_windows(client: Any, items: list[Any], total: int, submit: Callable[[An
                 progress(done, total)
     except BaseException:
         client.cancel(list(running.futures))  # Dask: stop what has not run yet
-        output.discard()
+        output.discard()  # the ledger keeps the finished windows for a resumed run
         raise
     return first
+
+
+def _replay(ledger: WindowLedger, cores: list[PixelWindow], resume: bool, output: _Output, geom: Any
+            ) -> list[PixelWindow]:
+    """Write the windows a resumed prediction had finished from the ledger; returns the windows still to do."""
+    todo = []
+    try:
+        finished = ledger.start(resume)
+        for core in cores:
+            if (core.row_off, core.col_off) in finished:
+                output.write(core, *ledger.load(core), geom)
+            else:
+                todo.append(core)
+    except BaseException:
+        output.discard()
+        raise
+    if resume:
+        log.info("resuming the prediction into %s: %d of %d windows were finished", output.out,
+                 len(cores) - len(todo), len(cores))
+    return todo
 
 
 def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: Any, out_path: str | Path,
                 tile_size: int | None = None, overlap: int | None = None, seams: str = "exact",
                 progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None,
                 confidence: bool = True, date: str | None = None, batch_size: int = 256,
-                min_overview_size: int = 128, chunk_px: int = CHUNK_PX) -> dict[str, Any]:
+                min_overview_size: int = 128, chunk_px: int = CHUNK_PX, resume: bool = False) -> dict[str, Any]:
     """Classify ``aoi`` of ``scene`` with a model bundle on the Dask cluster of ``client`` and write a COG.
 
     Args:
@@ -359,11 +383,16 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
             :class:`JobCancelledError` is raised (the partial files are removed).
         confidence: also write the confidence COG.
         chunk_px: dense: largest side of the box one task reads (neighbouring tiles are chunked up to it).
+        resume: finish the prediction that died or was cancelled writing ``out_path``: the windows in its ledger
+            (:mod:`core.inference.ledger`) are written from there, only the others are computed.
 
     Returns:
         ``{"path", "confidence_path", "width", "height", "transform", "crs", "windows", "tasks", "tile_size",
         "overlap", "seams", "class_pixels": {class id: pixels}, "nodata", "seconds", "first_pixel_s", "cog_s",
-        "warnings"}``; ``first_pixel_s``: seconds from the call to the first window written.
+        "warnings", "resumed_windows"}``; ``first_pixel_s``: seconds from the call to the first window written.
+
+    Raises:
+        ConfigError: ``resume`` without a ledger at ``out_path``, or with one of other settings.
     """
     t0 = time.perf_counter()
     bundle_dir, out = str(Path(bundle_dir).resolve()), Path(out_path)
@@ -375,7 +404,7 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
     cores = windows_in_geometry(_cores(bbox, plan.core), resolved.geometry)
     transform = Affine(*label.transform) @ Affine.translation(bbox.col_off, bbox.row_off)
     crs = scene.crs_wkt if scene.georeferenced else None
-    items, chunked = _tasks(plan, cores, bbox, label, chunk_px)
+    chunked = plan.predictor.reads_context and plan.predictor.chunk is not None
 
     def submit(item: Any) -> Any:
         if chunked:
@@ -383,10 +412,18 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
         return client.submit(_one_window, predictor.window, bundle_dir, scene, date, *item, batch_size, confidence,
                              pure=False)
 
+    ledger = WindowLedger(out, {"bundle": bundle_dir, "bundle_files": bundle_stamp(bundle_dir), "scene": scene.name,
+                                "date": date, "bbox": bbox.as_tuple(), "confidence": confidence, "windows": len(cores),
+                                "plan": [plan.tile, plan.core, plan.overlap, plan.align], "batch_size": batch_size})
     output = _Output(out, bbox, transform, crs, meta, confidence)
-    first = _run_windows(client, items, len(cores), submit, output, resolved.geometry, progress, cancelled, t0)
+    todo = _replay(ledger, cores, resume, output, resolved.geometry)
+    resumed = len(cores) - len(todo)
+    counted = (lambda d, t: progress(resumed + d, len(cores))) if progress is not None else None
+    items, _ = _tasks(plan, todo, bbox, label, chunk_px)
+    first = _run_windows(client, items, len(todo), submit, output, resolved.geometry, counted, cancelled, t0, ledger)
     t_cog = time.perf_counter()
     output.finish(min_overview_size)
+    ledger.remove()
     seconds = time.perf_counter() - t0
     log.info("predicted %d windows in %d tasks (%d x %d px) into %s in %.1f s (first pixel after %.2f s)",
              len(cores), len(items), bbox.width, bbox.height, out, seconds, first)
@@ -396,17 +433,19 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
             "seams": seams if predictor.reads_context else None,
             "class_pixels": {str(c): int(output.counts[c]) for c in meta.class_ids}, "nodata": cog.CLASS_NODATA,
             "seconds": round(seconds, 3), "first_pixel_s": round(first, 3),
-            "cog_s": round(time.perf_counter() - t_cog, 3), "warnings": list(resolved.warnings)}
+            "cog_s": round(time.perf_counter() - t_cog, 3), "warnings": list(resolved.warnings),
+            "resumed_windows": resumed}
 
 
 def run_predict_job(config: PredictJobConfig, scene: Scene, client: Any, out_path: str | Path,
                     progress: Callable[[int, int], None] | None = None,
-                    cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
+                    cancelled: Callable[[], bool] | None = None, resume: bool = False) -> dict[str, Any]:
     """:func:`run_predict` with the settings of a :class:`PredictJobConfig` (``config.output`` is resolved by the
-    caller into ``out_path``; ``config.scene`` must name ``scene``)."""
+    caller into ``out_path``, as is the output of the run ``config.resume_from`` names, resumed with ``resume``;
+    ``config.scene`` must name ``scene``)."""
     if config.scene != scene.name:
         raise ConfigError(f"config is for scene {config.scene!r} but scene {scene.name!r} was given; load the scene "
                           "the config names")
     return run_predict(config.model, scene, config.aoi, client, out_path, tile_size=config.tile_size,
                        overlap=config.overlap, seams=config.seams, progress=progress, cancelled=cancelled,
-                       confidence=config.confidence, date=config.date, batch_size=config.batch_size)
+                       confidence=config.confidence, date=config.date, batch_size=config.batch_size, resume=resume)

@@ -255,7 +255,7 @@ def test_cancel_and_worker_failure(tmp_path: Path, cluster_client: Any) -> None:
     out = tmp_path / "c" / "map.tif"
     with pytest.raises(JobCancelledError, match="cancelled after 0 of 9 windows"):
         run_predict(bundle, scene, AOIConfig(), cluster_client, out, tile_size=24, overlap=5, cancelled=lambda: True)
-    assert list(out.parent.iterdir()) == []  # partial files removed
+    assert [p.name for p in out.parent.iterdir()] == ["map.tif.parts"]  # partial files removed, the ledger kept
     # A "dense" model whose output is half the tile size fails in the worker; the driver names the task.
     model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.MaxPooling2D(2),
                               keras.layers.Conv2D(3, 1, activation="softmax")])
