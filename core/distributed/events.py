@@ -122,9 +122,9 @@ class EventForwarder:
         if exc_type is None:
             self.close()
             return
-        try:  # the job failed: keep what arrived, and the job's own error
+        try:  # the job failed: keep what arrived, and the job's own error (also when the client is gone)
             self.close(wait=False)
-        except RuntimeError:
+        except Exception:  # noqa: BLE001 - logged; the job's error propagates instead
             log.exception("recording the failed job's reports failed")
 
     def _handle(self, event: tuple[float, dict[str, Any]]) -> None:

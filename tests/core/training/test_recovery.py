@@ -57,7 +57,7 @@ def _train_in_thread(config: TrainJobConfig, client: Any, db_url: str, store: Pa
 
 
 def _kill_rank_1_in_epoch_2(client: Any, db_url: str, nanny_of: dict[str, Any] | None = None,
-                            timeout: float = 300) -> tuple[str, float]:
+                            timeout: float = 300, box: dict[str, Any] | None = None) -> tuple[str, float]:
     """Once rank 0 reported a step of epoch 2, SIGKILL the worker process that runs rank 1 (with ``nanny_of``:
     its nanny process first, so nothing restarts it); returns the worker's address and when it was killed."""
     from db.runs import RunTracker
@@ -73,6 +73,8 @@ def _kill_rank_1_in_epoch_2(client: Any, db_url: str, nanny_of: dict[str, Any] |
                 nanny_of[rank1].send_signal(signal.SIGKILL)
             os.kill(pid, signal.SIGKILL)
             return rank1, time.time()
+        if box is not None and "error" in box:
+            raise AssertionError(f"training failed before the kill: {box['error']}")
         time.sleep(0.1)
     raise AssertionError(f"training did not reach epoch 2 within {timeout} s")
 
@@ -105,7 +107,7 @@ def test_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint
                                                                                 tmp_path: Path) -> None:
     store = make_store(tmp_path / "s.zarr", counts={"train": 120, "val": 4, "test": 2})
     thread, box = _train_in_thread(_config(store), cluster_client, db_url, store)
-    worker, killed_at = _kill_rank_1_in_epoch_2(cluster_client, db_url)
+    worker, killed_at = _kill_rank_1_in_epoch_2(cluster_client, db_url, box=box)
     thread.join(600)
     assert not thread.is_alive(), "training did not finish within 600 s of the kill"
     out = _check_recovered(box, killed_at, ranks_after=2)
@@ -159,7 +161,7 @@ def test_worker_that_never_comes_back_leaves_data_parallel_training_on_one_rank(
     nanny_of = {a: p for p in procs[1:] for a, pid in client.run(os.getppid).items() if pid == p.pid}
     assert len(nanny_of) == 2, "each worker process's parent must be one of the dask worker commands"
     thread, box = _train_in_thread(_config(store, restart_wait_s=15), client, db_url, store)
-    worker, killed_at = _kill_rank_1_in_epoch_2(client, db_url, nanny_of)
+    worker, killed_at = _kill_rank_1_in_epoch_2(client, db_url, nanny_of, box=box)
     thread.join(600)
     assert not thread.is_alive(), "training did not finish within 600 s of the kill"
     out = _check_recovered(box, killed_at, ranks_after=1)
