@@ -15,7 +15,7 @@ import rasterio
 from core.configs import PredictJobConfig
 from core.errors import JobCancelledError
 from tests.conftest import write_raster
-from tests.core.inference.test_predict import dense_bundle
+from tests.core.inference.test_predict import patch_bundle
 
 pytestmark = pytest.mark.cluster
 
@@ -24,7 +24,7 @@ def _register(tmp_path: Path, home: Path, db_url: str) -> None:
     from core.data.catalog import SceneSpec, register_scene
     from db.scenes import SceneStore
 
-    data = (np.random.default_rng(0).random((3, 240, 240)) * 1000).astype("uint16")
+    data = (np.random.default_rng(0).random((3, 480, 480)) * 1000).astype("uint16")
     img = write_raster(tmp_path / "img.tif", data)
     spec = SceneSpec.model_validate({"name": "scene", "classes": [{"id": i, "name": f"c{i}", "color": "#000000"}
                                                                   for i in (3, 5, 9)],
@@ -40,15 +40,15 @@ def test_rerun_resume_finishes_a_cancelled_prediction(tmp_path: Path, home: Path
     from jobs.runner import execute
 
     _register(tmp_path, home, db_url)
-    bundle, _, _ = dense_bundle(tmp_path, 3)
-    config = PredictJobConfig(model=str(bundle), scene="scene", tile_size=24, overlap=4, confidence=False)
+    bundle, _, _ = patch_bundle(tmp_path, 3)  # per-pixel: one task per 24 px block
+    config = PredictJobConfig(model=str(bundle), scene="scene", tile_size=24, confidence=False)
     tracker = RunTracker(db_url)
     stop = threading.Event()
 
     def cancel_midway() -> None:
         while not stop.wait(0.1):
             runs = tracker.list(kind="predict")
-            if runs and (runs[0].progress_done or 0) >= 20:
+            if runs and (runs[0].progress_done or 0) >= 10:
                 tracker.request_cancel(runs[0].id)
                 return
 
@@ -60,13 +60,13 @@ def test_rerun_resume_finishes_a_cancelled_prediction(tmp_path: Path, home: Path
         stop.set()
     first = tracker.list(kind="predict")[0]
     parts = list((home / "runs" / f"run-{first.id:05d}" / "prediction.tif.parts").glob("r*_c*.npz"))
-    assert first.status == "cancelled" and 20 <= len(parts) < 100  # 15 x 15 windows of 16 px cores
+    assert first.status == "cancelled" and 10 <= len(parts) < 400  # 20 x 20 blocks of 24 px
 
     monkeypatch.setenv("WORKBENCH_SCHEDULER", cluster_client.scheduler.address)
     assert main(["runs", "rerun", str(first.id), "--resume"]) == 0
     resumed = tracker.list(kind="predict")[0]
     assert resumed.status == "succeeded" and resumed.config["resume_from"] == first.id
-    assert resumed.metrics["resumed_windows"] == len(parts) and resumed.metrics["windows"] == 225
+    assert resumed.metrics["resumed_windows"] == len(parts) and resumed.metrics["windows"] == 400
     computed = [e for e in tracker.events(resumed.id) if e.kind == "progress" and e.phase == "inference"]
     assert computed[0].data["done"] > len(parts)  # counting went on from the finished windows
 
