@@ -18,6 +18,7 @@ from typing import Any
 import fiona
 from fiona.crs import CRS as FionaCRS
 
+from core.data.vectors import GPKG_OPTIONS
 from core.errors import ConfigError
 from core.evaluation.sample_design import ReferenceSample
 
@@ -52,11 +53,11 @@ def write_sample_gpkg(sample: ReferenceSample, path: str | Path) -> Path:
                                                   "lat": "float", "map_class": "int", "map_class_name": "str",
                                                   "ref_class": "str"}}
     crs = FionaCRS.from_wkt(sample.map.crs_wkt) if sample.map.crs_wkt else None
-    with fiona.open(p, "w", driver="GPKG", layer=_LAYER, schema=schema, crs=crs) as dst:
+    with fiona.open(p, "w", driver="GPKG", layer=_LAYER, schema=schema, crs=crs, **GPKG_OPTIONS) as dst:
         dst.writerecords({"geometry": {"type": "Point", "coordinates": (r["x"], r["y"])}, "properties": r}
                          for r in _rows(sample))
-    with fiona.open(p, "w", driver="GPKG", layer=_META_LAYER,
-                    schema={"geometry": "None", "properties": {"json": "str"}}) as dst:
+    with fiona.open(p, "w", driver="GPKG", layer=_META_LAYER, schema={"geometry": "None", "properties": {"json": "str"}},
+                    **GPKG_OPTIONS) as dst:
         dst.write({"geometry": None, "properties": {"json": json.dumps(sample.to_dict())}})
     return p
 

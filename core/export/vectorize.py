@@ -41,6 +41,7 @@ from rasterio.features import sieve
 from rasterio.windows import Window
 from scipy import ndimage
 
+from core.data.vectors import GPKG_OPTIONS
 from core.errors import GridMismatchError, RasterError
 from core.export.classes import as_classes
 
@@ -247,7 +248,8 @@ class _Sinks:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.unlink(missing_ok=True)
-                self.files.append((fiona.open(path, "w", driver=driver, schema=self.SCHEMA, crs=out_crs),
+                options = GPKG_OPTIONS if driver == "GPKG" else {}
+                self.files.append((fiona.open(path, "w", driver=driver, schema=self.SCHEMA, crs=out_crs, **options),
                                    driver == "GeoJSON"))
 
     def to_map(self, geom_px: Any) -> Any:

@@ -91,6 +91,8 @@ class ModelSpec:
             (pre-flight's activation-memory estimate; None: the task's figure).
         predictor: how its bundles map a scene (:class:`core.inference.windows.WindowPredictor`) when not as its
             task's models do (None: the task's), e.g. a patch model evaluated densely.
+        dense_twin: ``dense_twin(model) -> model`` that maps a window to the class of every pixel's patch with the
+            same weights (per-pixel models evaluated densely; None: not available).
         description: one line for listings (``python -m jobs models``).
     """
 
@@ -105,6 +107,7 @@ class ModelSpec:
     context: Callable[[Mapping[str, Any]], Context] | None = None
     activation_channels: int | None = None
     predictor: Any = None
+    dense_twin: Callable[[Any], Any] | None = None
     description: str = field(default="", compare=False)
 
     @property

@@ -162,5 +162,6 @@ def predict_dense(dense: Any, x: np.ndarray) -> np.ndarray:
 
 register_model(ModelSpec(
     name="patch_fcn", builder=build_patch_fcn, task="patch", activation_channels=192, predictor=DENSE_PATCH,
+    dense_twin=dense_model,
     params=(Param("width", WIDTH_LABEL.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
     description="patch CNN without padding inside the patch: maps are evaluated densely, one model call per block"))

@@ -44,15 +44,20 @@ def _tile(config: TileJobConfig, ctx: Any) -> dict[str, Any]:
     return {}
 
 
-@pytest.mark.usefixtures("home")
-def test_read_only_output_folder_fails_the_run_before_it_starts(small_tmpfs: Path, db_url: str) -> None:
+@pytest.mark.cluster
+@pytest.mark.shared_data
+def test_read_only_output_folder_fails_the_run_before_it_starts(small_tmpfs: Path, home: Path, db_url: str,
+                                                                 cluster_client: Any, shared_data: Path) -> None:
+    from core.data.samples import register_samples
     from db.runs import RunTracker
+    from db.scenes import SceneStore
     from jobs.runner import execute
 
+    register_samples(shared_data, SceneStore(db_url), home, only=["strzegom"])  # the cluster pre-flight reads it
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     config = TileJobConfig(scene="strzegom", output=str(small_tmpfs / "out" / "s.zarr"))
     with pytest.raises(OutputNotWritableError, match=r"Read-only file system .*write permission"):
-        execute(config, lambda c, ctx: pytest.fail("the job started"), db_url=db_url, client=object())
+        execute(config, lambda c, ctx: pytest.fail("the job started"), db_url=db_url, client=cluster_client)
     row = RunTracker(db_url).list()[0]
     assert row.status == "failed" and str(small_tmpfs / "out") in row.error and "Traceback" not in row.error
     assert (small_tmpfs / "keep.txt").read_text() == "stored before the run"
@@ -60,12 +65,15 @@ def test_read_only_output_folder_fails_the_run_before_it_starts(small_tmpfs: Pat
 
 @pytest.mark.cluster
 @pytest.mark.shared_data
-@pytest.mark.usefixtures("home")
-def test_full_disk_fails_the_tiling_run_with_the_path_and_keeps_what_was_stored(small_tmpfs: Path, db_url: str,
-                                                                                 cluster_client: Any) -> None:
+def test_full_disk_fails_the_tiling_run_with_the_path_and_keeps_what_was_stored(small_tmpfs: Path, home: Path,
+                                                                                 db_url: str, cluster_client: Any,
+                                                                                 shared_data: Path) -> None:
+    from core.data.samples import register_samples
     from db.runs import RunTracker
+    from db.scenes import SceneStore
     from jobs.runner import execute
 
+    register_samples(shared_data, SceneStore(db_url), home, only=["strzegom"])  # the cluster pre-flight reads it
     config = TileJobConfig(scene="strzegom", mode="tiles", tiling=TilingConfig(tile_size=64),
                            output=str(small_tmpfs / "s.zarr"))
     with pytest.raises(Exception) as info:

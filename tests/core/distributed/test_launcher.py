@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("horovod.tensorflow")
 
 from core.errors import ClusterError, JobCancelledError, JobFailedError  # noqa: E402
+from core.distributed.hosts import route_address  # noqa: E402
 from core.distributed.launcher import (  # noqa: E402
-    _driver_address_for,
     _iface_for,
     allreduce_probe,
     run_horovod,
@@ -52,12 +52,12 @@ def sleep_outside_collective(seconds: float) -> str:
 def test_gloo_interface_is_the_one_carrying_the_worker_address() -> None:
     import psutil
 
-    assert _iface_for("127.0.0.1") == "lo" and _driver_address_for("127.0.0.1") == "127.0.0.1"
+    assert _iface_for("127.0.0.1") == "lo" and route_address("127.0.0.1") == "127.0.0.1"
     mine = [(name, a.address) for name, addrs in psutil.net_if_addrs().items() for a in addrs
             if a.family == socket.AF_INET and not a.address.startswith("127.")]
     for name, ip in mine:
         assert _iface_for(ip) == name
-        assert _driver_address_for(ip) == ip  # the driver reaches its own address directly
+        assert route_address(ip) == ip  # the driver reaches its own address directly
     with pytest.raises(ClusterError, match="no network interface of .* carries the worker address 203.0.113.7"):
         _iface_for("203.0.113.7")
 
@@ -123,10 +123,10 @@ def test_timeout_stops_the_job(cluster_client) -> None:  # type: ignore[no-untyp
 def test_rendezvous_server_listens_on_the_workers_route_only() -> None:
     import psutil
 
-    from core.distributed.launcher import _bound_rendezvous
+    from core.distributed.hosts import start_rendezvous
 
-    server = _bound_rendezvous("127.0.0.1")
-    port = server.start()
+    server, address, port = start_rendezvous(["tcp://127.0.0.1:1234"])
+    assert address == "127.0.0.1"
     try:
         listening = [c.laddr for c in psutil.Process().net_connections(kind="inet")
                      if c.status == psutil.CONN_LISTEN and c.laddr.port == port]

@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 
 import fiona
+
+from core.data.vectors import GPKG_OPTIONS
 import numpy as np
 import pytest
 
@@ -51,7 +53,7 @@ def test_labels_from_the_filled_in_geopackage(sample: ReferenceSample, tmp_path:
     with fiona.open(gpkg, layer="sample") as src:
         schema, crs, feats = src.schema, src.crs, list(src)
     filled = tmp_path / "filled.gpkg"
-    with fiona.open(filled, "w", driver="GPKG", layer="sample", schema=schema, crs=crs) as dst:
+    with fiona.open(filled, "w", driver="GPKG", layer="sample", schema=schema, crs=crs, **GPKG_OPTIONS) as dst:
         for f in feats:
             props = dict(f["properties"])
             props["ref_class"] = "1"
