@@ -19,8 +19,8 @@ import folium
 import folium.plugins
 from folium.raster_layers import ImageOverlay
 
-from core.data.scene import ClassInfo, Scene
 from app.services.overlays import Overlay
+from core.data.scene import ClassInfo, Scene
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import streamlit as st
 
+from app.services.cluster_info import ClusterInfo, ClusterProbe, resolve_scheduler
 from core.errors import ClusterError
 from core.settings import Settings, get_settings
 from db.runs import RunTracker
 from db.scenes import SceneStore
-from app.services.cluster_info import ClusterInfo, ClusterProbe, resolve_scheduler
 
 
 def settings() -> Settings:

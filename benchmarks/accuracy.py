@@ -87,13 +87,12 @@ def bench(scenes: list[str], n_workers: int = 2, threads_per_worker: int = 1,
           keep: str | None = None) -> Iterator[Bench]:
     """A temporary WORKBENCH_HOME with ``scenes`` (sample folders) registered and a LocalCluster of worker
     processes; everything is removed afterwards (unless ``keep`` names a folder to use instead)."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
-    from core.distributed.cluster import worker_env
     from core.data.samples import register_samples
+    from core.distributed.cluster import worker_env
     from db.scenes import SceneStore
-
-    import dask
 
     with contextlib.ExitStack() as stack:
         # Dask: the client's periodic scheduler-info refresh (n_workers=0, empty "workers") can overwrite the answer

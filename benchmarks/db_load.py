@@ -121,8 +121,8 @@ def _reader(url: str, interval: float, stop: Any, results: Any) -> None:
     """The Live page: list runs, find active ones, build each one's live status; checks nothing goes backwards."""
     from sqlalchemy.exc import DBAPIError
 
-    from db.runs import RunTracker
     from app.services.live import active_run_ids, live_status
+    from db.runs import RunTracker
 
     tracker = RunTracker(url)
     polls, lock_errors, regressions = 0, 0, 0
@@ -207,12 +207,12 @@ def run_load(url: str, backend: str, writers: int = 8, events: int = 1000, poll_
         while len(got) < n:
             try:
                 k, index, payload = results.get(timeout=1.0)
-            except queue.Empty:
+            except queue.Empty as empty:
                 dead = [p.name for p in procs + [reader] if p.exitcode not in (None, 0)]
                 if dead or time.monotonic() > deadline:
                     stop.set()
                     raise RuntimeError(f"load run failed: crashed {dead}, waiting for {kind} of "
-                                       f"{n - len(got)} processes (timeout {timeout:.0f} s)")
+                                       f"{n - len(got)} processes (timeout {timeout:.0f} s)") from empty
                 continue
             if k == kind:
                 got[index] = payload

@@ -60,15 +60,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from dask.distributed import Client, LocalCluster
 
-    from benchmarks.training import synthetic_store
-    from core.distributed.cluster import worker_env
-    from core.configs import TrainJobConfig
-    from core.errors import JobFailedError
-    from core.training.schemes.heterogeneous import SLOWDOWN_ENV
-    from core.training.job import run_train_job
-    from db.runs import RunTracker
-
     import core.distributed.launcher as launcher
+    from benchmarks.training import synthetic_store
+    from core.configs import TrainJobConfig
+    from core.distributed.cluster import worker_env
+    from core.errors import JobFailedError
+    from core.training.job import run_train_job
+    from core.training.schemes.heterogeneous import SLOWDOWN_ENV
+    from db.runs import RunTracker
 
     def workers_now(client: Client) -> dict[str, dict[str, Any]]:
         return dict(client.sync(client.scheduler.identity, n_workers=-1).get("workers", {}))

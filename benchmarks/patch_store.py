@@ -47,8 +47,8 @@ def best_of(repeats: int, fn: Callable[[], None]) -> float:
 
 def main() -> None:
     from core.configs import AOIConfig, SamplingConfig, SplitConfig, TileJobConfig
-    from core.tiling.store import TileStore
     from core.tiling.job import run_tile_job
+    from core.tiling.store import TileStore
     from db.scenes import SceneStore
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

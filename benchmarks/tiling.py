@@ -94,8 +94,9 @@ def _cpu() -> float:
 
 
 def _warm_up() -> None:
-    import core.tiling.job  # noqa: F401
     import zarr  # noqa: F401
+
+    import core.tiling.job  # noqa: F401
 
 
 def tile_once(path: Path, workers: int, tile: int, workdir: Path) -> dict[str, float]:

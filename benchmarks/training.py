@@ -68,9 +68,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from dask.distributed import Client, LocalCluster
 
-    from core.distributed.cluster import worker_env
-
     from core.configs import TrainJobConfig
+    from core.distributed.cluster import worker_env
     from core.training.job import run_train_job
     from db.runs import RunTracker
 

@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.errors import ConfigError
 
 
 class Frozen(BaseModel):
@@ -36,7 +37,7 @@ class TilingConfig(Frozen):
     stride: int | None = Field(None, ge=1, description="step between windows; default = tile_size (no overlap)")
 
     @model_validator(mode="after")
-    def _stride_not_larger(self) -> "TilingConfig":
+    def _stride_not_larger(self) -> TilingConfig:
         if self.stride is not None and self.stride > self.tile_size:
             raise ValueError(f"stride {self.stride} is larger than tile_size {self.tile_size}: pixels between "
                              "windows would be skipped; use a stride <= tile_size")
@@ -76,7 +77,7 @@ class SplitConfig(Frozen):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _check(self) -> "SplitConfig":
+    def _check(self) -> SplitConfig:
         if abs(sum(self.fractions) - 1.0) > 1e-6 or min(self.fractions) < 0:
             raise ValueError(f"split fractions {self.fractions} must be >= 0 and sum to 1 (train, val, test)")
         if self.method == "date" and not self.test_date:
@@ -110,7 +111,7 @@ class ClusterConfig(Frozen):
         return dict(settings.to_dict())
 
     @model_validator(mode="after")
-    def _one_cluster(self) -> "ClusterConfig":
+    def _one_cluster(self) -> ClusterConfig:
         if self.hpc is not None and self.scheduler_address:
             raise ValueError("give either scheduler_address (an existing cluster) or hpc (workers started as batch "
                              "jobs), not both")
@@ -172,7 +173,7 @@ class PredictJobConfig(Frozen):
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _overlap_fits(self) -> "PredictJobConfig":
+    def _overlap_fits(self) -> PredictJobConfig:
         if self.seams == "crop" and self.overlap is None:
             raise ValueError("seams='crop' trades exact seams for speed with an overlap you choose; give overlap "
                              "(e.g. 32), or use seams='exact' for an overlap of the model's receptive-field radius")
@@ -204,7 +205,7 @@ class EvaluateJobConfig(Frozen):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _inputs_given(self) -> "EvaluateJobConfig":
+    def _inputs_given(self) -> EvaluateJobConfig:
         need = {"model": ("model", "store"), "prediction": ("prediction", "labels")}.get(self.method, ("store",))
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
@@ -290,7 +291,7 @@ class TrainJobConfig(Frozen):
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainJobConfig":
+    def _check(self) -> TrainJobConfig:
         from core.models import get_model
 
         get_model(self.model)  # ConfigError (a ValueError) naming the registered models
@@ -334,7 +335,7 @@ class BaselineJobConfig(Frozen):
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "BaselineJobConfig":
+    def _check(self) -> BaselineJobConfig:
         if self.store is None and self.tile_job is None:
             raise ValueError("give the training data: store (path of a tile store) or tile_job (a tile job config)")
         if self.tile_job is not None and self.tile_job.scene != self.scene:

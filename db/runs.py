@@ -206,7 +206,7 @@ class Heartbeat:
             except Exception:  # noqa: BLE001 - a missed heartbeat must never kill the job
                 log.exception("heartbeat for run %d failed", self._run_id)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 

@@ -7,8 +7,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import ConfigError, SceneExistsError, SceneInUseError, SceneNotFoundError
 from core.data.scene import Scene
+from core.errors import ConfigError, SceneExistsError, SceneInUseError, SceneNotFoundError
 from db.engine import session_factory
 from db.models import ClassRow, ModalityRow, RunRow, SceneFileRow, SceneRow, too_long_values
 

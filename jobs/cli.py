@@ -191,8 +191,9 @@ def _cluster_size() -> int | None:
     address = get_settings().scheduler_address or (local_cluster.running_cluster() or {}).get("scheduler")
     if address is None:
         return get_settings().local_workers
-    from core.distributed.cluster import live_workers
     from distributed import Client
+
+    from core.distributed.cluster import live_workers
 
     try:
         with Client(address, timeout=5) as client:
@@ -420,12 +421,10 @@ def cmd_app(args: argparse.Namespace) -> int:
     """Start the local cluster (if no scheduler is given) and the Streamlit app on localhost."""
     import subprocess
 
-    from core.settings import REPO_ROOT
-    from jobs import local_cluster
-
     from core.data.samples import register_samples
-    from core.settings import shared_data_dir
+    from core.settings import REPO_ROOT, shared_data_dir
     from db.scenes import SceneStore
+    from jobs import local_cluster
 
     settings = get_settings()
     store = SceneStore(settings.db_url)

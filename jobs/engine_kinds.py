@@ -14,9 +14,9 @@ from typing import Any
 
 from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig, TileJobConfig, TrainJobConfig
 from core.errors import ConfigError
+from core.tasks import get_task
 from db.runs import RunTracker
 from db.scenes import SceneStore
-from core.tasks import get_task
 from jobs.kinds import JobKind, register_kind
 from jobs.outputs import record_prediction
 from jobs.pipeline import PipelineJobConfig, model_modalities
@@ -99,8 +99,8 @@ def _predict_output(config: PredictJobConfig, ctx: JobContext) -> Path:
 
 
 def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
-    from core.inference.predict import run_predict_job
     from core.data.catalog import verify_files
+    from core.inference.predict import run_predict_job
 
     scene = SceneStore(ctx.db_url).get(config.scene)
     verify_files(scene)
@@ -195,9 +195,9 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
 
     Multi-label scene classifiers make no per-pixel map; their test metrics are per tile (micro / macro F1, ...).
     """
+    from core.data.catalog import verify_files
     from core.evaluation.job import evaluate_bundle
     from core.inference.predict import run_predict as predict
-    from core.data.catalog import verify_files
 
     run_dir = ctx.settings.run_dir(ctx.run_id)
     store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"

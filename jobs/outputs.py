@@ -28,7 +28,7 @@ def record_prediction(ctx: JobContext, kind: str, scene: Scene, prediction: str 
     areas = mapped_areas(pred)
     areas_csv = write_areas_csv(areas, pred.with_name(pred.stem + "_areas.csv"))
     acquired = scene.acquisition(date).date
-    when = _acquisition_datetime(acquired) or dt.datetime.now(dt.timezone.utc)
+    when = _acquisition_datetime(acquired) or dt.datetime.now(dt.UTC)
     classes = [asdict(c) for c in scene.classes] or None
     artifacts = {"prediction": str(pred), "areas_csv": str(areas_csv)}
     styles = style_outputs(pred, classes, confidence)
@@ -51,7 +51,7 @@ def _acquisition_datetime(date: str | None) -> dt.datetime | None:
         return None
     for fmt in ("%Y%m%d", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return dt.datetime.strptime(date, fmt).replace(tzinfo=dt.timezone.utc)
+            return dt.datetime.strptime(date, fmt).replace(tzinfo=dt.UTC)
         except ValueError:
             continue
     return None

@@ -12,8 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from core.configs import (AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig,
-                          check_combination)
+from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig, check_combination
 from core.errors import ConfigError
 from core.models import get_model
 
@@ -62,7 +61,7 @@ class PipelineJobConfig(Frozen):
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "PipelineJobConfig":
+    def _check(self) -> PipelineJobConfig:
         get_model(self.model)  # ConfigError (a ValueError) naming the registered models
         if self.seams == "crop" and self.overlap is None:
             raise ValueError("seams='crop' trades exact seams for speed with an overlap you choose; give overlap "

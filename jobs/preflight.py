@@ -26,13 +26,13 @@ from rasterio.features import geometry_mask
 from shapely import affinity
 
 from core.configs import AOIConfig, BaselineJobConfig, TrainJobConfig
-from core.errors import AOIError, ConfigError
 from core.data.geometry import parse_geometry, resolve_aoi
-from core.training.schemes import get_scheme, list_schemes
 from core.data.scene import Scene
+from core.errors import AOIError, ConfigError
 from core.models import Param, get_model, list_models
 from core.tasks import get_task, list_tasks
 from core.tiling.census import SampleCensus
+from core.training.schemes import get_scheme, list_schemes
 from jobs.pipeline import PipelineJobConfig, model_modalities
 from jobs.settle import settle, tile_job_of
 

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 
 from core.distributed.cluster import ClusterHandle, connect, describe
 from core.errors import JobCancelledError, SchedulerLostError, WorkbenchError
-from core.writable import FULL, NOT_WRITABLE, check_writable, explain_write_error
 from core.settings import Settings, get_settings
+from core.writable import FULL, NOT_WRITABLE, check_writable, explain_write_error
 from db.runs import Heartbeat, RunTracker
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ def db_url(home: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def cluster_client() -> Iterator["object"]:
+def cluster_client() -> Iterator[object]:
     """A real LocalCluster with 2 worker processes (1 thread each), shared by the session's cluster tests."""
     from dask.distributed import Client, LocalCluster
 

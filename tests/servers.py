@@ -95,12 +95,12 @@ class _OsUser:
     gid: int
 
     @classmethod
-    def named(cls, name: str) -> "_OsUser":
+    def named(cls, name: str) -> _OsUser:
         pw = pwd.getpwnam(name)
         return cls(pw.pw_name, pw.pw_uid, pw.pw_gid)
 
     @classmethod
-    def me(cls) -> "_OsUser":
+    def me(cls) -> _OsUser:
         return cls(pwd.getpwuid(os.getuid()).pw_name, os.getuid(), os.getgid())
 
     def popen_kwargs(self) -> dict[str, object]:
@@ -170,7 +170,7 @@ class PostgresServer:
         return None
 
     @classmethod
-    def start(cls, base: Path | None = None, settings: dict[str, str] | None = None) -> "PostgresServer":
+    def start(cls, base: Path | None = None, settings: dict[str, str] | None = None) -> PostgresServer:
         """initdb a fresh cluster under ``base`` (default: a new temp folder) and start it on a free port.
 
         Args:
@@ -349,7 +349,7 @@ class SlurmTestCluster:
         return None
 
     @classmethod
-    def start(cls, cpus: int | None = None, memory_mb: int | None = None, timeout: float = 60.0) -> "SlurmTestCluster":
+    def start(cls, cpus: int | None = None, memory_mb: int | None = None, timeout: float = 60.0) -> SlurmTestCluster:
         """Start munged, slurmctld and slurmd and wait until ``sinfo`` shows the node idle.
 
         Args:

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.errors import ConfigError, PathNotAllowedError
 from core.data.scene import Scene
+from core.errors import ConfigError, PathNotAllowedError
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -10,16 +10,25 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from app import maps, state
+from app.services.overlays import scene_quicklook
 from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
-from jobs import launch as launcher
-from jobs.cluster_check import job_needs
-from app.services.overlays import scene_quicklook
 from core.models import get_model
 from core.tasks import get_task
 from core.training.schemes import get_scheme, list_schemes
-from jobs.preflight import (BASELINES, AOIStats, Check, aoi_stats, build_config, launch_models, model_params,
-                            preflight, recipe_defaults)
+from jobs import launch as launcher
+from jobs.cluster_check import job_needs
+from jobs.preflight import (
+    BASELINES,
+    AOIStats,
+    Check,
+    aoi_stats,
+    build_config,
+    launch_models,
+    model_params,
+    preflight,
+    recipe_defaults,
+)
 
 P = "launch"  # session-state prefix
 

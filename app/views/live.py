@@ -6,9 +6,9 @@ import altair as alt
 import streamlit as st
 
 from app import state
+from app.services.live import PHASES, active_run_ids, format_seconds, live_status
 from core.errors import RunNotFoundError
 from jobs import launch as launcher
-from app.services.live import PHASES, active_run_ids, format_seconds, live_status
 
 P = "live"
 REFRESH_SECONDS = 2

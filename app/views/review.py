@@ -9,13 +9,13 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from app import maps, state
-from core.errors import SceneNotFoundError, WorkbenchError
+from app.services import areas as area_table
+from app.services import overlays
 from core.data.scene import ClassInfo, Scene
+from core.errors import SceneNotFoundError, WorkbenchError
 from db.models import RunRow
 from jobs import launch as launcher
 from jobs.kinds import parse_config
-from app.services import areas as area_table
-from app.services import overlays
 
 P = "review"
 MAX_DOWNLOAD_BYTES = 512 * 2**20

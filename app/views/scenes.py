@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import maps, state
-from core.errors import WorkbenchError
 from app.services.scene_forms import register_from_form, register_samples, sample_names
+from core.errors import WorkbenchError
 
 P = "scenes"
 

@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from core.data import cog
 from core.baselines.estimators import KINDS, SVM_MAX_SAMPLES, make_estimator, score_estimator, split_features
-from core.errors import ConfigError
+from core.data import cog
 from core.data.scene import Scene
+from core.errors import ConfigError
 from core.inference.windows import Views, WindowPredictor, gather_patches, patch_views
 from core.models.bundle import cached_load, meta_from_json, read_meta_json
-from core.tiling.store import TileStore
 from core.sampling.windows import PixelWindow
+from core.tiling.store import TileStore
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class BaselineMeta:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "BaselineMeta":
+    def from_json(cls, text: str) -> BaselineMeta:
         return meta_from_json(text, cls)
 
 

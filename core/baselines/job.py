@@ -16,8 +16,8 @@ from typing import Any
 
 from core.baselines.bundle import fit_baseline_bundle
 from core.configs import BaselineJobConfig
-from core.errors import ConfigError, JobFailedError
 from core.data.scene import Scene
+from core.errors import ConfigError, JobFailedError
 
 log = logging.getLogger(__name__)
 

@@ -99,7 +99,7 @@ class ClusterHandle:
         if self.cluster is not None:
             self.cluster.close()
 
-    def __enter__(self) -> "ClusterHandle":
+    def __enter__(self) -> ClusterHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:

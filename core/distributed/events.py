@@ -112,7 +112,7 @@ class EventForwarder:
     def reporter(self) -> Reporter:
         return Reporter(self.topic)
 
-    def __enter__(self) -> "EventForwarder":
+    def __enter__(self) -> EventForwarder:
         if self.topic is not None:
             self.client.subscribe_topic(self.topic, self._handle)  # Dask: sent before the rank tasks are submitted
             self._thread.start()

@@ -165,7 +165,7 @@ class HPCClusterConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HPCClusterConfig":
+    def from_dict(cls, data: dict[str, Any]) -> HPCClusterConfig:
         """Build from a dict (JSON/YAML/the database); unknown keys are refused with the known ones listed.
 
         Raises:

@@ -20,10 +20,10 @@ from typing import Any, Literal
 import numpy as np
 from pyproj import CRS as ProjCRS
 
+from core.data.rasters import open_raster
 from core.errors import RasterError
 from core.evaluation.blocks import iter_blocks
 from core.evaluation.map_identity import MapIdentity, read_map_identity
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 

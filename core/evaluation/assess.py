@@ -17,6 +17,7 @@ from typing import Any
 
 from rasterio.windows import Window
 
+from core.data.rasters import open_raster
 from core.errors import ConfigError
 from core.evaluation.areas import MappedAreas, mapped_areas, write_areas_csv
 from core.evaluation.errors import SampleMismatchError
@@ -39,7 +40,6 @@ from core.evaluation.sample_design import (
     draw_stratified_sample,
 )
 from core.evaluation.sample_files import read_sample, write_sample
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 

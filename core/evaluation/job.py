@@ -29,8 +29,8 @@ from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
 from core.baselines.estimators import evaluate_baseline
-from core.data.cog import read_classes
 from core.configs import AOIConfig, EvaluateJobConfig
+from core.data.cog import read_classes
 from core.errors import ConfigError, GridMismatchError
 from core.evaluation.metrics import confusion_matrix, metrics_from_confusion
 from core.models.bundle import ModelMeta, load_bundle

@@ -15,9 +15,9 @@ from typing import Any
 from rasterio.errors import NotGeoreferencedWarning
 
 from core.data.cog import read_classes
+from core.data.rasters import open_raster
 from core.errors import RasterError
 from core.evaluation.errors import SampleMismatchError
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 

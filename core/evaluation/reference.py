@@ -22,9 +22,9 @@ import fiona
 import numpy as np
 from rasterio.windows import Window
 
+from core.data.rasters import open_raster
 from core.evaluation.errors import ReferenceLabelError, SampleMismatchError
 from core.evaluation.sample_design import ReferenceSample
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from core.data.rasters import open_raster
 from core.errors import ConfigError
 from core.evaluation.blocks import map_windows
 from core.evaluation.map_identity import MapIdentity, read_map_identity
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 

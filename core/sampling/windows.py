@@ -64,12 +64,12 @@ class PixelWindow:
         """The window as a shapely box in ``(col, row)`` pixel coordinates."""
         return shapely.box(self.col_off, self.row_off, self.col_end, self.row_end)
 
-    def contains(self, other: "PixelWindow") -> bool:
+    def contains(self, other: PixelWindow) -> bool:
         """True when ``other`` lies entirely inside this window."""
         return (self.row_off <= other.row_off and self.col_off <= other.col_off
                 and other.row_end <= self.row_end and other.col_end <= self.col_end)
 
-    def intersection(self, other: "PixelWindow") -> "PixelWindow | None":
+    def intersection(self, other: PixelWindow) -> PixelWindow | None:
         """The overlap of two windows, or None when they share no pixel."""
         r0, c0 = max(self.row_off, other.row_off), max(self.col_off, other.col_off)
         r1, c1 = min(self.row_end, other.row_end), min(self.col_end, other.col_end)

@@ -16,11 +16,11 @@ from affine import Affine
 from rasterio.features import geometry_mask
 
 from core.configs import TileJobConfig
+from core.data.geometry import resolve_aoi
 from core.data.reader import LabelReader
 from core.data.scene import Scene
-from core.sampling.splits import SPLITS
-from core.data.geometry import resolve_aoi
 from core.sampling.split_defaults import candidate_geometries
+from core.sampling.splits import SPLITS
 from core.tiling.job import TilePlan, grid_ratio, plan_samples, selected_acquisitions
 
 

@@ -29,17 +29,24 @@ from distributed import Client, as_completed
 from shapely.geometry.base import BaseGeometry
 
 from core.configs import TileJobConfig
-from core.errors import ConfigError, JobCancelledError, JobFailedError
 from core.data.catalog import verify_files
 from core.data.geometry import resolve_aoi
 from core.data.reader import convert_window
-from core.sampling.patches import centre_bounds, modality_patch_size, patch_window, sample_centres, scan_labels, scan_strips
 from core.data.scene import Acquisition, Modality, Scene
+from core.errors import ConfigError, JobCancelledError, JobFailedError
+from core.sampling.patches import (
+    centre_bounds,
+    modality_patch_size,
+    patch_window,
+    sample_centres,
+    scan_labels,
+    scan_strips,
+)
 from core.sampling.split_defaults import resolve_split
 from core.sampling.splits import SPLITS, date_record, date_split, spatial_split
-from core.tiling.tasks import PlannedSample, TaskResult, cut_samples
-from core.tiling.store import StoreInfo, TileStore, patches_per_chunk
 from core.sampling.windows import PixelWindow, block_grid, sliding_windows, windows_in_geometry
+from core.tiling.store import StoreInfo, TileStore, patches_per_chunk
+from core.tiling.tasks import PlannedSample, TaskResult, cut_samples
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from shapely.geometry.base import BaseGeometry
 
 from core.data.reader import LabelReader, ModalityReader
 from core.data.scene import Scene
-from core.tiling.store import ChunkWriter
 from core.sampling.windows import PixelWindow
+from core.tiling.store import ChunkWriter
 
 GDAL_CACHE_BYTES = 128 * 2**20
 """GDAL block cache while a task reads: enough for neighbouring tiles to share blocks, and bounded (GDAL's default

@@ -44,8 +44,8 @@ from core.configs import TrainJobConfig
 from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info
 from core.errors import ConfigError, LabelError
-from core.models.bundle import ModelMeta
 from core.models import get_model
+from core.models.bundle import ModelMeta
 from core.tasks import get_task
 from core.tasks.multilabel import mixup
 from core.tiling.store import StoreInfo, TileStore
@@ -155,7 +155,7 @@ class BatchPlan:
     given: bool = False
 
 
-def equal_shards(t: "RankTrainer") -> BatchPlan:
+def equal_shards(t: RankTrainer) -> BatchPlan:
     """The default plan: ``config.batch_size`` per rank, ``TileStore.shard`` of the train split."""
     return BatchPlan(t.cfg.batch_size, t.store.shard("train", t.rank, t.size),
                      math.ceil(t.per_rank / t.cfg.batch_size))

@@ -83,7 +83,7 @@ class Telemetry:
         self.add(op, 0, nbytes(tensors))
 
     # ---- CPU / memory ------------------------------------------------------------------------------------------
-    def start(self) -> "Telemetry":
+    def start(self) -> Telemetry:
         self._proc = psutil.Process()
         self._t0 = time.monotonic()
         times = self._proc.cpu_times()

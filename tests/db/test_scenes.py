@@ -2,8 +2,8 @@ from dataclasses import replace
 
 import pytest
 
-from core.errors import ConfigError, SceneExistsError, SceneNotFoundError
 from core.data.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
+from core.errors import ConfigError, SceneExistsError, SceneNotFoundError
 from db.scenes import SceneStore
 
 

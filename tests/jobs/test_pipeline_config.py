@@ -4,9 +4,9 @@ import pytest
 from pydantic import ValidationError
 
 from core.configs import SCHEMES
-from jobs.engine_kinds import pipeline_parts
 from core.errors import ConfigError
 from core.models import list_models
+from jobs.engine_kinds import pipeline_parts
 from jobs.pipeline import PipelineJobConfig, model_modalities
 
 

@@ -10,8 +10,16 @@ import pytest
 from core.configs import AOIConfig, BaselineJobConfig
 from core.errors import AOIOutsideSceneError, ConfigError
 from jobs.engine_kinds import pipeline_parts
-from jobs.preflight import (aoi_stats, build_config, estimate_memory_per_worker, launch_models, model_params,
-                            preflight, recipe_defaults, recipes)
+from jobs.preflight import (
+    aoi_stats,
+    build_config,
+    estimate_memory_per_worker,
+    launch_models,
+    model_params,
+    preflight,
+    recipe_defaults,
+    recipes,
+)
 from tests.app.conftest import pixel_box_wgs84, tiny_scene  # noqa: F401 - fixture
 
 FORM = {"scene": "tiny", "model": "unet", "scheme": "data_parallel", "num_workers": 2, "epochs": 2,

@@ -39,10 +39,16 @@ from core.configs import TrainJobConfig
 from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info, run_horovod
 from core.errors import ConfigError, LabelError
-from core.models.bundle import ModelMeta, load_bundle, save_bundle
 from core.models import get_model, list_models
-from core.models.two_stream import (activation_shape, build_branch_part, build_fusion_part, build_two_stream,
-                                    set_weights_by_layer, weights_by_layer)
+from core.models.bundle import ModelMeta, load_bundle, save_bundle
+from core.models.two_stream import (
+    activation_shape,
+    build_branch_part,
+    build_fusion_part,
+    build_two_stream,
+    set_weights_by_layer,
+    weights_by_layer,
+)
 from core.tiling.store import TileStore
 from core.training.augment import dihedral
 from core.training.checkpoints import copy_dir

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from db.runs import RunTracker
 from app.services import history
 from app.services.live import estimate_eta, format_seconds, live_status
+from db.runs import RunTracker
 
 
 def test_metric_aliases_and_nesting() -> None:

@@ -1,5 +1,5 @@
-from db.runs import RunTracker
 from app.services.live import live_status
+from db.runs import RunTracker
 
 
 def test_step_events_give_one_loss_point_per_rank(db_url):

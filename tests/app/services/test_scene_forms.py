@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError, PathNotAllowedError
 from app.services.scene_forms import confine, parse_classes
+from core.errors import ConfigError, PathNotAllowedError
 
 
 def test_confine_accepts_paths_inside_and_refuses_escapes(tmp_path: Path) -> None:

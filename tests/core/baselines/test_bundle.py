@@ -12,13 +12,13 @@ from affine import Affine
 
 from core.baselines.bundle import fit_baseline_bundle, is_baseline_bundle, load_baseline_bundle, window_features
 from core.configs import AOIConfig, SamplingConfig, SplitConfig, TileJobConfig
-from core.errors import ConfigError
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
-from core.tiling.store import TileStore
+from core.errors import ConfigError
 from core.sampling.windows import PixelWindow
+from core.tiling.store import TileStore
+from tests.conftest import write_raster
 from tests.core.baselines.test_estimators import MEANS as STORE_MEANS
 from tests.core.baselines.test_estimators import write_store
-from tests.conftest import write_raster
 
 T = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
 CLASSES = (ClassInfo(2, "forest", "#00aa00"), ClassInfo(4, "water", "#0000ff"), ClassInfo(7, "urban", "#ff0000"))

@@ -11,8 +11,8 @@ import rasterio
 
 from core.configs import BaselineJobConfig, SamplingConfig, SplitConfig, TileJobConfig
 from core.errors import ConfigError
-from tests.core.baselines.test_bundle import T, class_map, spectra
 from tests.conftest import write_raster
+from tests.core.baselines.test_bundle import T, class_map, spectra
 
 
 def test_config_round_trips_and_refuses_nonsense() -> None:

@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("horovod.tensorflow")
 
-from core.errors import ClusterError, JobCancelledError, JobFailedError  # noqa: E402
 from core.distributed.hosts import route_address  # noqa: E402
 from core.distributed.launcher import (  # noqa: E402
     _iface_for,
@@ -19,6 +18,7 @@ from core.distributed.launcher import (  # noqa: E402
     run_horovod,
     run_single,
 )
+from core.errors import ClusterError, JobCancelledError, JobFailedError  # noqa: E402
 
 # Rank functions of this module travel by value: the workers need not import the test package.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from core.data.cog import finalize_cog, open_tiled, tiled_profile, write_class_metadata
 from core.configs import AOIConfig, EvaluateJobConfig
+from core.data.cog import finalize_cog, open_tiled, tiled_profile, write_class_metadata
 from core.errors import ConfigError, GridMismatchError
 from core.evaluation.job import evaluate_bundle, evaluate_prediction, run_evaluate
 from core.evaluation.metrics import classification_metrics

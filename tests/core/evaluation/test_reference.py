@@ -6,11 +6,10 @@ import csv
 from pathlib import Path
 
 import fiona
-
-from core.data.vectors import GPKG_OPTIONS
 import numpy as np
 import pytest
 
+from core.data.vectors import GPKG_OPTIONS
 from core.errors import LabelError
 from core.evaluation.errors import ReferenceLabelError, SampleMismatchError
 from core.evaluation.reference import read_reference_labels, reference_from_label_raster

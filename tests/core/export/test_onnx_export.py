@@ -14,8 +14,8 @@ from rasterio.windows import Window
 
 from core.export.errors import UnsupportedModelError
 from core.export.onnx_export import export_onnx
-from core.models.bundle import ModelMeta, save_bundle
 from core.models import get_model
+from core.models.bundle import ModelMeta, save_bundle
 
 TOL = 1e-4
 NAMES = ("forest", "urban", "water")

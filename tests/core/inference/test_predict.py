@@ -11,8 +11,8 @@ import rasterio
 from affine import Affine
 
 from core.configs import AOIConfig
-from core.models.bundle import ModelMeta, save_bundle
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
+from core.models.bundle import ModelMeta, save_bundle
 from core.sampling.windows import PixelWindow
 from tests.conftest import write_raster
 

@@ -9,8 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from core.models import build_patch_cnn, build_unet, get_model, list_models  # noqa: E402
 from core.errors import ConfigError  # noqa: E402
+from core.models import build_patch_cnn, build_unet, get_model, list_models  # noqa: E402
 
 
 def test_unet_output_is_per_pixel_probabilities() -> None:

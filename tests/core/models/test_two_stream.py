@@ -41,9 +41,15 @@ def test_bad_split_and_block_counts_are_refused() -> None:
 keras = pytest.importorskip("keras")
 
 from core.models import get_model  # noqa: E402
-from core.models.two_stream import (build_branch_part, build_fusion_part, build_two_stream,  # noqa: E402
-                                    build_two_stream_hsi, build_two_stream_rgb, set_weights_by_layer,
-                                    weights_by_layer)
+from core.models.two_stream import (  # noqa: E402
+    build_branch_part,
+    build_fusion_part,
+    build_two_stream,
+    build_two_stream_hsi,
+    build_two_stream_rgb,
+    set_weights_by_layer,
+    weights_by_layer,
+)
 
 SMALL = {"width": 2, "dense": (16, 8), "blocks": 3}
 

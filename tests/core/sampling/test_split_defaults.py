@@ -8,7 +8,7 @@ from core.configs import SplitConfig
 from core.errors import ConfigError
 from core.sampling.split_defaults import default_split_geometry, largest_fitting_size, resolve_split
 from core.sampling.splits import spatial_split
-from core.sampling.windows import PixelWindow, sliding_windows
+from core.sampling.windows import PixelWindow
 
 
 @pytest.mark.parametrize("size,mode,shape", [(64, "tiles", (401, 401)), (64, "tiles", (443, 489)),

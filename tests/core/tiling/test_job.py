@@ -13,10 +13,10 @@ from pyproj import Transformer
 from rasterio.windows import Window
 
 from core.configs import AOIConfig, SamplingConfig, SplitConfig, TileJobConfig, TilingConfig
-from core.errors import AOIOutsideSceneError, ConfigError, JobCancelledError, JobFailedError
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
-from core.tiling.store import ChunkWriter, TileStore
+from core.errors import AOIOutsideSceneError, ConfigError, JobCancelledError, JobFailedError
 from core.tiling.job import run_tile_job
+from core.tiling.store import ChunkWriter, TileStore
 
 MakeRaster = Callable[..., Path]
 
@@ -92,7 +92,7 @@ def test_tiles_spatial_split_with_wgs84_aoi(cluster_client: Client, shared_data:
     assert info.split["method"] == "spatial" and info.split["buffer"] == 16
     tiles = {s: store.array(s, "loc")[:] for s in ("train", "val", "test") if store.has_split(s)}
     assert set(tiles) == {"train", "val", "test"} and sum(info.counts.values()) == sum(map(len, tiles.values()))
-    for s, locs in tiles.items():
+    for locs in tiles.values():
         for r, c, h, w in locs:  # inside the AOI bbox (rows 30..390, cols 20..380) and the raster
             assert (h, w) == (32, 32) and r + h <= 401 and c + w <= 401 and c + w > 20 and r + h > 30
     names = list(tiles)
@@ -342,8 +342,8 @@ def test_patch_chunks_hold_many_patches_and_match_one_patch_per_chunk(
 
 def test_chunk_groups_are_chunk_aligned_ranges_of_one_split() -> None:
     from core.sampling.windows import PixelWindow
-    from core.tiling.tasks import PlannedSample, _check_chunk_range
     from core.tiling.job import _chunk_groups
+    from core.tiling.tasks import PlannedSample, _check_chunk_range
 
     w = PixelWindow(0, 0, 1, 1)
     samples = [PlannedSample(s, i, 0, w, {}) for s, n in (("train", 10), ("test", 3)) for i in range(n)]

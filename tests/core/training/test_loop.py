@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import zarr
 
 from core.configs import TrainJobConfig
 from core.tiling.store import TileStore

@@ -73,8 +73,8 @@ def test_split_forward_and_backward_equal_the_single_process_model(split: str, m
     import keras
 
     from core.distributed.launcher import run_horovod
-    from core.training.schemes.model_parallel import mp_gradients_rank
     from core.models.two_stream import activation_bytes, build_two_stream, weights_by_layer
+    from core.training.schemes.model_parallel import mp_gradients_rank
 
     keras.utils.set_random_seed(3)
     full = build_two_stream(SHAPES, num_classes=3, **PARAMS)
@@ -107,9 +107,9 @@ def test_split_forward_and_backward_equal_the_single_process_model(split: str, m
 def test_model_parallel_training_writes_a_bundle_that_predicts(mp_client: Any, db_url: str, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     from core.configs import TrainJobConfig
-    from core.training.schemes.model_parallel import time_inference
     from core.models.bundle import load_bundle
     from core.models.two_stream import activation_bytes
+    from core.training.schemes.model_parallel import time_inference
     from tests.runs import train_run
 
     store = make_mm_store(tmp_path / "mm.zarr")
