@@ -14,7 +14,8 @@ patch store's centre pixels, the tile store's labelled pixels). Each deep model 
 exactly its test rows. Prints OA / kappa / macro F1 / mIoU, the split record and the sample counts; figures go to
 ``benchmarks/out/accuracy.json``.
 
-Usage: ``python -m benchmarks.accuracy [--experiments date,spatial,nc] [--epochs 8] [--patch 9] [--tile 64]``
+Usage: ``python -m benchmarks.accuracy [--experiments date,spatial,nc] [--models patch_cnn,unet] [--epochs 8]
+[--patch 9] [--tile 64]`` (``--models patch_cnn,patch_fcn`` compares the two patch classifiers on one patch store)
 (``--help`` lists the model / sampling knobs). Each deep model trains once per ``--seeds`` seed (default 3) and
 the comparison uses the mean; the default run takes ~35 minutes on 2 cores.
 """
@@ -204,18 +205,30 @@ def run_experiment(b: Bench, name: str, exp: dict[str, Any], args: Any) -> dict[
         out["split_record"]["blocks_per_split"] = {s: sum(1 for bl in blocks if bl[4] == s)
                                                    for s in ("train", "val", "test")}
     seeds = [int(x) for x in str(args.seeds).split(",")]
-    out["patch_cnn"] = [train_and_score(b, patches["store"], scene, "patch_cnn",
-                                        {"width": args.width, "dropout": args.dropout}, args, seed=seed)
-                        for seed in seeds]
-    out["rf_patch_store"] = baseline(b, patches["store"], scene, "rf")
-    out["unet"] = [train_and_score(b, tiles["store"], scene, "unet",
-                                   {"width": args.unet_width, "depth": args.depth, "dropout": args.unet_dropout},
-                                   args, batch_size=args.unet_batch, epochs=args.unet_epochs,
-                                   lr_decay_epochs=max(1, args.unet_epochs // 3), patience=args.unet_patience,
-                                   ema_decay=args.unet_ema, seed=seed)
-                   for seed in seeds]
-    out["rf_tile_store"] = baseline(b, tiles["store"], scene, "rf", max_train=args.rf_max_train)
+    for model in deep_models(args):
+        if model == "unet":
+            out["unet"] = [train_and_score(b, tiles["store"], scene, "unet",
+                                           {"width": args.unet_width, "depth": args.depth,
+                                            "dropout": args.unet_dropout},
+                                           args, batch_size=args.unet_batch, epochs=args.unet_epochs,
+                                           lr_decay_epochs=max(1, args.unet_epochs // 3),
+                                           patience=args.unet_patience, ema_decay=args.unet_ema, seed=seed)
+                           for seed in seeds]
+        else:
+            out[model] = [train_and_score(b, patches["store"], scene, model,
+                                          {"width": args.width, "dropout": args.dropout}, args, seed=seed)
+                          for seed in seeds]
+    if any(m != "unet" for m in deep_models(args)):
+        out["rf_patch_store"] = baseline(b, patches["store"], scene, "rf")
+    if "unet" in deep_models(args):
+        out["rf_tile_store"] = baseline(b, tiles["store"], scene, "rf", max_train=args.rf_max_train)
     return out
+
+
+def deep_models(args: Any) -> list[str]:
+    """The deep models of ``--models``: ``unet`` on the tile store, patch models (``patch_cnn``, ``patch_fcn``) on
+    the patch store."""
+    return [m.strip() for m in str(args.models).split(",") if m.strip()]
 
 
 def report(name: str, r: dict[str, Any]) -> list[str]:
@@ -224,8 +237,9 @@ def report(name: str, r: dict[str, Any]) -> list[str]:
              f"   patch store samples {r['patch_store']['counts']} (patches; class-balanced <= per class per date)",
              f"   tile store tiles {r['tile_store']['counts']}, labelled px "
              f"{ {s: sum(c.values()) for s, c in r['tile_store']['class_counts'].items()} }"]
-    for deep, rf, rows in (("patch_cnn", "rf_patch_store", "centre pixels of the test patches"),
-                           ("unet", "rf_tile_store", "every labelled pixel of the test tiles")):
+    for deep in (m for m in r if m in ("unet", "patch_cnn", "patch_fcn")):
+        rf, rows = (("rf_tile_store", "every labelled pixel of the test tiles") if deep == "unet" else
+                    ("rf_patch_store", "centre pixels of the test patches"))
         f = r[rf]["test"]
         lines.append(f"   on {rows}:")
         wins = []
@@ -248,6 +262,8 @@ def report(name: str, r: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--experiments", default="date,spatial,nc", help="comma list of date, spatial, nc")
+    p.add_argument("--models", default="patch_cnn,unet",
+                   help="deep models to train (comma list of patch_cnn, patch_fcn, unet)")
     p.add_argument("--epochs", type=int, default=8, help="patch CNN epochs")
     p.add_argument("--unet-epochs", type=int, default=60,
                    help="U-Net epochs (the rate halves every third of them); 12 left it undertrained on strzegom")
@@ -299,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"total {results['seconds']:.0f} s on {os.cpu_count()} cores; {args.ranks} ranks x 1 thread")
     OUT.mkdir(exist_ok=True)
     for r in results["experiments"].values():
-        for k in ("patch_cnn", "unet"):
+        for k in (m for m in ("patch_cnn", "patch_fcn", "unet") if m in r):
             for run in r[k]:
                 run.pop("model_dir", None)
     (OUT / "accuracy.json").write_text(json.dumps(results, indent=1, default=str))

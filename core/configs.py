@@ -142,9 +142,17 @@ class TileJobConfig(Frozen):
 class PredictJobConfig(Frozen):
     """Apply a trained model bundle to an AOI of a scene; writes a class-map COG (and a confidence COG).
 
-    Sizes are pixels of the label grid. ``tile_size`` None = the model's training sample size (dense models) or
-    64-pixel blocks (patch models). ``overlap`` pixels of context are read on each side of a tile and cropped
-    away, so it must be at least the model's receptive-field radius for seamless maps.
+    Sizes are pixels of the label grid. ``tile_size`` None = a tile about six overlaps wide (at least the model's
+    training sample size) for dense models, the predictor's block (64 px; 256 px for densely evaluated patch
+    models) for per-pixel models.
+
+    ``seams`` says what happens where tiles meet (dense models):
+
+    - ``"exact"`` (default): ``overlap`` pixels of context are read on each side of a tile and cropped away, with
+      ``overlap`` at least the model's receptive-field radius (None = exactly that radius): every output pixel
+      sees the same input as in one whole-scene prediction, so the map has no seams.
+    - ``"crop"``: the same cropping with a smaller ``overlap`` of your choice (required): less work per output pixel
+      (a tile holds more core), at the price of slightly different classes near tile borders.
     """
 
     kind: Literal["predict"] = "predict"
@@ -153,15 +161,22 @@ class PredictJobConfig(Frozen):
     date: str | None = None  # acquisition to classify; None = the first one
     aoi: AOIConfig = AOIConfig()
     tile_size: int | None = Field(None, ge=8, le=8192)
-    overlap: int = Field(16, ge=0)
+    seams: Literal["exact", "crop"] = "exact"
+    overlap: int | None = Field(None, ge=0, description="context pixels per tile side; None = the model's "
+                                                        "receptive-field radius (seams='exact' only)")
     batch_size: int = Field(256, ge=1, description="patches per model call (patch models)")
     confidence: bool = True
     output: str | None = None  # COG path; default <home>/runs/run-<id>/prediction.tif
+    resume_from: int | None = Field(None, ge=1, description="id of a predict run that died or was cancelled: finish "
+                                                             "its output, computing only the windows it had not")
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> "PredictJobConfig":
-        if self.tile_size is not None and 2 * self.overlap >= self.tile_size:
+        if self.seams == "crop" and self.overlap is None:
+            raise ValueError("seams='crop' trades exact seams for speed with an overlap you choose; give overlap "
+                             "(e.g. 32), or use seams='exact' for an overlap of the model's receptive-field radius")
+        if self.tile_size is not None and self.overlap is not None and 2 * self.overlap >= self.tile_size:
             raise ValueError(f"overlap {self.overlap} leaves no pixels of a {self.tile_size}-pixel tile (2 * overlap "
                              f"must be < tile_size); use overlap <= {(self.tile_size - 1) // 2} or a larger tile")
         return self
@@ -268,6 +283,10 @@ class TrainJobConfig(Frozen):
     log_every: int = Field(10, ge=1, description="steps between per-rank loss / samples-per-second records")
     seed: int = 0
     resume_from: int | None = Field(None, ge=1, description="id of a train run whose last checkpoint to continue")
+    max_restarts: int = Field(2, ge=0, description="automatic restarts from the last checkpoint when a rank's worker "
+                                                   "dies or loses contact (0 = fail at once)")
+    restart_wait_s: float = Field(120.0, gt=0, description="how long a restart waits for enough workers; after it, "
+                                                           "a scheme that can (data_parallel) goes on with fewer ranks")
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")

@@ -68,8 +68,31 @@ class JobFailedError(WorkbenchError, RuntimeError):
     """A distributed job failed on one of its workers or ranks."""
 
 
+class WorkerLostError(JobFailedError):
+    """A rank's worker process died or lost contact with the scheduler (no rank failed on its own input).
+
+    ``rank`` and ``worker`` name the first rank lost; a training job may restart its ranks from the last checkpoint.
+    """
+
+    def __init__(self, message: str, rank: int | None = None, worker: str | None = None) -> None:
+        super().__init__(message)
+        self.rank, self.worker = rank, worker
+
+
+class SchedulerLostError(ClusterError):
+    """The driver lost its connection to the Dask scheduler (the scheduler or its host went away)."""
+
+
 class JobCancelledError(WorkbenchError, RuntimeError):
     """A job was cancelled by the user."""
+
+
+class OutputNotWritableError(WorkbenchError, PermissionError):
+    """An output folder or file cannot be written (no permission, read-only file system)."""
+
+
+class DiskFullError(WorkbenchError, OSError):
+    """A write failed because the file system (or the user's quota) is full."""
 
 
 class PathNotAllowedError(WorkbenchError, PermissionError):

@@ -283,7 +283,12 @@ def cmd_runs_rerun(args: argparse.Namespace) -> int:
     from jobs.kinds import parse_config
 
     row = RunTracker().get(args.run_id)
-    config = parse_config(_apply_overrides(dict(row.config), args), kind=row.kind)
+    data = dict(row.config)
+    if getattr(args, "resume", False):
+        if row.kind not in ("train", "predict"):
+            raise ConfigError(f"run {row.id} is a {row.kind} run; --resume continues train and predict runs only")
+        data["resume_from"] = row.id
+    config = parse_config(_apply_overrides(data, args), kind=row.kind)
     return _run_config(config, args, parent_run_id=row.id)
 
 
@@ -547,6 +552,9 @@ def _job_parsers(sub: Any) -> None:
         jp.add_argument("--dry-run", action="store_true", help="validate only")
         if name == "train":
             jp.add_argument("--resume", type=int, metavar="RUN_ID", help="resume from that run's last checkpoint")
+        if name == "predict":
+            jp.add_argument("--resume", type=int, metavar="RUN_ID",
+                            help="finish that predict run's output (it died or was cancelled): only missing windows")
         jp.set_defaults(func=cmd_run, kind=name)
     run = sub.add_parser("run", help="run any job from its JSON config (its \"kind\" says which)")
     run.add_argument("config")
@@ -573,6 +581,8 @@ def _run_parsers(sub: Any) -> None:
     rs.set_defaults(func=cmd_runs_show)
     rr = runs.add_parser("rerun", help="run again from the stored config")
     rr.add_argument("run_id", type=int)
+    rr.add_argument("--resume", action="store_true",
+                    help="continue that run (train: from its last checkpoint; predict: only its missing windows)")
     rr.set_defaults(func=cmd_runs_rerun)
     rc = runs.add_parser("cancel")
     rc.add_argument("run_id", type=int)

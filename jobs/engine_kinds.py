@@ -83,19 +83,36 @@ def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
     return {"metrics": metrics, "artifacts": {**result["artifacts"], "store": str(store_path)}}
 
 
+def _predict_output(config: PredictJobConfig, ctx: JobContext) -> Path:
+    """The COG a predict run writes: its ``output``, else its run folder's; a resumed run finishes the output of
+    the run it resumes (where that run's ledger is)."""
+    if config.resume_from is None:
+        return Path(config.output) if config.output else ctx.settings.run_dir(ctx.run_id) / "prediction.tif"
+    old = ctx.tracker.get(config.resume_from)
+    if old.kind != "predict":
+        raise ConfigError(f"resume_from={config.resume_from} is a {old.kind} run; resume a predict run (or resume a "
+                          "train run's training with train --resume)")
+    if old.status == "succeeded":
+        raise ConfigError(f"predict run {old.id} succeeded: its output is complete, there is nothing to resume")
+    output = (old.config or {}).get("output")
+    return Path(output) if output else ctx.settings.run_dir(old.id) / "prediction.tif"
+
+
 def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
     from core.inference.predict import run_predict_job
     from core.data.catalog import verify_files
 
     scene = SceneStore(ctx.db_url).get(config.scene)
     verify_files(scene)
-    out = Path(config.output) if config.output else ctx.settings.run_dir(ctx.run_id) / "prediction.tif"
-    result = run_predict_job(config, scene, ctx.client, out,
-                             progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
+    out = _predict_output(config, ctx)
+    result = run_predict_job(config, scene, ctx.client, out, progress=lambda d, t: ctx.progress("inference", d, t),
+                             cancelled=ctx.cancelled, resume=config.resume_from is not None)
     extra, artifacts = record_prediction(ctx, "predict", scene, out, result.get("confidence_path"), config.date,
                                          config.model)
-    return {"metrics": {"inference_seconds": result.get("seconds"), "class_pixels": result.get("class_pixels"),
-                        "windows": result.get("windows"), **extra}, "artifacts": artifacts}
+    return {"metrics": {"inference_seconds": result.get("seconds"), "first_pixel_s": result.get("first_pixel_s"),
+                        "class_pixels": result.get("class_pixels"), "windows": result.get("windows"),
+                        "resumed_windows": result.get("resumed_windows"), **extra},
+            "artifacts": artifacts}
 
 
 def trained_label_fraction(bundle: str | Path, tracker: RunTracker) -> float | None:
@@ -150,24 +167,27 @@ def pipeline_parts(config: PipelineJobConfig, store_path: Path, scene_modalities
     return tile, train
 
 
-def prediction_tiling(bundle: str, config: PipelineJobConfig, scene: Any) -> tuple[int | None, int]:
-    """Inference tile and overlap for a pipeline's model: models that read context (dense) predict large tiles
-    (fully convolutional) with an overlap of their receptive-field radius (:attr:`core.models.ModelSpec.context`),
-    so the map has no seams; per-pixel models use their own blocks.
+def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | None, int | None]:
+    """Inference tile and overlap for a pipeline's model (``(None, None)`` for per-pixel models).
 
-    ``scene``: the pipeline's scene, read from the run's database by the caller."""
+    ``seams="exact"``: ``(None, config.overlap)``: :func:`core.inference.predict.run_predict` takes the model's
+    receptive-field radius (:attr:`core.models.ModelSpec.context`) as the overlap (unless a larger one is given)
+    and a tile about six overlaps wide, or one tile over a small AOI, so the map has no seams. ``seams="crop"``:
+    the config's overlap on tiles of at least 256 px and 4 overlaps, a multiple of the model's pooling alignment.
+    """
     from core.inference.predict import model_context
     from core.models.bundle import load_meta
     from core.tasks import get_task
 
     predictor = get_task(config.task).predictor
     if predictor is None or not predictor.reads_context:
-        return None, 0
-    context = model_context(load_meta(bundle))
-    overlap, align = context.radius, context.align
-    side = min(scene.primary.height, scene.primary.width) // align * align  # tiles must fit in the raster
-    tile = min(max(256, config.tiling.tile_size, 4 * overlap), side)
-    return tile, min(overlap, (tile - align) // 2 - 1)
+        return None, None
+    if config.seams == "exact":
+        return None, config.overlap
+    align = model_context(load_meta(bundle)).align
+    overlap = int(config.overlap or 0)
+    tile = max(256, config.tiling.tile_size, 4 * overlap)
+    return -(-tile // align) * align, overlap
 
 
 def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
@@ -199,16 +219,16 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     if config.predict and get_task(config.task).makes_map:  # a multi-label scene classifier makes none
         verify_files(scene)
         out = run_dir / "prediction.tif"
-        tile, overlap = prediction_tiling(train["artifacts"]["model"], config, scene)
+        tile, overlap = prediction_tiling(train["artifacts"]["model"], config)
         # a date split predicts the held-out date, so the map can be checked against that date's labels
         date = config.split.test_date if config.split.method == "date" else None
         pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out, tile_size=tile,
-                       overlap=overlap, date=date,
+                       overlap=overlap, seams=config.seams, date=date,
                        progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
         extra, outputs = record_prediction(ctx, "pipeline", scene, out, pred.get("confidence_path"), date,
                                            train["artifacts"]["model"])
         artifacts.update(outputs)
-        metrics.update(extra, inference_seconds=pred.get("seconds"))
+        metrics.update(extra, inference_seconds=pred.get("seconds"), first_pixel_s=pred.get("first_pixel_s"))
         ctx.tracker.set_artifacts(ctx.run_id, artifacts)
     test: dict[str, Any] | None = None
     if info.counts.get("test"):

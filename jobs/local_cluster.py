@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.distributed.cluster import worker_env
+from core.distributed.cluster import local_cluster, security, tls_options
 from core.errors import ClusterError
 from core.settings import REPO_ROOT, Settings, get_settings
 
@@ -32,7 +32,7 @@ def _reachable(address: str, timeout: float = 3.0) -> bool:
     from distributed import Client
 
     try:
-        with Client(address, timeout=timeout) as c:
+        with Client(address, timeout=timeout, security=security()) as c:
             c.scheduler_info()
         return True
     except Exception:  # noqa: BLE001 - any failure means "not usable"
@@ -66,12 +66,10 @@ def _start(settings: Settings, n_workers: int | None, threads_per_worker: int,
         return cluster, {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link,
                          "pid": os.getpid(), "n_workers": hpc.n_workers, "threads_per_worker": hpc.threads_per_process,
                          "hpc": hpc.system, "hpc_config": str(settings.hpc_config)}
-    from distributed import LocalCluster
 
     n = n_workers or settings.local_workers
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True, host=host,
-                           dashboard_address=f"{host}:0", memory_limit="auto",
-                           env=worker_env(threads_per_worker))
+    cluster = local_cluster(n, threads_per_worker, host=host, dashboard_address=f"{host}:0", memory_limit="auto",
+                            **tls_options(security()))  # Dask: TLS only when WORKBENCH_TLS_* are set
     return cluster, {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link,
                      "pid": os.getpid(), "n_workers": n, "threads_per_worker": threads_per_worker}
 
@@ -81,7 +79,8 @@ def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str |
 
     A LocalCluster's scheduler, workers and dashboard listen on ``host`` only (default ``settings.cluster_host``,
     127.0.0.1), so nothing of the embedded cluster is reachable from the network unless asked for. With
-    ``$WORKBENCH_HPC_CONFIG`` the workers are batch jobs instead; stopping the cluster cancels them.
+    ``$WORKBENCH_HPC_CONFIG`` the workers are batch jobs instead; stopping the cluster cancels them. With
+    ``WORKBENCH_TLS_*`` set (see :func:`core.distributed.cluster.security`) they speak TLS only, at ``tls://``.
     """
     settings = get_settings()
     cluster, state = _start(settings, n_workers, threads_per_worker, host or settings.cluster_host)

@@ -2,7 +2,7 @@
 
 :func:`record_prediction` is called by the predict, pipeline and baseline executors once the map (and its
 confidence map) are written: it measures the mapped area per class (:mod:`core.evaluation.areas`), writes the
-``.qml`` styles and the STAC Item beside the COGs and gathers the run's Items in a static catalogue
+``.qml`` styles and, for georeferenced scenes, the STAC Item beside the COGs and the run's static catalogue
 (:mod:`core.export`). It returns the metrics and artifacts the run records.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from core.data.scene import Scene
 from core.evaluation.areas import mapped_areas, write_areas_csv
-from core.export.outputs import export_prediction
-from core.export.stac_out import RunInfo, write_run_catalog
+from core.export.qml import style_outputs
+from core.export.stac_out import RunInfo, write_run_catalog, write_stac_item
 from jobs.runner import JobContext
 
 
@@ -29,14 +29,17 @@ def record_prediction(ctx: JobContext, kind: str, scene: Scene, prediction: str 
     areas_csv = write_areas_csv(areas, pred.with_name(pred.stem + "_areas.csv"))
     acquired = scene.acquisition(date).date
     when = _acquisition_datetime(acquired) or dt.datetime.now(dt.timezone.utc)
-    run = RunInfo(run_id=ctx.run_id, model=model, scene=scene.name, kind=kind)
-    exported = export_prediction(pred, when, confidence_path=confidence,
-                                 classes=[asdict(c) for c in scene.classes] or None, run=run)
-    catalog = write_run_catalog([exported.stac_item], pred.parent / "stac", catalog_id=f"run-{ctx.run_id}")
+    classes = [asdict(c) for c in scene.classes] or None
+    artifacts = {"prediction": str(pred), "areas_csv": str(areas_csv)}
+    styles = style_outputs(pred, classes, confidence)
+    if scene.georeferenced:  # a STAC Item places the map on the Earth: a pixel-grid scene has no place
+        run = RunInfo(run_id=ctx.run_id, model=model, scene=scene.name, kind=kind)
+        item = write_stac_item(pred, classes, when, run=run, confidence_path=confidence)
+        catalog = write_run_catalog([item], pred.parent / "stac", catalog_id=f"run-{ctx.run_id}")
+        artifacts.update(stac_item=str(item), stac_catalog=str(catalog))
     ctx.progress("outputs", 1, 1)
     metrics = {"mapped_areas": areas.to_dict(), "prediction_date": acquired}
-    artifacts = {"prediction": str(pred), "areas_csv": str(areas_csv), "stac_item": str(exported.stac_item),
-                 "stac_catalog": str(catalog), **{f"style_{p.stem}": str(p) for p in exported.styles}}
+    artifacts.update({f"style_{p.stem}": str(p) for p in styles})
     if confidence:
         artifacts["confidence"] = str(confidence)
     return metrics, artifacts

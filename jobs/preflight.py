@@ -52,7 +52,7 @@ BASELINES: dict[str, str] = {"rf": "random forest", "knn": "k-nearest neighbours
 
 TRAIN_OPTIONS = ("optimizer", "momentum", "warmup_epochs", "lr_decay_epochs", "lr_decay_at", "lr_decay_factor",
                  "patience", "augment", "ema_decay", "mixup_alpha", "label_fraction", "worker_speeds",
-                 "calibration_steps")
+                 "calibration_steps", "max_restarts", "restart_wait_s")
 """The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
 
 Level = Literal["error", "warning", "info"]
@@ -252,6 +252,8 @@ def _pipeline_data(values: dict[str, Any], problems: list[str]) -> dict[str, Any
     }
     if values.get("mp_split") is not None:
         data["mp_split"] = values["mp_split"]
+    if values.get("seams") is not None:
+        data["seams"], data["overlap"] = values["seams"], values.get("overlap")
     size = int(values.get("size") or 0)
     if task.tiles:
         if size:  # 0: the largest tile up to 64 px that the AOI's split allows (jobs.settle)
@@ -284,7 +286,8 @@ def build_config(values: dict[str, Any]) -> PipelineJobConfig | BaselineJobConfi
     dense and multi-label models, patch size for patch models and baselines), optional ``aoi`` (GeoJSON in
     EPSG:4326, None = whole scene), ``split_method`` ("spatial"/"date"), ``fractions`` (train, val, test),
     ``test_date``, ``per_class``. Advanced, all optional: ``model_params`` (see :func:`model_params`; tuples may be
-    comma-separated text), ``mp_split`` (scheme "model_parallel" only), the :data:`TRAIN_OPTIONS` (``lr_decay_at``
+    comma-separated text), ``mp_split`` (scheme "model_parallel" only), ``seams`` and ``overlap`` (dense
+    prediction, see :class:`core.configs.PredictJobConfig`), the :data:`TRAIN_OPTIONS` (``lr_decay_at``
     and ``worker_speeds`` may be comma-separated text; ``lr_decay_epochs`` 0 = none; ``label_fraction`` for
     multi-label models, ``worker_speeds`` / ``calibration_steps`` for scheme "heterogeneous" only).
 

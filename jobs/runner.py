@@ -13,12 +13,14 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from core.distributed.cluster import ClusterHandle, connect, describe
-from core.errors import JobCancelledError
+from core.errors import JobCancelledError, SchedulerLostError, WorkbenchError
+from core.writable import FULL, NOT_WRITABLE, check_writable, explain_write_error
 from core.settings import Settings, get_settings
 from db.runs import Heartbeat, RunTracker
 
@@ -113,6 +115,50 @@ def _cluster_for(config: BaseModel, client: Any, db_url: str) -> tuple[Any, Clus
                             "connect_s": round(connect_s, 2)}
 
 
+def _write_cause(exc: BaseException) -> OSError | None:
+    """The permission, read-only or disk-full ``OSError`` in ``exc``'s chain of causes (None if there is none)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, WorkbenchError) and isinstance(seen, OSError):
+            return None  # already a clear error of its own
+        if isinstance(seen, OSError) and seen.errno in (*NOT_WRITABLE, *FULL):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _precheck_outputs(config: BaseModel, settings: Settings, run_id: int) -> None:
+    """Fail before the job starts when the run's folder or the config's output folder cannot take a file."""
+    try:
+        run_dir = settings.run_dir(run_id)
+    except OSError as exc:
+        raise explain_write_error(exc, settings.runs_dir, "the run's artefacts") from exc
+    check_writable(run_dir, "the run's artefacts")
+    output = getattr(config, "output", None)
+    if output:
+        check_writable(Path(output).parent, f"the output {output}")
+
+
+def _failure_text(exc: BaseException, client: Any, output: str | Path) -> str:
+    """The error a failed run stores: the exception (with its traceback unless it is a plain input error), said
+    as a lost scheduler when the client lost it (whatever the job was waiting on then failed with), or as a full or
+    read-only disk at ``output`` (the job's output or run folder) when a write failed so without naming its file."""
+    message = f"{type(exc).__name__}: {exc}"
+    cause = _write_cause(exc)
+    if cause is not None:  # a write deep inside the job (a worker's task, a library) hit a full or read-only disk
+        clear = explain_write_error(cause, cause.filename or output)
+        message = f"{type(clear).__name__}: {clear} (the job failed with: {message})"
+    status = getattr(client, "status", "running") if client is not None else "running"
+    if status != "running" and not isinstance(exc, SchedulerLostError):
+        address = client.scheduler.address if client.scheduler else "(unknown address)"
+        message = (f"SchedulerLostError: lost the connection to the Dask scheduler {address} (client status "
+                   f"{status!r}): the scheduler process or its host went away; start the cluster again (the embedded "
+                   f"local cluster starts on the next launch) and re-run. The job then failed with: {message}")
+    if not isinstance(exc, (ValueError, LookupError, OSError)) or log.isEnabledFor(logging.DEBUG):
+        message += "\n\n" + "".join(traceback.format_exception(exc))[-4000:]
+    return message
+
+
 def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = None, run_id: int | None = None,
             db_url: str | None = None, client: Any = None, parent_run_id: int | None = None) -> int:
     """Run ``executor(config, ctx)`` as a tracked run; returns the run id.
@@ -139,6 +185,7 @@ def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = Non
     with Heartbeat(tracker, run_id):
         try:
             tracker.start(run_id, cluster={**describe(client), "preflight": preflight} if client is not None else None)
+            _precheck_outputs(config, settings, run_id)
             ctx = JobContext(run_id=run_id, tracker=tracker, client=client, settings=settings, db_url=db_url)
             result = executor(config, ctx) or {}
             tracker.succeed(run_id, metrics=result.get("metrics"), artifacts=result.get("artifacts"))
@@ -148,10 +195,8 @@ def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = Non
             log.warning("run %d cancelled", run_id)
             raise
         except BaseException as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, (ValueError, LookupError, OSError)) or log.isEnabledFor(logging.DEBUG):
-                message += "\n\n" + "".join(traceback.format_exception(exc))[-4000:]
-            tracker.fail(run_id, message)
+            output = getattr(config, "output", None) or settings.runs_dir / f"run-{run_id:05d}"
+            tracker.fail(run_id, _failure_text(exc, client, output))
             raise
         finally:
             if handle is not None:

@@ -85,8 +85,10 @@ class ClusterProbe:
     def _get_client(self) -> Any:
         from distributed import Client
 
+        from core.distributed.cluster import security
+
         if self._client is None or self._client.status not in ("running", "connecting"):
-            self._client = Client(self.address, timeout=self.timeout, set_as_default=False)
+            self._client = Client(self.address, timeout=self.timeout, set_as_default=False, security=security())
         return self._client
 
     def describe(self) -> ClusterInfo:

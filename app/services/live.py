@@ -28,6 +28,8 @@ class LiveStatus:
         phase_index: 1-based position of ``phase`` in :data:`PHASES` (0 when unknown).
         steps: step events (``epoch, step, loss, samples_per_s, rank``), newest last.
         epochs: epoch events in long form (``epoch, metric, value``).
+        restarts: automatic training restarts after a lost worker (``restart, at, reason, ranks_before,
+            ranks_after, from_epoch, waited_s``), oldest first.
     """
 
     run_id: int
@@ -47,6 +49,10 @@ class LiveStatus:
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)
     epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
     workers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    restarts: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+RESTART_COLUMNS = ["restart", "at", "reason", "ranks_before", "ranks_after", "from_epoch", "waited_s"]
 
 
 def estimate_eta(points: list[tuple[datetime, int]], total: int, now: datetime | None = None) -> float | None:
@@ -79,6 +85,7 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
     epoch = step = None
     step_recs: list[dict[str, Any]] = []
     epoch_recs: list[dict[str, Any]] = []
+    restart_recs: list[dict[str, Any]] = []
     for e in events:
         data = e.data or {}
         if e.epoch is not None:
@@ -94,6 +101,8 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
             for name in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
                 if data.get(name) is not None:
                     epoch_recs.append({"epoch": e.epoch, "metric": name, "value": float(data[name])})
+        elif e.kind == "restart":
+            restart_recs.append({"at": e.ts, **{k: data.get(k) for k in RESTART_COLUMNS if k != "at"}})
     start = row.started_at or row.created_at
     end = row.finished_at or utcnow()
     stats = tracker.worker_stats(run_id)
@@ -111,6 +120,7 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
         steps=pd.DataFrame(step_recs, columns=["epoch", "step", "loss", "samples_per_s", "rank", "ts"]),
         epochs=pd.DataFrame(epoch_recs, columns=["epoch", "metric", "value"]),
         workers=workers,
+        restarts=pd.DataFrame(restart_recs, columns=RESTART_COLUMNS),
     )
 
 

@@ -91,6 +91,12 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     v["mixup_alpha"] = c[3].number_input("Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"))
     c = st.columns(4)
     v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"))
+    v["max_restarts"] = c[1].number_input("Automatic restarts", 0, 100, d["max_restarts"], key=k("restarts"),
+                                          help="when a worker dies or loses contact, restart the ranks from the last "
+                                               "checkpoint up to this many times (0 = fail at once)")
+    v["restart_wait_s"] = c[2].number_input("Wait for workers (s)", 1.0, 3600.0, float(d["restart_wait_s"]), 10.0,
+                                            key=k("restart_wait"), help="how long a restart waits for enough workers; "
+                                            "data_parallel then goes on with the ranks there are")
     if get_scheme(scheme).weight_averaging:
         v["ema_decay"] = c[3].number_input("Weight averaging (EMA decay, 0 = off)", 0.0, 0.9999, d["ema_decay"],
                                            0.001, format="%.4f", key=k("ema"),
@@ -122,6 +128,17 @@ def _split_controls() -> dict[str, Any]:
         if text.strip():
             out[name] = int(text) if text.strip().isdigit() else text.strip()
     return out
+
+
+def _seam_controls() -> dict[str, Any]:
+    """Where dense prediction tiles meet (:class:`jobs.pipeline.PipelineJobConfig` ``seams`` / ``overlap``)."""
+    c = st.columns(2)
+    seams = c[0].radio("Map tile seams", ["exact", "crop"], key=state.key(P, "seams"), horizontal=True,
+                       help="exact: each tile reads the model's receptive-field radius of context, so the map has no "
+                            "seams; crop: a smaller overlap of your choice, faster, slightly different classes near "
+                            "tile borders")
+    overlap = c[1].number_input("Overlap for crop (px per side)", 0, 1024, 32, key=state.key(P, "overlap"))
+    return {"seams": seams, "overlap": int(overlap) if seams == "crop" else None}
 
 
 def _baseline_controls() -> dict[str, Any]:
@@ -235,6 +252,9 @@ with st.form(state.key(P, "form")):
     with st.expander("Advanced"):
         advanced = _baseline_controls() if baseline else _training_controls(model, task, scheme, recipe)
         advanced.update(_split_controls())
+        predictor = None if baseline else get_task(task).predictor
+        if predictor is not None and predictor.reads_context:
+            advanced.update(_seam_controls())
     b = st.columns([1, 1, 4])
     check = b[0].form_submit_button("Pre-flight check", key=state.key(P, "check"))
     go = b[1].form_submit_button("Launch", type="primary", key=state.key(P, "go"))

@@ -62,6 +62,11 @@ def live_panel(run_id: int) -> None:
     elif s.status == "succeeded":
         st.success("Run finished. Review its prediction on the **Map review** page.")
 
+    if not s.restarts.empty:
+        last = s.restarts.iloc[-1]
+        st.warning(f"Training restarted {len(s.restarts)} time(s) after a lost worker; last: {last['reason']} "
+                   f"-> {last['ranks_after']} rank(s) from epoch {last['from_epoch'] or 0}")
+        st.dataframe(s.restarts, hide_index=True, width="stretch")
     left, right = st.columns(2)
     with left:
         st.markdown("**Loss**")

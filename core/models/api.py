@@ -89,6 +89,8 @@ class ModelSpec:
         context: ``context(model_params) -> Context`` for dense prediction (None: :data:`NO_CONTEXT`).
         activation_channels: sum of feature-map channels over the layers, per input pixel, at the default width
             (pre-flight's activation-memory estimate; None: the task's figure).
+        predictor: how its bundles map a scene (:class:`core.inference.windows.WindowPredictor`) when not as its
+            task's models do (None: the task's), e.g. a patch model evaluated densely.
         description: one line for listings (``python -m jobs models``).
     """
 
@@ -102,6 +104,7 @@ class ModelSpec:
     branches: tuple[str, ...] = ()
     context: Callable[[Mapping[str, Any]], Context] | None = None
     activation_channels: int | None = None
+    predictor: Any = None
     description: str = field(default="", compare=False)
 
     @property

@@ -13,9 +13,11 @@ probabilities; patch models (``task == "patch"``) map patches centred on a pixel
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +33,10 @@ TUPLE_FIELDS = ("modalities", "class_ids", "class_names", "class_colors")
 """Meta fields stored as JSON lists and read back as tuples (every bundle kind)."""
 
 T = TypeVar("T")
-_CACHE: dict[tuple[str, str], tuple[int, Any]] = {}
+_CACHE: dict[tuple[str, str], tuple[tuple[int, int, int], str]] = {}
+_BY_CONTENT: OrderedDict[tuple[str, str], Any] = OrderedDict()
+MAX_CACHED = 8
+"""Bundle contents a process keeps loaded (least recently used dropped first)."""
 _CACHE_LOCK = threading.Lock()
 
 
@@ -55,20 +60,52 @@ def meta_from_json(text: str, cls: Callable[..., T]) -> T:
     return cls(**d)
 
 
-def cached_load(directory: str | Path, marker: str, load: Callable[[Path], T]) -> T:
-    """``load(directory)``, once per process, again when the file ``marker`` of the folder changes (mtime).
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
-    The one bundle cache of the workers (deep model and baseline bundles alike).
+
+def content_digest(path: Path) -> str:
+    """BLAKE2b digest (hex, 16 bytes) of the files of a bundle folder (names and contents, sorted by name)."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in sorted(p for p in path.iterdir() if p.is_file() and ".tmp" not in p.name):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def cached_load(directory: str | Path, marker: str, load: Callable[[Path], T]) -> T:
+    """``load(directory)``, once per process for each bundle content; kept while the process lives.
+
+    The one bundle cache of the workers (deep model and baseline bundles alike), keyed by path and content: a
+    ``stat`` of the file ``marker`` per call (mtime, size, inode); when that changes, a digest of the folder's
+    files (:func:`content_digest`); a bundle whose content is already loaded (copied to another path, or written
+    again unchanged) is not loaded again. A warm worker keeps its models across runs.
     """
     path = Path(directory).resolve()
-    mtime = (path / marker).stat().st_mtime_ns
-    key = (str(path), marker)
+    key, stamp = (str(path), marker), _stamp(path / marker)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
-        if hit is None or hit[0] != mtime:
-            _CACHE[key] = (mtime, load(path))
-            log.info("loaded bundle %s", path)
-        return _CACHE[key][1]
+        if hit is not None and hit[0] == stamp and (marker, hit[1]) in _BY_CONTENT:
+            _BY_CONTENT.move_to_end((marker, hit[1]))
+            return _BY_CONTENT[(marker, hit[1])]
+        digest = content_digest(path)
+        _CACHE[key] = (stamp, digest)
+        if (marker, digest) not in _BY_CONTENT:
+            _BY_CONTENT[(marker, digest)] = load(path)
+            log.info("loaded bundle %s (content %s)", path, digest)
+            while len(_BY_CONTENT) > MAX_CACHED:
+                _BY_CONTENT.popitem(last=False)
+        _BY_CONTENT.move_to_end((marker, digest))
+        return _BY_CONTENT[(marker, digest)]
+
+
+def cache_info() -> dict[str, str]:
+    """This process's bundle cache: resolved bundle path -> content digest."""
+    with _CACHE_LOCK:
+        return {p: d for (p, _), (_, d) in _CACHE.items()}
 
 
 @dataclass(frozen=True)
@@ -129,5 +166,5 @@ def load_bundle(directory: str | Path, compile: bool = False) -> tuple[Any, Mode
 
 
 def cached_bundle(bundle_dir: str | Path) -> tuple[Any, ModelMeta]:
-    """(model, meta) of a bundle, loaded once per process and reloaded when ``model.keras`` changes."""
+    """(model, meta) of a bundle, loaded once per process per content (:func:`cached_load`)."""
     return cached_load(bundle_dir, MODEL_FILE, load_bundle)

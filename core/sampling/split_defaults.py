@@ -95,3 +95,23 @@ def resolve_split(split: SplitConfig, size: int, mode: str, aoi_shape: tuple[int
         return split
     geometry = default_split_geometry(size, mode, aoi_shape, split.buffer, align)
     return split.model_copy(update={"block_size": geometry.block_size, "buffer": geometry.buffer})
+
+
+def candidate_geometries(size: int, mode: str, aoi_shape: tuple[int, int], buffer: int | None = None,
+                         align: int = 1, extra: int = 2) -> list[SplitGeometry]:
+    """The default geometry, then up to ``extra`` with one and two more blocks per axis (smaller blocks mix the
+    classes of a small AOI better), each still holding a sample per core.
+
+    Raises:
+        ConfigError: as :func:`default_split_geometry`.
+    """
+    first = default_split_geometry(size, mode, aoi_shape, buffer, align)
+    side = min(aoi_shape)
+    smallest = size + first.buffer
+    out = [first]
+    n = math.ceil(side / first.block_size)
+    for k in range(1, extra + 1):
+        block = _round_up(math.ceil(side / (n + k)), align)
+        if block >= smallest and block < out[-1].block_size:
+            out.append(SplitGeometry(block, first.buffer))
+    return out

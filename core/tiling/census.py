@@ -19,7 +19,9 @@ from core.configs import TileJobConfig
 from core.data.reader import LabelReader
 from core.data.scene import Scene
 from core.sampling.splits import SPLITS
-from core.tiling.job import TilePlan, plan_samples, selected_acquisitions
+from core.data.geometry import resolve_aoi
+from core.sampling.split_defaults import candidate_geometries
+from core.tiling.job import TilePlan, grid_ratio, plan_samples, selected_acquisitions
 
 
 @dataclass(frozen=True)
@@ -113,14 +115,16 @@ SEED_TRIES = 8
 
 def settle_split(config: TileJobConfig, scene: Scene, client: Any | None = None,
                  class_names: dict[int, str] | None = None) -> tuple[TileJobConfig, SampleCensus]:
-    """``config`` with its split stated in full (derived block size and buffer; for a spatial split whose seed was
-    not set, the first of :data:`SEED_TRIES` seeds whose training blocks hold every class of the AOI), and its
-    census. A seed the user set is kept as it is."""
-    split = config.split
-    seeds = [split.seed] if split.method != "spatial" or "seed" in split.model_fields_set else range(SEED_TRIES)
+    """``config`` with its split stated in full, and its census.
+
+    A derived block size (none given) is tried at the default and at up to two smaller sizes
+    (:func:`core.sampling.split_defaults.candidate_geometries`), and a seed the user did not set at
+    :data:`SEED_TRIES` seeds, until the training blocks hold every class of the AOI; the first trial is kept when
+    none does. A block size or seed the user set is kept as it is.
+    """
     best: tuple[TileJobConfig, SampleCensus] | None = None
-    for seed in seeds:
-        trial = config.model_copy(update={"split": split.model_copy(update={"seed": seed})})
+    for split in _trial_splits(config, scene):
+        trial = config.model_copy(update={"split": split})
         census = take_census(trial, scene, client)
         settled = trial.model_copy(update={"split": _stated(trial.split, census)})
         if best is None:
@@ -129,6 +133,23 @@ def settle_split(config: TileJobConfig, scene: Scene, client: Any | None = None,
             return settled, census
     assert best is not None
     return best
+
+
+def _trial_splits(config: TileJobConfig, scene: Scene) -> list[Any]:
+    """The split configs :func:`settle_split` tries, in order."""
+    split = config.split
+    if split.method != "spatial":
+        return [split]
+    seeds = [split.seed] if "seed" in split.model_fields_set else list(range(SEED_TRIES))
+    sizes: list[tuple[int | None, int | None]] = [(split.block_size, split.buffer)]
+    if split.block_size is None:
+        label = scene.primary
+        size = config.tiling.tile_size if config.mode == "tiles" else config.sampling.patch_size
+        mods = [scene.modality(m) for m in (config.modalities or [m.name for m in scene.modalities])]
+        shape = resolve_aoi(config.aoi, scene).bbox.shape
+        sizes = [(g.block_size, g.buffer) for g in candidate_geometries(size, config.mode, shape, split.buffer,
+                                                                           grid_ratio(label, mods))]
+    return [split.model_copy(update={"block_size": b, "buffer": f, "seed": s}) for b, f in sizes for s in seeds]
 
 
 def _stated(split: Any, census: SampleCensus) -> Any:

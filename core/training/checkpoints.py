@@ -49,3 +49,24 @@ def restore_checkpoint(directory: Path, model: Any, optimizer: Any) -> dict[str,
     for v, a in zip(optimizer.variables, arrays):
         v.assign(a)
     return dict(json.loads((directory / STATE_FILE).read_text()))
+
+
+def latest_checkpoint(checkpoints: Path, needs: tuple[str, ...] = ()) -> tuple[Path, int] | None:
+    """The complete checkpoint of the highest epoch under ``checkpoints`` (``last`` or ``epoch-NNN``) and its epoch.
+
+    A checkpoint is complete when its bundle, optimizer variables and state (written last) are there and readable,
+    plus the files named in ``needs`` (e.g. the raw weights of a weight average). A rank killed while writing leaves
+    an incomplete folder (or none, between replacing ``last`` and renaming its copy); it is skipped. None: no
+    complete checkpoint yet.
+    """
+    best: tuple[Path, int] | None = None
+    for d in sorted(checkpoints.glob("epoch-*")) + [checkpoints / "last"]:
+        if not all((d / f).exists() for f in ("model.keras", "meta.json", OPTIMIZER_FILE, STATE_FILE, *needs)):
+            continue
+        try:
+            epoch = int(json.loads((d / STATE_FILE).read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if best is None or epoch >= best[1]:
+            best = (d, epoch)
+    return best

@@ -4,12 +4,15 @@ The driver side of training. The scheme (:func:`core.training.schemes.get_scheme
 whether its ranks are Horovod ranks (:func:`core.distributed.launcher.run_horovod`) or one plain worker
 (:func:`~core.distributed.launcher.run_single`). The ranks report events, progress and per-rank statistics through
 a :class:`core.distributed.events.Sink` the caller provides; the job returns the run's metrics and artifacts, and
-the caller records them (and owns the run's status).
+the caller records them (and owns the run's status). A rank whose worker dies or loses contact does not end the
+job: it is relaunched from the run's last checkpoint, up to ``max_restarts`` times (:mod:`core.training.recovery`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,12 +22,14 @@ from distributed import Client
 from core.configs import TrainJobConfig
 from core.distributed.events import EventForwarder, Sink, reporting
 from core.distributed.launcher import RankResults, run_horovod, run_single
-from core.errors import ClusterError, ConfigError
+from core.errors import ClusterError, ConfigError, WorkerLostError
+from core.models import get_model
 from core.models.bundle import load_meta
 from core.settings import get_settings
 from core.tiling.store import TileStore
-from core.models import get_model
-from core.training.schemes import get_scheme
+from core.training.checkpoints import STATE_FILE
+from core.training.recovery import Recovery
+from core.training.schemes import SchemeSpec, get_scheme
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +98,8 @@ def run_train_job(config: TrainJobConfig, client: Client, store_path: str | Path
 
     Raises:
         ConfigError, ClusterError: invalid job (before any rank starts).
-        JobFailedError: a rank failed (with its error); JobCancelledError: ``cancelled()`` became true.
+        JobFailedError: a rank failed (with its error), or a lost worker could not be recovered from
+            (``max_restarts`` used, too few workers came back); JobCancelledError: ``cancelled()`` became true.
     """
     settings = get_settings()
     if run_dir is None:
@@ -106,27 +112,61 @@ def run_train_job(config: TrainJobConfig, client: Client, store_path: str | Path
     validate(config, client, path)
     resume = _resume_dir(config, settings.runs_dir)
     scheme = get_scheme(config.scheme)
-    kwargs = {"config": config.model_dump(mode="json"), "store_path": str(path), "run_dir": str(run_dir),
-              "run_id": run_id, "resume_dir": str(resume) if resume else None, "scheme": scheme}
-    with EventForwarder(client, sink, config.num_workers) as events:
+    recovery = Recovery(config, client, scheme, Path(run_dir), sink, cancelled)
+    num_ranks, resume_dir, t_start = config.num_workers, resume, time.monotonic()
+    while True:
+        kwargs = {"config": config.model_copy(update={"num_workers": num_ranks}).model_dump(mode="json"),
+                  "store_path": str(path), "run_dir": str(run_dir), "run_id": run_id,
+                  "resume_dir": str(resume_dir) if resume_dir else None, "scheme": scheme}
+        left = None if timeout is None else max(timeout - (time.monotonic() - t_start), 1.0)
+        try:
+            results = _launch(client, scheme, kwargs, num_ranks, sink, cancelled, left)
+        except WorkerLostError as exc:
+            num_ranks, resume_dir = recovery.restart(exc, num_ranks, resume_dir)
+            continue
+        recovery.stepped(results.first_step_at)
+        return _summarise(Path(run_dir), results, recovery.records, _start_epoch(resume))
+
+
+def _launch(client: Client, scheme: SchemeSpec, kwargs: dict[str, Any], num_ranks: int, sink: Sink | None,
+            cancelled: Callable[[], bool] | None, timeout: float | None) -> RankResults:
+    """One launch of the scheme's ranks; ``results.first_step_at``: when the slowest rank's first step ended."""
+    t_launch = time.time()
+    with EventForwarder(client, sink, num_ranks) as events:
         args = (scheme.rank_fn, events.reporter)  # Dask: the spec travels by reference to its module
         if scheme.uses_horovod:
-            results = run_horovod(client, reporting, args=args, kwargs=kwargs, num_ranks=config.num_workers,
+            results = run_horovod(client, reporting, args=args, kwargs=kwargs, num_ranks=num_ranks,
                                   env=RANK_ENV, cancelled=cancelled, timeout=timeout)
         else:
             results = run_single(client, reporting, args=args, kwargs=kwargs, env=RANK_ENV, cancelled=cancelled,
                                  timeout=timeout)
-    return _summarise(Path(run_dir), results)
+    first = results.startup.launch_to_first_step
+    results.first_step_at = None if first is None else t_launch + first
+    return results
 
 
-def _summarise(run_dir: Path, results: RankResults) -> dict[str, Any]:
-    """The run's metrics (final and per-epoch, throughput, startup, per-rank figures) and artifact paths."""
+def _start_epoch(resume: Path | None) -> int:
+    """The first epoch the job trains: 1, or the epoch after the checkpoint it resumes."""
+    if resume is None:
+        return 1
+    return int(json.loads((resume / STATE_FILE).read_text())["epoch"]) + 1
+
+
+def _summarise(run_dir: Path, results: RankResults, restarts: list[dict[str, Any]], start_epoch: int
+               ) -> dict[str, Any]:
+    """The run's metrics (final and per-epoch, throughput, startup, per-rank figures, restarts) and artifacts.
+
+    After restarts the epochs run are those of the whole job (from ``start_epoch``), not only the last launch's.
+    """
     r0 = results[0]
     last = r0["history"][-1] if r0["history"] else {}
     rates = [r["samples_per_s"] for r in results]
+    epochs_run = [int(h["epoch"]) for h in r0["history"] if int(h["epoch"]) >= start_epoch] if restarts \
+        else r0["epochs_run"]
     metrics = {
         "final": last, "history": r0["history"], "best_val": r0["best_val"], "best_epoch": r0["best_epoch"],
-        "epochs_run": r0["epochs_run"], "start_epoch": r0["start_epoch"], "stopped_early": r0["stopped_early"],
+        "epochs_run": epochs_run, "start_epoch": start_epoch, "stopped_early": r0["stopped_early"],
+        "restarts": restarts,
         "num_ranks": len(results), "samples_per_s": sum(x for x in rates if x) if all(rates) else None,
         "samples_per_s_per_rank": rates, "startup": results.startup.as_dict(), "wall_s": results.wall_s,
         "weights_identical": len({r["checksum"] for r in results}) == 1, "checksums": [r["checksum"] for r in results],

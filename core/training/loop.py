@@ -56,6 +56,7 @@ from core.training.schemes.api import SchemeSpec, get_scheme
 from core.training.telemetry import Telemetry
 from core.training.throttle import slowdown, throttle
 from core.training.weight_average import WeightAverage
+from core.writable import writes_to
 
 log = logging.getLogger(__name__)
 
@@ -474,12 +475,14 @@ class RankTrainer:
         """Rank 0: the epoch's checkpoint, ``checkpoints/last`` and (when it improved) the ``model`` bundle."""
         ckpt_dir = run_dir / "checkpoints"
         epoch_meta = dataclasses.replace(self.meta, epoch=epoch)
-        here = save_checkpoint(ckpt_dir / f"epoch-{epoch:03d}", self.model, self.optimizer, epoch_meta, self.state)
-        if self.average:
-            self.average.save_raw(here)
-        copy_dir(here, ckpt_dir / "last")
-        if improved:
-            copy_dir(here, run_dir / "model")
+        with writes_to(ckpt_dir, "the training checkpoint"):  # a full or read-only disk, said with path and fix
+            here = save_checkpoint(ckpt_dir / f"epoch-{epoch:03d}", self.model, self.optimizer, epoch_meta,
+                                   self.state)
+            if self.average:
+                self.average.save_raw(here)
+            copy_dir(here, ckpt_dir / "last")
+            if improved:
+                copy_dir(here, run_dir / "model")
 
     def _report_epoch(self, epoch: int, metrics: dict[str, Any], ranks: list[dict[str, Any]]) -> None:
         """Rank 0: the epoch event, the training progress and one worker row per rank."""

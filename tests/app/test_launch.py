@@ -107,11 +107,13 @@ def test_launch_creates_a_run_with_the_form_config(tiny_scene: Any, db_url: str,
     at = _page(aoi)
     at.number_input(key="launch_epochs").set_value(3)
     at.number_input(key="launch_workers").set_value(1)
+    at.number_input(key="launch_restarts_default").set_value(4)
     at.button(key="launch_go").click().run()
     assert "Launched run 1" in _texts(at.success), _texts(at.error)
     assert at.session_state["live_run_id"] == 1
     cfg = RunTracker(db_url).get(1).config
     assert cfg["kind"] == "pipeline" and cfg["scene"] == "tiny" and cfg["epochs"] == 3 and cfg["num_workers"] == 1
+    assert cfg["train_options"]["max_restarts"] == 4 and cfg["train_options"]["restart_wait_s"] == 120.0
     assert cfg["aoi"]["geometry"] == aoi and cfg["aoi"]["crs"] == "EPSG:4326"
 
 

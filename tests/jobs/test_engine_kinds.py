@@ -72,24 +72,15 @@ def test_multilabel_test_metrics_reach_the_history_table_and_per_class_f1(db_url
     assert dict(zip(f1["class"], f1["f1"])) == {"water": 0.9, "forest": 0.3}
 
 
-def test_prediction_tiling_uses_the_runs_scene_not_the_default_database(tmp_path: Path, home: Path) -> None:
-    """The pipeline reads its scene from the run's database (a non-default URL here) and hands it over; the default
-    database of the home does not know the scene."""
-    import numpy as np
+def test_prediction_tiling_exact_leaves_the_tile_to_run_predict_crop_takes_the_overlap(tmp_path: Path) -> None:
+    """Exact seams: run_predict picks the tile and the receptive-field radius (no scene needed here, so no database
+    is read); crop: the config's overlap on tiles of >= 256 px, a multiple of the U-Net's 2 ** depth."""
+    import pytest
 
-    from core.data.catalog import SceneSpec, register_scene
-    from core.errors import SceneNotFoundError
     from core.models.bundle import ModelMeta
-    from db.scenes import SceneStore
     from jobs.engine_kinds import prediction_tiling
     from jobs.pipeline import PipelineJobConfig
-    from tests.conftest import write_raster
 
-    other_url = f"sqlite:///{tmp_path / 'other.db'}"
-    img = write_raster(tmp_path / "img.tif", np.ones((3, 100, 120), dtype="uint16"))
-    spec = SceneSpec.model_validate({"name": "elsewhere", "classes": [{"id": 1, "name": "a", "color": "#000000"}],
-                                     "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]}}]})
-    register_scene(spec, SceneStore(other_url), home)
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     meta = ModelMeta(model="unet", task="dense", modalities=("s2",), sample_size={"s2": 64}, class_ids=(1,),
@@ -97,9 +88,10 @@ def test_prediction_tiling_uses_the_runs_scene_not_the_default_database(tmp_path
                      extra={"model_params": {"width": 2, "depth": 2}})
     (bundle / "meta.json").write_text(meta.to_json())
     config = PipelineJobConfig(scene="elsewhere", model="unet", num_workers=1, scheme="single")
-    import pytest
-
-    with pytest.raises(SceneNotFoundError):
-        SceneStore().get("elsewhere")  # the default database, which the old code read
-    tile, overlap = prediction_tiling(str(bundle), config, SceneStore(other_url).get("elsewhere"))
-    assert (tile, overlap) == (100, 23)  # the raster's short side (a multiple of 2 ** 2), the U-Net's radius
+    assert prediction_tiling(str(bundle), config) == (None, None)
+    crop = config.model_copy(update={"seams": "crop", "overlap": 70})
+    assert prediction_tiling(str(bundle), crop) == (280, 70)  # 4 x 70, a multiple of 4
+    patch = PipelineJobConfig(scene="elsewhere", model="patch_cnn", num_workers=1, scheme="single")
+    assert prediction_tiling(str(bundle), patch) == (None, None)
+    with pytest.raises(ValueError, match="seams='crop' trades exact seams for speed"):
+        PipelineJobConfig(scene="elsewhere", model="unet", num_workers=1, scheme="single", seams="crop")

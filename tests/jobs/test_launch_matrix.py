@@ -19,8 +19,8 @@ from pyproj import Transformer
 
 from core.data.scene import Scene
 
-AOI_PX = 160
-"""Side of the centred AOI on scenes larger than this (label-grid pixels)."""
+AOI_PX = 200
+"""Side of the centred AOI on scenes larger than 256 px (label-grid pixels); smaller scenes are used whole."""
 FORM = {"scheme": "data_parallel", "num_workers": 2, "epochs": 1, "batch_size": 8, "learning_rate": 1e-3,
         "split_method": "spatial", "fractions": (0.6, 0.2, 0.2), "per_class": 40}
 """The form's defaults (tile size auto, patch size 9, spatial split, 2 data-parallel workers), shortened."""
@@ -29,7 +29,7 @@ FORM = {"scheme": "data_parallel", "num_workers": 2, "epochs": 1, "batch_size": 
 def _aoi(scene: Scene) -> dict[str, Any] | None:
     """A centred AOI_PX square in EPSG:4326, or None (whole scene) for small or non-georeferenced scenes."""
     g = scene.primary
-    if not scene.georeferenced or min(g.height, g.width) <= AOI_PX:
+    if not scene.georeferenced or min(g.height, g.width) <= 256:
         return None
     a, _, c, _, e, f = g.transform
     r0, c0 = (g.height - AOI_PX) // 2, (g.width - AOI_PX) // 2

@@ -57,6 +57,8 @@ class SchemeSpec:
         options: the ``TrainJobConfig`` fields only this scheme reads (the form shows them for it alone).
         weight_averaging: the scheme can average the weights over training (``ema_decay``; its ``check_train``
             refuses it otherwise).
+        shrinkable: after a lost worker that does not come back, training may go on with fewer ranks (the loop
+            re-shards the data and scales the learning rate by the new number of ranks).
         order: position in :func:`list_schemes` (lower first; ties in registration order).
     """
 
@@ -71,6 +73,7 @@ class SchemeSpec:
     plan: Callable[[Any], Any] | None = None
     options: tuple[str, ...] = ()
     weight_averaging: bool = True
+    shrinkable: bool = False
     order: int = 100
 
 

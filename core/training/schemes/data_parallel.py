@@ -16,4 +16,5 @@ def allreduce_average(values: Sequence[Any], weight: Any, hvd: Any, name: str) -
 
 SCHEME = register_scheme(SchemeSpec(
     name="data_parallel", description="Horovod ranks on equal shards, gradients averaged (Goyal et al. 2017)",
-    rank_fn=train_rank, uses_horovod=True, reduction=Reduction(allreduce_average), order=10))
+    rank_fn=train_rank, uses_horovod=True, reduction=Reduction(allreduce_average), shrinkable=True,
+    order=10))

@@ -118,3 +118,18 @@ def test_timeout_stops_the_job(cluster_client) -> None:  # type: ignore[no-untyp
     with pytest.raises(JobFailedError, match=r"did not finish within timeout=1.0 s"):
         run_single(cluster_client, time.sleep, args=(300,), timeout=1.0)
     assert run_single(cluster_client, max, args=([4, 7],)) == [7]
+
+
+def test_rendezvous_server_listens_on_the_workers_route_only() -> None:
+    import psutil
+
+    from core.distributed.launcher import _bound_rendezvous
+
+    server = _bound_rendezvous("127.0.0.1")
+    port = server.start()
+    try:
+        listening = [c.laddr for c in psutil.Process().net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+        assert [a.ip for a in listening] == ["127.0.0.1"]
+    finally:
+        server.stop()

@@ -255,7 +255,7 @@ def test_cancel_and_worker_failure(tmp_path: Path, cluster_client: Any) -> None:
     out = tmp_path / "c" / "map.tif"
     with pytest.raises(JobCancelledError, match="cancelled after 0 of 9 windows"):
         run_predict(bundle, scene, AOIConfig(), cluster_client, out, tile_size=24, overlap=5, cancelled=lambda: True)
-    assert list(out.parent.iterdir()) == []  # partial files removed
+    assert [p.name for p in out.parent.iterdir()] == ["map.tif.parts"]  # partial files removed, the ledger kept
     # A "dense" model whose output is half the tile size fails in the worker; the driver names the task.
     model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.MaxPooling2D(2),
                               keras.layers.Conv2D(3, 1, activation="softmax")])
@@ -269,8 +269,97 @@ def test_predict_config_validation() -> None:
 
     c = PredictJobConfig(model="/m", scene="s", tile_size=64, overlap=8)
     assert PredictJobConfig.model_validate_json(c.model_dump_json()) == c
+    assert c.seams == "exact" and PredictJobConfig(model="/m", scene="s").overlap is None
     with pytest.raises(ValueError, match="overlap 32 leaves no pixels of a 64-pixel tile"):
         PredictJobConfig(model="/m", scene="s", tile_size=64, overlap=32)
+    with pytest.raises(ValueError, match="seams='crop' trades exact seams for speed with an overlap you choose"):
+        PredictJobConfig(model="/m", scene="s", seams="crop")
+    assert PredictJobConfig(model="/m", scene="s", seams="crop", overlap=4).overlap == 4
+
+
+SEAM_TOY = "seam_toy"
+
+
+def _build_seam_toy(input_shape: Any, num_classes: int) -> Any:
+    inp = keras.Input((None, None, input_shape[-1]))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="tanh")(inp)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="tanh")(x)
+    return keras.Model(inp, keras.layers.Conv2D(num_classes, 3, padding="same", activation="softmax")(x))
+
+
+def _seam_toy_bundle(tmp_path: Path, bands: int) -> tuple[Path, Any, ModelMeta]:
+    """A registered dense model of three 3x3 convolutions: receptive-field radius 3, declared as its context."""
+    from dataclasses import replace
+
+    from core.models import Context, ModelSpec, list_models, register_model
+
+    if SEAM_TOY not in list_models():
+        register_model(ModelSpec(name=SEAM_TOY, builder=_build_seam_toy, task="dense",
+                                 context=lambda params: Context(align=1, radius=3, rule="1")))
+    keras.utils.set_random_seed(8)
+    model = _build_seam_toy((16, 16, bands), 3)
+    meta = replace(meta_for("dense", bands, 16), model=SEAM_TOY)
+    return save_bundle(tmp_path / "seam_toy", model, meta), model, meta
+
+
+@pytest.mark.cluster
+def test_default_overlap_is_exact_and_crop_trades_it(tmp_path: Path, cluster_client: Any) -> None:
+    from core.errors import ConfigError
+    from core.inference.predict import run_predict
+
+    data = np.random.default_rng(9).random((3, 61, 75), dtype=np.float32)
+    scene = make_scene(tmp_path, data)
+    bundle, model, meta = _seam_toy_bundle(tmp_path, 3)
+    expected = whole_prediction(model, meta, data)
+    res = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "exact.tif", tile_size=20,
+                      confidence=False)
+    assert res["overlap"] == 3 and res["seams"] == "exact" and res["windows"] == 5 * 6  # cores of 14 px
+    assert 0 < res["first_pixel_s"] <= res["seconds"] and res["tasks"] < res["windows"]  # chunks of tiles
+    with rasterio.open(res["path"]) as src:
+        got = src.read(1)
+    assert np.array_equal(got, expected), f"{int((got != expected).sum())} pixels differ from one whole prediction"
+    default_tile = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "d.tif", confidence=False)
+    assert default_tile["tile_size"] >= 6 * 3 and default_tile["overlap"] == 3
+    with rasterio.open(default_tile["path"]) as src:
+        assert np.array_equal(src.read(1), expected)
+    with pytest.raises(ConfigError, match="overlap 1 is below the receptive-field radius 3 of model .*: exact seams "
+                                          "need overlap >= 3"):
+        run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "x.tif", tile_size=20, overlap=1)
+    crop = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "crop.tif", tile_size=20, overlap=1,
+                       seams="crop", confidence=False)
+    assert crop["seams"] == "crop" and crop["windows"] == 4 * 5  # cores of 18 px
+    with rasterio.open(crop["path"]) as src:
+        assert (src.read(1) != expected).sum() > 0  # seams where the overlap is below the receptive field
+    with pytest.raises(ConfigError, match="seams='crop' needs the overlap to crop"):
+        run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "y.tif", seams="crop")
+
+
+@pytest.mark.cluster
+def test_patch_fcn_is_mapped_densely_with_per_patch_classes(tmp_path: Path, cluster_client: Any) -> None:
+    from core.inference.predict import run_predict
+    from core.models.patch_fcn import build_patch_fcn
+
+    rng = np.random.default_rng(10)
+    data = rng.random((2, 37, 300), dtype=np.float32)
+    data[:, 5, 7] = -1
+    scene = make_scene(tmp_path, data, crs=None, nodata=-1)
+    keras.utils.set_random_seed(10)
+    model = build_patch_fcn((5, 5, 2), 3, width=4)
+    from dataclasses import replace
+
+    meta = replace(meta_for("patch", 2, 5), model="patch_fcn")
+    bundle = save_bundle(tmp_path / "fcn", model, meta)
+    res = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "fcn.tif")
+    assert res["tile_size"] == 256 and res["windows"] == 2  # 256 px blocks: one model call each
+    with rasterio.open(res["path"]) as src:
+        got = src.read(1)
+    x = meta.normalise("s2", np.where(data == -1, np.nan, data).transpose(1, 2, 0))
+    padded = np.pad(x, ((2, 2), (2, 2), (0, 0)))
+    patches = np.lib.stride_tricks.sliding_window_view(padded, (5, 5), axis=(0, 1)).transpose(0, 1, 3, 4, 2)
+    probs = np.asarray(model.predict_on_batch(patches.reshape(-1, 5, 5, 2)))
+    expected = np.asarray(meta.class_ids, dtype=np.uint8)[probs.argmax(-1)].reshape(37, 300)
+    expected[5, 7] = 0
+    assert np.array_equal(got, expected)
 
 
 @pytest.mark.cluster

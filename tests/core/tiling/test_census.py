@@ -79,5 +79,8 @@ def test_settle_split_tries_seeds_only_when_the_user_set_none(make_raster: Calla
     # the settled config is stated in full: it round-trips through JSON and re-runs the same split
     again = TileJobConfig.model_validate_json(settled.model_dump_json())
     assert settle_split(again, scene)[0] == settled
-    kept, census0 = settle_split(cfg.model_copy(update={"split": SplitConfig(seed=0)}), scene)
-    assert kept.split.seed == 0 and census0.problems((0.6, 0.2, 0.2))
+    kept, census0 = settle_split(cfg.model_copy(update={"split": SplitConfig(seed=0, block_size=48)}), scene)
+    assert (kept.split.seed, kept.split.block_size) == (0, 48) and census0.problems((0.6, 0.2, 0.2))
+    smaller, census1 = settle_split(cfg.model_copy(update={"split": SplitConfig(seed=0)}), scene)
+    # the seed is the user's, the block size is not: smaller blocks mix the two classes into the training split
+    assert (smaller.split.seed, smaller.split.block_size) == (0, 32) and census1.problems((0.6, 0.2, 0.2)) == []
