@@ -118,10 +118,11 @@ class ClusterProbe:
         seconds does not hold up :meth:`describe` in other sessions); a report with one problem if unreachable."""
         from distributed import Client
 
+        from core.distributed.cluster import security
         from core.distributed.preflight import PreflightReport, Problem, check_cluster
 
         try:
-            client = Client(self.address, timeout=self.timeout, set_as_default=False)
+            client = Client(self.address, timeout=self.timeout, set_as_default=False, security=security())
         except (OSError, TimeoutError) as exc:
             return PreflightReport(self.address, None, {}, problems=[Problem(
                 "probe", (), f"cannot reach the Dask scheduler at {self.address}: {exc}")])
