@@ -50,7 +50,8 @@ def cluster_client() -> Iterator[object]:
 
     from core.distributed.cluster import worker_env
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address="127.0.0.1:0",
                            memory_limit="4GiB", env=worker_env(1))
     client = Client(cluster)
     try:

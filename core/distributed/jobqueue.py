@@ -212,7 +212,7 @@ def job_kwargs(cfg: HPCClusterConfig) -> dict[str, Any]:
 
 def job_script(cfg: HPCClusterConfig, scheduler_address: str = "tcp://<scheduler>:8786") -> str:
     """The batch script one worker job would be submitted with (nothing is started or submitted)."""
-    job_cls = CLUSTER_CLASSES[cfg.system].job_cls
+    job_cls: Any = CLUSTER_CLASSES[cfg.system].job_cls  # type: ignore[misc]  # dask-jobqueue sets it per class
     return job_cls(scheduler_address, name="dummy-name", **job_kwargs(cfg)).job_script()
 
 
@@ -231,7 +231,8 @@ def make_cluster(cfg: HPCClusterConfig) -> JobQueueCluster:
     from core.errors import ClusterError
 
     cls = CLUSTER_CLASSES[cfg.system]
-    submit = cls.job_cls.submit_command.split()[0]
+    job_cls: Any = cls.job_cls  # type: ignore[misc]  # a class attribute of each dask-jobqueue cluster class
+    submit = job_cls.submit_command.split()[0]
     if not any(os.access(os.path.join(d, submit), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep)):
         raise ClusterError(f"`{submit}` (the {cfg.system} submit command) is not on PATH: run this on a login node "
                            f"of the cluster, or load the {cfg.system} module first")

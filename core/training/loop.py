@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import logging
 import math
 import os
@@ -181,7 +182,7 @@ def train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id: in
     _configure_tf(cfg.cluster.threads_per_worker)
     hvd: Any = None
     if spec.uses_horovod:
-        import horovod.tensorflow as hvd  # Horovod: initialised by the launcher
+        hvd = importlib.import_module("horovod.tensorflow")  # Horovod: initialised by the launcher
     rank, size = (hvd.rank(), hvd.size()) if hvd else (0, 1)  # Horovod: this rank's identity
     telemetry = Telemetry(rank, size, worker=str(rank_info().get("worker", ""))).start()
     try:

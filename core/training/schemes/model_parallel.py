@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class SplitRank:
     output indices, -1 = unlabelled; for :meth:`predict` any (B,) array).
     """
 
-    def __init__(self, shapes: dict[str, tuple[int, int, int]], num_classes: int, split: str,
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], num_classes: int, split: str,
                  params: dict[str, Any], rank: int, optimizer: Any = None) -> None:
         """``shapes``: ``{modality: (h, w, C)}`` in the whole model's input order (the bundle's modalities); the
         branch ranks follow :func:`branch_modalities`, and the fusion part concatenates in the model's order."""
@@ -217,9 +217,9 @@ def _load(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarray, ro
         return np.zeros(0, dtype=np.int32)
     uniq, inverse = np.unique(indices, return_inverse=True)
     if role != "fusion":
-        x = store.array(split, f"x_{role}").get_orthogonal_selection((uniq,))
+        x = np.asarray(store.array(split, f"x_{role}").get_orthogonal_selection((uniq,)))
         return meta.normalise(role, x)[inverse]
-    y = store.array(split, "y").get_orthogonal_selection((uniq,))
+    y = np.asarray(store.array(split, "y").get_orthogonal_selection((uniq,)))
     lut = np.full(256, -2, dtype=np.int32)
     lut[0] = -1
     lut[list(meta.class_ids)] = np.arange(len(meta.class_ids), dtype=np.int32)
@@ -320,7 +320,8 @@ class _MPTrainer:
         self.writer = rank == FUSION_RANK  # Horovod: the fusion rank holds the metrics, writes bundles, reports
         self.full = build_two_stream(shapes, len(meta.class_ids), **cfg.model_params) if self.writer else None
         self.state: dict[str, Any] = {"best_val": None, "best_epoch": None, "bad_epochs": 0, "history": []}
-        self.global_step, self.epochs_run, self.t_steady, self.samples_steady = 0, [], 0.0, 0
+        self.epochs_run: list[int] = []
+        self.global_step, self.t_steady, self.samples_steady = 0, 0.0, 0
         self.checksum = ""
 
     def run(self, run_dir: Path) -> dict[str, Any]:
@@ -358,7 +359,7 @@ class _MPTrainer:
         sums = np.zeros(3)
         for step in range(self.steps):
             idx = perm[(step * bs + np.arange(bs)) % self.train_n]
-            xs, y = ([], self.train[idx]) if role == "fusion" else ([self.train[idx]], None)
+            xs, y = ([], self.train[idx]) if role == "fusion" else ([self.train[idx]], np.zeros(0, np.int32))
             if cfg.augment:  # the same draws on every rank keep the two modalities' patches aligned
                 xs, y = dihedral(xs, y, False, self.rng)
             self.worker.optimizer.learning_rate = learning_rate(cfg, 1, self.global_step, self.steps)
