@@ -28,7 +28,8 @@ def test_cancelled_prediction_resumes_with_only_the_missing_windows(tmp_path: Pa
     data = np.random.default_rng(0).random((3, 70, 90), dtype=np.float32)
     scene = make_scene(tmp_path, data)
     bundle, _, _ = dense_bundle(tmp_path, 3)
-    kw: dict[str, Any] = dict(tile_size=24, overlap=4, min_overview_size=8)
+    # one tile per task (chunk_px = the tile), so progress and cancellation come window by window
+    kw: dict[str, Any] = dict(tile_size=24, overlap=4, min_overview_size=8, chunk_px=24)
     whole = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "a" / "map.tif", **kw)
 
     out = tmp_path / "b" / "map.tif"
