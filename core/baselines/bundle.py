@@ -121,6 +121,19 @@ def cached_baseline(bundle_dir: str) -> tuple[Any, BaselineMeta]:
     return cached_load(bundle_dir, ESTIMATOR_FILE, load_baseline_bundle)
 
 
+def _checked_store(store_path: str | Path, method: str, features: str) -> TileStore:
+    """The store, once the method and features are known to apply to it."""
+    if method not in KINDS:
+        raise ConfigError(f"baseline method {method!r} is unknown; choose one of {list(KINDS)}")
+    store = TileStore(store_path)
+    if features not in ("center", "patch"):
+        raise ConfigError(f"features {features!r} is unknown; use 'center' or 'patch'")
+    if features == "patch" and store.info.mode != "patches":
+        raise ConfigError(f"features='patch' vectorises patches, but store {store_path} holds {store.info.mode!r}; "
+                          "use features='center' (one row per labelled pixel) or tile in mode 'patches'")
+    return store
+
+
 def fit_baseline_bundle(store_path: str | Path, out_dir: str | Path, method: str = "rf", features: str = "center",
                         max_train_samples: int = 50_000, seed: int = 0,
                         splits: tuple[str, ...] = ("test",)) -> dict[str, Any]:
@@ -143,15 +156,8 @@ def fit_baseline_bundle(store_path: str | Path, out_dir: str | Path, method: str
     Raises:
         ConfigError: unknown method / features, ``patch`` features on a tile store, fewer than two classes.
     """
-    if method not in KINDS:
-        raise ConfigError(f"baseline method {method!r} is unknown; choose one of {list(KINDS)}")
-    store = TileStore(store_path)
+    store = _checked_store(store_path, method, features)
     info = store.info
-    if features not in ("center", "patch"):
-        raise ConfigError(f"features {features!r} is unknown; use 'center' or 'patch'")
-    if features == "patch" and info.mode != "patches":
-        raise ConfigError(f"features='patch' vectorises patches, but store {store_path} holds {info.mode!r}; "
-                          "use features='center' (one row per labelled pixel) or tile in mode 'patches'")
     cap = min(max_train_samples, SVM_MAX_SAMPLES) if method == "svm" else max_train_samples
     X, y = split_features(store, "train", features, cap, seed)
     if len(np.unique(y)) < 2:

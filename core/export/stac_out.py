@@ -155,13 +155,27 @@ def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetim
     Returns:
         The Item file written. Raises :class:`StacError` (no CRS, no datetime).
     """
-    import pystac
-    from pystac.extensions.projection import ProjectionExtension
-
     from core.data.cog import read_classes
 
     cog = Path(cog_path)
     out = Path(out_path) if out_path is not None else cog.with_suffix(".json")
+    item = _new_item(cog, datetime, item_id)
+    classes = read_classes(cog) if classes is None else classes
+    _add_assets(item, cog, classes, confidence_path, vectors, out.parent)
+    if run is not None:
+        _add_run(item, run, out.parent)
+    item.set_self_href(str(out.resolve()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    item.save_object(include_self_link=False)
+    log.info("wrote STAC item %s", out)
+    return out
+
+
+def _new_item(cog: Path, datetime: str | dt.date | dt.datetime, item_id: str | None) -> Any:
+    """An Item with the COG's footprint and bbox in EPSG:4326, its datetime and the projection extension."""
+    import pystac
+    from pystac.extensions.projection import ProjectionExtension
+
     grid = _grid(cog)
     geom = footprint_wgs84(grid["crs"], grid["bounds"])
     lons, lats = zip(*geom["coordinates"][0])
@@ -170,31 +184,31 @@ def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetim
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     proj.apply(code=f"EPSG:{grid['epsg']}" if grid["epsg"] else None, wkt2=None if grid["epsg"] else grid["wkt"],
                shape=grid["shape"], transform=grid["transform"], bbox=list(grid["bounds"]))
-    classes = read_classes(cog) if classes is None else classes
+    return item
+
+
+def _add_assets(item: Any, cog: Path, classes: Sequence[Any] | None, confidence_path: str | Path | None,
+                vectors: Sequence[str | Path], folder: Path) -> None:
+    """The map (with its classes), the confidence COG, the QGIS styles and the polygon files as assets."""
+    import pystac
+
     if classes:
-        _class_asset(item, "classification", cog, classes, out.parent)
+        _class_asset(item, "classification", cog, classes, folder)
     else:
-        item.add_asset("data", pystac.Asset(href=_rel(cog, out.parent), media_type=COG_MEDIA_TYPE, roles=["data"]))
+        item.add_asset("data", pystac.Asset(href=_rel(cog, folder), media_type=COG_MEDIA_TYPE, roles=["data"]))
     if confidence_path is not None:
         item.add_asset("confidence", pystac.Asset(
-            href=_rel(Path(confidence_path), out.parent), media_type=COG_MEDIA_TYPE, roles=["data"],
+            href=_rel(Path(confidence_path), folder), media_type=COG_MEDIA_TYPE, roles=["data"],
             title="confidence", description="max class probability in percent (uint8 0-100); 255 = no data"))
     for key, p in (("style", cog.with_suffix(".qml")),
                    ("confidence_style", Path(confidence_path).with_suffix(".qml") if confidence_path else None)):
         if p is not None and p.exists():
-            item.add_asset(key, pystac.Asset(href=_rel(p, out.parent), media_type="text/xml", roles=["style"],
+            item.add_asset(key, pystac.Asset(href=_rel(p, folder), media_type="text/xml", roles=["style"],
                                              title="QGIS layer style"))
     for v in map(Path, vectors):
         kind = "geojson" if v.suffix.lower() in (".geojson", ".json") else "gpkg"
-        item.add_asset(f"vector_{kind}", pystac.Asset(href=_rel(v, out.parent), media_type=VECTOR_MEDIA_TYPES[kind],
+        item.add_asset(f"vector_{kind}", pystac.Asset(href=_rel(v, folder), media_type=VECTOR_MEDIA_TYPES[kind],
                                                       roles=["data"], title=f"class polygons ({kind})"))
-    if run is not None:
-        _add_run(item, run, out.parent)
-    item.set_self_href(str(out.resolve()))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    item.save_object(include_self_link=False)
-    log.info("wrote STAC item %s", out)
-    return out
 
 
 def write_run_catalog(items: Sequence[str | Path], folder: str | Path, catalog_id: str = "run",

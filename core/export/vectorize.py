@@ -320,6 +320,34 @@ def _check_inputs(src: Any, out_gpkg: Path | None, out_geojson: Path | None, win
         raise RasterError(f"window {window} px is too small; use at least 64 (1024 is a good default)")
 
 
+def _polygonize(src: Any, conf: Any, window: int, mmu: int, simplify: float, state: _State, sinks: _Sinks,
+                progress: Progress | None) -> list[Any]:
+    """Polygonise window by window, merging the pieces cut by window borders after each row; returns the windows.
+
+    Without simplification each window's finished polygons are written at once (bounded memory); with it they are
+    held until the end, as the coverage is simplified as a whole (topology kept between neighbours).
+    """
+    held: list[Any] = []
+    wins = list(_windows(src.height, src.width, window))
+    for i, core in enumerate(wins):
+        final, cut = _process_window(src, conf, core, mmu, state)
+        state.border.extend(cut)
+        if core.col_off + core.width == src.width:  # end of a window row: merge what it completed
+            done, state.border = _merge_row(state.border, core.row_off + core.height, src.height)
+            final += done
+        if simplify > 0:
+            held.extend(final)
+        else:
+            sinks.write(final, [sinks.to_map(p.geom) for p in final])
+        if progress:
+            progress("polygonize", i + 1, len(wins))
+    if simplify > 0 and held:
+        sinks.write(held, list(shapely.coverage_simplify([sinks.to_map(p.geom) for p in held], simplify)))
+    if progress:
+        progress("write", 1, 1)
+    return wins
+
+
 def vectorize(class_map: str | Path, out_gpkg: str | Path | None = None, out_geojson: str | Path | None = None,
               confidence: str | Path | None = None, min_mapping_unit: float = 0, mmu_unit: str = "px",
               simplify: float = 0.0, classes: Sequence[Any] | None = None, window: int = 1024,
@@ -357,25 +385,9 @@ def vectorize(class_map: str | Path, out_gpkg: str | Path | None = None, out_geo
         mmu = mmu_in_pixels(min_mapping_unit, mmu_unit, src.transform, src.crs)
         conf = _open_confidence(confidence, src)
         sinks = _Sinks(gpkg, geojson, src.crs, src.transform, names)
-        state, held = _State(), []
+        state = _State()
         try:
-            wins = list(_windows(src.height, src.width, window))
-            for i, core in enumerate(wins):
-                final, cut = _process_window(src, conf, core, mmu, state)
-                state.border.extend(cut)
-                if core.col_off + core.width == src.width:  # end of a window row: merge what it completed
-                    done, state.border = _merge_row(state.border, core.row_off + core.height, src.height)
-                    final += done
-                if simplify > 0:
-                    held.extend(final)
-                else:
-                    sinks.write(final, [sinks.to_map(p.geom) for p in final])
-                if progress:
-                    progress("polygonize", i + 1, len(wins))
-            if simplify > 0 and held:
-                sinks.write(held, list(shapely.coverage_simplify([sinks.to_map(p.geom) for p in held], simplify)))
-            if progress:
-                progress("write", 1, 1)
+            wins = _polygonize(src, conf, window, mmu, simplify, state, sinks, progress)
             pixel_m2 = abs(src.transform.a * src.transform.e) * sinks.unit2
         finally:
             sinks.close()

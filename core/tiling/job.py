@@ -121,6 +121,21 @@ def _run_scans(client: Client | None, scans: list[tuple[Any, ...]]) -> list[Any]
     return client.gather(futures)  # Dask: small, sparse results
 
 
+def _split(config: TileJobConfig, label: Modality, mods: list[Modality], aoi: Any, dates: tuple[str | None, ...],
+           size: int) -> tuple[Any, dict[str | None, str] | None, dict[str, Any]]:
+    """The job's split: ``(spatial split or None, split per date or None, the split record)``."""
+    if config.split.method != "spatial":
+        by_date = date_split(dates, config.split)
+        return None, by_date, date_record(by_date, config.split)
+    split_cfg = resolve_split(config.split, size, config.mode, aoi.bbox.shape, grid_ratio(label, mods))
+    assert split_cfg.block_size is not None
+    buffer = split_cfg.buffer if split_cfg.buffer is not None else size
+    used = windows_in_geometry([b for b in block_grid(label.height, label.width, split_cfg.block_size)
+                                if b.intersection(aoi.bbox)], aoi.geometry)
+    split_obj = spatial_split(label.height, label.width, split_cfg, buffer, used)
+    return split_obj, None, split_obj.record(config.split.seed, config.split.fractions)
+
+
 def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = None) -> TilePlan:
     """Plan every sample of the job (driver side; patches mode scans labels in Dask tasks on ``client``, or in
     this process when ``client`` is None).
@@ -132,21 +147,8 @@ def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = No
     label = scene.primary
     aoi = resolve_aoi(config.aoi, scene)
     dates = tuple(scene.acquisitions[i].date for i in acq_idx)
-    spatial = config.split.method == "spatial"
     size = config.tiling.tile_size if config.mode == "tiles" else config.sampling.patch_size
-    split_obj = None
-    if spatial:
-        split_cfg = resolve_split(config.split, size, config.mode, aoi.bbox.shape, grid_ratio(label, mods))
-        assert split_cfg.block_size is not None
-        buffer = split_cfg.buffer if split_cfg.buffer is not None else size
-        used = windows_in_geometry([b for b in block_grid(label.height, label.width, split_cfg.block_size)
-                                    if b.intersection(aoi.bbox)], aoi.geometry)
-        split_obj = spatial_split(label.height, label.width, split_cfg, buffer, used)
-        record = split_obj.record(config.split.seed, config.split.fractions)
-        by_date = None
-    else:
-        by_date = date_split(dates, config.split)
-        record = date_record(by_date, config.split)
+    split_obj, by_date, record = _split(config, label, mods, aoi, dates, size)
 
     planned: list[tuple[str, int, PixelWindow, int]] = []  # split, date index, label window, class
     if config.mode == "tiles":
