@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from core.baselines.estimators import KINDS, SVM_MAX_SAMPLES, make_estimator, score_estimator, split_features
+from core.baselines.estimators import KINDS, MAX_TRAIN_SAMPLES, make_estimator, score_estimator, split_features
 from core.data import cog
 from core.data.scene import Scene
 from core.errors import ConfigError
@@ -158,7 +158,7 @@ def fit_baseline_bundle(store_path: str | Path, out_dir: str | Path, method: str
     """
     store = _checked_store(store_path, method, features)
     info = store.info
-    cap = min(max_train_samples, SVM_MAX_SAMPLES) if method == "svm" else max_train_samples
+    cap = min(max_train_samples, MAX_TRAIN_SAMPLES.get(method, max_train_samples))
     X, y = split_features(store, "train", features, cap, seed)
     if len(np.unique(y)) < 2:
         raise ConfigError(f"the train split of {store_path} holds only class {int(y[0])}; a classifier needs at "

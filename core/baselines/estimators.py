@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 Kind = Literal["rf", "knn", "svm"]
 KINDS: tuple[str, ...] = ("rf", "knn", "svm")
 SVM_MAX_SAMPLES = 10_000
+MAX_TRAIN_SAMPLES = {"svm": SVM_MAX_SAMPLES}
+"""Methods whose fit time grows too fast for the job's ``max_train_samples``: their own cap."""
 CHUNK = 64
 """Samples read from the store at a time (bounds memory for large stores)."""
 
@@ -121,7 +123,7 @@ def train_baseline(store_path: str | Path, kind: str = "rf", features: str = "ce
     """
     store = TileStore(store_path)
     estimator = make_estimator(kind, seed)
-    cap = min(max_train_samples, SVM_MAX_SAMPLES) if kind == "svm" else max_train_samples
+    cap = min(max_train_samples, MAX_TRAIN_SAMPLES.get(kind, max_train_samples))
     X, y = split_features(store, "train", features, cap, seed)
     if len(np.unique(y)) < 2:
         raise ConfigError(f"the train split of {store_path} holds only class {int(y[0])}; a classifier needs at "

@@ -170,10 +170,27 @@ def evaluate_prediction(prediction: str | Path, labels: str | Path, mask: AOICon
     return out
 
 
-def run_evaluate(config: EvaluateJobConfig, run_id: int | None = None, tracker: Any | None = None,
-                 label_fraction: float | None = None) -> dict[str, Any]:
-    """Run an evaluation job and, when ``tracker`` (a ``db.runs.RunTracker``) and ``run_id`` are given, store its
-    metrics with the run (``set_metrics``; the run's status is left to the caller).
+def _score_model(config: EvaluateJobConfig, label_fraction: float | None) -> dict[str, Any]:
+    return evaluate_bundle(config.model, config.store, config.split,  # type: ignore[arg-type]
+                           label_fraction=label_fraction)
+
+
+def _score_prediction(config: EvaluateJobConfig, label_fraction: float | None) -> dict[str, Any]:
+    return evaluate_prediction(config.prediction, config.labels, config.mask)  # type: ignore[arg-type]
+
+
+def _score_baseline(config: EvaluateJobConfig, label_fraction: float | None) -> dict[str, Any]:
+    return evaluate_baseline(config.store, config.method, config.split,  # type: ignore[arg-type]
+                             config.features, config.max_train_samples, config.seed)
+
+
+SCORERS = {"model": _score_model, "prediction": _score_prediction}
+"""What an ``evaluate`` job scores, by ``method``; any other method is a baseline estimator."""
+
+
+def run_evaluate(config: EvaluateJobConfig, label_fraction: float | None = None) -> dict[str, Any]:
+    """Run an evaluation job: a bundle on a store's split, a map against labels, or a baseline (see
+    :class:`core.configs.EvaluateJobConfig`); the caller records the metrics.
 
     Args:
         label_fraction: multi-label bundles: the training run's ``label_fraction`` (see :func:`evaluate_bundle`).
@@ -181,17 +198,7 @@ def run_evaluate(config: EvaluateJobConfig, run_id: int | None = None, tracker: 
     Returns:
         The metrics dict.
     """
-    if config.method == "model":
-        metrics = evaluate_bundle(config.model, config.store, config.split,  # type: ignore[arg-type]
-                                  label_fraction=label_fraction)
-    elif config.method == "prediction":
-        metrics = evaluate_prediction(config.prediction, config.labels, config.mask)  # type: ignore[arg-type]
-    else:
-        metrics = evaluate_baseline(config.store, config.method, config.split,  # type: ignore[arg-type]
-                                    config.features, config.max_train_samples, config.seed)
-    if tracker is not None and run_id is not None:
-        tracker.set_metrics(run_id, metrics)
-    return metrics
+    return SCORERS.get(config.method, _score_baseline)(config, label_fraction)
 
 
 __all__ = ["evaluate_bundle", "evaluate_prediction", "label_fraction_of", "run_evaluate"]

@@ -104,15 +104,16 @@ def test_evaluate_prediction_off_grid(tmp_path: Path) -> None:
         evaluate_prediction(map_path, lab_path)
 
 
-def test_run_evaluate_stores_metrics(tmp_path: Path, db_url: str) -> None:
+def test_the_evaluate_kind_stores_the_baselines_metrics(tmp_path: Path, db_url: str) -> None:
     from db.runs import RunTracker
+    from jobs.engine_kinds import run_evaluate as evaluate_kind
+    from jobs.runner import execute
 
     store_path = write_store(tmp_path / "s.zarr", "tiles", {"train": 8, "test": 4})
     config = EvaluateJobConfig(method="rf", store=str(store_path), max_train_samples=500)
-    tracker = RunTracker(db_url)
-    run_id = tracker.create("evaluate", config.model_dump(mode="json"))
-    metrics = run_evaluate(config, run_id, tracker)
-    stored = tracker.get(run_id).metrics
+    metrics = run_evaluate(config)
+    run_id = execute(config, evaluate_kind, db_url=db_url, client=None)
+    stored = RunTracker(db_url).get(run_id).metrics
     assert stored["overall_accuracy"] == pytest.approx(metrics["overall_accuracy"]) and stored["overall_accuracy"] > 0.9
     assert stored["baseline"]["kind"] == "rf"
 
