@@ -287,15 +287,17 @@ def _build_seam_toy(input_shape: Any, num_classes: int) -> Any:
     return keras.Model(inp, keras.layers.Conv2D(num_classes, 3, padding="same", activation="softmax")(x))
 
 
-def _seam_toy_bundle(tmp_path: Path, bands: int) -> tuple[Path, Any, ModelMeta]:
-    """A registered dense model of three 3x3 convolutions: receptive-field radius 3, declared as its context."""
+def _seam_toy_bundle(tmp_path: Path, bands: int, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any, ModelMeta]:
+    """A dense model of three 3x3 convolutions registered for this test only: receptive-field radius 3, declared
+    as its context."""
     from dataclasses import replace
 
-    from core.models import Context, ModelSpec, list_models, register_model
+    from core.models import Context, ModelSpec, api, list_models, register_model
 
-    if SEAM_TOY not in list_models():
-        register_model(ModelSpec(name=SEAM_TOY, builder=_build_seam_toy, task="dense",
-                                 context=lambda params: Context(align=1, radius=3, rule="1")))
+    list_models()  # discover the package's models first, then register the toy in a copy of the registry
+    monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
+    register_model(ModelSpec(name=SEAM_TOY, builder=_build_seam_toy, task="dense",
+                             context=lambda params: Context(align=1, radius=3, rule="1")))
     keras.utils.set_random_seed(8)
     model = _build_seam_toy((16, 16, bands), 3)
     meta = replace(meta_for("dense", bands, 16), model=SEAM_TOY)
@@ -303,13 +305,14 @@ def _seam_toy_bundle(tmp_path: Path, bands: int) -> tuple[Path, Any, ModelMeta]:
 
 
 @pytest.mark.cluster
-def test_default_overlap_is_exact_and_crop_trades_it(tmp_path: Path, cluster_client: Any) -> None:
+def test_default_overlap_is_exact_and_crop_trades_it(tmp_path: Path, cluster_client: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from core.errors import ConfigError
     from core.inference.predict import run_predict
 
     data = np.random.default_rng(9).random((3, 61, 75), dtype=np.float32)
     scene = make_scene(tmp_path, data)
-    bundle, model, meta = _seam_toy_bundle(tmp_path, 3)
+    bundle, model, meta = _seam_toy_bundle(tmp_path, 3, monkeypatch)
     expected = whole_prediction(model, meta, data)
     res = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "exact.tif", tile_size=20,
                       confidence=False)
