@@ -29,8 +29,9 @@ def too_long_values(row: Base) -> list[str]:
         limit = getattr(col.type, "length", None)
         value = getattr(row, col.key, None)
         if isinstance(col.type, String) and limit and isinstance(value, str) and len(value) > limit:
-            problems.append(f"{row.__tablename__}.{col.key} is {len(value)} characters long, at most {limit} fit: "
-                            f"{value[:40]!r}...")
+            problems.append(
+                f"{row.__tablename__}.{col.key} is {len(value)} characters long, at most {limit} fit: {value[:40]!r}..."
+            )
     return problems
 
 

@@ -33,9 +33,15 @@ def launch_detached(config: BaseModel, scheduler_address: str | None = None, db_
         env["WORKBENCH_SCHEDULER"] = scheduler_address
     log_path = settings.run_dir(run_id) / "driver.log"
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs", "runs", "exec", str(run_id)], cwd=REPO_ROOT,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobs", "runs", "exec", str(run_id)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
     from sqlalchemy import update
 
     from db.engine import session_factory

@@ -20,8 +20,15 @@ from core.export.stac_out import RunInfo, write_run_catalog, write_stac_item
 from jobs.runner import JobContext
 
 
-def record_prediction(ctx: JobContext, kind: str, scene: Scene, prediction: str | Path, confidence: str | Path | None,
-                      date: str | None, model: str) -> tuple[dict[str, Any], dict[str, str]]:
+def record_prediction(
+    ctx: JobContext,
+    kind: str,
+    scene: Scene,
+    prediction: str | Path,
+    confidence: str | Path | None,
+    date: str | None,
+    model: str,
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Areas, styles and STAC of one prediction; returns ``(metrics, artifacts)`` for the run."""
     ctx.progress("outputs", 0, 1)
     pred = Path(prediction)

@@ -31,9 +31,15 @@ def _check(config: BaselineJobConfig, store_path: str | Path, scene: Scene | Non
         raise ConfigError(f"config is for scene {config.scene!r} but scene {scene.name!r} was given")
 
 
-def run_baseline_job(config: BaselineJobConfig, client: Any, store_path: str | Path, run_dir: str | Path,
-                     scene: Scene | None = None, progress: Callable[[str, int, int], None] | None = None,
-                     cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
+def run_baseline_job(
+    config: BaselineJobConfig,
+    client: Any,
+    store_path: str | Path,
+    run_dir: str | Path,
+    scene: Scene | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Fit, score and (with ``config.predict``) map: the body of a baseline run.
 
     Args:
@@ -58,8 +64,17 @@ def run_baseline_job(config: BaselineJobConfig, client: Any, store_path: str | P
     bundle = run_dir / "baseline"
     if progress:
         progress("baseline", 0, 1)
-    fut = client.submit(fit_baseline_bundle, str(store_path), str(bundle), config.method,  # Dask: fit on a worker
-                        config.features, config.max_train_samples, config.seed, (config.split,), pure=False)
+    fut = client.submit(
+        fit_baseline_bundle,
+        str(store_path),
+        str(bundle),
+        config.method,  # Dask: fit on a worker
+        config.features,
+        config.max_train_samples,
+        config.seed,
+        (config.split,),
+        pure=False,
+    )
     try:
         fitted = fut.result()
     except ConfigError:
@@ -83,17 +98,33 @@ def run_baseline_job(config: BaselineJobConfig, client: Any, store_path: str | P
     return {"metrics": metrics, "artifacts": artifacts}
 
 
-def _map(config: BaselineJobConfig, client: Any, bundle: Path, scene: Scene, run_dir: Path,
-         artifacts: dict[str, Any], progress: Callable[[str, int, int], None] | None,
-         cancelled: Callable[[], bool] | None) -> dict[str, Any]:
+def _map(
+    config: BaselineJobConfig,
+    client: Any,
+    bundle: Path,
+    scene: Scene,
+    run_dir: Path,
+    artifacts: dict[str, Any],
+    progress: Callable[[str, int, int], None] | None,
+    cancelled: Callable[[], bool] | None,
+) -> dict[str, Any]:
     """Map the AOI with the fitted bundle on the cluster; adds the maps to ``artifacts``, returns its figures."""
     from core.inference.predict import run_predict
 
     out = Path(config.output) if config.output else run_dir / "prediction.tif"
-    pred = run_predict(bundle, scene, config.aoi, client, out, tile_size=config.block_size,
-                       progress=(lambda d, t: progress("inference", d, t)) if progress else None,
-                       cancelled=cancelled, confidence=config.confidence, date=config.date,
-                       batch_size=config.batch_size)
+    pred = run_predict(
+        bundle,
+        scene,
+        config.aoi,
+        client,
+        out,
+        tile_size=config.block_size,
+        progress=(lambda d, t: progress("inference", d, t)) if progress else None,
+        cancelled=cancelled,
+        confidence=config.confidence,
+        date=config.date,
+        batch_size=config.batch_size,
+    )
     artifacts["prediction"] = pred["path"]
     if pred.get("confidence_path"):
         artifacts["confidence"] = pred["confidence_path"]

@@ -170,5 +170,7 @@ class EventForwarder:
         if self._error is not None:
             raise RuntimeError(f"recording the job's reports failed: {self._error}") from self._error
         if not arrived:
-            raise RuntimeError(f"only {self._done} of {self.ranks} ranks' reports reached the driver within "
-                               f"{timeout:.0f} s after the job ended; the run's events are incomplete")
+            raise RuntimeError(
+                f"only {self._done} of {self.ranks} ranks' reports reached the driver within "
+                f"{timeout:.0f} s after the job ended; the run's events are incomplete"
+            )

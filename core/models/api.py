@@ -136,13 +136,17 @@ def _check_params(spec: ModelSpec) -> None:
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
     unknown = [p.name for p in spec.params if p.name not in sig and not takes_kwargs]
     if unknown:
-        raise ConfigError(f"model {spec.name!r} offers size parameters {unknown} that its builder "
-                          f"{spec.builder.__qualname__} does not take; list only keywords of the builder")
+        raise ConfigError(
+            f"model {spec.name!r} offers size parameters {unknown} that its builder "
+            f"{spec.builder.__qualname__} does not take; list only keywords of the builder"
+        )
     for p in spec.params:
         declared = sig[p.name].default if p.name in sig else inspect.Parameter.empty
         if declared is not inspect.Parameter.empty and declared != p.default:
-            raise ConfigError(f"model {spec.name!r}: size parameter {p.name!r} defaults to {p.default!r} but its "
-                              f"builder's default is {declared!r}; give the builder's default")
+            raise ConfigError(
+                f"model {spec.name!r}: size parameter {p.name!r} defaults to {p.default!r} but its "
+                f"builder's default is {declared!r}; give the builder's default"
+            )
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -154,8 +158,10 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     """
     known = _REGISTRY.get(spec.name)
     if known is not None and known != spec:
-        raise ConfigError(f"model {spec.name!r} is registered twice ({known.builder.__module__} and "
-                          f"{spec.builder.__module__}); give the new model another name")
+        raise ConfigError(
+            f"model {spec.name!r} is registered twice ({known.builder.__module__} and "
+            f"{spec.builder.__module__}); give the new model another name"
+        )
     _check_params(spec)
     _REGISTRY[spec.name] = spec
     return spec
@@ -184,8 +190,10 @@ def get_model(name: str) -> ModelSpec:
     _discover()
     spec = _REGISTRY.get(name)
     if spec is None:
-        raise ConfigError(f"model {name!r} is unknown; choose one of {list_models()} (a new model registers "
-                          "itself with core.models.register_model in its own module)")
+        raise ConfigError(
+            f"model {name!r} is unknown; choose one of {list_models()} (a new model registers "
+            "itself with core.models.register_model in its own module)"
+        )
     return spec
 
 

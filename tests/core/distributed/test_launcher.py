@@ -53,8 +53,12 @@ def test_gloo_interface_is_the_one_carrying_the_worker_address() -> None:
     import psutil
 
     assert _iface_for("127.0.0.1") == "lo" and route_address("127.0.0.1") == "127.0.0.1"
-    mine = [(name, a.address) for name, addrs in psutil.net_if_addrs().items() for a in addrs
-            if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    mine = [
+        (name, a.address)
+        for name, addrs in psutil.net_if_addrs().items()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
     for name, ip in mine:
         assert _iface_for(ip) == name
         assert route_address(ip) == ip  # the driver reaches its own address directly
@@ -128,8 +132,11 @@ def test_rendezvous_server_listens_on_the_workers_route_only() -> None:
     server, address, port = start_rendezvous(["tcp://127.0.0.1:1234"])
     assert address == "127.0.0.1"
     try:
-        listening = [c.laddr for c in psutil.Process().net_connections(kind="inet")
-                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+        listening = [
+            c.laddr
+            for c in psutil.Process().net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        ]
         assert [a.ip for a in listening] == ["127.0.0.1"]
     finally:
         server.stop()

@@ -26,14 +26,44 @@ def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=workbench-test-ca")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj",
-            "/CN=localhost")
-    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-            "node.pem", "-days", "2", "-extfile", "ext.cnf")
-    files = {"WORKBENCH_TLS_CA": d / "ca.pem", "WORKBENCH_TLS_CERT": d / "node.pem",
-             "WORKBENCH_TLS_KEY": d / "node.key"}
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=workbench-test-ca",
+    )
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=localhost")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
+    files = {
+        "WORKBENCH_TLS_CA": d / "ca.pem",
+        "WORKBENCH_TLS_CERT": d / "node.pem",
+        "WORKBENCH_TLS_KEY": d / "node.key",
+    }
     for name, path in files.items():
         monkeypatch.setenv(name, str(path))
     return files
@@ -57,8 +87,9 @@ def test_partial_tls_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.horovod
 @pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="horovod is not installed")
 @pytest.mark.shared_data
-def test_embedded_cluster_over_tls_trains_a_run(tls_files: dict[str, Path], home: Path, db_url: str,
-                                                tmp_path: Path, shared_data: Path) -> None:
+def test_embedded_cluster_over_tls_trains_a_run(
+    tls_files: dict[str, Path], home: Path, db_url: str, tmp_path: Path, shared_data: Path
+) -> None:
     from distributed import Client
 
     from db.runs import RunTracker
@@ -74,14 +105,27 @@ def test_embedded_cluster_over_tls_trains_a_run(tls_files: dict[str, Path], home
         from db.scenes import SceneStore
 
         register_samples(shared_data, SceneStore(db_url), home, only=["strzegom"])  # the run names its scene
-        config = TrainJobConfig(scene="strzegom", store=str(store), model="unet", model_params={"width": 2, "depth": 2},
-                                scheme="data_parallel", num_workers=1, epochs=1, batch_size=2,
-                                cluster=ClusterConfig(scheduler_address=state["scheduler"]))
+        config = TrainJobConfig(
+            scene="strzegom",
+            store=str(store),
+            model="unet",
+            model_params={"width": 2, "depth": 2},
+            scheme="data_parallel",
+            num_workers=1,
+            epochs=1,
+            batch_size=2,
+            cluster=ClusterConfig(scheduler_address=state["scheduler"]),
+        )
         cfg = tmp_path / "train.json"
         cfg.write_text(config.model_dump_json())
         # the CLI in its own process, as a user runs it (and free of this session's other clusters)
-        done = subprocess.run([sys.executable, "-m", "jobs", "run", str(cfg)], capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_DB_URL": db_url})
+        done = subprocess.run(
+            [sys.executable, "-m", "jobs", "run", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_DB_URL": db_url},
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         row = RunTracker(db_url).list(kind="train")[0]
         assert row.status == "succeeded" and row.cluster["scheduler"] == state["scheduler"]

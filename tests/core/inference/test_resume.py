@@ -35,16 +35,25 @@ def test_cancelled_prediction_resumes_with_only_the_missing_windows(tmp_path: Pa
     out = tmp_path / "b" / "map.tif"
     written: list[int] = []
     with pytest.raises(JobCancelledError):
-        run_predict(bundle, scene, AOIConfig(), cluster_client, out, progress=lambda d, t: written.append(d),
-                    cancelled=lambda: len(written) >= 12, **kw)
+        run_predict(
+            bundle,
+            scene,
+            AOIConfig(),
+            cluster_client,
+            out,
+            progress=lambda d, t: written.append(d),
+            cancelled=lambda: len(written) >= 12,
+            **kw,
+        )
     parts = sorted((out.parent / "map.tif.parts").glob("r*_c*.npz"))
     assert not out.exists() and len(parts) == len(written) >= 12
 
     with pytest.raises(ConfigError, match=r"other settings \(\['plan', 'windows'\] differ\)"):
         run_predict(bundle, scene, AOIConfig(), cluster_client, out, resume=True, **{**kw, "overlap": 2})
     seen: list[int] = []
-    resumed = run_predict(bundle, scene, AOIConfig(), cluster_client, out, resume=True,
-                          progress=lambda d, t: seen.append(d), **kw)
+    resumed = run_predict(
+        bundle, scene, AOIConfig(), cluster_client, out, resume=True, progress=lambda d, t: seen.append(d), **kw
+    )
     assert resumed["resumed_windows"] == len(parts) and resumed["windows"] == whole["windows"] == 30
     assert len(seen) == 30 - len(parts) and seen[0] == len(parts) + 1 and seen[-1] == 30  # only the missing ones
     assert resumed["class_pixels"] == whole["class_pixels"]

@@ -75,7 +75,8 @@ def test_single_modality_variants_have_one_branch() -> None:
     hsi = build_two_stream_hsi({"hsi": HOUSTON["hsi"]}, num_classes=4, **SMALL)
     assert rgb.output_shape == hsi.output_shape == (None, 4)
     assert not any(layer.name.startswith("hsi") for layer in rgb.layers) and "fusion" not in {
-        layer.name for layer in rgb.layers}
+        layer.name for layer in rgb.layers
+    }
     assert hsi.predict(_inputs({"hsi": HOUSTON["hsi"]}, 2)[0], verbose=0).shape == (2, 4)
     with pytest.raises(ValueError, match=r"two_stream_rgb uses one modality but got \['hsi', 'rgb'\]"):
         build_two_stream_rgb(HOUSTON, num_classes=4)
