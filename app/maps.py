@@ -19,8 +19,8 @@ import folium
 import folium.plugins
 from folium.raster_layers import ImageOverlay
 
-from core.data.scene import ClassInfo, Scene
 from app.services.overlays import Overlay
+from core.data.scene import ClassInfo, Scene
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,9 @@ def base_map(bounds: list[list[float]] | None = None) -> folium.Map:
     return m
 
 
-def launch_map(scenes: Sequence[Scene], selected: Scene | None, aoi: dict[str, Any] | None,
-               quicklook: Overlay | None = None) -> folium.Map:
+def launch_map(
+    scenes: Sequence[Scene], selected: Scene | None, aoi: dict[str, Any] | None, quicklook: Overlay | None = None
+) -> folium.Map:
     """The Map-and-launch map: every georeferenced scene's footprint (``selected`` highlighted and fitted),
     its quicklook, the current AOI, and the Draw toolbar (rectangle and polygon only)."""
     fit = None
@@ -84,16 +85,26 @@ def launch_map(scenes: Sequence[Scene], selected: Scene | None, aoi: dict[str, A
         if not s.footprint_wgs84:
             continue
         style = SELECTED_STYLE if selected is not None and s.name == selected.name else FOOTPRINT_STYLE
-        folium.GeoJson({"type": "Feature", "geometry": s.footprint_wgs84, "properties": {"name": s.name}},
-                       name=f"scene {s.name}", style_function=lambda _f, st=style: st,
-                       tooltip=s.name).add_to(m)
+        folium.GeoJson(
+            {"type": "Feature", "geometry": s.footprint_wgs84, "properties": {"name": s.name}},
+            name=f"scene {s.name}",
+            style_function=lambda _f, st=style: st,
+            tooltip=s.name,
+        ).add_to(m)
     if aoi:
-        folium.GeoJson({"type": "Feature", "geometry": aoi, "properties": {}}, name="AOI",
-                       style_function=lambda _f: AOI_STYLE).add_to(m)
+        folium.GeoJson(
+            {"type": "Feature", "geometry": aoi, "properties": {}}, name="AOI", style_function=lambda _f: AOI_STYLE
+        ).add_to(m)
     folium.plugins.Draw(
         export=False,
-        draw_options={"polyline": False, "circle": False, "marker": False, "circlemarker": False,
-                      "rectangle": True, "polygon": True},
+        draw_options={
+            "polyline": False,
+            "circle": False,
+            "marker": False,
+            "circlemarker": False,
+            "rectangle": True,
+            "polygon": True,
+        },
         edit_options={"edit": False, "remove": True},
     ).add_to(m)
     return m
@@ -128,6 +139,9 @@ def legend_html(classes: Sequence[ClassInfo], title: str = "Classes") -> str:
         f'<div class="wb-legend-item" style="display:flex;align-items:center;gap:6px;margin:2px 0">'
         f'<span style="display:inline-block;width:14px;height:14px;background:{html.escape(c.color)};'
         f'border:1px solid #555"></span><span>{c.id} {html.escape(c.name)}</span></div>'
-        for c in classes)
-    return (f'<div class="wb-legend" data-testid="wb-legend" style="font-size:0.9em">'
-            f'<b>{html.escape(title)}</b>{items}</div>')
+        for c in classes
+    )
+    return (
+        f'<div class="wb-legend" data-testid="wb-legend" style="font-size:0.9em">'
+        f"<b>{html.escape(title)}</b>{items}</div>"
+    )

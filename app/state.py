@@ -10,11 +10,11 @@ from typing import Any
 
 import streamlit as st
 
+from app.services.cluster_info import ClusterInfo, ClusterProbe, resolve_scheduler
 from core.errors import ClusterError
 from core.settings import Settings, get_settings
 from db.runs import RunTracker
 from db.scenes import SceneStore
-from app.services.cluster_info import ClusterInfo, ClusterProbe, resolve_scheduler
 
 
 def settings() -> Settings:
@@ -54,9 +54,14 @@ def cluster_info() -> ClusterInfo:
     """The cluster in use now; ``error`` set when none is configured or it cannot be reached."""
     address, local = resolve_scheduler(settings())
     if not address:
-        return ClusterInfo(None, None, local, error="no Dask cluster is running: start the local cluster on the "
-                                                    "Cluster page (or `python -m jobs cluster start`), or set "
-                                                    "WORKBENCH_SCHEDULER")
+        return ClusterInfo(
+            None,
+            None,
+            local,
+            error="no Dask cluster is running: start the local cluster on the "
+            "Cluster page (or `python -m jobs cluster start`), or set "
+            "WORKBENCH_SCHEDULER",
+        )
     return _probe(address, local).describe()
 
 
@@ -64,8 +69,9 @@ def cluster_preflight(needs: Any) -> Any:
     """The cluster pre-flight (:class:`core.distributed.preflight.PreflightReport`) of the cluster in use."""
     address, local = resolve_scheduler(settings())
     if not address:
-        raise ClusterError("no Dask cluster is running: start the local cluster on the Cluster page, or set "
-                           "WORKBENCH_SCHEDULER")
+        raise ClusterError(
+            "no Dask cluster is running: start the local cluster on the Cluster page, or set WORKBENCH_SCHEDULER"
+        )
     return _probe(address, local).preflight(needs)
 
 

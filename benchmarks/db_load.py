@@ -42,8 +42,12 @@ OUT = Path(__file__).resolve().parent / "out"
 def is_lock_error(exc: BaseException) -> bool:
     """True for SQLite's "database is locked"/"database table is locked" and PostgreSQL lock timeouts/deadlocks."""
     text = str(exc).lower()
-    return "database is locked" in text or "table is locked" in text or "deadlock detected" in text \
+    return (
+        "database is locked" in text
+        or "table is locked" in text
+        or "deadlock detected" in text
         or "lock timeout" in text
+    )
 
 
 @dataclass
@@ -73,13 +77,15 @@ class LoadResult:
     per_writer_events_per_s: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.backend:>10}: {self.writers} writers x {self.events_per_writer} events: "
-                f"{self.events_per_s:,.0f} events/s in {self.seconds:.1f} s; write latency p50 "
-                f"{self.write_p50_ms:.1f} ms, p99 {self.write_p99_ms:.1f} ms, worst {self.write_worst_ms:.0f} ms; "
-                f"reader {self.reader_polls_per_s:.2f} polls/s (worst {self.reader_worst_poll_ms:.0f} ms); "
-                f"lost {self.lost_events}, duplicated {self.duplicate_events}, "
-                f"'database is locked' {self.lock_errors + self.reader_lock_errors}, "
-                f"other errors {len(self.other_errors)}")
+        return (
+            f"{self.backend:>10}: {self.writers} writers x {self.events_per_writer} events: "
+            f"{self.events_per_s:,.0f} events/s in {self.seconds:.1f} s; write latency p50 "
+            f"{self.write_p50_ms:.1f} ms, p99 {self.write_p99_ms:.1f} ms, worst {self.write_worst_ms:.0f} ms; "
+            f"reader {self.reader_polls_per_s:.2f} polls/s (worst {self.reader_worst_poll_ms:.0f} ms); "
+            f"lost {self.lost_events}, duplicated {self.duplicate_events}, "
+            f"'database is locked' {self.lock_errors + self.reader_lock_errors}, "
+            f"other errors {len(self.other_errors)}"
+        )
 
 
 def _writer(url: str, index: int, n_events: int, go: Any, results: Any) -> None:
@@ -102,8 +108,15 @@ def _writer(url: str, index: int, n_events: int, go: Any, results: Any) -> None:
             if i % 2 == 0:
                 tracker.progress(run_id, "training", i + 1, n_events, seq=i)
             else:
-                tracker.event(run_id, "step", phase="training", epoch=0, step=i, seq=i,
-                              ranks=[{"rank": 0, "loss": 1.0 / (i + 1), "samples_per_s": 100.0}])
+                tracker.event(
+                    run_id,
+                    "step",
+                    phase="training",
+                    epoch=0,
+                    step=i,
+                    seq=i,
+                    ranks=[{"rank": 0, "loss": 1.0 / (i + 1), "samples_per_s": 100.0}],
+                )
             written += 1
         except DBAPIError as exc:
             if is_lock_error(exc):
@@ -113,16 +126,29 @@ def _writer(url: str, index: int, n_events: int, go: Any, results: Any) -> None:
         latencies.append(time.perf_counter() - t)
     end = time.time()
     tracker.succeed(run_id, metrics={"events": written})
-    results.put(("done", index, {"run_id": run_id, "latencies": latencies, "lock_errors": lock_errors,
-                                 "errors": errors, "written": written, "start": start, "end": end}))
+    results.put(
+        (
+            "done",
+            index,
+            {
+                "run_id": run_id,
+                "latencies": latencies,
+                "lock_errors": lock_errors,
+                "errors": errors,
+                "written": written,
+                "start": start,
+                "end": end,
+            },
+        )
+    )
 
 
 def _reader(url: str, interval: float, stop: Any, results: Any) -> None:
     """The Live page: list runs, find active ones, build each one's live status; checks nothing goes backwards."""
     from sqlalchemy.exc import DBAPIError
 
-    from db.runs import RunTracker
     from app.services.live import active_run_ids, live_status
+    from db.runs import RunTracker
 
     tracker = RunTracker(url)
     polls, lock_errors, regressions = 0, 0, 0
@@ -153,8 +179,20 @@ def _reader(url: str, interval: float, stop: Any, results: Any) -> None:
             results.put(("reader-ready", -1, None))
             first = False
         stop.wait(max(0.0, interval - (time.perf_counter() - t)))
-    results.put(("reader", -1, {"polls": polls, "seconds": time.perf_counter() - start, "worst": worst,
-                                "lock_errors": lock_errors, "regressions": regressions, "errors": errors}))
+    results.put(
+        (
+            "reader",
+            -1,
+            {
+                "polls": polls,
+                "seconds": time.perf_counter() - start,
+                "worst": worst,
+                "lock_errors": lock_errors,
+                "regressions": regressions,
+                "errors": errors,
+            },
+        )
+    )
 
 
 def mp_context(method: str = "spawn") -> BaseContext:
@@ -175,8 +213,15 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run_load(url: str, backend: str, writers: int = 8, events: int = 1000, poll_interval: float = 0.5,
-             timeout: float = 600.0, start_method: str = "spawn") -> LoadResult:
+def run_load(
+    url: str,
+    backend: str,
+    writers: int = 8,
+    events: int = 1000,
+    poll_interval: float = 0.5,
+    timeout: float = 600.0,
+    start_method: str = "spawn",
+) -> LoadResult:
     """Run the load against ``url`` (schema created first, as the app does) and count what reached the database.
 
     ``start_method``: how the job processes start (see :func:`mp_context`).
@@ -194,8 +239,10 @@ def run_load(url: str, backend: str, writers: int = 8, events: int = 1000, poll_
     ctx = mp_context(start_method)
     results = ctx.Queue()
     go, stop = ctx.Event(), ctx.Event()
-    procs = [ctx.Process(target=_writer, args=(url, i, events, go, results), name=f"writer-{i}", daemon=True)
-             for i in range(writers)]
+    procs = [
+        ctx.Process(target=_writer, args=(url, i, events, go, results), name=f"writer-{i}", daemon=True)
+        for i in range(writers)
+    ]
     reader = ctx.Process(target=_reader, args=(url, poll_interval, stop, results), name="reader", daemon=True)
     t_start = time.monotonic()
     for p in procs:
@@ -207,12 +254,14 @@ def run_load(url: str, backend: str, writers: int = 8, events: int = 1000, poll_
         while len(got) < n:
             try:
                 k, index, payload = results.get(timeout=1.0)
-            except queue.Empty:
+            except queue.Empty as empty:
                 dead = [p.name for p in procs + [reader] if p.exitcode not in (None, 0)]
                 if dead or time.monotonic() > deadline:
                     stop.set()
-                    raise RuntimeError(f"load run failed: crashed {dead}, waiting for {kind} of "
-                                       f"{n - len(got)} processes (timeout {timeout:.0f} s)")
+                    raise RuntimeError(
+                        f"load run failed: crashed {dead}, waiting for {kind} of "
+                        f"{n - len(got)} processes (timeout {timeout:.0f} s)"
+                    ) from empty
                 continue
             if k == kind:
                 got[index] = payload
@@ -245,24 +294,42 @@ def run_load(url: str, backend: str, writers: int = 8, events: int = 1000, poll_
             in_db += len(seqs)
             dup += len(seqs) - len(set(seqs))
             lost += len(set(range(done[index]["written"])) - set(seqs)) + (events - done[index]["written"])
-        succeeded = s.scalar(select(func.count()).select_from(RunRow).where(
-            RunRow.id.in_(list(run_ids.values())), RunRow.status == "succeeded")) or 0
+        succeeded = (
+            s.scalar(
+                select(func.count())
+                .select_from(RunRow)
+                .where(RunRow.id.in_(list(run_ids.values())), RunRow.status == "succeeded")
+            )
+            or 0
+        )
     dispose_engines()
     latencies = [x for d in done.values() for x in d["latencies"]]
     t0 = min(d["start"] for d in done.values())
     t1 = max(d["end"] for d in done.values())
     written = sum(d["written"] for d in done.values())
     return LoadResult(
-        backend=backend, writers=writers, events_per_writer=events, events_written=written, events_in_db=in_db,
-        lost_events=lost, duplicate_events=dup, lock_errors=sum(d["lock_errors"] for d in done.values()),
+        backend=backend,
+        writers=writers,
+        events_per_writer=events,
+        events_written=written,
+        events_in_db=in_db,
+        lost_events=lost,
+        duplicate_events=dup,
+        lock_errors=sum(d["lock_errors"] for d in done.values()),
         other_errors=[e for d in done.values() for e in d["errors"]] + rstats["errors"],
-        seconds=t1 - t0, events_per_s=written / (t1 - t0),
-        write_p50_ms=1e3 * statistics.median(latencies), write_p99_ms=1e3 * _percentile(latencies, 0.99),
-        write_worst_ms=1e3 * max(latencies), reader_polls=rstats["polls"],
-        reader_polls_per_s=rstats["polls"] / rstats["seconds"], reader_worst_poll_ms=1e3 * rstats["worst"],
-        reader_lock_errors=rstats["lock_errors"], reader_regressions=rstats["regressions"],
+        seconds=t1 - t0,
+        events_per_s=written / (t1 - t0),
+        write_p50_ms=1e3 * statistics.median(latencies),
+        write_p99_ms=1e3 * _percentile(latencies, 0.99),
+        write_worst_ms=1e3 * max(latencies),
+        reader_polls=rstats["polls"],
+        reader_polls_per_s=rstats["polls"] / rstats["seconds"],
+        reader_worst_poll_ms=1e3 * rstats["worst"],
+        reader_lock_errors=rstats["lock_errors"],
+        reader_regressions=rstats["regressions"],
         runs_succeeded=succeeded,
-        per_writer_events_per_s=[round(d["written"] / (d["end"] - d["start"]), 1) for d in done.values()])
+        per_writer_events_per_s=[round(d["written"] / (d["end"] - d["start"]), 1) for d in done.values()],
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -60,15 +60,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from dask.distributed import Client, LocalCluster
 
-    from benchmarks.training import synthetic_store
-    from core.distributed.cluster import worker_env
-    from core.configs import TrainJobConfig
-    from core.errors import JobFailedError
-    from core.training.schemes.heterogeneous import SLOWDOWN_ENV
-    from core.training.job import run_train_job
-    from db.runs import RunTracker
-
     import core.distributed.launcher as launcher
+    from benchmarks.training import synthetic_store
+    from core.configs import TrainJobConfig
+    from core.distributed.cluster import worker_env
+    from core.errors import JobFailedError
+    from core.training.job import run_train_job
+    from core.training.schemes.heterogeneous import SLOWDOWN_ENV
+    from db.runs import RunTracker
 
     def workers_now(client: Client) -> dict[str, dict[str, Any]]:
         return dict(client.sync(client.scheduler.identity, n_workers=-1).get("workers", {}))
@@ -84,15 +83,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         size |= 1
     global_batch = 2 * args.batch
     runs = [("data_parallel", False), ("data_parallel", True), ("heterogeneous", True)]
-    figures: dict[str, Any] = {"model": args.model, "width": args.width, "sample_px": size, "bands": 10,
-                               "global_batch": global_batch, "steps": args.steps, "slowdown": args.slowdown,
-                               "cpu_count": os.cpu_count(), "runs": {}}
+    figures: dict[str, Any] = {
+        "model": args.model,
+        "width": args.width,
+        "sample_px": size,
+        "bands": 10,
+        "global_batch": global_batch,
+        "steps": args.steps,
+        "slowdown": args.slowdown,
+        "cpu_count": os.cpu_count(),
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["WORKBENCH_HOME"] = tmp
         tracker = RunTracker(f"sqlite:///{tmp}/bench.db")
         store = synthetic_store(Path(tmp) / "store.zarr", mode, n=args.steps * global_batch, size=size)
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          memory_limit="6GiB", env=worker_env(1)) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                memory_limit="6GiB",
+                env=worker_env(1),
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             # asked of the scheduler directly: client.scheduler_info() can return a list cut short by the client's
             # own periodic refresh (n_workers=0)
             def pick_slow_worker() -> str:
@@ -103,10 +119,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             env_value: str | None = None
 
             def train(scheme: str, steps: int) -> dict[str, Any]:
-                config = TrainJobConfig(scene="synthetic", store=str(store), model=args.model,
-                                        model_params={"width": args.width}, scheme=scheme, num_workers=2, epochs=1,
-                                        batch_size=args.batch, max_steps_per_epoch=steps, augment=False,
-                                        log_every=max(steps, 1), optimizer="sgd_nesterov")
+                config = TrainJobConfig(
+                    scene="synthetic",
+                    store=str(store),
+                    model=args.model,
+                    model_params={"width": args.width},
+                    scheme=scheme,
+                    num_workers=2,
+                    epochs=1,
+                    batch_size=args.batch,
+                    max_steps_per_epoch=steps,
+                    augment=False,
+                    log_every=max(steps, 1),
+                    optimizer="sgd_nesterov",
+                )
                 for attempt in range(3):
                     run_id = tracker.create("train", config.model_dump(mode="json"))
                     try:
@@ -134,20 +160,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         client.run(_set_env, SLOWDOWN_ENV, None, workers=[slow["worker"]])
                     m = out["metrics"]
                     name = f"{scheme}, {'1 slow worker' if throttled else 'equal workers'}"
-                    figures["runs"].setdefault(name, []).append({
-                        "shares": m["batch_per_rank"], "step_s_per_rank": m["step_s_per_rank"],
-                        "compute_s_per_rank": m["compute_s_per_rank"], "samples_per_s": m["samples_per_s"],
-                        "slow_rank": next(r["rank"] for r in out["ranks"] if r["worker"] == slow["worker"]),
-                        "heterogeneous": m.get("heterogeneous"), "weights_identical": m["weights_identical"],
-                        "wall_s": m["wall_s"]})
+                    figures["runs"].setdefault(name, []).append(
+                        {
+                            "shares": m["batch_per_rank"],
+                            "step_s_per_rank": m["step_s_per_rank"],
+                            "compute_s_per_rank": m["compute_s_per_rank"],
+                            "samples_per_s": m["samples_per_s"],
+                            "slow_rank": next(r["rank"] for r in out["ranks"] if r["worker"] == slow["worker"]),
+                            "heterogeneous": m.get("heterogeneous"),
+                            "weights_identical": m["weights_identical"],
+                            "wall_s": m["wall_s"],
+                        }
+                    )
     step = {name: float(np.median([max(x["step_s_per_rank"]) for x in xs])) for name, xs in figures["runs"].items()}
     names = list(step)
     figures["median_step_s"] = step
     figures["speedup_heterogeneous_vs_data_parallel"] = step[names[1]] / step[names[2]]
     figures["ideal_speedup"] = (args.slowdown + 1) / 2
-    print(f"{args.model} width {args.width}, {size}x{size}x10 samples, global batch {global_batch}, {args.steps} steps, "
-          f"1 worker throttled x{args.slowdown}, {args.rounds} rounds, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.model} width {args.width}, {size}x{size}x10 samples, global batch {global_batch}, {args.steps} steps, "
+        f"1 worker throttled x{args.slowdown}, {args.rounds} rounds, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     print(f"{'configuration':<32}{'shares':>8}{'median step s/rank':>20}{'compute s/rank':>17}{'samples/s':>11}")
     for name, xs in figures["runs"].items():
         for f in xs:
@@ -156,11 +190,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{name:<32}{'/'.join(map(str, f['shares'])):>8}{steps:>20}{comp:>17}{f['samples_per_s']:>11.1f}")
     for f in figures["runs"][names[2]]:
         het_info = f["heterogeneous"]
-        print(f"calibrated speeds (samples/s): {[round(v, 1) for v in het_info['speeds']]} -> shares "
-              f"{het_info['shares']} (slow rank {f['slow_rank']})")
+        print(
+            f"calibrated speeds (samples/s): {[round(v, 1) for v in het_info['speeds']]} -> shares "
+            f"{het_info['shares']} (slow rank {f['slow_rank']})"
+        )
     print("median step s: " + ", ".join(f"{k}: {v:.3f}" for k, v in step.items()))
-    print(f"heterogeneous vs data_parallel on the unequal cluster: {figures['speedup_heterogeneous_vs_data_parallel']:.2f}x"
-          f" faster per step (ideal, if step time were proportional to batch: {figures['ideal_speedup']:.2f}x)")
+    print(
+        f"heterogeneous vs data_parallel on the unequal cluster: {figures['speedup_heterogeneous_vs_data_parallel']:.2f}x"
+        f" faster per step (ideal, if step time were proportional to batch: {figures['ideal_speedup']:.2f}x)"
+    )
     OUT.mkdir(exist_ok=True)
     (OUT / "heterogeneous.json").write_text(json.dumps(figures, indent=1))
     return figures

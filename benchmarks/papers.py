@@ -30,7 +30,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -78,12 +77,24 @@ def houston_store(b: Bench, modalities: tuple[str, ...], args: Any) -> dict[str,
 
     if modalities not in _STORES:
         m = args.margin
-        aoi = AOIConfig(crs="pixel", geometry={"type": "Polygon", "coordinates": [
-            [(m, m), (SIZE - m, m), (SIZE - m, SIZE - m), (m, SIZE - m), (m, m)]]})
-        _STORES[modalities] = tile(b, TileJobConfig(
-            scene=HOUSTON, mode="patches", modalities=modalities, aoi=aoi,
-            sampling=SamplingConfig(patch_size=args.patch, per_class=args.per_class, seed=args.seed),
-            split=SplitConfig(method="spatial", block_size=args.block, fractions=(0.6, 0.2, 0.2), seed=args.seed)))
+        aoi = AOIConfig(
+            crs="pixel",
+            geometry={
+                "type": "Polygon",
+                "coordinates": [[(m, m), (SIZE - m, m), (SIZE - m, SIZE - m), (m, SIZE - m), (m, m)]],
+            },
+        )
+        _STORES[modalities] = tile(
+            b,
+            TileJobConfig(
+                scene=HOUSTON,
+                mode="patches",
+                modalities=modalities,
+                aoi=aoi,
+                sampling=SamplingConfig(patch_size=args.patch, per_class=args.per_class, seed=args.seed),
+                split=SplitConfig(method="spatial", block_size=args.block, fractions=(0.6, 0.2, 0.2), seed=args.seed),
+            ),
+        )
     return _STORES[modalities]
 
 
@@ -102,8 +113,16 @@ def table2(b: Bench, args: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for model, mods in (("two_stream_rgb", ("rgb",)), ("two_stream_hsi", ("hsi",)), ("two_stream", ("rgb", "hsi"))):
         store = houston_store(b, mods, args)
-        out[model] = train_and_score(b, store["store"], HOUSTON, model, _two_stream_params(args), args,
-                                     scheme="data_parallel", num_workers=args.ranks)
+        out[model] = train_and_score(
+            b,
+            store["store"],
+            HOUSTON,
+            model,
+            _two_stream_params(args),
+            args,
+            scheme="data_parallel",
+            num_workers=args.ranks,
+        )
         out[model]["counts"] = store["counts"]
     print("Table 2 (houston_crop, spatial blocks): two-stream CNN by modality")
     for model in out:
@@ -130,8 +149,11 @@ def table3(b: Bench, args: Any) -> dict[str, Any]:
     for name, r in out.items():
         if name == "counts":
             continue
-        extra = (f"  [{r['baseline']['n_train']} train rows x {r['baseline']['n_features']} features, "
-                 f"{r['seconds']:.0f} s]" if "baseline" in r else f"  [{r['train_s']:.0f} s train]")
+        extra = (
+            f"  [{r['baseline']['n_train']} train rows x {r['baseline']['n_features']} features, {r['seconds']:.0f} s]"
+            if "baseline" in r
+            else f"  [{r['train_s']:.0f} s train]"
+        )
         print(_row(name, r) + extra)
     return out
 
@@ -150,20 +172,33 @@ def table4(b: Bench, args: Any) -> dict[str, Any]:
     _need_workers(b, MODEL_PARALLEL_RANKS)
     store = houston_store(b, ("rgb", "hsi"), args)
     model = _RESULTS.get("table2", {}).get("two_stream") or train_and_score(
-        b, store["store"], HOUSTON, "two_stream", _two_stream_params(args), args)
+        b, store["store"], HOUSTON, "two_stream", _two_stream_params(args), args
+    )
     out: dict[str, Any] = {}
     for n in (1000, args.big):
         row: dict[str, Any] = {}
-        for scheme, split in (("data_parallel", None), ("model_parallel", "baseline"),
-                              ("model_parallel", "optimized")):
-            r = mp.time_inference(b.client, model["model_dir"], store["store"], scheme=scheme,
-                                  mp_split=split or "baseline", n_patches=n, batch_size=args.infer_batch,
-                                  num_ranks=MODEL_PARALLEL_RANKS, timeout=args.run_timeout)
-            row[f"mp_{split}" if split else scheme] = {"seconds": r["seconds"], "wall_s": r["wall_s"],
-                                                       "patches_per_s": r["patches_per_s"]}
+        for scheme, split in (("data_parallel", None), ("model_parallel", "baseline"), ("model_parallel", "optimized")):
+            r = mp.time_inference(
+                b.client,
+                model["model_dir"],
+                store["store"],
+                scheme=scheme,
+                mp_split=split or "baseline",
+                n_patches=n,
+                batch_size=args.infer_batch,
+                num_ranks=MODEL_PARALLEL_RANKS,
+                timeout=args.run_timeout,
+            )
+            row[f"mp_{split}" if split else scheme] = {
+                "seconds": r["seconds"],
+                "wall_s": r["wall_s"],
+                "patches_per_s": r["patches_per_s"],
+            }
         out[str(n)] = row
-    print(f"Table 4 (houston_crop two_stream, {MODEL_PARALLEL_RANKS} ranks, batch {args.infer_batch}): "
-          "inference seconds (slowest rank, startup excluded)")
+    print(
+        f"Table 4 (houston_crop two_stream, {MODEL_PARALLEL_RANKS} ranks, batch {args.infer_batch}): "
+        "inference seconds (slowest rank, startup excluded)"
+    )
     for n, row in out.items():
         print(f"  {n:>7} patches  " + "  ".join(f"{k} {v['seconds']:.2f} s" for k, v in row.items()))
     return out
@@ -172,8 +207,9 @@ def table4(b: Bench, args: Any) -> dict[str, Any]:
 def _need_workers(b: Bench, n: int) -> None:
     have = len(b.client.scheduler_info(n_workers=-1)["workers"])
     if have < n:
-        raise NotAvailable(f"this table needs {n} worker processes, the benchmark cluster has {have}; run with "
-                           f"--workers {n}")
+        raise NotAvailable(
+            f"this table needs {n} worker processes, the benchmark cluster has {have}; run with --workers {n}"
+        )
 
 
 def figure10(b: Bench, args: Any) -> dict[str, Any]:
@@ -189,10 +225,19 @@ def figure10(b: Bench, args: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for split in ("baseline", "optimized"):
         for batch in (10, 50, 200):
-            cfg = TrainJobConfig(scene=HOUSTON, store=store["store"], model="two_stream",
-                                 model_params=_two_stream_params(args), scheme="model_parallel",
-                                 num_workers=MODEL_PARALLEL_RANKS, mp_split=split, batch_size=batch, epochs=1,
-                                 max_steps_per_epoch=args.mp_steps, augment=False)
+            cfg = TrainJobConfig(
+                scene=HOUSTON,
+                store=store["store"],
+                model="two_stream",
+                model_params=_two_stream_params(args),
+                scheme="model_parallel",
+                num_workers=MODEL_PARALLEL_RANKS,
+                mp_split=split,
+                batch_size=batch,
+                epochs=1,
+                max_steps_per_epoch=args.mp_steps,
+                augment=False,
+            )
             row = b.run(cfg, timeout=args.run_timeout)
             if row.status != "succeeded":
                 raise RuntimeError(f"model-parallel run {row.id} {row.status}: {row.error}")
@@ -216,7 +261,12 @@ def hetero(b: Bench, args: Any) -> dict[str, Any]:
 
 
 TABLES: dict[str, Callable[[Bench, Any], dict[str, Any]]] = {
-    "table2": table2, "table3": table3, "table4": table4, "figure10": figure10, "hetero": hetero}
+    "table2": table2,
+    "table3": table3,
+    "table4": table4,
+    "figure10": figure10,
+    "hetero": hetero,
+}
 _RESULTS: dict[str, Any] = {}
 
 
@@ -273,8 +323,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if isinstance(v, dict):
                 v.pop("model_dir", None)
     OUT.mkdir(exist_ok=True)
-    (OUT / "papers.json").write_text(json.dumps({"args": vars(args), "status": status, "results": _RESULTS},
-                                                indent=1, default=str))
+    (OUT / "papers.json").write_text(
+        json.dumps({"args": vars(args), "status": status, "results": _RESULTS}, indent=1, default=str)
+    )
     return {"status": status, "results": _RESULTS}
 
 

@@ -47,8 +47,8 @@ def best_of(repeats: int, fn: Callable[[], None]) -> float:
 
 def main() -> None:
     from core.configs import AOIConfig, SamplingConfig, SplitConfig, TileJobConfig
-    from core.tiling.store import TileStore
     from core.tiling.job import run_tile_job
+    from core.tiling.store import TileStore
     from db.scenes import SceneStore
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -57,11 +57,21 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     m = MARGIN
-    aoi = AOIConfig(crs="pixel", geometry={"type": "Polygon", "coordinates": [
-        [(m, m), (SIZE - m, m), (SIZE - m, SIZE - m), (m, SIZE - m), (m, m)]]})
-    cfg = TileJobConfig(scene="houston_crop", mode="patches", modalities=("rgb", "hsi"), aoi=aoi,
-                        sampling=SamplingConfig(patch_size=args.patch, per_class=args.per_class, seed=0),
-                        split=SplitConfig(method="spatial", block_size=64, fractions=(0.6, 0.2, 0.2), seed=0))
+    aoi = AOIConfig(
+        crs="pixel",
+        geometry={
+            "type": "Polygon",
+            "coordinates": [[(m, m), (SIZE - m, m), (SIZE - m, SIZE - m), (m, SIZE - m), (m, m)]],
+        },
+    )
+    cfg = TileJobConfig(
+        scene="houston_crop",
+        mode="patches",
+        modalities=("rgb", "hsi"),
+        aoi=aoi,
+        sampling=SamplingConfig(patch_size=args.patch, per_class=args.per_class, seed=0),
+        split=SplitConfig(method="spatial", block_size=64, fractions=(0.6, 0.2, 0.2), seed=0),
+    )
     with bench(["houston_crop"]) as b:
         scene = SceneStore(b.db_url).get("houston_crop")
         path = b.home / "patches.zarr"
@@ -78,13 +88,15 @@ def main() -> None:
             store = TileStore(path)
             idx = store.valid_indices("test")
             for i in range(0, idx.size, 16):
-                store.read("test", idx[i:i + 16])
+                store.read("test", idx[i : i + 16])
 
         one, half, ev = (best_of(args.repeats, f) for f in (lambda: load(0, 1), lambda: load(0, 2), evaluate))
         chunks = {k: TileStore(path).array("train", f"x_{k}").chunks[0] for k in info.modalities}
     print(f"houston_crop patches {info.sample_size}, counts {info.counts}, samples per x chunk {chunks}")
-    print(f"write {write_s:.1f} s | {files} files, {nbytes / 2**20:.1f} MiB | load train ({info.counts['train']}) "
-          f"{one:.2f} s | rank 0 of 2 {half:.2f} s | test in batches of 16 {ev:.2f} s")
+    print(
+        f"write {write_s:.1f} s | {files} files, {nbytes / 2**20:.1f} MiB | load train ({info.counts['train']}) "
+        f"{one:.2f} s | rank 0 of 2 {half:.2f} s | test in batches of 16 {ev:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,22 @@ def make_geotiff(path: Path, size: int, bands: int) -> Path:
             if ds.width == size and ds.count == bands:
                 return path
     tmp = path.with_suffix(".part.tif")
-    profile = dict(driver="GTiff", width=size, height=size, count=bands, dtype="uint16", crs="EPSG:32633",
-                   transform=Affine(10, 0, 500000, 0, -10, 5600000), tiled=True, blockxsize=BLOCK,
-                   blockysize=BLOCK, compress="deflate", predictor=2, zlevel=1, interleave="pixel")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=bands,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 500000, 0, -10, 5600000),
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="deflate",
+        predictor=2,
+        zlevel=1,
+        interleave="pixel",
+    )
     rng = np.random.default_rng(0)
     cols = np.arange(size, dtype=np.float32)
     with rasterio.open(tmp, "w", **profile) as dst:
@@ -74,8 +87,7 @@ def sequential_read(path: Path) -> tuple[float, float, float]:
 
 def scene_for(path: Path) -> Scene:
     with rasterio.open(path) as ds:
-        mod = Modality("img", ds.width, ds.height, tuple(ds.transform)[:6], ds.count, ds.dtypes[0],
-                       (None,) * ds.count)
+        mod = Modality("img", ds.width, ds.height, tuple(ds.transform)[:6], ds.count, ds.dtypes[0], (None,) * ds.count)
         crs = ds.crs.to_wkt()
     return Scene("bench", True, crs, (mod,), (Acquisition("2024-01-01", {"img": (str(path),)}),))
 
@@ -94,8 +106,9 @@ def _cpu() -> float:
 
 
 def _warm_up() -> None:
-    import core.tiling.job  # noqa: F401
     import zarr  # noqa: F401
+
+    import core.tiling.job  # noqa: F401
 
 
 def tile_once(path: Path, workers: int, tile: int, workdir: Path) -> dict[str, float]:
@@ -103,11 +116,16 @@ def tile_once(path: Path, workers: int, tile: int, workdir: Path) -> dict[str, f
     from dask.distributed import Client, LocalCluster
 
     scene = scene_for(path)
-    cfg = TileJobConfig(scene="bench", mode="tiles", tiling=TilingConfig(tile_size=tile),
-                        split=SplitConfig(method="spatial", block_size=tile * 16, buffer=0, fractions=(1, 0, 0)))
+    cfg = TileJobConfig(
+        scene="bench",
+        mode="tiles",
+        tiling=TilingConfig(tile_size=tile),
+        split=SplitConfig(method="spatial", block_size=tile * 16, buffer=0, fractions=(1, 0, 0)),
+    )
     store = Path(tempfile.mkdtemp(dir=workdir)) / "store.zarr"
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           memory_limit="4GiB")
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="4GiB"
+    )
     client = Client(cluster)
     client.run(_warm_up)  # a long-running cluster has these imported already; don't time first imports
     peaks: dict[str, int] = {}
@@ -136,9 +154,15 @@ def tile_once(path: Path, workers: int, tile: int, workdir: Path) -> dict[str, f
         shutil.rmtree(store.parent, ignore_errors=True)
     n = sum(info.counts.values())
     mod = scene.primary
-    return {"secs": secs, "cpu": cpu, "tiles": n, "mb": n * tile * tile * mod.band_count * 2 / 1e6,
-            "base_mib": max(base.values()) / 2**20, "peak_mib": max(peaks.values()) / 2**20,
-            "peaks": ", ".join(f"{v / 2**20:.0f}" for v in sorted(peaks.values()))}
+    return {
+        "secs": secs,
+        "cpu": cpu,
+        "tiles": n,
+        "mb": n * tile * tile * mod.band_count * 2 / 1e6,
+        "base_mib": max(base.values()) / 2**20,
+        "peak_mib": max(peaks.values()) / 2**20,
+        "peaks": ", ".join(f"{v / 2**20:.0f}" for v in sorted(peaks.values())),
+    }
 
 
 def main() -> None:
@@ -154,19 +178,25 @@ def main() -> None:
     for size in (args.size // 2, args.size):
         t0 = time.perf_counter()
         path = make_geotiff(args.workdir / f"bench_{size}_{args.bands}b.tif", size, args.bands)
-        print(f"\n== {size} x {size} px ({path.stat().st_size / 1e6:.0f} MB on disk, ready in "
-              f"{time.perf_counter() - t0:.0f} s)")
+        print(
+            f"\n== {size} x {size} px ({path.stat().st_size / 1e6:.0f} MB on disk, ready in "
+            f"{time.perf_counter() - t0:.0f} s)"
+        )
         for w in (int(x) for x in args.workers.split(",")):
             secs, cpu, mb = sequential_read(path)  # measured right before each run: the machine's load drifts
             limit, limit_cpu = mb / secs, mb / cpu
-            print(f"sequential read (1 process, block by block): {mb:.0f} MB in {secs:.1f} s = {limit:.0f} MB/s "
-                  f"wall, {limit_cpu:.0f} MB per CPU-second")
+            print(
+                f"sequential read (1 process, block by block): {mb:.0f} MB in {secs:.1f} s = {limit:.0f} MB/s "
+                f"wall, {limit_cpu:.0f} MB per CPU-second"
+            )
             r = tile_once(path, w, args.tile, args.workdir)
             rate, rate_cpu = r["mb"] / r["secs"], r["mb"] / r["cpu"]
-            print(f"tiling, {w} worker(s): {r['tiles']:.0f} tiles in {r['secs']:.1f} s = {r['tiles'] / r['secs']:.1f} "
-                  f"tiles/s, {rate:.0f} MB/s = {rate / limit:.0%} of the sequential limit (wall); "
-                  f"{rate_cpu:.0f} MB per worker-CPU-second = {rate_cpu / limit_cpu:.0%} of the read's; worker RSS "
-                  f"idle {r['base_mib']:.0f} MiB, peak per worker [{r['peaks']}] MiB")
+            print(
+                f"tiling, {w} worker(s): {r['tiles']:.0f} tiles in {r['secs']:.1f} s = {r['tiles'] / r['secs']:.1f} "
+                f"tiles/s, {rate:.0f} MB/s = {rate / limit:.0%} of the sequential limit (wall); "
+                f"{rate_cpu:.0f} MB per worker-CPU-second = {rate_cpu / limit_cpu:.0%} of the read's; worker RSS "
+                f"idle {r['base_mib']:.0f} MiB, peak per worker [{r['peaks']}] MiB"
+            )
 
 
 if __name__ == "__main__":

@@ -45,14 +45,28 @@ def synthetic_store(path: Path, mode: str, n: int, size: int, bands: int = 10, s
         else:
             y = y[:, size // 2, size // 2].copy()
         g = root.require_group(split)
-        for name, arr in (("x_s2", x), ("y", y), ("valid", np.ones(count, bool)),
-                          ("loc", np.zeros((count, 4), np.int64)), ("date", np.zeros(count, np.int16))):
+        for name, arr in (
+            ("x_s2", x),
+            ("y", y),
+            ("valid", np.ones(count, bool)),
+            ("loc", np.zeros((count, 4), np.int64)),
+            ("date", np.zeros(count, np.int16)),
+        ):
             a = g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(1, *arr.shape[1:]))
             a[...] = arr
-    TileStore(path, mode="a").set_info(StoreInfo(
-        scene={"name": "synthetic"}, config={}, mode=mode, modalities=("s2",), sample_size={"s2": size},
-        classes=classes, dates=(None,), counts=counts,
-        band_stats={"s2": {"mean": [1100.0] * bands, "std": [200.0] * bands}}))
+    TileStore(path, mode="a").set_info(
+        StoreInfo(
+            scene={"name": "synthetic"},
+            config={},
+            mode=mode,
+            modalities=("s2",),
+            sample_size={"s2": size},
+            classes=classes,
+            dates=(None,),
+            counts=counts,
+            band_stats={"s2": {"mean": [1100.0] * bands, "std": [200.0] * bands}},
+        )
+    )
     return path
 
 
@@ -68,9 +82,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from dask.distributed import Client, LocalCluster
 
-    from core.distributed.cluster import worker_env
-
     from core.configs import TrainJobConfig
+    from core.distributed.cluster import worker_env
     from core.training.job import run_train_job
     from db.runs import RunTracker
 
@@ -80,38 +93,85 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         size |= 1  # patches are odd so they centre on their pixel
     params = {"width": args.width, "depth": 3} if args.model == "unet" else {"width": args.width}
     runs = [("single", 1), ("data_parallel", 1), ("data_parallel", 2)]
-    figures: dict[str, Any] = {"model": args.model, "sample_px": size, "bands": 10, "batch_per_worker": args.batch,
-                               "steps_per_epoch": args.steps, "cpu_count": os.cpu_count(), "runs": {}}
+    figures: dict[str, Any] = {
+        "model": args.model,
+        "sample_px": size,
+        "bands": 10,
+        "batch_per_worker": args.batch,
+        "steps_per_epoch": args.steps,
+        "cpu_count": os.cpu_count(),
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["WORKBENCH_HOME"] = tmp
         db_url = f"sqlite:///{tmp}/bench.db"
         store = synthetic_store(Path(tmp) / "store.zarr", mode, n=args.steps * args.batch * 2, size=size)
         tracker = RunTracker(db_url)
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          memory_limit="4GiB", env=worker_env(1)) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                memory_limit="4GiB",
+                env=worker_env(1),
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             # warm both workers (TensorFlow and Horovod imports) so the first configuration is not penalised
-            run_train_job(TrainJobConfig(scene="synthetic", store=str(store), model=args.model, model_params=params,
-                                         scheme="data_parallel", num_workers=2, epochs=1, batch_size=args.batch,
-                                         max_steps_per_epoch=2, augment=False),
-                          client, store, run_id=tracker.create("train", {}))
+            run_train_job(
+                TrainJobConfig(
+                    scene="synthetic",
+                    store=str(store),
+                    model=args.model,
+                    model_params=params,
+                    scheme="data_parallel",
+                    num_workers=2,
+                    epochs=1,
+                    batch_size=args.batch,
+                    max_steps_per_epoch=2,
+                    augment=False,
+                ),
+                client,
+                store,
+                run_id=tracker.create("train", {}),
+            )
             for scheme, workers in runs:
-                config = TrainJobConfig(scene="synthetic", store=str(store), model=args.model, model_params=params,
-                                        scheme=scheme, num_workers=workers, epochs=2, batch_size=args.batch,
-                                        max_steps_per_epoch=args.steps, augment=False, log_every=args.steps)
+                config = TrainJobConfig(
+                    scene="synthetic",
+                    store=str(store),
+                    model=args.model,
+                    model_params=params,
+                    scheme=scheme,
+                    num_workers=workers,
+                    epochs=2,
+                    batch_size=args.batch,
+                    max_steps_per_epoch=args.steps,
+                    augment=False,
+                    log_every=args.steps,
+                )
                 run_id = tracker.create("train", config.model_dump(mode="json"))
                 m = run_train_job(config, client, store, run_id=run_id)["metrics"]
                 figures["runs"][f"{scheme}x{workers}"] = {
-                    "samples_per_s": m["samples_per_s"], "per_rank": m["samples_per_s_per_rank"], **m["startup"],
-                    "wall_s": m["wall_s"], "weights_identical": m["weights_identical"]}
+                    "samples_per_s": m["samples_per_s"],
+                    "per_rank": m["samples_per_s_per_rank"],
+                    **m["startup"],
+                    "wall_s": m["wall_s"],
+                    "weights_identical": m["weights_identical"],
+                }
     r = figures["runs"]
     figures["scaling_efficiency"] = r["data_parallelx2"]["samples_per_s"] / (2 * r["data_parallelx1"]["samples_per_s"])
     figures["horovod_overhead_1_worker"] = 1 - r["data_parallelx1"]["samples_per_s"] / r["singlex1"]["samples_per_s"]
-    print(f"{args.model}, {size}x{size}x10 samples, batch {args.batch}/worker, {args.steps} steps x 2 epochs, "
-          f"{os.cpu_count()} cores, 1 thread per worker")
+    print(
+        f"{args.model}, {size}x{size}x10 samples, batch {args.batch}/worker, {args.steps} steps x 2 epochs, "
+        f"{os.cpu_count()} cores, 1 thread per worker"
+    )
     print(f"{'configuration':<18}{'samples/s':>10}{'task s':>9}{'rendezvous s':>14}{'first step s':>14}{'wall s':>9}")
     for name, f in r.items():
-        print(f"{name:<18}{f['samples_per_s']:>10.1f}{f['launch_to_task_s']:>9.2f}{f['launch_to_rendezvous_s']:>14.2f}"
-              f"{f['launch_to_first_step_s']:>14.2f}{f['wall_s']:>9.1f}")
+        print(
+            f"{name:<18}{f['samples_per_s']:>10.1f}{f['launch_to_task_s']:>9.2f}{f['launch_to_rendezvous_s']:>14.2f}"
+            f"{f['launch_to_first_step_s']:>14.2f}{f['wall_s']:>9.1f}"
+        )
     print(f"scaling efficiency (2 workers vs 2 x 1 worker): {figures['scaling_efficiency']:.2f}")
     print(f"Horovod cost on 1 worker (data_parallel x1 vs single): {figures['horovod_overhead_1_worker']:+.1%}")
     OUT.mkdir(exist_ok=True)

@@ -34,9 +34,19 @@ from scipy import ndimage
 
 log = logging.getLogger("benchmarks.vectorize")
 
-CLASSES = [{"id": i + 1, "name": n, "color": c} for i, (n, c) in enumerate(
-    [("forest", "#1a9641"), ("crops", "#ffff00"), ("grassland", "#a6d96a"), ("urban", "#d7191c"),
-     ("water", "#2b83ba"), ("bare soil", "#b15928")])]
+CLASSES = [
+    {"id": i + 1, "name": n, "color": c}
+    for i, (n, c) in enumerate(
+        [
+            ("forest", "#1a9641"),
+            ("crops", "#ffff00"),
+            ("grassland", "#a6d96a"),
+            ("urban", "#d7191c"),
+            ("water", "#2b83ba"),
+            ("bare soil", "#b15928"),
+        ]
+    )
+]
 
 
 def _fields(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -48,8 +58,10 @@ def _fields(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
 
 def _sample(field: np.ndarray, rows: np.ndarray, cols: np.ndarray, scale: int) -> np.ndarray:
     rr, cc = np.meshgrid(rows / scale, cols / scale, indexing="ij")
-    return np.stack([ndimage.map_coordinates(field[..., j], [rr, cc], order=1, mode="nearest")
-                     for j in range(field.shape[-1])], axis=-1)
+    return np.stack(
+        [ndimage.map_coordinates(field[..., j], [rr, cc], order=1, mode="nearest") for j in range(field.shape[-1])],
+        axis=-1,
+    )
 
 
 def generate(folder: Path, size: int, speckle: float, seed: int = 0) -> tuple[Path, Path]:
@@ -61,10 +73,12 @@ def generate(folder: Path, size: int, speckle: float, seed: int = 0) -> tuple[Pa
     transform = Affine(10, 0, 500000, 0, -10, 5700000)
     paths = [folder / "map.tmp.tif", folder / "map_confidence.tmp.tif"]
     dst_c = cog.open_tiled(paths[0], **cog.tiled_profile(size, size, transform, "EPSG:32633", nodata=0, blocksize=512))
-    dst_p = cog.open_tiled(paths[1], **cog.tiled_profile(size, size, transform, "EPSG:32633", nodata=255,
-                                                         blocksize=512))
-    cog.write_class_metadata(dst_c, [c["id"] for c in CLASSES], [c["name"] for c in CLASSES],
-                             [c["color"] for c in CLASSES])
+    dst_p = cog.open_tiled(
+        paths[1], **cog.tiled_profile(size, size, transform, "EPSG:32633", nodata=255, blocksize=512)
+    )
+    cog.write_class_metadata(
+        dst_c, [c["id"] for c in CLASSES], [c["name"] for c in CLASSES], [c["color"] for c in CLASSES]
+    )
     from rasterio.windows import Window
 
     cols = np.arange(size)
@@ -85,19 +99,36 @@ def generate(folder: Path, size: int, speckle: float, seed: int = 0) -> tuple[Pa
     dst_p.close()
     from rasterio.enums import Resampling
 
-    return (cog.finalize_cog(paths[0], folder / "map.tif"),
-            cog.finalize_cog(paths[1], folder / "map_confidence.tif", resampling=Resampling.average))
+    return (
+        cog.finalize_cog(paths[0], folder / "map.tif"),
+        cog.finalize_cog(paths[1], folder / "map_confidence.tif", resampling=Resampling.average),
+    )
 
 
 def _child(args: dict[str, Any], queue: Any) -> None:
     from core.export.vectorize import vectorize
 
     t0, c0 = time.perf_counter(), time.process_time()
-    res = vectorize(args["map"], args["gpkg"], args["geojson"], confidence=args["conf"],
-                    min_mapping_unit=args["mmu_ha"], mmu_unit="ha", simplify=args["simplify"], window=args["window"])
-    queue.put({"seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1), "polygons": res.polygons, "windows": res.windows,
-               "mmu_pixels": res.mmu_pixels,
-               "peak_rss_mib": round(peak_rss_mib(), 1)})
+    res = vectorize(
+        args["map"],
+        args["gpkg"],
+        args["geojson"],
+        confidence=args["conf"],
+        min_mapping_unit=args["mmu_ha"],
+        mmu_unit="ha",
+        simplify=args["simplify"],
+        window=args["window"],
+    )
+    queue.put(
+        {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": round(time.process_time() - c0, 1),
+            "polygons": res.polygons,
+            "windows": res.windows,
+            "mmu_pixels": res.mmu_pixels,
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+        }
+    )
 
 
 def peak_rss_mib() -> float:
@@ -120,16 +151,29 @@ def run(size: int, window: int, mmu_ha: float, simplify: float, speckle: float, 
         gen_s = time.perf_counter() - t0
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
-        args = {"map": str(class_map), "conf": str(conf), "gpkg": str(folder / "map.gpkg"),
-                "geojson": str(folder / "map.geojson") if geojson else None, "mmu_ha": mmu_ha,
-                "simplify": simplify, "window": window}
+        args = {
+            "map": str(class_map),
+            "conf": str(conf),
+            "gpkg": str(folder / "map.gpkg"),
+            "geojson": str(folder / "map.geojson") if geojson else None,
+            "mmu_ha": mmu_ha,
+            "simplify": simplify,
+            "window": window,
+        }
         proc = ctx.Process(target=_child, args=(args, queue))
         proc.start()
         out = queue.get()
         proc.join()
-        out.update(size=size, window=window, mmu_ha=mmu_ha, simplify=simplify, speckle=speckle,
-                   generate_seconds=round(gen_s, 1), map_mib=round(class_map.stat().st_size / 2**20, 1),
-                   gpkg_mib=round((folder / "map.gpkg").stat().st_size / 2**20, 1))
+        out.update(
+            size=size,
+            window=window,
+            mmu_ha=mmu_ha,
+            simplify=simplify,
+            speckle=speckle,
+            generate_seconds=round(gen_s, 1),
+            map_mib=round(class_map.stat().st_size / 2**20, 1),
+            gpkg_mib=round((folder / "map.gpkg").stat().st_size / 2**20, 1),
+        )
         return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)

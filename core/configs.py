@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.errors import ConfigError
 
 
 class Frozen(BaseModel):
@@ -36,10 +37,12 @@ class TilingConfig(Frozen):
     stride: int | None = Field(None, ge=1, description="step between windows; default = tile_size (no overlap)")
 
     @model_validator(mode="after")
-    def _stride_not_larger(self) -> "TilingConfig":
+    def _stride_not_larger(self) -> TilingConfig:
         if self.stride is not None and self.stride > self.tile_size:
-            raise ValueError(f"stride {self.stride} is larger than tile_size {self.tile_size}: pixels between "
-                             "windows would be skipped; use a stride <= tile_size")
+            raise ValueError(
+                f"stride {self.stride} is larger than tile_size {self.tile_size}: pixels between "
+                "windows would be skipped; use a stride <= tile_size"
+            )
         return self
 
     @property
@@ -58,7 +61,9 @@ class SamplingConfig(Frozen):
     @classmethod
     def _odd(cls, v: int) -> int:
         if v % 2 == 0:
-            raise ValueError(f"patch_size {v} is even; use an odd size so the patch is centred on its pixel (e.g. {v + 1})")
+            raise ValueError(
+                f"patch_size {v} is even; use an odd size so the patch is centred on its pixel (e.g. {v + 1})"
+            )
         return v
 
 
@@ -66,17 +71,24 @@ class SplitConfig(Frozen):
     """Train / validation / test split, by space (disjoint blocks with a buffer) or by date."""
 
     method: Literal["spatial", "date"] = "spatial"
-    block_size: int | None = Field(None, ge=4, description="side of a spatial block, in label-grid pixels; None = "
-                                                           "derived from the sample size and the AOI")
-    buffer: int | None = Field(None, ge=0, description="pixels left out around blocks; default = one patch/tile "
-                                                      "(with a derived block size: one patch, half a tile)")
+    block_size: int | None = Field(
+        None,
+        ge=4,
+        description="side of a spatial block, in label-grid pixels; None = derived from the sample size and the AOI",
+    )
+    buffer: int | None = Field(
+        None,
+        ge=0,
+        description="pixels left out around blocks; default = one patch/tile "
+        "(with a derived block size: one patch, half a tile)",
+    )
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     test_date: str | None = None
     val_date: str | None = None
     seed: int = 0
 
     @model_validator(mode="after")
-    def _check(self) -> "SplitConfig":
+    def _check(self) -> SplitConfig:
         if abs(sum(self.fractions) - 1.0) > 1e-6 or min(self.fractions) < 0:
             raise ValueError(f"split fractions {self.fractions} must be >= 0 and sum to 1 (train, val, test)")
         if self.method == "date" and not self.test_date:
@@ -92,8 +104,11 @@ class ClusterConfig(Frozen):
     n_workers: int | None = Field(None, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
-    hpc: dict[str, Any] | None = Field(None, description="HPCClusterConfig settings (core.distributed.jobqueue): "
-                                                         "submit the workers as batch jobs (docs/CLUSTERS.md)")
+    hpc: dict[str, Any] | None = Field(
+        None,
+        description="HPCClusterConfig settings (core.distributed.jobqueue): "
+        "submit the workers as batch jobs (docs/CLUSTERS.md)",
+    )
     workers_timeout: float = Field(600.0, gt=0, description="seconds to wait for the hpc workers (queue included)")
 
     @field_validator("hpc")
@@ -105,15 +120,17 @@ class ClusterConfig(Frozen):
 
         settings = hpc_config(v)  # unknown settings and bad values refused by name
         if settings.n_workers < 1:
-            raise ValueError("hpc.n_jobs is 0: the job would wait for workers that are never submitted; set "
-                             "n_jobs >= 1")
+            raise ValueError(
+                "hpc.n_jobs is 0: the job would wait for workers that are never submitted; set n_jobs >= 1"
+            )
         return dict(settings.to_dict())
 
     @model_validator(mode="after")
-    def _one_cluster(self) -> "ClusterConfig":
+    def _one_cluster(self) -> ClusterConfig:
         if self.hpc is not None and self.scheduler_address:
-            raise ValueError("give either scheduler_address (an existing cluster) or hpc (workers started as batch "
-                             "jobs), not both")
+            raise ValueError(
+                "give either scheduler_address (an existing cluster) or hpc (workers started as batch jobs), not both"
+            )
         return self
 
     def hpc_settings(self) -> Any:
@@ -162,23 +179,34 @@ class PredictJobConfig(Frozen):
     aoi: AOIConfig = AOIConfig()
     tile_size: int | None = Field(None, ge=8, le=8192)
     seams: Literal["exact", "crop"] = "exact"
-    overlap: int | None = Field(None, ge=0, description="context pixels per tile side; None = the model's "
-                                                        "receptive-field radius (seams='exact' only)")
+    overlap: int | None = Field(
+        None,
+        ge=0,
+        description="context pixels per tile side; None = the model's receptive-field radius (seams='exact' only)",
+    )
     batch_size: int = Field(256, ge=1, description="patches per model call (patch models)")
     confidence: bool = True
     output: str | None = None  # COG path; default <home>/runs/run-<id>/prediction.tif
-    resume_from: int | None = Field(None, ge=1, description="id of a predict run that died or was cancelled: finish "
-                                                             "its output, computing only the windows it had not")
+    resume_from: int | None = Field(
+        None,
+        ge=1,
+        description="id of a predict run that died or was cancelled: finish "
+        "its output, computing only the windows it had not",
+    )
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _overlap_fits(self) -> "PredictJobConfig":
+    def _overlap_fits(self) -> PredictJobConfig:
         if self.seams == "crop" and self.overlap is None:
-            raise ValueError("seams='crop' trades exact seams for speed with an overlap you choose; give overlap "
-                             "(e.g. 32), or use seams='exact' for an overlap of the model's receptive-field radius")
+            raise ValueError(
+                "seams='crop' trades exact seams for speed with an overlap you choose; give overlap "
+                "(e.g. 32), or use seams='exact' for an overlap of the model's receptive-field radius"
+            )
         if self.tile_size is not None and self.overlap is not None and 2 * self.overlap >= self.tile_size:
-            raise ValueError(f"overlap {self.overlap} leaves no pixels of a {self.tile_size}-pixel tile (2 * overlap "
-                             f"must be < tile_size); use overlap <= {(self.tile_size - 1) // 2} or a larger tile")
+            raise ValueError(
+                f"overlap {self.overlap} leaves no pixels of a {self.tile_size}-pixel tile (2 * overlap "
+                f"must be < tile_size); use overlap <= {(self.tile_size - 1) // 2} or a larger tile"
+            )
         return self
 
 
@@ -204,12 +232,14 @@ class EvaluateJobConfig(Frozen):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _inputs_given(self) -> "EvaluateJobConfig":
+    def _inputs_given(self) -> EvaluateJobConfig:
         need = {"model": ("model", "store"), "prediction": ("prediction", "labels")}.get(self.method, ("store",))
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
-            raise ValueError(f"method={self.method!r} needs {', '.join(missing)}; got none (e.g. "
-                             f"{missing[0]}='/path/to/{missing[0]}')")
+            raise ValueError(
+                f"method={self.method!r} needs {', '.join(missing)}; got none (e.g. "
+                f"{missing[0]}='/path/to/{missing[0]}')"
+            )
         return self
 
 
@@ -233,8 +263,9 @@ def check_combination(model: str, scheme: str, num_workers: int, worker_speeds: 
     if spec.check is not None:
         spec.check(model, num_workers, worker_speeds)
     if worker_speeds is not None and "worker_speeds" not in spec.options:
-        users = " or ".join(repr(n) for n in registry.list_schemes()
-                            if "worker_speeds" in registry.get_scheme(n).options)
+        users = " or ".join(
+            repr(n) for n in registry.list_schemes() if "worker_speeds" in registry.get_scheme(n).options
+        )
         raise ValueError(f"worker_speeds is only used by scheme {users}, not {scheme!r}; remove it")
 
 
@@ -257,17 +288,26 @@ class TrainJobConfig(Frozen):
     optimizer: Literal["adam", "sgd_nesterov"] = "adam"
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd_nesterov only")
     lr_decay_at: tuple[float, ...] | None = Field(
-        None, description="fractions of the epochs at which the rate is multiplied by lr_decay_factor "
-                          "(the ResNet recipe: 0.3, 0.6, 0.8 of 100 epochs); overrides lr_decay_epochs")
+        None,
+        description="fractions of the epochs at which the rate is multiplied by lr_decay_factor "
+        "(the ResNet recipe: 0.3, 0.6, 0.8 of 100 epochs); overrides lr_decay_epochs",
+    )
     mixup_alpha: float = Field(0.0, ge=0, description="mixup Beta(alpha, alpha); 0 = off")
-    label_fraction: float = Field(0.05, gt=0, le=1, description="multi-label targets: a class is present in a "
-                                                                "sample when it covers at least this fraction")
+    label_fraction: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="multi-label targets: a class is present in a sample when it covers at least this fraction",
+    )
     worker_speeds: tuple[float, ...] | None = Field(
-        None, description="heterogeneous: relative speed of each rank (None = measured by a short calibration)")
+        None, description="heterogeneous: relative speed of each rank (None = measured by a short calibration)"
+    )
     calibration_steps: int = Field(5, ge=1, description="heterogeneous: steps timed per rank to measure speed")
     mp_split: Literal["baseline", "optimized"] = Field(
-        "baseline", description="model_parallel: 'baseline' = one branch per rank; 'optimized' = the last conv "
-                                "block and flatten of both branches run on the fusion rank (less traffic)")
+        "baseline",
+        description="model_parallel: 'baseline' = one branch per rank; 'optimized' = the last conv "
+        "block and flatten of both branches run on the fusion rank (less traffic)",
+    )
     num_workers: int = Field(1, ge=1, description="Horovod ranks (one Dask worker process each)")
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1, description="samples per worker per step")
@@ -277,20 +317,33 @@ class TrainJobConfig(Frozen):
     lr_decay_factor: float = Field(0.5, gt=0, le=1)
     patience: int = Field(5, ge=1)
     augment: bool = True
-    ema_decay: float = Field(0.0, ge=0, lt=1, description="average the weights over training (Polyak / EMA, e.g. "
-                                                          "0.995); validation and the bundle use the average; 0 = off")
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="average the weights over training (Polyak / EMA, e.g. "
+        "0.995); validation and the bundle use the average; 0 = off",
+    )
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (quick runs)")
     log_every: int = Field(10, ge=1, description="steps between per-rank loss / samples-per-second records")
     seed: int = 0
     resume_from: int | None = Field(None, ge=1, description="id of a train run whose last checkpoint to continue")
-    max_restarts: int = Field(2, ge=0, description="automatic restarts from the last checkpoint when a rank's worker "
-                                                   "dies or loses contact (0 = fail at once)")
-    restart_wait_s: float = Field(120.0, gt=0, description="how long a restart waits for enough workers; after it, "
-                                                           "a scheme that can (data_parallel) goes on with fewer ranks")
+    max_restarts: int = Field(
+        2,
+        ge=0,
+        description="automatic restarts from the last checkpoint when a rank's worker "
+        "dies or loses contact (0 = fail at once)",
+    )
+    restart_wait_s: float = Field(
+        120.0,
+        gt=0,
+        description="how long a restart waits for enough workers; after it, "
+        "a scheme that can (data_parallel) goes on with fewer ranks",
+    )
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainJobConfig":
+    def _check(self) -> TrainJobConfig:
         from core.models import get_model
 
         get_model(self.model)  # ConfigError (a ValueError) naming the registered models
@@ -334,15 +387,19 @@ class BaselineJobConfig(Frozen):
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "BaselineJobConfig":
+    def _check(self) -> BaselineJobConfig:
         if self.store is None and self.tile_job is None:
             raise ValueError("give the training data: store (path of a tile store) or tile_job (a tile job config)")
         if self.tile_job is not None and self.tile_job.scene != self.scene:
-            raise ValueError(f"tile_job is for scene {self.tile_job.scene!r} but the baseline is for {self.scene!r}; "
-                             "use the same scene for both")
+            raise ValueError(
+                f"tile_job is for scene {self.tile_job.scene!r} but the baseline is for {self.scene!r}; "
+                "use the same scene for both"
+            )
         if self.features == "patch" and self.tile_job is not None and self.tile_job.mode != "patches":
-            raise ValueError("features='patch' vectorises patches but the tile_job has mode 'tiles'; use "
-                             "features='center' or tile_job mode 'patches'")
+            raise ValueError(
+                "features='patch' vectorises patches but the tile_job has mode 'tiles'; use "
+                "features='center' or tile_job mode 'patches'"
+            )
         return self
 
 
@@ -360,10 +417,13 @@ def load_json_file(path: str | Path, what: str = "config") -> Any:
     except FileNotFoundError as exc:
         raise ConfigError(f"{what} file {str(p)!r} does not exist; check the path") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{what} file {str(p)!r} cannot be read ({exc}); check its permissions and that it is "
-                          "a text (JSON) file") from exc
+        raise ConfigError(
+            f"{what} file {str(p)!r} cannot be read ({exc}); check its permissions and that it is a text (JSON) file"
+        ) from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} file {str(p)!r} is not valid JSON: line {exc.lineno}, column {exc.colno}: "
-                          f"{exc.msg}; fix the file (a trailing comma, a missing quote or bracket?)") from exc
+        raise ConfigError(
+            f"{what} file {str(p)!r} is not valid JSON: line {exc.lineno}, column {exc.colno}: "
+            f"{exc.msg}; fix the file (a trailing comma, a missing quote or bracket?)"
+        ) from exc

@@ -73,7 +73,8 @@ def get_settings() -> Settings:
         data_roots=roots,
         local_workers=max(1, workers),
         cluster_host=os.environ.get("WORKBENCH_CLUSTER_HOST", "127.0.0.1"),
-        hpc_config=Path(os.environ["WORKBENCH_HPC_CONFIG"]).expanduser() if os.environ.get("WORKBENCH_HPC_CONFIG")
+        hpc_config=Path(os.environ["WORKBENCH_HPC_CONFIG"]).expanduser()
+        if os.environ.get("WORKBENCH_HPC_CONFIG")
         else None,
     )
 

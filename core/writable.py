@@ -32,12 +32,14 @@ def explain_write_error(exc: OSError, path: str | Path, what: str = "the output"
         return OutputNotWritableError(
             f"cannot write {what} at {where}: {os.strerror(exc.errno)} (errno {errno.errorcode[exc.errno]}). Give "
             "the user that runs the job write permission on that folder (or remount it read-write), or choose "
-            "another output folder")
+            "another output folder"
+        )
     if exc.errno in FULL:
         return DiskFullError(
             f"cannot write {what} at {where}: the disk (or quota) is full (errno {errno.errorcode[exc.errno]}). "
             "Free space on that file system or choose an output folder on another one; files already written "
-            "there were kept")
+            "there were kept"
+        )
     return exc
 
 

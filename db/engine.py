@@ -47,9 +47,11 @@ def get_engine(url: str | None = None) -> Engine:
         engine = _engines.get(url)
         if engine is None:
             kwargs: dict[str, Any] = (
-                {"connect_args": {"timeout": 30, "check_same_thread": False}} if url.startswith("sqlite")
+                {"connect_args": {"timeout": 30, "check_same_thread": False}}
+                if url.startswith("sqlite")
                 # a server's connections can be dropped (restart, idle timeout): test each one before use
-                else {"pool_pre_ping": True})
+                else {"pool_pre_ping": True}
+            )
             engine = create_engine(url, **kwargs)
             if url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_pragmas)
@@ -114,9 +116,11 @@ def init_db(engine: Engine) -> int:
             start = version
             while version < SCHEMA_VERSION:
                 if version not in MIGRATIONS:
-                    raise RuntimeError(f"the database at {engine.url!r} has schema version {version} but this code "
-                                       f"(version {SCHEMA_VERSION}) has no migration from it (known: "
-                                       f"{sorted(MIGRATIONS)}); add MIGRATIONS[{version}] in db/engine.py")
+                    raise RuntimeError(
+                        f"the database at {engine.url!r} has schema version {version} but this code "
+                        f"(version {SCHEMA_VERSION}) has no migration from it (known: "
+                        f"{sorted(MIGRATIONS)}); add MIGRATIONS[{version}] in db/engine.py"
+                    )
                 log.info("upgrading database schema %d -> %d", version, version + 1)
                 MIGRATIONS[version](conn)
                 version += 1

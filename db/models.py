@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -29,8 +29,9 @@ def too_long_values(row: Base) -> list[str]:
         limit = getattr(col.type, "length", None)
         value = getattr(row, col.key, None)
         if isinstance(col.type, String) and limit and isinstance(value, str) and len(value) > limit:
-            problems.append(f"{row.__tablename__}.{col.key} is {len(value)} characters long, at most {limit} fit: "
-                            f"{value[:40]!r}...")
+            problems.append(
+                f"{row.__tablename__}.{col.key} is {len(value)} characters long, at most {limit} fit: {value[:40]!r}..."
+            )
     return problems
 
 
@@ -51,9 +52,9 @@ class SceneRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    modalities: Mapped[list["ModalityRow"]] = relationship(back_populates="scene", cascade="all, delete-orphan")
-    classes: Mapped[list["ClassRow"]] = relationship(back_populates="scene", cascade="all, delete-orphan")
-    files: Mapped[list["SceneFileRow"]] = relationship(back_populates="scene", cascade="all, delete-orphan")
+    modalities: Mapped[list[ModalityRow]] = relationship(back_populates="scene", cascade="all, delete-orphan")
+    classes: Mapped[list[ClassRow]] = relationship(back_populates="scene", cascade="all, delete-orphan")
+    files: Mapped[list[SceneFileRow]] = relationship(back_populates="scene", cascade="all, delete-orphan")
 
 
 class ModalityRow(Base):
@@ -116,8 +117,8 @@ class RunRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    events: Mapped[list["RunEventRow"]] = relationship(back_populates="run", cascade="all, delete-orphan")
-    worker_stats: Mapped[list["WorkerStatRow"]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    events: Mapped[list[RunEventRow]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    worker_stats: Mapped[list[WorkerStatRow]] = relationship(back_populates="run", cascade="all, delete-orphan")
 
 
 class RunEventRow(Base):

@@ -51,19 +51,35 @@ class RunTracker:
         self.url: str = self._sessions.kw["bind"].url.render_as_string(hide_password=False)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
-    def create(self, kind: str, config: dict[str, Any], scene_id: int | None = None,
-               parent_run_id: int | None = None) -> int:
+    def create(
+        self, kind: str, config: dict[str, Any], scene_id: int | None = None, parent_run_id: int | None = None
+    ) -> int:
         """Insert a pending run owned by this process; returns its id."""
         with self._sessions.begin() as s:
-            row = RunRow(kind=kind, config=config, scene_id=scene_id, parent_run_id=parent_run_id, status="pending",
-                         host=socket.gethostname(), pid=os.getpid(), heartbeat_at=utcnow())
+            row = RunRow(
+                kind=kind,
+                config=config,
+                scene_id=scene_id,
+                parent_run_id=parent_run_id,
+                status="pending",
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                heartbeat_at=utcnow(),
+            )
             s.add(row)
             s.flush()
             return row.id
 
     def start(self, run_id: int, cluster: dict[str, Any] | None = None) -> None:
-        self._update(run_id, status="running", started_at=utcnow(), heartbeat_at=utcnow(), host=socket.gethostname(),
-                     pid=os.getpid(), cluster=cluster)
+        self._update(
+            run_id,
+            status="running",
+            started_at=utcnow(),
+            heartbeat_at=utcnow(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            cluster=cluster,
+        )
 
     def heartbeat(self, run_id: int) -> None:
         self._update(run_id, heartbeat_at=utcnow())
@@ -71,24 +87,54 @@ class RunTracker:
     def progress(self, run_id: int, phase: str, done: int, total: int, **data: Any) -> None:
         """Record progress of a phase (tiling, training, inference, evaluation) and heartbeat."""
         with self._sessions.begin() as s:
-            s.execute(update(RunRow).where(RunRow.id == run_id).values(
-                phase=phase, progress_done=done, progress_total=total, heartbeat_at=utcnow()))
-            s.add(RunEventRow(run_id=run_id, kind="progress", phase=phase,
-                              data={"done": done, "total": total, **data}))
+            s.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(phase=phase, progress_done=done, progress_total=total, heartbeat_at=utcnow())
+            )
+            s.add(RunEventRow(run_id=run_id, kind="progress", phase=phase, data={"done": done, "total": total, **data}))
 
-    def event(self, run_id: int, kind: str, phase: str | None = None, epoch: int | None = None,
-              step: int | None = None, **data: Any) -> None:
+    def event(
+        self,
+        run_id: int,
+        kind: str,
+        phase: str | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+        **data: Any,
+    ) -> None:
         with self._sessions.begin() as s:
             s.add(RunEventRow(run_id=run_id, kind=kind, phase=phase, epoch=epoch, step=step, data=data))
             s.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utcnow()))
 
-    def worker_stat(self, run_id: int, worker: str, rank: int | None = None, phase: str | None = None,
-                    bytes_sent: int = 0, bytes_recv: int = 0, cpu_percent: float | None = None,
-                    peak_mem_bytes: int | None = None, samples: int | None = None, **data: Any) -> None:
+    def worker_stat(
+        self,
+        run_id: int,
+        worker: str,
+        rank: int | None = None,
+        phase: str | None = None,
+        bytes_sent: int = 0,
+        bytes_recv: int = 0,
+        cpu_percent: float | None = None,
+        peak_mem_bytes: int | None = None,
+        samples: int | None = None,
+        **data: Any,
+    ) -> None:
         with self._sessions.begin() as s:
-            s.add(WorkerStatRow(run_id=run_id, worker=worker, rank=rank, phase=phase, bytes_sent=bytes_sent,
-                                bytes_recv=bytes_recv, cpu_percent=cpu_percent, peak_mem_bytes=peak_mem_bytes,
-                                samples=samples, data=data))
+            s.add(
+                WorkerStatRow(
+                    run_id=run_id,
+                    worker=worker,
+                    rank=rank,
+                    phase=phase,
+                    bytes_sent=bytes_sent,
+                    bytes_recv=bytes_recv,
+                    cpu_percent=cpu_percent,
+                    peak_mem_bytes=peak_mem_bytes,
+                    samples=samples,
+                    data=data,
+                )
+            )
 
     def set_metrics(self, run_id: int, metrics: dict[str, Any]) -> None:
         """Merge ``metrics`` into the run's metrics."""
@@ -102,8 +148,9 @@ class RunTracker:
             row = self._get(s, run_id)
             row.artifacts = {**(row.artifacts or {}), **artifacts}
 
-    def succeed(self, run_id: int, metrics: dict[str, Any] | None = None,
-                artifacts: dict[str, Any] | None = None) -> None:
+    def succeed(
+        self, run_id: int, metrics: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None
+    ) -> None:
         with self._sessions.begin() as s:
             row = self._get(s, run_id)
             if metrics:
@@ -150,8 +197,9 @@ class RunTracker:
 
     def worker_stats(self, run_id: int) -> list[WorkerStatRow]:
         with self._sessions() as s:
-            return list(s.scalars(select(WorkerStatRow).where(WorkerStatRow.run_id == run_id)
-                                  .order_by(WorkerStatRow.id)))
+            return list(
+                s.scalars(select(WorkerStatRow).where(WorkerStatRow.run_id == run_id).order_by(WorkerStatRow.id))
+            )
 
     def reap_dead_runs(self, now: datetime | None = None) -> list[int]:
         """Mark active runs whose driving process is gone as failed; returns their ids.
@@ -168,13 +216,21 @@ class RunTracker:
                     dead.append((row.id, f"the process driving this run (pid {row.pid} on {row.host}) died"))
                 elif row.heartbeat_at is not None and now - row.heartbeat_at > STALE_AFTER:
                     age = int((now - row.heartbeat_at).total_seconds())
-                    dead.append((row.id, f"no heartbeat from the driving process (pid {row.pid} on {row.host}) "
-                                         f"for {age} s; it is presumed dead"))
+                    dead.append(
+                        (
+                            row.id,
+                            f"no heartbeat from the driving process (pid {row.pid} on {row.host}) "
+                            f"for {age} s; it is presumed dead",
+                        )
+                    )
         for run_id, why in dead:
             with self._sessions.begin() as s:
                 # Only flip runs that are still active: the driver may have finished meanwhile.
-                s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(ACTIVE))
-                          .values(status="failed", finished_at=now, error=why))
+                s.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.status.in_(ACTIVE))
+                    .values(status="failed", finished_at=now, error=why)
+                )
             log.warning("run %d marked failed: %s", run_id, why)
         return [r for r, _ in dead]
 
@@ -206,7 +262,7 @@ class Heartbeat:
             except Exception:  # noqa: BLE001 - a missed heartbeat must never kill the job
                 log.exception("heartbeat for run %d failed", self._run_id)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 

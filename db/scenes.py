@@ -7,8 +7,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import ConfigError, SceneExistsError, SceneInUseError, SceneNotFoundError
 from core.data.scene import Scene
+from core.errors import ConfigError, SceneExistsError, SceneInUseError, SceneNotFoundError
 from db.engine import session_factory
 from db.models import ClassRow, ModalityRow, RunRow, SceneFileRow, SceneRow, too_long_values
 
@@ -33,18 +33,41 @@ class SceneStore:
                 if s.scalar(select(SceneRow.id).where(SceneRow.name == scene.name)) is not None:
                     raise SceneExistsError(
                         f"a scene named {scene.name!r} is already registered; choose another --name or remove it "
-                        f"first with `python -m jobs scenes remove {scene.name}`")
-                row = SceneRow(name=scene.name, georeferenced=scene.georeferenced, crs_wkt=scene.crs_wkt,
-                               footprint_wgs84=scene.footprint_wgs84, spec={}, description=scene.description)
-                row.modalities = [ModalityRow(name=m.name, width=m.width, height=m.height, band_count=m.band_count,
-                                              dtype=m.dtype, resolution=m.resolution) for m in scene.modalities]
+                        f"first with `python -m jobs scenes remove {scene.name}`"
+                    )
+                row = SceneRow(
+                    name=scene.name,
+                    georeferenced=scene.georeferenced,
+                    crs_wkt=scene.crs_wkt,
+                    footprint_wgs84=scene.footprint_wgs84,
+                    spec={},
+                    description=scene.description,
+                )
+                row.modalities = [
+                    ModalityRow(
+                        name=m.name,
+                        width=m.width,
+                        height=m.height,
+                        band_count=m.band_count,
+                        dtype=m.dtype,
+                        resolution=m.resolution,
+                    )
+                    for m in scene.modalities
+                ]
                 row.classes = [ClassRow(class_id=c.id, name=c.name, color=c.color) for c in scene.classes]
-                row.files = [SceneFileRow(path=f.path, role=roles.get(f.path, "other"), size=f.size,
-                                          mtime_ns=f.mtime_ns, digest=f.digest) for f in scene.fingerprints]
+                row.files = [
+                    SceneFileRow(
+                        path=f.path, role=roles.get(f.path, "other"), size=f.size, mtime_ns=f.mtime_ns, digest=f.digest
+                    )
+                    for f in scene.fingerprints
+                ]
                 too_long = [p for r in (row, *row.modalities, *row.classes, *row.files) for p in too_long_values(r)]
                 if too_long:
-                    raise ConfigError(f"scene {scene.name!r} cannot be stored: " + "; ".join(too_long)
-                                      + ". Shorten these names and register it again")
+                    raise ConfigError(
+                        f"scene {scene.name!r} cannot be stored: "
+                        + "; ".join(too_long)
+                        + ". Shorten these names and register it again"
+                    )
                 s.add(row)
                 s.flush()
                 stored = Scene.from_dict({**scene.to_dict(), "id": row.id})
@@ -63,7 +86,8 @@ class SceneStore:
                 names = list(s.scalars(select(SceneRow.name).order_by(SceneRow.name)))
                 raise SceneNotFoundError(
                     f"no scene {name_or_id!r} is registered; registered scenes: {names or 'none'}. "
-                    f"Register one with `python -m jobs scenes register ...`")
+                    f"Register one with `python -m jobs scenes register ...`"
+                )
             return Scene.from_dict(row.spec)
 
     def list(self) -> list[Scene]:
@@ -84,9 +108,11 @@ class SceneStore:
         with self._sessions.begin() as s:
             run_rows = list(s.scalars(select(RunRow).where(RunRow.scene_id == scene.id)))
             if run_rows and runs == "refuse":
-                raise SceneInUseError(f"scene {scene.name!r} has {len(run_rows)} run(s); remove it with "
-                                      f"--keep-runs to keep their records (detached from the scene) or --with-runs "
-                                      "to remove them too")
+                raise SceneInUseError(
+                    f"scene {scene.name!r} has {len(run_rows)} run(s); remove it with "
+                    f"--keep-runs to keep their records (detached from the scene) or --with-runs "
+                    "to remove them too"
+                )
             for run in run_rows:
                 if runs == "keep":
                     run.scene_id = None

@@ -73,8 +73,10 @@ class AssessJobConfig(Frozen):
     @model_validator(mode="after")
     def _reference_given(self) -> AssessJobConfig:
         if self.reference in ("file", "label_raster") and not self.labels:
-            raise ValueError(f"reference {self.reference!r} needs labels (the interpreted sample as CSV or "
-                             "GeoPackage, or a label raster); or use reference 'scene_labels'")
+            raise ValueError(
+                f"reference {self.reference!r} needs labels (the interpreted sample as CSV or "
+                "GeoPackage, or a label raster); or use reference 'scene_labels'"
+            )
         if self.reference == "scene_labels" and self.labels:
             raise ValueError("labels is given but reference is 'scene_labels'; drop one of them")
         return self
@@ -93,15 +95,21 @@ def prediction_of(ctx: JobContext, run_id: int) -> tuple[RunRow, str]:
     row = run_of(ctx, run_id, "prediction")
     path = (row.artifacts or {}).get("prediction")
     if row.status != "succeeded" or not path or not Path(path).exists():
-        raise ConfigError(f"run {run_id} ({row.kind}, {row.status}) has no prediction map; give the id of a "
-                          "predict, pipeline or baseline run that mapped an area")
+        raise ConfigError(
+            f"run {run_id} ({row.kind}, {row.status}) has no prediction map; give the id of a "
+            "predict, pipeline or baseline run that mapped an area"
+        )
     return row, path
 
 
 def _design(config: SampleJobConfig, prediction: str) -> SampleDesign:
     if config.per_class is None:
-        return SampleDesign(target_se=config.target_se, expected_ua=config.expected_ua,
-                            min_per_class=config.min_per_class, seed=config.seed)
+        return SampleDesign(
+            target_se=config.target_se,
+            expected_ua=config.expected_ua,
+            min_per_class=config.min_per_class,
+            seed=config.seed,
+        )
     sizes = config.per_class
     if isinstance(sizes, int):
         sizes = {c: sizes for c in read_map_identity(prediction).class_ids}
@@ -113,18 +121,20 @@ def run_sample(config: SampleJobConfig, ctx: JobContext) -> dict[str, Any]:
     _, prediction = prediction_of(ctx, config.prediction_run)
     out = ctx.settings.run_dir(ctx.run_id)
     result = run_draw_sample(DrawSampleJobConfig(prediction, str(out), _design(config, prediction)), ctx.progress)
-    return {"metrics": {k: result[k] for k in ("n_points", "allocation", "stratum_pixels", "mapped_areas")},
-            "artifacts": result["files"]}
+    return {
+        "metrics": {k: result[k] for k in ("n_points", "allocation", "stratum_pixels", "mapped_areas")},
+        "artifacts": result["files"],
+    }
 
 
 def _scene_labels(ctx: JobContext, pred_row: RunRow, date: str | None) -> str:
     scene = SceneStore(ctx.db_url).get((pred_row.config or {}).get("scene", ""))
     date = date or (pred_row.metrics or {}).get("prediction_date") or (pred_row.config or {}).get("date")
-    labels = scene.acquisition(date).labels if date else next((a.labels for a in scene.acquisitions if a.labels),
-                                                              None)
+    labels = scene.acquisition(date).labels if date else next((a.labels for a in scene.acquisitions if a.labels), None)
     if not labels:
-        raise ConfigError(f"scene {scene.name!r} has no label raster for date {date!r}; give interpreted labels "
-                          "(reference 'file')")
+        raise ConfigError(
+            f"scene {scene.name!r} has no label raster for date {date!r}; give interpreted labels (reference 'file')"
+        )
     return labels
 
 
@@ -134,31 +144,53 @@ def run_assess_job(config: AssessJobConfig, ctx: JobContext) -> dict[str, Any]:
     sample_row = run_of(ctx, config.sample_run, "sample")
     sample = (sample_row.artifacts or {}).get("json")
     if sample_row.kind != "sample" or not sample:
-        raise ConfigError(f"run {config.sample_run} is a {sample_row.kind} run, not a sample; give the id of the "
-                          f"sample run drawn from run {config.prediction_run}")
+        raise ConfigError(
+            f"run {config.sample_run} is a {sample_row.kind} run, not a sample; give the id of the "
+            f"sample run drawn from run {config.prediction_run}"
+        )
     if (sample_row.config or {}).get("prediction_run") != config.prediction_run:
-        raise ConfigError(f"sample run {config.sample_run} was drawn from run "
-                          f"{(sample_row.config or {}).get('prediction_run')}, not {config.prediction_run}; draw a "
-                          f"sample from run {config.prediction_run} or assess the run the sample belongs to")
+        raise ConfigError(
+            f"sample run {config.sample_run} was drawn from run "
+            f"{(sample_row.config or {}).get('prediction_run')}, not {config.prediction_run}; draw a "
+            f"sample from run {config.prediction_run} or assess the run the sample belongs to"
+        )
     from scipy.stats import norm
 
-    rasters = {"scene_labels": lambda: _scene_labels(ctx, pred_row, config.label_date),
-               "label_raster": lambda: config.labels}
+    rasters = {
+        "scene_labels": lambda: _scene_labels(ctx, pred_row, config.label_date),
+        "label_raster": lambda: config.labels,
+    }
     label_raster = rasters[config.reference]() if config.reference in rasters else None
-    files = AssessFiles(prediction=prediction, sample=sample, output_dir=str(ctx.settings.run_dir(ctx.run_id)),
-                        labels=None if label_raster else config.labels, class_field=config.class_field,
-                        id_field=config.id_field,
-                        label_raster=label_raster, date=str((pred_row.metrics or {}).get("prediction_date") or ""),
-                        title=f"Run {config.prediction_run}: accuracy and area estimate",
-                        z=float(norm.ppf(0.5 + config.confidence / 2)))
+    files = AssessFiles(
+        prediction=prediction,
+        sample=sample,
+        output_dir=str(ctx.settings.run_dir(ctx.run_id)),
+        labels=None if label_raster else config.labels,
+        class_field=config.class_field,
+        id_field=config.id_field,
+        label_raster=label_raster,
+        date=str((pred_row.metrics or {}).get("prediction_date") or ""),
+        title=f"Run {config.prediction_run}: accuracy and area estimate",
+        z=float(norm.ppf(0.5 + config.confidence / 2)),
+    )
     result = run_assess(files, ctx.progress)
     metrics = {k: result[k] for k in ("overall", "classes", "area_unit", "estimates", "mapped_areas", "reference")}
     metrics["oa"] = result["overall"].get("overall_accuracy")
     return {"metrics": metrics, "artifacts": result["files"]}
 
 
-for _kind in (JobKind("sample", SampleJobConfig, run_sample,  # type: ignore[arg-type]
-                      "draw a stratified reference sample from a prediction run"),
-              JobKind("assess", AssessJobConfig, run_assess_job,  # type: ignore[arg-type]
-                      "accuracy and error-adjusted class areas of a prediction run from a reference sample")):
+for _kind in (
+    JobKind(
+        "sample",
+        SampleJobConfig,
+        run_sample,  # type: ignore[arg-type]
+        "draw a stratified reference sample from a prediction run",
+    ),
+    JobKind(
+        "assess",
+        AssessJobConfig,
+        run_assess_job,  # type: ignore[arg-type]
+        "accuracy and error-adjusted class areas of a prediction run from a reference sample",
+    ),
+):
     register_kind(_kind)

@@ -55,22 +55,28 @@ def cmd_scenes_register(args: argparse.Namespace) -> int:
         if not args.name or not args.image:
             raise SystemExit("scenes register needs --spec FILE, or --name and at least one --image")
         classes = load_json_file(args.classes, "classes") if args.classes else []
-        spec = SceneSpec.model_validate({
-            "name": args.name,
-            "georeferenced": not args.not_georeferenced,
-            "classes": classes,
-            "label_field": args.label_field,
-            "acquisitions": [{
-                "date": args.date,
-                "files": {args.modality: [str(Path(p).resolve()) for p in args.image]},
-                "labels": str(Path(args.labels).resolve()) if args.labels else None,
-                "label_vector": str(Path(args.label_vector).resolve()) if args.label_vector else None,
-            }],
-        })
+        spec = SceneSpec.model_validate(
+            {
+                "name": args.name,
+                "georeferenced": not args.not_georeferenced,
+                "classes": classes,
+                "label_field": args.label_field,
+                "acquisitions": [
+                    {
+                        "date": args.date,
+                        "files": {args.modality: [str(Path(p).resolve()) for p in args.image]},
+                        "labels": str(Path(args.labels).resolve()) if args.labels else None,
+                        "label_vector": str(Path(args.label_vector).resolve()) if args.label_vector else None,
+                    }
+                ],
+            }
+        )
     scene = register_scene(spec, SceneStore(settings.db_url), settings.home)
-    print(f"registered scene {scene.name!r} (id {scene.id}): "
-          + ", ".join(f"{m.name} {m.width}x{m.height}x{m.band_count}" for m in scene.modalities)
-          + f", {len(scene.acquisitions)} acquisition(s), {len(scene.classes)} classes")
+    print(
+        f"registered scene {scene.name!r} (id {scene.id}): "
+        + ", ".join(f"{m.name} {m.width}x{m.height}x{m.band_count}" for m in scene.modalities)
+        + f", {len(scene.acquisitions)} acquisition(s), {len(scene.classes)} classes"
+    )
     return 0
 
 
@@ -92,9 +98,17 @@ def cmd_scenes_list(args: argparse.Namespace) -> int:
     from db.scenes import SceneStore
 
     scenes = SceneStore(get_settings().db_url).list()
-    rows = [{"id": s.id, "name": s.name, "georef": "yes" if s.georeferenced else "no",
-             "modalities": ", ".join(f"{m.name}:{m.width}x{m.height}x{m.band_count}" for m in s.modalities),
-             "dates": len(s.acquisitions), "classes": len(s.classes)} for s in scenes]
+    rows = [
+        {
+            "id": s.id,
+            "name": s.name,
+            "georef": "yes" if s.georeferenced else "no",
+            "modalities": ", ".join(f"{m.name}:{m.width}x{m.height}x{m.band_count}" for m in s.modalities),
+            "dates": len(s.acquisitions),
+            "classes": len(s.classes),
+        }
+        for s in scenes
+    ]
     print(_table(rows, ["id", "name", "georef", "modalities", "dates", "classes"]))
     return 0
 
@@ -191,8 +205,9 @@ def _cluster_size() -> int | None:
     address = get_settings().scheduler_address or (local_cluster.running_cluster() or {}).get("scheduler")
     if address is None:
         return get_settings().local_workers
-    from core.distributed.cluster import live_workers
     from distributed import Client
+
+    from core.distributed.cluster import live_workers
 
     try:
         with Client(address, timeout=5) as client:
@@ -201,8 +216,17 @@ def _cluster_size() -> int | None:
         return None
 
 
-SUMMARY_KEYS = ("oa", "kappa", "miou", "macro_f1", "micro_f1", "best_val_accuracy", "samples_per_s", "train_seconds",
-                "inference_seconds")
+SUMMARY_KEYS = (
+    "oa",
+    "kappa",
+    "miou",
+    "macro_f1",
+    "micro_f1",
+    "best_val_accuracy",
+    "samples_per_s",
+    "train_seconds",
+    "inference_seconds",
+)
 
 
 def _apply_overrides(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -216,8 +240,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     data = load_json_file(args.config)
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {args.config!r} holds a JSON {type(data).__name__}, not an object; a job "
-                          'config is {"kind": ..., ...}')
+        raise ConfigError(
+            f"config file {args.config!r} holds a JSON {type(data).__name__}, not an object; a job "
+            'config is {"kind": ..., ...}'
+        )
     if args.kind:
         data["kind"] = args.kind
     if getattr(args, "resume", None) is not None:
@@ -234,9 +260,12 @@ def cmd_tile(args: argparse.Namespace) -> int:
     else:
         if not args.scene:
             raise SystemExit("tile needs --config FILE or --scene NAME")
-        data = {"scene": args.scene, "mode": args.mode,
-                "tiling": {"tile_size": args.tile_size, "stride": args.stride},
-                "sampling": {"patch_size": args.patch_size, "per_class": args.per_class}}
+        data = {
+            "scene": args.scene,
+            "mode": args.mode,
+            "tiling": {"tile_size": args.tile_size, "stride": args.stride},
+            "sampling": {"patch_size": args.patch_size, "per_class": args.per_class},
+        }
         if args.aoi:
             aoi = load_json_file(args.aoi, "AOI")
             data["aoi"] = {"geometry": aoi, "crs": args.aoi_crs}
@@ -254,10 +283,18 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     rows = []
     for r in RunTracker().list(kind=args.kind, status=args.status, limit=args.limit):
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at and r.started_at else None
-        rows.append({"id": r.id, "kind": r.kind, "scene": (r.config or {}).get("scene", ""), "status": r.status,
-                     "phase": r.phase or "", "progress": f"{r.progress_done}/{r.progress_total}",
-                     "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                     "seconds": f"{took:.1f}" if took is not None else ""})
+        rows.append(
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "scene": (r.config or {}).get("scene", ""),
+                "status": r.status,
+                "phase": r.phase or "",
+                "progress": f"{r.progress_done}/{r.progress_total}",
+                "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "seconds": f"{took:.1f}" if took is not None else "",
+            }
+        )
     print(_table(rows, ["id", "kind", "scene", "status", "phase", "progress", "created", "seconds"]))
     return 0
 
@@ -268,12 +305,32 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     tracker = RunTracker()
     tracker.reap_dead_runs()
     r = tracker.get(args.run_id)
-    out = {c: getattr(r, c) for c in ("id", "kind", "status", "phase", "progress_done", "progress_total",
-                                      "created_at", "started_at", "finished_at", "host", "pid", "error",
-                                      "config", "metrics", "artifacts", "cluster")}
+    out = {
+        c: getattr(r, c)
+        for c in (
+            "id",
+            "kind",
+            "status",
+            "phase",
+            "progress_done",
+            "progress_total",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "host",
+            "pid",
+            "error",
+            "config",
+            "metrics",
+            "artifacts",
+            "cluster",
+        )
+    }
     if args.events:
-        out["events"] = [{"ts": e.ts, "kind": e.kind, "phase": e.phase, "epoch": e.epoch, "step": e.step,
-                          "data": e.data} for e in tracker.events(args.run_id)]
+        out["events"] = [
+            {"ts": e.ts, "kind": e.kind, "phase": e.phase, "epoch": e.epoch, "step": e.step, "data": e.data}
+            for e in tracker.events(args.run_id)
+        ]
     _print_json(out)
     return 0
 
@@ -331,14 +388,34 @@ def cmd_models(args: argparse.Namespace) -> int:
         get_task(args.task)  # ConfigError naming the registered tasks
     specs = [get_model(m) for m in list_models(args.task)]
     if args.json:
-        _print_json([{"name": s.name, "task": s.task, "modality": s.modality, "branches": list(s.branches),
-                      "recipe": s.recipe.name if s.recipe else None, "description": s.description,
-                      "params": [{"name": p.name, "label": p.label, "default": p.default, "low": p.low,
-                                  "high": p.high} for p in s.params]} for s in specs])
+        _print_json(
+            [
+                {
+                    "name": s.name,
+                    "task": s.task,
+                    "modality": s.modality,
+                    "branches": list(s.branches),
+                    "recipe": s.recipe.name if s.recipe else None,
+                    "description": s.description,
+                    "params": [
+                        {"name": p.name, "label": p.label, "default": p.default, "low": p.low, "high": p.high}
+                        for p in s.params
+                    ],
+                }
+                for s in specs
+            ]
+        )
         return 0
-    rows = [{"model": s.name, "task": s.task, "modality": s.modality or "all",
-             "params": ", ".join(f"{p.name}={p.default!r} [{p.low:g}..{p.high:g}]" for p in s.params) or "-",
-             "description": s.description} for s in specs]
+    rows = [
+        {
+            "model": s.name,
+            "task": s.task,
+            "modality": s.modality or "all",
+            "params": ", ".join(f"{p.name}={p.default!r} [{p.low:g}..{p.high:g}]" for p in s.params) or "-",
+            "description": s.description,
+        }
+        for s in specs
+    ]
     print(_table(rows, ["model", "task", "modality", "params", "description"]))
     return 0
 
@@ -398,13 +475,17 @@ def cmd_cluster_plan(args: argparse.Namespace) -> int:
     else:
         path = args.hpc or os.environ.get("WORKBENCH_HPC_CONFIG")
         if not path:
-            raise ConfigError("cluster plan needs --config JOB.json (with a cluster.hpc section), --hpc HPC.json "
-                              "or $WORKBENCH_HPC_CONFIG")
+            raise ConfigError(
+                "cluster plan needs --config JOB.json (with a cluster.hpc section), --hpc HPC.json "
+                "or $WORKBENCH_HPC_CONFIG"
+            )
         hpc, source = hpc_config(load_json_file(path, "HPC cluster settings")), path
     if hpc is None:
         raise ConfigError(f"{args.config} has no cluster.hpc section: add one (see docs/CLUSTERS.md) or pass --hpc")
-    print(f"# {hpc.n_jobs} job(s) x {hpc.processes} worker process(es) of {hpc.threads_per_process} thread(s), "
-          f"from {source}; the scheduler runs in the submitting process (its address replaces <scheduler>)")
+    print(
+        f"# {hpc.n_jobs} job(s) x {hpc.processes} worker process(es) of {hpc.threads_per_process} thread(s), "
+        f"from {source}; the scheduler runs in the submitting process (its address replaces <scheduler>)"
+    )
     print(jobqueue().job_script(hpc))
     return 0
 
@@ -420,12 +501,10 @@ def cmd_app(args: argparse.Namespace) -> int:
     """Start the local cluster (if no scheduler is given) and the Streamlit app on localhost."""
     import subprocess
 
-    from core.settings import REPO_ROOT
-    from jobs import local_cluster
-
     from core.data.samples import register_samples
-    from core.settings import shared_data_dir
+    from core.settings import REPO_ROOT, shared_data_dir
     from db.scenes import SceneStore
+    from jobs import local_cluster
 
     settings = get_settings()
     store = SceneStore(settings.db_url)
@@ -437,10 +516,25 @@ def cmd_app(args: argparse.Namespace) -> int:
     if not env.get("WORKBENCH_SCHEDULER"):
         state = local_cluster.ensure_local_cluster()
         print(f"local Dask cluster: {state['scheduler']} (dashboard {state['dashboard']})")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "main.py"),
-           "--server.address", args.address, "--server.port", str(args.port), "--server.headless", "true",
-           "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false",
-           "--client.toolbarMode", "minimal"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "app" / "main.py"),
+        "--server.address",
+        args.address,
+        "--server.port",
+        str(args.port),
+        "--server.headless",
+        "true",
+        "--server.enableStaticServing",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+    ]
     print(f"Land-Cover Workbench on http://{args.address}:{args.port}")
     return subprocess.call(cmd, env=env, cwd=REPO_ROOT)
 
@@ -448,7 +542,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 def _scene_parsers(sub: Any) -> None:
     """The ``scenes`` subcommands and ``convert``."""
     scenes = sub.add_parser("scenes", help="register, list, show and remove scenes").add_subparsers(
-        dest="scenes_command", required=True)
+        dest="scenes_command", required=True
+    )
     reg = scenes.add_parser("register", help="register a scene from raster files (or --spec JSON)")
     reg.add_argument("--spec", help="JSON scene spec (several modalities / dates / vector labels)")
     reg.add_argument("--stac", help="a local STAC Item or Collection JSON (assets by eo:bands, labels asset)")
@@ -487,10 +582,12 @@ def cmd_analysis(args: argparse.Namespace) -> int:
     """``sample``, ``assess``, ``vectorize``, ``export-onnx``: a config from the flags, run as a tracked job."""
     from jobs.kinds import parse_config
 
-    keys = {"sample": ("prediction_run", "per_class", "target_se", "min_per_class", "seed"),
-            "assess": ("prediction_run", "sample_run", "labels", "class_field", "id_field", "label_date"),
-            "vectorize": ("prediction_run", "min_mapping_unit", "mmu_unit", "simplify"),
-            "export_onnx": ("model_run", "tile_size")}[args.kind]
+    keys = {
+        "sample": ("prediction_run", "per_class", "target_se", "min_per_class", "seed"),
+        "assess": ("prediction_run", "sample_run", "labels", "class_field", "id_field", "label_date"),
+        "vectorize": ("prediction_run", "min_mapping_unit", "mmu_unit", "simplify"),
+        "export_onnx": ("model_run", "tile_size"),
+    }[args.kind]
     data = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if args.kind == "assess" and args.scene_labels:
         data["reference"] = "scene_labels"
@@ -553,13 +650,20 @@ def _job_parsers(sub: Any) -> None:
         if name == "train":
             jp.add_argument("--resume", type=int, metavar="RUN_ID", help="resume from that run's last checkpoint")
         if name == "predict":
-            jp.add_argument("--resume", type=int, metavar="RUN_ID",
-                            help="finish that predict run's output (it died or was cancelled): only missing windows")
+            jp.add_argument(
+                "--resume",
+                type=int,
+                metavar="RUN_ID",
+                help="finish that predict run's output (it died or was cancelled): only missing windows",
+            )
         jp.set_defaults(func=cmd_run, kind=name)
-    run = sub.add_parser("run", help="run any job from its JSON config (its \"kind\" says which)")
+    run = sub.add_parser("run", help='run any job from its JSON config (its "kind" says which)')
     run.add_argument("config")
-    run.add_argument("--dry-run", action="store_true",
-                     help="pre-flight only: the checks, the samples each split gets, the config as it would run")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="pre-flight only: the checks, the samples each split gets, the config as it would run",
+    )
     run.set_defaults(func=cmd_run, kind=None)
     models = sub.add_parser("models", help="list the models a train or pipeline config may name")
     models.add_argument("--task", help="only the models of this task (dense, patch, multilabel, ...)")
@@ -569,7 +673,8 @@ def _job_parsers(sub: Any) -> None:
 
 def _run_parsers(sub: Any) -> None:
     runs = sub.add_parser("runs", help="list, show, re-run and cancel runs").add_subparsers(
-        dest="runs_command", required=True)
+        dest="runs_command", required=True
+    )
     rl = runs.add_parser("list")
     rl.add_argument("--kind")
     rl.add_argument("--status")
@@ -581,8 +686,11 @@ def _run_parsers(sub: Any) -> None:
     rs.set_defaults(func=cmd_runs_show)
     rr = runs.add_parser("rerun", help="run again from the stored config")
     rr.add_argument("run_id", type=int)
-    rr.add_argument("--resume", action="store_true",
-                    help="continue that run (train: from its last checkpoint; predict: only its missing windows)")
+    rr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue that run (train: from its last checkpoint; predict: only its missing windows)",
+    )
     rr.set_defaults(func=cmd_runs_rerun)
     rc = runs.add_parser("cancel")
     rc.add_argument("run_id", type=int)
@@ -591,20 +699,27 @@ def _run_parsers(sub: Any) -> None:
     rx.add_argument("run_id", type=int)
     rx.set_defaults(func=cmd_runs_exec)
     sub.add_parser("schemes", help="list the parallelism schemes (scheme of a train config)").set_defaults(
-        func=cmd_schemes)
+        func=cmd_schemes
+    )
 
 
 def _service_parsers(sub: Any) -> None:
-    cl = sub.add_parser("cluster", help="the embedded local Dask cluster (start, status, stop, serve); check: "
-                                        "pre-flight of the cluster in use (--config: for that job); plan: the "
-                                        "batch script of an HPC cluster (--config JOB.json or --hpc HPC.json)")
+    cl = sub.add_parser(
+        "cluster",
+        help="the embedded local Dask cluster (start, status, stop, serve); check: "
+        "pre-flight of the cluster in use (--config: for that job); plan: the "
+        "batch script of an HPC cluster (--config JOB.json or --hpc HPC.json)",
+    )
     cl.add_argument("cluster_command", choices=["start", "status", "stop", "serve", "check", "plan"])
     cl.add_argument("--hpc", help="plan: a JSON file of HPC cluster settings (default $WORKBENCH_HPC_CONFIG)")
     cl.add_argument("--workers", type=int)
     cl.add_argument("--config", help="check: a JSON job config whose needs (ranks, scene files, Horovod) to check")
     cl.set_defaults(func=cmd_cluster)
-    wk = sub.add_parser("worker", help="start Dask workers set up for the engine (thread caps, the engine on the "
-                                       "path, one rank per process); options after -- go to `dask worker`")
+    wk = sub.add_parser(
+        "worker",
+        help="start Dask workers set up for the engine (thread caps, the engine on the "
+        "path, one rank per process); options after -- go to `dask worker`",
+    )
     wk.add_argument("scheduler_address", help="tcp://HOST:PORT of the Dask scheduler")
     wk.add_argument("--nworkers", type=int, default=1, help="worker processes (one Horovod rank each)")
     wk.add_argument("--nthreads", type=int, default=1, help="threads per worker process (and its thread caps)")
@@ -614,17 +729,22 @@ def _service_parsers(sub: Any) -> None:
     app = sub.add_parser("app", help="start the Streamlit workbench (and the local cluster)")
     app.add_argument("--address", default=os.environ.get("WORKBENCH_ADDRESS", "127.0.0.1"))
     app.add_argument("--port", type=int, default=int(os.environ.get("WORKBENCH_PORT", "8501")))
-    app.add_argument("--no-samples", action="store_true",
-                     help="do not register ../shared/data's sample scenes on first start")
+    app.add_argument(
+        "--no-samples", action="store_true", help="do not register ../shared/data's sample scenes on first start"
+    )
     app.set_defaults(func=cmd_app)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m jobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--scheduler", default=os.environ.get("WORKBENCH_SCHEDULER"),
-                   help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)")
+    p.add_argument(
+        "--scheduler",
+        default=os.environ.get("WORKBENCH_SCHEDULER"),
+        help="address of an existing Dask scheduler (default: $WORKBENCH_SCHEDULER, else a local cluster)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_scene_parsers, _analysis_parsers, _job_parsers, _run_parsers, _service_parsers):
         add(sub)
@@ -633,14 +753,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []  # `worker ... -- DASK WORKER OPTIONS`
+    passthrough = argv[argv.index("--") + 1 :] if "--" in argv else []  # `worker ... -- DASK WORKER OPTIONS`
     parser = build_parser()
-    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if passthrough and args.command != "worker":
         parser.error(f"options after -- ({' '.join(passthrough)}) are only taken by `worker`")
     args.passthrough = passthrough
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     import distributed  # noqa: F401 - importing it configures its loggers, which we then quiet
 
     for noisy in ("distributed", "tornado", "bokeh", "rasterio", "fiona", "urllib3"):
@@ -653,8 +774,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in exc.errors()]
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
         print(f"error: invalid {exc.title}:\n" + "\n".join(lines), file=sys.stderr)
         return 2
     except (ValueError, OSError, LookupError) as exc:
@@ -664,8 +787,11 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the user gets a message, the traceback goes to a file
-        print(f"error: {type(exc).__name__}: {exc}\n(an unexpected error: the traceback is in "
-              f"{_log_traceback(exc)}; please report it)", file=sys.stderr)
+        print(
+            f"error: {type(exc).__name__}: {exc}\n(an unexpected error: the traceback is in "
+            f"{_log_traceback(exc)}; please report it)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig, TileJobConfig, TrainJobConfig
 from core.errors import ConfigError
+from core.tasks import get_task
 from db.runs import RunTracker
 from db.scenes import SceneStore
-from core.tasks import get_task
 from jobs.kinds import JobKind, register_kind
 from jobs.outputs import record_prediction
 from jobs.pipeline import PipelineJobConfig, model_modalities
@@ -30,16 +30,29 @@ def summary_metrics(test: dict[str, Any] | None, train: dict[str, Any] | None) -
     out: dict[str, Any] = {}
     if test:
         # multi-label test metrics have micro / macro F1, subset accuracy and per-class F1 but no OA or confusion
-        out.update({"oa": test.get("overall_accuracy"), "kappa": test.get("kappa"), "miou": test.get("mean_iou"),
-                    "macro_f1": test.get("macro_f1"), "micro_f1": test.get("micro_f1"),
-                    "subset_accuracy": test.get("subset_accuracy"), "per_class": test.get("per_class")})
+        out.update(
+            {
+                "oa": test.get("overall_accuracy"),
+                "kappa": test.get("kappa"),
+                "miou": test.get("mean_iou"),
+                "macro_f1": test.get("macro_f1"),
+                "micro_f1": test.get("micro_f1"),
+                "subset_accuracy": test.get("subset_accuracy"),
+                "per_class": test.get("per_class"),
+            }
+        )
         if test.get("confusion_matrix") is not None:
             out["confusion"] = {"matrix": test["confusion_matrix"], "class_ids": test.get("class_ids")}
     if train:
         val = [h.get("val_accuracy") for h in train.get("history", []) if h.get("val_accuracy") is not None]
-        out.update({"best_val_accuracy": max(val) if val else (train.get("final") or {}).get("val_accuracy"),
-                    "train_seconds": train.get("wall_s"), "samples_per_s": train.get("samples_per_s"),
-                    "epochs_run": train.get("epochs_run")})
+        out.update(
+            {
+                "best_val_accuracy": max(val) if val else (train.get("final") or {}).get("val_accuracy"),
+                "train_seconds": train.get("wall_s"),
+                "samples_per_s": train.get("samples_per_s"),
+                "epochs_run": train.get("epochs_run"),
+            }
+        )
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -50,8 +63,14 @@ def _tile(config: TileJobConfig, ctx: JobContext, store_path: Path) -> Any:
 
     scene = SceneStore(ctx.db_url).get(config.scene)
     verify_files(scene)
-    return run_tile_job(config, scene, ctx.client, store_path,
-                        progress=lambda d, t: ctx.progress("tiling", d, t), cancelled=ctx.cancelled)
+    return run_tile_job(
+        config,
+        scene,
+        ctx.client,
+        store_path,
+        progress=lambda d, t: ctx.progress("tiling", d, t),
+        cancelled=ctx.cancelled,
+    )
 
 
 def run_tile(config: TileJobConfig, ctx: JobContext) -> dict[str, Any]:
@@ -68,8 +87,15 @@ def train_on_store(config: TrainJobConfig, ctx: JobContext, store_path: Path) ->
     """Train on the cluster; the ranks report to the run's rows. Returns ``{"metrics", "artifacts", "ranks"}``."""
     from core.training.job import run_train_job
 
-    return run_train_job(config, ctx.client, store_path, run_id=ctx.run_id, run_dir=ctx.settings.run_dir(ctx.run_id),
-                         sink=ctx.sink, cancelled=ctx.cancelled)
+    return run_train_job(
+        config,
+        ctx.client,
+        store_path,
+        run_id=ctx.run_id,
+        run_dir=ctx.settings.run_dir(ctx.run_id),
+        sink=ctx.sink,
+        cancelled=ctx.cancelled,
+    )
 
 
 def run_train(config: TrainJobConfig, ctx: JobContext) -> dict[str, Any]:
@@ -90,8 +116,10 @@ def _predict_output(config: PredictJobConfig, ctx: JobContext) -> Path:
         return Path(config.output) if config.output else ctx.settings.run_dir(ctx.run_id) / "prediction.tif"
     old = ctx.tracker.get(config.resume_from)
     if old.kind != "predict":
-        raise ConfigError(f"resume_from={config.resume_from} is a {old.kind} run; resume a predict run (or resume a "
-                          "train run's training with train --resume)")
+        raise ConfigError(
+            f"resume_from={config.resume_from} is a {old.kind} run; resume a predict run (or resume a "
+            "train run's training with train --resume)"
+        )
     if old.status == "succeeded":
         raise ConfigError(f"predict run {old.id} succeeded: its output is complete, there is nothing to resume")
     output = (old.config or {}).get("output")
@@ -99,20 +127,35 @@ def _predict_output(config: PredictJobConfig, ctx: JobContext) -> Path:
 
 
 def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
-    from core.inference.predict import run_predict_job
     from core.data.catalog import verify_files
+    from core.inference.predict import run_predict_job
 
     scene = SceneStore(ctx.db_url).get(config.scene)
     verify_files(scene)
     out = _predict_output(config, ctx)
-    result = run_predict_job(config, scene, ctx.client, out, progress=lambda d, t: ctx.progress("inference", d, t),
-                             cancelled=ctx.cancelled, resume=config.resume_from is not None)
-    extra, artifacts = record_prediction(ctx, "predict", scene, out, result.get("confidence_path"), config.date,
-                                         config.model)
-    return {"metrics": {"inference_seconds": result.get("seconds"), "first_pixel_s": result.get("first_pixel_s"),
-                        "class_pixels": result.get("class_pixels"), "windows": result.get("windows"),
-                        "resumed_windows": result.get("resumed_windows"), **extra},
-            "artifacts": artifacts}
+    result = run_predict_job(
+        config,
+        scene,
+        ctx.client,
+        out,
+        progress=lambda d, t: ctx.progress("inference", d, t),
+        cancelled=ctx.cancelled,
+        resume=config.resume_from is not None,
+    )
+    extra, artifacts = record_prediction(
+        ctx, "predict", scene, out, result.get("confidence_path"), config.date, config.model
+    )
+    return {
+        "metrics": {
+            "inference_seconds": result.get("seconds"),
+            "first_pixel_s": result.get("first_pixel_s"),
+            "class_pixels": result.get("class_pixels"),
+            "windows": result.get("windows"),
+            "resumed_windows": result.get("resumed_windows"),
+            **extra,
+        },
+        "artifacts": artifacts,
+    }
 
 
 def trained_label_fraction(bundle: str | Path, tracker: RunTracker) -> float | None:
@@ -149,21 +192,37 @@ def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
     return {"metrics": {**metrics, **summary_metrics(metrics, None)}}
 
 
-def pipeline_parts(config: PipelineJobConfig, store_path: Path, scene_modalities: Sequence[str] = ()
-                   ) -> tuple[TileJobConfig, TrainJobConfig]:
+def pipeline_parts(
+    config: PipelineJobConfig, store_path: Path, scene_modalities: Sequence[str] = ()
+) -> tuple[TileJobConfig, TrainJobConfig]:
     """The tile and train configs a pipeline runs (also used by the GUI's pre-flight check).
 
     ``scene_modalities``: the scene's modality names, so a single-modality model (``two_stream_rgb``) tiles only its
     modality of a multi-modal scene (see :func:`jobs.pipeline.model_modalities`).
     """
-    tile = TileJobConfig(scene=config.scene, aoi=config.aoi, mode=get_task(config.task).store_mode,
-                         tiling=config.tiling, sampling=config.sampling, split=config.split, cluster=config.cluster,
-                         modalities=model_modalities(config.model, scene_modalities))
-    train = TrainJobConfig(scene=config.scene, store=str(store_path), model=config.model,  # type: ignore[arg-type]
-                           model_params=config.model_params, scheme=config.scheme,  # type: ignore[arg-type]
-                           num_workers=config.num_workers, epochs=config.epochs, batch_size=config.batch_size,
-                           learning_rate=config.learning_rate, cluster=config.cluster,
-                           **{"log_every": 5, "mp_split": config.mp_split, **config.train_options})
+    tile = TileJobConfig(
+        scene=config.scene,
+        aoi=config.aoi,
+        mode=get_task(config.task).store_mode,
+        tiling=config.tiling,
+        sampling=config.sampling,
+        split=config.split,
+        cluster=config.cluster,
+        modalities=model_modalities(config.model, scene_modalities),
+    )
+    train = TrainJobConfig(
+        scene=config.scene,
+        store=str(store_path),
+        model=config.model,  # type: ignore[arg-type]
+        model_params=config.model_params,
+        scheme=config.scheme,  # type: ignore[arg-type]
+        num_workers=config.num_workers,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        cluster=config.cluster,
+        **{"log_every": 5, "mp_split": config.mp_split, **config.train_options},
+    )
     return tile, train
 
 
@@ -195,9 +254,9 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
 
     Multi-label scene classifiers make no per-pixel map; their test metrics are per tile (micro / macro F1, ...).
     """
+    from core.data.catalog import verify_files
     from core.evaluation.job import evaluate_bundle
     from core.inference.predict import run_predict as predict
-    from core.data.catalog import verify_files
 
     run_dir = ctx.settings.run_dir(ctx.run_id)
     store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
@@ -205,8 +264,10 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     tile_cfg, train_cfg = pipeline_parts(config, store_path, [m.name for m in scene.modalities])
     info = _tile(tile_cfg, ctx, store_path)
     if not info.counts.get("train"):
-        raise ConfigError(f"the AOI gave no training samples (counts {info.counts}); draw a larger AOI over "
-                          "labelled pixels or use a smaller tile / block size")
+        raise ConfigError(
+            f"the AOI gave no training samples (counts {info.counts}); draw a larger AOI over "
+            "labelled pixels or use a smaller tile / block size"
+        )
     ctx.tracker.set_artifacts(ctx.run_id, {"store": str(store_path)})
     ctx.check_cancelled()
     train = train_on_store(train_cfg, ctx, store_path)
@@ -214,19 +275,32 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     ctx.tracker.set_artifacts(ctx.run_id, train["artifacts"])
     ctx.check_cancelled()
     artifacts: dict[str, Any] = {**train["artifacts"], "store": str(store_path)}
-    metrics: dict[str, Any] = {"training": train["metrics"], "tiling": {"counts": info.counts,
-                                                                       "skipped_nodata": info.skipped_nodata}}
+    metrics: dict[str, Any] = {
+        "training": train["metrics"],
+        "tiling": {"counts": info.counts, "skipped_nodata": info.skipped_nodata},
+    }
     if config.predict and get_task(config.task).makes_map:  # a multi-label scene classifier makes none
         verify_files(scene)
         out = run_dir / "prediction.tif"
         tile, overlap = prediction_tiling(train["artifacts"]["model"], config)
         # a date split predicts the held-out date, so the map can be checked against that date's labels
         date = config.split.test_date if config.split.method == "date" else None
-        pred = predict(train["artifacts"]["model"], scene, config.aoi, ctx.client, out, tile_size=tile,
-                       overlap=overlap, seams=config.seams, date=date,
-                       progress=lambda d, t: ctx.progress("inference", d, t), cancelled=ctx.cancelled)
-        extra, outputs = record_prediction(ctx, "pipeline", scene, out, pred.get("confidence_path"), date,
-                                           train["artifacts"]["model"])
+        pred = predict(
+            train["artifacts"]["model"],
+            scene,
+            config.aoi,
+            ctx.client,
+            out,
+            tile_size=tile,
+            overlap=overlap,
+            seams=config.seams,
+            date=date,
+            progress=lambda d, t: ctx.progress("inference", d, t),
+            cancelled=ctx.cancelled,
+        )
+        extra, outputs = record_prediction(
+            ctx, "pipeline", scene, out, pred.get("confidence_path"), date, train["artifacts"]["model"]
+        )
         artifacts.update(outputs)
         metrics.update(extra, inference_seconds=pred.get("seconds"), first_pixel_s=pred.get("first_pixel_s"))
         ctx.tracker.set_artifacts(ctx.run_id, artifacts)
@@ -234,8 +308,7 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     if info.counts.get("test"):
         ctx.progress("evaluation", 0, 1)
         # multi-label targets of the test tiles use the training's label fraction (ignored by other models)
-        test = evaluate_bundle(train["artifacts"]["model"], store_path, "test",
-                               label_fraction=train_cfg.label_fraction)
+        test = evaluate_bundle(train["artifacts"]["model"], store_path, "test", label_fraction=train_cfg.label_fraction)
         ctx.progress("evaluation", 1, 1)
         metrics["test"] = test
     else:
@@ -261,26 +334,51 @@ def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
         scene = SceneStore(ctx.db_url).get(config.scene)
         verify_files(scene)
     ctx.check_cancelled()
-    result = run_baseline_job(config, ctx.client, store_path, ctx.settings.run_dir(ctx.run_id), scene,
-                              progress=ctx.progress, cancelled=ctx.cancelled)
+    result = run_baseline_job(
+        config,
+        ctx.client,
+        store_path,
+        ctx.settings.run_dir(ctx.run_id),
+        scene,
+        progress=ctx.progress,
+        cancelled=ctx.cancelled,
+    )
     metrics, artifacts = result["metrics"], result["artifacts"]
     metrics.update(summary_metrics(metrics.get(config.split), None))
     if scene is not None and artifacts.get("prediction"):
-        extra, outputs = record_prediction(ctx, "baseline", scene, artifacts["prediction"],
-                                           artifacts.get("confidence"), config.date, artifacts["model"])
+        extra, outputs = record_prediction(
+            ctx,
+            "baseline",
+            scene,
+            artifacts["prediction"],
+            artifacts.get("confidence"),
+            config.date,
+            artifacts["model"],
+        )
         metrics.update(extra)
         artifacts.update(outputs)
     return {"metrics": metrics, "artifacts": artifacts}
 
 
-KINDS: dict[str, JobKind] = {k.name: register_kind(k) for k in (
-    JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store"),  # type: ignore[arg-type]
-    JobKind("train", TrainJobConfig, run_train, "train a model on a tile store"),  # type: ignore[arg-type]
-    JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
-    JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
-    JobKind("baseline", BaselineJobConfig, run_baseline,  # type: ignore[arg-type]
-            "fit and score an RF / KNN / SVM baseline, optionally map an AOI"),
-    JobKind("pipeline", PipelineJobConfig, run_pipeline,  # type: ignore[arg-type]
-            "tile, train, predict and evaluate in one run"),
-)}
+KINDS: dict[str, JobKind] = {
+    k.name: register_kind(k)
+    for k in (
+        JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store"),  # type: ignore[arg-type]
+        JobKind("train", TrainJobConfig, run_train, "train a model on a tile store"),  # type: ignore[arg-type]
+        JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
+        JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
+        JobKind(
+            "baseline",
+            BaselineJobConfig,
+            run_baseline,  # type: ignore[arg-type]
+            "fit and score an RF / KNN / SVM baseline, optionally map an AOI",
+        ),
+        JobKind(
+            "pipeline",
+            PipelineJobConfig,
+            run_pipeline,  # type: ignore[arg-type]
+            "tile, train, predict and evaluate in one run",
+        ),
+    )
+}
 """The kinds this module registers, by name."""

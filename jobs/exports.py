@@ -41,12 +41,23 @@ def run_vectorize(config: VectorizeJobConfig, ctx: JobContext) -> dict[str, Any]
     """Polygonise the map into a GeoPackage (map CRS) and a GeoJSON (EPSG:4326) in this run's folder."""
     row, prediction = prediction_of(ctx, config.prediction_run)
     out = ctx.settings.run_dir(ctx.run_id)
-    result = vectorize(prediction, out / "polygons.gpkg", out / "polygons.geojson",
-                       confidence=(row.artifacts or {}).get("confidence"), min_mapping_unit=config.min_mapping_unit,
-                       mmu_unit=config.mmu_unit, simplify=config.simplify, progress=ctx.progress)
-    metrics = {"polygons": result.polygons, "mmu_pixels": result.mmu_pixels, "vectorize_seconds": result.seconds,
-               "class_pixels": {str(k): v for k, v in result.class_pixels.items()},
-               "class_area_ha": {str(k): v for k, v in result.class_area_ha.items()}}
+    result = vectorize(
+        prediction,
+        out / "polygons.gpkg",
+        out / "polygons.geojson",
+        confidence=(row.artifacts or {}).get("confidence"),
+        min_mapping_unit=config.min_mapping_unit,
+        mmu_unit=config.mmu_unit,
+        simplify=config.simplify,
+        progress=ctx.progress,
+    )
+    metrics = {
+        "polygons": result.polygons,
+        "mmu_pixels": result.mmu_pixels,
+        "vectorize_seconds": result.seconds,
+        "class_pixels": {str(k): v for k, v in result.class_pixels.items()},
+        "class_area_ha": {str(k): v for k, v in result.class_area_ha.items()},
+    }
     return {"metrics": metrics, "artifacts": {"gpkg": str(result.gpkg_path), "geojson": str(result.geojson_path)}}
 
 
@@ -55,18 +66,32 @@ def run_export_onnx(config: ExportOnnxJobConfig, ctx: JobContext) -> dict[str, A
     row = run_of(ctx, config.model_run, "model")
     bundle = (row.artifacts or {}).get("model")
     if not bundle or not Path(bundle, "model.keras").exists():
-        raise ConfigError(f"run {config.model_run} ({row.kind}, {row.status}) has no trained model; give the id of "
-                          "a train or pipeline run that finished")
+        raise ConfigError(
+            f"run {config.model_run} ({row.kind}, {row.status}) has no trained model; give the id of "
+            "a train or pipeline run that finished"
+        )
     scene = SceneStore(ctx.db_url).get((row.config or {}).get("scene", ""))
     resolution = scene.primary.resolution if scene.georeferenced else None
     out = ctx.settings.run_dir(ctx.run_id) / f"run-{config.model_run}.onnx"
     result = export_onnx(bundle, out, tile_size=config.tile_size, resolution_m=resolution, progress=ctx.progress)
-    return {"metrics": {"tile_size": result.tile_size, "bands": result.bands, "deepness": result.metadata},
-            "artifacts": {"onnx": str(result.path)}}
+    return {
+        "metrics": {"tile_size": result.tile_size, "bands": result.bands, "deepness": result.metadata},
+        "artifacts": {"onnx": str(result.path)},
+    }
 
 
-for _kind in (JobKind("vectorize", VectorizeJobConfig, run_vectorize,  # type: ignore[arg-type]
-                      "polygons of a prediction run's map (GeoPackage + GeoJSON)"),
-              JobKind("export_onnx", ExportOnnxJobConfig, run_export_onnx,  # type: ignore[arg-type]
-                      "a trained model as ONNX for QGIS Deepness")):
+for _kind in (
+    JobKind(
+        "vectorize",
+        VectorizeJobConfig,
+        run_vectorize,  # type: ignore[arg-type]
+        "polygons of a prediction run's map (GeoPackage + GeoJSON)",
+    ),
+    JobKind(
+        "export_onnx",
+        ExportOnnxJobConfig,
+        run_export_onnx,  # type: ignore[arg-type]
+        "a trained model as ONNX for QGIS Deepness",
+    ),
+):
     register_kind(_kind)

@@ -44,8 +44,10 @@ def register_kind(kind: JobKind) -> JobKind:
     """
     known = _KINDS.get(kind.name)
     if known is not None and known != kind:
-        raise ValueError(f"job kind {kind.name!r} is registered twice ({known.executor.__module__} and "
-                         f"{kind.executor.__module__}); give the new kind another name")
+        raise ValueError(
+            f"job kind {kind.name!r} is registered twice ({known.executor.__module__} and "
+            f"{kind.executor.__module__}); give the new kind another name"
+        )
     _KINDS[kind.name] = kind
     return kind
 
@@ -84,14 +86,17 @@ def parse_config(data: dict[str, Any] | str | Path, kind: str | None = None) -> 
         try:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"the config is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+            raise ConfigError(
+                f"the config is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{source} holds a JSON {type(data).__name__}, not an object; a job config is "
-                          '{"kind": ..., ...}')
+        raise ConfigError(
+            f'{source} holds a JSON {type(data).__name__}, not an object; a job config is {{"kind": ..., ...}}'
+        )
     kind = kind or data.get("kind")
     all_kinds = kinds()
     if kind not in all_kinds:
-        raise ConfigError(f"{source} has kind {kind!r}; expected one of {sorted(all_kinds)} (set \"kind\")")
+        raise ConfigError(f'{source} has kind {kind!r}; expected one of {sorted(all_kinds)} (set "kind")')
     try:
         return all_kinds[kind].config_class.model_validate({**data, "kind": kind})
     except ValidationError as exc:

@@ -26,16 +26,22 @@ def launch_detached(config: BaseModel, scheduler_address: str | None = None, db_
     settings = get_settings()
     db_url = db_url or settings.db_url
     tracker = RunTracker(db_url)
-    kind = getattr(config, "kind")
+    kind = config.kind
     run_id = tracker.create(kind, config.model_dump(mode="json"), scene_id=scene_id_of(config, db_url))
     env = {**os.environ, "WORKBENCH_HOME": str(settings.home), "WORKBENCH_DB_URL": db_url}
     if scheduler_address:
         env["WORKBENCH_SCHEDULER"] = scheduler_address
     log_path = settings.run_dir(run_id) / "driver.log"
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs", "runs", "exec", str(run_id)], cwd=REPO_ROOT,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobs", "runs", "exec", str(run_id)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
     from sqlalchemy import update
 
     from db.engine import session_factory

@@ -53,8 +53,7 @@ def running_cluster(settings: Settings | None = None) -> dict[str, Any] | None:
     return state if _reachable(state["scheduler"]) else None
 
 
-def _start(settings: Settings, n_workers: int | None, threads_per_worker: int,
-           host: str) -> tuple[Any, dict[str, Any]]:
+def _start(settings: Settings, n_workers: int | None, threads_per_worker: int, host: str) -> tuple[Any, dict[str, Any]]:
     """The app's cluster and its published state: SLURM / PBS worker jobs when ``settings.hpc_config`` names an
     HPC settings file, else a LocalCluster of worker processes on ``host``."""
     if settings.hpc_config is not None:
@@ -63,15 +62,27 @@ def _start(settings: Settings, n_workers: int | None, threads_per_worker: int,
 
         hpc = hpc_config(load_json_file(settings.hpc_config, "HPC cluster settings"))
         cluster = jobqueue().make_cluster(hpc)  # Dask: the worker jobs arrive as the batch system starts them
-        return cluster, {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link,
-                         "pid": os.getpid(), "n_workers": hpc.n_workers, "threads_per_worker": hpc.threads_per_process,
-                         "hpc": hpc.system, "hpc_config": str(settings.hpc_config)}
+        return cluster, {
+            "scheduler": cluster.scheduler_address,
+            "dashboard": cluster.dashboard_link,
+            "pid": os.getpid(),
+            "n_workers": hpc.n_workers,
+            "threads_per_worker": hpc.threads_per_process,
+            "hpc": hpc.system,
+            "hpc_config": str(settings.hpc_config),
+        }
 
     n = n_workers or settings.local_workers
-    cluster = local_cluster(n, threads_per_worker, host=host, dashboard_address=f"{host}:0", memory_limit="auto",
-                            **tls_options(security()))  # Dask: TLS only when WORKBENCH_TLS_* are set
-    return cluster, {"scheduler": cluster.scheduler_address, "dashboard": cluster.dashboard_link,
-                     "pid": os.getpid(), "n_workers": n, "threads_per_worker": threads_per_worker}
+    cluster = local_cluster(
+        n, threads_per_worker, host=host, dashboard_address=f"{host}:0", memory_limit="auto", **tls_options(security())
+    )  # Dask: TLS only when WORKBENCH_TLS_* are set
+    return cluster, {
+        "scheduler": cluster.scheduler_address,
+        "dashboard": cluster.dashboard_link,
+        "pid": os.getpid(),
+        "n_workers": n,
+        "threads_per_worker": threads_per_worker,
+    }
 
 
 def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str | None = None) -> None:
@@ -88,8 +99,12 @@ def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str |
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state))
     tmp.replace(path)
-    log.info("cluster up: %s (dashboard %s)%s", state["scheduler"], state["dashboard"],
-             f", {state['n_workers']} {state['hpc']} worker(s) submitted" if state.get("hpc") else "")
+    log.info(
+        "cluster up: %s (dashboard %s)%s",
+        state["scheduler"],
+        state["dashboard"],
+        f", {state['n_workers']} {state['hpc']} worker(s) submitted" if state.get("hpc") else "",
+    )
     stop = {"now": False}
 
     def _stop(*_: object) -> None:
@@ -105,23 +120,33 @@ def serve(n_workers: int | None = None, threads_per_worker: int = 1, host: str |
         cluster.close()
 
 
-def ensure_local_cluster(settings: Settings | None = None, timeout: float = 90.0,
-                         n_workers: int | None = None) -> dict[str, Any]:
+def ensure_local_cluster(
+    settings: Settings | None = None, timeout: float = 90.0, n_workers: int | None = None
+) -> dict[str, Any]:
     """Return the running local cluster's state, starting one of ``n_workers`` (default: the settings') in the
     background if none is running. A running cluster is returned as it is, whatever its size."""
     settings = settings or get_settings()
     state = running_cluster(settings)
     if state:
         if n_workers and state.get("n_workers") != n_workers:
-            log.warning("the local cluster already runs with %s workers (not %d); stop it first to resize it",
-                        state.get("n_workers"), n_workers)
+            log.warning(
+                "the local cluster already runs with %s workers (not %d); stop it first to resize it",
+                state.get("n_workers"),
+                n_workers,
+            )
         return state
     log_path = settings.home / "cluster.log"
     cmd = [sys.executable, "-m", "jobs", "cluster", "serve"] + (["--workers", str(n_workers)] if n_workers else [])
     with open(log_path, "ab") as out:
-        subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out,
-                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                         env={**os.environ, "WORKBENCH_HOME": str(settings.home)})
+        subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "WORKBENCH_HOME": str(settings.home)},
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = running_cluster(settings)

@@ -20,15 +20,22 @@ from core.export.stac_out import RunInfo, write_run_catalog, write_stac_item
 from jobs.runner import JobContext
 
 
-def record_prediction(ctx: JobContext, kind: str, scene: Scene, prediction: str | Path, confidence: str | Path | None,
-                      date: str | None, model: str) -> tuple[dict[str, Any], dict[str, str]]:
+def record_prediction(
+    ctx: JobContext,
+    kind: str,
+    scene: Scene,
+    prediction: str | Path,
+    confidence: str | Path | None,
+    date: str | None,
+    model: str,
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Areas, styles and STAC of one prediction; returns ``(metrics, artifacts)`` for the run."""
     ctx.progress("outputs", 0, 1)
     pred = Path(prediction)
     areas = mapped_areas(pred)
     areas_csv = write_areas_csv(areas, pred.with_name(pred.stem + "_areas.csv"))
     acquired = scene.acquisition(date).date
-    when = _acquisition_datetime(acquired) or dt.datetime.now(dt.timezone.utc)
+    when = _acquisition_datetime(acquired) or dt.datetime.now(dt.UTC)
     classes = [asdict(c) for c in scene.classes] or None
     artifacts = {"prediction": str(pred), "areas_csv": str(areas_csv)}
     styles = style_outputs(pred, classes, confidence)
@@ -51,7 +58,7 @@ def _acquisition_datetime(date: str | None) -> dt.datetime | None:
         return None
     for fmt in ("%Y%m%d", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return dt.datetime.strptime(date, fmt).replace(tzinfo=dt.timezone.utc)
+            return dt.datetime.strptime(date, fmt).replace(tzinfo=dt.UTC)
         except ValueError:
             continue
     return None

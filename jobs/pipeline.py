@@ -12,8 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from core.configs import (AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig,
-                          check_combination)
+from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig, check_combination
 from core.errors import ConfigError
 from core.models import get_model
 
@@ -29,8 +28,10 @@ def model_modalities(model: str, scene_modalities: Sequence[str]) -> tuple[str, 
     if wanted is None or len(scene_modalities) <= 1:
         return None  # a single-modality scene feeds its only modality to any single-branch model
     if wanted not in scene_modalities:
-        raise ConfigError(f"model {model!r} reads the {wanted!r} modality but the scene has {list(scene_modalities)}; "
-                          "choose a model for the scene's modalities (e.g. 'two_stream' for all of them)")
+        raise ConfigError(
+            f"model {model!r} reads the {wanted!r} modality but the scene has {list(scene_modalities)}; "
+            "choose a model for the scene's modalities (e.g. 'two_stream' for all of them)"
+        )
     return (wanted,)
 
 
@@ -53,20 +54,28 @@ class PipelineJobConfig(Frozen):
     split: SplitConfig = SplitConfig()
     mp_split: Literal["baseline", "optimized"] = "baseline"  # model_parallel only
     train_options: dict[str, Any] = Field(
-        default_factory=dict, description="further TrainJobConfig fields (optimizer, mixup_alpha, worker_speeds, "
-                                          "warmup_epochs, lr_decay_at, patience, ...), validated by TrainJobConfig")
+        default_factory=dict,
+        description="further TrainJobConfig fields (optimizer, mixup_alpha, worker_speeds, "
+        "warmup_epochs, lr_decay_at, patience, ...), validated by TrainJobConfig",
+    )
     predict: bool = True
     seams: Literal["exact", "crop"] = "exact"  # dense prediction, as in core.configs.PredictJobConfig
-    overlap: int | None = Field(None, ge=0, description="dense prediction: context px per tile side; None = the "
-                                                        "model's receptive-field radius (seams='exact' only)")
+    overlap: int | None = Field(
+        None,
+        ge=0,
+        description="dense prediction: context px per tile side; None = the "
+        "model's receptive-field radius (seams='exact' only)",
+    )
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "PipelineJobConfig":
+    def _check(self) -> PipelineJobConfig:
         get_model(self.model)  # ConfigError (a ValueError) naming the registered models
         if self.seams == "crop" and self.overlap is None:
-            raise ValueError("seams='crop' trades exact seams for speed with an overlap you choose; give overlap "
-                             "(e.g. 32), or use seams='exact' for an overlap of the model's receptive-field radius")
+            raise ValueError(
+                "seams='crop' trades exact seams for speed with an overlap you choose; give overlap "
+                "(e.g. 32), or use seams='exact' for an overlap of the model's receptive-field radius"
+            )
         # the scheme's own checks (unknown scheme, workers it needs, options only it reads)
         check_combination(self.model, self.scheme, self.num_workers, self.train_options.get("worker_speeds"))
         return self

@@ -26,13 +26,13 @@ from rasterio.features import geometry_mask
 from shapely import affinity
 
 from core.configs import AOIConfig, BaselineJobConfig, TrainJobConfig
-from core.errors import AOIError, ConfigError
 from core.data.geometry import parse_geometry, resolve_aoi
-from core.training.schemes import get_scheme, list_schemes
 from core.data.scene import Scene
+from core.errors import AOIError, ConfigError
 from core.models import Param, get_model, list_models
 from core.tasks import get_task, list_tasks
 from core.tiling.census import SampleCensus
+from core.training.schemes import get_scheme, list_schemes
 from jobs.pipeline import PipelineJobConfig, model_modalities
 from jobs.settle import settle, tile_job_of
 
@@ -50,9 +50,23 @@ BASELINES: dict[str, str] = {"rf": "random forest", "knn": "k-nearest neighbours
 """Classic per-pixel baselines the launch form offers next to the deep models (a ``baseline`` job on patches)."""
 
 
-TRAIN_OPTIONS = ("optimizer", "momentum", "warmup_epochs", "lr_decay_epochs", "lr_decay_at", "lr_decay_factor",
-                 "patience", "augment", "ema_decay", "mixup_alpha", "label_fraction", "worker_speeds",
-                 "calibration_steps", "max_restarts", "restart_wait_s")
+TRAIN_OPTIONS = (
+    "optimizer",
+    "momentum",
+    "warmup_epochs",
+    "lr_decay_epochs",
+    "lr_decay_at",
+    "lr_decay_factor",
+    "patience",
+    "augment",
+    "ema_decay",
+    "mixup_alpha",
+    "label_fraction",
+    "worker_speeds",
+    "calibration_steps",
+    "max_restarts",
+    "restart_wait_s",
+)
 """The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
 
 Level = Literal["error", "warning", "info"]
@@ -149,8 +163,10 @@ def _numbers(value: Any, name: str, cast: type, problems: list[str]) -> tuple[An
     try:
         return tuple(cast(str(p).strip()) for p in parts)
     except ValueError:
-        problems.append(f"{name}: {value!r} is not a comma-separated list of {cast.__name__} numbers (e.g. "
-                        f"{'1000, 500' if cast is int else '0.3, 0.6, 0.8'})")
+        problems.append(
+            f"{name}: {value!r} is not a comma-separated list of {cast.__name__} numbers (e.g. "
+            f"{'1000, 500' if cast is int else '0.3, 0.6, 0.8'})"
+        )
         return None
 
 
@@ -160,8 +176,10 @@ def _model_params(model: str, given: dict[str, Any], problems: list[str]) -> dic
     for name, value in given.items():
         spec = specs.get(name)
         if spec is None:
-            problems.append(f"model_params.{name}: model {model!r} has no size parameter {name!r}; it takes "
-                            f"{sorted(specs) or 'none'}")
+            problems.append(
+                f"model_params.{name}: model {model!r} has no size parameter {name!r}; it takes "
+                f"{sorted(specs) or 'none'}"
+            )
             continue
         if isinstance(spec.default, tuple):
             value = _numbers(value, f"model_params.{name}", int, problems)
@@ -173,8 +191,10 @@ def _model_params(model: str, given: dict[str, Any], problems: list[str]) -> dic
         except (TypeError, ValueError):
             items = ()
         if not items or any(not spec.low <= v <= spec.high for v in items):
-            problems.append(f"model_params.{name}: {value!r} is not a number in [{spec.low:g}, {spec.high:g}]; "
-                            f"give the {spec.label.lower()} in that range (default {spec.default!r})")
+            problems.append(
+                f"model_params.{name}: {value!r} is not a number in [{spec.low:g}, {spec.high:g}]; "
+                f"give the {spec.label.lower()} in that range (default {spec.default!r})"
+            )
             continue
         out[name] = items if isinstance(spec.default, tuple) else items[0]
     return out
@@ -186,8 +206,12 @@ def _only_for() -> dict[str, tuple[str, tuple[str, ...]]]:
     tasks = {t: get_task(t).train_options for t in list_tasks()}
     by_task = {o: ("task", tuple(t for t, opts in tasks.items() if o in opts)) for opts in tasks.values() for o in opts}
     schemes = {n: get_scheme(n).options for n in list_schemes()}
-    by_scheme = {o: ("scheme", tuple(n for n, opts in schemes.items() if o in opts))
-                 for opts in schemes.values() for o in opts if o != "worker_speeds"}
+    by_scheme = {
+        o: ("scheme", tuple(n for n, opts in schemes.items() if o in opts))
+        for opts in schemes.values()
+        for o in opts
+        if o != "worker_speeds"
+    }
     return {**by_task, **by_scheme}
 
 
@@ -198,8 +222,10 @@ def _train_options(values: dict[str, Any], task: str, problems: list[str]) -> di
     if "lr_decay_at" in opts:
         at = opts["lr_decay_at"] = _numbers(opts["lr_decay_at"], "lr_decay_at", float, problems)
         if at and (any(not 0 < f < 1 for f in at) or list(at) != sorted(at)):
-            problems.append(f"lr_decay_at: {list(at)} must be increasing fractions of the epochs between 0 and 1 "
-                            "(the ResNet recipe: 0.3, 0.6, 0.8)")
+            problems.append(
+                f"lr_decay_at: {list(at)} must be increasing fractions of the epochs between 0 and 1 "
+                "(the ResNet recipe: 0.3, 0.6, 0.8)"
+            )
     if opts.get("lr_decay_epochs") == 0:  # the form's "0 = no step decay"
         opts["lr_decay_epochs"] = None
     where = {"task": task, "scheme": values.get("scheme")}
@@ -213,8 +239,11 @@ def _train_options(values: dict[str, Any], task: str, problems: list[str]) -> di
 def _common(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The AOI and split of the form's values, as config dicts."""
     aoi = {"geometry": values.get("aoi"), "crs": values.get("aoi_crs", "EPSG:4326")}
-    split = {"method": values.get("split_method", "spatial"),
-             "fractions": tuple(values.get("fractions", (0.6, 0.2, 0.2))), "test_date": values.get("test_date") or None}
+    split = {
+        "method": values.get("split_method", "spatial"),
+        "fractions": tuple(values.get("fractions", (0.6, 0.2, 0.2))),
+        "test_date": values.get("test_date") or None,
+    }
     # left out when not given: pre-flight derives them from the sample size and the AOI (jobs.settle)
     for key, name in (("block_size", "block_size"), ("buffer", "buffer"), ("seed", "split_seed")):
         value = values.get(name)
@@ -226,12 +255,21 @@ def _common(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def _baseline_data(values: dict[str, Any]) -> dict[str, Any]:
     """A baseline job that tiles the AOI into patches first; it maps the AOI (the test date for a date split)."""
     aoi, split = _common(values)
-    tile: dict[str, Any] = {"scene": values.get("scene"), "aoi": aoi, "mode": "patches", "split": split,
-                            "sampling": {"patch_size": int(values.get("size") or 0),
-                                         "per_class": values.get("per_class") or None}}
-    data: dict[str, Any] = {"scene": values.get("scene"), "tile_job": tile, "method": values.get("model"),
-                            "aoi": aoi, "predict": values.get("predict", True),
-                            "date": split["test_date"] if split["method"] == "date" else None}
+    tile: dict[str, Any] = {
+        "scene": values.get("scene"),
+        "aoi": aoi,
+        "mode": "patches",
+        "split": split,
+        "sampling": {"patch_size": int(values.get("size") or 0), "per_class": values.get("per_class") or None},
+    }
+    data: dict[str, Any] = {
+        "scene": values.get("scene"),
+        "tile_job": tile,
+        "method": values.get("model"),
+        "aoi": aoi,
+        "predict": values.get("predict", True),
+        "date": split["test_date"] if split["method"] == "date" else None,
+    }
     data.update({k: values[k] for k in ("features", "max_train_samples") if values.get(k) is not None})
     if values.get("scheduler_address"):
         data["cluster"] = tile["cluster"] = {"scheduler_address": values["scheduler_address"]}
@@ -244,9 +282,15 @@ def _pipeline_data(values: dict[str, Any], problems: list[str]) -> dict[str, Any
     task = get_task(get_model(model).task)
     aoi, split = _common(values)
     data: dict[str, Any] = {
-        "scene": values.get("scene"), "aoi": aoi, "model": model, "scheme": values.get("scheme"),
-        "num_workers": values.get("num_workers"), "epochs": values.get("epochs"),
-        "batch_size": values.get("batch_size"), "learning_rate": values.get("learning_rate"), "split": split,
+        "scene": values.get("scene"),
+        "aoi": aoi,
+        "model": model,
+        "scheme": values.get("scheme"),
+        "num_workers": values.get("num_workers"),
+        "epochs": values.get("epochs"),
+        "batch_size": values.get("batch_size"),
+        "learning_rate": values.get("learning_rate"),
+        "split": split,
         "model_params": _model_params(model, dict(values.get("model_params") or {}), problems),
         "train_options": _train_options(values, task.name, problems),
     }
@@ -274,8 +318,10 @@ def _pipeline_config(values: dict[str, Any], problems: list[str]) -> PipelineJob
     context = get_model(config.model).context_for(config.model_params)
     tile = config.tiling.tile_size
     if get_task(config.task).tiles and tile % context.align:
-        problems.append(f"tiling.tile_size: a {tile}-px tile is not divisible by {context.rule}; use a tile size that "
-                        f"is a multiple of {context.align} or smaller model size parameters")
+        problems.append(
+            f"tiling.tile_size: a {tile}-px tile is not divisible by {context.rule}; use a tile size that "
+            f"is a multiple of {context.align} or smaller model size parameters"
+        )
     return config
 
 
@@ -359,8 +405,15 @@ def aoi_stats(scene: Scene, aoi: AOIConfig) -> AOIStats:
         ids, counts = np.unique(labels[mask & (labels > 0)], return_counts=True)
         for cid, n in zip(ids.tolist(), counts.tolist(), strict=True):
             per_class[int(cid)] = per_class.get(int(cid), 0) + int(n)
-    return AOIStats(area_km2=area, pixels=pixels, bbox_shape=win.shape, labelled=sum(per_class.values()),
-                    per_class=per_class, warnings=resolved.warnings, whole_scene=resolved.whole_scene)
+    return AOIStats(
+        area_km2=area,
+        pixels=pixels,
+        bbox_shape=win.shape,
+        labelled=sum(per_class.values()),
+        per_class=per_class,
+        warnings=resolved.warnings,
+        whole_scene=resolved.whole_scene,
+    )
 
 
 def _n_patches(per_class: int | None, scene: Scene, stats: AOIStats | None) -> int:
@@ -370,8 +423,9 @@ def _n_patches(per_class: int | None, scene: Scene, stats: AOIStats | None) -> i
     return min(labelled, per_class * n_classes) if per_class else labelled
 
 
-def estimate_memory_per_worker(config: PipelineJobConfig | BaselineJobConfig, scene: Scene,
-                               stats: AOIStats | None) -> int:
+def estimate_memory_per_worker(
+    config: PipelineJobConfig | BaselineJobConfig, scene: Scene, stats: AOIStats | None
+) -> int:
     """A rough upper estimate of one worker's peak memory in bytes for ``config`` on ``scene``.
 
     Pipelines: framework baseline + the worker's shard of the training samples (float32) + activations and
@@ -407,8 +461,12 @@ def estimate_memory_per_worker(config: PipelineJobConfig | BaselineJobConfig, sc
     return int(FRAMEWORK_BYTES + shard + activations + 4 * sample_bytes * config.batch_size)
 
 
-def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, cluster_workers: int | None = None,
-              worker_memory_bytes: int | None = None) -> PreflightReport:
+def preflight(
+    config: PipelineJobConfig | BaselineJobConfig,
+    scene: Scene,
+    cluster_workers: int | None = None,
+    worker_memory_bytes: int | None = None,
+) -> PreflightReport:
     """Every check before launching ``config`` on ``scene``.
 
     A baseline is checked on the AOI its tile job samples, and needs one worker (it is fitted on one).
@@ -423,11 +481,21 @@ def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, clust
     aoi = config.tile_job.aoi if isinstance(config, BaselineJobConfig) and config.tile_job else config.aoi
     workers = pipeline.num_workers if pipeline else 1
     if not scene.has_labels:
-        checks.append(Check("error", f"scene {scene.name!r} has no label rasters, so nothing can be trained on it; "
-                                     "register it again with labels"))
+        checks.append(
+            Check(
+                "error",
+                f"scene {scene.name!r} has no label rasters, so nothing can be trained on it; "
+                "register it again with labels",
+            )
+        )
     if not scene.georeferenced and aoi.geometry is not None and aoi.crs.lower() != "pixel":
-        checks.append(Check("error", f"scene {scene.name!r} is not georeferenced: it cannot be placed on the map, "
-                                     "so a drawn AOI does not apply; launch it on the whole scene"))
+        checks.append(
+            Check(
+                "error",
+                f"scene {scene.name!r} is not georeferenced: it cannot be placed on the map, "
+                "so a drawn AOI does not apply; launch it on the whole scene",
+            )
+        )
     else:
         try:
             stats = aoi_stats(scene, aoi)
@@ -448,12 +516,22 @@ def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, clust
         except ConfigError as exc:
             checks.append(Check("error", str(exc)))
     if cluster_workers is None:
-        checks.append(Check("warning", "the Dask cluster could not be reached, so its size is not checked; the job "
-                                       "fails at start if it has too few workers"))
+        checks.append(
+            Check(
+                "warning",
+                "the Dask cluster could not be reached, so its size is not checked; the job "
+                "fails at start if it has too few workers",
+            )
+        )
     elif workers > cluster_workers:
-        checks.append(Check("error", f"the job asks for {workers} worker{'s' if workers != 1 else ''} but the cluster has "
-                                     f"{cluster_workers}; lower the number of workers to {cluster_workers} or "
-                                     "add workers to the cluster"))
+        checks.append(
+            Check(
+                "error",
+                f"the job asks for {workers} worker{'s' if workers != 1 else ''} but the cluster has "
+                f"{cluster_workers}; lower the number of workers to {cluster_workers} or "
+                "add workers to the cluster",
+            )
+        )
     settled, census = config, None
     if stats is not None and scene.has_labels and not any(c.level == "error" for c in checks):
         settled, census, found = _census_checks(config, scene, workers)
@@ -463,16 +541,22 @@ def preflight(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, clust
     return PreflightReport(checks=checks, stats=stats, memory_per_worker_bytes=mem, config=settled, census=census)
 
 
-def _census_checks(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, workers: int
-                   ) -> tuple[PipelineJobConfig | BaselineJobConfig, SampleCensus | None, list[Check]]:
+def _census_checks(
+    config: PipelineJobConfig | BaselineJobConfig, scene: Scene, workers: int
+) -> tuple[PipelineJobConfig | BaselineJobConfig, SampleCensus | None, list[Check]]:
     """Settle the config (derived sizes, split seed) and check what every split will hold."""
     try:
         settled, census = settle(config, scene)
     except ConfigError as exc:
         return config, None, [Check("error", str(exc))]
     names = {c.id: c.name for c in scene.classes}
-    problems = census.problems(settled.split.fractions if isinstance(settled, PipelineJobConfig)
-                               else tile_job_of(settled, scene).split.fractions, names, needed={"train": workers})
+    problems = census.problems(
+        settled.split.fractions
+        if isinstance(settled, PipelineJobConfig)
+        else tile_job_of(settled, scene).split.fractions,
+        names,
+        needed={"train": workers},
+    )
     checks = [Check("info", describe_census(settled, census, scene))]
     if problems:
         checks.append(Check("error", "; ".join(problems) + f". {_suggestion(settled, scene)}"))
@@ -482,19 +566,27 @@ def _census_checks(config: PipelineJobConfig | BaselineJobConfig, scene: Scene, 
 def _suggestion(config: PipelineJobConfig | BaselineJobConfig, scene: Scene) -> str:
     """What would give every split samples of every class."""
     dated = len([a for a in scene.acquisitions if a.labels]) > 1
-    return ("Draw a larger area of interest over labelled ground, use smaller tiles or patches"
-            + (", or a date split (this scene has several labelled dates)" if dated else "")
-            + ", or set the split's block size and seed under Advanced")
+    return (
+        "Draw a larger area of interest over labelled ground, use smaller tiles or patches"
+        + (", or a date split (this scene has several labelled dates)" if dated else "")
+        + ", or set the split's block size and seed under Advanced"
+    )
 
 
 def describe_census(config: PipelineJobConfig | BaselineJobConfig, census: SampleCensus, scene: Scene) -> str:
     """One paragraph: the stated sizes and split, then samples and labelled pixels per split and class."""
     tile = tile_job_of(config, scene)
-    size = f"tiles of {tile.tiling.tile_size} px" if census.mode == "tiles" else \
-        f"patches of {tile.sampling.patch_size} px"
+    size = (
+        f"tiles of {tile.tiling.tile_size} px"
+        if census.mode == "tiles"
+        else f"patches of {tile.sampling.patch_size} px"
+    )
     split = tile.split
-    how = (f"spatial split in blocks of {split.block_size} px, buffer {split.buffer} px, seed {split.seed}"
-           if split.method == "spatial" else f"date split (test date {split.test_date})")
+    how = (
+        f"spatial split in blocks of {split.block_size} px, buffer {split.buffer} px, seed {split.seed}"
+        if split.method == "spatial"
+        else f"date split (test date {split.test_date})"
+    )
     names = {c.id: c.name for c in scene.classes}
     unit = "labelled px" if census.mode == "tiles" else "patches"
     parts = []
@@ -509,27 +601,49 @@ def _label_checks(stats: AOIStats, scene: Scene, pipeline: PipelineJobConfig | N
     """Findings about the AOI's labels and size."""
     checks = [Check("warning", w) for w in stats.warnings]
     if scene.has_labels and stats.labelled < MIN_LABELLED_PIXELS:
-        checks.append(Check("error", f"the AOI holds only {stats.labelled} labelled pixels (all dates); at least "
-                                     f"{MIN_LABELLED_PIXELS} are needed for a train/validation/test split. "
-                                     "Draw a larger AOI over labelled ground, or use the whole scene"))
+        checks.append(
+            Check(
+                "error",
+                f"the AOI holds only {stats.labelled} labelled pixels (all dates); at least "
+                f"{MIN_LABELLED_PIXELS} are needed for a train/validation/test split. "
+                "Draw a larger AOI over labelled ground, or use the whole scene",
+            )
+        )
     rare = {cid: n for cid, n in stats.per_class.items() if n < MIN_PER_CLASS}
     if rare:
         names = {c.id: c.name for c in scene.classes}
         listing = ", ".join(f"{names.get(c, c)} ({n})" for c, n in sorted(rare.items()))
-        checks.append(Check("warning", f"classes with fewer than {MIN_PER_CLASS} labelled pixels in the AOI: "
-                                       f"{listing}; their scores will be unreliable"))
-    if (pipeline and get_task(pipeline.task).tiles and "tiling" in pipeline.model_fields_set
-            and min(stats.bbox_shape) < pipeline.tiling.tile_size):
-        checks.append(Check("warning", f"the AOI ({stats.bbox_shape[0]}x{stats.bbox_shape[1]} px) is smaller "
-                                       f"than one tile ({pipeline.tiling.tile_size} px): tiles are padded"))
+        checks.append(
+            Check(
+                "warning",
+                f"classes with fewer than {MIN_PER_CLASS} labelled pixels in the AOI: "
+                f"{listing}; their scores will be unreliable",
+            )
+        )
+    if (
+        pipeline
+        and get_task(pipeline.task).tiles
+        and "tiling" in pipeline.model_fields_set
+        and min(stats.bbox_shape) < pipeline.tiling.tile_size
+    ):
+        checks.append(
+            Check(
+                "warning",
+                f"the AOI ({stats.bbox_shape[0]}x{stats.bbox_shape[1]} px) is smaller "
+                f"than one tile ({pipeline.tiling.tile_size} px): tiles are padded",
+            )
+        )
     return checks
 
 
 def _memory_check(mem: int, worker_memory_bytes: int | None, pipeline: bool) -> Check:
     """The memory estimate against the smallest worker's limit."""
     text = f"estimated peak memory per worker: {mem / 2**30:.2f} GiB (rough)"
-    hint = ("lower the batch size or tile/patch size, or use more workers" if pipeline
-            else "lower max_train_samples or use features 'center'")
+    hint = (
+        "lower the batch size or tile/patch size, or use more workers"
+        if pipeline
+        else "lower max_train_samples or use features 'center'"
+    )
     if worker_memory_bytes and mem > worker_memory_bytes:
         return Check("error", f"{text}, above the worker memory limit of {worker_memory_bytes / 2**30:.2f} GiB; {hint}")
     if worker_memory_bytes and mem > 0.8 * worker_memory_bytes:

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 
 from core.distributed.cluster import ClusterHandle, connect, describe
 from core.errors import JobCancelledError, SchedulerLostError, WorkbenchError
-from core.writable import FULL, NOT_WRITABLE, check_writable, explain_write_error
 from core.settings import Settings, get_settings
+from core.writable import FULL, NOT_WRITABLE, check_writable, explain_write_error
 from db.runs import Heartbeat, RunTracker
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,11 @@ def _cluster_for(config: BaseModel, client: Any, db_url: str) -> tuple[Any, Clus
         if handle is not None:
             handle.close()
         raise
-    return client, handle, {"seconds": round(report.seconds, 2), "warnings": report.warnings,
-                            "connect_s": round(connect_s, 2)}
+    return (
+        client,
+        handle,
+        {"seconds": round(report.seconds, 2), "warnings": report.warnings, "connect_s": round(connect_s, 2)},
+    )
 
 
 def _write_cause(exc: BaseException) -> OSError | None:
@@ -151,16 +154,26 @@ def _failure_text(exc: BaseException, client: Any, output: str | Path) -> str:
     status = getattr(client, "status", "running") if client is not None else "running"
     if status != "running" and not isinstance(exc, SchedulerLostError):
         address = client.scheduler.address if client.scheduler else "(unknown address)"
-        message = (f"SchedulerLostError: lost the connection to the Dask scheduler {address} (client status "
-                   f"{status!r}): the scheduler process or its host went away; start the cluster again (the embedded "
-                   f"local cluster starts on the next launch) and re-run. The job then failed with: {message}")
+        message = (
+            f"SchedulerLostError: lost the connection to the Dask scheduler {address} (client status "
+            f"{status!r}): the scheduler process or its host went away; start the cluster again (the embedded "
+            f"local cluster starts on the next launch) and re-run. The job then failed with: {message}"
+        )
     if not isinstance(exc, (ValueError, LookupError, OSError)) or log.isEnabledFor(logging.DEBUG):
         message += "\n\n" + "".join(traceback.format_exception(exc))[-4000:]
     return message
 
 
-def execute(config: BaseModel, executor: Executor, *, scene_id: int | None = None, run_id: int | None = None,
-            db_url: str | None = None, client: Any = None, parent_run_id: int | None = None) -> int:
+def execute(
+    config: BaseModel,
+    executor: Executor,
+    *,
+    scene_id: int | None = None,
+    run_id: int | None = None,
+    db_url: str | None = None,
+    client: Any = None,
+    parent_run_id: int | None = None,
+) -> int:
     """Run ``executor(config, ctx)`` as a tracked run; returns the run id.
 
     A config with a ``cluster`` section runs on that cluster (connected here unless ``client`` is given) after the

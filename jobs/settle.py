@@ -34,8 +34,10 @@ def _tile_size(config: PipelineJobConfig, scene: Scene) -> int:
     side = min(resolve_aoi(config.aoi, scene).bbox.shape)
     fit = side if config.split.method == "date" else largest_fitting_size(side, "tiles")
     if fit is None or fit < align:
-        raise ConfigError(f"the area of interest ({side} px across) is too small for any tile of model "
-                          f"{config.model!r} (multiples of {align} px); draw a larger area of interest")
+        raise ConfigError(
+            f"the area of interest ({side} px across) is too small for any tile of model "
+            f"{config.model!r} (multiples of {align} px); draw a larger area of interest"
+        )
     return max(align, min(DEFAULT_TILE, fit) // align * align)
 
 

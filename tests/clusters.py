@@ -168,7 +168,9 @@ class UserCluster:
 
     def wait_for(self, client: Any, n_workers: int, deadline: float) -> None:
         """Wait until ``n_workers`` workers are connected; fail at once, with its log, if a process ended."""
-        while len(client.scheduler_info(n_workers=-1)["workers"]) < n_workers:
+        from core.distributed.cluster import live_workers  # the scheduler asked directly, not the client's cache
+
+        while len(live_workers(client)) < n_workers:
             ended = [(i, p) for i, p in enumerate(self.procs) if p.poll() is not None]
             if ended or time.monotonic() > deadline:
                 logs = "\n".join(

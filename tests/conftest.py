@@ -44,14 +44,21 @@ def db_url(home: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def cluster_client() -> Iterator["object"]:
+def cluster_client() -> Iterator[object]:
     """A real LocalCluster with 2 worker processes (1 thread each), shared by the session's cluster tests."""
     from dask.distributed import Client, LocalCluster
 
     from core.distributed.cluster import worker_env
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           memory_limit="4GiB", env=worker_env(1))
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        memory_limit="4GiB",
+        env=worker_env(1),
+    )
     client = Client(cluster)
     try:
         yield client
@@ -60,16 +67,22 @@ def cluster_client() -> Iterator["object"]:
         cluster.close()
 
 
-def write_raster(path: Path, data: np.ndarray, crs: str | None = "EPSG:32633",
-                 transform: tuple[float, ...] | None = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0),
-                 nodata: float | None = None, **extra: object) -> Path:
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    crs: str | None = "EPSG:32633",
+    transform: tuple[float, ...] | None = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0),
+    nodata: float | None = None,
+    **extra: object,
+) -> Path:
     """Write ``data`` ((bands, rows, cols) or (rows, cols)) as a GeoTIFF; crs/transform None writes neither."""
     import rasterio
     from affine import Affine
 
     arr = data if data.ndim == 3 else data[None]
-    profile: dict[str, object] = dict(driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
-                                      dtype=arr.dtype.name)
+    profile: dict[str, object] = dict(
+        driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype=arr.dtype.name
+    )
     if crs is not None:
         profile["crs"] = crs
     if transform is not None:

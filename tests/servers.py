@@ -95,12 +95,12 @@ class _OsUser:
     gid: int
 
     @classmethod
-    def named(cls, name: str) -> "_OsUser":
+    def named(cls, name: str) -> _OsUser:
         pw = pwd.getpwnam(name)
         return cls(pw.pw_name, pw.pw_uid, pw.pw_gid)
 
     @classmethod
-    def me(cls) -> "_OsUser":
+    def me(cls) -> _OsUser:
         return cls(pwd.getpwuid(os.getuid()).pw_name, os.getuid(), os.getgid())
 
     def popen_kwargs(self) -> dict[str, object]:
@@ -120,9 +120,15 @@ class _OsUser:
 def postgres_bindir() -> Path | None:
     """The newest ``/usr/lib/postgresql/<version>/bin`` that has initdb and pg_ctl (or ``$WORKBENCH_PG_BINDIR``)."""
     env = os.environ.get("WORKBENCH_PG_BINDIR")
-    candidates = [Path(env)] if env else sorted(
-        (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
+    candidates = (
+        [Path(env)]
+        if env
+        else sorted(
+            (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+            reverse=True,
+        )
+    )
     for bindir in candidates:
         if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
             return bindir
@@ -157,7 +163,9 @@ class PostgresServer:
     def unavailable() -> str | None:
         """Why a server cannot be started here (None when it can)."""
         if postgres_bindir() is None:
-            return f"PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin; {INSTALL_HINT}"
+            return (
+                f"PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin; {INSTALL_HINT}"
+            )
         if os.getuid() == 0:
             try:
                 pwd.getpwnam("postgres")
@@ -170,7 +178,7 @@ class PostgresServer:
         return None
 
     @classmethod
-    def start(cls, base: Path | None = None, settings: dict[str, str] | None = None) -> "PostgresServer":
+    def start(cls, base: Path | None = None, settings: dict[str, str] | None = None) -> PostgresServer:
         """initdb a fresh cluster under ``base`` (default: a new temp folder) and start it on a free port.
 
         Args:
@@ -199,10 +207,15 @@ class PostgresServer:
         return server
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(list(args), cwd=self.root, capture_output=True, text=True, timeout=timeout,
-                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
-                                   "HOME": str(self.root)},
-                              **self.os_user.popen_kwargs())  # type: ignore[arg-type]
+        proc = subprocess.run(
+            list(args),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "HOME": str(self.root)},
+            **self.os_user.popen_kwargs(),
+        )  # type: ignore[arg-type]
         return proc
 
     def _initdb(self, settings: dict[str, str]) -> None:
@@ -212,13 +225,26 @@ class PostgresServer:
         pwfile = self.root / "pwfile"
         pwfile.write_text(self.password + "\n")
         self.os_user.own(pwfile, 0o600)
-        proc = self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.user,
-                         f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8")
+        proc = self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            self.user,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        )
         pwfile.unlink()
         if proc.returncode != 0:
             raise RuntimeError(f"initdb failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        conf = {"listen_addresses": f"'{LOOPBACK}'", "unix_socket_directories": f"'{self.root / 'sock'}'",
-                "max_connections": "100", **settings}
+        conf = {
+            "listen_addresses": f"'{LOOPBACK}'",
+            "unix_socket_directories": f"'{self.root / 'sock'}'",
+            "max_connections": "100",
+            **settings,
+        }
         with open(self.datadir / "postgresql.conf", "a") as fh:
             fh.write("\n# tests/servers.py\n" + "".join(f"{k} = {v}\n" for k, v in conf.items()))
 
@@ -226,8 +252,19 @@ class PostgresServer:
         last = ""
         for _attempt in range(3):  # another process may take the free port before the server binds it
             self.port = free_port()
-            proc = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
-                             "-w", "-t", "60", "-o", f"-p {self.port}", "start")
+            proc = self._run(
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {self.port}",
+                "start",
+            )
             if proc.returncode == 0:
                 return
             last = f"pg_ctl start failed (exit {proc.returncode}): {proc.stdout}{proc.stderr}\n{_tail(self.logfile)}"
@@ -246,8 +283,15 @@ class PostgresServer:
     def _admin(self):  # type: ignore[no-untyped-def]
         import psycopg
 
-        return psycopg.connect(host=LOOPBACK, port=self.port, user=self.user, password=self.password,
-                               dbname="postgres", autocommit=True, connect_timeout=10)
+        return psycopg.connect(
+            host=LOOPBACK,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=10,
+        )
 
     def create_database(self, name: str | None = None) -> str:
         """Create an empty database (default name: ``test_<n>``); returns its name."""
@@ -266,8 +310,18 @@ class PostgresServer:
         if self.datadir.exists() and (self.datadir / "postmaster.pid").exists():
             pid = self._postmaster_pid()
             try:
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "-t", "30",
-                          "stop", timeout=60)
+                self._run(
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "30",
+                    "stop",
+                    timeout=60,
+                )
             except subprocess.TimeoutExpired:
                 log.warning("pg_ctl stop timed out")
             if pid is not None and _alive(pid):
@@ -334,8 +388,7 @@ class SlurmTestCluster:
     @staticmethod
     def unavailable() -> str | None:
         """Why the cluster cannot be started here (None when it can)."""
-        missing = [b for b in SLURM_BINARIES if shutil.which(b, path=os.environ.get("PATH", "") + ":/usr/sbin")
-                   is None]
+        missing = [b for b in SLURM_BINARIES if shutil.which(b, path=os.environ.get("PATH", "") + ":/usr/sbin") is None]
         if missing:
             return f"SLURM/munge binaries missing: {', '.join(missing)}; {INSTALL_HINT}"
         if os.getuid() != 0:
@@ -349,7 +402,7 @@ class SlurmTestCluster:
         return None
 
     @classmethod
-    def start(cls, cpus: int | None = None, memory_mb: int | None = None, timeout: float = 60.0) -> "SlurmTestCluster":
+    def start(cls, cpus: int | None = None, memory_mb: int | None = None, timeout: float = 60.0) -> SlurmTestCluster:
         """Start munged, slurmctld and slurmd and wait until ``sinfo`` shows the node idle.
 
         Args:
@@ -373,21 +426,39 @@ class SlurmTestCluster:
         slurmd_port = free_port()
         while slurmd_port == ctld_port:
             slurmd_port = free_port()
-        cluster = cls(root=root, conf=root / "slurm.conf", partition="debug", node=node, cpus=cpus,
-                      ctld_port=ctld_port, slurmd_port=slurmd_port)
+        cluster = cls(
+            root=root,
+            conf=root / "slurm.conf",
+            partition="debug",
+            node=node,
+            cpus=cpus,
+            ctld_port=ctld_port,
+            slurmd_port=slurmd_port,
+        )
         try:
             cluster._start_munged()
             cluster._write_conf(memory_mb)
             for daemon in ("slurmctld", "slurmd"):
                 with open(root / f"{daemon}.out", "wb") as out:  # the daemon keeps its own copy of the handle
-                    cluster.procs[daemon] = subprocess.Popen([daemon, "-D", "-f", str(cluster.conf)], cwd=root,
-                                                             stdout=out, stderr=subprocess.STDOUT, env=cluster.env)
+                    cluster.procs[daemon] = subprocess.Popen(
+                        [daemon, "-D", "-f", str(cluster.conf)],
+                        cwd=root,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=cluster.env,
+                    )
             cluster._wait_idle(timeout)
         except BaseException:
             cluster.stop()
             raise
-        log.info("SLURM test cluster: node %s (%d CPUs), slurmctld on %s:%d, conf %s", node, cpus, LOOPBACK,
-                 ctld_port, cluster.conf)
+        log.info(
+            "SLURM test cluster: node %s (%d CPUs), slurmctld on %s:%d, conf %s",
+            node,
+            cpus,
+            LOOPBACK,
+            ctld_port,
+            cluster.conf,
+        )
         return cluster
 
     @property
@@ -401,10 +472,20 @@ class SlurmTestCluster:
         munge.own(mdir, 0o755)  # munged wants its socket folder owned by itself and readable by clients
         with open(self.root / "munged.out", "wb") as out:
             self.procs["munged"] = subprocess.Popen(
-                ["munged", "-F", f"--socket={self.munge_socket}", f"--pid-file={mdir / 'munged.pid'}",
-                 f"--log-file={mdir / 'munged.log'}", f"--seed-file={mdir / 'munged.seed'}",
-                 "--key-file=/etc/munge/munge.key"],
-                cwd=mdir, stdout=out, stderr=subprocess.STDOUT, **munge.popen_kwargs())  # type: ignore[arg-type]
+                [
+                    "munged",
+                    "-F",
+                    f"--socket={self.munge_socket}",
+                    f"--pid-file={mdir / 'munged.pid'}",
+                    f"--log-file={mdir / 'munged.log'}",
+                    f"--seed-file={mdir / 'munged.seed'}",
+                    "--key-file=/etc/munge/munge.key",
+                ],
+                cwd=mdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                **munge.popen_kwargs(),
+            )  # type: ignore[arg-type]
         deadline = time.monotonic() + 15
         while not self.munge_socket.exists():
             if self.procs["munged"].poll() is not None or time.monotonic() > deadline:
@@ -467,14 +548,18 @@ class SlurmTestCluster:
         while time.monotonic() < deadline:
             for name, p in self.procs.items():
                 if p.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {p.returncode}:\n{_tail(self.root / f'{name}.out')}\n"
-                                       f"{_tail(self.root / f'{name}.log')}")
+                    raise RuntimeError(
+                        f"{name} exited with {p.returncode}:\n{_tail(self.root / f'{name}.out')}\n"
+                        f"{_tail(self.root / f'{name}.log')}"
+                    )
             state = self.node_state()
             if state == "idle":
                 return
             time.sleep(0.25)
-        raise RuntimeError(f"node {self.node} not idle after {timeout:.0f} s (sinfo: {state!r}):\n"
-                           f"{_tail(self.root / 'slurmctld.log')}\n{_tail(self.root / 'slurmd.log')}")
+        raise RuntimeError(
+            f"node {self.node} not idle after {timeout:.0f} s (sinfo: {state!r}):\n"
+            f"{_tail(self.root / 'slurmctld.log')}\n{_tail(self.root / 'slurmd.log')}"
+        )
 
     def wait_empty(self, timeout: float = 30.0) -> list[str]:
         """Wait until squeue lists no job; returns the ids still listed at the end (empty on success)."""
@@ -499,8 +584,9 @@ class SlurmTestCluster:
             except OSError:
                 continue
             entries = env.split(b"\0")
-            ours = marker_env in entries and (cmd.startswith(b"slurmstepd")
-                                              or any(e.startswith(b"SLURM_JOB_ID=") for e in entries))
+            ours = marker_env in entries and (
+                cmd.startswith(b"slurmstepd") or any(e.startswith(b"SLURM_JOB_ID=") for e in entries)
+            )
             if ours or marker_cmd in cmd:
                 found.append(int(d.name))
         return found

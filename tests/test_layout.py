@@ -52,14 +52,22 @@ def _graph(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("forbidden", ["db", "jobs", "app", "streamlit"])
 def test_core_imports_no_outer_layer(forbidden: str) -> None:
-    bad = sorted(f"{m} imports {i}" for m, p in _modules("core").items() for i in _imports(p, m)
-                 if i == forbidden or i.startswith(forbidden + "."))
+    bad = sorted(
+        f"{m} imports {i}"
+        for m, p in _modules("core").items()
+        for i in _imports(p, m)
+        if i == forbidden or i.startswith(forbidden + ".")
+    )
     assert not bad, "core/ must not import the outer layers:\n" + "\n".join(bad)
 
 
 def test_db_imports_no_jobs_or_app() -> None:
-    bad = sorted(f"{m} imports {i}" for m, p in _modules("db").items() for i in _imports(p, m)
-                 if i.split(".")[0] in ("jobs", "app", "streamlit"))
+    bad = sorted(
+        f"{m} imports {i}"
+        for m, p in _modules("db").items()
+        for i in _imports(p, m)
+        if i.split(".")[0] in ("jobs", "app", "streamlit")
+    )
     assert not bad, "\n".join(bad)
 
 
@@ -73,7 +81,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph.get(m, ())):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         state[m] = 2
@@ -98,7 +106,7 @@ def test_no_import_cycles(package: str) -> None:
 @pytest.mark.parametrize("package", ["core", "jobs", "db"])
 def test_functions_fit_on_a_screen(package: str) -> None:
     long = []
-    for m, path in _modules(package).items():
+    for path in _modules(package).values():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 size = (node.end_lineno or node.lineno) - node.lineno + 1

@@ -17,8 +17,16 @@ def run_areas(metrics: dict[str, Any] | None, prediction: str) -> MappedAreas:
 
 def area_rows(areas: MappedAreas) -> list[dict[str, Any]]:
     """One row per class: name, pixels, hectares, km² and percent (areas None for maps that are not georeferenced)."""
-    return [{"class": c.name, "pixels": c.pixels, "ha": None if c.hectares is None else round(c.hectares, 2),
-             "km²": None if c.km2 is None else round(c.km2, 4), "%": round(c.percent, 2)} for c in areas.classes]
+    return [
+        {
+            "class": c.name,
+            "pixels": c.pixels,
+            "ha": None if c.hectares is None else round(c.hectares, 2),
+            "km²": None if c.km2 is None else round(c.km2, 4),
+            "%": round(c.percent, 2),
+        }
+        for c in areas.classes
+    ]
 
 
 def areas_csv(areas: MappedAreas) -> str:
@@ -27,6 +35,13 @@ def areas_csv(areas: MappedAreas) -> str:
     w = csv.writer(out)
     w.writerow(AREA_COLUMNS)
     for c in areas.classes:
-        w.writerow([c.class_id, c.name, c.pixels, *("" if v is None else f"{v:.6f}"
-                                                  for v in (c.area_m2, c.hectares, c.km2)), f"{c.percent:.4f}"])
+        w.writerow(
+            [
+                c.class_id,
+                c.name,
+                c.pixels,
+                *("" if v is None else f"{v:.6f}" for v in (c.area_m2, c.hectares, c.km2)),
+                f"{c.percent:.4f}",
+            ]
+        )
     return out.getvalue()

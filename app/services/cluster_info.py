@@ -101,16 +101,26 @@ class ClusterProbe:
             except Exception as exc:  # noqa: BLE001 - any failure means "unreachable", reported to the user
                 log.warning("cluster %s unreachable: %s", self.address, exc)
                 self._client = None
-                return ClusterInfo(self.address, None, self.local,
-                                   error=f"cannot reach the Dask scheduler at {self.address}: {exc}")
+                return ClusterInfo(
+                    self.address, None, self.local, error=f"cannot reach the Dask scheduler at {self.address}: {exc}"
+                )
         workers = []
         for addr, w in sorted(info.get("workers", {}).items()):
             metrics = w.get("metrics", {}) or {}
-            workers.append(WorkerInfo(address=addr, name=str(w.get("name", addr)), host=w.get("host"),
-                                      nthreads=int(w.get("nthreads", 0)), memory_limit=int(w.get("memory_limit") or 0),
-                                      memory_used=metrics.get("memory"), cpu_percent=metrics.get("cpu"),
-                                      executing=metrics.get("task_counts", {}).get("executing")
-                                      if isinstance(metrics.get("task_counts"), dict) else None))
+            workers.append(
+                WorkerInfo(
+                    address=addr,
+                    name=str(w.get("name", addr)),
+                    host=w.get("host"),
+                    nthreads=int(w.get("nthreads", 0)),
+                    memory_limit=int(w.get("memory_limit") or 0),
+                    memory_used=metrics.get("memory"),
+                    cpu_percent=metrics.get("cpu"),
+                    executing=metrics.get("task_counts", {}).get("executing")
+                    if isinstance(metrics.get("task_counts"), dict)
+                    else None,
+                )
+            )
         return ClusterInfo(self.address, dashboard, self.local, workers)
 
     def preflight(self, needs: Any, timeout: float = 300.0) -> Any:
@@ -118,13 +128,18 @@ class ClusterProbe:
         seconds does not hold up :meth:`describe` in other sessions); a report with one problem if unreachable."""
         from distributed import Client
 
+        from core.distributed.cluster import security
         from core.distributed.preflight import PreflightReport, Problem, check_cluster
 
         try:
-            client = Client(self.address, timeout=self.timeout, set_as_default=False)
+            client = Client(self.address, timeout=self.timeout, set_as_default=False, security=security())
         except (OSError, TimeoutError) as exc:
-            return PreflightReport(self.address, None, {}, problems=[Problem(
-                "probe", (), f"cannot reach the Dask scheduler at {self.address}: {exc}")])
+            return PreflightReport(
+                self.address,
+                None,
+                {},
+                problems=[Problem("probe", (), f"cannot reach the Dask scheduler at {self.address}: {exc}")],
+            )
         try:
             return check_cluster(client, needs, timeout=timeout)
         finally:
@@ -140,8 +155,13 @@ class ClusterProbe:
 def describe_cluster(address: str | None, local: bool = False) -> ClusterInfo:
     """One-shot :meth:`ClusterProbe.describe` (connects and closes); for scripts and tests."""
     if not address:
-        return ClusterInfo(None, None, local, error="no Dask scheduler is configured or running; start one with "
-                                                     "`python -m jobs cluster start` or set WORKBENCH_SCHEDULER")
+        return ClusterInfo(
+            None,
+            None,
+            local,
+            error="no Dask scheduler is configured or running; start one with "
+            "`python -m jobs cluster start` or set WORKBENCH_SCHEDULER",
+        )
     probe = ClusterProbe(address, local)
     try:
         return probe.describe()

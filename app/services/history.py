@@ -35,9 +35,25 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 _NESTED = ("test", "evaluation", "eval", "metrics", "training", "train")
 
-TABLE_COLUMNS = ["id", "kind", "started", "scene", "model", "scheme", "workers", "status", "phase", "epochs",
-                 "best_val_accuracy", "test_oa", "miou", "macro_f1", "micro_f1", "train_seconds",
-                 "samples_per_s"]
+TABLE_COLUMNS = [
+    "id",
+    "kind",
+    "started",
+    "scene",
+    "model",
+    "scheme",
+    "workers",
+    "status",
+    "phase",
+    "epochs",
+    "best_val_accuracy",
+    "test_oa",
+    "miou",
+    "macro_f1",
+    "micro_f1",
+    "train_seconds",
+    "samples_per_s",
+]
 
 
 def metric(metrics: dict[str, Any] | None, name: str) -> Any:
@@ -100,8 +116,14 @@ def runs_table(tracker: RunTracker, kind: str | None = None, limit: int = 500) -
     return df
 
 
-def filter_runs(df: pd.DataFrame, statuses: Sequence[str] = (), scenes: Sequence[str] = (),
-                models: Sequence[str] = (), kinds: Sequence[str] = (), text: str = "") -> pd.DataFrame:
+def filter_runs(
+    df: pd.DataFrame,
+    statuses: Sequence[str] = (),
+    scenes: Sequence[str] = (),
+    models: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+    text: str = "",
+) -> pd.DataFrame:
     """Rows of the history table matching every non-empty filter (``text``: substring of any cell, any case)."""
     out = df
     for col, values in (("status", statuses), ("scene", scenes), ("model", models), ("kind", kinds)):
@@ -172,8 +194,12 @@ def _per_class_f1(metrics: dict[str, Any]) -> dict[str, float | None]:
 
 def per_class_f1(rows: Sequence[RunRow]) -> pd.DataFrame:
     """Per-class F1 of runs, long form: columns ``run, class, f1`` (classes a run has no F1 for are left out)."""
-    recs = [{"run": f"run {r.id}", "class": name, "f1": f1}
-            for r in rows for name, f1 in _per_class_f1(r.metrics or {}).items() if f1 is not None]
+    recs = [
+        {"run": f"run {r.id}", "class": name, "f1": f1}
+        for r in rows
+        for name, f1 in _per_class_f1(r.metrics or {}).items()
+        if f1 is not None
+    ]
     return pd.DataFrame(recs, columns=["run", "class", "f1"])
 
 
@@ -217,18 +243,47 @@ def confusion_long(row: RunRow, normalise: bool = True) -> pd.DataFrame:
 def worker_traffic(tracker: RunTracker, run_ids: Iterable[int]) -> pd.DataFrame:
     """Per-worker statistics of runs: columns ``run, worker, rank, phase, bytes_sent, bytes_recv, cpu_percent,
     peak_mem_bytes, samples`` (one row per recorded stat)."""
-    recs = [{"run": f"run {rid}", "worker": w.worker, "rank": w.rank, "phase": w.phase, "bytes_sent": w.bytes_sent,
-             "bytes_recv": w.bytes_recv, "cpu_percent": w.cpu_percent, "peak_mem_bytes": w.peak_mem_bytes,
-             "samples": w.samples}
-            for rid in run_ids for w in tracker.worker_stats(rid)]
-    return pd.DataFrame(recs, columns=["run", "worker", "rank", "phase", "bytes_sent", "bytes_recv", "cpu_percent",
-                                       "peak_mem_bytes", "samples"])
+    recs = [
+        {
+            "run": f"run {rid}",
+            "worker": w.worker,
+            "rank": w.rank,
+            "phase": w.phase,
+            "bytes_sent": w.bytes_sent,
+            "bytes_recv": w.bytes_recv,
+            "cpu_percent": w.cpu_percent,
+            "peak_mem_bytes": w.peak_mem_bytes,
+            "samples": w.samples,
+        }
+        for rid in run_ids
+        for w in tracker.worker_stats(rid)
+    ]
+    return pd.DataFrame(
+        recs,
+        columns=[
+            "run",
+            "worker",
+            "rank",
+            "phase",
+            "bytes_sent",
+            "bytes_recv",
+            "cpu_percent",
+            "peak_mem_bytes",
+            "samples",
+        ],
+    )
 
 
 def throughput(rows: Sequence[RunRow], curves: pd.DataFrame) -> pd.DataFrame:
     """Per run: ``samples_per_s`` (recorded metric) and ``mean_epoch_seconds`` (from epoch events)."""
     secs = curves[curves["metric"] == "seconds"].groupby("run")["value"].mean() if not curves.empty else pd.Series()
-    recs = [{"run": f"run {r.id}", "samples_per_s": _num(metric(r.metrics, "samples_per_s")),
-             "train_seconds": _num(metric(r.metrics, "train_seconds")),
-             "mean_epoch_seconds": _num(secs.get(f"run {r.id}"))} for r in rows]
+    recs = [
+        {
+            "run": f"run {r.id}",
+            "samples_per_s": _num(metric(r.metrics, "samples_per_s")),
+            "train_seconds": _num(metric(r.metrics, "train_seconds")),
+            "mean_epoch_seconds": _num(secs.get(f"run {r.id}")),
+        }
+        for r in rows
+    ]
     return pd.DataFrame(recs, columns=["run", "samples_per_s", "train_seconds", "mean_epoch_seconds"])

@@ -76,8 +76,9 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
     tracker.reap_dead_runs()
     row = tracker.get(run_id)
     events = tracker.events(run_id)
-    points = [(e.ts, int((e.data or {}).get("done", 0))) for e in events
-              if e.kind == "progress" and e.phase == row.phase]
+    points = [
+        (e.ts, int((e.data or {}).get("done", 0))) for e in events if e.kind == "progress" and e.phase == row.phase
+    ]
     total = row.progress_total or 0
     done = row.progress_done or 0
     fraction = min(1.0, done / total) if total else (1.0 if row.status == "succeeded" else 0.0)
@@ -95,8 +96,16 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
         if e.kind == "step":
             # training writes one event per logged step holding every rank's figures under "ranks"
             for r in data.get("ranks") or [data]:
-                step_recs.append({"epoch": e.epoch, "step": e.step, "loss": r.get("loss"),
-                                  "samples_per_s": r.get("samples_per_s"), "rank": r.get("rank"), "ts": e.ts})
+                step_recs.append(
+                    {
+                        "epoch": e.epoch,
+                        "step": e.step,
+                        "loss": r.get("loss"),
+                        "samples_per_s": r.get("samples_per_s"),
+                        "rank": r.get("rank"),
+                        "ts": e.ts,
+                    }
+                )
         elif e.kind == "epoch":
             for name in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
                 if data.get(name) is not None:
@@ -106,15 +115,37 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
     start = row.started_at or row.created_at
     end = row.finished_at or utcnow()
     stats = tracker.worker_stats(run_id)
-    workers = pd.DataFrame([{"worker": w.worker, "rank": w.rank, "phase": w.phase, "cpu_percent": w.cpu_percent,
-                             "peak_mem_MiB": (w.peak_mem_bytes or 0) / 2**20, "MiB_sent": w.bytes_sent / 2**20,
-                             "MiB_recv": w.bytes_recv / 2**20, "samples": w.samples, "at": w.ts} for w in stats])
+    workers = pd.DataFrame(
+        [
+            {
+                "worker": w.worker,
+                "rank": w.rank,
+                "phase": w.phase,
+                "cpu_percent": w.cpu_percent,
+                "peak_mem_MiB": (w.peak_mem_bytes or 0) / 2**20,
+                "MiB_sent": w.bytes_sent / 2**20,
+                "MiB_recv": w.bytes_recv / 2**20,
+                "samples": w.samples,
+                "at": w.ts,
+            }
+            for w in stats
+        ]
+    )
     if not workers.empty:  # latest figure per worker
         workers = workers.groupby("worker", as_index=False).last()
     return LiveStatus(
-        run_id=row.id, kind=row.kind, status=row.status, phase=row.phase, done=done, total=total, fraction=fraction,
-        eta_seconds=estimate_eta(points, total, utcnow()) if active else None, epoch=epoch, step=step,
-        error=row.error, active=active,
+        run_id=row.id,
+        kind=row.kind,
+        status=row.status,
+        phase=row.phase,
+        done=done,
+        total=total,
+        fraction=fraction,
+        eta_seconds=estimate_eta(points, total, utcnow()) if active else None,
+        epoch=epoch,
+        step=step,
+        error=row.error,
+        active=active,
         phase_index=PHASES.index(row.phase) + 1 if row.phase in PHASES else 0,
         elapsed_seconds=(end - start).total_seconds() if start else None,
         steps=pd.DataFrame(step_recs, columns=["epoch", "step", "loss", "samples_per_s", "rank", "ts"]),

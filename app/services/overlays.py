@@ -74,8 +74,11 @@ def decimation(height: int, width: int, max_size: int = MAX_SIZE) -> int:
     return max(1, math.ceil(max(height, width) / max_size))
 
 
-def read_classes(path: str, max_size: int = MAX_SIZE, bounds: tuple[float, float, float, float] | None = None,
-                 ) -> ClassGrid:
+def read_classes(
+    path: str,
+    max_size: int = MAX_SIZE,
+    bounds: tuple[float, float, float, float] | None = None,
+) -> ClassGrid:
     """Band 1 of a class raster, decimated (nearest) to at most ``max_size`` px, optionally cut to ``bounds``
     (minx, miny, maxx, maxy in the raster's CRS, snapped outward to whole pixels)."""
     with rasterio.open(path) as src:
@@ -134,28 +137,53 @@ def to_overlay(grid: ClassGrid, rgba: np.ndarray) -> Overlay:
     rows, cols = grid.data.shape
     left, top = grid.transform @ (0, 0)
     right, bottom = grid.transform @ (cols, rows)
-    dst_t, dst_w, dst_h = calculate_default_transform(grid.crs, _MERC, cols, rows, left=min(left, right),
-                                                      bottom=min(top, bottom), right=max(left, right),
-                                                      top=max(top, bottom))
+    dst_t, dst_w, dst_h = calculate_default_transform(
+        grid.crs,
+        _MERC,
+        cols,
+        rows,
+        left=min(left, right),
+        bottom=min(top, bottom),
+        right=max(left, right),
+        top=max(top, bottom),
+    )
     scale = max(dst_w, dst_h) / max(rows, cols)  # keep about the same number of pixels
     if scale > 1.05:
         dst_w, dst_h = max(1, round(dst_w / scale)), max(1, round(dst_h / scale))
         dst_t = dst_t @ Affine.scale(scale)
     out = np.zeros((4, dst_h, dst_w), dtype=np.uint8)
     for b in range(4):
-        reproject(np.ascontiguousarray(rgba[:, :, b]), out[b], src_transform=grid.transform, src_crs=grid.crs,
-                  dst_transform=dst_t, dst_crs=_MERC, resampling=Resampling.nearest, src_nodata=None, dst_nodata=0)
+        reproject(
+            np.ascontiguousarray(rgba[:, :, b]),
+            out[b],
+            src_transform=grid.transform,
+            src_crs=grid.crs,
+            dst_transform=dst_t,
+            dst_crs=_MERC,
+            resampling=Resampling.nearest,
+            src_nodata=None,
+            dst_nodata=0,
+        )
     west, north = dst_t @ (0, 0)
     east, south = dst_t @ (dst_w, dst_h)
     tr = Transformer.from_crs(_MERC, "EPSG:4326", always_xy=True)
     (lon0, lon1), (lat0, lat1) = tr.transform([west, east], [south, north])
     image = np.moveaxis(out, 0, -1)
-    return Overlay(_png(image), [[float(lat0), float(lon0)], [float(lat1), float(lon1)]], image.shape[:2],
-                   grid.source_shape, grid.factor)
+    return Overlay(
+        _png(image),
+        [[float(lat0), float(lon0)], [float(lat1), float(lon1)]],
+        image.shape[:2],
+        grid.source_shape,
+        grid.factor,
+    )
 
 
-def class_overlay(path: str, classes: tuple[ClassInfo, ...] | list[ClassInfo], max_size: int = MAX_SIZE,
-                  bounds: tuple[float, float, float, float] | None = None) -> Overlay:
+def class_overlay(
+    path: str,
+    classes: tuple[ClassInfo, ...] | list[ClassInfo],
+    max_size: int = MAX_SIZE,
+    bounds: tuple[float, float, float, float] | None = None,
+) -> Overlay:
     """A class raster (prediction or labels) coloured with ``classes`` as an overlay (see module docstring)."""
     grid = read_classes(path, max_size, bounds)
     return to_overlay(grid, colourise(grid.data, class_palette(classes)))
@@ -176,8 +204,17 @@ def error_overlay(prediction: str, labels: str, max_size: int = MAX_SIZE) -> tup
     if lab.data.shape != pred.data.shape:  # different decimation or extents: resample labels onto pred's grid
         resampled = np.zeros_like(pred.data)
         if pred.crs is not None and lab.crs is not None:
-            reproject(lab.data, resampled, src_transform=lab.transform, src_crs=lab.crs, dst_transform=pred.transform,
-                      dst_crs=pred.crs, resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)
+            reproject(
+                lab.data,
+                resampled,
+                src_transform=lab.transform,
+                src_crs=lab.crs,
+                dst_transform=pred.transform,
+                dst_crs=pred.crs,
+                resampling=Resampling.nearest,
+                src_nodata=0,
+                dst_nodata=0,
+            )
         else:
             r = min(pred.data.shape[0], lab.data.shape[0])
             c = min(pred.data.shape[1], lab.data.shape[1])
@@ -213,7 +250,7 @@ def scene_quicklook(paths: tuple[str, ...], max_size: int = 768) -> Overlay | No
     rgb = np.zeros((*shape, 4), dtype=np.uint8)
     for i in range(3):
         band = data[i][valid]
-        lo, hi = (np.percentile(band, (2, 98)) if band.size else (0.0, 1.0))
+        lo, hi = np.percentile(band, (2, 98)) if band.size else (0.0, 1.0)
         rgb[:, :, i] = np.clip((data[i] - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
     rgb[:, :, 3] = np.where(valid, 255, 0)
     grid = ClassGrid(np.zeros(shape, dtype=np.uint8), transform, crs, full, f)

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.errors import ConfigError, PathNotAllowedError
 from core.data.scene import Scene
+from core.errors import ConfigError, PathNotAllowedError
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ def confine(path: str, roots: Sequence[Path]) -> Path:
     raise PathNotAllowedError(
         f"path {text!r} (resolved to {str(resolved)!r}) is outside the data roots "
         f"{[str(r) for r in roots]}; only files under these folders can be registered. Move the files there or "
-        "add their folder to WORKBENCH_DATA_ROOTS")
+        "add their folder to WORKBENCH_DATA_ROOTS"
+    )
 
 
 def parse_classes(text: str) -> list[dict[str, Any]]:
@@ -55,7 +56,7 @@ def parse_classes(text: str) -> list[dict[str, Any]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"classes JSON is not valid ({exc}); expected [{{\"id\": 1, \"name\": ...}}]") from exc
+            raise ConfigError(f'classes JSON is not valid ({exc}); expected [{{"id": 1, "name": ...}}]') from exc
         return list(data)
     out = []
     for line in text.splitlines():
@@ -68,9 +69,17 @@ def parse_classes(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def register_from_form(name: str, images: str, labels: str = "", classes: str = "", modality: str = "image",
-                       date: str = "", georeferenced: bool = True, description: str = "",
-                       settings: Settings | None = None) -> Scene:
+def register_from_form(
+    name: str,
+    images: str,
+    labels: str = "",
+    classes: str = "",
+    modality: str = "image",
+    date: str = "",
+    georeferenced: bool = True,
+    description: str = "",
+    settings: Settings | None = None,
+) -> Scene:
     """Register one acquisition typed in the Scenes page: ``images`` one path per line (bands stacked in order),
     optional ``labels`` raster path, classes as in :func:`parse_classes`.
 
@@ -87,12 +96,17 @@ def register_from_form(name: str, images: str, labels: str = "", classes: str = 
         raise ConfigError("no image file was given; type one raster path per line")
     label_path = str(confine(labels, settings.data_roots)) if labels.strip() else None
     try:
-        spec = SceneSpec.model_validate({
-            "name": name.strip(), "description": description, "georeferenced": georeferenced,
-            "classes": parse_classes(classes),
-            "acquisitions": [{"date": date.strip() or None, "files": {modality.strip() or "image": paths},
-                              "labels": label_path}],
-        })
+        spec = SceneSpec.model_validate(
+            {
+                "name": name.strip(),
+                "description": description,
+                "georeferenced": georeferenced,
+                "classes": parse_classes(classes),
+                "acquisitions": [
+                    {"date": date.strip() or None, "files": {modality.strip() or "image": paths}, "labels": label_path}
+                ],
+            }
+        )
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("the scene cannot be registered:\n" + "\n".join(f"- {x}" for x in lines)) from exc
@@ -106,8 +120,9 @@ def register_samples(only: Sequence[str] | None = None, settings: Settings | Non
     from db.scenes import SceneStore
 
     settings = settings or get_settings()
-    return list(_register(shared_data_dir(), SceneStore(settings.db_url), settings.home,
-                          only=list(only) if only else None))
+    return list(
+        _register(shared_data_dir(), SceneStore(settings.db_url), settings.home, only=list(only) if only else None)
+    )
 
 
 def sample_names() -> list[str]:

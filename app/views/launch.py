@@ -10,16 +10,25 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from app import maps, state
+from app.services.overlays import scene_quicklook
 from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
-from jobs import launch as launcher
-from jobs.cluster_check import job_needs
-from app.services.overlays import scene_quicklook
 from core.models import get_model
 from core.tasks import get_task
 from core.training.schemes import get_scheme, list_schemes
-from jobs.preflight import (BASELINES, AOIStats, Check, aoi_stats, build_config, launch_models, model_params,
-                            preflight, recipe_defaults)
+from jobs import launch as launcher
+from jobs.cluster_check import job_needs
+from jobs.preflight import (
+    BASELINES,
+    AOIStats,
+    Check,
+    aoi_stats,
+    build_config,
+    launch_models,
+    model_params,
+    preflight,
+    recipe_defaults,
+)
 
 P = "launch"  # session-state prefix
 
@@ -62,8 +71,9 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
             params[p.name] = col.text_input(p.label, ", ".join(map(str, p.default)), key=wkey)
         else:
             kind = type(p.default)
-            params[p.name] = col.number_input(p.label, kind(p.low), kind(p.high), p.default, key=wkey,
-                                              step=kind(1) if kind is int else 0.05)
+            params[p.name] = col.number_input(
+                p.label, kind(p.low), kind(p.high), p.default, key=wkey, step=kind(1) if kind is int else 0.05
+            )
     d = recipe_defaults(recipe)
 
     def k(name: str) -> str:  # a preset recipe's controls are new widgets, so they start at its values
@@ -71,9 +81,13 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
 
     v: dict[str, Any] = {"model_params": params}
     if "mp_split" in options:
-        v["mp_split"] = st.radio("Model-parallel split", ["baseline", "optimized"], key=state.key(P, "mp_split"),
-                                 horizontal=True, help="optimized: the last conv block of both branches runs on the "
-                                                       "fusion rank (less traffic)")
+        v["mp_split"] = st.radio(
+            "Model-parallel split",
+            ["baseline", "optimized"],
+            key=state.key(P, "mp_split"),
+            horizontal=True,
+            help="optimized: the last conv block of both branches runs on the fusion rank (less traffic)",
+        )
     st.caption("Training recipe")
     c = st.columns(4)
     optimizers = ["adam", "sgd_nesterov"]
@@ -82,37 +96,72 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     v["warmup_epochs"] = c[2].number_input("Warm-up epochs", 0, 1000, d["warmup_epochs"], key=k("warmup"))
     v["patience"] = c[3].number_input("Early-stop patience (epochs)", 1, 1000, d["patience"], key=k("patience"))
     c = st.columns(4)
-    v["lr_decay_epochs"] = c[0].number_input("LR decay every N epochs (0 = off)", 0, 1000,
-                                             d["lr_decay_epochs"] or 0, key=k("decay_epochs"))
-    v["lr_decay_at"] = c[1].text_input("or at fractions of the epochs", ", ".join(map(str, d["lr_decay_at"] or ())),
-                                       key=k("decay_at"), placeholder="e.g. 0.3, 0.6, 0.8 (overrides N)")
-    v["lr_decay_factor"] = c[2].number_input("LR decay factor", 0.001, 1.0, d["lr_decay_factor"], 0.05,
-                                             key=k("decay_factor"))
+    v["lr_decay_epochs"] = c[0].number_input(
+        "LR decay every N epochs (0 = off)", 0, 1000, d["lr_decay_epochs"] or 0, key=k("decay_epochs")
+    )
+    v["lr_decay_at"] = c[1].text_input(
+        "or at fractions of the epochs",
+        ", ".join(map(str, d["lr_decay_at"] or ())),
+        key=k("decay_at"),
+        placeholder="e.g. 0.3, 0.6, 0.8 (overrides N)",
+    )
+    v["lr_decay_factor"] = c[2].number_input(
+        "LR decay factor", 0.001, 1.0, d["lr_decay_factor"], 0.05, key=k("decay_factor")
+    )
     v["mixup_alpha"] = c[3].number_input("Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"))
     c = st.columns(4)
     v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"))
-    v["max_restarts"] = c[1].number_input("Automatic restarts", 0, 100, d["max_restarts"], key=k("restarts"),
-                                          help="when a worker dies or loses contact, restart the ranks from the last "
-                                               "checkpoint up to this many times (0 = fail at once)")
-    v["restart_wait_s"] = c[2].number_input("Wait for workers (s)", 1.0, 3600.0, float(d["restart_wait_s"]), 10.0,
-                                            key=k("restart_wait"), help="how long a restart waits for enough workers; "
-                                            "data_parallel then goes on with the ranks there are")
+    v["max_restarts"] = c[1].number_input(
+        "Automatic restarts",
+        0,
+        100,
+        d["max_restarts"],
+        key=k("restarts"),
+        help="when a worker dies or loses contact, restart the ranks from the last "
+        "checkpoint up to this many times (0 = fail at once)",
+    )
+    v["restart_wait_s"] = c[2].number_input(
+        "Wait for workers (s)",
+        1.0,
+        3600.0,
+        float(d["restart_wait_s"]),
+        10.0,
+        key=k("restart_wait"),
+        help="how long a restart waits for enough workers; data_parallel then goes on with the ranks there are",
+    )
     if get_scheme(scheme).weight_averaging:
-        v["ema_decay"] = c[3].number_input("Weight averaging (EMA decay, 0 = off)", 0.0, 0.9999, d["ema_decay"],
-                                           0.001, format="%.4f", key=k("ema"),
-                                           help="validate and keep the average of the weights over training, e.g. "
-                                                "0.995 (~ the last 200 steps): steadier accuracy on new data")
+        v["ema_decay"] = c[3].number_input(
+            "Weight averaging (EMA decay, 0 = off)",
+            0.0,
+            0.9999,
+            d["ema_decay"],
+            0.001,
+            format="%.4f",
+            key=k("ema"),
+            help="validate and keep the average of the weights over training, e.g. "
+            "0.995 (~ the last 200 steps): steadier accuracy on new data",
+        )
         c = st.columns(4)
     if "label_fraction" in get_task(task).train_options:
-        v["label_fraction"] = c[1].number_input("Label fraction", 0.001, 1.0, d["label_fraction"], 0.01,
-                                                key=k("label_fraction"),
-                                                help="a class is present in a tile when it covers this fraction")
+        v["label_fraction"] = c[1].number_input(
+            "Label fraction",
+            0.001,
+            1.0,
+            d["label_fraction"],
+            0.01,
+            key=k("label_fraction"),
+            help="a class is present in a tile when it covers this fraction",
+        )
     if "worker_speeds" in options:
-        v["worker_speeds"] = c[2].text_input("Worker speeds (blank = measure)", key=state.key(P, "worker_speeds"),
-                                             placeholder="one per worker, e.g. 1, 1, 0.5")
+        v["worker_speeds"] = c[2].text_input(
+            "Worker speeds (blank = measure)",
+            key=state.key(P, "worker_speeds"),
+            placeholder="one per worker, e.g. 1, 1, 0.5",
+        )
     if "calibration_steps" in options:
-        v["calibration_steps"] = c[3].number_input("Calibration steps", 1, 1000, d["calibration_steps"],
-                                                   key=state.key(P, "calibration_steps"))
+        v["calibration_steps"] = c[3].number_input(
+            "Calibration steps", 1, 1000, d["calibration_steps"], key=state.key(P, "calibration_steps")
+        )
     return v
 
 
@@ -133,21 +182,34 @@ def _split_controls() -> dict[str, Any]:
 def _seam_controls() -> dict[str, Any]:
     """Where dense prediction tiles meet (:class:`jobs.pipeline.PipelineJobConfig` ``seams`` / ``overlap``)."""
     c = st.columns(2)
-    seams = c[0].radio("Map tile seams", ["exact", "crop"], key=state.key(P, "seams"), horizontal=True,
-                       help="exact: each tile reads the model's receptive-field radius of context, so the map has no "
-                            "seams; crop: a smaller overlap of your choice, faster, slightly different classes near "
-                            "tile borders")
+    seams = c[0].radio(
+        "Map tile seams",
+        ["exact", "crop"],
+        key=state.key(P, "seams"),
+        horizontal=True,
+        help="exact: each tile reads the model's receptive-field radius of context, so the map has no "
+        "seams; crop: a smaller overlap of your choice, faster, slightly different classes near "
+        "tile borders",
+    )
     overlap = c[1].number_input("Overlap for crop (px per side)", 0, 1024, 32, key=state.key(P, "overlap"))
     return {"seams": seams, "overlap": int(overlap) if seams == "crop" else None}
 
 
 def _baseline_controls() -> dict[str, Any]:
     c = st.columns(3)
-    return {"features": c[0].radio("Features", ["center", "patch"], key=state.key(P, "bl_features"), horizontal=True,
-                                   help="center: the labelled pixel's bands; patch: the whole patch, flattened"),
-            "max_train_samples": c[1].number_input("Max train samples", 10, 10_000_000, 50_000,
-                                                   key=state.key(P, "bl_max_train")),
-            "predict": c[2].checkbox("Map the AOI with it", True, key=state.key(P, "bl_predict"))}
+    return {
+        "features": c[0].radio(
+            "Features",
+            ["center", "patch"],
+            key=state.key(P, "bl_features"),
+            horizontal=True,
+            help="center: the labelled pixel's bands; patch: the whole patch, flattened",
+        ),
+        "max_train_samples": c[1].number_input(
+            "Max train samples", 10, 10_000_000, 50_000, key=state.key(P, "bl_max_train")
+        ),
+        "predict": c[2].checkbox("Map the AOI with it", True, key=state.key(P, "bl_predict")),
+    }
 
 
 st.title("Map and launch")
@@ -168,8 +230,13 @@ if scene.georeferenced:
     nonce = state.get(P, "map_nonce", 0)
     primary = scene.acquisition().files.get(scene.primary.name, ())
     fmap = maps.launch_map(scenes, scene, None if whole else state.get(P, "aoi"), _quicklook(tuple(primary)))
-    result = st_folium(fmap, key=state.key(P, f"map_{nonce}"), height=460, use_container_width=True,
-                       returned_objects=["last_active_drawing", "all_drawings"])
+    result = st_folium(
+        fmap,
+        key=state.key(P, f"map_{nonce}"),
+        height=460,
+        use_container_width=True,
+        returned_objects=["last_active_drawing", "all_drawings"],
+    )
     drawn = maps.drawn_geometry(result)
     if drawn and drawn != state.get(P, "aoi") and drawn != state.get(P, "last_drawn"):
         state.put(P, "aoi", drawn)
@@ -194,8 +261,10 @@ if scene.georeferenced:
 else:
     whole = True
     aoi = None
-    st.info(f"Scene **{scene.name}** is not georeferenced, so it has no place on the map: the job runs on the "
-            f"whole scene ({scene.primary.width} x {scene.primary.height} px).")
+    st.info(
+        f"Scene **{scene.name}** is not georeferenced, so it has no place on the map: the job runs on the "
+        f"whole scene ({scene.primary.width} x {scene.primary.height} px)."
+    )
 
 if aoi is None and not whole:
     st.caption("Draw a rectangle or polygon on the map (toolbar at the left), or tick *Use the whole scene*.")
@@ -215,13 +284,19 @@ st.subheader("Job")
 models = launch_models()
 schemes = list(list_schemes())
 cols = st.columns(2)
-model = cols[0].selectbox("Model", list(models), key=state.key(P, "model"),
-                          format_func=lambda m: _model_label(m, models[m]))
+model = cols[0].selectbox(
+    "Model", list(models), key=state.key(P, "model"), format_func=lambda m: _model_label(m, models[m])
+)
 task = models[model]
 baseline = model in BASELINES  # an RF / KNN / SVM baseline job on patches of the AOI
-scheme = cols[1].selectbox("Parallelism scheme", schemes, key=state.key(P, "scheme"), disabled=baseline,
-                           index=schemes.index("data_parallel") if "data_parallel" in schemes else 0,
-                           help="baselines are fitted on one worker" if baseline else None)
+scheme = cols[1].selectbox(
+    "Parallelism scheme",
+    schemes,
+    key=state.key(P, "scheme"),
+    disabled=baseline,
+    index=schemes.index("data_parallel") if "data_parallel" in schemes else 0,
+    help="baselines are fitted on one worker" if baseline else None,
+)
 paper = None if baseline else get_model(model).recipe  # the model's paper recipe, offered as a preset
 recipe = paper.name if paper and st.toggle(paper.label, key=state.key(P, f"recipe_{paper.name}")) else None
 tiles = not baseline and get_task(task).tiles
@@ -229,22 +304,39 @@ size_task = "patch" if baseline else task
 with st.form(state.key(P, "form")):
     if not baseline:
         c = st.columns(4)
-        workers = c[0].number_input("Workers", min_value=1, max_value=256, value=2 if get_scheme(scheme).uses_horovod else 1,
-                                    key=state.key(P, "workers"))
+        workers = c[0].number_input(
+            "Workers",
+            min_value=1,
+            max_value=256,
+            value=2 if get_scheme(scheme).uses_horovod else 1,
+            key=state.key(P, "workers"),
+        )
         epochs = c[1].number_input("Epochs", min_value=1, max_value=1000, value=5, key=state.key(P, "epochs"))
         batch = c[2].number_input("Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"))
-        lr = c[3].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.5f",
-                               key=state.key(P, "lr"))
+        lr = c[3].number_input(
+            "Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.5f", key=state.key(P, "lr")
+        )
     c = st.columns(4)
-    size = c[0].number_input("Tile size (px, 0 = auto)" if tiles else "Patch size (px, odd)", min_value=0,
-                             max_value=2048, value=0 if tiles else 9, key=state.key(P, f"size_{size_task}"),
-                             help="auto: 64 px, or the largest tile whose split blocks fit the AOI" if tiles else None)
+    size = c[0].number_input(
+        "Tile size (px, 0 = auto)" if tiles else "Patch size (px, odd)",
+        min_value=0,
+        max_value=2048,
+        value=0 if tiles else 9,
+        key=state.key(P, f"size_{size_task}"),
+        help="auto: 64 px, or the largest tile whose split blocks fit the AOI" if tiles else None,
+    )
     split = c[1].radio("Split", ["spatial", "date"], key=state.key(P, "split"), horizontal=True)
     dates = [d for d in scene.dates if d]
-    test_date = c[2].selectbox("Test date (date split)", [""] + dates, key=state.key(P, "test_date"),
-                             format_func=lambda d: d or "(none)")
-    per_class = c[3].number_input("Patches per class (0 = all)", min_value=0, value=0 if tiles else 200,
-                                  key=state.key(P, "per_class"), disabled=tiles)
+    test_date = c[2].selectbox(
+        "Test date (date split)", [""] + dates, key=state.key(P, "test_date"), format_func=lambda d: d or "(none)"
+    )
+    per_class = c[3].number_input(
+        "Patches per class (0 = all)",
+        min_value=0,
+        value=0 if tiles else 200,
+        key=state.key(P, "per_class"),
+        disabled=tiles,
+    )
     f = st.columns(3)
     train_f = f[0].number_input("Train fraction", 0.0, 1.0, 0.6, 0.05, key=state.key(P, "f_train"))
     val_f = f[1].number_input("Validation fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_val"))
@@ -260,12 +352,27 @@ with st.form(state.key(P, "form")):
     go = b[1].form_submit_button("Launch", type="primary", key=state.key(P, "go"))
 
 if check or go:
-    values = {"scene": scene.name, "aoi": aoi, "model": model, "size": int(size), "split_method": split,
-              "fractions": (train_f, val_f, test_f), "test_date": test_date or None,
-              "per_class": int(per_class) or None, **advanced}
+    values = {
+        "scene": scene.name,
+        "aoi": aoi,
+        "model": model,
+        "size": int(size),
+        "split_method": split,
+        "fractions": (train_f, val_f, test_f),
+        "test_date": test_date or None,
+        "per_class": int(per_class) or None,
+        **advanced,
+    }
     if not baseline:
-        values.update({"scheme": scheme, "num_workers": int(workers), "epochs": int(epochs),
-                       "batch_size": int(batch), "learning_rate": float(lr)})
+        values.update(
+            {
+                "scheme": scheme,
+                "num_workers": int(workers),
+                "epochs": int(epochs),
+                "batch_size": int(batch),
+                "learning_rate": float(lr),
+            }
+        )
     if scene.georeferenced and aoi is None and not whole:
         st.error("No AOI: draw a rectangle or polygon on the map, paste one, or tick *Use the whole scene*.")
     else:
@@ -275,8 +382,9 @@ if check or go:
             st.error(str(exc))
         else:
             cluster = state.cluster_info()
-            report = preflight(config, scene, cluster.n_workers if cluster.reachable else None,
-                               cluster.min_worker_memory)
+            report = preflight(
+                config, scene, cluster.n_workers if cluster.reachable else None, cluster.min_worker_memory
+            )
             for chk in report.checks:
                 {"error": st.error, "warning": st.warning, "info": st.info}[chk.level](chk.message)
             if report.ok and cluster.reachable:
@@ -287,15 +395,18 @@ if check or go:
                 st.error("Not launched: fix the errors above first.")
             elif go:
                 try:
-                    run_id = launcher.launch_detached(report.config or config, state.scheduler_address(),
-                                                      state.settings().db_url)
+                    run_id = launcher.launch_detached(
+                        report.config or config, state.scheduler_address(), state.settings().db_url
+                    )
                 except (WorkbenchError, OSError) as exc:
                     st.error(f"Launch failed: {exc}")
                 else:
                     state.put(P, "last_run", run_id)
                     st.session_state["live_run_id"] = run_id  # shared with the Live run page on purpose
-                    st.success(f"Launched run {run_id}. Follow it on the **Live run** page; it keeps running if "
-                               "you close this tab.")
+                    st.success(
+                        f"Launched run {run_id}. Follow it on the **Live run** page; it keeps running if "
+                        "you close this tab."
+                    )
 
 if state.get(P, "last_run") is not None and not go:
     st.caption(f"Last launched run: {state.get(P, 'last_run')}")

@@ -6,9 +6,9 @@ import altair as alt
 import streamlit as st
 
 from app import state
+from app.services.live import PHASES, active_run_ids, format_seconds, live_status
 from core.errors import RunNotFoundError
 from jobs import launch as launcher
-from app.services.live import PHASES, active_run_ids, format_seconds, live_status
 
 P = "live"
 REFRESH_SECONDS = 2
@@ -29,8 +29,13 @@ if wanted and wanted.isdigit() and int(wanted) in options:
 if current not in options:
     current = options[0]
 labels = {r.id: f"run {r.id} - {r.kind} - {(r.config or {}).get('scene', '')}" for r in recent}
-run_id = st.selectbox("Run", options, index=options.index(current), format_func=lambda i: labels.get(i, f"run {i}"),
-                      key=state.key(P, "select"))
+run_id = st.selectbox(
+    "Run",
+    options,
+    index=options.index(current),
+    format_func=lambda i: labels.get(i, f"run {i}"),
+    key=state.key(P, "select"),
+)
 state.put(P, "run_id", run_id)
 
 
@@ -64,21 +69,30 @@ def live_panel(run_id: int) -> None:
 
     if not s.restarts.empty:
         last = s.restarts.iloc[-1]
-        st.warning(f"Training restarted {len(s.restarts)} time(s) after a lost worker; last: {last['reason']} "
-                   f"-> {last['ranks_after']} rank(s) from epoch {last['from_epoch'] or 0}")
+        st.warning(
+            f"Training restarted {len(s.restarts)} time(s) after a lost worker; last: {last['reason']} "
+            f"-> {last['ranks_after']} rank(s) from epoch {last['from_epoch'] or 0}"
+        )
         st.dataframe(s.restarts, hide_index=True, width="stretch")
     left, right = st.columns(2)
     with left:
         st.markdown("**Loss**")
         steps = s.steps.dropna(subset=["loss"])
         if not steps.empty:
-            st.altair_chart(alt.Chart(steps).mark_line(point=True).encode(
-                x=alt.X("step:Q", title="training step"), y=alt.Y("loss:Q"),
-                color=alt.Color("rank:N", title="rank")), width="stretch")
+            st.altair_chart(
+                alt.Chart(steps)
+                .mark_line(point=True)
+                .encode(
+                    x=alt.X("step:Q", title="training step"), y=alt.Y("loss:Q"), color=alt.Color("rank:N", title="rank")
+                ),
+                width="stretch",
+            )
         elif not s.epochs.empty:
             loss = s.epochs[s.epochs["metric"].isin(["loss", "val_loss"])]
-            st.altair_chart(alt.Chart(loss).mark_line(point=True).encode(
-                x="epoch:Q", y="value:Q", color="metric:N"), width="stretch")
+            st.altair_chart(
+                alt.Chart(loss).mark_line(point=True).encode(x="epoch:Q", y="value:Q", color="metric:N"),
+                width="stretch",
+            )
         else:
             st.caption("No loss recorded yet.")
     with right:

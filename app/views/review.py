@@ -9,13 +9,13 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from app import maps, state
-from core.errors import SceneNotFoundError, WorkbenchError
+from app.services import areas as area_table
+from app.services import overlays
 from core.data.scene import ClassInfo, Scene
+from core.errors import SceneNotFoundError, WorkbenchError
 from db.models import RunRow
 from jobs import launch as launcher
 from jobs.kinds import parse_config
-from app.services import areas as area_table
-from app.services import overlays
 
 P = "review"
 MAX_DOWNLOAD_BYTES = 512 * 2**20
@@ -51,8 +51,9 @@ def _show_areas(row: RunRow, pred: str) -> None:
         st.caption("The scene is not georeferenced: areas are pixel counts.")
     elif method == "geodesic":
         st.caption("Geodesic areas (the map's CRS is geographic).")
-    st.download_button("Areas (CSV)", text, file_name=f"run-{row.id}-areas.csv", mime="text/csv",
-                       key=state.key(P, "areas_csv"))
+    st.download_button(
+        "Areas (CSV)", text, file_name=f"run-{row.id}-areas.csv", mime="text/csv", key=state.key(P, "areas_csv")
+    )
 
 
 def _launch(data: dict) -> None:
@@ -73,22 +74,33 @@ def _analysis(row: RunRow) -> None:
         unit = c[1].selectbox("Unit", ["px", "ha"], key=state.key(P, "mmu_unit"))
         tol = c[2].number_input("Simplify (map units)", 0.0, 1e4, 0.0, key=state.key(P, "simplify"))
         if st.button("Vectorize", key=state.key(P, "vectorize")):
-            _launch({"kind": "vectorize", "prediction_run": row.id, "min_mapping_unit": mmu, "mmu_unit": unit,
-                     "simplify": tol})
+            _launch(
+                {
+                    "kind": "vectorize",
+                    "prediction_run": row.id,
+                    "min_mapping_unit": mmu,
+                    "mmu_unit": unit,
+                    "simplify": tol,
+                }
+            )
         c = st.columns(2)
         per_class = c[0].number_input("Sample points per class", 2, 10000, 50, key=state.key(P, "per_class"))
         seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key=state.key(P, "seed"))
         if st.button("Draw reference sample", key=state.key(P, "sample")):
             _launch({"kind": "sample", "prediction_run": row.id, "per_class": int(per_class), "seed": int(seed)})
-        samples = [r.id for r in state.tracker().list(kind="sample", status="succeeded")
-                   if (r.config or {}).get("prediction_run") == row.id]
+        samples = [
+            r.id
+            for r in state.tracker().list(kind="sample", status="succeeded")
+            if (r.config or {}).get("prediction_run") == row.id
+        ]
         if not samples:
             st.caption("Draw a sample first; its GeoPackage / CSV is what photo-interpreters label.")
             return
         c = st.columns(2)
         sample = c[0].selectbox("Sample run", samples, format_func=lambda i: f"run {i}", key=state.key(P, "srun"))
-        labels = c[1].text_input("Interpreted labels (CSV / GeoPackage path; empty: the scene's labels)",
-                                 key=state.key(P, "labels"))
+        labels = c[1].text_input(
+            "Interpreted labels (CSV / GeoPackage path; empty: the scene's labels)", key=state.key(P, "labels")
+        )
         if st.button("Assess", key=state.key(P, "assess")):
             ref = {"labels": labels} if labels else {"reference": "scene_labels"}
             _launch({"kind": "assess", "prediction_run": row.id, "sample_run": sample, **ref})
@@ -143,8 +155,10 @@ def _layers(row: RunRow, opacity: float, show_truth: bool, show_error: bool) -> 
             layers.append(("imagery", ql, 1.0))
     ov = _class_overlay(pred, os.path.getmtime(pred), classes)  # type: ignore[arg-type]
     if ov.factor > 1:
-        notes.append(f"run {row.id}: prediction of {ov.source_shape[1]} x {ov.source_shape[0]} px shown at 1/{ov.factor} "
-                     "resolution to keep the page responsive (the download is full resolution)")
+        notes.append(
+            f"run {row.id}: prediction of {ov.source_shape[1]} x {ov.source_shape[0]} px shown at 1/{ov.factor} "
+            "resolution to keep the page responsive (the download is full resolution)"
+        )
     layers.append((f"run {row.id} prediction", ov, opacity))
     labels = _labels_path(scene, row)
     if show_truth:
@@ -180,8 +194,9 @@ if not runs:
     st.info("No run has a prediction yet. Launch a training with prediction on the **Map and launch** page.")
     st.stop()
 
-labels = {r.id: f"run {r.id} - {(r.config or {}).get('scene', '?')} - {(r.config or {}).get('model', r.kind)}"
-          for r in runs}
+labels = {
+    r.id: f"run {r.id} - {(r.config or {}).get('scene', '?')} - {(r.config or {}).get('model', r.kind)}" for r in runs
+}
 ids = [r.id for r in runs]
 by_id = {r.id: r for r in runs}
 c = st.columns([2, 2, 2])
@@ -222,15 +237,22 @@ with legend_col:
     pred_path = _prediction(row_a)
     st.html(maps.legend_html(_classes(_scene(row_a), pred_path)))  # type: ignore[arg-type]
     if show_error:
-        st.html('<div><span style="display:inline-block;width:14px;height:14px;background:#e60000"></span> '
-                'wrong<br><span style="display:inline-block;width:14px;height:14px;background:#00aa00;opacity:.45">'
-                '</span> right</div>')
+        st.html(
+            '<div><span style="display:inline-block;width:14px;height:14px;background:#e60000"></span> '
+            'wrong<br><span style="display:inline-block;width:14px;height:14px;background:#00aa00;opacity:.45">'
+            "</span> right</div>"
+        )
     _show_areas(row_a, pred_path)  # type: ignore[arg-type]
     _analysis(row_a)
     size = os.path.getsize(pred_path)  # type: ignore[arg-type]
     if size <= MAX_DOWNLOAD_BYTES:
         with open(pred_path, "rb") as fh:  # type: ignore[arg-type]
-            st.download_button("Download GeoTIFF", fh.read(), file_name=Path(pred_path).name,  # type: ignore[arg-type]
-                               mime="image/tiff", key=state.key(P, "download"))
+            st.download_button(
+                "Download GeoTIFF",
+                fh.read(),
+                file_name=Path(pred_path).name,  # type: ignore[arg-type]
+                mime="image/tiff",
+                key=state.key(P, "download"),
+            )
     else:
         st.caption(f"GeoTIFF ({size / 2**20:.0f} MiB) is on the server at {pred_path}")

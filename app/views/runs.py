@@ -27,7 +27,10 @@ with st.expander("Filters", expanded=True):
 shown = history.filter_runs(table, statuses, scenes, models, kinds, text)
 
 st.dataframe(
-    shown, hide_index=True, width="stretch", key=state.key(P, "table"),
+    shown,
+    hide_index=True,
+    width="stretch",
+    key=state.key(P, "table"),
     column_config={
         "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
@@ -37,21 +40,26 @@ st.dataframe(
         "micro_f1": st.column_config.NumberColumn("micro F1", format="%.3f"),
         "train_seconds": st.column_config.NumberColumn("training s", format="%.1f"),
         "samples_per_s": st.column_config.NumberColumn("samples/s", format="%.1f"),
-    })
-st.download_button("Export table as CSV", history.table_csv(shown), file_name="runs.csv", mime="text/csv",
-                   key=state.key(P, "csv"))
+    },
+)
+st.download_button(
+    "Export table as CSV", history.table_csv(shown), file_name="runs.csv", mime="text/csv", key=state.key(P, "csv")
+)
 
-assess_ids = [int(i) for i, k, st_ in zip(shown["id"], shown["kind"], shown["status"])
-              if k == "assess" and st_ == "succeeded"]
+assess_ids = [
+    int(i) for i, k, st_ in zip(shown["id"], shown["kind"], shown["status"]) if k == "assess" and st_ == "succeeded"
+]
 if assess_ids:
     st.subheader("Area assessment")
     aid = st.selectbox("Assess run", assess_ids, format_func=lambda i: f"run {i}", key=state.key(P, "assess"))
     arow = tracker.get(aid)
     overall = (arow.metrics or {}).get("overall", {})
-    st.markdown(f"Overall accuracy **{overall.get('overall_accuracy', float('nan')):.3f}** "
-                f"(95% CI {overall.get('overall_accuracy_ci_low', float('nan')):.3f} - "
-                f"{overall.get('overall_accuracy_ci_high', float('nan')):.3f}); areas in "
-                f"{(arow.metrics or {}).get('area_unit', '')}")
+    st.markdown(
+        f"Overall accuracy **{overall.get('overall_accuracy', float('nan')):.3f}** "
+        f"(95% CI {overall.get('overall_accuracy_ci_low', float('nan')):.3f} - "
+        f"{overall.get('overall_accuracy_ci_high', float('nan')):.3f}); areas in "
+        f"{(arow.metrics or {}).get('area_unit', '')}"
+    )
     note = (arow.metrics or {}).get("reference", {}).get("note")
     if note:
         st.caption(note)
@@ -60,12 +68,18 @@ if assess_ids:
     report = (arow.artifacts or {}).get("report")
     if report:
         with open(report, "rb") as fh:
-            st.download_button("Report (HTML)", fh.read(), file_name=f"run-{aid}-report.html", mime="text/html",
-                               key=state.key(P, "assess_html"))
+            st.download_button(
+                "Report (HTML)",
+                fh.read(),
+                file_name=f"run-{aid}-report.html",
+                mime="text/html",
+                key=state.key(P, "assess_html"),
+            )
 
 st.subheader("Compare runs")
-chosen = st.multiselect("Runs to compare (two or more)", shown["id"].tolist(), key=state.key(P, "compare"),
-                        format_func=lambda i: f"run {i}")
+chosen = st.multiselect(
+    "Runs to compare (two or more)", shown["id"].tolist(), key=state.key(P, "compare"), format_func=lambda i: f"run {i}"
+)
 if len(chosen) < 2:
     st.caption("Pick two or more runs to compare their configs, curves and scores.")
     st.stop()
@@ -79,9 +93,13 @@ with tabs[0]:
     diff = history.config_diff(rows)
     only_diff = st.toggle("Only differences", key=state.key(P, "only_diff"))
     view = diff[diff["differs"]] if only_diff else diff
-    st.dataframe(view.drop(columns="differs").astype(str).style.apply(
-        lambda r: ["background-color: #fff3b0" if view.loc[r.name, "differs"] else "" for _ in r], axis=1),
-        width="stretch", key=state.key(P, "diff"))
+    st.dataframe(
+        view.drop(columns="differs")
+        .astype(str)
+        .style.apply(lambda r: ["background-color: #fff3b0" if view.loc[r.name, "differs"] else "" for _ in r], axis=1),
+        width="stretch",
+        key=state.key(P, "diff"),
+    )
     st.caption(f"{int(diff['differs'].sum())} of {len(diff)} settings differ (highlighted).")
 
 with tabs[1]:
@@ -92,18 +110,35 @@ with tabs[1]:
             data = curves[curves["metric"].isin(metric_pair)]
             if data.empty:
                 continue
-            st.altair_chart(alt.Chart(data, title=title).mark_line(point=True).encode(
-                x=alt.X("epoch:Q"), y=alt.Y("value:Q", title=title.lower()), color="run:N",
-                strokeDash=alt.StrokeDash("metric:N", title="split")), width="stretch")
+            st.altair_chart(
+                alt.Chart(data, title=title)
+                .mark_line(point=True)
+                .encode(
+                    x=alt.X("epoch:Q"),
+                    y=alt.Y("value:Q", title=title.lower()),
+                    color="run:N",
+                    strokeDash=alt.StrokeDash("metric:N", title="split"),
+                ),
+                width="stretch",
+            )
 
 with tabs[2]:
     f1 = history.per_class_f1(rows)
     if f1.empty:
         st.info("None of these runs recorded per-class scores.")
     else:
-        st.altair_chart(alt.Chart(f1).mark_bar().encode(
-            x=alt.X("class:N", title=None), xOffset="run:N", y=alt.Y("f1:Q", scale=alt.Scale(domain=[0, 1])),
-            color="run:N", tooltip=["run", "class", alt.Tooltip("f1:Q", format=".3f")]), width="stretch")
+        st.altair_chart(
+            alt.Chart(f1)
+            .mark_bar()
+            .encode(
+                x=alt.X("class:N", title=None),
+                xOffset="run:N",
+                y=alt.Y("f1:Q", scale=alt.Scale(domain=[0, 1])),
+                color="run:N",
+                tooltip=["run", "class", alt.Tooltip("f1:Q", format=".3f")],
+            ),
+            width="stretch",
+        )
         st.dataframe(f1.pivot(index="class", columns="run", values="f1"), width="stretch")
 
 with tabs[3]:
@@ -111,8 +146,12 @@ with tabs[3]:
     st.dataframe(tp, hide_index=True, width="stretch", key=state.key(P, "throughput"))
     secs = curves[curves["metric"] == "seconds"]
     if not secs.empty:
-        st.altair_chart(alt.Chart(secs, title="Time per epoch (s)").mark_line(point=True).encode(
-            x="epoch:Q", y=alt.Y("value:Q", title="seconds"), color="run:N"), width="stretch")
+        st.altair_chart(
+            alt.Chart(secs, title="Time per epoch (s)")
+            .mark_line(point=True)
+            .encode(x="epoch:Q", y=alt.Y("value:Q", title="seconds"), color="run:N"),
+            width="stretch",
+        )
 
 with tabs[4]:
     traffic = history.worker_traffic(tracker, ids)
@@ -120,13 +159,25 @@ with tabs[4]:
         st.info("No per-worker statistics were recorded for these runs.")
     else:
         per = traffic.groupby(["run", "worker"], as_index=False).agg(
-            MiB_sent=("bytes_sent", lambda s: s.sum() / 2**20), MiB_recv=("bytes_recv", lambda s: s.sum() / 2**20),
-            cpu_percent=("cpu_percent", "mean"), peak_mem_MiB=("peak_mem_bytes", lambda s: s.max() / 2**20))
+            MiB_sent=("bytes_sent", lambda s: s.sum() / 2**20),
+            MiB_recv=("bytes_recv", lambda s: s.sum() / 2**20),
+            cpu_percent=("cpu_percent", "mean"),
+            peak_mem_MiB=("peak_mem_bytes", lambda s: s.max() / 2**20),
+        )
         st.dataframe(per, hide_index=True, width="stretch", key=state.key(P, "traffic"))
         long = per.melt(id_vars=["run", "worker"], value_vars=["MiB_sent", "MiB_recv", "cpu_percent"])
-        st.altair_chart(alt.Chart(long).mark_bar().encode(
-            x=alt.X("worker:N", title=None), xOffset="run:N", y="value:Q", color="run:N",
-            column=alt.Column("variable:N", title=None)).resolve_scale(y="independent"))
+        st.altair_chart(
+            alt.Chart(long)
+            .mark_bar()
+            .encode(
+                x=alt.X("worker:N", title=None),
+                xOffset="run:N",
+                y="value:Q",
+                color="run:N",
+                column=alt.Column("variable:N", title=None),
+            )
+            .resolve_scale(y="independent")
+        )
 
 with tabs[5]:
     for r in rows:
@@ -134,11 +185,19 @@ with tabs[5]:
         if cm.empty:
             st.caption(f"run {r.id}: no confusion matrix recorded")
             continue
-        heat = alt.Chart(cm, title=f"run {r.id} (row-normalised)").mark_rect().encode(
-            x=alt.X("predicted:N"), y=alt.Y("reference:N"),
-            color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])),
-            tooltip=["reference", "predicted", "count", alt.Tooltip("share:Q", format=".2f")])
-        text = alt.Chart(cm).mark_text(fontSize=10).encode(x="predicted:N", y="reference:N", text="count:Q",
-                                                            color=alt.value("black"))
+        heat = (
+            alt.Chart(cm, title=f"run {r.id} (row-normalised)")
+            .mark_rect()
+            .encode(
+                x=alt.X("predicted:N"),
+                y=alt.Y("reference:N"),
+                color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+                tooltip=["reference", "predicted", "count", alt.Tooltip("share:Q", format=".2f")],
+            )
+        )
+        text = (
+            alt.Chart(cm)
+            .mark_text(fontSize=10)
+            .encode(x="predicted:N", y="reference:N", text="count:Q", color=alt.value("black"))
+        )
         st.altair_chart(heat + text, width="stretch")
-

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import maps, state
-from core.errors import WorkbenchError
 from app.services.scene_forms import register_from_form, register_samples, sample_names
+from core.errors import WorkbenchError
 
 P = "scenes"
 
@@ -16,11 +16,25 @@ settings = state.settings()
 scenes = state.scene_store().list()
 
 if scenes:
-    st.dataframe(pd.DataFrame([{
-        "id": s.id, "name": s.name, "georeferenced": s.georeferenced,
-        "modalities": ", ".join(f"{m.name} {m.width}x{m.height}x{m.band_count}" for m in s.modalities),
-        "dates": len(s.acquisitions), "classes": len(s.classes), "labels": s.has_labels} for s in scenes]),
-        hide_index=True, width="stretch", key=state.key(P, "table"))
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "georeferenced": s.georeferenced,
+                    "modalities": ", ".join(f"{m.name} {m.width}x{m.height}x{m.band_count}" for m in s.modalities),
+                    "dates": len(s.acquisitions),
+                    "classes": len(s.classes),
+                    "labels": s.has_labels,
+                }
+                for s in scenes
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        key=state.key(P, "table"),
+    )
     name = st.selectbox("Details of", [s.name for s in scenes], key=state.key(P, "detail"))
     scene = next(s for s in scenes if s.name == name)
     left, right = st.columns([3, 2])
@@ -28,18 +42,45 @@ if scenes:
         if scene.description:
             st.caption(scene.description)
         st.markdown("**Modalities**")
-        st.dataframe(pd.DataFrame([{"name": m.name, "width": m.width, "height": m.height, "bands": m.band_count,
-                                    "dtype": m.dtype, "resolution": m.resolution} for m in scene.modalities]),
-                     hide_index=True, width="stretch")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "name": m.name,
+                        "width": m.width,
+                        "height": m.height,
+                        "bands": m.band_count,
+                        "dtype": m.dtype,
+                        "resolution": m.resolution,
+                    }
+                    for m in scene.modalities
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
         st.markdown("**Acquisitions**")
-        st.dataframe(pd.DataFrame([{"date": a.date, "files": "; ".join(p for ps in a.files.values() for p in ps),
-                                    "labels": a.labels} for a in scene.acquisitions]),
-                     hide_index=True, width="stretch")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"date": a.date, "files": "; ".join(p for ps in a.files.values() for p in ps), "labels": a.labels}
+                    for a in scene.acquisitions
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
     with right:
         if scene.classes:
             st.html(maps.legend_html(scene.classes))
-        st.caption("CRS: " + ("not georeferenced (pixel coordinates)" if not scene.georeferenced
-                              else (scene.crs_wkt or "")[:60] + "..."))
+        st.caption(
+            "CRS: "
+            + (
+                "not georeferenced (pixel coordinates)"
+                if not scene.georeferenced
+                else (scene.crs_wkt or "")[:60] + "..."
+            )
+        )
 else:
     st.info("No scene is registered yet.")
 

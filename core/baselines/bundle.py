@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from core.baselines.estimators import KINDS, MAX_TRAIN_SAMPLES, make_estimator, score_estimator, split_features
 from core.data import cog
-from core.baselines.estimators import KINDS, SVM_MAX_SAMPLES, make_estimator, score_estimator, split_features
-from core.errors import ConfigError
 from core.data.scene import Scene
+from core.errors import ConfigError
 from core.inference.windows import Views, WindowPredictor, gather_patches, patch_views
 from core.models.bundle import cached_load, meta_from_json, read_meta_json
-from core.tiling.store import TileStore
 from core.sampling.windows import PixelWindow
+from core.tiling.store import TileStore
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class BaselineMeta:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "BaselineMeta":
+    def from_json(cls, text: str) -> BaselineMeta:
         return meta_from_json(text, cls)
 
 
@@ -121,9 +121,30 @@ def cached_baseline(bundle_dir: str) -> tuple[Any, BaselineMeta]:
     return cached_load(bundle_dir, ESTIMATOR_FILE, load_baseline_bundle)
 
 
-def fit_baseline_bundle(store_path: str | Path, out_dir: str | Path, method: str = "rf", features: str = "center",
-                        max_train_samples: int = 50_000, seed: int = 0,
-                        splits: tuple[str, ...] = ("test",)) -> dict[str, Any]:
+def _checked_store(store_path: str | Path, method: str, features: str) -> TileStore:
+    """The store, once the method and features are known to apply to it."""
+    if method not in KINDS:
+        raise ConfigError(f"baseline method {method!r} is unknown; choose one of {list(KINDS)}")
+    store = TileStore(store_path)
+    if features not in ("center", "patch"):
+        raise ConfigError(f"features {features!r} is unknown; use 'center' or 'patch'")
+    if features == "patch" and store.info.mode != "patches":
+        raise ConfigError(
+            f"features='patch' vectorises patches, but store {store_path} holds {store.info.mode!r}; "
+            "use features='center' (one row per labelled pixel) or tile in mode 'patches'"
+        )
+    return store
+
+
+def fit_baseline_bundle(
+    store_path: str | Path,
+    out_dir: str | Path,
+    method: str = "rf",
+    features: str = "center",
+    max_train_samples: int = 50_000,
+    seed: int = 0,
+    splits: tuple[str, ...] = ("test",),
+) -> dict[str, Any]:
     """Fit a baseline on the store's train split, save it as a bundle and score it on ``splits``.
 
     Runs anywhere the store is readable (the baseline job runs it as a Dask task on one worker).
@@ -143,20 +164,15 @@ def fit_baseline_bundle(store_path: str | Path, out_dir: str | Path, method: str
     Raises:
         ConfigError: unknown method / features, ``patch`` features on a tile store, fewer than two classes.
     """
-    if method not in KINDS:
-        raise ConfigError(f"baseline method {method!r} is unknown; choose one of {list(KINDS)}")
-    store = TileStore(store_path)
+    store = _checked_store(store_path, method, features)
     info = store.info
-    if features not in ("center", "patch"):
-        raise ConfigError(f"features {features!r} is unknown; use 'center' or 'patch'")
-    if features == "patch" and info.mode != "patches":
-        raise ConfigError(f"features='patch' vectorises patches, but store {store_path} holds {info.mode!r}; "
-                          "use features='center' (one row per labelled pixel) or tile in mode 'patches'")
-    cap = min(max_train_samples, SVM_MAX_SAMPLES) if method == "svm" else max_train_samples
+    cap = min(max_train_samples, MAX_TRAIN_SAMPLES.get(method, max_train_samples))
     X, y = split_features(store, "train", features, cap, seed)
     if len(np.unique(y)) < 2:
-        raise ConfigError(f"the train split of {store_path} holds only class {int(y[0])}; a classifier needs at "
-                          "least two classes: tile a larger AOI or change the split")
+        raise ConfigError(
+            f"the train split of {store_path} holds only class {int(y[0])}; a classifier needs at "
+            "least two classes: tile a larger AOI or change the split"
+        )
     estimator = make_estimator(method, seed)
     t0 = time.perf_counter()
     estimator.fit(X, y)
@@ -164,13 +180,25 @@ def fit_baseline_bundle(store_path: str | Path, out_dir: str | Path, method: str
     classes = sorted(info.classes, key=lambda c: int(c["id"]))
     sizes = {m: (int(info.sample_size[m]) if features == "patch" else 1) for m in info.modalities}
     meta = BaselineMeta(
-        method=method, features=features, modalities=tuple(info.modalities), sample_size=sizes,
-        class_ids=tuple(int(c["id"]) for c in classes), class_names=tuple(str(c["name"]) for c in classes),
-        class_colors=tuple(str(c["color"]) for c in classes), band_stats=dict(info.band_stats),
-        scene=str(info.scene.get("name", "")), store=str(store_path),
-        train={"n_train": int(len(y)), "n_features": int(X.shape[1]), "fit_seconds": fit_s,
-               "max_train_samples": cap, "seed": seed,
-               "class_counts": {str(int(c)): int(k) for c, k in zip(*np.unique(y, return_counts=True))}})
+        method=method,
+        features=features,
+        modalities=tuple(info.modalities),
+        sample_size=sizes,
+        class_ids=tuple(int(c["id"]) for c in classes),
+        class_names=tuple(str(c["name"]) for c in classes),
+        class_colors=tuple(str(c["color"]) for c in classes),
+        band_stats=dict(info.band_stats),
+        scene=str(info.scene.get("name", "")),
+        store=str(store_path),
+        train={
+            "n_train": int(len(y)),
+            "n_features": int(X.shape[1]),
+            "fit_seconds": fit_s,
+            "max_train_samples": cap,
+            "seed": seed,
+            "class_counts": {str(int(c)): int(k) for c, k in zip(*np.unique(y, return_counts=True))},
+        },
+    )
     bundle = save_baseline_bundle(out_dir, estimator, meta)
     metrics: dict[str, Any] = {}
     for split in splits:
@@ -194,8 +222,9 @@ def gather_features(views: Views, flat: np.ndarray, width: int) -> np.ndarray:
     return np.nan_to_num(np.concatenate(cols, axis=1).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def window_features(scene: Scene, date: str | None, meta: BaselineMeta,
-                    core: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
+def window_features(
+    scene: Scene, date: str | None, meta: BaselineMeta, core: PixelWindow
+) -> tuple[np.ndarray, np.ndarray]:
     """All feature rows of ``core`` at once: ``(X, valid)``, X ``(core.height * core.width, n_features)`` float32
     in row-major pixel order, ``valid`` bool ``core.shape`` (see :func:`window_views`). For tests and small cores;
     prediction gathers chunk by chunk."""
@@ -203,9 +232,15 @@ def window_features(scene: Scene, date: str | None, meta: BaselineMeta,
     return gather_features(views, np.arange(core.height * core.width), core.width), valid
 
 
-def predict_baseline_window(bundle_dir: str, scene: Scene, date: str | None, read: PixelWindow, core: PixelWindow,
-                            batch_size: int = 4096,
-                            confidence: bool = True) -> tuple[PixelWindow, np.ndarray, np.ndarray | None]:
+def predict_baseline_window(
+    bundle_dir: str,
+    scene: Scene,
+    date: str | None,
+    read: PixelWindow,
+    core: PixelWindow,
+    batch_size: int = 4096,
+    confidence: bool = True,
+) -> tuple[PixelWindow, np.ndarray, np.ndarray | None]:
     """Dask task: classify every pixel of ``core`` with a baseline bundle, ``batch_size`` pixels at a time.
 
     The signature of every window task (:mod:`core.inference.windows`); ``read`` is not used.
@@ -222,7 +257,7 @@ def predict_baseline_window(bundle_dir: str, scene: Scene, date: str | None, rea
     has_proba = hasattr(estimator, "predict_proba")
     known = np.asarray(estimator.classes_)
     for i in range(0, todo.size, max(1, batch_size)):
-        rows = todo[i:i + batch_size]
+        rows = todo[i : i + batch_size]
         X = gather_features(views, rows, core.width)
         if has_proba:
             probs = np.asarray(estimator.predict_proba(X))
@@ -237,6 +272,17 @@ def predict_baseline_window(bundle_dir: str, scene: Scene, date: str | None, rea
 BASELINE_PREDICTOR = WindowPredictor(predict_baseline_window, reads_context=False)
 """Baseline bundles classify every pixel of a core block on its own, like patch models."""
 
-__all__ = ["BASELINE_PREDICTOR", "BaselineMeta", "cached_baseline", "fit_baseline_bundle", "is_baseline_bundle", "load_baseline_bundle",
-           "load_baseline_meta", "predict_baseline_window", "save_baseline_bundle", "window_features",
-           "window_views", "gather_features"]
+__all__ = [
+    "BASELINE_PREDICTOR",
+    "BaselineMeta",
+    "cached_baseline",
+    "fit_baseline_bundle",
+    "is_baseline_bundle",
+    "load_baseline_bundle",
+    "load_baseline_meta",
+    "predict_baseline_window",
+    "save_baseline_bundle",
+    "window_features",
+    "window_views",
+    "gather_features",
+]

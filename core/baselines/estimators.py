@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 Kind = Literal["rf", "knn", "svm"]
 KINDS: tuple[str, ...] = ("rf", "knn", "svm")
 SVM_MAX_SAMPLES = 10_000
+MAX_TRAIN_SAMPLES = {"svm": SVM_MAX_SAMPLES}
+"""Methods whose fit time grows too fast for the job's ``max_train_samples``: their own cap."""
 CHUNK = 64
 """Samples read from the store at a time (bounds memory for large stores)."""
 
@@ -53,8 +55,9 @@ def make_estimator(kind: str, seed: int = 0) -> Any:
     raise ConfigError(f"baseline {kind!r} is unknown; choose one of {list(KINDS)}")
 
 
-def _chunk_features(store: TileStore, xs: dict[str, np.ndarray], y: np.ndarray,
-                    features: str) -> tuple[np.ndarray, np.ndarray]:
+def _chunk_features(
+    store: TileStore, xs: dict[str, np.ndarray], y: np.ndarray, features: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Feature rows and labels of one chunk of samples (see the module docstring)."""
     mods = store.info.modalities
     if store.info.mode == "patches":
@@ -81,14 +84,15 @@ def iter_features(store: TileStore, split: str, features: str = "center") -> Ite
         raise ConfigError(f"features {features!r} is unknown; use 'center' or 'patch'")
     idx = store.valid_indices(split)
     for i in range(0, idx.size, CHUNK):
-        xs, y = store.read(split, idx[i:i + CHUNK])
+        xs, y = store.read(split, idx[i : i + CHUNK])
         X, yy = _chunk_features(store, xs, y, features)
         keep = yy > 0
         yield X[keep], yy[keep]
 
 
-def split_features(store: TileStore, split: str, features: str = "center", max_samples: int | None = None,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_features(
+    store: TileStore, split: str, features: str = "center", max_samples: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """All feature rows of a split (a uniform random subsample of at most ``max_samples``)."""
     rng = np.random.default_rng(seed)
     Xs, ys, seen = [], [], 0
@@ -102,8 +106,10 @@ def split_features(store: TileStore, split: str, features: str = "center", max_s
             keep = rng.choice(len(ya), size=2 * max_samples, replace=False)
             Xs, ys = [Xa[keep]], [ya[keep]]
     if not ys:
-        raise ConfigError(f"split {split!r} of store {store.path} has no labelled samples; tile an AOI with labels "
-                          "or choose another split")
+        raise ConfigError(
+            f"split {split!r} of store {store.path} has no labelled samples; tile an AOI with labels "
+            "or choose another split"
+        )
     X, y = np.concatenate(Xs), np.concatenate(ys)
     if max_samples is not None and len(y) > max_samples:
         keep = np.sort(rng.choice(len(y), size=max_samples, replace=False))
@@ -112,8 +118,9 @@ def split_features(store: TileStore, split: str, features: str = "center", max_s
     return X, y
 
 
-def train_baseline(store_path: str | Path, kind: str = "rf", features: str = "center",
-                   max_train_samples: int = 50_000, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def train_baseline(
+    store_path: str | Path, kind: str = "rf", features: str = "center", max_train_samples: int = 50_000, seed: int = 0
+) -> tuple[Any, dict[str, Any]]:
     """Fit a baseline on the store's train split.
 
     Returns:
@@ -121,21 +128,27 @@ def train_baseline(store_path: str | Path, kind: str = "rf", features: str = "ce
     """
     store = TileStore(store_path)
     estimator = make_estimator(kind, seed)
-    cap = min(max_train_samples, SVM_MAX_SAMPLES) if kind == "svm" else max_train_samples
+    cap = min(max_train_samples, MAX_TRAIN_SAMPLES.get(kind, max_train_samples))
     X, y = split_features(store, "train", features, cap, seed)
     if len(np.unique(y)) < 2:
-        raise ConfigError(f"the train split of {store_path} holds only class {int(y[0])}; a classifier needs at "
-                          "least two classes: tile a larger AOI or change the split")
+        raise ConfigError(
+            f"the train split of {store_path} holds only class {int(y[0])}; a classifier needs at "
+            "least two classes: tile a larger AOI or change the split"
+        )
     t0 = time.perf_counter()
     estimator.fit(X, y)
-    info = {"kind": kind, "features": features, "n_train": int(len(y)), "n_features": int(X.shape[1]),
-            "fit_seconds": round(time.perf_counter() - t0, 3)}
+    info = {
+        "kind": kind,
+        "features": features,
+        "n_train": int(len(y)),
+        "n_features": int(X.shape[1]),
+        "fit_seconds": round(time.perf_counter() - t0, 3),
+    }
     log.info("fitted %s baseline on %d rows in %.1f s", kind, len(y), info["fit_seconds"])
     return estimator, info
 
 
-def score_estimator(estimator: Any, store: TileStore, split: str = "test",
-                    features: str = "center") -> dict[str, Any]:
+def score_estimator(estimator: Any, store: TileStore, split: str = "test", features: str = "center") -> dict[str, Any]:
     """Score a fitted estimator on every labelled row of ``split`` (same rows as :func:`iter_features`).
 
     Returns:
@@ -157,15 +170,23 @@ def score_estimator(estimator: Any, store: TileStore, split: str = "test",
         unpredicted += u
         n_test += len(y)
     if n_test == 0:
-        raise ConfigError(f"split {split!r} of store {store.path} has no labelled samples to score; "
-                          "choose another split or re-tile with a test fraction > 0")
+        raise ConfigError(
+            f"split {split!r} of store {store.path} has no labelled samples to score; "
+            "choose another split or re-tile with a test fraction > 0"
+        )
     out = metrics_from_confusion(cm, ids, [c["name"] for c in classes], unpredicted)
     out["scoring"] = {"split": split, "n_test": n_test, "predict_seconds": round(time.perf_counter() - t0, 3)}
     return out
 
 
-def evaluate_baseline(store_path: str | Path, kind: str = "rf", split: str = "test", features: str = "center",
-                      max_train_samples: int = 50_000, seed: int = 0) -> dict[str, Any]:
+def evaluate_baseline(
+    store_path: str | Path,
+    kind: str = "rf",
+    split: str = "test",
+    features: str = "center",
+    max_train_samples: int = 50_000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Train a baseline on the train split and score it on every labelled row of ``split``.
 
     Returns:
@@ -176,10 +197,21 @@ def evaluate_baseline(store_path: str | Path, kind: str = "rf", split: str = "te
     estimator, info = train_baseline(store_path, kind, features, max_train_samples, seed)
     out = score_estimator(estimator, store, split, features)
     scoring = out.pop("scoring")
-    out["baseline"] = {**info, "n_test": scoring["n_test"], "split": split,
-                       "predict_seconds": scoring["predict_seconds"]}
+    out["baseline"] = {
+        **info,
+        "n_test": scoring["n_test"],
+        "split": split,
+        "predict_seconds": scoring["predict_seconds"],
+    }
     return out
 
 
-__all__ = ["KINDS", "evaluate_baseline", "iter_features", "make_estimator", "score_estimator", "split_features",
-           "train_baseline"]
+__all__ = [
+    "KINDS",
+    "evaluate_baseline",
+    "iter_features",
+    "make_estimator",
+    "score_estimator",
+    "split_features",
+    "train_baseline",
+]

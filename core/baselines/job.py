@@ -16,15 +16,30 @@ from typing import Any
 
 from core.baselines.bundle import fit_baseline_bundle
 from core.configs import BaselineJobConfig
-from core.errors import ConfigError, JobFailedError
 from core.data.scene import Scene
+from core.errors import ConfigError, JobFailedError
 
 log = logging.getLogger(__name__)
 
 
-def run_baseline_job(config: BaselineJobConfig, client: Any, store_path: str | Path, run_dir: str | Path,
-                     scene: Scene | None = None, progress: Callable[[str, int, int], None] | None = None,
-                     cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
+def _check(config: BaselineJobConfig, store_path: str | Path, scene: Scene | None) -> None:
+    if not Path(store_path).exists():
+        raise ConfigError(f"tile store {str(store_path)!r} does not exist; run the tile job first or fix the path")
+    if config.predict and scene is None:
+        raise ConfigError("predict=True needs the scene to classify; pass the registered scene")
+    if scene is not None and scene.name != config.scene:
+        raise ConfigError(f"config is for scene {config.scene!r} but scene {scene.name!r} was given")
+
+
+def run_baseline_job(
+    config: BaselineJobConfig,
+    client: Any,
+    store_path: str | Path,
+    run_dir: str | Path,
+    scene: Scene | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Fit, score and (with ``config.predict``) map: the body of a baseline run.
 
     Args:
@@ -44,18 +59,22 @@ def run_baseline_job(config: BaselineJobConfig, client: Any, store_path: str | P
     Raises:
         ConfigError: bad store / features / scene; JobFailedError: the fit task failed on its worker.
     """
-    if not Path(store_path).exists():
-        raise ConfigError(f"tile store {str(store_path)!r} does not exist; run the tile job first or fix the path")
-    if config.predict and scene is None:
-        raise ConfigError("predict=True needs the scene to classify; pass the registered scene")
-    if scene is not None and scene.name != config.scene:
-        raise ConfigError(f"config is for scene {config.scene!r} but scene {scene.name!r} was given")
+    _check(config, store_path, scene)
     run_dir = Path(run_dir)
     bundle = run_dir / "baseline"
     if progress:
         progress("baseline", 0, 1)
-    fut = client.submit(fit_baseline_bundle, str(store_path), str(bundle), config.method,  # Dask: fit on a worker
-                        config.features, config.max_train_samples, config.seed, (config.split,), pure=False)
+    fut = client.submit(
+        fit_baseline_bundle,
+        str(store_path),
+        str(bundle),
+        config.method,  # Dask: fit on a worker
+        config.features,
+        config.max_train_samples,
+        config.seed,
+        (config.split,),
+        pure=False,
+    )
     try:
         fitted = fut.result()
     except ConfigError:
@@ -74,19 +93,42 @@ def run_baseline_job(config: BaselineJobConfig, client: Any, store_path: str | P
         log.warning("store %s has no %s samples: the baseline was not scored", store_path, config.split)
     artifacts: dict[str, Any] = {"model": fitted["bundle"], "store": str(store_path)}
     if config.predict:
-        from core.inference.predict import run_predict
-
         assert scene is not None
-        out = Path(config.output) if config.output else run_dir / "prediction.tif"
-        pred = run_predict(bundle, scene, config.aoi, client, out, tile_size=config.block_size,
-                           progress=(lambda d, t: progress("inference", d, t)) if progress else None,
-                           cancelled=cancelled, confidence=config.confidence, date=config.date,
-                           batch_size=config.batch_size)
-        artifacts["prediction"] = pred["path"]
-        if pred.get("confidence_path"):
-            artifacts["confidence"] = pred["confidence_path"]
-        metrics["inference"] = {k: pred[k] for k in ("seconds", "windows", "width", "height", "class_pixels")}
+        metrics["inference"] = _map(config, client, bundle, scene, run_dir, artifacts, progress, cancelled)
     return {"metrics": metrics, "artifacts": artifacts}
+
+
+def _map(
+    config: BaselineJobConfig,
+    client: Any,
+    bundle: Path,
+    scene: Scene,
+    run_dir: Path,
+    artifacts: dict[str, Any],
+    progress: Callable[[str, int, int], None] | None,
+    cancelled: Callable[[], bool] | None,
+) -> dict[str, Any]:
+    """Map the AOI with the fitted bundle on the cluster; adds the maps to ``artifacts``, returns its figures."""
+    from core.inference.predict import run_predict
+
+    out = Path(config.output) if config.output else run_dir / "prediction.tif"
+    pred = run_predict(
+        bundle,
+        scene,
+        config.aoi,
+        client,
+        out,
+        tile_size=config.block_size,
+        progress=(lambda d, t: progress("inference", d, t)) if progress else None,
+        cancelled=cancelled,
+        confidence=config.confidence,
+        date=config.date,
+        batch_size=config.batch_size,
+    )
+    artifacts["prediction"] = pred["path"]
+    if pred.get("confidence_path"):
+        artifacts["confidence"] = pred["confidence_path"]
+    return {k: pred[k] for k in ("seconds", "windows", "width", "height", "class_pixels")}
 
 
 __all__ = ["run_baseline_job"]

@@ -37,14 +37,24 @@ def security() -> Security | None:
         return None
     missing = [n for n, v in values.items() if not v]
     if missing:
-        raise ConfigError(f"TLS needs all of {', '.join(TLS_ENV)} but {', '.join(missing)} is not set; set it or "
-                          "unset all three to connect without TLS")
+        raise ConfigError(
+            f"TLS needs all of {', '.join(TLS_ENV)} but {', '.join(missing)} is not set; set it or "
+            "unset all three to connect without TLS"
+        )
     absent = [f"{n}={v}" for n, v in values.items() if not os.path.isfile(str(v))]
     if absent:
         raise ConfigError(f"TLS file(s) not found: {', '.join(absent)}; fix the path(s)")
     ca, cert, key = (values[n] for n in TLS_ENV)
-    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, tls_scheduler_cert=cert,
-                    tls_scheduler_key=key, tls_worker_cert=cert, tls_worker_key=key, require_encryption=True)
+    return Security(
+        tls_ca_file=ca,
+        tls_client_cert=cert,
+        tls_client_key=key,
+        tls_scheduler_cert=cert,
+        tls_scheduler_key=key,
+        tls_worker_cert=cert,
+        tls_worker_key=key,
+        require_encryption=True,
+    )
 
 
 GDAL_CACHEMAX_MB = 256
@@ -72,8 +82,15 @@ def worker_env(threads_per_worker: int = 1) -> dict[str, str]:
     """Environment of local worker processes: math libraries and TensorFlow use the worker's threads only,
     so N workers on N cores do not oversubscribe the machine; GDAL's block cache is bounded."""
     n = str(threads_per_worker)
-    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TF_NUM_INTRAOP_THREADS": n,
-            "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "GDAL_CACHEMAX": str(GDAL_CACHEMAX_MB)}
+    return {
+        "OMP_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "GDAL_CACHEMAX": str(GDAL_CACHEMAX_MB),
+    }
 
 
 def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs: Any) -> LocalCluster:
@@ -83,8 +100,13 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs: Any) ->
 
     spawn = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in PRE_SPAWN_ENV.items()}
     with dask.config.set({**spawn, **CLUSTER_CONFIG}):
-        return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                            env=worker_env(threads_per_worker), **kwargs)
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            env=worker_env(threads_per_worker),
+            **kwargs,
+        )
 
 
 @dataclass
@@ -99,7 +121,7 @@ class ClusterHandle:
         if self.cluster is not None:
             self.cluster.close()
 
-    def __enter__(self) -> "ClusterHandle":
+    def __enter__(self) -> ClusterHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -120,21 +142,28 @@ def connect(config: ClusterConfig | None = None, timeout: float = 20) -> Cluster
     sec = security()
     if address:
         if address.startswith("tls://") and sec is None:
-            raise ConfigError(f"the scheduler {address} uses TLS: set {', '.join(TLS_ENV)} to the CA, certificate "
-                              "and key it trusts")
+            raise ConfigError(
+                f"the scheduler {address} uses TLS: set {', '.join(TLS_ENV)} to the CA, certificate and key it trusts"
+            )
         try:
             client = Client(address, timeout=timeout, security=sec)  # Dask: TLS when sec is set
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {address!r} ({exc}); check the address and that the scheduler "
-                "is running, or unset WORKBENCH_SCHEDULER / --scheduler to use a local cluster") from exc
+                "is running, or unset WORKBENCH_SCHEDULER / --scheduler to use a local cluster"
+            ) from exc
         log.info("connected to Dask scheduler %s", address)
         return ClusterHandle(client)
     n = config.n_workers or int(os.environ.get("WORKBENCH_WORKERS", os.cpu_count() or 2))
-    cluster = local_cluster(n, config.threads_per_worker, memory_limit=config.memory_limit, dashboard_address=":0",
-                            **tls_options(sec))
-    log.info("started local Dask cluster: %d workers x %d threads, dashboard %s", n, config.threads_per_worker,
-             cluster.dashboard_link)
+    cluster = local_cluster(
+        n, config.threads_per_worker, memory_limit=config.memory_limit, dashboard_address=":0", **tls_options(sec)
+    )
+    log.info(
+        "started local Dask cluster: %d workers x %d threads, dashboard %s",
+        n,
+        config.threads_per_worker,
+        cluster.dashboard_link,
+    )
     return ClusterHandle(Client(cluster, security=sec), cluster)
 
 
@@ -167,9 +196,15 @@ def connect_hpc(hpc: Any, timeout: float = 600.0) -> ClusterHandle:
         raise ClusterError(
             f"{have} of {hpc.n_workers} {hpc.system} worker(s) connected within {timeout:.0f} s; the jobs were "
             f"cancelled. Check the queue (squeue / qstat), the jobs' logs ({logs}) and the job script "
-            "(`workbench cluster plan`), or raise cluster.workers_timeout") from exc
-    log.info("%s cluster: %d worker(s) up in %.1f s (scheduler %s)", hpc.system, hpc.n_workers,
-             time.monotonic() - t0, cluster.scheduler_address)
+            "(`workbench cluster plan`), or raise cluster.workers_timeout"
+        ) from exc
+    log.info(
+        "%s cluster: %d worker(s) up in %.1f s (scheduler %s)",
+        hpc.system,
+        hpc.n_workers,
+        time.monotonic() - t0,
+        cluster.scheduler_address,
+    )
     return ClusterHandle(client, cluster)
 
 

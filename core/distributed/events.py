@@ -112,7 +112,7 @@ class EventForwarder:
     def reporter(self) -> Reporter:
         return Reporter(self.topic)
 
-    def __enter__(self) -> "EventForwarder":
+    def __enter__(self) -> EventForwarder:
         if self.topic is not None:
             self.client.subscribe_topic(self.topic, self._handle)  # Dask: sent before the rank tasks are submitted
             self._thread.start()
@@ -170,5 +170,7 @@ class EventForwarder:
         if self._error is not None:
             raise RuntimeError(f"recording the job's reports failed: {self._error}") from self._error
         if not arrived:
-            raise RuntimeError(f"only {self._done} of {self.ranks} ranks' reports reached the driver within "
-                               f"{timeout:.0f} s after the job ended; the run's events are incomplete")
+            raise RuntimeError(
+                f"only {self._done} of {self.ranks} ranks' reports reached the driver within "
+                f"{timeout:.0f} s after the job ended; the run's events are incomplete"
+            )

@@ -106,8 +106,10 @@ class HPCClusterConfig:
         for name in ("job_directives", "job_script_prologue", "worker_extra_args"):  # lists from JSON/YAML
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                raise ConfigError(f"HPC cluster {name} must be a list of strings, got {value!r}; "
-                                  f"write one entry per line/argument, e.g. [\"--gres=gpu:1\"]")
+                raise ConfigError(
+                    f"HPC cluster {name} must be a list of strings, got {value!r}; "
+                    f'write one entry per line/argument, e.g. ["--gres=gpu:1"]'
+                )
             object.__setattr__(self, name, tuple(value))
         problems = self.problems()
         if problems:
@@ -123,20 +125,22 @@ class HPCClusterConfig:
         if not isinstance(self.processes, int) or self.processes < 1:
             p.append(f"processes must be a whole number >= 1 (worker processes per job), got {self.processes!r}")
         elif isinstance(self.cores, int) and self.cores >= 1 and self.cores % self.processes:
-            p.append(f"cores ({self.cores}) must be a multiple of processes ({self.processes}) so each worker "
-                     f"process gets the same number of threads; e.g. cores={self.processes * max(1, self.cores // self.processes)}")
+            p.append(
+                f"cores ({self.cores}) must be a multiple of processes ({self.processes}) so each worker "
+                f"process gets the same number of threads; e.g. cores={self.processes * max(1, self.cores // self.processes)}"
+            )
         if not isinstance(self.n_jobs, int) or self.n_jobs < 0:
             p.append(f"n_jobs must be a whole number >= 0, got {self.n_jobs!r}")
         try:
             mem = parse_bytes(self.memory)
             if mem < 2**27:
-                p.append(f"memory {self.memory!r} per job is less than 128 MiB; give e.g. \"4GiB\"")
+                p.append(f'memory {self.memory!r} per job is less than 128 MiB; give e.g. "4GiB"')
         except (ValueError, TypeError):
-            p.append(f"memory {self.memory!r} is not a size; give e.g. \"4GiB\" or \"16000MB\" (per job)")
+            p.append(f'memory {self.memory!r} is not a size; give e.g. "4GiB" or "16000MB" (per job)')
         if not isinstance(self.walltime, str) or not _WALLTIME.match(self.walltime):
-            p.append(f"walltime {self.walltime!r} is not HH:MM:SS (or D-HH:MM:SS on SLURM), e.g. \"02:00:00\"")
+            p.append(f'walltime {self.walltime!r} is not HH:MM:SS (or D-HH:MM:SS on SLURM), e.g. "02:00:00"')
         elif self.system == "pbs" and "-" in self.walltime:
-            p.append(f"walltime {self.walltime!r}: PBS takes HH:MM:SS (write days as hours, e.g. \"48:00:00\")")
+            p.append(f'walltime {self.walltime!r}: PBS takes HH:MM:SS (write days as hours, e.g. "48:00:00")')
         for name in ("job_directives", "job_script_prologue", "worker_extra_args"):
             for entry in getattr(self, name):
                 if not isinstance(entry, str) or "\n" in entry or not entry.strip():
@@ -165,7 +169,7 @@ class HPCClusterConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HPCClusterConfig":
+    def from_dict(cls, data: dict[str, Any]) -> HPCClusterConfig:
         """Build from a dict (JSON/YAML/the database); unknown keys are refused with the known ones listed.
 
         Raises:
@@ -184,7 +188,7 @@ def _directives(cfg: HPCClusterConfig) -> list[str]:
     for d in cfg.job_directives:
         d = d.strip()
         if prefix and d.startswith(prefix):
-            d = d[len(prefix):].strip()
+            d = d[len(prefix) :].strip()
         out.append(d)
     return out
 
@@ -201,10 +205,20 @@ def _prologue(cfg: HPCClusterConfig) -> list[str]:
 def job_kwargs(cfg: HPCClusterConfig) -> dict[str, Any]:
     """Keyword arguments of the dask-jobqueue job/cluster class for ``cfg`` (what defines the job script)."""
     kw: dict[str, Any] = dict(
-        queue=cfg.queue, account=cfg.account, walltime=cfg.walltime, cores=cfg.cores, memory=cfg.memory,
-        processes=cfg.processes, job_extra_directives=_directives(cfg), job_script_prologue=_prologue(cfg),
-        python=cfg.python or sys.executable, interface=cfg.interface, worker_extra_args=list(cfg.worker_extra_args),
-        local_directory=cfg.local_directory, log_directory=cfg.log_directory, death_timeout=cfg.death_timeout,
+        queue=cfg.queue,
+        account=cfg.account,
+        walltime=cfg.walltime,
+        cores=cfg.cores,
+        memory=cfg.memory,
+        processes=cfg.processes,
+        job_extra_directives=_directives(cfg),
+        job_script_prologue=_prologue(cfg),
+        python=cfg.python or sys.executable,
+        interface=cfg.interface,
+        worker_extra_args=list(cfg.worker_extra_args),
+        local_directory=cfg.local_directory,
+        log_directory=cfg.log_directory,
+        death_timeout=cfg.death_timeout,
         job_name=cfg.job_name,
     )
     return kw
@@ -212,7 +226,7 @@ def job_kwargs(cfg: HPCClusterConfig) -> dict[str, Any]:
 
 def job_script(cfg: HPCClusterConfig, scheduler_address: str = "tcp://<scheduler>:8786") -> str:
     """The batch script one worker job would be submitted with (nothing is started or submitted)."""
-    job_cls = CLUSTER_CLASSES[cfg.system].job_cls
+    job_cls: Any = CLUSTER_CLASSES[cfg.system].job_cls  # type: ignore[misc]  # dask-jobqueue sets it per class
     return job_cls(scheduler_address, name="dummy-name", **job_kwargs(cfg)).job_script()
 
 
@@ -231,10 +245,13 @@ def make_cluster(cfg: HPCClusterConfig) -> JobQueueCluster:
     from core.errors import ClusterError
 
     cls = CLUSTER_CLASSES[cfg.system]
-    submit = cls.job_cls.submit_command.split()[0]
+    job_cls: Any = cls.job_cls  # type: ignore[misc]  # a class attribute of each dask-jobqueue cluster class
+    submit = job_cls.submit_command.split()[0]
     if not any(os.access(os.path.join(d, submit), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep)):
-        raise ClusterError(f"`{submit}` (the {cfg.system} submit command) is not on PATH: run this on a login node "
-                           f"of the cluster, or load the {cfg.system} module first")
+        raise ClusterError(
+            f"`{submit}` (the {cfg.system} submit command) is not on PATH: run this on a login node "
+            f"of the cluster, or load the {cfg.system} module first"
+        )
     scheduler_options: dict[str, Any] = {}
     if cfg.host:
         scheduler_options["host"] = cfg.host
@@ -243,8 +260,13 @@ def make_cluster(cfg: HPCClusterConfig) -> JobQueueCluster:
     else:
         scheduler_options["dashboard"] = False
     cluster = cls(scheduler_options=scheduler_options, **job_kwargs(cfg))
-    log.info("%s cluster: scheduler %s, submitting %d job(s) of %d worker(s)", cfg.system, cluster.scheduler_address,
-             cfg.n_jobs, cfg.processes)
+    log.info(
+        "%s cluster: scheduler %s, submitting %d job(s) of %d worker(s)",
+        cfg.system,
+        cluster.scheduler_address,
+        cfg.n_jobs,
+        cfg.processes,
+    )
     if cfg.n_jobs:
         cluster.scale(jobs=cfg.n_jobs)
     return cluster
@@ -259,5 +281,10 @@ def worker_identity() -> dict[str, Any]:
         address = get_worker().address
     except ValueError:
         pass
-    return {"hostname": socket.gethostname(), "pid": os.getpid(), "worker": address,
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "pbs_job_id": os.environ.get("PBS_JOBID")}
+    return {
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "worker": address,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "pbs_job_id": os.environ.get("PBS_JOBID"),
+    }

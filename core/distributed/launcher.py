@@ -15,6 +15,7 @@ its worker; :func:`run_horovod` returns the per-rank results with the startup ov
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -41,8 +42,16 @@ SCHEDULER_LOST_SECONDS = 5.0
 """How long the driver tolerates a lost connection to the scheduler (the client reconnects meanwhile) before failing."""
 
 # Secondary failures: what the surviving ranks raise once a peer has shut Horovod down.
-_SECONDARY = ("Horovod has been shut down", "HorovodInternalError", "Horovod is not initialized",
-              "Gloo", "Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out")
+_SECONDARY = (
+    "Horovod has been shut down",
+    "HorovodInternalError",
+    "Horovod is not initialized",
+    "Gloo",
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "Timed out",
+)
 
 # Per-process state of the rank running in this worker (one rank per worker process).
 _RANK: dict[str, Any] = {}
@@ -63,8 +72,11 @@ class StartupOverhead:
     launch_to_first_step: float | None
 
     def as_dict(self) -> dict[str, float | None]:
-        return {"launch_to_task_s": self.launch_to_task, "launch_to_rendezvous_s": self.launch_to_rendezvous,
-                "launch_to_first_step_s": self.launch_to_first_step}
+        return {
+            "launch_to_task_s": self.launch_to_task,
+            "launch_to_rendezvous_s": self.launch_to_rendezvous,
+            "launch_to_first_step_s": self.launch_to_first_step,
+        }
 
 
 class RankResults(list):  # type: ignore[type-arg]
@@ -114,12 +126,15 @@ def _iface_for(ip: str) -> str:
     for name, addrs in psutil.net_if_addrs().items():
         if any(a.address == ip for a in addrs):
             return name
-    raise ClusterError(f"no network interface of {socket.gethostname()} carries the worker address {ip}; "
-                       "start the worker with --host/--interface set to a routable interface")
+    raise ClusterError(
+        f"no network interface of {socket.gethostname()} carries the worker address {ip}; "
+        "start the worker with --host/--interface set to a routable interface"
+    )
 
 
-def _run_rank(fn: Callable[..., Any], slot_env: dict[str, str], use_horovod: bool, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> dict[str, Any]:
+def _run_rank(
+    fn: Callable[..., Any], slot_env: dict[str, str], use_horovod: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """The Dask task of one rank: set the environment, init Horovod, run ``fn``, shut Horovod down."""
     from distributed import get_worker
 
@@ -127,8 +142,7 @@ def _run_rank(fn: Callable[..., Any], slot_env: dict[str, str], use_horovod: boo
     worker = get_worker().address
     rank = int(slot_env.get("HOROVOD_RANK", 0))
     _RANK.clear()
-    _RANK.update(rank=rank, size=int(slot_env.get("HOROVOD_SIZE", 1)), worker=worker,
-                 hostname=socket.gethostname())
+    _RANK.update(rank=rank, size=int(slot_env.get("HOROVOD_SIZE", 1)), worker=worker, hostname=socket.gethostname())
     hvd = None
     try:
         if use_horovod:
@@ -136,13 +150,20 @@ def _run_rank(fn: Callable[..., Any], slot_env: dict[str, str], use_horovod: boo
             slot_env = {**slot_env, "HOROVOD_GLOO_IFACE": _iface_for(host)}  # Horovod: the interface of this worker
         os.environ.update(slot_env)
         if use_horovod:
-            import horovod.tensorflow as hvd  # noqa: PLC0415 - imported after the environment is set
+            hvd = importlib.import_module("horovod.tensorflow")  # after the environment is set
 
             hvd.init()  # Horovod: gloo rendezvous with the driver's server
         t_init = time.time()
         result = fn(*args, **kwargs)
-        return {"result": result, "rank": rank, "worker": worker, "t_task": t_task, "t_init": t_init,
-                "t_first_step": _RANK.get("t_first_step"), "t_end": time.time()}
+        return {
+            "result": result,
+            "rank": rank,
+            "worker": worker,
+            "t_task": t_task,
+            "t_init": t_init,
+            "t_first_step": _RANK.get("t_first_step"),
+            "t_end": time.time(),
+        }
     except BaseException as exc:  # noqa: BLE001 - forwarded to the driver with its traceback
         raise RankFailure(rank, worker, f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
     finally:
@@ -166,8 +187,10 @@ def _workers(client: Client) -> dict[str, dict[str, Any]]:
 
 def _scheduler_lost_text(client: Client, what: str) -> str:
     address = client.scheduler.address if client.scheduler else "(unknown address)"
-    return (f"lost the connection to the Dask scheduler {address}: {what}. The scheduler process or its host went "
-            "away; start the cluster again (the embedded local cluster starts on the next launch) and re-run")
+    return (
+        f"lost the connection to the Dask scheduler {address}: {what}. The scheduler process or its host went "
+        "away; start the cluster again (the embedded local cluster starts on the next launch) and re-run"
+    )
 
 
 def _pick_workers(client: Client, num_ranks: int) -> list[str]:
@@ -179,18 +202,21 @@ def _pick_workers(client: Client, num_ranks: int) -> list[str]:
         raise ClusterError(
             f"asked for {num_ranks} ranks but the cluster has {len(workers)} workers; Horovod needs one worker "
             f"process per rank, all running at once: start the cluster with at least {num_ranks} worker processes "
-            f"(ClusterConfig.n_workers / dask worker --nworkers) or ask for at most {len(workers)} ranks")
+            f"(ClusterConfig.n_workers / dask worker --nworkers) or ask for at most {len(workers)} ranks"
+        )
     busy = {w for w, keys in client.processing().items() if keys}
     idle = sorted((w for w in workers if w not in busy), key=lambda a: (workers[a].get("host") or "", a))
     if len(idle) < num_ranks:
         raise ClusterError(
             f"asked for {num_ranks} ranks but only {len(idle)} of the cluster's {len(workers)} workers are idle "
-            f"(the others run tasks: {sorted(busy)}); wait for those jobs to finish or add workers")
+            f"(the others run tasks: {sorted(busy)}); wait for those jobs to finish or add workers"
+        )
     return idle[:num_ranks]
 
 
-def _plan(client: Client, addresses: Sequence[str], rendezvous: tuple[str, int],
-          gloo_timeout: int) -> tuple[list[_Slot], Any]:
+def _plan(
+    client: Client, addresses: Sequence[str], rendezvous: tuple[str, int], gloo_timeout: int
+) -> tuple[list[_Slot], Any]:
     """Host plan for one rank per worker: the Horovod slots (with env) in rank order, and the plan itself.
 
     Host names come from the workers themselves; each rank's gloo interface is set on its worker (from the worker's
@@ -208,12 +234,17 @@ def _plan(client: Client, addresses: Sequence[str], rendezvous: tuple[str, int],
     for s in plan:
         addr = next(next_worker[s.hostname])
         env = {
-            "HOROVOD_RANK": str(s.rank), "HOROVOD_SIZE": str(s.size),
-            "HOROVOD_LOCAL_RANK": str(s.local_rank), "HOROVOD_LOCAL_SIZE": str(s.local_size),
-            "HOROVOD_CROSS_RANK": str(s.cross_rank), "HOROVOD_CROSS_SIZE": str(s.cross_size),
+            "HOROVOD_RANK": str(s.rank),
+            "HOROVOD_SIZE": str(s.size),
+            "HOROVOD_LOCAL_RANK": str(s.local_rank),
+            "HOROVOD_LOCAL_SIZE": str(s.local_size),
+            "HOROVOD_CROSS_RANK": str(s.cross_rank),
+            "HOROVOD_CROSS_SIZE": str(s.cross_size),
             "HOROVOD_HOSTNAME": s.hostname,  # must equal the plan's host name, or rendezvous never completes
-            "HOROVOD_GLOO_RENDEZVOUS_ADDR": rendezvous[0], "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous[1]),
-            "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
+            "HOROVOD_GLOO_RENDEZVOUS_ADDR": rendezvous[0],
+            "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous[1]),
+            "HOROVOD_CONTROLLER": "gloo",
+            "HOROVOD_CPU_OPERATIONS": "gloo",
             "HOROVOD_GLOO_TIMEOUT_SECONDS": str(gloo_timeout),
         }
         slots.append(_Slot(s.rank, addr, env))
@@ -244,8 +275,14 @@ def _kill_workers(client: Client, addresses: list[str], expected: int, timeout: 
         if not set(addresses) & set(workers) and len(workers) >= expected:
             return
         time.sleep(0.5)
-    log.error("after ending workers %s the cluster has %d of %d workers after %.0f s; restart the cluster if "
-              "jobs keep failing", addresses, len(_workers(client)), expected, timeout)
+    log.error(
+        "after ending workers %s the cluster has %d of %d workers after %.0f s; restart the cluster if "
+        "jobs keep failing",
+        addresses,
+        len(_workers(client)),
+        expected,
+        timeout,
+    )
 
 
 def _wait_some(futures: list[Future], timeout: float) -> None:
@@ -279,8 +316,11 @@ def _stop(client: Client, futures: list[Future], slots: list[_Slot], grace: floa
     alive = set(_workers(client))
     stuck = [s.worker for s in pending if s.worker in alive]
     if stuck:
-        log.warning("killing %d worker process(es) whose Horovod rank did not stop (their nannies restart them): %s",
-                    len(stuck), stuck)
+        log.warning(
+            "killing %d worker process(es) whose Horovod rank did not stop (their nannies restart them): %s",
+            len(stuck),
+            stuck,
+        )
         _kill_workers(client, stuck, expected=len(alive))
     return [s for s in pending if s.worker not in alive]
 
@@ -293,13 +333,26 @@ def _check_scheduler(client: Client, since: list[float]) -> None:
         return
     since[:1] = since[:1] or [time.monotonic()]
     if time.monotonic() - since[0] >= SCHEDULER_LOST_SECONDS:
-        raise SchedulerLostError(_scheduler_lost_text(
-            client, f"no connection for {SCHEDULER_LOST_SECONDS:.0f} s (client status {client.status!r})"))
+        raise SchedulerLostError(
+            _scheduler_lost_text(
+                client, f"no connection for {SCHEDULER_LOST_SECONDS:.0f} s (client status {client.status!r})"
+            )
+        )
 
 
-def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-            num_ranks: int, env: dict[str, str] | None, cancelled: Callable[[], bool] | None,
-            timeout: float | None, use_horovod: bool, gloo_timeout: int, grace: float) -> RankResults:
+def _launch(
+    client: Client,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    num_ranks: int,
+    env: dict[str, str] | None,
+    cancelled: Callable[[], bool] | None,
+    timeout: float | None,
+    use_horovod: bool,
+    gloo_timeout: int,
+    grace: float,
+) -> RankResults:
     kwargs = kwargs or {}
     t0 = time.time()
     addresses = _pick_workers(client, num_ranks)
@@ -314,10 +367,22 @@ def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwarg
     else:
         slots = [_Slot(0, addresses[0])]
     log.info("launching %d rank(s) on %s", len(slots), [s.worker for s in slots])
-    futures = [client.submit(_run_rank, fn, {**(env or {}), **s.env}, use_horovod, tuple(args), kwargs,
-                             workers=[s.worker], allow_other_workers=False, retries=0, pure=False,
-                             key=f"rank-{s.rank}-{os.getpid()}-{time.monotonic_ns()}")
-               for s in slots]
+    futures = [
+        client.submit(
+            _run_rank,
+            fn,
+            {**(env or {}), **s.env},
+            use_horovod,
+            tuple(args),
+            kwargs,
+            workers=[s.worker],
+            allow_other_workers=False,
+            retries=0,
+            pure=False,
+            key=f"rank-{s.rank}-{os.getpid()}-{time.monotonic_ns()}",
+        )
+        for s in slots
+    ]
     lost_since: list[float] = []
     try:
         while True:
@@ -338,19 +403,27 @@ def _launch(client: Client, fn: Callable[..., Any], args: tuple[Any, ...], kwarg
                 raise JobCancelledError(f"the job was cancelled; its {len(slots)} rank(s) were stopped")
             if timeout is not None and time.time() - t0 > timeout:
                 _stop(client, futures, slots, 0)
-                raise JobFailedError(f"the job did not finish within timeout={timeout} s; its ranks were stopped "
-                                     "(raise the timeout or train fewer epochs)")
+                raise JobFailedError(
+                    f"the job did not finish within timeout={timeout} s; its ranks were stopped "
+                    "(raise the timeout or train fewer epochs)"
+                )
         rank_out = client.gather(futures)
     finally:
         client.cancel(futures, force=True)  # Dask: release the rank tasks (no-op for finished ones)
         if server is not None:
             server.stop()
+    return _results(rank_out, slots, t0)
+
+
+def _results(rank_out: list[dict[str, Any]], slots: list[_Slot], t0: float) -> RankResults:
+    """The ranks' results in rank order, with the job's start-up overhead and wall time (from ``t0``)."""
     out = RankResults(r["result"] for r in rank_out)
     first = [r["t_first_step"] for r in rank_out]
     out.startup = StartupOverhead(
         launch_to_task=max(r["t_task"] for r in rank_out) - t0,
         launch_to_rendezvous=max(r["t_init"] for r in rank_out) - t0,
-        launch_to_first_step=(max(first) - t0) if all(first) else None)
+        launch_to_first_step=(max(first) - t0) if all(first) else None,
+    )
     out.wall_s = time.time() - t0
     out.workers = [s.worker for s in slots]
     log.info("%d rank(s) finished in %.1f s; startup %s", len(slots), out.wall_s, out.startup)
@@ -369,20 +442,35 @@ def _failure(futures: list[Future], slots: list[_Slot], lost: list[_Slot]) -> Jo
         s = lost[0]
         return WorkerLostError(
             f"the worker {s.worker} running rank {s.rank} died or lost contact (killed, out of memory or crashed); "
-            "the other ranks were stopped. Check the worker's log and memory limit, then re-run", s.rank, s.worker)
+            "the other ranks were stopped. Check the worker's log and memory limit, then re-run",
+            s.rank,
+            s.worker,
+        )
     if not errors:
-        return JobFailedError("the job's rank futures were cancelled by someone else (client closed or cluster "
-                              "restarted)")
+        return JobFailedError(
+            "the job's rank futures were cancelled by someone else (client closed or cluster restarted)"
+        )
     s, text, tb = primary or errors[0]
     others = "; ".join(f"rank {o.rank}: {t.splitlines()[0][:200]}" for o, t, _ in errors if o is not s)
-    return JobFailedError(f"rank {s.rank} of {len(slots)} failed: {text}\n"
-                          + (f"(then {others})\n" if others else "") + f"--- traceback of rank {s.rank} ---\n{tb}")
+    return JobFailedError(
+        f"rank {s.rank} of {len(slots)} failed: {text}\n"
+        + (f"(then {others})\n" if others else "")
+        + f"--- traceback of rank {s.rank} ---\n{tb}"
+    )
 
 
-def run_horovod(client: Client, fn: Callable[..., Any], args: tuple[Any, ...] = (),
-                kwargs: dict[str, Any] | None = None, num_ranks: int = 2, env: dict[str, str] | None = None,
-                cancelled: Callable[[], bool] | None = None, timeout: float | None = None,
-                gloo_timeout: int = GLOO_TIMEOUT_SECONDS, grace: float = STOP_GRACE_SECONDS) -> RankResults:
+def run_horovod(
+    client: Client,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    num_ranks: int = 2,
+    env: dict[str, str] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    timeout: float | None = None,
+    gloo_timeout: int = GLOO_TIMEOUT_SECONDS,
+    grace: float = STOP_GRACE_SECONDS,
+) -> RankResults:
     """Run ``fn(*args, **kwargs)`` as ``num_ranks`` Horovod ranks, one per idle Dask worker process.
 
     Horovod is initialised before ``fn`` runs (``fn`` just imports ``horovod.tensorflow`` and uses ``hvd.rank()``,
@@ -412,9 +500,15 @@ def run_horovod(client: Client, fn: Callable[..., Any], args: tuple[Any, ...] = 
     return _launch(client, fn, args, kwargs, num_ranks, env, cancelled, timeout, True, gloo_timeout, grace)
 
 
-def run_single(client: Client, fn: Callable[..., Any], args: tuple[Any, ...] = (),
-               kwargs: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-               cancelled: Callable[[], bool] | None = None, timeout: float | None = None) -> RankResults:
+def run_single(
+    client: Client,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    timeout: float | None = None,
+) -> RankResults:
     """Run ``fn`` on one idle worker without Horovod (the ``single`` scheme); same contract as :func:`run_horovod`."""
     return _launch(client, fn, args, kwargs, 1, env, cancelled, timeout, False, GLOO_TIMEOUT_SECONDS, 0.0)
 

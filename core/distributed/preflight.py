@@ -503,7 +503,8 @@ def _ask(
         "reach": [listener.address, listener.port] if listener else None,
     }
     try:
-        answers = client.sync(_probe_all, client, list(workers), spec, timeout)
+        # Dask: the probes time out one by one; the bound on the whole call keeps a stuck connection from hanging
+        answers = client.sync(_probe_all, client, list(workers), spec, timeout, callback_timeout=3 * timeout + 30)
     finally:
         if listener is not None:
             listener.close()

@@ -20,10 +20,10 @@ from typing import Any, Literal
 import numpy as np
 from pyproj import CRS as ProjCRS
 
+from core.data.rasters import open_raster
 from core.errors import RasterError
 from core.evaluation.blocks import iter_blocks
 from core.evaluation.map_identity import MapIdentity, read_map_identity
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +87,26 @@ class MappedAreas:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (see :meth:`from_dict`)."""
-        return {"map_path": self.map_path, "method": self.method, "pixel_area_m2": self.pixel_area_m2,
-                "undeclared_pixels": self.undeclared_pixels, "total_pixels": self.total_pixels,
-                "total_area_m2": self.total_area_m2, "classes": [vars(c).copy() for c in self.classes]}
+        return {
+            "map_path": self.map_path,
+            "method": self.method,
+            "pixel_area_m2": self.pixel_area_m2,
+            "undeclared_pixels": self.undeclared_pixels,
+            "total_pixels": self.total_pixels,
+            "total_area_m2": self.total_area_m2,
+            "classes": [vars(c).copy() for c in self.classes],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MappedAreas:
         """Inverse of :meth:`to_dict`."""
-        return cls(map_path=d["map_path"], method=d["method"], pixel_area_m2=d.get("pixel_area_m2"),
-                   classes=tuple(ClassArea(**c) for c in d["classes"]),
-                   undeclared_pixels=int(d.get("undeclared_pixels", 0)))
+        return cls(
+            map_path=d["map_path"],
+            method=d["method"],
+            pixel_area_m2=d.get("pixel_area_m2"),
+            classes=tuple(ClassArea(**c) for c in d["classes"]),
+            undeclared_pixels=int(d.get("undeclared_pixels", 0)),
+        )
 
 
 def planar_pixel_area_m2(transform: tuple[float, ...], crs_wkt: str) -> float:
@@ -130,8 +140,10 @@ def geodesic_row_areas_m2(transform: tuple[float, ...], height: int, crs_wkt: st
     """
     a, b, c, d, e, f = transform
     if b != 0 or d != 0:
-        raise RasterError(f"the geographic grid is rotated (transform {tuple(transform)}); geodesic cell areas are "
-                          "computed for north-up grids only; warp the map to a north-up grid (gdalwarp)")
+        raise RasterError(
+            f"the geographic grid is rotated (transform {tuple(transform)}); geodesic cell areas are "
+            "computed for north-up grids only; warp the map to a north-up grid (gdalwarp)"
+        )
     geod = ProjCRS.from_wkt(crs_wkt).get_geod()
     if geod is None:
         raise RasterError(f"the CRS {ProjCRS.from_wkt(crs_wkt).name!r} has no ellipsoid; geodesic areas need one")
@@ -176,24 +188,39 @@ def mapped_areas(map_path: str | Path, class_ids: tuple[int, ...] | None = None)
     counts, summed = _accumulate(ident.path, row_areas)
     undeclared = int(counts[1:].sum() - counts[list(ids)].sum()) if ids else int(counts[1:].sum())
     if undeclared:
-        log.warning("%s: %d pixels have values that are not declared classes; left out of the areas", ident.path,
-                    undeclared)
+        log.warning(
+            "%s: %d pixels have values that are not declared classes; left out of the areas", ident.path, undeclared
+        )
     total = int(counts[list(ids)].sum()) if ids else 0
     denom = _classes_total(method, counts, summed, ids, pixel_area)
     classes = []
     for cid in ids:
         px = int(counts[cid])
         m2 = None if method == "pixels" else float(px * (pixel_area or 0.0) if method == "planar" else summed[cid])
-        classes.append(ClassArea(class_id=cid, name=ident.name_of(cid), pixels=px, area_m2=m2,
-                                 hectares=None if m2 is None else m2 / 1e4, km2=None if m2 is None else m2 / 1e6,
-                                 percent=_percent(m2 if m2 is not None else px, denom)))
+        classes.append(
+            ClassArea(
+                class_id=cid,
+                name=ident.name_of(cid),
+                pixels=px,
+                area_m2=m2,
+                hectares=None if m2 is None else m2 / 1e4,
+                km2=None if m2 is None else m2 / 1e6,
+                percent=_percent(m2 if m2 is not None else px, denom),
+            )
+        )
     log.info("mapped areas of %s (%s): %d pixels in %d classes", ident.path, method, total, len(ids))
-    return MappedAreas(map_path=ident.path, method=method, pixel_area_m2=pixel_area, classes=tuple(classes),
-                       undeclared_pixels=undeclared)
+    return MappedAreas(
+        map_path=ident.path,
+        method=method,
+        pixel_area_m2=pixel_area,
+        classes=tuple(classes),
+        undeclared_pixels=undeclared,
+    )
 
 
-def _classes_total(method: AreaMethod, counts: np.ndarray, summed: np.ndarray, ids: tuple[int, ...],
-                  pixel_area: float | None) -> float:
+def _classes_total(
+    method: AreaMethod, counts: np.ndarray, summed: np.ndarray, ids: tuple[int, ...], pixel_area: float | None
+) -> float:
     """Total of the declared classes in the unit of ``method`` (pixels, or m²)."""
     if not ids:
         return 0.0
@@ -228,11 +255,21 @@ def write_areas_csv(areas: MappedAreas, path: str | Path) -> Path:
         w = csv.writer(fh)
         w.writerow(AREA_COLUMNS)
         for c in areas.classes:
-            w.writerow([c.class_id, c.name, c.pixels, _fmt(c.area_m2), _fmt(c.hectares), _fmt(c.km2),
-                        f"{c.percent:.4f}"])
+            w.writerow(
+                [c.class_id, c.name, c.pixels, _fmt(c.area_m2), _fmt(c.hectares), _fmt(c.km2), f"{c.percent:.4f}"]
+            )
         tot = areas.total_area_m2
-        w.writerow(["", "total", areas.total_pixels, _fmt(tot), _fmt(None if tot is None else tot / 1e4),
-                    _fmt(None if tot is None else tot / 1e6), "100.0000" if areas.total_pixels else "0.0000"])
+        w.writerow(
+            [
+                "",
+                "total",
+                areas.total_pixels,
+                _fmt(tot),
+                _fmt(None if tot is None else tot / 1e4),
+                _fmt(None if tot is None else tot / 1e6),
+                "100.0000" if areas.total_pixels else "0.0000",
+            ]
+        )
     return p
 
 

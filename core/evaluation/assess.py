@@ -17,6 +17,7 @@ from typing import Any
 
 from rasterio.windows import Window
 
+from core.data.rasters import open_raster
 from core.errors import ConfigError
 from core.evaluation.areas import MappedAreas, mapped_areas, write_areas_csv
 from core.evaluation.errors import SampleMismatchError
@@ -39,7 +40,6 @@ from core.evaluation.sample_design import (
     draw_stratified_sample,
 )
 from core.evaluation.sample_files import read_sample, write_sample
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,12 @@ class DrawSampleJobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (see :meth:`from_dict`)."""
-        return {"prediction": self.prediction, "output_dir": self.output_dir, "design": self.design.to_dict(),
-                "stem": self.stem}
+        return {
+            "prediction": self.prediction,
+            "output_dir": self.output_dir,
+            "design": self.design.to_dict(),
+            "stem": self.stem,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DrawSampleJobConfig:
@@ -94,9 +98,13 @@ def run_draw_sample(config: DrawSampleJobConfig, progress: Progress | None = Non
     areas = mapped_areas(config.prediction)
     files = write_sample(sample, config.output_dir, config.stem)
     files["mapped_areas"] = str(write_areas_csv(areas, Path(config.output_dir) / "mapped_areas.csv"))
-    return {"n_points": len(sample.points), "allocation": {str(k): v for k, v in sample.allocation.items()},
-            "stratum_pixels": {str(k): v for k, v in sample.stratum_pixels.items()}, "files": files,
-            "mapped_areas": areas.to_dict()}
+    return {
+        "n_points": len(sample.points),
+        "allocation": {str(k): v for k, v in sample.allocation.items()},
+        "stratum_pixels": {str(k): v for k, v in sample.stratum_pixels.items()},
+        "files": files,
+        "mapped_areas": areas.to_dict(),
+    }
 
 
 @dataclass(frozen=True)
@@ -130,8 +138,10 @@ class AssessJobConfig:
 
     def __post_init__(self) -> None:
         if (self.labels is None) == (self.label_raster is None):
-            raise ConfigError(f"labels={self.labels!r} and label_raster={self.label_raster!r}: give exactly one "
-                              "reference source (an interpreted labels file, or a label raster)")
+            raise ConfigError(
+                f"labels={self.labels!r} and label_raster={self.label_raster!r}: give exactly one "
+                "reference source (an interpreted labels file, or a label raster)"
+            )
         if not 0 < self.z < 10:
             raise ConfigError(f"z {self.z!r} is not a normal quantile; use 1.96 for 95 % intervals")
 
@@ -154,16 +164,24 @@ def check_sample_against_map(sample: ReferenceSample, prediction: str, areas: Ma
     check_same_map(sample.map, read_map_identity(prediction))
     now = {c.class_id: c.pixels for c in areas.classes}
     if now != sample.stratum_pixels:
-        diff = {c: (sample.stratum_pixels.get(c), now.get(c)) for c in set(now) | set(sample.stratum_pixels)
-                if sample.stratum_pixels.get(c) != now.get(c)}
-        raise SampleMismatchError(f"{prediction!r} has other class pixel counts than the map the sample was drawn "
-                                  f"from ((then, now) per class: {diff}); the map changed since; draw a new sample")
+        diff = {
+            c: (sample.stratum_pixels.get(c), now.get(c))
+            for c in set(now) | set(sample.stratum_pixels)
+            if sample.stratum_pixels.get(c) != now.get(c)
+        }
+        raise SampleMismatchError(
+            f"{prediction!r} has other class pixel counts than the map the sample was drawn "
+            f"from ((then, now) per class: {diff}); the map changed since; draw a new sample"
+        )
     with open_raster(prediction) as src:
-        wrong = [p.id for p in sample.points
-                 if int(src.read(1, window=Window(p.col, p.row, 1, 1))[0, 0]) != p.map_class]
+        wrong = [
+            p.id for p in sample.points if int(src.read(1, window=Window(p.col, p.row, 1, 1))[0, 0]) != p.map_class
+        ]
     if wrong:
-        raise SampleMismatchError(f"{prediction!r}: the map class at sample ids {wrong[:10]} differs from the "
-                                  "sample's; the sample was drawn from another map; draw a new sample")
+        raise SampleMismatchError(
+            f"{prediction!r}: the map class at sample ids {wrong[:10]} differs from the "
+            "sample's; the sample was drawn from another map; draw a new sample"
+        )
 
 
 def _reference(config: AssessJobConfig, sample: ReferenceSample) -> ReferenceLabels:
@@ -197,20 +215,41 @@ def run_assess(config: AssessJobConfig, progress: Progress | None = None) -> dic
     counts = error_matrix(labels.map_class, labels.ref_class, ids)
     sizes = areas.stratum_sizes()
     est = stratified_estimates(counts, [sizes[c] for c in ids], ids, list(sample.map.class_names), z=config.z)
-    report = AssessmentReport(title=config.title, map_path=str(Path(config.prediction).resolve()), areas=areas,
-                              estimates=est, labels=labels, date=config.date)
+    report = AssessmentReport(
+        title=config.title,
+        map_path=str(Path(config.prediction).resolve()),
+        areas=areas,
+        estimates=est,
+        labels=labels,
+        date=config.date,
+    )
     step("write", 3)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"mapped_areas": str(write_areas_csv(areas, out / "mapped_areas.csv")),
-             "assessment": str(write_report_csv(report, out / "assessment.csv")),
-             "error_matrix": str(write_error_matrix_csv(report, out / "error_matrix.csv")),
-             "report": str(write_report_html(report, out / "report.html")), "json": str(out / "assessment.json")}
-    result = {"config": config.to_dict(), "mapped_areas": areas.to_dict(), "estimates": est.to_dict(),
-              "classes": report.class_rows(), "overall": report.overall(), "area_unit": report.area_unit,
-              "reference": labels.to_dict(), "files": files}
+    files = {
+        "mapped_areas": str(write_areas_csv(areas, out / "mapped_areas.csv")),
+        "assessment": str(write_report_csv(report, out / "assessment.csv")),
+        "error_matrix": str(write_error_matrix_csv(report, out / "error_matrix.csv")),
+        "report": str(write_report_html(report, out / "report.html")),
+        "json": str(out / "assessment.json"),
+    }
+    result = {
+        "config": config.to_dict(),
+        "mapped_areas": areas.to_dict(),
+        "estimates": est.to_dict(),
+        "classes": report.class_rows(),
+        "overall": report.overall(),
+        "area_unit": report.area_unit,
+        "reference": labels.to_dict(),
+        "files": files,
+    }
     Path(files["json"]).write_text(json.dumps(result, indent=1))
     step("done", 4)
-    log.info("assessment of %s: OA %.3f ± %.3f; files in %s", config.prediction, est.overall_accuracy,
-             config.z * est.overall_accuracy_se, out)
+    log.info(
+        "assessment of %s: OA %.3f ± %.3f; files in %s",
+        config.prediction,
+        est.overall_accuracy,
+        config.z * est.overall_accuracy_se,
+        out,
+    )
     return result

@@ -75,15 +75,27 @@ class StratifiedEstimates:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form; NaN becomes ``None``."""
+
         def lst(a: np.ndarray) -> Any:
             return [lst(x) for x in a] if np.ndim(a) > 1 else [_num(v) for v in a]
-        return {"class_ids": list(self.class_ids), "counts": self.counts.astype(int).tolist(),
-                "stratum_sizes": lst(self.stratum_sizes), "proportions": lst(self.proportions),
-                "overall_accuracy": _num(self.overall_accuracy), "overall_accuracy_se": _num(self.overall_accuracy_se),
-                "users": lst(self.users), "users_se": lst(self.users_se), "producers": lst(self.producers),
-                "producers_se": lst(self.producers_se), "area_proportion": lst(self.area_proportion),
-                "area_proportion_se": lst(self.area_proportion_se), "area": lst(self.area),
-                "area_se": lst(self.area_se), "z": self.z}
+
+        return {
+            "class_ids": list(self.class_ids),
+            "counts": self.counts.astype(int).tolist(),
+            "stratum_sizes": lst(self.stratum_sizes),
+            "proportions": lst(self.proportions),
+            "overall_accuracy": _num(self.overall_accuracy),
+            "overall_accuracy_se": _num(self.overall_accuracy_se),
+            "users": lst(self.users),
+            "users_se": lst(self.users_se),
+            "producers": lst(self.producers),
+            "producers_se": lst(self.producers_se),
+            "area_proportion": lst(self.area_proportion),
+            "area_proportion_se": lst(self.area_proportion_se),
+            "area": lst(self.area),
+            "area_se": lst(self.area_se),
+            "z": self.z,
+        }
 
 
 def _num(v: float) -> float | None:
@@ -101,21 +113,27 @@ def error_matrix(map_classes: Sequence[int], ref_classes: Sequence[int], class_i
     counts = np.zeros((len(index), len(index)), dtype=np.int64)
     for m, r in zip(map_classes, ref_classes, strict=True):
         if int(m) not in index or int(r) not in index:
-            raise InsufficientSampleError(f"sample point with map class {int(m)} and reference class {int(r)}: "
-                                          f"expected classes among {list(index)}; fix the labels or the class list")
+            raise InsufficientSampleError(
+                f"sample point with map class {int(m)} and reference class {int(r)}: "
+                f"expected classes among {list(index)}; fix the labels or the class list"
+            )
         counts[index[int(m)], index[int(r)]] += 1
     return counts
 
 
-def _check_inputs(counts: np.ndarray, sizes: np.ndarray, class_ids: Sequence[int],
-                  class_names: Sequence[str] | None) -> None:
+def _check_inputs(
+    counts: np.ndarray, sizes: np.ndarray, class_ids: Sequence[int], class_names: Sequence[str] | None
+) -> None:
     k = len(class_ids)
     if counts.shape != (k, k) or sizes.shape != (k,):
-        raise InsufficientSampleError(f"counts of shape {counts.shape} and stratum sizes of shape {sizes.shape} do "
-                                      f"not match {k} classes; give a ({k}, {k}) matrix and {k} sizes")
+        raise InsufficientSampleError(
+            f"counts of shape {counts.shape} and stratum sizes of shape {sizes.shape} do "
+            f"not match {k} classes; give a ({k}, {k}) matrix and {k} sizes"
+        )
     if (sizes < 0).any() or sizes.sum() <= 0 or (counts < 0).any():
-        raise InsufficientSampleError(f"stratum sizes {sizes.tolist()} must be >= 0 with a positive total, and "
-                                      "counts >= 0")
+        raise InsufficientSampleError(
+            f"stratum sizes {sizes.tolist()} must be >= 0 with a positive total, and counts >= 0"
+        )
     names = list(class_names) if class_names is not None else [f"class {c}" for c in class_ids]
     n_i = counts.sum(axis=1)
     for i in range(k):
@@ -123,12 +141,17 @@ def _check_inputs(counts: np.ndarray, sizes: np.ndarray, class_ids: Sequence[int
             raise InsufficientSampleError(
                 f"stratum {names[i]!r} (map class {int(class_ids[i])}, mapped size {sizes[i]:g}) has {int(n_i[i])} "
                 "reference point(s); the estimator needs at least 2 per mapped class; label more sample points of "
-                "that map class")
+                "that map class"
+            )
 
 
-def stratified_estimates(counts: np.ndarray | Sequence[Sequence[int]], stratum_sizes: Sequence[float],
-                         class_ids: Sequence[int] | None = None, class_names: Sequence[str] | None = None,
-                         z: float = Z95) -> StratifiedEstimates:
+def stratified_estimates(
+    counts: np.ndarray | Sequence[Sequence[int]],
+    stratum_sizes: Sequence[float],
+    class_ids: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    z: float = Z95,
+) -> StratifiedEstimates:
     """Olofsson et al. (2014) stratified estimates from sample counts and mapped stratum sizes (module docstring).
 
     Args:
@@ -163,14 +186,28 @@ def stratified_estimates(counts: np.ndarray | Sequence[Sequence[int]], stratum_s
         producers = np.diag(p) / p_col
         producers_se = _producers_se(frac, sizes, dof, u0, producers)
     total = float(sizes.sum())
-    return StratifiedEstimates(class_ids=ids, counts=n.astype(np.int64), stratum_sizes=sizes, proportions=p,
-                               overall_accuracy=oa, overall_accuracy_se=oa_se, users=users, users_se=users_se,
-                               producers=producers, producers_se=producers_se, area_proportion=p_col,
-                               area_proportion_se=prop_se, area=p_col * total, area_se=prop_se * total, z=z)
+    return StratifiedEstimates(
+        class_ids=ids,
+        counts=n.astype(np.int64),
+        stratum_sizes=sizes,
+        proportions=p,
+        overall_accuracy=oa,
+        overall_accuracy_se=oa_se,
+        users=users,
+        users_se=users_se,
+        producers=producers,
+        producers_se=producers_se,
+        area_proportion=p_col,
+        area_proportion_se=prop_se,
+        area=p_col * total,
+        area_se=prop_se * total,
+        z=z,
+    )
 
 
-def _producers_se(frac: np.ndarray, sizes: np.ndarray, dof: np.ndarray, users: np.ndarray,
-                  producers: np.ndarray) -> np.ndarray:
+def _producers_se(
+    frac: np.ndarray, sizes: np.ndarray, dof: np.ndarray, users: np.ndarray, producers: np.ndarray
+) -> np.ndarray:
     """SE of the producer's accuracies, Olofsson et al. (2014) eq. 7 (NaN where ``P_j`` is undefined)."""
     k = len(sizes)
     n_hat_col = (sizes[:, None] * frac).sum(axis=0)  # N_.j = sum_i N_i n_ij / n_i.

@@ -15,9 +15,9 @@ from typing import Any
 from rasterio.errors import NotGeoreferencedWarning
 
 from core.data.cog import read_classes
+from core.data.rasters import open_raster
 from core.errors import RasterError
 from core.evaluation.errors import SampleMismatchError
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,28 @@ class MapIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (see :meth:`from_dict`)."""
-        return {"path": self.path, "width": self.width, "height": self.height, "crs_wkt": self.crs_wkt,
-                "transform": list(self.transform), "class_ids": list(self.class_ids),
-                "class_names": list(self.class_names)}
+        return {
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "crs_wkt": self.crs_wkt,
+            "transform": list(self.transform),
+            "class_ids": list(self.class_ids),
+            "class_names": list(self.class_names),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MapIdentity:
         """Inverse of :meth:`to_dict`."""
-        return cls(path=str(d["path"]), width=int(d["width"]), height=int(d["height"]), crs_wkt=d.get("crs_wkt"),
-                   transform=tuple(float(v) for v in d["transform"]),  # type: ignore[arg-type]
-                   class_ids=tuple(int(c) for c in d["class_ids"]), class_names=tuple(str(n) for n in d["class_names"]))
+        return cls(
+            path=str(d["path"]),
+            width=int(d["width"]),
+            height=int(d["height"]),
+            crs_wkt=d.get("crs_wkt"),
+            transform=tuple(float(v) for v in d["transform"]),  # type: ignore[arg-type]
+            class_ids=tuple(int(c) for c in d["class_ids"]),
+            class_names=tuple(str(n) for n in d["class_names"]),
+        )
 
 
 def read_map_identity(map_path: str | Path) -> MapIdentity:
@@ -81,8 +93,10 @@ def read_map_identity(map_path: str | Path) -> MapIdentity:
     p = Path(map_path).expanduser().resolve()
     with open_raster(p) as src:
         if src.count != 1 or src.dtypes[0] != "uint8":
-            raise RasterError(f"{str(p)!r} has {src.count} band(s) of {src.dtypes[0]}; a class map is one uint8 band "
-                              "of class ids (nodata 0); give a prediction written by the workbench")
+            raise RasterError(
+                f"{str(p)!r} has {src.count} band(s) of {src.dtypes[0]}; a class map is one uint8 band "
+                "of class ids (nodata 0); give a prediction written by the workbench"
+            )
         crs_wkt = src.crs.to_wkt() if src.crs else None
         transform = tuple(float(v) for v in src.transform[:6])
         width, height = src.width, src.height
@@ -90,12 +104,20 @@ def read_map_identity(map_path: str | Path) -> MapIdentity:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         classes = read_classes(p)
     if not classes:
-        raise RasterError(f"{str(p)!r} has no 'CLASSES' tag naming its classes; give a prediction written by the "
-                          "workbench, or write the tag with core.data.cog.write_class_metadata")
+        raise RasterError(
+            f"{str(p)!r} has no 'CLASSES' tag naming its classes; give a prediction written by the "
+            "workbench, or write the tag with core.data.cog.write_class_metadata"
+        )
     classes = sorted(classes, key=lambda c: int(c["id"]))
-    return MapIdentity(path=str(p), width=width, height=height, crs_wkt=crs_wkt,
-                       transform=transform, class_ids=tuple(int(c["id"]) for c in classes),  # type: ignore[arg-type]
-                       class_names=tuple(str(c["name"]) for c in classes))
+    return MapIdentity(
+        path=str(p),
+        width=width,
+        height=height,
+        crs_wkt=crs_wkt,
+        transform=transform,  # type: ignore[arg-type]  # six numbers (Affine[:6])
+        class_ids=tuple(int(c["id"]) for c in classes),
+        class_names=tuple(str(c["name"]) for c in classes),
+    )
 
 
 def _same_crs(a: str | None, b: str | None) -> bool:
@@ -126,7 +148,9 @@ def check_same_map(recorded: MapIdentity, actual: MapIdentity, what: str = "the 
     if diffs:
         raise SampleMismatchError(
             f"{what} was drawn from map {recorded.path!r}, not from {actual.path!r}: {'; '.join(diffs)}; draw a new "
-            "sample from this map, or assess the map the sample was drawn from")
+            "sample from this map, or assess the map the sample was drawn from"
+        )
     if recorded.path != actual.path:
-        log.warning("%s was drawn from %s; assessing %s, which has the same grid and classes", what, recorded.path,
-                    actual.path)
+        log.warning(
+            "%s was drawn from %s; assessing %s, which has the same grid and classes", what, recorded.path, actual.path
+        )

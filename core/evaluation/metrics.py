@@ -20,8 +20,13 @@ from typing import Any
 import numpy as np
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_ids: Sequence[int],
-                     nodata: int | None = None, ignore: Sequence[int] = (0,)) -> tuple[np.ndarray, int]:
+def confusion_matrix(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    class_ids: Sequence[int],
+    nodata: int | None = None,
+    ignore: Sequence[int] = (0,),
+) -> tuple[np.ndarray, int]:
     """Confusion matrix of two label arrays of the same shape.
 
     Args:
@@ -61,8 +66,9 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den > 0 else 0.0
 
 
-def metrics_from_confusion(cm: np.ndarray, class_ids: Sequence[int], class_names: Sequence[str] | None = None,
-                           n_unpredicted: int = 0) -> dict[str, Any]:
+def metrics_from_confusion(
+    cm: np.ndarray, class_ids: Sequence[int], class_names: Sequence[str] | None = None, n_unpredicted: int = 0
+) -> dict[str, Any]:
     """All accuracy figures of a confusion matrix, as a JSON-able dict.
 
     Args:
@@ -123,8 +129,13 @@ def metrics_from_confusion(cm: np.ndarray, class_ids: Sequence[int], class_names
     }
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_ids: Sequence[int],
-                           class_names: Sequence[str] | None = None, nodata: int | None = None) -> dict[str, Any]:
+def classification_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    class_ids: Sequence[int],
+    class_names: Sequence[str] | None = None,
+    nodata: int | None = None,
+) -> dict[str, Any]:
     """Confusion matrix and all metrics of two label arrays in one call (see :func:`metrics_from_confusion`)."""
     cm, unpredicted = confusion_matrix(y_true, y_pred, class_ids, nodata=nodata)
     return metrics_from_confusion(cm, class_ids, class_names, unpredicted)
@@ -132,5 +143,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_ids: Se
 
 def summary_line(m: dict[str, Any]) -> str:
     """One human line: ``OA 0.912  kappa 0.874  macro-F1 0.853  mIoU 0.771  (n=12345)``."""
-    return (f"OA {m['overall_accuracy']:.3f}  kappa {m['kappa']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
-            f"mIoU {m['mean_iou']:.3f}  (n={m['n_pixels']})")
+    return (
+        f"OA {m['overall_accuracy']:.3f}  kappa {m['kappa']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
+        f"mIoU {m['mean_iou']:.3f}  (n={m['n_pixels']})"
+    )

@@ -22,9 +22,9 @@ import fiona
 import numpy as np
 from rasterio.windows import Window
 
+from core.data.rasters import open_raster
 from core.evaluation.errors import ReferenceLabelError, SampleMismatchError
 from core.evaluation.sample_design import ReferenceSample
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,14 @@ class ReferenceLabels:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (without the per-point lists)."""
-        return {"source": self.source, "source_path": self.source_path, "n_labelled": len(self.ids),
-                "n_sample": self.n_sample, "n_not_covered": len(self.not_covered), "note": self.note}
+        return {
+            "source": self.source,
+            "source_path": self.source_path,
+            "n_labelled": len(self.ids),
+            "n_sample": self.n_sample,
+            "n_not_covered": len(self.not_covered),
+            "note": self.note,
+        }
 
 
 def _listed(values: list[Any]) -> str:
@@ -91,8 +97,10 @@ def _parse_ids(rows: list[dict[str, Any]], id_field: str, path: Path) -> list[in
         except ValueError:
             bad.append(repr(v))
     if bad:
-        raise ReferenceLabelError(f"{str(path)!r}: {id_field!r} values {_listed(bad)} are not integer sample ids; "
-                                  "keep the id column of the sample file unchanged")
+        raise ReferenceLabelError(
+            f"{str(path)!r}: {id_field!r} values {_listed(bad)} are not integer sample ids; "
+            "keep the id column of the sample file unchanged"
+        )
     return ids
 
 
@@ -100,20 +108,26 @@ def _check_ids(ids: list[int], sample: ReferenceSample, path: Path) -> None:
     known = {p.id for p in sample.points}
     unknown = sorted(set(ids) - known)
     if unknown:
-        raise ReferenceLabelError(f"{str(path)!r} has ids {_listed(unknown)} that are not in the sample (ids "
-                                  f"1..{len(known)}); label the points of this sample, or give its own sample file")
+        raise ReferenceLabelError(
+            f"{str(path)!r} has ids {_listed(unknown)} that are not in the sample (ids "
+            f"1..{len(known)}); label the points of this sample, or give its own sample file"
+        )
     dup = sorted(i for i, k in Counter(ids).items() if k > 1)
     if dup:
-        raise ReferenceLabelError(f"{str(path)!r} labels ids {_listed(dup)} more than once; give each sample id "
-                                  "exactly one row")
+        raise ReferenceLabelError(
+            f"{str(path)!r} labels ids {_listed(dup)} more than once; give each sample id exactly one row"
+        )
     missing = sorted(known - set(ids))
     if missing:
-        raise ReferenceLabelError(f"{str(path)!r} has no label for sample ids {_listed(missing)}; every sample "
-                                  "point needs one row with its reference class")
+        raise ReferenceLabelError(
+            f"{str(path)!r} has no label for sample ids {_listed(missing)}; every sample "
+            "point needs one row with its reference class"
+        )
 
 
-def _parse_classes(rows: list[dict[str, Any]], ids: list[int], field: str, sample: ReferenceSample,
-                   path: Path) -> list[int]:
+def _parse_classes(
+    rows: list[dict[str, Any]], ids: list[int], field: str, sample: ReferenceSample, path: Path
+) -> list[int]:
     look = _class_lookup(sample)
     out, bad = [], []
     for i, r in zip(ids, rows):
@@ -125,8 +139,10 @@ def _parse_classes(rows: list[dict[str, Any]], ids: list[int], field: str, sampl
         out.append(cid if cid is not None else 0)
     if bad:
         choices = ", ".join(f"{c}={n}" for c, n in zip(sample.map.class_ids, sample.map.class_names))
-        raise ReferenceLabelError(f"{str(path)!r}: {field!r} values {_listed(bad)} are not classes of the scene; "
-                                  f"expected one of {choices} (id or name) for every point")
+        raise ReferenceLabelError(
+            f"{str(path)!r}: {field!r} values {_listed(bad)} are not classes of the scene; "
+            f"expected one of {choices} (id or name) for every point"
+        )
     return out
 
 
@@ -134,15 +150,25 @@ def _check_map_class(rows: list[dict[str, Any]], ids: list[int], sample: Referen
     if not rows or "map_class" not in rows[0]:
         return
     by_id = {p.id: p.map_class for p in sample.points}
-    wrong = [i for i, r in zip(ids, rows) if str(r.get("map_class")).strip() not in ("", "None")
-             and int(float(str(r["map_class"]))) != by_id[i]]
+    wrong = [
+        i
+        for i, r in zip(ids, rows)
+        if str(r.get("map_class")).strip() not in ("", "None") and int(float(str(r["map_class"]))) != by_id[i]
+    ]
     if wrong:
-        raise SampleMismatchError(f"{str(path)!r}: the map class of ids {_listed(wrong)} differs from the sample "
-                                  f"drawn from {sample.map.path!r}; these labels were made for another sample or map")
+        raise SampleMismatchError(
+            f"{str(path)!r}: the map class of ids {_listed(wrong)} differs from the sample "
+            f"drawn from {sample.map.path!r}; these labels were made for another sample or map"
+        )
 
 
-def read_reference_labels(path: str | Path, sample: ReferenceSample, class_field: str = "ref_class",
-                          id_field: str = "id", layer: str | None = None) -> ReferenceLabels:
+def read_reference_labels(
+    path: str | Path,
+    sample: ReferenceSample,
+    class_field: str = "ref_class",
+    id_field: str = "id",
+    layer: str | None = None,
+) -> ReferenceLabels:
     """Read and validate interpreted reference labels for ``sample`` (see module docstring).
 
     Args:
@@ -158,23 +184,31 @@ def read_reference_labels(path: str | Path, sample: ReferenceSample, class_field
     """
     p = Path(path).expanduser().resolve()
     if not p.is_file():
-        raise ReferenceLabelError(f"reference labels file {str(p)!r} does not exist; give the interpreted CSV or "
-                                  "GeoPackage")
+        raise ReferenceLabelError(
+            f"reference labels file {str(p)!r} does not exist; give the interpreted CSV or GeoPackage"
+        )
     rows, fields = _read_table(p, layer)
     for f in (id_field, class_field):
         if f not in fields:
-            raise ReferenceLabelError(f"{str(p)!r} has no column {f!r} (columns: {fields}); name the id and class "
-                                      "columns with id_field / class_field")
+            raise ReferenceLabelError(
+                f"{str(p)!r} has no column {f!r} (columns: {fields}); name the id and class "
+                "columns with id_field / class_field"
+            )
     ids = _parse_ids(rows, id_field, p)
     _check_ids(ids, sample, p)
     ref = _parse_classes(rows, ids, class_field, sample, p)
     _check_map_class(rows, ids, sample, p)
     by_id = {q.id: q.map_class for q in sample.points}
     order = np.argsort(ids)
-    return ReferenceLabels(source="interpreted", source_path=str(p), ids=tuple(ids[k] for k in order),
-                           map_class=tuple(by_id[ids[k]] for k in order), ref_class=tuple(ref[k] for k in order),
-                           n_sample=len(sample.points),
-                           note=f"Reference labels interpreted for this sample ({len(ids)} points, file {p.name}).")
+    return ReferenceLabels(
+        source="interpreted",
+        source_path=str(p),
+        ids=tuple(ids[k] for k in order),
+        map_class=tuple(by_id[ids[k]] for k in order),
+        ref_class=tuple(ref[k] for k in order),
+        n_sample=len(sample.points),
+        note=f"Reference labels interpreted for this sample ({len(ids)} points, file {p.name}).",
+    )
 
 
 def _label_pixels(src: Any, sample: ReferenceSample) -> tuple[np.ndarray, np.ndarray]:
@@ -212,21 +246,33 @@ def reference_from_label_raster(label_path: str | Path, sample: ReferenceSample)
     covered = inside & np.isfinite(vals) & (vals != 0) & ((vals != nodata) if nodata is not None else True)
     bad = sorted({float(v) for v in vals[covered] if float(v) not in sample.map.class_ids})
     if bad:
-        raise ReferenceLabelError(f"label raster {str(p)!r} has values {_listed(bad)} at sample points; expected "
-                                  f"classes of the scene {list(sample.map.class_ids)} (0 = unlabelled); give a label "
-                                  "raster with the scene's class ids")
+        raise ReferenceLabelError(
+            f"label raster {str(p)!r} has values {_listed(bad)} at sample points; expected "
+            f"classes of the scene {list(sample.map.class_ids)} (0 = unlabelled); give a label "
+            "raster with the scene's class ids"
+        )
     if not covered.any():
-        raise ReferenceLabelError(f"label raster {str(p)!r} labels none of the {len(sample.points)} sample points; "
-                                  "give a label raster that covers the sample, or interpreted labels")
+        raise ReferenceLabelError(
+            f"label raster {str(p)!r} labels none of the {len(sample.points)} sample points; "
+            "give a label raster that covers the sample, or interpreted labels"
+        )
     pts = sample.points
     keep = [k for k in range(len(pts)) if covered[k]]
     dropped = tuple(pts[k].id for k in range(len(pts)) if not covered[k])
-    note = (f"Reference labels were NOT collected for this sample: they were read from the label raster {p.name} "
-            f"where it covers the sample points ({len(keep)} of {len(pts)} points; {len(dropped)} uncovered points "
-            "dropped). The estimates inherit that raster's own errors, and dropping uncovered points keeps them "
-            "unbiased only if the raster's coverage is unrelated to the classes.")
+    note = (
+        f"Reference labels were NOT collected for this sample: they were read from the label raster {p.name} "
+        f"where it covers the sample points ({len(keep)} of {len(pts)} points; {len(dropped)} uncovered points "
+        "dropped). The estimates inherit that raster's own errors, and dropping uncovered points keeps them "
+        "unbiased only if the raster's coverage is unrelated to the classes."
+    )
     log.warning(note)
-    return ReferenceLabels(source="label_raster", source_path=str(p), ids=tuple(pts[k].id for k in keep),
-                           map_class=tuple(pts[k].map_class for k in keep),
-                           ref_class=tuple(int(vals[k]) for k in keep), n_sample=len(pts), not_covered=dropped,
-                           note=note)
+    return ReferenceLabels(
+        source="label_raster",
+        source_path=str(p),
+        ids=tuple(pts[k].id for k in keep),
+        map_class=tuple(pts[k].map_class for k in keep),
+        ref_class=tuple(int(vals[k]) for k in keep),
+        n_sample=len(pts),
+        not_covered=dropped,
+        note=note,
+    )

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from core.data.rasters import open_raster
 from core.errors import ConfigError
 from core.evaluation.blocks import map_windows
 from core.evaluation.map_identity import MapIdentity, read_map_identity
-from core.data.rasters import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,20 @@ class SampleDesign:
 
     def __post_init__(self) -> None:
         if (self.per_class is None) == (self.target_se is None):
-            raise ConfigError(f"sample design with per_class={self.per_class!r} and target_se={self.target_se!r}: "
-                              "give exactly one of them (sizes per class, or a target SE of overall accuracy)")
+            raise ConfigError(
+                f"sample design with per_class={self.per_class!r} and target_se={self.target_se!r}: "
+                "give exactly one of them (sizes per class, or a target SE of overall accuracy)"
+            )
         if self.per_class is not None:
             object.__setattr__(self, "per_class", {int(k): int(v) for k, v in self.per_class.items()})
             bad = {k: v for k, v in self.per_class.items() if v < 0}
             if bad:
                 raise ConfigError(f"negative sample sizes {bad}; give sizes >= 0 per class")
         if self.target_se is not None and not 0 < self.target_se < 0.5:
-            raise ConfigError(f"target_se {self.target_se!r} is not a standard error of a proportion; give a value "
-                              "in (0, 0.5), e.g. 0.01")
+            raise ConfigError(
+                f"target_se {self.target_se!r} is not a standard error of a proportion; give a value "
+                "in (0, 0.5), e.g. 0.01"
+            )
         uas = self.expected_ua.values() if isinstance(self.expected_ua, Mapping) else [self.expected_ua]
         if isinstance(self.expected_ua, Mapping):
             object.__setattr__(self, "expected_ua", {int(k): float(v) for k, v in self.expected_ua.items()})
@@ -81,19 +85,28 @@ class SampleDesign:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (see :meth:`from_dict`)."""
-        ua: Any = ({str(k): v for k, v in self.expected_ua.items()} if isinstance(self.expected_ua, Mapping)
-                   else self.expected_ua)
-        return {"per_class": None if self.per_class is None else {str(k): v for k, v in self.per_class.items()},
-                "target_se": self.target_se, "expected_ua": ua, "min_per_class": self.min_per_class,
-                "seed": self.seed}
+        ua: Any = (
+            {str(k): v for k, v in self.expected_ua.items()}
+            if isinstance(self.expected_ua, Mapping)
+            else self.expected_ua
+        )
+        return {
+            "per_class": None if self.per_class is None else {str(k): v for k, v in self.per_class.items()},
+            "target_se": self.target_se,
+            "expected_ua": ua,
+            "min_per_class": self.min_per_class,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SampleDesign:
         """Inverse of :meth:`to_dict` (raises ConfigError on unknown keys)."""
         unknown = set(d) - {"per_class", "target_se", "expected_ua", "min_per_class", "seed"}
         if unknown:
-            raise ConfigError(f"unknown sample design keys {sorted(unknown)}; expected per_class, target_se, "
-                              "expected_ua, min_per_class, seed")
+            raise ConfigError(
+                f"unknown sample design keys {sorted(unknown)}; expected per_class, target_se, "
+                "expected_ua, min_per_class, seed"
+            )
         return cls(**dict(d))
 
 
@@ -108,7 +121,7 @@ def total_sample_size(design: SampleDesign, weights: Mapping[int, float]) -> int
 def _largest_remainder(quota: dict[int, float], total: int) -> dict[int, int]:
     base = {c: int(math.floor(q)) for c, q in quota.items()}
     left = total - sum(base.values())
-    for c in sorted(quota, key=lambda c: (-(quota[c] - base[c]), c))[:max(left, 0)]:
+    for c in sorted(quota, key=lambda c: (-(quota[c] - base[c]), c))[: max(left, 0)]:
         base[c] += 1
     return base
 
@@ -148,8 +161,10 @@ def allocate(design: SampleDesign, stratum_pixels: Mapping[int, int]) -> dict[in
     if design.per_class is not None:
         missing = [c for c, v in pixels.items() if v > 0 and c not in design.per_class]
         if missing:
-            raise ConfigError(f"per_class {dict(design.per_class)} gives no sample size for mapped classes {missing}; "
-                              "give a size for every class present in the map")
+            raise ConfigError(
+                f"per_class {dict(design.per_class)} gives no sample size for mapped classes {missing}; "
+                "give a size for every class present in the map"
+            )
         wanted = {c: int(design.per_class.get(c, 0)) if pixels[c] > 0 else 0 for c in pixels}
     else:
         total = sum(pixels.values())
@@ -206,18 +221,25 @@ class ReferenceSample:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (see :meth:`from_dict`)."""
-        return {"kind": "stratified_random_sample", "map": self.map.to_dict(), "design": self.design.to_dict(),
-                "stratum_pixels": {str(k): v for k, v in self.stratum_pixels.items()},
-                "allocation": {str(k): v for k, v in self.allocation.items()},
-                "points": [vars(p).copy() for p in self.points]}
+        return {
+            "kind": "stratified_random_sample",
+            "map": self.map.to_dict(),
+            "design": self.design.to_dict(),
+            "stratum_pixels": {str(k): v for k, v in self.stratum_pixels.items()},
+            "allocation": {str(k): v for k, v in self.allocation.items()},
+            "points": [vars(p).copy() for p in self.points],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ReferenceSample:
         """Inverse of :meth:`to_dict`."""
-        return cls(map=MapIdentity.from_dict(d["map"]), design=SampleDesign.from_dict(d["design"]),
-                   stratum_pixels={int(k): int(v) for k, v in d["stratum_pixels"].items()},
-                   allocation={int(k): int(v) for k, v in d["allocation"].items()},
-                   points=tuple(SamplePoint(**p) for p in d["points"]))
+        return cls(
+            map=MapIdentity.from_dict(d["map"]),
+            design=SampleDesign.from_dict(d["design"]),
+            stratum_pixels={int(k): int(v) for k, v in d["stratum_pixels"].items()},
+            allocation={int(k): int(v) for k, v in d["allocation"].items()},
+            points=tuple(SamplePoint(**p) for p in d["points"]),
+        )
 
 
 def count_classes(map_path: str, progress: Progress | None = None) -> np.ndarray:
@@ -232,8 +254,9 @@ def count_classes(map_path: str, progress: Progress | None = None) -> np.ndarray
     return counts
 
 
-def resolve_ordinals(map_path: str, chosen: Mapping[int, np.ndarray],
-                     progress: Progress | None = None) -> list[tuple[int, int, int]]:
+def resolve_ordinals(
+    map_path: str, chosen: Mapping[int, np.ndarray], progress: Progress | None = None
+) -> list[tuple[int, int, int]]:
     """Pass 2: ``(row, col, class)`` of the chosen ordinals (k-th pixel of a class in block order) per class."""
     offsets = {c: 0 for c in chosen}
     found: list[tuple[int, int, int]] = []
@@ -290,9 +313,21 @@ def draw_stratified_sample(map_path: str, design: SampleDesign, progress: Progre
     cols = np.array([t[1] for t in found], dtype=np.int64)
     x, y, lon, lat = _centres(ident, rows, cols)
     ids = rng.permutation(len(found)) + 1
-    points = sorted((SamplePoint(id=int(ids[k]), row=int(rows[k]), col=int(cols[k]), x=float(x[k]), y=float(y[k]),
-                                 lon=None if np.isnan(lon[k]) else float(lon[k]),
-                                 lat=None if np.isnan(lat[k]) else float(lat[k]), map_class=found[k][2])
-                     for k in range(len(found))), key=lambda p: p.id)
+    points = sorted(
+        (
+            SamplePoint(
+                id=int(ids[k]),
+                row=int(rows[k]),
+                col=int(cols[k]),
+                x=float(x[k]),
+                y=float(y[k]),
+                lon=None if np.isnan(lon[k]) else float(lon[k]),
+                lat=None if np.isnan(lat[k]) else float(lat[k]),
+                map_class=found[k][2],
+            )
+            for k in range(len(found))
+        ),
+        key=lambda p: p.id,
+    )
     log.info("drew %d sample points from %s: %s", len(points), ident.path, alloc)
     return ReferenceSample(map=ident, design=design, stratum_pixels=pixels, allocation=alloc, points=tuple(points))

@@ -18,6 +18,7 @@ from typing import Any
 import fiona
 from fiona.crs import CRS as FionaCRS
 
+from core.data.vectors import GPKG_OPTIONS
 from core.errors import ConfigError
 from core.evaluation.sample_design import ReferenceSample
 
@@ -29,8 +30,19 @@ _META_LAYER = "sample_metadata"
 
 
 def _rows(sample: ReferenceSample) -> list[dict[str, Any]]:
-    return [{"id": p.id, "x": p.x, "y": p.y, "lon": p.lon, "lat": p.lat, "map_class": p.map_class,
-             "map_class_name": sample.map.name_of(p.map_class), "ref_class": None} for p in sample.points]
+    return [
+        {
+            "id": p.id,
+            "x": p.x,
+            "y": p.y,
+            "lon": p.lon,
+            "lat": p.lat,
+            "map_class": p.map_class,
+            "map_class_name": sample.map.name_of(p.map_class),
+            "ref_class": None,
+        }
+        for p in sample.points
+    ]
 
 
 def write_sample_csv(sample: ReferenceSample, path: str | Path) -> Path:
@@ -48,15 +60,32 @@ def write_sample_gpkg(sample: ReferenceSample, path: str | Path) -> Path:
     """GeoPackage: layer ``sample`` (points at pixel centres, map CRS) and table ``sample_metadata`` (JSON)."""
     p = Path(path)
     p.unlink(missing_ok=True)
-    schema = {"geometry": "Point", "properties": {"id": "int", "x": "float", "y": "float", "lon": "float",
-                                                  "lat": "float", "map_class": "int", "map_class_name": "str",
-                                                  "ref_class": "str"}}
+    schema = {
+        "geometry": "Point",
+        "properties": {
+            "id": "int",
+            "x": "float",
+            "y": "float",
+            "lon": "float",
+            "lat": "float",
+            "map_class": "int",
+            "map_class_name": "str",
+            "ref_class": "str",
+        },
+    }
     crs = FionaCRS.from_wkt(sample.map.crs_wkt) if sample.map.crs_wkt else None
-    with fiona.open(p, "w", driver="GPKG", layer=_LAYER, schema=schema, crs=crs) as dst:
-        dst.writerecords({"geometry": {"type": "Point", "coordinates": (r["x"], r["y"])}, "properties": r}
-                         for r in _rows(sample))
-    with fiona.open(p, "w", driver="GPKG", layer=_META_LAYER,
-                    schema={"geometry": "None", "properties": {"json": "str"}}) as dst:
+    with fiona.open(p, "w", driver="GPKG", layer=_LAYER, schema=schema, crs=crs, **GPKG_OPTIONS) as dst:
+        dst.writerecords(
+            {"geometry": {"type": "Point", "coordinates": (r["x"], r["y"])}, "properties": r} for r in _rows(sample)
+        )
+    with fiona.open(
+        p,
+        "w",
+        driver="GPKG",
+        layer=_META_LAYER,
+        schema={"geometry": "None", "properties": {"json": "str"}},
+        **GPKG_OPTIONS,
+    ) as dst:
         dst.write({"geometry": None, "properties": {"json": json.dumps(sample.to_dict())}})
     return p
 
@@ -71,8 +100,11 @@ def write_sample(sample: ReferenceSample, out_dir: str | Path, stem: str = "samp
     d.mkdir(parents=True, exist_ok=True)
     meta = d / f"{stem}.json"
     meta.write_text(json.dumps(sample.to_dict(), indent=1))
-    out = {"gpkg": str(write_sample_gpkg(sample, d / f"{stem}.gpkg")),
-           "csv": str(write_sample_csv(sample, d / f"{stem}.csv")), "json": str(meta)}
+    out = {
+        "gpkg": str(write_sample_gpkg(sample, d / f"{stem}.gpkg")),
+        "csv": str(write_sample_csv(sample, d / f"{stem}.csv")),
+        "json": str(meta),
+    }
     log.info("wrote sample of %d points to %s", len(sample.points), out)
     return out
 
@@ -92,8 +124,10 @@ def read_sample(path: str | Path) -> ReferenceSample:
         with fiona.open(p, layer=_META_LAYER) as src:
             for feat in src:
                 return _from_json(feat["properties"]["json"], p)
-    raise ConfigError(f"no sample metadata for {str(p)!r}: expected {str(candidates[0])!r} or a GeoPackage with a "
-                      f"{_META_LAYER!r} table, as written by write_sample; give the sample's .json or .gpkg")
+    raise ConfigError(
+        f"no sample metadata for {str(p)!r}: expected {str(candidates[0])!r} or a GeoPackage with a "
+        f"{_META_LAYER!r} table, as written by write_sample; give the sample's .json or .gpkg"
+    )
 
 
 def _from_json(text: str, where: Path) -> ReferenceSample:
@@ -102,6 +136,8 @@ def _from_json(text: str, where: Path) -> ReferenceSample:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{str(where)!r} is not valid JSON ({exc}); give the .json written by write_sample") from exc
     if not isinstance(d, dict) or d.get("kind") != "stratified_random_sample":
-        raise ConfigError(f"{str(where)!r} is not a sample written by write_sample (no kind "
-                          "'stratified_random_sample'); give the sample's .json or .gpkg")
+        raise ConfigError(
+            f"{str(where)!r} is not a sample written by write_sample (no kind "
+            "'stratified_random_sample'); give the sample's .json or .gpkg"
+        )
     return ReferenceSample.from_dict(d)

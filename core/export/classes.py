@@ -29,8 +29,10 @@ def as_classes(classes: Sequence[Any]) -> tuple[ExportClass, ...]:
         get = c.get if isinstance(c, Mapping) else (lambda k, _c=c: getattr(_c, k, None))
         cid, name, color = get("id"), get("name"), get("color")
         if cid is None or name is None or not isinstance(color, str) or len(color) != 7 or color[0] != "#":
-            raise ExportError(f"class {c!r} is not {{id, name, color='#rrggbb'}}; give every class an id, a name "
-                              "and a colour (core.data.cog.read_classes(cog_path) returns them from a class map)")
+            raise ExportError(
+                f"class {c!r} is not {{id, name, color='#rrggbb'}}; give every class an id, a name "
+                "and a colour (core.data.cog.read_classes(cog_path) returns them from a class map)"
+            )
         if not 1 <= int(cid) <= 255:
             raise ExportError(f"class id {cid} of {name!r} is outside 1..255 (0 is nodata in class maps)")
         out.append(ExportClass(int(cid), str(name), color.lower()))

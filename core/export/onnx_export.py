@@ -92,7 +92,8 @@ def _reads_context(meta: Any) -> bool:
         raise UnsupportedModelError(
             f"model {meta.model!r} ({meta.task}) makes no per-pixel map: it gives one vector of class "
             "probabilities per tile; Deepness has no such model type (it has Segmentor, Regressor, Detector, "
-            "Superresolution), so it cannot be exported for Deepness. Export a unet or patch model instead")
+            "Superresolution), so it cannot be exported for Deepness. Export a unet or patch model instead"
+        )
     return bool(predictor.reads_context)
 
 
@@ -102,7 +103,8 @@ def _check_exportable(meta: Any) -> None:
         raise UnsupportedModelError(
             f"model {meta.model!r} takes {len(meta.modalities)} modalities {list(meta.modalities)}; Deepness feeds "
             "exactly one input tensor from one raster layer, so multi-modal models cannot be exported. Train a "
-            "single-modality model (e.g. two_stream_rgb or unet on one modality) to export it")
+            "single-modality model (e.g. two_stream_rgb or unet on one modality) to export it"
+        )
 
 
 def _dense_function(model: Any, bands: int, tile: int) -> tuple[Any, list[Any]]:
@@ -185,21 +187,29 @@ def _tile_and_overlap(meta: Any, tile_size: int | None, overlap_px: int | None) 
         tile = int(tile_size or meta.sample_size[mod])
         align = model_context(meta).align
         if tile % align:
-            raise UnsupportedModelError(f"tile size {tile} px is not a multiple of {align} (the pooling multiple of the model); "
-                                        f"use a multiple of {align}")
+            raise UnsupportedModelError(
+                f"tile size {tile} px is not a multiple of {align} (the pooling multiple of the model); "
+                f"use a multiple of {align}"
+            )
         overlap = 2 * (DEFAULT_OVERLAP_PX if overlap_px is None else int(overlap_px))
         if overlap >= tile:
-            raise UnsupportedModelError(f"overlap of {overlap // 2} px per side leaves nothing of a {tile} px tile; "
-                                        f"use less than {tile // 2}")
+            raise UnsupportedModelError(
+                f"overlap of {overlap // 2} px per side leaves nothing of a {tile} px tile; use less than {tile // 2}"
+            )
         return tile, overlap
     tile = int(tile_size or 64)
     p = int(meta.sample_size[mod])
     return tile, 2 * (p // 2) if overlap_px is None else 2 * int(overlap_px)
 
 
-def export_onnx(bundle_dir: str | Path, out_path: str | Path, tile_size: int | None = None,
-                overlap_px: int | None = None, resolution_m: float | None = None,
-                progress: Progress | None = None) -> OnnxExport:
+def export_onnx(
+    bundle_dir: str | Path,
+    out_path: str | Path,
+    tile_size: int | None = None,
+    overlap_px: int | None = None,
+    resolution_m: float | None = None,
+    progress: Progress | None = None,
+) -> OnnxExport:
     """Convert a model bundle to an ONNX Segmentor for QGIS Deepness (see the module docstring).
 
     Args:

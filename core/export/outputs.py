@@ -32,11 +32,18 @@ class PredictionExports:
     vectors: VectorizeResult | None
 
 
-def export_prediction(cog_path: str | Path, datetime: str | dt.date | dt.datetime,
-                      confidence_path: str | Path | None = None, classes: Sequence[Any] | None = None,
-                      run: RunInfo | None = None, vectorize_map: bool = False, min_mapping_unit: float = 0,
-                      mmu_unit: str = "px", simplify: float = 0.0,
-                      progress: Progress | None = None) -> PredictionExports:
+def export_prediction(
+    cog_path: str | Path,
+    datetime: str | dt.date | dt.datetime,
+    confidence_path: str | Path | None = None,
+    classes: Sequence[Any] | None = None,
+    run: RunInfo | None = None,
+    vectorize_map: bool = False,
+    min_mapping_unit: float = 0,
+    mmu_unit: str = "px",
+    simplify: float = 0.0,
+    progress: Progress | None = None,
+) -> PredictionExports:
     """Style the COGs for QGIS, optionally polygonise the map, and describe everything in a STAC Item.
 
     Args:
@@ -55,9 +62,17 @@ def export_prediction(cog_path: str | Path, datetime: str | dt.date | dt.datetim
     styles = tuple(style_outputs(cog, classes, confidence_path))
     vec = None
     if vectorize_map:
-        vec = vectorize(cog, cog.with_suffix(".gpkg"), cog.with_suffix(".geojson"), confidence=confidence_path,
-                        min_mapping_unit=min_mapping_unit, mmu_unit=mmu_unit, simplify=simplify, classes=classes,
-                        progress=progress)
+        vec = vectorize(
+            cog,
+            cog.with_suffix(".gpkg"),
+            cog.with_suffix(".geojson"),
+            confidence=confidence_path,
+            min_mapping_unit=min_mapping_unit,
+            mmu_unit=mmu_unit,
+            simplify=simplify,
+            classes=classes,
+            progress=progress,
+        )
     vectors = [p for p in (vec.gpkg_path, vec.geojson_path) if p] if vec else []
     item = write_stac_item(cog, classes, datetime, run=run, confidence_path=confidence_path, vectors=vectors)
     if progress:

@@ -61,8 +61,7 @@ def write_class_qml(path: str | Path, classes: Sequence[Any]) -> Path:
         ``path`` as a Path. Raises :class:`core.export.errors.ExportError` for malformed classes.
     """
     root, pipe = _root()
-    r = ET.SubElement(pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1",
-                      nodataColor="")
+    r = ET.SubElement(pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1", nodataColor="")
     _transparent(r, CLASS_NODATA)
     palette = ET.SubElement(r, "colorPalette")
     for c in as_classes(classes):
@@ -73,18 +72,35 @@ def write_class_qml(path: str | Path, classes: Sequence[Any]) -> Path:
 def write_confidence_qml(path: str | Path) -> Path:
     """Write a pseudo-colour QGIS style for a confidence raster (uint8 percent 0-100, nodata 255)."""
     root, pipe = _root()
-    r = ET.SubElement(pipe, "rasterrenderer", type="singlebandpseudocolor", band="1", opacity="1", alphaBand="-1",
-                      classificationMin="0", classificationMax="100", nodataColor="")
+    r = ET.SubElement(
+        pipe,
+        "rasterrenderer",
+        type="singlebandpseudocolor",
+        band="1",
+        opacity="1",
+        alphaBand="-1",
+        classificationMin="0",
+        classificationMax="100",
+        nodataColor="",
+    )
     _transparent(r, CONFIDENCE_NODATA)
-    shader = ET.SubElement(ET.SubElement(r, "rastershader"), "colorrampshader", colorRampType="INTERPOLATED",
-                           classificationMode="1", clip="1", minimumValue="0", maximumValue="100")
+    shader = ET.SubElement(
+        ET.SubElement(r, "rastershader"),
+        "colorrampshader",
+        colorRampType="INTERPOLATED",
+        classificationMode="1",
+        clip="1",
+        minimumValue="0",
+        maximumValue="100",
+    )
     for value, color, label in CONFIDENCE_RAMP:
         ET.SubElement(shader, "item", value=str(value), color=color, alpha="255", label=label)
     return _finish(root, pipe, Path(path))
 
 
-def style_outputs(cog_path: str | Path, classes: Sequence[Any] | None = None,
-                  confidence_path: str | Path | None = None) -> list[Path]:
+def style_outputs(
+    cog_path: str | Path, classes: Sequence[Any] | None = None, confidence_path: str | Path | None = None
+) -> list[Path]:
     """Write ``<name>.qml`` beside a class-map COG (and beside its confidence COG when given).
 
     Args:

@@ -45,9 +45,28 @@ from core.export.errors import RemoteHrefError, StacError
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-COMMON_NAME_ORDER = ("pan", "coastal", "blue", "green", "green05", "yellow", "red", "rededge", "rededge071",
-                     "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22", "lwir",
-                     "lwir11", "lwir12")
+COMMON_NAME_ORDER = (
+    "pan",
+    "coastal",
+    "blue",
+    "green",
+    "green05",
+    "yellow",
+    "red",
+    "rededge",
+    "rededge071",
+    "rededge075",
+    "rededge078",
+    "nir",
+    "nir08",
+    "nir09",
+    "cirrus",
+    "swir16",
+    "swir22",
+    "lwir",
+    "lwir11",
+    "lwir12",
+)
 """Common names of the STAC eo extension in order of wavelength (``rededge`` and ``nir`` before their variants)."""
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb")
@@ -62,8 +81,10 @@ def local_path(href: str, base: Path) -> Path:
     """
     parsed = urlparse(href)
     if parsed.scheme in REMOTE_SCHEMES or (parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file"):
-        raise RemoteHrefError(f"asset href {href!r} is remote ({parsed.scheme}://); this workbench reads local files "
-                              "only: download the file and point the asset at its local path or a file:// URI")
+        raise RemoteHrefError(
+            f"asset href {href!r} is remote ({parsed.scheme}://); this workbench reads local files "
+            "only: download the file and point the asset at its local path or a file:// URI"
+        )
     if parsed.scheme == "file":
         return Path(unquote(parsed.path))
     p = Path(href).expanduser()
@@ -84,8 +105,10 @@ def _date(item: dict[str, Any], path: Path) -> str:
     props = item.get("properties", {})
     value = props.get("datetime") or props.get("start_datetime")
     if not value:
-        raise StacError(f"STAC item {item.get('id')!r} ({path}) has neither datetime nor start_datetime; give the "
-                        "acquisition time so the scene gets a dated acquisition")
+        raise StacError(
+            f"STAC item {item.get('id')!r} ({path}) has neither datetime nor start_datetime; give the "
+            "acquisition time so the scene gets a dated acquisition"
+        )
     return str(value)[:10]
 
 
@@ -144,14 +167,19 @@ def _vrt_with_crs(path: Path, crs: str, transform: Any, vrt_dir: Path) -> Path:
         for b in range(1, src.count + 1):
             nodata = "" if src.nodatavals[b - 1] is None else f"<NoDataValue>{src.nodatavals[b - 1]!r}</NoDataValue>"
             desc = escape(src.descriptions[b - 1] or "")
-            bands.append(f'  <VRTRasterBand dataType="{_gdal_typename(src.dtypes[b - 1])}" band="{b}">'
-                         f"<Description>{desc}</Description>{nodata}<SimpleSource>"
-                         f'<SourceFilename relativeToVRT="0">{escape(str(path.resolve()))}</SourceFilename>'
-                         f"<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>")
-        xml = (f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">\n'
-               f"  <SRS>{escape(CRS.from_user_input(crs).to_wkt())}</SRS>\n"
-               f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>\n"
-               + "\n".join(bands) + "\n</VRTDataset>\n")
+            bands.append(
+                f'  <VRTRasterBand dataType="{_gdal_typename(src.dtypes[b - 1])}" band="{b}">'
+                f"<Description>{desc}</Description>{nodata}<SimpleSource>"
+                f'<SourceFilename relativeToVRT="0">{escape(str(path.resolve()))}</SourceFilename>'
+                f"<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+            )
+        xml = (
+            f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">\n'
+            f"  <SRS>{escape(CRS.from_user_input(crs).to_wkt())}</SRS>\n"
+            f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>\n"
+            + "\n".join(bands)
+            + "\n</VRTDataset>\n"
+        )
     vrt_dir.mkdir(parents=True, exist_ok=True)
     out = vrt_dir / f"{path.stem}_crs.vrt"
     out.write_text(xml)
@@ -166,22 +194,31 @@ def _raster_file(key: str, asset: dict[str, Any], item: dict[str, Any], base: Pa
 
     path = local_path(str(asset.get("href", "")), base)
     if not path.exists():
-        raise StacError(f"asset {key!r} of STAC item {item.get('id')!r} points at {path}, which does not exist; fix "
-                        "the href (relative hrefs are taken from the STAC file's folder)")
+        raise StacError(
+            f"asset {key!r} of STAC item {item.get('id')!r} points at {path}, which does not exist; fix "
+            "the href (relative hrefs are taken from the STAC file's folder)"
+        )
     declared = _declared_crs(asset, item)
     with rasterio.open(path) as src:
         crs, transform = src.crs, src.transform
     if crs is None and declared is None:
-        raise StacError(f"asset {key!r} ({path}) has no CRS and STAC item {item.get('id')!r} declares none (no "
-                        "proj:code, proj:epsg or proj:wkt2); add proj:code (e.g. 'EPSG:32633') to the item or asset, "
-                        "or assign the file a CRS (gdal_edit.py -a_srs)")
+        raise StacError(
+            f"asset {key!r} ({path}) has no CRS and STAC item {item.get('id')!r} declares none (no "
+            "proj:code, proj:epsg or proj:wkt2); add proj:code (e.g. 'EPSG:32633') to the item or asset, "
+            "or assign the file a CRS (gdal_edit.py -a_srs)"
+        )
     if crs is None:
         pt = asset.get("proj:transform") or item.get("properties", {}).get("proj:transform")
         return _vrt_with_crs(path, declared, Affine(*pt[:6]) if pt else transform, vrt_dir)  # type: ignore[arg-type]
-    if declared is not None and CRS.from_user_input(declared) != crs and crs.to_epsg() != CRS.from_user_input(
-            declared).to_epsg():
-        raise StacError(f"asset {key!r} ({path}) is in {crs} but STAC item {item.get('id')!r} declares {declared}; "
-                        "fix proj:code or the file's CRS")
+    if (
+        declared is not None
+        and CRS.from_user_input(declared) != crs
+        and crs.to_epsg() != CRS.from_user_input(declared).to_epsg()
+    ):
+        raise StacError(
+            f"asset {key!r} ({path}) is in {crs} but STAC item {item.get('id')!r} declares {declared}; "
+            "fix proj:code or the file's CRS"
+        )
     return path
 
 
@@ -249,8 +286,10 @@ def _labels(item: dict[str, Any], base: Path, vrt_dir: Path) -> tuple[dict[str, 
             raise StacError(f"label asset {key!r} points at {path}, which does not exist; fix its href")
         fields = asset.get("label:properties") or item.get("properties", {}).get("label:properties") or []
         if not fields:
-            raise StacError(f"vector label asset {key!r} names no attribute; set label:properties to the field "
-                            "holding each polygon's class id or name")
+            raise StacError(
+                f"vector label asset {key!r} names no attribute; set label:properties to the field "
+                "holding each polygon's class id or name"
+            )
         return {"label_vector": str(path)}, classes, str(fields[0])
     return {"labels": str(_raster_file(key, asset, item, base, vrt_dir))}, classes, None
 
@@ -259,8 +298,10 @@ def _acquisition(item: dict[str, Any], path: Path, vrt_dir: Path) -> tuple[dict[
     base = path.resolve().parent
     imagery = [(k, a) for k, a in item.get("assets", {}).items() if _is_imagery(k, a)]
     if not imagery:
-        raise StacError(f"STAC item {item.get('id')!r} ({path}) has no imagery asset (role 'data' with eo:bands/bands, "
-                        f"or a GeoTIFF); its assets are {list(item.get('assets', {}))}")
+        raise StacError(
+            f"STAC item {item.get('id')!r} ({path}) has no imagery asset (role 'data' with eo:bands/bands, "
+            f"or a GeoTIFF); its assets are {list(item.get('assets', {}))}"
+        )
     files = [(k, a, _raster_file(k, a, item, base, vrt_dir)) for k, a in imagery]
     labels, classes, field = _labels(item, base, vrt_dir)
     return {"date": _date(item, path), "files": _modalities(item, files), **labels}, classes, field
@@ -281,8 +322,9 @@ def _items(path: Path, d: dict[str, Any]) -> list[tuple[dict[str, Any], Path]]:
     return out
 
 
-def scene_spec_from_stac(path: str | Path, name: str | None = None, vrt_dir: str | Path | None = None,
-                         progress: Progress | None = None) -> Any:
+def scene_spec_from_stac(
+    path: str | Path, name: str | None = None, vrt_dir: str | Path | None = None, progress: Progress | None = None
+) -> Any:
     """Build a :class:`core.data.catalog.SceneSpec` from a local STAC Item or Collection (see the module docstring).
 
     Args:
@@ -316,11 +358,16 @@ def scene_spec_from_stac(path: str | Path, name: str | None = None, vrt_dir: str
         if progress:
             progress("items", i + 1, len(items))
     label_modality = next(iter(acquisitions[0]["files"]))
-    raw = {"name": re.sub(r"[^A-Za-z0-9_.-]", "_", name or str(d.get("id") or p.stem)).lstrip("._-") or "stac",
-           "description": str(d.get("description") or d.get("properties", {}).get("description") or
-                              f"registered from STAC {p.name}"),
-           "classes": classes, "label_modality": label_modality, "label_field": field,
-           "acquisitions": acquisitions}
+    raw = {
+        "name": re.sub(r"[^A-Za-z0-9_.-]", "_", name or str(d.get("id") or p.stem)).lstrip("._-") or "stac",
+        "description": str(
+            d.get("description") or d.get("properties", {}).get("description") or f"registered from STAC {p.name}"
+        ),
+        "classes": classes,
+        "label_modality": label_modality,
+        "label_field": field,
+        "acquisitions": acquisitions,
+    }
     try:
         return SceneSpec.model_validate(raw)
     except ValueError as exc:

@@ -68,10 +68,12 @@ def footprint_wgs84(crs: Any, bounds: Sequence[float]) -> dict[str, Any]:
 
     xmin, ymin, xmax, ymax = bounds
     t = np.linspace(0.0, 1.0, FOOTPRINT_POINTS_PER_EDGE, endpoint=False)
-    xs = np.concatenate([xmin + t * (xmax - xmin), np.full_like(t, xmax), xmax - t * (xmax - xmin),
-                         np.full_like(t, xmin)])
-    ys = np.concatenate([np.full_like(t, ymin), ymin + t * (ymax - ymin), np.full_like(t, ymax),
-                         ymax - t * (ymax - ymin)])
+    xs = np.concatenate(
+        [xmin + t * (xmax - xmin), np.full_like(t, xmax), xmax - t * (xmax - xmin), np.full_like(t, xmin)]
+    )
+    ys = np.concatenate(
+        [np.full_like(t, ymin), ymin + t * (ymax - ymin), np.full_like(t, ymax), ymax - t * (ymax - ymin)]
+    )
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     ring = [[float(x), float(y)] for x, y in zip(lon, lat)]
     return {"type": "Polygon", "coordinates": [ring + [ring[0]]]}
@@ -79,8 +81,10 @@ def footprint_wgs84(crs: Any, bounds: Sequence[float]) -> dict[str, Any]:
 
 def _as_datetime(value: str | dt.date | dt.datetime | None) -> dt.datetime:
     if value is None:
-        raise StacError("a STAC Item needs the acquisition datetime of the imagery the prediction was made from; "
-                        "pass the scene acquisition's date (e.g. '2021-06-19')")
+        raise StacError(
+            "a STAC Item needs the acquisition datetime of the imagery the prediction was made from; "
+            "pass the scene acquisition's date (e.g. '2021-06-19')"
+        )
     if isinstance(value, dt.datetime):
         out = value
     elif isinstance(value, dt.date):
@@ -89,7 +93,9 @@ def _as_datetime(value: str | dt.date | dt.datetime | None) -> dt.datetime:
         try:
             out = dt.datetime.fromisoformat(str(value))
         except ValueError as exc:
-            raise StacError(f"datetime {value!r} is not ISO 8601 (e.g. '2021-06-19' or '2021-06-19T10:30:00Z')") from exc
+            raise StacError(
+                f"datetime {value!r} is not ISO 8601 (e.g. '2021-06-19' or '2021-06-19T10:30:00Z')"
+            ) from exc
     return out if out.tzinfo else out.replace(tzinfo=dt.UTC)
 
 
@@ -97,21 +103,34 @@ def _grid(path: Path) -> dict[str, Any]:
     with rasterio.open(path) as src:
         if src.crs is None:
             raise StacError(f"{path} has no CRS; a STAC Item needs a georeferenced map (geometry in EPSG:4326)")
-        return {"crs": src.crs, "bounds": tuple(src.bounds), "shape": [src.height, src.width],
-                "transform": list(src.transform)[:6], "epsg": src.crs.to_epsg(), "wkt": src.crs.to_wkt()}
+        return {
+            "crs": src.crs,
+            "bounds": tuple(src.bounds),
+            "shape": [src.height, src.width],
+            "transform": list(src.transform)[:6],
+            "epsg": src.crs.to_epsg(),
+            "wkt": src.crs.to_wkt(),
+        }
 
 
 def _class_asset(item: Any, key: str, path: Path, classes: Sequence[Any], out_dir: Path) -> None:
     import pystac
     from pystac.extensions.classification import Classification, ClassificationExtension
 
-    asset = pystac.Asset(href=_rel(path, out_dir), media_type=COG_MEDIA_TYPE, roles=["data"],
-                         title="land-cover class map", description="uint8 class ids; 0 = no data")
+    asset = pystac.Asset(
+        href=_rel(path, out_dir),
+        media_type=COG_MEDIA_TYPE,
+        roles=["data"],
+        title="land-cover class map",
+        description="uint8 class ids; 0 = no data",
+    )
     item.add_asset(key, asset)
     ext = ClassificationExtension.ext(asset, add_if_missing=True)
     entries = [Classification.create(value=0, name="nodata", description="no prediction", nodata=True)]
-    entries += [Classification.create(value=c.id, name=c.name, description=c.name, color_hint=c.color[1:].upper())
-                for c in as_classes(classes)]
+    entries += [
+        Classification.create(value=c.id, name=c.name, description=c.name, color_hint=c.color[1:].upper())
+        for c in as_classes(classes)
+    ]
     ext.classes = entries
 
 
@@ -124,20 +143,36 @@ def _rel(path: Path, base: Path) -> str:
 def _add_run(item: Any, run: RunInfo, out_dir: Path) -> None:
     import pystac
 
-    props = {"workbench:kind": run.kind, "workbench:run_id": run.run_id, "workbench:model": run.model,
-             "workbench:scene": run.scene}
+    props = {
+        "workbench:kind": run.kind,
+        "workbench:run_id": run.run_id,
+        "workbench:model": run.model,
+        "workbench:scene": run.scene,
+    }
     item.properties.update({k: v for k, v in props.items() if v is not None})
     item.common_metadata.created = run.created or dt.datetime.now(dt.UTC)
     if run.model:
         meta = Path(run.model) / "meta.json"
-        item.add_link(pystac.Link(rel="derived_from", target=_rel(meta, out_dir), media_type="application/json",
-                                  title=f"model bundle of run {run.run_id}"))
+        item.add_link(
+            pystac.Link(
+                rel="derived_from",
+                target=_rel(meta, out_dir),
+                media_type="application/json",
+                title=f"model bundle of run {run.run_id}",
+            )
+        )
 
 
-def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetime: str | dt.date | dt.datetime,
-                    run: RunInfo | None = None, confidence_path: str | Path | None = None,
-                    out_path: str | Path | None = None, item_id: str | None = None,
-                    vectors: Sequence[str | Path] = ()) -> Path:
+def write_stac_item(
+    cog_path: str | Path,
+    classes: Sequence[Any] | None,
+    datetime: str | dt.date | dt.datetime,
+    run: RunInfo | None = None,
+    confidence_path: str | Path | None = None,
+    out_path: str | Path | None = None,
+    item_id: str | None = None,
+    vectors: Sequence[str | Path] = (),
+) -> Path:
     """Write a STAC Item describing a prediction COG (and its confidence COG) beside it.
 
     Args:
@@ -155,39 +190,13 @@ def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetim
     Returns:
         The Item file written. Raises :class:`StacError` (no CRS, no datetime).
     """
-    import pystac
-    from pystac.extensions.projection import ProjectionExtension
-
     from core.data.cog import read_classes
 
     cog = Path(cog_path)
     out = Path(out_path) if out_path is not None else cog.with_suffix(".json")
-    grid = _grid(cog)
-    geom = footprint_wgs84(grid["crs"], grid["bounds"])
-    lons, lats = zip(*geom["coordinates"][0])
-    item = pystac.Item(id=item_id or cog.stem, geometry=geom, bbox=[min(lons), min(lats), max(lons), max(lats)],
-                       datetime=_as_datetime(datetime), properties={})
-    proj = ProjectionExtension.ext(item, add_if_missing=True)
-    proj.apply(code=f"EPSG:{grid['epsg']}" if grid["epsg"] else None, wkt2=None if grid["epsg"] else grid["wkt"],
-               shape=grid["shape"], transform=grid["transform"], bbox=list(grid["bounds"]))
+    item = _new_item(cog, datetime, item_id)
     classes = read_classes(cog) if classes is None else classes
-    if classes:
-        _class_asset(item, "classification", cog, classes, out.parent)
-    else:
-        item.add_asset("data", pystac.Asset(href=_rel(cog, out.parent), media_type=COG_MEDIA_TYPE, roles=["data"]))
-    if confidence_path is not None:
-        item.add_asset("confidence", pystac.Asset(
-            href=_rel(Path(confidence_path), out.parent), media_type=COG_MEDIA_TYPE, roles=["data"],
-            title="confidence", description="max class probability in percent (uint8 0-100); 255 = no data"))
-    for key, p in (("style", cog.with_suffix(".qml")),
-                   ("confidence_style", Path(confidence_path).with_suffix(".qml") if confidence_path else None)):
-        if p is not None and p.exists():
-            item.add_asset(key, pystac.Asset(href=_rel(p, out.parent), media_type="text/xml", roles=["style"],
-                                             title="QGIS layer style"))
-    for v in map(Path, vectors):
-        kind = "geojson" if v.suffix.lower() in (".geojson", ".json") else "gpkg"
-        item.add_asset(f"vector_{kind}", pystac.Asset(href=_rel(v, out.parent), media_type=VECTOR_MEDIA_TYPES[kind],
-                                                      roles=["data"], title=f"class polygons ({kind})"))
+    _add_assets(item, cog, classes, confidence_path, vectors, out.parent)
     if run is not None:
         _add_run(item, run, out.parent)
     item.set_self_href(str(out.resolve()))
@@ -197,8 +206,87 @@ def write_stac_item(cog_path: str | Path, classes: Sequence[Any] | None, datetim
     return out
 
 
-def write_run_catalog(items: Sequence[str | Path], folder: str | Path, catalog_id: str = "run",
-                      description: str = "Land-cover predictions of one run", validate: bool = True) -> Path:
+def _new_item(cog: Path, datetime: str | dt.date | dt.datetime, item_id: str | None) -> Any:
+    """An Item with the COG's footprint and bbox in EPSG:4326, its datetime and the projection extension."""
+    import pystac
+    from pystac.extensions.projection import ProjectionExtension
+
+    grid = _grid(cog)
+    geom = footprint_wgs84(grid["crs"], grid["bounds"])
+    lons, lats = zip(*geom["coordinates"][0])
+    item = pystac.Item(
+        id=item_id or cog.stem,
+        geometry=geom,
+        bbox=[min(lons), min(lats), max(lons), max(lats)],
+        datetime=_as_datetime(datetime),
+        properties={},
+    )
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    proj.apply(
+        code=f"EPSG:{grid['epsg']}" if grid["epsg"] else None,
+        wkt2=None if grid["epsg"] else grid["wkt"],
+        shape=grid["shape"],
+        transform=grid["transform"],
+        bbox=list(grid["bounds"]),
+    )
+    return item
+
+
+def _add_assets(
+    item: Any,
+    cog: Path,
+    classes: Sequence[Any] | None,
+    confidence_path: str | Path | None,
+    vectors: Sequence[str | Path],
+    folder: Path,
+) -> None:
+    """The map (with its classes), the confidence COG, the QGIS styles and the polygon files as assets."""
+    import pystac
+
+    if classes:
+        _class_asset(item, "classification", cog, classes, folder)
+    else:
+        item.add_asset("data", pystac.Asset(href=_rel(cog, folder), media_type=COG_MEDIA_TYPE, roles=["data"]))
+    if confidence_path is not None:
+        item.add_asset(
+            "confidence",
+            pystac.Asset(
+                href=_rel(Path(confidence_path), folder),
+                media_type=COG_MEDIA_TYPE,
+                roles=["data"],
+                title="confidence",
+                description="max class probability in percent (uint8 0-100); 255 = no data",
+            ),
+        )
+    for key, p in (
+        ("style", cog.with_suffix(".qml")),
+        ("confidence_style", Path(confidence_path).with_suffix(".qml") if confidence_path else None),
+    ):
+        if p is not None and p.exists():
+            item.add_asset(
+                key,
+                pystac.Asset(href=_rel(p, folder), media_type="text/xml", roles=["style"], title="QGIS layer style"),
+            )
+    for v in map(Path, vectors):
+        kind = "geojson" if v.suffix.lower() in (".geojson", ".json") else "gpkg"
+        item.add_asset(
+            f"vector_{kind}",
+            pystac.Asset(
+                href=_rel(v, folder),
+                media_type=VECTOR_MEDIA_TYPES[kind],
+                roles=["data"],
+                title=f"class polygons ({kind})",
+            ),
+        )
+
+
+def write_run_catalog(
+    items: Sequence[str | Path],
+    folder: str | Path,
+    catalog_id: str = "run",
+    description: str = "Land-cover predictions of one run",
+    validate: bool = True,
+) -> Path:
     """Gather a run's Item files in a static Catalog ``<folder>/catalog.json`` (relative links, no rewrite).
 
     The Items stay where they are (beside their COGs); each gets ``root`` / ``parent`` links to the catalogue
@@ -234,12 +322,20 @@ def _offline_validator() -> Any:
     class OfflineValidator(JsonSchemaSTACValidator):  # type: ignore[misc]
         def _get_schema(self, schema_uri: str) -> dict[str, Any]:
             if schema_uri not in self.schema_cache:
-                raise StacError(f"schema {schema_uri} is not shipped with pystac and this machine validates offline; "
-                                "only STAC core and GeoJSON schemas are checked")
+                raise StacError(
+                    f"schema {schema_uri} is not shipped with pystac and this machine validates offline; "
+                    "only STAC core and GeoJSON schemas are checked"
+                )
             return self.schema_cache[schema_uri]
 
-        def validate_extension(self, stac_dict: dict[str, Any], stac_object_type: Any, stac_version: str,
-                               extension_id: str, href: str | None = None) -> str | None:
+        def validate_extension(
+            self,
+            stac_dict: dict[str, Any],
+            stac_object_type: Any,
+            stac_version: str,
+            extension_id: str,
+            href: str | None = None,
+        ) -> str | None:
             log.debug("offline: extension schema %s not fetched for %s", extension_id, href)
             return None
 

@@ -41,6 +41,7 @@ from rasterio.features import sieve
 from rasterio.windows import Window
 from scipy import ndimage
 
+from core.data.vectors import GPKG_OPTIONS
 from core.errors import GridMismatchError, RasterError
 from core.export.classes import as_classes
 
@@ -104,8 +105,10 @@ def mmu_in_pixels(min_mapping_unit: float, unit: str, transform: Affine, crs: An
     if unit != "ha":
         raise RasterError(f"minimum mapping unit unit {unit!r} is unknown; use 'px' or 'ha'")
     if crs is None or not crs.is_projected:
-        raise RasterError(f"a minimum mapping unit in hectares needs a projected CRS (map CRS: {crs}); give it in "
-                          "pixels (unit='px') instead")
+        raise RasterError(
+            f"a minimum mapping unit in hectares needs a projected CRS (map CRS: {crs}); give it in "
+            "pixels (unit='px') instead"
+        )
     factor = crs.linear_units_factor[1]
     pixel_m2 = abs(transform.a * transform.e) * factor * factor
     return max(0, math.ceil(min_mapping_unit * 1e4 / pixel_m2))
@@ -127,7 +130,7 @@ def _sieved_core(src: Any, core: Window, mmu: int) -> np.ndarray:
     data = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
     out = sieve(data, mmu, mask=data != CLASS_NODATA, connectivity=4)
     r, c = core.row_off - r0, core.col_off - c0
-    return out[r:r + core.height, c:c + core.width]
+    return out[r : r + core.height, c : c + core.width]
 
 
 def _label(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,8 +160,9 @@ def _border_labels(labels: np.ndarray, core: Window, height: int, width: int) ->
     return set(np.unique(np.concatenate(edges)).tolist()) - {0} if edges else set()
 
 
-def _window_pieces(classes: np.ndarray, conf: np.ndarray | None, core: Window, height: int,
-                   width: int) -> tuple[list[_Piece], list[_Piece]]:
+def _window_pieces(
+    classes: np.ndarray, conf: np.ndarray | None, core: Window, height: int, width: int
+) -> tuple[list[_Piece], list[_Piece]]:
     """Polygonise one sieved core: (final pieces, pieces cut by an inner window border), pixel coordinates."""
     labels, class_of = _label(classes)
     n = len(class_of)
@@ -177,14 +181,16 @@ def _window_pieces(classes: np.ndarray, conf: np.ndarray | None, core: Window, h
     cut: list[_Piece] = []
     for geom, value in rio_shapes(labels, mask=labels > 0, connectivity=4, transform=to_px):
         i = int(value)
-        piece = _Piece(int(class_of[i]), shapely.geometry.shape(geom), int(pixels[i]), float(conf_sum[i]),
-                       int(conf_n[i]))
+        piece = _Piece(
+            int(class_of[i]), shapely.geometry.shape(geom), int(pixels[i]), float(conf_sum[i]), int(conf_n[i])
+        )
         (cut if i in border else final).append(piece)
     return final, cut
 
 
-def _process_window(src: Any, conf: Any | None, core: Window, mmu: int,
-                    state: _State) -> tuple[list[_Piece], list[_Piece]]:
+def _process_window(
+    src: Any, conf: Any | None, core: Window, mmu: int, state: _State
+) -> tuple[list[_Piece], list[_Piece]]:
     """Sieve and polygonise one core window; adds its mapped pixels per class to ``state``."""
     cls = _sieved_core(src, core, mmu)
     for k, n in zip(*np.unique(cls[cls != CLASS_NODATA], return_counts=True)):
@@ -229,11 +235,18 @@ class _Sinks:
 
     SCHEMA: ClassVar[dict[str, Any]] = {
         "geometry": "Polygon",
-        "properties": {"class_id": "int", "class_name": "str", "area_ha": "float", "mean_conf": "float", "pixels": "int"},
+        "properties": {
+            "class_id": "int",
+            "class_name": "str",
+            "area_ha": "float",
+            "mean_conf": "float",
+            "pixels": "int",
+        },
     }
 
-    def __init__(self, gpkg: Path | None, geojson: Path | None, crs: Any | None, transform: Affine,
-                 names: dict[int, str]) -> None:
+    def __init__(
+        self, gpkg: Path | None, geojson: Path | None, crs: Any | None, transform: Affine, names: dict[int, str]
+    ) -> None:
         import fiona
         from pyproj import Geod, Transformer
 
@@ -241,14 +254,19 @@ class _Sinks:
         self.coeffs = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
         self.geod = Geod(ellps="WGS84") if crs is not None and crs.is_geographic else None
         self.unit2 = (crs.linear_units_factor[1] ** 2) if crs is not None and crs.is_projected else 1.0
-        self.to_wgs84 = (Transformer.from_crs(crs, "EPSG:4326", always_xy=True) if geojson is not None else None)
+        self.to_wgs84 = Transformer.from_crs(crs, "EPSG:4326", always_xy=True) if geojson is not None else None
         self.files = []
         for path, driver, out_crs in ((gpkg, "GPKG", crs.to_wkt() if crs else None), (geojson, "GeoJSON", "EPSG:4326")):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.unlink(missing_ok=True)
-                self.files.append((fiona.open(path, "w", driver=driver, schema=self.SCHEMA, crs=out_crs),
-                                   driver == "GeoJSON"))
+                options = GPKG_OPTIONS if driver == "GPKG" else {}
+                self.files.append(
+                    (
+                        fiona.open(path, "w", driver=driver, schema=self.SCHEMA, crs=out_crs, **options),
+                        driver == "GeoJSON",
+                    )
+                )
 
     def to_map(self, geom_px: Any) -> Any:
         return shapely.affinity.affine_transform(geom_px, self.coeffs)
@@ -268,7 +286,7 @@ class _Sinks:
     def write(self, pieces: Sequence[_Piece], geoms: Sequence[Any], chunk: int = 256) -> None:
         """Write ``pieces`` with their map-coordinate geometries ``geoms`` (same order), ``chunk`` at a time."""
         for i in range(0, len(pieces), chunk):
-            self._write(pieces[i:i + chunk], geoms[i:i + chunk])
+            self._write(pieces[i : i + chunk], geoms[i : i + chunk])
 
     def _write(self, pieces: Sequence[_Piece], geoms: Sequence[Any]) -> None:
         import fiona
@@ -277,13 +295,21 @@ class _Sinks:
         for p, g in zip(pieces, geoms, strict=True):
             if g.is_empty:
                 continue
-            props = {"class_id": p.class_id, "class_name": self.names.get(p.class_id, str(p.class_id)),
-                     "area_ha": self.area_ha(g), "mean_conf": (p.conf_sum / p.conf_n) if p.conf_n else None,
-                     "pixels": p.pixels}
+            props = {
+                "class_id": p.class_id,
+                "class_name": self.names.get(p.class_id, str(p.class_id)),
+                "area_ha": self.area_ha(g),
+                "mean_conf": (p.conf_sum / p.conf_n) if p.conf_n else None,
+                "pixels": p.pixels,
+            }
             for batch, (_, wgs) in zip(batches, self.files):
                 out = self._wgs84(g) if wgs else g
-                batch.append(fiona.Feature(geometry=fiona.Geometry.from_dict(shapely.geometry.mapping(out)),
-                                           properties=fiona.Properties(**props)))
+                batch.append(
+                    fiona.Feature(
+                        geometry=fiona.Geometry.from_dict(shapely.geometry.mapping(out)),
+                        properties=fiona.Properties(**props),
+                    )
+                )
             self.count += 1
         for batch, (sink, _) in zip(batches, self.files):
             sink.writerecords(batch)
@@ -299,9 +325,11 @@ def _open_confidence(path: str | Path | None, src: Any) -> Any | None:
     conf = rasterio.open(path)
     if (conf.width, conf.height) != (src.width, src.height) or conf.transform != src.transform:
         conf.close()
-        raise GridMismatchError(f"confidence raster {path} is {conf.width}x{conf.height} px with transform "
-                                f"{tuple(conf.transform)[:6]} but the class map is {src.width}x{src.height} px with "
-                                f"{tuple(src.transform)[:6]}; pass the confidence COG written with this class map")
+        raise GridMismatchError(
+            f"confidence raster {path} is {conf.width}x{conf.height} px with transform "
+            f"{tuple(conf.transform)[:6]} but the class map is {src.width}x{src.height} px with "
+            f"{tuple(src.transform)[:6]}; pass the confidence COG written with this class map"
+        )
     return conf
 
 
@@ -309,19 +337,60 @@ def _check_inputs(src: Any, out_gpkg: Path | None, out_geojson: Path | None, win
     if out_gpkg is None and out_geojson is None:
         raise RasterError("vectorize was given neither out_gpkg nor out_geojson; name at least one output file")
     if src.count != 1 or src.dtypes[0] != "uint8":
-        raise RasterError(f"{src.name} has {src.count} band(s) of {src.dtypes[0]}; a class map is one uint8 band of "
-                          "class ids (nodata 0) as written by the predict job")
+        raise RasterError(
+            f"{src.name} has {src.count} band(s) of {src.dtypes[0]}; a class map is one uint8 band of "
+            "class ids (nodata 0) as written by the predict job"
+        )
     if out_geojson is not None and src.crs is None:
-        raise RasterError(f"{src.name} has no CRS, so it cannot be written as GeoJSON in EPSG:4326; write only the "
-                          "GeoPackage, or assign a CRS (gdal_edit.py -a_srs EPSG:xxxx)")
+        raise RasterError(
+            f"{src.name} has no CRS, so it cannot be written as GeoJSON in EPSG:4326; write only the "
+            "GeoPackage, or assign a CRS (gdal_edit.py -a_srs EPSG:xxxx)"
+        )
     if window < 64:
         raise RasterError(f"window {window} px is too small; use at least 64 (1024 is a good default)")
 
 
-def vectorize(class_map: str | Path, out_gpkg: str | Path | None = None, out_geojson: str | Path | None = None,
-              confidence: str | Path | None = None, min_mapping_unit: float = 0, mmu_unit: str = "px",
-              simplify: float = 0.0, classes: Sequence[Any] | None = None, window: int = 1024,
-              progress: Progress | None = None) -> VectorizeResult:
+def _polygonize(
+    src: Any, conf: Any, window: int, mmu: int, simplify: float, state: _State, sinks: _Sinks, progress: Progress | None
+) -> list[Any]:
+    """Polygonise window by window, merging the pieces cut by window borders after each row; returns the windows.
+
+    Without simplification each window's finished polygons are written at once (bounded memory); with it they are
+    held until the end, as the coverage is simplified as a whole (topology kept between neighbours).
+    """
+    held: list[Any] = []
+    wins = list(_windows(src.height, src.width, window))
+    for i, core in enumerate(wins):
+        final, cut = _process_window(src, conf, core, mmu, state)
+        state.border.extend(cut)
+        if core.col_off + core.width == src.width:  # end of a window row: merge what it completed
+            done, state.border = _merge_row(state.border, core.row_off + core.height, src.height)
+            final += done
+        if simplify > 0:
+            held.extend(final)
+        else:
+            sinks.write(final, [sinks.to_map(p.geom) for p in final])
+        if progress:
+            progress("polygonize", i + 1, len(wins))
+    if simplify > 0 and held:
+        sinks.write(held, list(shapely.coverage_simplify([sinks.to_map(p.geom) for p in held], simplify)))
+    if progress:
+        progress("write", 1, 1)
+    return wins
+
+
+def vectorize(
+    class_map: str | Path,
+    out_gpkg: str | Path | None = None,
+    out_geojson: str | Path | None = None,
+    confidence: str | Path | None = None,
+    min_mapping_unit: float = 0,
+    mmu_unit: str = "px",
+    simplify: float = 0.0,
+    classes: Sequence[Any] | None = None,
+    window: int = 1024,
+    progress: Progress | None = None,
+) -> VectorizeResult:
     """Turn a class-map GeoTIFF into polygons (see the module docstring for how memory stays bounded).
 
     Args:
@@ -355,33 +424,31 @@ def vectorize(class_map: str | Path, out_gpkg: str | Path | None = None, out_geo
         mmu = mmu_in_pixels(min_mapping_unit, mmu_unit, src.transform, src.crs)
         conf = _open_confidence(confidence, src)
         sinks = _Sinks(gpkg, geojson, src.crs, src.transform, names)
-        state, held = _State(), []
+        state = _State()
         try:
-            wins = list(_windows(src.height, src.width, window))
-            for i, core in enumerate(wins):
-                final, cut = _process_window(src, conf, core, mmu, state)
-                state.border.extend(cut)
-                if core.col_off + core.width == src.width:  # end of a window row: merge what it completed
-                    done, state.border = _merge_row(state.border, core.row_off + core.height, src.height)
-                    final += done
-                if simplify > 0:
-                    held.extend(final)
-                else:
-                    sinks.write(final, [sinks.to_map(p.geom) for p in final])
-                if progress:
-                    progress("polygonize", i + 1, len(wins))
-            if simplify > 0 and held:
-                sinks.write(held, list(shapely.coverage_simplify([sinks.to_map(p.geom) for p in held], simplify)))
-            if progress:
-                progress("write", 1, 1)
+            wins = _polygonize(src, conf, window, mmu, simplify, state, sinks, progress)
             pixel_m2 = abs(src.transform.a * src.transform.e) * sinks.unit2
         finally:
             sinks.close()
             if conf is not None:
                 conf.close()
-    result = VectorizeResult(gpkg, geojson, sinks.count, dict(sorted(state.class_pixels.items())),
-                             {k: v * pixel_m2 / 1e4 for k, v in sorted(state.class_pixels.items())}, mmu, len(wins),
-                             time.perf_counter() - t0)
-    log.info("vectorized %s: %d polygons from %d windows (mmu %d px, simplify %s) in %.1f s", class_map,
-             result.polygons, result.windows, mmu, simplify, result.seconds)
+    result = VectorizeResult(
+        gpkg,
+        geojson,
+        sinks.count,
+        dict(sorted(state.class_pixels.items())),
+        {k: v * pixel_m2 / 1e4 for k, v in sorted(state.class_pixels.items())},
+        mmu,
+        len(wins),
+        time.perf_counter() - t0,
+    )
+    log.info(
+        "vectorized %s: %d polygons from %d windows (mmu %d px, simplify %s) in %.1f s",
+        class_map,
+        result.polygons,
+        result.windows,
+        mmu,
+        simplify,
+        result.seconds,
+    )
     return result

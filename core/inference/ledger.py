@@ -48,14 +48,18 @@ class WindowLedger:
         if resume:
             path = self.dir / LEDGER_FILE
             if not path.exists():
-                raise ConfigError(f"nothing to resume at {self.out}: no ledger {path} (the run finished, or never "
-                                  "started, or wrote elsewhere); run the prediction without resuming")
+                raise ConfigError(
+                    f"nothing to resume at {self.out}: no ledger {path} (the run finished, or never "
+                    "started, or wrote elsewhere); run the prediction without resuming"
+                )
             stored = json.loads(path.read_text())
             changed = sorted(k for k in {*stored, *self.fingerprint} if stored.get(k) != self.fingerprint.get(k))
             if changed:
-                raise ConfigError(f"the unfinished prediction at {self.out} was made with other settings ({changed} "
-                                  "differ); resume with the same model, scene, date, AOI and window settings, or "
-                                  "run it afresh without resuming")
+                raise ConfigError(
+                    f"the unfinished prediction at {self.out} was made with other settings ({changed} "
+                    "differ); resume with the same model, scene, date, AOI and window settings, or "
+                    "run it afresh without resuming"
+                )
             parts = [p.stem.split("_") for p in self.dir.glob("r*_c*.npz") if not p.name.endswith(".tmp.npz")]
             return {(int(r[1:]), int(c[1:])) for r, c in parts}
         with writes_to(self.dir, "the prediction's ledger"):

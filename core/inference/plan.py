@@ -24,8 +24,9 @@ def tiles_per_side(tile: int, core: int, chunk_px: int = CHUNK_PX) -> int:
     return max(1, (chunk_px - tile) // core + 1)
 
 
-def group_pairs(pairs: Sequence[tuple[PixelWindow, PixelWindow]], origin: tuple[int, int], core: int,
-                k: int) -> list[list[tuple[PixelWindow, PixelWindow]]]:
+def group_pairs(
+    pairs: Sequence[tuple[PixelWindow, PixelWindow]], origin: tuple[int, int], core: int, k: int
+) -> list[list[tuple[PixelWindow, PixelWindow]]]:
     """Group ``(read, core)`` pairs of a regular core grid into chunks of up to ``k x k`` neighbouring tiles.
 
     Args:

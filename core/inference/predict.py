@@ -59,9 +59,9 @@ from core.data.geometry import resolve_aoi
 from core.data.grid import GridMap
 from core.data.scene import Scene
 from core.errors import ConfigError, JobCancelledError, JobFailedError
+from core.inference.ledger import WindowLedger, bundle_stamp
 from core.inference.plan import CHUNK_PX, group_pairs, tiles_per_side
 from core.inference.windows import WindowPredictor, WindowResult, model_input_sizes
-from core.inference.ledger import WindowLedger, bundle_stamp
 from core.models import NO_CONTEXT, Context, get_model, list_models
 from core.models.bundle import load_meta
 from core.sampling.windows import PixelWindow, windows_in_geometry
@@ -93,8 +93,11 @@ def model_context(meta: Any) -> Context:
     alignment or context (with a warning); its Keras file alone applies it.
     """
     if meta.model not in list_models():
-        log.warning("model %r of the bundle is not registered (known: %s); predicting without pooling alignment",
-                    meta.model, list_models())
+        log.warning(
+            "model %r of the bundle is not registered (known: %s); predicting without pooling alignment",
+            meta.model,
+            list_models(),
+        )
         return NO_CONTEXT
     return get_model(meta.model).context_for((meta.extra or {}).get("model_params", {}))
 
@@ -115,15 +118,20 @@ def open_bundle(bundle_dir: str) -> tuple[Any, WindowPredictor, Context]:
     meta = load_meta(bundle_dir)
     task = get_task(meta.task)
     if task.predictor is None:
-        raise ConfigError(f"model {bundle_dir} is a {meta.task!r} model, which makes no per-pixel map; evaluate it "
-                          "on a store instead, or predict with a dense or patch model")
+        raise ConfigError(
+            f"model {bundle_dir} is a {meta.task!r} model, which makes no per-pixel map; evaluate it "
+            "on a store instead, or predict with a dense or patch model"
+        )
     own = get_model(meta.model).predictor if meta.model in list_models() else None
     return meta, own or task.predictor, model_context(meta)
 
 
 def _cores(bbox: PixelWindow, size: int) -> list[PixelWindow]:
-    return [PixelWindow(r, c, min(size, bbox.row_end - r), min(size, bbox.col_end - c))
-            for r in range(bbox.row_off, bbox.row_end, size) for c in range(bbox.col_off, bbox.col_end, size)]
+    return [
+        PixelWindow(r, c, min(size, bbox.row_end - r), min(size, bbox.col_end - c))
+        for r in range(bbox.row_off, bbox.row_end, size)
+        for c in range(bbox.col_off, bbox.col_end, size)
+    ]
 
 
 def read_window_for(core: PixelWindow, tile: int, overlap: int, height: int, width: int, align: int = 1) -> PixelWindow:
@@ -135,6 +143,7 @@ def read_window_for(core: PixelWindow, tile: int, overlap: int, height: int, wid
     position still holds the whole core; otherwise it runs past the edge and the off-raster part is padding
     (read as nodata, normalised to 0).
     """
+
     def axis(off: int, size: int, n: int) -> int:
         start = max(0, off - overlap)
         start -= start % align
@@ -161,13 +170,17 @@ def _check(meta: Any, scene: Scene, date: str | None, bundle_dir: str) -> None:
     acq = scene.acquisition(date)
     missing = [m for m in meta.modalities if m not in acq.files]
     if missing:
-        raise ConfigError(f"model {bundle_dir} needs modalities {list(meta.modalities)} but acquisition {acq.date!r} "
-                          f"of scene {scene.name!r} has {sorted(acq.files)}; pick a scene/date with {missing}")
+        raise ConfigError(
+            f"model {bundle_dir} needs modalities {list(meta.modalities)} but acquisition {acq.date!r} "
+            f"of scene {scene.name!r} has {sorted(acq.files)}; pick a scene/date with {missing}"
+        )
     for name in meta.modalities:
         n_bands, want = scene.modality(name).band_count, len(meta.band_stats[name]["mean"])
         if n_bands != want:
-            raise ConfigError(f"modality {name!r} of scene {scene.name!r} has {n_bands} bands but model {bundle_dir} "
-                              f"was trained on {want}; apply the model to imagery of the same sensor and band order")
+            raise ConfigError(
+                f"modality {name!r} of scene {scene.name!r} has {n_bands} bands but model {bundle_dir} "
+                f"was trained on {want}; apply the model to imagery of the same sensor and band order"
+            )
 
 
 def dense_overlap(context: Context, overlap: int | None, seams: str, bundle_dir: str) -> int:
@@ -178,17 +191,23 @@ def dense_overlap(context: Context, overlap: int | None, seams: str, bundle_dir:
         ConfigError: unknown ``seams``, an exact overlap below the radius, or a crop without an overlap.
     """
     if seams not in SEAMS:
-        raise ConfigError(f"seams {seams!r} is unknown; use 'exact' (overlap >= the receptive-field radius, no "
-                          "seams) or 'crop' (a smaller overlap of your choice, faster)")
+        raise ConfigError(
+            f"seams {seams!r} is unknown; use 'exact' (overlap >= the receptive-field radius, no "
+            "seams) or 'crop' (a smaller overlap of your choice, faster)"
+        )
     if seams == "crop":
         if overlap is None:
-            raise ConfigError("seams='crop' needs the overlap to crop (e.g. 32 px); or use seams='exact', whose "
-                              f"default overlap is the model's receptive-field radius ({context.radius} px)")
+            raise ConfigError(
+                "seams='crop' needs the overlap to crop (e.g. 32 px); or use seams='exact', whose "
+                f"default overlap is the model's receptive-field radius ({context.radius} px)"
+            )
         return overlap
     if overlap is not None and overlap < context.radius:
-        raise ConfigError(f"overlap {overlap} is below the receptive-field radius {context.radius} of model "
-                          f"{bundle_dir}: exact seams need overlap >= {context.radius} (or none given); use "
-                          "seams='crop' to trade exact seams for speed")
+        raise ConfigError(
+            f"overlap {overlap} is below the receptive-field radius {context.radius} of model "
+            f"{bundle_dir}: exact seams need overlap >= {context.radius} (or none given); use "
+            "seams='crop' to trade exact seams for speed"
+        )
     return context.radius if overlap is None else overlap
 
 
@@ -203,9 +222,18 @@ def _default_tile(meta: Any, scale: float, overlap: int, align: int, seams: str,
     return tile
 
 
-def plan_windows(bundle_dir: str, meta: Any, predictor: WindowPredictor, context: Context, scene: Scene,
-                 client: Any, tile_size: int | None, overlap: int | None, seams: str = "exact",
-                 bbox: PixelWindow | None = None) -> Plan:
+def plan_windows(
+    bundle_dir: str,
+    meta: Any,
+    predictor: WindowPredictor,
+    context: Context,
+    scene: Scene,
+    client: Any,
+    tile_size: int | None,
+    overlap: int | None,
+    seams: str = "exact",
+    bbox: PixelWindow | None = None,
+) -> Plan:
     """The read tile, core block, overlap and alignment of a prediction (see :func:`run_predict`'s arguments)."""
     scales, align = _scales_and_align(scene, meta, context)
     if not predictor.reads_context:
@@ -215,44 +243,62 @@ def plan_windows(bundle_dir: str, meta: Any, predictor: WindowPredictor, context
     fixed = client.submit(model_input_sizes, bundle_dir, pure=False).result()  # Dask: also warms a worker's cache
     first = meta.modalities[0]
     bbox = bbox or PixelWindow(0, 0, scene.primary.height, scene.primary.width)
-    tile = (round(fixed[first] / scales[first]) if fixed.get(first)
-            else tile_size or _default_tile(meta, scales[first], ov, align, seams, bbox))
+    tile = (
+        round(fixed[first] / scales[first])
+        if fixed.get(first)
+        else tile_size or _default_tile(meta, scales[first], ov, align, seams, bbox)
+    )
     if tile_size and tile != tile_size:
         log.warning("model %s takes %d-pixel tiles; tile_size %d ignored", bundle_dir, tile, tile_size)
     if fixed.get(first) and tile - 2 * ov - (align - 1) < 1:  # a fixed input leaves less room for context
         fits = max(0, (tile - (align - 1)) // 4)  # cores of about half the tile
-        log.warning("model %s takes fixed %d-pixel tiles: overlap %d cut to %d, so seams between tiles are "
-                    "possible", bundle_dir, tile, ov, fits)
+        log.warning(
+            "model %s takes fixed %d-pixel tiles: overlap %d cut to %d, so seams between tiles are possible",
+            bundle_dir,
+            tile,
+            ov,
+            fits,
+        )
         ov = fits
     core_size = tile - 2 * ov - (align - 1)
     if core_size < 1:
-        raise ConfigError(f"overlap {ov} leaves no pixels of a {tile}-pixel tile; use overlap < {tile // 2} or a "
-                          f"tile of at least {2 * ov + align} px")
+        raise ConfigError(
+            f"overlap {ov} leaves no pixels of a {tile}-pixel tile; use overlap < {tile // 2} or a "
+            f"tile of at least {2 * ov + align} px"
+        )
     return Plan(predictor, tile, core_size, ov, align)
 
 
 class _Output:
     """The temporary tiled GeoTIFFs of a prediction (classes, optional confidence) and the class counts."""
 
-    def __init__(self, out: Path, bbox: PixelWindow, transform: Affine, crs: str | None, meta: Any,
-                 confidence: bool) -> None:
+    def __init__(
+        self, out: Path, bbox: PixelWindow, transform: Affine, crs: str | None, meta: Any, confidence: bool
+    ) -> None:
         self.out, self.bbox = out, bbox
         self.conf_out = out.with_name(out.stem + "_confidence.tif") if confidence else None
         out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp, self.conf_tmp = out.with_suffix(".tmp.tif"), out.with_suffix(".conf.tmp.tif")
         self.counts = np.zeros(256, dtype=np.int64)
         # uncompressed: writing a window is a copy; finalize_cog compresses once (see cog.tiled_profile)
-        self.dst = cog.open_tiled(self.tmp, **cog.tiled_profile(bbox.width, bbox.height, transform, crs,
-                                                                compress=None))
-        self.cdst = (cog.open_tiled(self.conf_tmp, **cog.tiled_profile(bbox.width, bbox.height, transform, crs,
-                                                                       nodata=cog.CONFIDENCE_NODATA, compress=None))
-                     if self.conf_out else None)
+        self.dst = cog.open_tiled(self.tmp, **cog.tiled_profile(bbox.width, bbox.height, transform, crs, compress=None))
+        self.cdst = (
+            cog.open_tiled(
+                self.conf_tmp,
+                **cog.tiled_profile(
+                    bbox.width, bbox.height, transform, crs, nodata=cog.CONFIDENCE_NODATA, compress=None
+                ),
+            )
+            if self.conf_out
+            else None
+        )
         cog.write_class_metadata(self.dst, meta.class_ids, meta.class_names, meta.class_colors)
 
     def write(self, core: PixelWindow, classes: np.ndarray, conf: np.ndarray | None, geom: Any) -> None:
         if geom is not None:
-            inside = geometry_mask([geom], out_shape=core.shape, invert=True,
-                                   transform=Affine.translation(core.col_off, core.row_off))
+            inside = geometry_mask(
+                [geom], out_shape=core.shape, invert=True, transform=Affine.translation(core.col_off, core.row_off)
+            )
             classes[~inside] = cog.CLASS_NODATA
             if conf is not None:
                 conf[~inside] = cog.CONFIDENCE_NODATA
@@ -284,8 +330,9 @@ def _one_window(task: Callable[..., WindowResult], *args: Any) -> list[WindowRes
     return [task(*args)]
 
 
-def _tasks(plan: Plan, cores: list[PixelWindow], bbox: PixelWindow, label: Any, chunk_px: int
-           ) -> tuple[list[Any], bool]:
+def _tasks(
+    plan: Plan, cores: list[PixelWindow], bbox: PixelWindow, label: Any, chunk_px: int
+) -> tuple[list[Any], bool]:
     """What each Dask task gets: chunks of ``(read, core)`` pairs (chunked dense predictors) or ``(read, core)``."""
     if not plan.predictor.reads_context:
         return [(core, core) for core in cores], False
@@ -296,9 +343,18 @@ def _tasks(plan: Plan, cores: list[PixelWindow], bbox: PixelWindow, label: Any, 
     return group_pairs(pairs, (bbox.row_off, bbox.col_off), plan.core, k), True
 
 
-def _run_windows(client: Any, items: list[Any], total: int, submit: Callable[[Any], Any], output: _Output,
-                 geom: Any, progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool] | None,
-                 t0: float, ledger: WindowLedger) -> float:
+def _run_windows(
+    client: Any,
+    items: list[Any],
+    total: int,
+    submit: Callable[[Any], Any],
+    output: _Output,
+    geom: Any,
+    progress: Callable[[int, int], None] | None,
+    cancelled: Callable[[], bool] | None,
+    t0: float,
+    ledger: WindowLedger,
+) -> float:
     """Submit the tasks with at most ``2 x workers + 2`` in flight; record and write each window as it arrives.
 
     Returns:
@@ -319,8 +375,10 @@ def _run_windows(client: Any, items: list[Any], total: int, submit: Callable[[An
             if cancelled is not None and cancelled():
                 raise JobCancelledError(f"prediction into {output.out} cancelled after {done} of {total} windows")
             if fut.status == "error":
-                raise JobFailedError(f"prediction task {fut.key} failed on the cluster: {fut.exception()!r}; "
-                                     "see the worker log for the traceback") from fut.exception()
+                raise JobFailedError(
+                    f"prediction task {fut.key} failed on the cluster: {fut.exception()!r}; "
+                    "see the worker log for the traceback"
+                ) from fut.exception()
             results = fut.result()
             if pending:
                 running.add(submit(pending.pop()))
@@ -338,8 +396,9 @@ def _run_windows(client: Any, items: list[Any], total: int, submit: Callable[[An
     return first
 
 
-def _replay(ledger: WindowLedger, cores: list[PixelWindow], resume: bool, output: _Output, geom: Any
-            ) -> list[PixelWindow]:
+def _replay(
+    ledger: WindowLedger, cores: list[PixelWindow], resume: bool, output: _Output, geom: Any
+) -> list[PixelWindow]:
     """Write the windows a resumed prediction had finished from the ledger; returns the windows still to do."""
     todo = []
     try:
@@ -353,16 +412,66 @@ def _replay(ledger: WindowLedger, cores: list[PixelWindow], resume: bool, output
         output.discard()
         raise
     if resume:
-        log.info("resuming the prediction into %s: %d of %d windows were finished", output.out,
-                 len(cores) - len(todo), len(cores))
+        log.info(
+            "resuming the prediction into %s: %d of %d windows were finished",
+            output.out,
+            len(cores) - len(todo),
+            len(cores),
+        )
     return todo
 
 
-def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: Any, out_path: str | Path,
-                tile_size: int | None = None, overlap: int | None = None, seams: str = "exact",
-                progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None,
-                confidence: bool = True, date: str | None = None, batch_size: int = 256,
-                min_overview_size: int = 128, chunk_px: int = CHUNK_PX, resume: bool = False) -> dict[str, Any]:
+def _ledger_settings(
+    bundle_dir: str,
+    scene: Scene,
+    date: str | None,
+    bbox: PixelWindow,
+    confidence: bool,
+    windows: int,
+    plan: Plan,
+    batch_size: int,
+) -> dict[str, Any]:
+    """What a resumed prediction must share with the one it finishes (:class:`core.inference.ledger.WindowLedger`)."""
+    return {"bundle": bundle_dir, "bundle_files": bundle_stamp(bundle_dir), "scene": scene.name, "date": date,
+            "bbox": bbox.as_tuple(), "confidence": confidence, "windows": windows,
+            "plan": [plan.tile, plan.core, plan.overlap, plan.align], "batch_size": batch_size}  # fmt: skip
+
+
+def _submitter(
+    client: Any, plan: Plan, bundle_dir: str, scene: Scene, date: str | None, batch_size: int, confidence: bool
+) -> Callable[[Any], Any]:
+    """``submit(item)``: one Dask task of a chunk of windows (chunked dense predictors) or of one window."""
+    predictor = plan.predictor
+    chunked = predictor.reads_context and predictor.chunk is not None
+
+    def submit(item: Any) -> Any:
+        if chunked:
+            return client.submit(predictor.chunk, bundle_dir, scene, date, item, confidence, pure=False)
+        return client.submit(
+            _one_window, predictor.window, bundle_dir, scene, date, *item, batch_size, confidence, pure=False
+        )
+
+    return submit
+
+
+def run_predict(
+    bundle_dir: str | Path,
+    scene: Scene,
+    aoi: AOIConfig,
+    client: Any,
+    out_path: str | Path,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    seams: str = "exact",
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    confidence: bool = True,
+    date: str | None = None,
+    batch_size: int = 256,
+    min_overview_size: int = 128,
+    chunk_px: int = CHUNK_PX,
+    resume: bool = False,
+) -> dict[str, Any]:
     """Classify ``aoi`` of ``scene`` with a model bundle on the Dask cluster of ``client`` and write a COG.
 
     Args:
@@ -386,35 +495,25 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
         resume: finish the prediction that died or was cancelled writing ``out_path``: the windows in its ledger
             (:mod:`core.inference.ledger`) are written from there, only the others are computed.
 
-    Returns:
-        ``{"path", "confidence_path", "width", "height", "transform", "crs", "windows", "tasks", "tile_size",
-        "overlap", "seams", "class_pixels": {class id: pixels}, "nodata", "seconds", "first_pixel_s", "cog_s",
-        "warnings", "resumed_windows"}``; ``first_pixel_s``: seconds from the call to the first window written.
-
-    Raises:
-        ConfigError: ``resume`` without a ledger at ``out_path``, or with one of other settings.
+    Returns ``{"path", "confidence_path", "width", "height", "transform", "crs", "windows", "tasks", "tile_size",
+    "overlap", "seams", "class_pixels": {class id: pixels}, "nodata", "seconds", "first_pixel_s" (call to first
+    window written), "cog_s", "warnings", "resumed_windows"}``. Raises ConfigError: ``resume`` without a ledger at
+    ``out_path``, or with one of other settings.
     """
     t0 = time.perf_counter()
     bundle_dir, out = str(Path(bundle_dir).resolve()), Path(out_path)
     meta, predictor, context = open_bundle(bundle_dir)
     _check(meta, scene, date, bundle_dir)
-    resolved = resolve_aoi(aoi, scene)
-    bbox, label = resolved.bbox, scene.primary
+    resolved, label = resolve_aoi(aoi, scene), scene.primary
+    bbox = resolved.bbox
     plan = plan_windows(bundle_dir, meta, predictor, context, scene, client, tile_size, overlap, seams, bbox)
     cores = windows_in_geometry(_cores(bbox, plan.core), resolved.geometry)
     transform = Affine(*label.transform) @ Affine.translation(bbox.col_off, bbox.row_off)
     crs = scene.crs_wkt if scene.georeferenced else None
-    chunked = plan.predictor.reads_context and plan.predictor.chunk is not None
-
-    def submit(item: Any) -> Any:
-        if chunked:
-            return client.submit(predictor.chunk, bundle_dir, scene, date, item, confidence, pure=False)
-        return client.submit(_one_window, predictor.window, bundle_dir, scene, date, *item, batch_size, confidence,
-                             pure=False)
-
-    ledger = WindowLedger(out, {"bundle": bundle_dir, "bundle_files": bundle_stamp(bundle_dir), "scene": scene.name,
-                                "date": date, "bbox": bbox.as_tuple(), "confidence": confidence, "windows": len(cores),
-                                "plan": [plan.tile, plan.core, plan.overlap, plan.align], "batch_size": batch_size})
+    submit = _submitter(client, plan, bundle_dir, scene, date, batch_size, confidence)
+    ledger = WindowLedger(
+        out, _ledger_settings(bundle_dir, scene, date, bbox, confidence, len(cores), plan, batch_size)
+    )
     output = _Output(out, bbox, transform, crs, meta, confidence)
     todo = _replay(ledger, cores, resume, output, resolved.geometry)
     resumed = len(cores) - len(todo)
@@ -426,7 +525,7 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
     ledger.remove()
     seconds = time.perf_counter() - t0
     log.info("predicted %d windows in %d tasks (%d x %d px) into %s in %.1f s (first pixel after %.2f s)",
-             len(cores), len(items), bbox.width, bbox.height, out, seconds, first)
+             len(cores), len(items), bbox.width, bbox.height, out, seconds, first)  # fmt: skip
     return {"path": str(out), "confidence_path": str(output.conf_out) if output.conf_out else None,
             "width": bbox.width, "height": bbox.height, "bbox": bbox.as_tuple(), "transform": list(transform)[:6],
             "crs": crs, "windows": len(cores), "tasks": len(items), "tile_size": plan.tile, "overlap": plan.overlap,
@@ -434,18 +533,38 @@ def run_predict(bundle_dir: str | Path, scene: Scene, aoi: AOIConfig, client: An
             "class_pixels": {str(c): int(output.counts[c]) for c in meta.class_ids}, "nodata": cog.CLASS_NODATA,
             "seconds": round(seconds, 3), "first_pixel_s": round(first, 3),
             "cog_s": round(time.perf_counter() - t_cog, 3), "warnings": list(resolved.warnings),
-            "resumed_windows": resumed}
+            "resumed_windows": resumed}  # fmt: skip
 
 
-def run_predict_job(config: PredictJobConfig, scene: Scene, client: Any, out_path: str | Path,
-                    progress: Callable[[int, int], None] | None = None,
-                    cancelled: Callable[[], bool] | None = None, resume: bool = False) -> dict[str, Any]:
+def run_predict_job(
+    config: PredictJobConfig,
+    scene: Scene,
+    client: Any,
+    out_path: str | Path,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
     """:func:`run_predict` with the settings of a :class:`PredictJobConfig` (``config.output`` is resolved by the
     caller into ``out_path``, as is the output of the run ``config.resume_from`` names, resumed with ``resume``;
     ``config.scene`` must name ``scene``)."""
     if config.scene != scene.name:
-        raise ConfigError(f"config is for scene {config.scene!r} but scene {scene.name!r} was given; load the scene "
-                          "the config names")
-    return run_predict(config.model, scene, config.aoi, client, out_path, tile_size=config.tile_size,
-                       overlap=config.overlap, seams=config.seams, progress=progress, cancelled=cancelled,
-                       confidence=config.confidence, date=config.date, batch_size=config.batch_size, resume=resume)
+        raise ConfigError(
+            f"config is for scene {config.scene!r} but scene {scene.name!r} was given; load the scene the config names"
+        )
+    return run_predict(
+        config.model,
+        scene,
+        config.aoi,
+        client,
+        out_path,
+        tile_size=config.tile_size,
+        overlap=config.overlap,
+        seams=config.seams,
+        progress=progress,
+        cancelled=cancelled,
+        confidence=config.confidence,
+        date=config.date,
+        batch_size=config.batch_size,
+        resume=resume,
+    )

@@ -63,16 +63,20 @@ class ModelRunner:
         return np.asarray(self._fn(*[np.ascontiguousarray(b, dtype=np.float32) for b in batches]))
 
     def dense_twin(self) -> ModelRunner:
-        """The runner of the model's densely evaluated twin (:func:`core.models.patch_fcn.dense_model`): it maps a
-        window ``P - 1`` px larger than its output to the class of every output pixel's patch.
+        """The runner of the model's densely evaluated twin (:attr:`core.models.ModelSpec.dense_twin`, e.g.
+        :func:`core.models.patch_fcn.dense_model`): it maps a window ``P - 1`` px larger than its output to the class
+        of every output pixel's patch.
 
         Raises:
-            ValueError: the model is not a ``patch_fcn``.
+            ValueError: the model has no dense twin.
         """
-        from core.models.patch_fcn import dense_model
+        from core.models import get_model
 
         if self._dense is None:
-            self._dense = ModelRunner(dense_model(self.model), self.meta)
+            twin = get_model(self.meta.model).dense_twin
+            if twin is None:
+                raise ValueError(f"model {self.meta.model!r} has no densely evaluated twin; predict it per patch")
+            self._dense = ModelRunner(twin(self.model), self.meta)
         return self._dense
 
 

@@ -68,14 +68,15 @@ def read_bands(acq: Acquisition, mod: Modality, row_off: int, col_off: int, heig
     if r1 <= r0 or c1 <= c0:
         return out
     data, valid = cached_reader(acq.files[mod.name], mod).read(PixelWindow(r0, c0, r1 - r0, c1 - c0))
-    part = out[r0 - row_off:r1 - row_off, c0 - col_off:c1 - col_off]
+    part = out[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off]
     part[...] = np.moveaxis(data, 0, -1)
     part[~valid] = np.nan
     return out
 
 
-def to_classes(probs: np.ndarray, class_ids: tuple[int, ...], valid: np.ndarray,
-               confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def to_classes(
+    probs: np.ndarray, class_ids: tuple[int, ...], valid: np.ndarray, confidence: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``(..., K)`` probabilities -> uint8 class ids (0 where not valid) and uint8 percent confidence (255)."""
     ids = np.asarray(class_ids, dtype=np.uint8)
     classes = np.where(valid, ids[np.argmax(probs, axis=-1)], cog.CLASS_NODATA).astype(np.uint8)
@@ -86,8 +87,9 @@ def to_classes(probs: np.ndarray, class_ids: tuple[int, ...], valid: np.ndarray,
     return classes, conf
 
 
-def normalised_bands(acq: Acquisition, mod: Modality, meta: Any, row_off: int, col_off: int, height: int,
-                     width: int) -> tuple[np.ndarray, np.ndarray]:
+def normalised_bands(
+    acq: Acquisition, mod: Modality, meta: Any, row_off: int, col_off: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A window of a modality normalised with the bundle's statistics, read in as few passes as possible.
 
     The same values as ``meta.normalise(mod.name, read_bands(...))`` (``(x - mean) / std`` in float32, 0 where
@@ -108,19 +110,26 @@ def normalised_bands(acq: Acquisition, mod: Modality, meta: Any, row_off: int, c
     if r1 <= r0 or c1 <= c0:
         return x, valid
     data, ok = cached_reader(acq.files[mod.name], mod).read(PixelWindow(r0, c0, r1 - r0, c1 - c0))
-    part = x[r0 - row_off:r1 - row_off, c0 - col_off:c1 - col_off]
+    part = x[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off]
     np.subtract(np.moveaxis(data, 0, -1), mean, out=part, dtype=np.float32)
     part /= std
     if np.issubdtype(data.dtype, np.floating):
         ok &= np.isfinite(part).all(axis=-1)
     if not ok.all():
         part[~ok] = 0.0
-    valid[r0 - row_off:r1 - row_off, c0 - col_off:c1 - col_off] = ok
+    valid[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = ok
     return x, valid
 
 
-def predict_dense_window(bundle_dir: str, scene: Scene, date: str | None, read: PixelWindow, core: PixelWindow,
-                         batch_size: int = 1, confidence: bool = True) -> WindowResult:
+def predict_dense_window(
+    bundle_dir: str,
+    scene: Scene,
+    date: str | None,
+    read: PixelWindow,
+    core: PixelWindow,
+    batch_size: int = 1,
+    confidence: bool = True,
+) -> WindowResult:
     """Dask task: predict the square read window ``read`` with a dense model and crop it to ``core``.
 
     ``batch_size`` is not used (one read window is one model call).
@@ -128,9 +137,13 @@ def predict_dense_window(bundle_dir: str, scene: Scene, date: str | None, read: 
     return predict_dense_chunk(bundle_dir, scene, date, [(read, core)], confidence)[0]
 
 
-def predict_dense_chunk(bundle_dir: str, scene: Scene, date: str | None,
-                        pairs: Sequence[tuple[PixelWindow, PixelWindow]],
-                        confidence: bool = True) -> list[WindowResult]:
+def predict_dense_chunk(
+    bundle_dir: str,
+    scene: Scene,
+    date: str | None,
+    pairs: Sequence[tuple[PixelWindow, PixelWindow]],
+    confidence: bool = True,
+) -> list[WindowResult]:
     """Dask task: predict a chunk of neighbouring dense windows; one read, one normalisation, one model call.
 
     Args:
@@ -144,9 +157,12 @@ def predict_dense_chunk(bundle_dir: str, scene: Scene, date: str | None,
     """
     runner = cached_runner(bundle_dir)
     meta, acq = runner.meta, scene.acquisition(date)
-    box = PixelWindow(min(r.row_off for r, _ in pairs), min(r.col_off for r, _ in pairs),
-                      max(r.row_end for r, _ in pairs) - min(r.row_off for r, _ in pairs),
-                      max(r.col_end for r, _ in pairs) - min(r.col_off for r, _ in pairs))
+    box = PixelWindow(
+        min(r.row_off for r, _ in pairs),
+        min(r.col_off for r, _ in pairs),
+        max(r.row_end for r, _ in pairs) - min(r.row_off for r, _ in pairs),
+        max(r.col_end for r, _ in pairs) - min(r.col_off for r, _ in pairs),
+    )
     valid = np.ones(box.shape, dtype=bool)
     batches = []
     for name in meta.modalities:
@@ -157,19 +173,32 @@ def predict_dense_chunk(bundle_dir: str, scene: Scene, date: str | None,
         rows = np.clip(grid.centre_rows(np.arange(box.height) + box.row_off) - r_b, 0, h_b - 1)
         cols = np.clip(grid.centre_cols(np.arange(box.width) + box.col_off) - c_b, 0, w_b - 1)
         valid &= ok[np.ix_(rows, cols)]
-        tiles = [x[r - r_b:r - r_b + h, c - c_b:c - c_b + w] for r, c, h, w in (grid.covering(rd) for rd, _ in pairs)]
+        tiles = [
+            x[r - r_b : r - r_b + h, c - c_b : c - c_b + w] for r, c, h, w in (grid.covering(rd) for rd, _ in pairs)
+        ]
         batches.append(np.stack(tiles))
     probs = runner.probabilities(batches)
     tile = pairs[0][0].shape
     if probs.shape[1:3] != tile:
-        raise JobFailedError(f"dense model {bundle_dir} returned {probs.shape[1:3]} pixels for a {tile} tile; "
-                             "a dense model must predict on the label grid at the input tile's size")
+        raise JobFailedError(
+            f"dense model {bundle_dir} returned {probs.shape[1:3]} pixels for a {tile} tile; "
+            "a dense model must predict on the label grid at the input tile's size"
+        )
     out = []
     for i, (read, core) in enumerate(pairs):
         r, c = core.row_off - read.row_off, core.col_off - read.col_off
         rv, cv = core.row_off - box.row_off, core.col_off - box.col_off
-        out.append((core, *to_classes(probs[i, r:r + core.height, c:c + core.width], meta.class_ids,
-                                      valid[rv:rv + core.height, cv:cv + core.width], confidence)))
+        out.append(
+            (
+                core,
+                *to_classes(
+                    probs[i, r : r + core.height, c : c + core.width],
+                    meta.class_ids,
+                    valid[rv : rv + core.height, cv : cv + core.width],
+                    confidence,
+                ),
+            )
+        )
     return out
 
 
@@ -178,9 +207,14 @@ Views = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 index of the patch of that label pixel."""
 
 
-def patch_views(scene: Scene, date: str | None, modalities: tuple[str, ...], sizes: dict[str, int],
-                core: PixelWindow, prepare: Callable[[str, np.ndarray], np.ndarray] | None = None
-                ) -> tuple[Views, np.ndarray]:
+def patch_views(
+    scene: Scene,
+    date: str | None,
+    modalities: tuple[str, ...],
+    sizes: dict[str, int],
+    core: PixelWindow,
+    prepare: Callable[[str, np.ndarray], np.ndarray] | None = None,
+) -> tuple[Views, np.ndarray]:
     """Read what the patches of every pixel of ``core`` need: one read per modality, half a patch larger each side.
 
     The patch rule of :mod:`core.sampling.patches`: for modality ``m`` with patch side ``p = sizes[m]`` (odd, in
@@ -207,8 +241,15 @@ def patch_views(scene: Scene, date: str | None, modalities: tuple[str, ...], siz
         valid &= ~np.isnan(x).any(axis=-1)[np.ix_(cy - r0, cx - c0)]
         bands = prepare(name, x) if prepare is not None else x
         # The patch of label pixel (r, c) starts at raster (cy[r] - p // 2, cx[c] - p // 2) = view (cy - cy.min()).
-        views.append((np.lib.stride_tricks.sliding_window_view(bands, (p, p), axis=(0, 1)),
-                      cy - int(cy.min()), cx - int(cx.min())))
+        views.append(
+            (
+                np.lib.stride_tricks.sliding_window_view(  # type: ignore[call-overload]  # numpy 2.0 stubs:
+                    bands, (p, p), axis=(0, 1)
+                ),  # axis takes a tuple (documented), the stub says int
+                cy - int(cy.min()),
+                cx - int(cx.min()),
+            )
+        )
     return views, valid
 
 
@@ -219,8 +260,15 @@ def gather_patches(views: Views, flat: np.ndarray, width: int) -> list[np.ndarra
     return [v[ri[rr], ci[cc]].transpose(0, 2, 3, 1) for v, ri, ci in views]  # view[r, c] is (C, p, p)
 
 
-def predict_patch_window(bundle_dir: str, scene: Scene, date: str | None, read: PixelWindow, core: PixelWindow,
-                         batch_size: int = 256, confidence: bool = True) -> WindowResult:
+def predict_patch_window(
+    bundle_dir: str,
+    scene: Scene,
+    date: str | None,
+    read: PixelWindow,
+    core: PixelWindow,
+    batch_size: int = 256,
+    confidence: bool = True,
+) -> WindowResult:
     """Dask task: classify every pixel of ``core`` with a patch model, ``batch_size`` patches per model call.
 
     Patches follow :func:`patch_views`. Unlike training (which drops patches that leave the raster), every pixel is
@@ -234,15 +282,22 @@ def predict_patch_window(bundle_dir: str, scene: Scene, date: str | None, read: 
     probs = np.zeros((core.height * core.width, k), dtype=np.float32)
     todo = np.flatnonzero(valid)
     for i in range(0, todo.size, batch_size):
-        flat = todo[i:i + batch_size]
+        flat = todo[i : i + batch_size]
         batch = gather_patches(views, flat, core.width)
         probs[flat] = np.asarray(model.predict_on_batch(batch if len(batch) > 1 else batch[0])).reshape(len(flat), k)
     classes, conf = to_classes(probs.reshape(*core.shape, k), meta.class_ids, valid, confidence)
     return core, classes, conf
 
 
-def predict_patch_dense_window(bundle_dir: str, scene: Scene, date: str | None, read: PixelWindow,
-                               core: PixelWindow, batch_size: int = 1, confidence: bool = True) -> WindowResult:
+def predict_patch_dense_window(
+    bundle_dir: str,
+    scene: Scene,
+    date: str | None,
+    read: PixelWindow,
+    core: PixelWindow,
+    batch_size: int = 1,
+    confidence: bool = True,
+) -> WindowResult:
     """Dask task: classify every pixel of ``core`` with a densely evaluable patch model in one model call.
 
     The model's dense twin (:meth:`core.inference.runner.ModelRunner.dense_twin`, e.g. of a ``patch_fcn``) runs over
@@ -257,12 +312,21 @@ def predict_patch_dense_window(bundle_dir: str, scene: Scene, date: str | None, 
     meta = runner.meta
     name = meta.modalities[0]
     if len(meta.modalities) != 1 or scene.modality(name) != scene.primary:
-        raise ConfigError(f"dense patch evaluation reads one modality on the label grid; bundle {bundle_dir} reads "
-                          f"{list(meta.modalities)} and the label grid is {scene.primary.name!r}")
+        raise ConfigError(
+            f"dense patch evaluation reads one modality on the label grid; bundle {bundle_dir} reads "
+            f"{list(meta.modalities)} and the label grid is {scene.primary.name!r}"
+        )
     half = int(meta.sample_size[name]) // 2
-    x, ok = normalised_bands(scene.acquisition(date), scene.primary, meta, core.row_off - half,
-                             core.col_off - half, core.height + 2 * half, core.width + 2 * half)
-    valid = ok[half:half + core.height, half:half + core.width]
+    x, ok = normalised_bands(
+        scene.acquisition(date),
+        scene.primary,
+        meta,
+        core.row_off - half,
+        core.col_off - half,
+        core.height + 2 * half,
+        core.width + 2 * half,
+    )
+    valid = ok[half : half + core.height, half : half + core.width]
     probs = runner.dense_twin().probabilities([x[None]])[0]
     return (core, *to_classes(probs, meta.class_ids, valid, confidence))
 
@@ -270,8 +334,10 @@ def predict_patch_dense_window(bundle_dir: str, scene: Scene, date: str | None, 
 def model_input_sizes(bundle_dir: str) -> dict[str, int | None]:
     """Dask task: modality -> fixed input side of the model (``None`` where the model accepts any size)."""
     runner = cached_runner(bundle_dir)
-    return {name: (t.shape[1] if t.shape[1] is not None else None)
-            for name, t in zip(runner.meta.modalities, runner.model.inputs)}
+    return {
+        name: (t.shape[1] if t.shape[1] is not None else None)
+        for name, t in zip(runner.meta.modalities, runner.model.inputs)
+    }
 
 
 DENSE = WindowPredictor(predict_dense_window, reads_context=True, chunk=predict_dense_chunk)
@@ -279,4 +345,3 @@ PER_PIXEL = WindowPredictor(predict_patch_window, reads_context=False)
 DENSE_PATCH = WindowPredictor(predict_patch_dense_window, reads_context=False, block=256)
 """Per-pixel models whose dense twin classifies a whole block at once (:mod:`core.models.patch_fcn`): blocks of
 256 px (one model call each) instead of 64."""
-

@@ -17,6 +17,19 @@ from core.models.resnet import build_resnet50
 from core.models.two_stream import build_two_stream, build_two_stream_hsi, build_two_stream_rgb
 from core.models.unet import build_unet
 
-__all__ = ["NO_CONTEXT", "Context", "ModelSpec", "Param", "Recipe", "build_patch_cnn", "build_resnet50",
-           "build_two_stream", "build_two_stream_hsi", "build_two_stream_rgb", "build_unet", "get_model",
-           "list_models", "register_model"]
+__all__ = [
+    "NO_CONTEXT",
+    "Context",
+    "ModelSpec",
+    "Param",
+    "Recipe",
+    "build_patch_cnn",
+    "build_resnet50",
+    "build_two_stream",
+    "build_two_stream_hsi",
+    "build_two_stream_rgb",
+    "build_unet",
+    "get_model",
+    "list_models",
+    "register_model",
+]

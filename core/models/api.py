@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,8 @@ class ModelSpec:
             (pre-flight's activation-memory estimate; None: the task's figure).
         predictor: how its bundles map a scene (:class:`core.inference.windows.WindowPredictor`) when not as its
             task's models do (None: the task's), e.g. a patch model evaluated densely.
+        dense_twin: ``dense_twin(model) -> model`` that maps a window to the class of every pixel's patch with the
+            same weights (per-pixel models evaluated densely; None: not available).
         description: one line for listings (``python -m jobs models``).
     """
 
@@ -105,6 +107,7 @@ class ModelSpec:
     context: Callable[[Mapping[str, Any]], Context] | None = None
     activation_channels: int | None = None
     predictor: Any = None
+    dense_twin: Callable[[Any], Any] | None = None
     description: str = field(default="", compare=False)
 
     @property
@@ -133,13 +136,17 @@ def _check_params(spec: ModelSpec) -> None:
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
     unknown = [p.name for p in spec.params if p.name not in sig and not takes_kwargs]
     if unknown:
-        raise ConfigError(f"model {spec.name!r} offers size parameters {unknown} that its builder "
-                          f"{spec.builder.__qualname__} does not take; list only keywords of the builder")
+        raise ConfigError(
+            f"model {spec.name!r} offers size parameters {unknown} that its builder "
+            f"{spec.builder.__qualname__} does not take; list only keywords of the builder"
+        )
     for p in spec.params:
         declared = sig[p.name].default if p.name in sig else inspect.Parameter.empty
         if declared is not inspect.Parameter.empty and declared != p.default:
-            raise ConfigError(f"model {spec.name!r}: size parameter {p.name!r} defaults to {p.default!r} but its "
-                              f"builder's default is {declared!r}; give the builder's default")
+            raise ConfigError(
+                f"model {spec.name!r}: size parameter {p.name!r} defaults to {p.default!r} but its "
+                f"builder's default is {declared!r}; give the builder's default"
+            )
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -151,8 +158,10 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     """
     known = _REGISTRY.get(spec.name)
     if known is not None and known != spec:
-        raise ConfigError(f"model {spec.name!r} is registered twice ({known.builder.__module__} and "
-                          f"{spec.builder.__module__}); give the new model another name")
+        raise ConfigError(
+            f"model {spec.name!r} is registered twice ({known.builder.__module__} and "
+            f"{spec.builder.__module__}); give the new model another name"
+        )
     _check_params(spec)
     _REGISTRY[spec.name] = spec
     return spec
@@ -181,8 +190,10 @@ def get_model(name: str) -> ModelSpec:
     _discover()
     spec = _REGISTRY.get(name)
     if spec is None:
-        raise ConfigError(f"model {name!r} is unknown; choose one of {list_models()} (a new model registers "
-                          "itself with core.models.register_model in its own module)")
+        raise ConfigError(
+            f"model {name!r} is unknown; choose one of {list_models()} (a new model registers "
+            "itself with core.models.register_model in its own module)"
+        )
     return spec
 
 

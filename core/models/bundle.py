@@ -135,7 +135,7 @@ class ModelMeta:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMeta":
+    def from_json(cls, text: str) -> ModelMeta:
         return meta_from_json(text, cls)
 
 

@@ -46,7 +46,13 @@ def build_patch_cnn(input_shape: InputShape, num_classes: int, width: int = 32, 
     return keras.Model(inputs=inputs if len(inputs) > 1 else inputs[0], outputs=outputs, name="patch_cnn")
 
 
-register_model(ModelSpec(
-    name="patch_cnn", builder=build_patch_cnn, task="patch", activation_channels=96,
-    params=(Param("width", WIDTH_LABEL.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
-    description="small 2D CNN: the class of a patch's centre pixel"))
+register_model(
+    ModelSpec(
+        name="patch_cnn",
+        builder=build_patch_cnn,
+        task="patch",
+        activation_channels=96,
+        params=(Param("width", WIDTH_LABEL.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
+        description="small 2D CNN: the class of a patch's centre pixel",
+    )
+)

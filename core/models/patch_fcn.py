@@ -57,8 +57,9 @@ def _trunk(x: Any, patch: int, width: int, dropout: float, num_classes: int) -> 
 
     for name, filters, kernel, dilation in _layer_plan(patch, width):
         if filters > 0:
-            x = layers.Conv2D(filters, kernel, dilation_rate=dilation, padding="valid", activation="relu",
-                              name=TRUNK_PREFIX + name)(x)
+            x = layers.Conv2D(
+                filters, kernel, dilation_rate=dilation, padding="valid", activation="relu", name=TRUNK_PREFIX + name
+            )(x)
         elif filters == 0:
             x = layers.MaxPooling2D(kernel, strides=1, padding="valid", name=TRUNK_PREFIX + name)(x)
         else:
@@ -71,9 +72,10 @@ def _trunk(x: Any, patch: int, width: int, dropout: float, num_classes: int) -> 
 def _patch_side(input_shape: InputShape) -> tuple[int, int]:
     shapes = as_shapes(input_shape)
     if len(shapes) != 1:
-        raise ValueError(f"patch_fcn takes one modality, got {list(shapes)}; use patch_cnn or two_stream for "
-                         "several modalities")
-    (h, w, c), = shapes.values()
+        raise ValueError(
+            f"patch_fcn takes one modality, got {list(shapes)}; use patch_cnn or two_stream for several modalities"
+        )
+    ((h, w, c),) = shapes.values()
     if h != w or h % 2 == 0 or h < 3:
         raise ValueError(f"patch_fcn needs a square patch with an odd side >= 3, got {h} x {w}")
     return h, c
@@ -120,8 +122,10 @@ def dense_model(model: Any) -> Any:
     import keras
 
     if not is_patch_fcn(model):
-        raise ValueError(f"model {getattr(model, 'name', model)!r} is not a patch_fcn; only patch_fcn models can be "
-                         "evaluated densely")
+        raise ValueError(
+            f"model {getattr(model, 'name', model)!r} is not a patch_fcn; only patch_fcn models can be "
+            "evaluated densely"
+        )
     _, patch, _, bands = model.inputs[0].shape
     trunk = [layer for layer in model.layers if layer.name.startswith(TRUNK_PREFIX)]
     width = next(layer.filters for layer in trunk if layer.name.endswith("block1_conv1"))
@@ -160,7 +164,15 @@ def predict_dense(dense: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(dense(x[None], training=False))[0]
 
 
-register_model(ModelSpec(
-    name="patch_fcn", builder=build_patch_fcn, task="patch", activation_channels=192, predictor=DENSE_PATCH,
-    params=(Param("width", WIDTH_LABEL.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
-    description="patch CNN without padding inside the patch: maps are evaluated densely, one model call per block"))
+register_model(
+    ModelSpec(
+        name="patch_fcn",
+        builder=build_patch_fcn,
+        task="patch",
+        activation_channels=192,
+        predictor=DENSE_PATCH,
+        dense_twin=dense_model,
+        params=(Param("width", WIDTH_LABEL.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
+        description="patch CNN without padding inside the patch: maps are evaluated densely, one model call per block",
+    )
+)

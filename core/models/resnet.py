@@ -29,13 +29,21 @@ def _bottleneck(x: Any, filters: int, stride: int, l2: float, name: str) -> Any:
     from keras import layers, regularizers
 
     def conv(t: Any, f: int, k: int, s: int, suffix: str) -> Any:
-        return layers.Conv2D(f, k, strides=s, padding="same", use_bias=False, kernel_initializer="he_normal",
-                             kernel_regularizer=regularizers.L2(l2) if l2 > 0 else None,
-                             name=f"{name}_{suffix}_conv")(t)
+        return layers.Conv2D(
+            f,
+            k,
+            strides=s,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            kernel_regularizer=regularizers.L2(l2) if l2 > 0 else None,
+            name=f"{name}_{suffix}_conv",
+        )(t)
 
     def bn(t: Any, suffix: str, gamma: str = "ones") -> Any:
-        return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, gamma_initializer=gamma,
-                                         name=f"{name}_{suffix}_bn")(t)
+        return layers.BatchNormalization(
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, gamma_initializer=gamma, name=f"{name}_{suffix}_bn"
+        )(t)
 
     out_filters = 4 * filters
     shortcut = x
@@ -47,8 +55,9 @@ def _bottleneck(x: Any, filters: int, stride: int, l2: float, name: str) -> Any:
     return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def build_resnet50(input_shape: InputShape, num_classes: int, l2: float = 1e-4, dropout: float = 0.5,
-                   width: int = 64) -> Any:
+def build_resnet50(
+    input_shape: InputShape, num_classes: int, l2: float = 1e-4, dropout: float = 0.5, width: int = 64
+) -> Any:
     """Build a ResNet-50 multi-label classifier.
 
     Layout: 7x7/2 convolution (``width`` filters), batch norm, ReLU, 3x3/2 max-pool; four stages of 3, 4, 6 and 3
@@ -73,19 +82,29 @@ def build_resnet50(input_shape: InputShape, num_classes: int, l2: float = 1e-4, 
     from keras import layers, regularizers
 
     if num_classes < 1 or width < 1 or not 0 <= dropout < 1 or l2 < 0:
-        raise ValueError(f"num_classes={num_classes}, width={width}, dropout={dropout}, l2={l2}: need at least 1 "
-                         "class, width >= 1, 0 <= dropout < 1 and l2 >= 0")
+        raise ValueError(
+            f"num_classes={num_classes}, width={width}, dropout={dropout}, l2={l2}: need at least 1 "
+            "class, width >= 1, 0 <= dropout < 1 and l2 >= 0"
+        )
     as_shapes(input_shape)  # validates the shapes
     inputs, x = fused_input(input_shape)
-    x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, kernel_initializer="he_normal",
-                      kernel_regularizer=regularizers.L2(l2) if l2 > 0 else None, name="stem_conv")(x)
+    x = layers.Conv2D(
+        width,
+        7,
+        strides=2,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer=regularizers.L2(l2) if l2 > 0 else None,
+        name="stem_conv",
+    )(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for stage, blocks in enumerate(STAGES):
         for block in range(blocks):
             stride = 2 if stage > 0 and block == 0 else 1
-            x = _bottleneck(x, width * 2 ** stage, stride, l2, name=f"stage{stage + 1}_block{block + 1}")
+            x = _bottleneck(x, width * 2**stage, stride, l2, name=f"stage{stage + 1}_block{block + 1}")
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="dropout")(x)
@@ -96,15 +115,30 @@ def build_resnet50(input_shape: InputShape, num_classes: int, l2: float = 1e-4, 
 RESNET_RECIPE = Recipe(
     name="resnet",
     label="ResNet paper recipe: SGD with Nesterov momentum, 5 warm-up epochs, LR x0.1 at 30/60/80 % of the epochs, "
-          "mixup 0.2 (keep the learning rate 0.001 to get 0.1·k·n/256)",
-    fields={"optimizer": "sgd_nesterov", "momentum": 0.9, "warmup_epochs": 5, "lr_decay_at": (0.3, 0.6, 0.8),
-            "lr_decay_factor": 0.1, "mixup_alpha": 0.2, "augment": True})
+    "mixup 0.2 (keep the learning rate 0.001 to get 0.1·k·n/256)",
+    fields={
+        "optimizer": "sgd_nesterov",
+        "momentum": 0.9,
+        "warmup_epochs": 5,
+        "lr_decay_at": (0.3, 0.6, 0.8),
+        "lr_decay_factor": 0.1,
+        "mixup_alpha": 0.2,
+        "augment": True,
+    },
+)
 """TrainJobConfig fields of the ResNet paper's recipe (Goyal et al.'s large-batch SGD): Nesterov momentum 0.9,
 5 warm-up epochs, x0.1 at 30/60/80 % of the epochs, mixup. Keep the default ``learning_rate`` to get
 ``0.1 * k * n / 256`` (the spec's ``lr_per_sample``)."""
 
-register_model(ModelSpec(
-    name="resnet50", builder=build_resnet50, task="multilabel", recipe=RESNET_RECIPE, lr_per_sample=0.1 / 256,
-    activation_channels=512,
-    params=(Param("width", WIDTH_LABEL.format("stage (64 = ResNet-50)"), 64, 1, 512), DROPOUT),
-    description="ResNet-50 (He et al. 2016): the classes present in a tile (multi-label)"))
+register_model(
+    ModelSpec(
+        name="resnet50",
+        builder=build_resnet50,
+        task="multilabel",
+        recipe=RESNET_RECIPE,
+        lr_per_sample=0.1 / 256,
+        activation_channels=512,
+        params=(Param("width", WIDTH_LABEL.format("stage (64 = ResNet-50)"), 64, 1, 512), DROPOUT),
+        description="ResNet-50 (He et al. 2016): the classes present in a tile (multi-label)",
+    )
+)

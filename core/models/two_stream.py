@@ -64,8 +64,10 @@ def activation_bytes(shape: Sequence[int], split: str, batch: int, width: int = 
 
 def _check_blocks(split: str, blocks: int) -> None:
     if blocks < 1 or (split == "optimized" and blocks < 2):
-        raise ValueError(f"blocks={blocks}: a branch needs at least 1 conv block, and the 'optimized' split moves "
-                         "the last one to the fusion rank, so it needs at least 2")
+        raise ValueError(
+            f"blocks={blocks}: a branch needs at least 1 conv block, and the 'optimized' split moves "
+            "the last one to the fusion rank, so it needs at least 2"
+        )
 
 
 def _branch_input(name: str, shape: Shape) -> tuple[Any, Any]:
@@ -100,12 +102,21 @@ def _head(features: list[Any], num_classes: int, dense: Sequence[int], dropout: 
 
 def _check(num_classes: int, width: int, dropout: float) -> None:
     if num_classes < 2 or width < 1 or not 0 <= dropout < 1:
-        raise ValueError(f"num_classes={num_classes}, width={width}, dropout={dropout}: need at least 2 classes, "
-                         "width >= 1 and 0 <= dropout < 1")
+        raise ValueError(
+            f"num_classes={num_classes}, width={width}, dropout={dropout}: need at least 2 classes, "
+            "width >= 1 and 0 <= dropout < 1"
+        )
 
 
-def build_two_stream(input_shapes: InputShape, num_classes: int, width: int = 8, dense: Sequence[int] = (1000, 500),
-                     dropout: float = 0.5, blocks: int = 3, name: str = "two_stream") -> Any:
+def build_two_stream(
+    input_shapes: InputShape,
+    num_classes: int,
+    width: int = 8,
+    dense: Sequence[int] = (1000, 500),
+    dropout: float = 0.5,
+    blocks: int = 3,
+    name: str = "two_stream",
+) -> Any:
     """Build the two-stream (one branch per modality) 3D CNN.
 
     Args:
@@ -141,8 +152,10 @@ def build_two_stream(input_shapes: InputShape, num_classes: int, width: int = 8,
 def _single(modality: str, input_shape: InputShape, num_classes: int, **kw: Any) -> Any:
     shapes = as_shapes(input_shape)
     if len(shapes) != 1:
-        raise ValueError(f"two_stream_{modality} uses one modality but got {sorted(shapes)}; tile the store with "
-                         f"modalities=({modality!r},), or use model 'two_stream' for both")
+        raise ValueError(
+            f"two_stream_{modality} uses one modality but got {sorted(shapes)}; tile the store with "
+            f"modalities=({modality!r},), or use model 'two_stream' for both"
+        )
     return build_two_stream({modality: next(iter(shapes.values()))}, num_classes, name=f"two_stream_{modality}", **kw)
 
 
@@ -157,8 +170,9 @@ def build_two_stream_hsi(input_shape: InputShape, num_classes: int, **kw: Any) -
 
 
 # ---- parts of the split model ---------------------------------------------------------------------------------------
-def build_branch_part(modality: str, shape: Sequence[int], split: str, width: int = 8, blocks: int = 3,
-                      **_: Any) -> Any:
+def build_branch_part(
+    modality: str, shape: Sequence[int], split: str, width: int = 8, blocks: int = 3, **_: Any
+) -> Any:
     """The part of one branch that runs on its own rank.
 
     Returns:
@@ -176,8 +190,15 @@ def build_branch_part(modality: str, shape: Sequence[int], split: str, width: in
     return keras.Model(inp, x, name=f"{modality}_branch_{split}")
 
 
-def build_fusion_part(input_shapes: Mapping[str, Sequence[int]], num_classes: int, split: str, width: int = 8,
-                      dense: Sequence[int] = (1000, 500), dropout: float = 0.5, blocks: int = 3) -> Any:
+def build_fusion_part(
+    input_shapes: Mapping[str, Sequence[int]],
+    num_classes: int,
+    split: str,
+    width: int = 8,
+    dense: Sequence[int] = (1000, 500),
+    dropout: float = 0.5,
+    blocks: int = 3,
+) -> Any:
     """The part on the fusion rank: (optimized: each branch's last block and flatten), concat, dense head.
 
     Args:
@@ -216,15 +237,20 @@ def set_weights_by_layer(model: Any, weights: Mapping[str, Sequence[np.ndarray]]
     """
     missing = [layer.name for layer in model.layers if layer.weights and layer.name not in weights]
     if strict and missing:
-        raise ValueError(f"no weights given for layers {missing} of model {model.name!r}; gather every part of the "
-                         "split model (same model_params and split) before assembling")
+        raise ValueError(
+            f"no weights given for layers {missing} of model {model.name!r}; gather every part of the "
+            "split model (same model_params and split) before assembling"
+        )
     for layer in model.layers:
         if layer.weights and layer.name in weights:
             layer.set_weights(list(weights[layer.name]))
 
 
-PARAMS = (Param("width", WIDTH_LABEL.format("block"), 8, 1, 512),
-          Param("dense", "Dense units after fusion", (1000, 500), 1, 65536), DROPOUT)
+PARAMS = (
+    Param("width", WIDTH_LABEL.format("block"), 8, 1, 512),
+    Param("dense", "Dense units after fusion", (1000, 500), 1, 65536),
+    DROPOUT,
+)
 
 
 class _SharedSpec(TypedDict):
@@ -237,9 +263,30 @@ class _SharedSpec(TypedDict):
 
 _TWO_STREAM: _SharedSpec = {"task": "patch", "params": PARAMS, "activation_channels": 96}
 
-register_model(ModelSpec(name="two_stream", builder=build_two_stream, branches=("rgb", "hsi"), **_TWO_STREAM,
-                         description="two-stream 3D CNN, one branch per modality (RGB + HSI)"))
-register_model(ModelSpec(name="two_stream_rgb", builder=build_two_stream_rgb, modality="rgb", **_TWO_STREAM,
-                         description="the two-stream CNN's RGB branch alone"))
-register_model(ModelSpec(name="two_stream_hsi", builder=build_two_stream_hsi, modality="hsi", **_TWO_STREAM,
-                         description="the two-stream CNN's HSI branch alone"))
+register_model(
+    ModelSpec(
+        name="two_stream",
+        builder=build_two_stream,
+        branches=("rgb", "hsi"),
+        **_TWO_STREAM,
+        description="two-stream 3D CNN, one branch per modality (RGB + HSI)",
+    )
+)
+register_model(
+    ModelSpec(
+        name="two_stream_rgb",
+        builder=build_two_stream_rgb,
+        modality="rgb",
+        **_TWO_STREAM,
+        description="the two-stream CNN's RGB branch alone",
+    )
+)
+register_model(
+    ModelSpec(
+        name="two_stream_hsi",
+        builder=build_two_stream_hsi,
+        modality="hsi",
+        **_TWO_STREAM,
+        description="the two-stream CNN's HSI branch alone",
+    )
+)

@@ -49,14 +49,15 @@ def fused_input(input_shape: InputShape) -> tuple[list[Any], Any]:
 def _conv_block(x: Any, filters: int, name: str) -> Any:
     from keras import layers
 
-    x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer="he_normal",
-                      name=f"{name}_conv1")(x)
-    return layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer="he_normal",
-                         name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        filters, 3, padding="same", activation="relu", kernel_initializer="he_normal", name=f"{name}_conv1"
+    )(x)
+    return layers.Conv2D(
+        filters, 3, padding="same", activation="relu", kernel_initializer="he_normal", name=f"{name}_conv2"
+    )(x)
 
 
-def build_unet(input_shape: InputShape, num_classes: int, width: int = 16, depth: int = 4,
-               dropout: float = 0.5) -> Any:
+def build_unet(input_shape: InputShape, num_classes: int, width: int = 16, depth: int = 4, dropout: float = 0.5) -> Any:
     """Build a U-Net for dense (per-pixel) classification.
 
     Encoder: ``depth`` conv-conv blocks (3x3, ReLU) each followed by 2x2 max-pooling, filters ``width * 2**level``;
@@ -85,14 +86,16 @@ def build_unet(input_shape: InputShape, num_classes: int, width: int = 16, depth
     w = max(s[1] for s in shapes.values())
     factor = 2**depth
     if depth < 1 or h % factor or w % factor:
-        raise ValueError(f"U-Net input {h}x{w} px is not divisible by 2**depth = {factor}: use a tile size that is "
-                         f"a multiple of {factor} or a smaller depth (depth >= 1)")
+        raise ValueError(
+            f"U-Net input {h}x{w} px is not divisible by 2**depth = {factor}: use a tile size that is "
+            f"a multiple of {factor} or a smaller depth (depth >= 1)"
+        )
     if num_classes < 2 or width < 1:
         raise ValueError(f"num_classes={num_classes}, width={width}: need at least 2 classes and width >= 1")
     if len(shapes) == 1:
         # Fully convolutional: accept any H x W (multiples of 2**depth), so inference can run on tiles larger than
         # the training tiles and keep a receptive-field-wide overlap that leaves no seams.
-        (name, (_, _, c)), = shapes.items()
+        ((name, (_, _, c)),) = shapes.items()
         inputs = [keras.Input(shape=(None, None, c), name=name)]
         x = inputs[0]
     else:
@@ -120,15 +123,25 @@ def unet_context(model_params: Mapping[str, Any]) -> Context:
     level with 2x2 pooling over ``d`` levels is ``2 (2^(d+1) - 1) + 2 (2^d - 1) + 2^d - 1``.
     """
     d = int(model_params["depth"])
-    radius = 2 * (2 ** (d + 1) - 1) + 2 * (2 ** d - 1) + 2 ** d - 1 if d else 2
-    return Context(align=2 ** d, radius=radius, rule=f"2**depth = {2 ** d} (U-Net depth {d})")
+    radius = 2 * (2 ** (d + 1) - 1) + 2 * (2**d - 1) + 2**d - 1 if d else 2
+    return Context(align=2**d, radius=radius, rule=f"2**depth = {2**d} (U-Net depth {d})")
 
 
 WIDTH_LABEL = "Width (filters of the first {})"
 DROPOUT = Param("dropout", "Dropout", 0.5, 0.0, 0.95)
 
-register_model(ModelSpec(
-    name="unet", builder=build_unet, task="dense", context=unet_context, activation_channels=192,
-    params=(Param("width", WIDTH_LABEL.format("level"), 16, 1, 512), Param("depth", "Depth (down-samplings)", 4, 1, 8),
-            DROPOUT),
-    description="U-Net (Ronneberger et al. 2015): per-pixel classes of a tile"))
+register_model(
+    ModelSpec(
+        name="unet",
+        builder=build_unet,
+        task="dense",
+        context=unet_context,
+        activation_channels=192,
+        params=(
+            Param("width", WIDTH_LABEL.format("level"), 16, 1, 512),
+            Param("depth", "Depth (down-samplings)", 4, 1, 8),
+            DROPOUT,
+        ),
+        description="U-Net (Ronneberger et al. 2015): per-pixel classes of a tile",
+    )
+)

@@ -38,8 +38,9 @@ def modality_patch_size(patch_size: int, label: Modality, modality: Modality) ->
     return size + 1 if size % 2 == 0 else size
 
 
-def _centre_pixels(rows: np.ndarray, cols: np.ndarray, label: Modality,
-                   modality: Modality) -> tuple[np.ndarray, np.ndarray]:
+def _centre_pixels(
+    rows: np.ndarray, cols: np.ndarray, label: Modality, modality: Modality
+) -> tuple[np.ndarray, np.ndarray]:
     """Modality pixel (row, col) holding the centre of each label pixel (rows, cols): :class:`GridMap`'s rule."""
     grid = GridMap.between(label, modality)
     return grid.centre_rows(rows), grid.centre_cols(cols)
@@ -84,8 +85,15 @@ class ScanResult:
     centres: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def scan_labels(label_path: str, window: PixelWindow, aoi: BaseGeometry | None, allowed: PixelWindow,
-                split: SpatialSplit | None, per_class: int | None, seed: int) -> ScanResult:
+def scan_labels(
+    label_path: str,
+    window: PixelWindow,
+    aoi: BaseGeometry | None,
+    allowed: PixelWindow,
+    split: SpatialSplit | None,
+    per_class: int | None,
+    seed: int,
+) -> ScanResult:
     """Eligible patch centres of one strip of a label raster (runs in a Dask worker).
 
     A pixel is eligible when it is labelled (> 0), its centre lies in the AOI (pixel coords), it is inside
@@ -104,13 +112,16 @@ def scan_labels(label_path: str, window: PixelWindow, aoi: BaseGeometry | None, 
         labels = reader.read(window)
     ok = labels > 0
     if aoi is not None:
-        ok &= geometry_mask([aoi], out_shape=window.shape, invert=True,
-                            transform=Affine.translation(window.col_off, window.row_off))
+        ok &= geometry_mask(
+            [aoi], out_shape=window.shape, invert=True, transform=Affine.translation(window.col_off, window.row_off)
+        )
     inside = np.zeros(window.shape, bool)
     inter = allowed.intersection(window)
     if inter is not None:
-        inside[inter.row_off - window.row_off:inter.row_end - window.row_off,
-               inter.col_off - window.col_off:inter.col_end - window.col_off] = True
+        inside[
+            inter.row_off - window.row_off : inter.row_end - window.row_off,
+            inter.col_off - window.col_off : inter.col_end - window.col_off,
+        ] = True
     ok &= inside
     codes = split.split_codes(window) if split is not None else np.full(window.shape, -1, np.int8)
     if split is not None:
@@ -125,8 +136,9 @@ def scan_labels(label_path: str, window: PixelWindow, aoi: BaseGeometry | None, 
         if per_class is not None and sel.size > per_class:
             sel = rng.choice(sel, size=per_class, replace=False)
         r, c = rr[sel], cc[sel]
-        result.centres[int(cls)] = np.column_stack(
-            [r + window.row_off, c + window.col_off, codes[r, c]]).astype(np.int32)
+        result.centres[int(cls)] = np.column_stack([r + window.row_off, c + window.col_off, codes[r, c]]).astype(
+            np.int32
+        )
     return result
 
 
@@ -156,5 +168,9 @@ def scan_strips(bbox: PixelWindow, max_pixels: int = 4_000_000) -> list[PixelWin
     """Row strips of ``bbox`` of at most ``max_pixels`` pixels each (units of work for :func:`scan_labels`)."""
     rows = max(1, min(bbox.height, max_pixels // max(1, bbox.width)))
     n = math.ceil(bbox.height / rows)
-    return [PixelWindow(bbox.row_off + i * rows, bbox.col_off, min(rows, bbox.row_end - bbox.row_off - i * rows),
-                        bbox.width) for i in range(n)]
+    return [
+        PixelWindow(
+            bbox.row_off + i * rows, bbox.col_off, min(rows, bbox.row_end - bbox.row_off - i * rows), bbox.width
+        )
+        for i in range(n)
+    ]

@@ -40,8 +40,9 @@ def default_buffer(size: int, mode: str) -> int:
     return size // 2 if mode == "tiles" else size
 
 
-def default_split_geometry(size: int, mode: str, aoi_shape: tuple[int, int], buffer: int | None = None,
-                           align: int = 1) -> SplitGeometry:
+def default_split_geometry(
+    size: int, mode: str, aoi_shape: tuple[int, int], buffer: int | None = None, align: int = 1
+) -> SplitGeometry:
     """Block size (and buffer, unless given) for ``size``-pixel samples over an AOI of ``aoi_shape`` (rows, cols).
 
     ``align``: blocks and half-buffers are multiples of it, so tiles in block cores start on pixels of every
@@ -65,9 +66,11 @@ def default_split_geometry(size: int, mode: str, aoi_shape: tuple[int, int], buf
     if block < smallest:
         fit = largest_fitting_size(side, mode)
         hint = f"use samples of at most {fit} px" if fit else "draw a larger area of interest"
-        raise ConfigError(f"an area of interest {aoi_shape[0]} x {aoi_shape[1]} px cannot hold 2 x 2 split blocks for "
-                          f"{size} px samples (each block needs {smallest} px: the sample plus a {buf} px buffer); "
-                          f"{hint}, or use a date split")
+        raise ConfigError(
+            f"an area of interest {aoi_shape[0]} x {aoi_shape[1]} px cannot hold 2 x 2 split blocks for "
+            f"{size} px samples (each block needs {smallest} px: the sample plus a {buf} px buffer); "
+            f"{hint}, or use a date split"
+        )
     return SplitGeometry(block, buf)
 
 
@@ -85,8 +88,7 @@ def largest_fitting_size(side: int, mode: str, candidates: tuple[int, ...] = (25
     return None
 
 
-def resolve_split(split: SplitConfig, size: int, mode: str, aoi_shape: tuple[int, int], align: int = 1
-                  ) -> SplitConfig:
+def resolve_split(split: SplitConfig, size: int, mode: str, aoi_shape: tuple[int, int], align: int = 1) -> SplitConfig:
     """``split`` with a derived block size and buffer where the block size is not given (spatial splits only).
 
     A given block size is kept as it is, with its buffer (None: one patch / tile, as before derived sizes existed).
@@ -97,8 +99,9 @@ def resolve_split(split: SplitConfig, size: int, mode: str, aoi_shape: tuple[int
     return split.model_copy(update={"block_size": geometry.block_size, "buffer": geometry.buffer})
 
 
-def candidate_geometries(size: int, mode: str, aoi_shape: tuple[int, int], buffer: int | None = None,
-                         align: int = 1, extra: int = 2) -> list[SplitGeometry]:
+def candidate_geometries(
+    size: int, mode: str, aoi_shape: tuple[int, int], buffer: int | None = None, align: int = 1, extra: int = 2
+) -> list[SplitGeometry]:
     """The default geometry, then up to ``extra`` with one and two more blocks per axis (smaller blocks mix the
     classes of a small AOI better), each still holding a sample per core.
 

@@ -51,10 +51,16 @@ class SpatialSplit:
     def record(self, seed: int, fractions: tuple[float, float, float]) -> dict[str, Any]:
         """The JSON split record: method, block size, buffer and each used block's window and split."""
         return {
-            "method": "spatial", "block_size": self.block_size, "buffer": self.buffer, "seed": seed,
+            "method": "spatial",
+            "block_size": self.block_size,
+            "buffer": self.buffer,
+            "seed": seed,
             "fractions": list(fractions),
-            "blocks": [[*b.as_tuple(), s, list(c.as_tuple()) if c else None]
-                       for b, s, c in zip(self.blocks, self.assignment, self.cores, strict=True) if s is not None],
+            "blocks": [
+                [*b.as_tuple(), s, list(c.as_tuple()) if c else None]
+                for b, s, c in zip(self.blocks, self.assignment, self.cores, strict=True)
+                if s is not None
+            ],
         }
 
     def split_codes(self, window: PixelWindow) -> np.ndarray:
@@ -65,8 +71,10 @@ class SpatialSplit:
                 continue
             inter = core.intersection(window)
             if inter is not None:
-                out[inter.row_off - window.row_off:inter.row_end - window.row_off,
-                    inter.col_off - window.col_off:inter.col_end - window.col_off] = SPLITS.index(split)
+                out[
+                    inter.row_off - window.row_off : inter.row_end - window.row_off,
+                    inter.col_off - window.col_off : inter.col_end - window.col_off,
+                ] = SPLITS.index(split)
         return out
 
     def tiles(self, area: PixelWindow, tile_size: int, stride: int | None) -> list[tuple[PixelWindow, str]]:
@@ -96,8 +104,9 @@ def _deal(n: int, fractions: tuple[float, float, float], rng: np.random.Generato
     return [labels[i] for i in np.argsort(order)]
 
 
-def spatial_split(height: int, width: int, config: SplitConfig, buffer: int,
-                  used: list[PixelWindow] | None = None) -> SpatialSplit:
+def spatial_split(
+    height: int, width: int, config: SplitConfig, buffer: int, used: list[PixelWindow] | None = None
+) -> SpatialSplit:
     """Deal the blocks of a ``height`` x ``width`` label grid to splits.
 
     Args:
@@ -113,11 +122,14 @@ def spatial_split(height: int, width: int, config: SplitConfig, buffer: int,
     """
     block_size = config.block_size
     if block_size is None:
-        raise ConfigError("spatial_split needs config.block_size; derive it first with "
-                          "core.sampling.split_defaults.resolve_split")
+        raise ConfigError(
+            "spatial_split needs config.block_size; derive it first with core.sampling.split_defaults.resolve_split"
+        )
     if buffer > block_size:
-        raise ConfigError(f"split buffer {buffer} px is larger than block_size {block_size} px; use "
-                          f"block_size >= {buffer} or a smaller buffer / patch / tile")
+        raise ConfigError(
+            f"split buffer {buffer} px is larger than block_size {block_size} px; use "
+            f"block_size >= {buffer} or a smaller buffer / patch / tile"
+        )
     blocks = block_grid(height, width, block_size)
     used_set = set(blocks if used is None else used)
     idx = [i for i, b in enumerate(blocks) if b in used_set]
@@ -167,5 +179,9 @@ def date_split(dates: tuple[str | None, ...], config: SplitConfig) -> dict[str |
 
 def date_record(assignment: dict[str | None, str], config: SplitConfig) -> dict[str, Any]:
     """The JSON split record of a date split."""
-    return {"method": "date", "test_date": config.test_date, "val_date": config.val_date,
-            "dates": {str(d): s for d, s in assignment.items()}}
+    return {
+        "method": "date",
+        "test_date": config.test_date,
+        "val_date": config.val_date,
+        "dates": {str(d): s for d, s in assignment.items()},
+    }

@@ -64,12 +64,16 @@ class PixelWindow:
         """The window as a shapely box in ``(col, row)`` pixel coordinates."""
         return shapely.box(self.col_off, self.row_off, self.col_end, self.row_end)
 
-    def contains(self, other: "PixelWindow") -> bool:
+    def contains(self, other: PixelWindow) -> bool:
         """True when ``other`` lies entirely inside this window."""
-        return (self.row_off <= other.row_off and self.col_off <= other.col_off
-                and other.row_end <= self.row_end and other.col_end <= self.col_end)
+        return (
+            self.row_off <= other.row_off
+            and self.col_off <= other.col_off
+            and other.row_end <= self.row_end
+            and other.col_end <= self.col_end
+        )
 
-    def intersection(self, other: "PixelWindow") -> "PixelWindow | None":
+    def intersection(self, other: PixelWindow) -> PixelWindow | None:
         """The overlap of two windows, or None when they share no pixel."""
         r0, c0 = max(self.row_off, other.row_off), max(self.col_off, other.col_off)
         r1, c1 = min(self.row_end, other.row_end), min(self.col_end, other.col_end)
@@ -102,8 +106,9 @@ def _axis_windows(start: int, length: int, size: int, step: int, lo: int, hi: in
         s += step
 
 
-def sliding_windows(area: PixelWindow, tile_size: int, stride: int | None = None,
-                    bounds: PixelWindow | None = None) -> list[PixelWindow]:
+def sliding_windows(
+    area: PixelWindow, tile_size: int, stride: int | None = None, bounds: PixelWindow | None = None
+) -> list[PixelWindow]:
     """Windows of ``tile_size`` x ``tile_size`` pixels, ``stride`` apart, covering every pixel of ``area``.
 
     Args:
@@ -118,8 +123,10 @@ def sliding_windows(area: PixelWindow, tile_size: int, stride: int | None = None
     """
     step = tile_size if stride is None else stride
     if tile_size < 1 or step < 1 or step > tile_size:
-        raise ValueError(f"need 1 <= stride <= tile_size, got tile_size={tile_size}, stride={stride}: a stride larger "
-                         "than the tile would leave pixels uncovered")
+        raise ValueError(
+            f"need 1 <= stride <= tile_size, got tile_size={tile_size}, stride={stride}: a stride larger "
+            "than the tile would leave pixels uncovered"
+        )
     bounds = bounds or area
     if not bounds.contains(area):
         raise ValueError(f"area {area} is not inside bounds {bounds}; clip the area to the raster first")

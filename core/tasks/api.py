@@ -116,8 +116,10 @@ def get_task(name: str) -> TaskSpec:
     _discover()
     spec = _REGISTRY.get(name)
     if spec is None:
-        raise ConfigError(f"task {name!r} is unknown; choose one of {list_tasks()} (a new task registers itself "
-                          "with core.tasks.register_task in its own module)")
+        raise ConfigError(
+            f"task {name!r} is unknown; choose one of {list_tasks()} (a new task registers itself "
+            "with core.tasks.register_task in its own module)"
+        )
     return spec
 
 

@@ -60,12 +60,21 @@ def accuracy_headline(metrics: dict[str, Any]) -> str:
     return f"OA {metrics['overall_accuracy']:.3f}"
 
 
-def augment_tiles(xs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator
-                  ) -> tuple[list[np.ndarray], np.ndarray]:
+def augment_tiles(xs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
     """A random rotation / flip of the batch, label tiles with it."""
     return dihedral(xs, y, True, rng)
 
 
-DENSE_TASK = register_task(TaskSpec(
-    name="dense", store_mode="tiles", make_loss=masked_loss, targets=index_targets, augment=augment_tiles,
-    score=score_classes, headline=accuracy_headline, predictor=DENSE, activation_channels=192))
+DENSE_TASK = register_task(
+    TaskSpec(
+        name="dense",
+        store_mode="tiles",
+        make_loss=masked_loss,
+        targets=index_targets,
+        augment=augment_tiles,
+        score=score_classes,
+        headline=accuracy_headline,
+        predictor=DENSE,
+        activation_channels=192,
+    )
+)

@@ -35,8 +35,10 @@ def targets(labels: np.ndarray, class_ids: Sequence[int], fraction: float) -> np
         (N, K) float32 of 0 / 1; a tile without labelled pixels gets all zeros.
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction {fraction} is outside (0, 1]: give the share of a tile's labelled pixels a class "
-                         "must cover to count as present, e.g. 0.05")
+        raise ValueError(
+            f"fraction {fraction} is outside (0, 1]: give the share of a tile's labelled pixels a class "
+            "must cover to count as present, e.g. 0.05"
+        )
     lab = np.asarray(labels)
     if lab.ndim != 3:
         raise ValueError(f"labels of shape {lab.shape} are not (N, H, W) label rasters")
@@ -65,8 +67,9 @@ def augment(xs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-def mixup(xs: list[np.ndarray], y: np.ndarray, alpha: float, rng: np.random.Generator
-          ) -> tuple[list[np.ndarray], np.ndarray, float]:
+def mixup(
+    xs: list[np.ndarray], y: np.ndarray, alpha: float, rng: np.random.Generator
+) -> tuple[list[np.ndarray], np.ndarray, float]:
     """Mixup (Zhang et al. 2018): blend the batch with a shuffled copy of itself, inputs and targets alike.
 
     ``lam ~ Beta(alpha, alpha)`` once per batch; ``x = lam * x + (1 - lam) * x[perm]`` for every modality and the
@@ -117,11 +120,21 @@ def metrics_from_counts(c: np.ndarray, class_ids: Sequence[int]) -> dict[str, An
     f1 = _div(2 * tp, 2 * tp + fp + fn)
     mtp, mfp, mfn = tp.sum(), fp.sum(), fn.sum()
     return {
-        "micro_precision": float(_div(mtp, mtp + mfp)), "micro_recall": float(_div(mtp, mtp + mfn)),
+        "micro_precision": float(_div(mtp, mtp + mfp)),
+        "micro_recall": float(_div(mtp, mtp + mfn)),
         "micro_f1": float(_div(2 * mtp, 2 * mtp + mfp + mfn)),
-        "macro_precision": float(prec.mean()), "macro_recall": float(rec.mean()), "macro_f1": float(f1.mean()),
-        "per_class": {str(int(cid)): {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
-                                      "support": float(tp[i] + fn[i])} for i, cid in enumerate(class_ids)},
+        "macro_precision": float(prec.mean()),
+        "macro_recall": float(rec.mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class": {
+            str(int(cid)): {
+                "precision": float(prec[i]),
+                "recall": float(rec[i]),
+                "f1": float(f1[i]),
+                "support": float(tp[i] + fn[i]),
+            }
+            for i, cid in enumerate(class_ids)
+        },
     }
 
 
@@ -129,8 +142,9 @@ def multilabel_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_ids: Sequen
     """Metrics of (N, K) multi-hot references against (N, K) probabilities (present when >= 0.5)."""
     t, p = np.asarray(y_true), np.asarray(y_prob)
     if t.shape != p.shape or t.ndim != 2 or t.shape[1] != len(class_ids):
-        raise ValueError(f"references {t.shape} and predictions {p.shape} must both be (N, K) with K = "
-                         f"{len(class_ids)} classes")
+        raise ValueError(
+            f"references {t.shape} and predictions {p.shape} must both be (N, K) with K = {len(class_ids)} classes"
+        )
     return metrics_from_counts(counts(t, p), class_ids)
 
 
@@ -142,8 +156,9 @@ def exact_matches(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray | 
     return float((same * w).sum())
 
 
-def split_metrics(c: np.ndarray, samples: float, exact: float, class_ids: Sequence[int],
-                  class_names: Sequence[str]) -> dict[str, Any]:
+def split_metrics(
+    c: np.ndarray, samples: float, exact: float, class_ids: Sequence[int], class_names: Sequence[str]
+) -> dict[str, Any]:
     """The scores of a whole split from its summed (3, K) :func:`counts` and :func:`exact_matches`.
 
     Returns:
@@ -155,9 +170,15 @@ def split_metrics(c: np.ndarray, samples: float, exact: float, class_ids: Sequen
     for cid, name in zip(class_ids, class_names):
         out["per_class"][str(int(cid))]["name"] = str(name)
     wrong = float(np.asarray(c, dtype=np.float64)[1:].sum())  # false positives + false negatives
-    out.update({"subset_accuracy": float(_div(exact, samples)),
-                "hamming_loss": float(_div(wrong, samples * len(class_ids))), "samples": float(samples),
-                "class_ids": [int(i) for i in class_ids], "class_names": [str(n) for n in class_names]})
+    out.update(
+        {
+            "subset_accuracy": float(_div(exact, samples)),
+            "hamming_loss": float(_div(wrong, samples * len(class_ids))),
+            "samples": float(samples),
+            "class_ids": [int(i) for i in class_ids],
+            "class_names": [str(n) for n in class_names],
+        }
+    )
     return out
 
 
@@ -197,8 +218,7 @@ def training_targets(labels: np.ndarray, index: np.ndarray, class_ids: Sequence[
     return np.concatenate([targets(labels, class_ids, fraction), weight[:, None]], axis=1)
 
 
-def augment_tiles(xs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator
-                  ) -> tuple[list[np.ndarray], np.ndarray]:
+def augment_tiles(xs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
     """:func:`augment` of the inputs; the targets do not change."""
     return augment(xs, rng), y
 
@@ -221,8 +241,12 @@ def score_split(batches: Batches, meta: Any, label_fraction: float | None = None
         from core.configs import TrainJobConfig
 
         fraction = TrainJobConfig.model_fields["label_fraction"].default
-        log.warning("the bundle of model %s does not record the label_fraction it was trained with; scoring with "
-                    "the default %s (pass label_fraction to use another)", meta.model, fraction)
+        log.warning(
+            "the bundle of model %s does not record the label_fraction it was trained with; scoring with "
+            "the default %s (pass label_fraction to use another)",
+            meta.model,
+            fraction,
+        )
     ids = np.asarray(meta.class_ids, dtype=np.int64)
     c = np.zeros((3, len(ids)), dtype=np.float64)
     samples = exact = 0.0
@@ -254,7 +278,20 @@ def meta_extra(config: Any) -> dict[str, Any]:
     return {"label_fraction": config.label_fraction}
 
 
-MULTILABEL_TASK = register_task(TaskSpec(
-    name="multilabel", store_mode="tiles", make_loss=multilabel_loss, targets=training_targets,
-    augment=augment_tiles, score=score_split, headline=f1_headline, predictor=None, activation_channels=512,
-    train_options=("label_fraction",), mixup=True, epoch_scores=epoch_scores, meta_extra=meta_extra))
+MULTILABEL_TASK = register_task(
+    TaskSpec(
+        name="multilabel",
+        store_mode="tiles",
+        make_loss=multilabel_loss,
+        targets=training_targets,
+        augment=augment_tiles,
+        score=score_split,
+        headline=f1_headline,
+        predictor=None,
+        activation_channels=512,
+        train_options=("label_fraction",),
+        mixup=True,
+        epoch_scores=epoch_scores,
+        meta_extra=meta_extra,
+    )
+)

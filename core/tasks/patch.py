@@ -10,12 +10,23 @@ from core.tasks.dense import accuracy_headline, index_targets, masked_loss, scor
 from core.training.augment import dihedral
 
 
-def augment_patches(xs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator
-                    ) -> tuple[list[np.ndarray], np.ndarray]:
+def augment_patches(
+    xs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator
+) -> tuple[list[np.ndarray], np.ndarray]:
     """A random rotation / flip of the batch's patches (their centre labels do not change)."""
     return dihedral(xs, y, False, rng)
 
 
-PATCH_TASK = register_task(TaskSpec(
-    name="patch", store_mode="patches", make_loss=masked_loss, targets=index_targets, augment=augment_patches,
-    score=score_classes, headline=accuracy_headline, predictor=PER_PIXEL, activation_channels=96))
+PATCH_TASK = register_task(
+    TaskSpec(
+        name="patch",
+        store_mode="patches",
+        make_loss=masked_loss,
+        targets=index_targets,
+        augment=augment_patches,
+        score=score_classes,
+        headline=accuracy_headline,
+        predictor=PER_PIXEL,
+        activation_channels=96,
+    )
+)

@@ -16,11 +16,11 @@ from affine import Affine
 from rasterio.features import geometry_mask
 
 from core.configs import TileJobConfig
+from core.data.geometry import resolve_aoi
 from core.data.reader import LabelReader
 from core.data.scene import Scene
-from core.sampling.splits import SPLITS
-from core.data.geometry import resolve_aoi
 from core.sampling.split_defaults import candidate_geometries
+from core.sampling.splits import SPLITS
 from core.tiling.job import TilePlan, grid_ratio, plan_samples, selected_acquisitions
 
 
@@ -45,8 +45,12 @@ class SampleCensus:
     def classes(self) -> set[int]:
         return {c for per in self.labelled.values() for c, n in per.items() if n}
 
-    def problems(self, fractions: tuple[float, float, float], class_names: dict[int, str] | None = None,
-                 needed: dict[str, int] | None = None) -> list[str]:
+    def problems(
+        self,
+        fractions: tuple[float, float, float],
+        class_names: dict[int, str] | None = None,
+        needed: dict[str, int] | None = None,
+    ) -> list[str]:
         """What would fail: splits asked for (fraction > 0) with fewer samples than ``needed`` (default 1), or with
         no labelled pixel, and classes of the AOI with no training sample."""
         names = class_names or {}
@@ -61,8 +65,10 @@ class SampleCensus:
         missing = sorted(self.classes() - {c for c, n in self.labelled.get("train", {}).items() if n})
         if missing:
             listed = ", ".join(f"{c} ({names[c]})" if c in names else str(c) for c in missing)
-            out.append(f"class{'es' if len(missing) > 1 else ''} {listed} of the area of interest "
-                       f"{'have' if len(missing) > 1 else 'has'} no training {unit}")
+            out.append(
+                f"class{'es' if len(missing) > 1 else ''} {listed} of the area of interest "
+                f"{'have' if len(missing) > 1 else 'has'} no training {unit}"
+            )
         return out
 
 
@@ -101,8 +107,9 @@ def _tile_labels(plan: TilePlan, label_files: list[str | None]) -> dict[str, dic
                 y = reader.read(x.window)
                 if plan.aoi is not None:
                     w = x.window
-                    y[geometry_mask([plan.aoi], out_shape=w.shape,
-                                    transform=Affine.translation(w.col_off, w.row_off))] = 0
+                    y[
+                        geometry_mask([plan.aoi], out_shape=w.shape, transform=Affine.translation(w.col_off, w.row_off))
+                    ] = 0
                 counts = np.bincount(y.ravel(), minlength=1)
                 for cls in np.flatnonzero(counts[1:]) + 1:
                     out[x.split][int(cls)] = out[x.split].get(int(cls), 0) + int(counts[cls])
@@ -113,8 +120,9 @@ SEED_TRIES = 8
 """Split seeds tried when the user left the seed unset, to find a deal of blocks that trains on every class."""
 
 
-def settle_split(config: TileJobConfig, scene: Scene, client: Any | None = None,
-                 class_names: dict[int, str] | None = None) -> tuple[TileJobConfig, SampleCensus]:
+def settle_split(
+    config: TileJobConfig, scene: Scene, client: Any | None = None, class_names: dict[int, str] | None = None
+) -> tuple[TileJobConfig, SampleCensus]:
     """``config`` with its split stated in full, and its census.
 
     A derived block size (none given) is tried at the default and at up to two smaller sizes
@@ -147,8 +155,10 @@ def _trial_splits(config: TileJobConfig, scene: Scene) -> list[Any]:
         size = config.tiling.tile_size if config.mode == "tiles" else config.sampling.patch_size
         mods = [scene.modality(m) for m in (config.modalities or [m.name for m in scene.modalities])]
         shape = resolve_aoi(config.aoi, scene).bbox.shape
-        sizes = [(g.block_size, g.buffer) for g in candidate_geometries(size, config.mode, shape, split.buffer,
-                                                                           grid_ratio(label, mods))]
+        sizes = [
+            (g.block_size, g.buffer)
+            for g in candidate_geometries(size, config.mode, shape, split.buffer, grid_ratio(label, mods))
+        ]
     return [split.model_copy(update={"block_size": b, "buffer": f, "seed": s}) for b, f in sizes for s in seeds]
 
 
@@ -156,5 +166,10 @@ def _stated(split: Any, census: SampleCensus) -> Any:
     """The split config with the block size and buffer the census ran with (a spatial split's record)."""
     if census.split.get("method") != "spatial":
         return split
-    return split.model_copy(update={"block_size": census.split["block_size"], "buffer": census.split["buffer"],
-                                    "seed": census.split["seed"]})
+    return split.model_copy(
+        update={
+            "block_size": census.split["block_size"],
+            "buffer": census.split["buffer"],
+            "seed": census.split["seed"],
+        }
+    )

@@ -29,17 +29,24 @@ from distributed import Client, as_completed
 from shapely.geometry.base import BaseGeometry
 
 from core.configs import TileJobConfig
-from core.errors import ConfigError, JobCancelledError, JobFailedError
 from core.data.catalog import verify_files
 from core.data.geometry import resolve_aoi
 from core.data.reader import convert_window
-from core.sampling.patches import centre_bounds, modality_patch_size, patch_window, sample_centres, scan_labels, scan_strips
 from core.data.scene import Acquisition, Modality, Scene
+from core.errors import ConfigError, JobCancelledError, JobFailedError
+from core.sampling.patches import (
+    centre_bounds,
+    modality_patch_size,
+    patch_window,
+    sample_centres,
+    scan_labels,
+    scan_strips,
+)
 from core.sampling.split_defaults import resolve_split
 from core.sampling.splits import SPLITS, date_record, date_split, spatial_split
-from core.tiling.tasks import PlannedSample, TaskResult, cut_samples
-from core.tiling.store import StoreInfo, TileStore, patches_per_chunk
 from core.sampling.windows import PixelWindow, block_grid, sliding_windows, windows_in_geometry
+from core.tiling.store import StoreInfo, TileStore, patches_per_chunk
+from core.tiling.tasks import PlannedSample, TaskResult, cut_samples
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +89,10 @@ def selected_acquisitions(config: TileJobConfig, scene: Scene) -> list[Acquisiti
 def _tile_sample_size(tile: int, label: Modality, m: Modality) -> int:
     size = tile * label.resolution / m.resolution
     if abs(size - round(size)) > 1e-6:
-        raise ConfigError(f"tile_size {tile} px on {label.name!r} is {size:g} px on {m.name!r}; use a tile size that "
-                          f"is a multiple of {m.resolution / label.resolution:g}")
+        raise ConfigError(
+            f"tile_size {tile} px on {label.name!r} is {size:g} px on {m.name!r}; use a tile size that "
+            f"is a multiple of {m.resolution / label.resolution:g}"
+        )
     return int(round(size))
 
 
@@ -114,6 +123,24 @@ def _run_scans(client: Client | None, scans: list[tuple[Any, ...]]) -> list[Any]
     return client.gather(futures)  # Dask: small, sparse results
 
 
+def _split(
+    config: TileJobConfig, label: Modality, mods: list[Modality], aoi: Any, dates: tuple[str | None, ...], size: int
+) -> tuple[Any, dict[str | None, str] | None, dict[str, Any]]:
+    """The job's split: ``(spatial split or None, split per date or None, the split record)``."""
+    if config.split.method != "spatial":
+        by_date = date_split(dates, config.split)
+        return None, by_date, date_record(by_date, config.split)
+    split_cfg = resolve_split(config.split, size, config.mode, aoi.bbox.shape, grid_ratio(label, mods))
+    assert split_cfg.block_size is not None
+    buffer = split_cfg.buffer if split_cfg.buffer is not None else size
+    used = windows_in_geometry(
+        [b for b in block_grid(label.height, label.width, split_cfg.block_size) if b.intersection(aoi.bbox)],
+        aoi.geometry,
+    )
+    split_obj = spatial_split(label.height, label.width, split_cfg, buffer, used)
+    return split_obj, None, split_obj.record(config.split.seed, config.split.fractions)
+
+
 def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = None) -> TilePlan:
     """Plan every sample of the job (driver side; patches mode scans labels in Dask tasks on ``client``, or in
     this process when ``client`` is None).
@@ -125,21 +152,8 @@ def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = No
     label = scene.primary
     aoi = resolve_aoi(config.aoi, scene)
     dates = tuple(scene.acquisitions[i].date for i in acq_idx)
-    spatial = config.split.method == "spatial"
     size = config.tiling.tile_size if config.mode == "tiles" else config.sampling.patch_size
-    split_obj = None
-    if spatial:
-        split_cfg = resolve_split(config.split, size, config.mode, aoi.bbox.shape, grid_ratio(label, mods))
-        assert split_cfg.block_size is not None
-        buffer = split_cfg.buffer if split_cfg.buffer is not None else size
-        used = windows_in_geometry([b for b in block_grid(label.height, label.width, split_cfg.block_size)
-                                    if b.intersection(aoi.bbox)], aoi.geometry)
-        split_obj = spatial_split(label.height, label.width, split_cfg, buffer, used)
-        record = split_obj.record(config.split.seed, config.split.fractions)
-        by_date = None
-    else:
-        by_date = date_split(dates, config.split)
-        record = date_record(by_date, config.split)
+    split_obj, by_date, record = _split(config, label, mods, aoi, dates, size)
 
     planned: list[tuple[str, int, PixelWindow, int]] = []  # split, date index, label window, class
     if config.mode == "tiles":
@@ -150,24 +164,31 @@ def plan_samples(config: TileJobConfig, scene: Scene, client: Client | None = No
             kept = set(windows_in_geometry([w for w, _ in tiles], aoi.geometry))
             tiles = [(w, s) for w, s in tiles if w in kept]
         else:
-            tiles = [(w, "") for w in windows_in_geometry(
-                sliding_windows(aoi.bbox, size, config.tiling.stride, bounds=full), aoi.geometry)]
+            tiles = [
+                (w, "")
+                for w in windows_in_geometry(
+                    sliding_windows(aoi.bbox, size, config.tiling.stride, bounds=full), aoi.geometry
+                )
+            ]
         for di, d in enumerate(dates):
             planned += [(s or by_date[d], di, w, 0) for w, s in tiles]  # type: ignore[index]
     else:
         sizes = {m.name: modality_patch_size(size, label, m) for m in mods}
         allowed = centre_bounds(size, label, [label, *mods])  # the label patch (loc) must fit too
         if allowed is None:
-            raise ConfigError(f"patch_size {size} does not fit inside the {label.height}x{label.width} px scene; "
-                              "use a smaller patch")
+            raise ConfigError(
+                f"patch_size {size} does not fit inside the {label.height}x{label.width} px scene; use a smaller patch"
+            )
         per_class, seed = config.sampling.per_class, config.sampling.seed
         for di, ai in enumerate(acq_idx):
             acq = scene.acquisitions[ai]
             if not acq.labels:
                 log.warning("acquisition %s has no labels: no patches from it", acq.date)
                 continue
-            scans = [(acq.labels, strip, aoi.geometry, allowed, split_obj, per_class, seed * 1_000_003 + di * 10_007 + k)
-                     for k, strip in enumerate(scan_strips(aoi.bbox))]
+            scans = [
+                (acq.labels, strip, aoi.geometry, allowed, split_obj, per_class, seed * 1_000_003 + di * 10_007 + k)
+                for k, strip in enumerate(scan_strips(aoi.bbox))
+            ]
             centres = sample_centres(_run_scans(client, scans), per_class, seed + di)
             half = size // 2
             for cls, arr in centres.items():
@@ -198,7 +219,7 @@ def _chunk_groups(samples: list[PlannedSample], per_chunk: dict[str, int]) -> li
     by_split: dict[str, list[PlannedSample]] = {}
     for x in samples:
         by_split.setdefault(x.split, []).append(x)
-    return [ss[k:k + per_chunk[s]] for s, ss in by_split.items() for k in range(0, len(ss), per_chunk[s])]
+    return [ss[k : k + per_chunk[s]] for s, ss in by_split.items() for k in range(0, len(ss), per_chunk[s])]
 
 
 def _groups(samples: list[PlannedSample], n_threads: int) -> list[list[PlannedSample]]:
@@ -210,9 +231,14 @@ def _groups(samples: list[PlannedSample], n_threads: int) -> list[list[PlannedSa
     return [list(g) for g in np.array_split(np.array(samples, dtype=object), n)]
 
 
-def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path: Path,
-                 progress: Callable[[int, int], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> StoreInfo:
+def run_tile_job(
+    config: TileJobConfig,
+    scene: Scene,
+    client: Client,
+    store_path: Path,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> StoreInfo:
     """Cut ``config``'s AOI of ``scene`` into a sample store at ``store_path`` using the Dask ``client``.
 
     Args:
@@ -237,23 +263,27 @@ def run_tile_job(config: TileJobConfig, scene: Scene, client: Client, store_path
     samples, sizes, aoi = plan.samples, plan.sizes, plan.aoi
     log.info("tiling %s: %d samples planned (%s)", scene.name, len(samples), config.mode)
     if not samples:
-        raise ConfigError(f"the job has no samples: mode {config.mode!r}, tile/patch size "
-                          f"{config.tiling.tile_size if config.mode == 'tiles' else config.sampling.patch_size} px, "
-                          f"split {config.split.method!r}; use a larger AOI, smaller tiles or larger split blocks")
+        raise ConfigError(
+            f"the job has no samples: mode {config.mode!r}, tile/patch size "
+            f"{config.tiling.tile_size if config.mode == 'tiles' else config.sampling.patch_size} px, "
+            f"split {config.split.method!r}; use a larger AOI, smaller tiles or larger split blocks"
+        )
     store, y_size, groups = _create_store(config, scene, client, store_path, plan, mods)
     scene_dict = scene.to_dict()
 
     def submit(group: list[PlannedSample]) -> Any:
-        return client.submit(cut_samples, str(store_path), scene_dict, acq_idx, config.mode, sizes, y_size, group, aoi,
-                             pure=False)  # Dask: reads + writes happen in the worker
+        return client.submit(
+            cut_samples, str(store_path), scene_dict, acq_idx, config.mode, sizes, y_size, group, aoi, pure=False
+        )  # Dask: reads + writes happen in the worker
 
     what = f"tiling of scene {scene.name!r}"
     results = _run_tasks(client, groups, submit, what, progress, cancelled)
     return _finish(config, scene, store, plan, results, mods, acq_idx)
 
 
-def _create_store(config: TileJobConfig, scene: Scene, client: Client, store_path: Path, plan: TilePlan,
-                  mods: list[Modality]) -> tuple[TileStore, int, list[list[PlannedSample]]]:
+def _create_store(
+    config: TileJobConfig, scene: Scene, client: Client, store_path: Path, plan: TilePlan, mods: list[Modality]
+) -> tuple[TileStore, int, list[list[PlannedSample]]]:
     """Create the store's split arrays; returns the store, the tile label side and the task groups."""
     samples, sizes = plan.samples, plan.sizes
     n_per_split = {s: sum(1 for x in samples if x.split == s) for s in SPLITS}
@@ -272,9 +302,14 @@ def _create_store(config: TileJobConfig, scene: Scene, client: Client, store_pat
     return store, y_size, groups
 
 
-def _run_tasks(client: Client, groups: list[list[PlannedSample]], submit: Callable[[list[PlannedSample]], Any],
-               what: str, progress: Callable[[int, int], None] | None,
-               cancelled: Callable[[], bool] | None) -> list[TaskResult]:
+def _run_tasks(
+    client: Client,
+    groups: list[list[PlannedSample]],
+    submit: Callable[[list[PlannedSample]], Any],
+    what: str,
+    progress: Callable[[int, int], None] | None,
+    cancelled: Callable[[], bool] | None,
+) -> list[TaskResult]:
     """Run one task per group, at most ``2 x threads`` in flight; progress in samples; stop on cancel or error."""
     total, done = sum(len(g) for g in groups), 0
     results: list[TaskResult] = []
@@ -307,8 +342,15 @@ def _run_tasks(client: Client, groups: list[list[PlannedSample]], submit: Callab
     return results
 
 
-def _finish(config: TileJobConfig, scene: Scene, store: TileStore, plan: TilePlan, results: list[TaskResult],
-            mods: list[Modality], acq_idx: list[int]) -> StoreInfo:
+def _finish(
+    config: TileJobConfig,
+    scene: Scene,
+    store: TileStore,
+    plan: TilePlan,
+    results: list[TaskResult],
+    mods: list[Modality],
+    acq_idx: list[int],
+) -> StoreInfo:
     """Write the small per-sample arrays and the StoreInfo (driver side, no pixels)."""
     samples = plan.samples
     written = {(s, i) for r in results for s, i in r.written}
@@ -348,11 +390,19 @@ def _finish(config: TileJobConfig, scene: Scene, store: TileStore, plan: TilePla
         std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
         band_stats[m.name] = {"mean": mean.tolist(), "std": std.tolist()}
     info = StoreInfo(
-        scene=scene.to_dict(), config=config.model_dump(mode="json"), mode=config.mode,
-        modalities=tuple(m.name for m in mods), sample_size=dict(plan.sizes),
+        scene=scene.to_dict(),
+        config=config.model_dump(mode="json"),
+        mode=config.mode,
+        modalities=tuple(m.name for m in mods),
+        sample_size=dict(plan.sizes),
         classes=tuple({"id": c.id, "name": c.name, "color": c.color} for c in scene.classes),
-        dates=tuple(scene.acquisitions[i].date for i in acq_idx), counts=counts, class_counts=class_counts,
-        band_stats=band_stats, split=plan.split_record, skipped_nodata=skipped, warnings=plan.warnings,
+        dates=tuple(scene.acquisitions[i].date for i in acq_idx),
+        counts=counts,
+        class_counts=class_counts,
+        band_stats=band_stats,
+        split=plan.split_record,
+        skipped_nodata=skipped,
+        warnings=plan.warnings,
     )
     store.set_info(info)
     log.info("tiling of %s done: %s samples per split, %d all-nodata skipped", scene.name, counts, skipped)

@@ -140,14 +140,18 @@ class ChunkWriter:
         first, blosc = md.codecs
         if not isinstance(first, BytesCodec) or not isinstance(blosc, BloscCodec):
             return None, None
-        ok = (getattr(md.chunk_key_encoding, "name", "") == "default"
-              and getattr(md.chunk_key_encoding, "separator", "") == "/"
-              and tuple(array.chunks[1:]) == tuple(array.shape[1:]) and sys.byteorder == "little")
+        ok = (
+            getattr(md.chunk_key_encoding, "name", "") == "default"
+            and getattr(md.chunk_key_encoding, "separator", "") == "/"
+            and tuple(array.chunks[1:]) == tuple(array.shape[1:])
+            and sys.byteorder == "little"
+        )
         if not ok:
             return None, None
         shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[blosc.shuffle.value]
-        codec = numcodecs.Blosc(cname=blosc.cname.value, clevel=blosc.clevel, shuffle=shuffle,
-                                blocksize=blosc.blocksize)
+        codec = numcodecs.Blosc(
+            cname=blosc.cname.value, clevel=blosc.clevel, shuffle=shuffle, blocksize=blosc.blocksize
+        )
         # Blosc's own thread pool only adds hand-off cost in one-thread Dask workers (numcodecs advises this
         # setting under Dask); it is process-wide, and only affects speed, never the bytes written.
         numcodecs.blosc.use_threads = False
@@ -169,21 +173,24 @@ class ChunkWriter:
         n_all, n = int(self.array.shape[0]), len(block)
         end = start + n
         if block.shape[1:] != tuple(self.array.shape[1:]) or start < 0 or end > n_all:
-            raise ValueError(f"block of shape {block.shape} at sample {start} does not fit array of shape "
-                             f"{self.array.shape}")
+            raise ValueError(
+                f"block of shape {block.shape} at sample {start} does not fit array of shape {self.array.shape}"
+            )
         if start % self.length or (end % self.length and end != n_all):
-            raise ValueError(f"samples {start}..{end - 1} are not whole chunks of {self.length} samples (array of "
-                             f"{n_all}); give each writer a range that starts and ends on chunk boundaries")
+            raise ValueError(
+                f"samples {start}..{end - 1} are not whole chunks of {self.length} samples (array of "
+                f"{n_all}); give each writer a range that starts and ends on chunk boundaries"
+            )
         if self._codec is None or self._root is None:
             self.array[start:end] = block
             return
         for c0 in range(start, end, self.length):
-            part = block[c0 - start:c0 - start + self.length]
+            part = block[c0 - start : c0 - start + self.length]
             if not part.any():  # zarr's write_empty_chunks=False: missing chunks read as the fill value (0)
                 continue
             if len(part) < self.length:  # zarr stores the array's ragged last chunk at full chunk shape
                 full = np.zeros((self.length, *part.shape[1:]), dtype=self.array.dtype)
-                full[:len(part)] = part
+                full[: len(part)] = part
                 part = full
             data = np.ascontiguousarray(part, dtype=self.array.dtype)
             path = os.path.join(self._root, str(c0 // self.length), *("0",) * (block.ndim - 1))
@@ -203,8 +210,14 @@ class TileStore:
         zarr.open_group(str(path), mode="w")
         return cls(path, mode="r+")
 
-    def create_split(self, split: str, n: int, x_shapes: dict[str, tuple[int, int, int, str]],
-                     y_shape: tuple[int, ...], samples_per_chunk: int = 1) -> None:
+    def create_split(
+        self,
+        split: str,
+        n: int,
+        x_shapes: dict[str, tuple[int, int, int, str]],
+        y_shape: tuple[int, ...],
+        samples_per_chunk: int = 1,
+    ) -> None:
         """Pre-create the arrays of ``split`` for ``n`` samples.
 
         Args:
@@ -220,12 +233,26 @@ class TileStore:
         g = self.root.require_group(split)
         per = max(1, min(n, samples_per_chunk))
         for m, (h, w, c, dtype) in x_shapes.items():
-            g.create_array(f"x_{m}", shape=(n, h, w, c), chunks=(per, h, w, c), dtype=dtype, fill_value=0,
-                           compressors=_fast_codec(), overwrite=True)
+            g.create_array(
+                f"x_{m}",
+                shape=(n, h, w, c),
+                chunks=(per, h, w, c),
+                dtype=dtype,
+                fill_value=0,
+                compressors=_fast_codec(),
+                overwrite=True,
+            )
         small = max(1, min(n, _SMALL_CHUNK))
         y_chunks = (1, *y_shape) if y_shape else (small,)
-        g.create_array("y", shape=(n, *y_shape), chunks=y_chunks, dtype="uint8", fill_value=0,
-                       compressors=_fast_codec(), overwrite=True)
+        g.create_array(
+            "y",
+            shape=(n, *y_shape),
+            chunks=y_chunks,
+            dtype="uint8",
+            fill_value=0,
+            compressors=_fast_codec(),
+            overwrite=True,
+        )
         g.create_array("loc", shape=(n, 4), chunks=(small, 4), dtype="int64", fill_value=0, overwrite=True)
         g.create_array("date", shape=(n,), chunks=(small,), dtype="int16", fill_value=0, overwrite=True)
         g.create_array("valid", shape=(n,), chunks=(small,), dtype="bool", fill_value=False, overwrite=True)
@@ -243,15 +270,24 @@ class TileStore:
             return
         raw_version = attrs.get("format_version", 1)
         if not isinstance(raw_version, int | float | str):
-            raise ConfigError(f"tile store {self.path} has format_version {raw_version!r}, not a number; re-run the "
-                              "tile job that made it")
+            raise ConfigError(
+                f"tile store {self.path} has format_version {raw_version!r}, not a number; re-run the "
+                "tile job that made it"
+            )
         version = int(raw_version)
         if version > FORMAT_VERSION:
-            raise ConfigError(f"tile store {self.path} has format version {version}, newer than this workbench "
-                              f"reads ({FORMAT_VERSION}); update the workbench or re-run the tile job that made it")
+            raise ConfigError(
+                f"tile store {self.path} has format version {version}, newer than this workbench "
+                f"reads ({FORMAT_VERSION}); update the workbench or re-run the tile job that made it"
+            )
         if version < 2 and attrs.get("mode") == "patches":
-            log.warning("tile store %s has format version %d (one patch per file), which reads slowly; re-run the "
-                        "tile job that made it for format version %d", self.path, version, FORMAT_VERSION)
+            log.warning(
+                "tile store %s has format version %d (one patch per file), which reads slowly; re-run the "
+                "tile job that made it for format version %d",
+                self.path,
+                version,
+                FORMAT_VERSION,
+            )
 
     @property
     def info(self) -> StoreInfo:
@@ -282,7 +318,9 @@ class TileStore:
         indices = np.asarray(indices, dtype=np.int64)
         # np.asarray: zarr types the selection as array-like or scalar; with the default (NumPy) buffers it is
         # already an ndarray, returned as it is.
-        xs = {m: np.asarray(self.array(split, f"x_{m}").get_orthogonal_selection((indices,)))
-              for m in self.info.modalities}
+        xs = {
+            m: np.asarray(self.array(split, f"x_{m}").get_orthogonal_selection((indices,)))
+            for m in self.info.modalities
+        }
         y = np.asarray(self.array(split, "y").get_orthogonal_selection((indices,)))
         return xs, y

@@ -27,8 +27,8 @@ from shapely.geometry.base import BaseGeometry
 
 from core.data.reader import LabelReader, ModalityReader
 from core.data.scene import Scene
-from core.tiling.store import ChunkWriter
 from core.sampling.windows import PixelWindow
+from core.tiling.store import ChunkWriter
 
 GDAL_CACHE_BYTES = 128 * 2**20
 """GDAL block cache while a task reads: enough for neighbouring tiles to share blocks, and bounded (GDAL's default
@@ -57,8 +57,16 @@ class TaskResult:
     class_pixels: dict[str, dict[int, int]]  # split -> class -> labelled pixels (tiles)
 
 
-def cut_samples(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mode: str,
-                sizes: dict[str, int], y_size: int, items: list[PlannedSample], aoi: BaseGeometry | None) -> TaskResult:
+def cut_samples(
+    store_path: str,
+    scene_dict: dict[str, Any],
+    acq_indices: list[int],
+    mode: str,
+    sizes: dict[str, int],
+    y_size: int,
+    items: list[PlannedSample],
+    aoi: BaseGeometry | None,
+) -> TaskResult:
     """Read and write ``items`` (runs in a Dask worker): rasterio windowed reads -> whole Zarr chunks.
 
     Args:
@@ -75,8 +83,16 @@ def cut_samples(store_path: str, scene_dict: dict[str, Any], acq_indices: list[i
         return _cut(store_path, scene_dict, acq_indices, mode, sizes, y_size, items, aoi)
 
 
-def _cut(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mode: str,
-         sizes: dict[str, int], y_size: int, items: list[PlannedSample], aoi: BaseGeometry | None) -> TaskResult:
+def _cut(
+    store_path: str,
+    scene_dict: dict[str, Any],
+    acq_indices: list[int],
+    mode: str,
+    sizes: dict[str, int],
+    y_size: int,
+    items: list[PlannedSample],
+    aoi: BaseGeometry | None,
+) -> TaskResult:
     cutter = _Cutter(store_path, Scene.from_dict(scene_dict), acq_indices, sizes, y_size, aoi)
     try:
         if mode == "patches" and items:
@@ -91,8 +107,15 @@ def _cut(store_path: str, scene_dict: dict[str, Any], acq_indices: list[int], mo
 class _Cutter:
     """One task's open readers, Zarr arrays and buffers; reads samples and writes them to the store."""
 
-    def __init__(self, store_path: str, scene: Scene, acq_indices: list[int], sizes: dict[str, int], y_size: int,
-                 aoi: BaseGeometry | None) -> None:
+    def __init__(
+        self,
+        store_path: str,
+        scene: Scene,
+        acq_indices: list[int],
+        sizes: dict[str, int],
+        y_size: int,
+        aoi: BaseGeometry | None,
+    ) -> None:
         self.store_path, self.scene, self.acq_indices = store_path, scene, acq_indices
         self.sizes, self.y_size, self.aoi = sizes, y_size, aoi
         self.readers: dict[tuple[int, str], ModalityReader] = {}
@@ -112,8 +135,9 @@ class _Cutter:
         shape = (self.sizes[m], self.sizes[m], mod.band_count)
         return np.zeros(shape if n is None else (n, *shape), dtype=mod.dtype)
 
-    def read(self, it: PlannedSample, out: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
-                                                                           dict[str, np.ndarray]] | None:
+    def read(
+        self, it: PlannedSample, out: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
         """The sample's pixels (into ``out``, zero-padded where clipped) and validity, or None (skipped: a
         modality is all nodata). Band statistics of a read sample are added to the result."""
         acq = self.scene.acquisitions[self.acq_indices[it.date_index]]
@@ -140,8 +164,14 @@ class _Cutter:
         reader = self.label_readers[it.date_index]
         if reader is None:
             return None
-        return _tile_labels(reader, it.window, self.aoi, valids.get(self.scene.primary.name), self.y_size,
-                            self.result.class_pixels.setdefault(it.split, {}))
+        return _tile_labels(
+            reader,
+            it.window,
+            self.aoi,
+            valids.get(self.scene.primary.name),
+            self.y_size,
+            self.result.class_pixels.setdefault(it.split, {}),
+        )
 
     def cut_chunk(self, items: list[PlannedSample]) -> None:
         """Patches: the task's chunk, one block per modality (sample k is row k), written once at the end."""
@@ -190,8 +220,14 @@ class _Cutter:
                 lr.__exit__()
 
 
-def _tile_labels(reader: LabelReader, w: PixelWindow, aoi: BaseGeometry | None, valid: np.ndarray | None,
-                 y_size: int, class_pixels: dict[int, int]) -> np.ndarray:
+def _tile_labels(
+    reader: LabelReader,
+    w: PixelWindow,
+    aoi: BaseGeometry | None,
+    valid: np.ndarray | None,
+    y_size: int,
+    class_pixels: dict[int, int],
+) -> np.ndarray:
     """Labels of tile ``w`` padded to ``y_size``; 0 outside the AOI and at nodata pixels; counts added up."""
     y = reader.read(w)
     if aoi is not None:
@@ -199,7 +235,7 @@ def _tile_labels(reader: LabelReader, w: PixelWindow, aoi: BaseGeometry | None, 
     if valid is not None:
         y[~valid] = 0
     ypad = np.zeros((y_size, y_size), np.uint8)
-    ypad[:w.height, :w.width] = y
+    ypad[: w.height, : w.width] = y
     counts = np.bincount(y.ravel(), minlength=1)
     for cls in np.flatnonzero(counts[1:]) + 1:
         class_pixels[int(cls)] = class_pixels.get(int(cls), 0) + int(counts[cls])
@@ -232,6 +268,8 @@ def _check_chunk_range(items: list[PlannedSample]) -> int:
     """The first slot of ``items``, which must be consecutive slots of one split (a patch task's chunk range)."""
     start, split = items[0].index, items[0].split
     if any(it.split != split or it.index != start + k for k, it in enumerate(items)):
-        raise ValueError(f"a patch task needs consecutive slots of one split; got {len(items)} samples from "
-                         f"{items[0].split}[{start}] to {items[-1].split}[{items[-1].index}] with gaps or splits mixed")
+        raise ValueError(
+            f"a patch task needs consecutive slots of one split; got {len(items)} samples from "
+            f"{items[0].split}[{start}] to {items[-1].split}[{items[-1].index}] with gaps or splits mixed"
+        )
     return start

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def dihedral(xs: list[np.ndarray], y: np.ndarray, dense: bool, rng: np.random.Generator
-             ) -> tuple[list[np.ndarray], np.ndarray]:
+def dihedral(
+    xs: list[np.ndarray], y: np.ndarray, dense: bool, rng: np.random.Generator
+) -> tuple[list[np.ndarray], np.ndarray]:
     """A random rot90 (k = 0..3) and horizontal flip of the whole batch, the same for every modality.
 
     Args:

@@ -44,8 +44,10 @@ def restore_checkpoint(directory: Path, model: Any, optimizer: Any) -> dict[str,
     with np.load(directory / OPTIMIZER_FILE) as z:
         arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
     if len(arrays) != len(optimizer.variables):
-        raise ConfigError(f"checkpoint {directory} holds {len(arrays)} optimizer variables but this model needs "
-                          f"{len(optimizer.variables)}: resume with the same model and model_params")
+        raise ConfigError(
+            f"checkpoint {directory} holds {len(arrays)} optimizer variables but this model needs "
+            f"{len(optimizer.variables)}: resume with the same model and model_params"
+        )
     for v, a in zip(optimizer.variables, arrays):
         v.assign(a)
     return dict(json.loads((directory / STATE_FILE).read_text()))

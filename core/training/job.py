@@ -50,19 +50,25 @@ def validate(config: TrainJobConfig, client: Client, store_path: str | Path) -> 
     info = store.info
     spec = get_model(config.model)
     if info.mode != spec.store_mode:
-        raise ConfigError(f"model {config.model!r} trains on a store of {spec.store_mode!r} but {path} holds "
-                          f"{info.mode!r}; tile with mode={spec.store_mode!r} or choose another model")
+        raise ConfigError(
+            f"model {config.model!r} trains on a store of {spec.store_mode!r} but {path} holds "
+            f"{info.mode!r}; tile with mode={spec.store_mode!r} or choose another model"
+        )
     n_train = len(store.valid_indices("train"))
     if n_train < config.num_workers:
-        raise ConfigError(f"the train split of {path} has {n_train} samples but num_workers={config.num_workers}: "
-                          "every rank needs at least one; use fewer workers or a larger area of interest")
+        raise ConfigError(
+            f"the train split of {path} has {n_train} samples but num_workers={config.num_workers}: "
+            "every rank needs at least one; use fewer workers or a larger area of interest"
+        )
     from core.distributed.cluster import live_workers
 
     n_workers = len(live_workers(client))
     if n_workers < config.num_workers:
-        raise ClusterError(f"asked for {config.num_workers} ranks but the cluster has {n_workers} workers; start "
-                           f"the cluster with at least {config.num_workers} worker processes or set num_workers <= "
-                           f"{n_workers}")
+        raise ClusterError(
+            f"asked for {config.num_workers} ranks but the cluster has {n_workers} workers; start "
+            f"the cluster with at least {config.num_workers} worker processes or set num_workers <= "
+            f"{n_workers}"
+        )
     return store
 
 
@@ -71,17 +77,29 @@ def _resume_dir(config: TrainJobConfig, runs_dir: Path) -> Path | None:
         return None
     d = runs_dir / f"run-{config.resume_from:05d}" / "checkpoints" / "last"
     if not (d / "model.keras").exists():
-        raise ConfigError(f"resume_from={config.resume_from}: no checkpoint at {d}; the run must be a train run that "
-                          "finished at least one epoch")
+        raise ConfigError(
+            f"resume_from={config.resume_from}: no checkpoint at {d}; the run must be a train run that "
+            "finished at least one epoch"
+        )
     if load_meta(d).model != config.model:
-        raise ConfigError(f"resume_from={config.resume_from} trained {load_meta(d).model!r}, not {config.model!r}; "
-                          "resume with the same model")
+        raise ConfigError(
+            f"resume_from={config.resume_from} trained {load_meta(d).model!r}, not {config.model!r}; "
+            "resume with the same model"
+        )
     return d
 
 
-def run_train_job(config: TrainJobConfig, client: Client, store_path: str | Path | None = None, *,
-                  run_id: int | None = None, run_dir: Path | None = None, sink: Sink | None = None,
-                  cancelled: Callable[[], bool] | None = None, timeout: float | None = None) -> dict[str, Any]:
+def run_train_job(
+    config: TrainJobConfig,
+    client: Client,
+    store_path: str | Path | None = None,
+    *,
+    run_id: int | None = None,
+    run_dir: Path | None = None,
+    sink: Sink | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
     """Train ``config.model`` on a tile store with ``config.scheme``.
 
     Args:
@@ -115,9 +133,14 @@ def run_train_job(config: TrainJobConfig, client: Client, store_path: str | Path
     recovery = Recovery(config, client, scheme, Path(run_dir), sink, cancelled)
     num_ranks, resume_dir, t_start = config.num_workers, resume, time.monotonic()
     while True:
-        kwargs = {"config": config.model_copy(update={"num_workers": num_ranks}).model_dump(mode="json"),
-                  "store_path": str(path), "run_dir": str(run_dir), "run_id": run_id,
-                  "resume_dir": str(resume_dir) if resume_dir else None, "scheme": scheme}
+        kwargs = {
+            "config": config.model_copy(update={"num_workers": num_ranks}).model_dump(mode="json"),
+            "store_path": str(path),
+            "run_dir": str(run_dir),
+            "run_id": run_id,
+            "resume_dir": str(resume_dir) if resume_dir else None,
+            "scheme": scheme,
+        }
         left = None if timeout is None else max(timeout - (time.monotonic() - t_start), 1.0)
         try:
             results = _launch(client, scheme, kwargs, num_ranks, sink, cancelled, left)
@@ -128,18 +151,34 @@ def run_train_job(config: TrainJobConfig, client: Client, store_path: str | Path
         return _summarise(Path(run_dir), results, recovery.records, _start_epoch(resume))
 
 
-def _launch(client: Client, scheme: SchemeSpec, kwargs: dict[str, Any], num_ranks: int, sink: Sink | None,
-            cancelled: Callable[[], bool] | None, timeout: float | None) -> RankResults:
+def _launch(
+    client: Client,
+    scheme: SchemeSpec,
+    kwargs: dict[str, Any],
+    num_ranks: int,
+    sink: Sink | None,
+    cancelled: Callable[[], bool] | None,
+    timeout: float | None,
+) -> RankResults:
     """One launch of the scheme's ranks; ``results.first_step_at``: when the slowest rank's first step ended."""
     t_launch = time.time()
     with EventForwarder(client, sink, num_ranks) as events:
         args = (scheme.rank_fn, events.reporter)  # Dask: the spec travels by reference to its module
         if scheme.uses_horovod:
-            results = run_horovod(client, reporting, args=args, kwargs=kwargs, num_ranks=num_ranks,
-                                  env=RANK_ENV, cancelled=cancelled, timeout=timeout)
+            results = run_horovod(
+                client,
+                reporting,
+                args=args,
+                kwargs=kwargs,
+                num_ranks=num_ranks,
+                env=RANK_ENV,
+                cancelled=cancelled,
+                timeout=timeout,
+            )
         else:
-            results = run_single(client, reporting, args=args, kwargs=kwargs, env=RANK_ENV, cancelled=cancelled,
-                                 timeout=timeout)
+            results = run_single(
+                client, reporting, args=args, kwargs=kwargs, env=RANK_ENV, cancelled=cancelled, timeout=timeout
+            )
     first = results.startup.launch_to_first_step
     results.first_step_at = None if first is None else t_launch + first
     return results
@@ -152,8 +191,7 @@ def _start_epoch(resume: Path | None) -> int:
     return int(json.loads((resume / STATE_FILE).read_text())["epoch"]) + 1
 
 
-def _summarise(run_dir: Path, results: RankResults, restarts: list[dict[str, Any]], start_epoch: int
-               ) -> dict[str, Any]:
+def _summarise(run_dir: Path, results: RankResults, restarts: list[dict[str, Any]], start_epoch: int) -> dict[str, Any]:
     """The run's metrics (final and per-epoch, throughput, startup, per-rank figures, restarts) and artifacts.
 
     After restarts the epochs run are those of the whole job (from ``start_epoch``), not only the last launch's.
@@ -161,24 +199,39 @@ def _summarise(run_dir: Path, results: RankResults, restarts: list[dict[str, Any
     r0 = results[0]
     last = r0["history"][-1] if r0["history"] else {}
     rates = [r["samples_per_s"] for r in results]
-    epochs_run = [int(h["epoch"]) for h in r0["history"] if int(h["epoch"]) >= start_epoch] if restarts \
-        else r0["epochs_run"]
+    epochs_run = (
+        [int(h["epoch"]) for h in r0["history"] if int(h["epoch"]) >= start_epoch] if restarts else r0["epochs_run"]
+    )
     metrics = {
-        "final": last, "history": r0["history"], "best_val": r0["best_val"], "best_epoch": r0["best_epoch"],
-        "epochs_run": epochs_run, "start_epoch": start_epoch, "stopped_early": r0["stopped_early"],
+        "final": last,
+        "history": r0["history"],
+        "best_val": r0["best_val"],
+        "best_epoch": r0["best_epoch"],
+        "epochs_run": epochs_run,
+        "start_epoch": start_epoch,
+        "stopped_early": r0["stopped_early"],
         "restarts": restarts,
-        "num_ranks": len(results), "samples_per_s": sum(x for x in rates if x) if all(rates) else None,
-        "samples_per_s_per_rank": rates, "startup": results.startup.as_dict(), "wall_s": results.wall_s,
-        "weights_identical": len({r["checksum"] for r in results}) == 1, "checksums": [r["checksum"] for r in results],
+        "num_ranks": len(results),
+        "samples_per_s": sum(x for x in rates if x) if all(rates) else None,
+        "samples_per_s_per_rank": rates,
+        "startup": results.startup.as_dict(),
+        "wall_s": results.wall_s,
+        "weights_identical": len({r["checksum"] for r in results}) == 1,
+        "checksums": [r["checksum"] for r in results],
         # per-rank batch, steady-state step and compute seconds, traffic (core.training.loop / core.training.telemetry)
-        "batch_per_rank": [r.get("batch") for r in results], "step_s_per_rank": [r.get("step_s") for r in results],
+        "batch_per_rank": [r.get("batch") for r in results],
+        "step_s_per_rank": [r.get("step_s") for r in results],
         "compute_s_per_rank": [r.get("compute_s") for r in results],
-        "traffic_per_rank": [{k: (r.get("telemetry") or {}).get(k) for k in ("bytes_sent", "bytes_recv", "by_op")}
-                             for r in results],
+        "traffic_per_rank": [
+            {k: (r.get("telemetry") or {}).get(k) for k in ("bytes_sent", "bytes_recv", "by_op")} for r in results
+        ],
     }
     if r0.get("shares"):  # heterogeneous: speeds (calibrated or given) and the batch shares they gave
         metrics["heterogeneous"] = {"speeds": r0["speeds"], "shares": r0["shares"], "calibration": r0["calibration"]}
-    artifacts = {"model": str(run_dir / "model"), "checkpoint": str(run_dir / "checkpoints" / "last"),
-                 "checkpoints": str(run_dir / "checkpoints")}
+    artifacts = {
+        "model": str(run_dir / "model"),
+        "checkpoint": str(run_dir / "checkpoints" / "last"),
+        "checkpoints": str(run_dir / "checkpoints"),
+    }
     log.info("training finished: %s", {k: metrics[k] for k in ("final", "samples_per_s", "startup")})
     return {"metrics": metrics, "artifacts": artifacts, "ranks": list(results)}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import logging
 import math
 import os
@@ -44,8 +45,8 @@ from core.configs import TrainJobConfig
 from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info
 from core.errors import ConfigError, LabelError
-from core.models.bundle import ModelMeta
 from core.models import get_model
+from core.models.bundle import ModelMeta
 from core.tasks import get_task
 from core.tasks.multilabel import mixup
 from core.tiling.store import StoreInfo, TileStore
@@ -60,8 +61,16 @@ from core.writable import writes_to
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchPlan", "RankTrainer", "base_learning_rate", "equal_shards", "learning_rate", "meta_for",
-           "train_rank", "weights_checksum"]
+__all__ = [
+    "BatchPlan",
+    "RankTrainer",
+    "base_learning_rate",
+    "equal_shards",
+    "learning_rate",
+    "meta_for",
+    "train_rank",
+    "weights_checksum",
+]
 
 
 # ---- pure helpers ------------------------------------------------------------------------------------------------
@@ -77,21 +86,34 @@ def meta_for(config: TrainJobConfig, info: StoreInfo, run_id: int | None) -> Mod
     """The bundle metadata of a model trained on a store with ``info`` (band stats of its train split)."""
     missing = [m for m in info.modalities if m not in info.band_stats]
     if missing:
-        raise ConfigError(f"the tile store has no band statistics for modalities {missing}; training normalises "
-                          "with the train split's statistics: re-run the tile job that made the store")
+        raise ConfigError(
+            f"the tile store has no band statistics for modalities {missing}; training normalises "
+            "with the train split's statistics: re-run the tile job that made the store"
+        )
     classes = sorted(info.classes, key=lambda c: int(c["id"]))
     task = get_task(get_model(config.model).task)
-    return ModelMeta(model=config.model, task=task.name, modalities=tuple(info.modalities),
-                     sample_size=dict(info.sample_size), class_ids=tuple(int(c["id"]) for c in classes),
-                     class_names=tuple(str(c["name"]) for c in classes),
-                     class_colors=tuple(str(c["color"]) for c in classes), band_stats=dict(info.band_stats),
-                     scene=config.scene, train_run_id=run_id,
-                     extra={"model_params": dict(config.model_params), "scheme": config.scheme,
-                            **(task.meta_extra(config) if task.meta_extra else {})})
+    return ModelMeta(
+        model=config.model,
+        task=task.name,
+        modalities=tuple(info.modalities),
+        sample_size=dict(info.sample_size),
+        class_ids=tuple(int(c["id"]) for c in classes),
+        class_names=tuple(str(c["name"]) for c in classes),
+        class_colors=tuple(str(c["color"]) for c in classes),
+        band_stats=dict(info.band_stats),
+        scene=config.scene,
+        train_run_id=run_id,
+        extra={
+            "model_params": dict(config.model_params),
+            "scheme": config.scheme,
+            **(task.meta_extra(config) if task.meta_extra else {}),
+        },
+    )
 
 
-def _load_split(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarray, fraction: float = 0.05
-                ) -> tuple[list[np.ndarray], np.ndarray]:
+def _load_split(
+    store: TileStore, meta: ModelMeta, split: str, indices: np.ndarray, fraction: float = 0.05
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Normalised inputs (one float32 array per modality) and targets.
 
     Targets: labels as output indices (-1 = unlabelled) for ``dense`` / ``patch`` models; for ``multilabel``
@@ -108,8 +130,10 @@ def _load_split(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarr
     y_idx = lut[y.astype(np.int64)]
     if (y_idx == -2).any():
         bad = sorted(set(np.unique(y[y_idx == -2]).tolist()))
-        raise LabelError(f"label values {bad} in the {split} split of {store.path} are not classes of the store "
-                         f"(ids {list(meta.class_ids)}, 0 = unlabelled); re-run the tile job with the scene's classes")
+        raise LabelError(
+            f"label values {bad} in the {split} split of {store.path} are not classes of the store "
+            f"(ids {list(meta.class_ids)}, 0 = unlabelled); re-run the tile job with the scene's classes"
+        )
     x_out = [meta.normalise(m, xs[m]) for m in meta.modalities]
     return x_out, task.targets(y, y_idx, meta.class_ids, fraction)
 
@@ -130,12 +154,23 @@ def _configure_tf(threads: int) -> Any:
 def _worker_row(reporter: Reporter, r: dict[str, Any], epoch: int) -> None:
     """One ``worker_stats`` row of rank ``r``'s epoch: its telemetry snapshot (as Telemetry.record reports it)."""
     snap = dict(r["telemetry"])
-    reporter.worker_stat(str(r.get("worker") or f"rank-{r['rank']}"), rank=r["rank"], phase="training",
-                         bytes_sent=snap.pop("bytes_sent"), bytes_recv=snap.pop("bytes_recv"),
-                         cpu_percent=snap.pop("cpu_percent"), peak_mem_bytes=snap.pop("peak_mem_bytes"),
-                         samples=int(r["samples"]), epoch=epoch, samples_per_s=r["samples_per_s"],
-                         epoch_s=r["epoch_s"], batch=r["batch"], compute_s=r["compute_s"], step_s=r["step_s"],
-                         **{k: v for k, v in snap.items() if k not in ("rank", "worker")})
+    reporter.worker_stat(
+        str(r.get("worker") or f"rank-{r['rank']}"),
+        rank=r["rank"],
+        phase="training",
+        bytes_sent=snap.pop("bytes_sent"),
+        bytes_recv=snap.pop("bytes_recv"),
+        cpu_percent=snap.pop("cpu_percent"),
+        peak_mem_bytes=snap.pop("peak_mem_bytes"),
+        samples=int(r["samples"]),
+        epoch=epoch,
+        samples_per_s=r["samples_per_s"],
+        epoch_s=r["epoch_s"],
+        batch=r["batch"],
+        compute_s=r["compute_s"],
+        step_s=r["step_s"],
+        **{k: v for k, v in snap.items() if k not in ("rank", "worker")},
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,15 +190,21 @@ class BatchPlan:
     given: bool = False
 
 
-def equal_shards(t: "RankTrainer") -> BatchPlan:
+def equal_shards(t: RankTrainer) -> BatchPlan:
     """The default plan: ``config.batch_size`` per rank, ``TileStore.shard`` of the train split."""
-    return BatchPlan(t.cfg.batch_size, t.store.shard("train", t.rank, t.size),
-                     math.ceil(t.per_rank / t.cfg.batch_size))
+    return BatchPlan(t.cfg.batch_size, t.store.shard("train", t.rank, t.size), math.ceil(t.per_rank / t.cfg.batch_size))
 
 
-def train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id: int | None = None,
-               resume_dir: str | None = None, *, scheme: SchemeSpec | None = None,
-               reporter: Reporter | None = None) -> dict[str, Any]:
+def train_rank(
+    config: dict[str, Any],
+    store_path: str,
+    run_dir: str,
+    run_id: int | None = None,
+    resume_dir: str | None = None,
+    *,
+    scheme: SchemeSpec | None = None,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Train one rank; returns its summary (identical ``checksum`` on every rank of a data-parallel job).
 
     Args:
@@ -181,7 +222,7 @@ def train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id: in
     _configure_tf(cfg.cluster.threads_per_worker)
     hvd: Any = None
     if spec.uses_horovod:
-        import horovod.tensorflow as hvd  # Horovod: initialised by the launcher
+        hvd = importlib.import_module("horovod.tensorflow")  # Horovod: initialised by the launcher
     rank, size = (hvd.rank(), hvd.size()) if hvd else (0, 1)  # Horovod: this rank's identity
     telemetry = Telemetry(rank, size, worker=str(rank_info().get("worker", ""))).start()
     try:
@@ -199,8 +240,18 @@ class RankTrainer:
     ``compute_grads(x, y)`` (a compiled forward / backward pass) and ``inputs(arrays)``.
     """
 
-    def __init__(self, cfg: TrainJobConfig, scheme: SchemeSpec, hvd: Any, rank: int, size: int,
-                 telemetry: Telemetry, reporter: Reporter, store_path: str, run_id: int | None) -> None:
+    def __init__(
+        self,
+        cfg: TrainJobConfig,
+        scheme: SchemeSpec,
+        hvd: Any,
+        rank: int,
+        size: int,
+        telemetry: Telemetry,
+        reporter: Reporter,
+        store_path: str,
+        run_id: int | None,
+    ) -> None:
         import keras
 
         self.cfg, self.scheme, self.hvd, self.rank, self.size = cfg, scheme, hvd, rank, size
@@ -220,15 +271,19 @@ class RankTrainer:
         self.model_spec = get_model(cfg.model)
         mode = self.model_spec.store_mode
         if info.mode != mode:
-            raise ConfigError(f"model {cfg.model!r} trains on a store of {mode!r} but {store_path} holds "
-                              f"{info.mode!r}: tile with mode={mode!r} or pick another model")
+            raise ConfigError(
+                f"model {cfg.model!r} trains on a store of {mode!r} but {store_path} holds "
+                f"{info.mode!r}: tile with mode={mode!r} or pick another model"
+            )
         self.meta = meta_for(cfg, info, run_id)
         self.train_all = self.store.valid_indices("train")
         self.n_train = len(self.train_all)
         self.per_rank = self.n_train // self.size  # the smallest shard sets the step count, equal on every rank
         if self.per_rank == 0:
-            raise ConfigError(f"the train split of {store_path} has {self.n_train} samples, fewer than the "
-                              f"{self.size} ranks; use fewer workers or a larger area of interest")
+            raise ConfigError(
+                f"the train split of {store_path} has {self.n_train} samples, fewer than the "
+                f"{self.size} ranks; use fewer workers or a larger area of interest"
+            )
         self.task = self.model_spec.task
 
     def _build(self) -> None:
@@ -237,8 +292,9 @@ class RankTrainer:
         store, meta = self.store, self.meta
         shapes = {m: tuple(int(d) for d in store.array("train", f"x_{m}").shape[1:]) for m in meta.modalities}
         k = len(meta.class_ids)
-        self.model = model = self.model_spec.builder(next(iter(shapes.values())) if len(shapes) == 1 else shapes, k,
-                                                     **self.cfg.model_params)
+        self.model = model = self.model_spec.builder(
+            next(iter(shapes.values())) if len(shapes) == 1 else shapes, k, **self.cfg.model_params
+        )
         self.optimizer = optimizer = make_optimizer(self.cfg)
         optimizer.build(model.trainable_variables)
         loss_fn, reduction, hvd = get_task(self.task).make_loss(k), self.reduction, self.hvd
@@ -275,8 +331,14 @@ class RankTrainer:
 
     def _restore(self, resume_dir: Path | None) -> dict[str, Any]:
         """Loop state (rank 0's checkpoint on resume), weights broadcast from rank 0, per-rank dropout seeds."""
-        state: dict[str, Any] = {"epoch": 0, "global_step": 0, "best_val": None, "best_epoch": None,
-                                 "bad_epochs": 0, "history": []}
+        state: dict[str, Any] = {
+            "epoch": 0,
+            "global_step": 0,
+            "best_val": None,
+            "best_epoch": None,
+            "bad_epochs": 0,
+            "history": [],
+        }
         self.average = WeightAverage(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
         if resume_dir and self.rank == 0:
             state = restore_checkpoint(resume_dir, self.model, self.optimizer)
@@ -285,8 +347,9 @@ class RankTrainer:
         if self.hvd:
             state = self.hvd.broadcast_object(state, 0, name="resume_state")  # Horovod: rank 0's loop state
             # Horovod: rank 0's weights (and their average), not its dropout seeds
-            broadcast_from_root(self.model, self.optimizer, self.hvd, self.telemetry,
-                                self.average.variables if self.average else ())
+            broadcast_from_root(
+                self.model, self.optimizer, self.hvd, self.telemetry, self.average.variables if self.average else ()
+            )
         reseed(self.model, self.cfg.seed, self.rank, int(state["global_step"]))  # each rank its own dropout masks
         return state
 
@@ -297,12 +360,19 @@ class RankTrainer:
         self.plan = plan = self._plan()
         log.info("rank %d: speeds %s -> batch shares %s", self.rank, plan.speeds, plan.shares)
         self.xs_train, self.y_train = _load_split(store, self.meta, "train", plan.indices, cfg.label_fraction)
-        self.xs_val, self.y_val = _load_split(store, self.meta, "val", store.shard("val", self.rank, self.size),
-                                              cfg.label_fraction)
+        self.xs_val, self.y_val = _load_split(
+            store, self.meta, "val", store.shard("val", self.rank, self.size), cfg.label_fraction
+        )
         self.state = state = self._restore(resume_dir)
         if self.rank == 0 and plan.shares:
-            self.reporter.event("calibration", phase="training", speeds=plan.speeds, shares=plan.shares,
-                                calibration=plan.calibration, given=plan.given)
+            self.reporter.event(
+                "calibration",
+                phase="training",
+                speeds=plan.speeds,
+                shares=plan.shares,
+                calibration=plan.calibration,
+                given=plan.given,
+            )
         self.start_epoch, self.global_step = int(state["epoch"]) + 1, int(state["global_step"])
         self.first_step, self.samples_done, self.t_steady, self.samples_steady = self.global_step, 0, 0.0, 0
         self.steady_steps: list[tuple[float, float]] = []  # (compute s, step s) of every step after the first
@@ -392,14 +462,26 @@ class RankTrainer:
         """Every rank's loss and rate since the last report, gathered; rank 0 reports them."""
         now = time.perf_counter()
         t_window, samples_window = self._window
-        mine = {"rank": self.rank, "loss": loss, "samples_per_s": samples_window / max(now - t_window, 1e-9),
-                "compute_s": t_compute, "step_s": dt, "batch": self.plan.local_batch}
+        mine = {
+            "rank": self.rank,
+            "loss": loss,
+            "samples_per_s": samples_window / max(now - t_window, 1e-9),
+            "compute_s": t_compute,
+            "step_s": dt,
+            "batch": self.plan.local_batch,
+        }
         ranks = self.hvd.allgather_object(mine, name="step_stats") if self.hvd else [mine]  # Horovod: gather
         self._window = (now, 0)
         if self.rank == 0:
-            self.reporter.event("step", phase="training", epoch=epoch, step=self.global_step, ranks=ranks,
-                                loss=float(np.mean([r["loss"] for r in ranks])),
-                                samples_per_s=float(sum(r["samples_per_s"] for r in ranks)))
+            self.reporter.event(
+                "step",
+                phase="training",
+                epoch=epoch,
+                step=self.global_step,
+                ranks=ranks,
+                loss=float(np.mean([r["loss"] for r in ranks])),
+                samples_per_s=float(sum(r["samples_per_s"] for r in ranks)),
+            )
 
     def _global_sum(self, values: list[float]) -> np.ndarray:
         import tensorflow as tf
@@ -435,18 +517,23 @@ class RankTrainer:
         vsum = None
         for i in range(0, len(self.y_val), cfg.batch_size):
             sl = slice(i, i + cfg.batch_size)
-            v_loss, v_denom, v_stats = self.eval_step(self.inputs([x[sl] for x in self.xs_val]),
-                                                      tf.constant(self.y_val[sl]))
+            v_loss, v_denom, v_stats = self.eval_step(
+                self.inputs([x[sl] for x in self.xs_val]), tf.constant(self.y_val[sl])
+            )
             row = np.concatenate([[float(v_loss), float(v_denom)], v_stats.numpy().astype(np.float64)])
             vsum = row if vsum is None else vsum + row
         vtot = self._global_sum(list(vsum if vsum is not None else np.zeros(2 + len(train["stats"]))))
         has_val = vtot[1] > 0
         val_loss = float(vtot[0] / vtot[1]) if has_val else None
-        metrics = {"epoch": epoch, "loss": float(totals[0] / totals[1]),
-                   "accuracy": float(totals[2] / max(totals[3], 1.0)), "val_loss": val_loss,
-                   "val_accuracy": float(vtot[2] / max(vtot[3], 1.0)) if has_val else None,
-                   "lr": float(learning_rate(cfg, self.size, self.global_step - 1, steps)),
-                   "epoch_s": train["epoch_s"]}
+        metrics = {
+            "epoch": epoch,
+            "loss": float(totals[0] / totals[1]),
+            "accuracy": float(totals[2] / max(totals[3], 1.0)),
+            "val_loss": val_loss,
+            "val_accuracy": float(vtot[2] / max(vtot[3], 1.0)) if has_val else None,
+            "lr": float(learning_rate(cfg, self.size, self.global_step - 1, steps)),
+            "epoch_s": train["epoch_s"],
+        }
         epoch_scores = get_task(self.task).epoch_scores
         if epoch_scores is not None:
             metrics.update(epoch_scores("", totals[2:], self.meta.class_ids))
@@ -465,10 +552,17 @@ class RankTrainer:
 
     def _gather_epoch_stats(self, train: dict[str, Any]) -> list[dict[str, Any]]:
         steps, b = self.plan.steps, self.plan.local_batch
-        mine = {"rank": self.rank, **rank_info(), "samples": self.samples_done, "epoch_s": train["epoch_s"],
-                "batch": b, "samples_per_s": steps * b / max(train["epoch_s"], 1e-9),
-                "compute_s": train["compute_s"] / steps, "step_s": train["step_s"] / steps,
-                "telemetry": self.telemetry.snapshot()}
+        mine = {
+            "rank": self.rank,
+            **rank_info(),
+            "samples": self.samples_done,
+            "epoch_s": train["epoch_s"],
+            "batch": b,
+            "samples_per_s": steps * b / max(train["epoch_s"], 1e-9),
+            "compute_s": train["compute_s"] / steps,
+            "step_s": train["step_s"] / steps,
+            "telemetry": self.telemetry.snapshot(),
+        }
         return self.hvd.allgather_object(mine, name="epoch_stats") if self.hvd else [mine]  # Horovod: gather
 
     def _save(self, epoch: int, run_dir: Path, improved: bool) -> None:
@@ -476,8 +570,7 @@ class RankTrainer:
         ckpt_dir = run_dir / "checkpoints"
         epoch_meta = dataclasses.replace(self.meta, epoch=epoch)
         with writes_to(ckpt_dir, "the training checkpoint"):  # a full or read-only disk, said with path and fix
-            here = save_checkpoint(ckpt_dir / f"epoch-{epoch:03d}", self.model, self.optimizer, epoch_meta,
-                                   self.state)
+            here = save_checkpoint(ckpt_dir / f"epoch-{epoch:03d}", self.model, self.optimizer, epoch_meta, self.state)
             if self.average:
                 self.average.save_raw(here)
             copy_dir(here, ckpt_dir / "last")
@@ -487,26 +580,43 @@ class RankTrainer:
     def _report_epoch(self, epoch: int, metrics: dict[str, Any], ranks: list[dict[str, Any]]) -> None:
         """Rank 0: the epoch event, the training progress and one worker row per rank."""
         keys = ("rank", "batch", "compute_s", "step_s", "samples_per_s")
-        self.reporter.event("epoch", phase="training", epoch=epoch, ranks=[{k: r[k] for k in keys} for r in ranks],
-                            **{k: v for k, v in metrics.items() if k != "epoch"})
-        self.reporter.progress("training", epoch, self.cfg.epochs, loss=metrics["loss"],
-                               val_loss=metrics["val_loss"])
+        self.reporter.event(
+            "epoch",
+            phase="training",
+            epoch=epoch,
+            ranks=[{k: r[k] for k in keys} for r in ranks],
+            **{k: v for k, v in metrics.items() if k != "epoch"},
+        )
+        self.reporter.progress("training", epoch, self.cfg.epochs, loss=metrics["loss"], val_loss=metrics["val_loss"])
         for r in ranks:
             _worker_row(self.reporter, r, epoch)
 
     def _summary(self, stopped_early: bool) -> dict[str, Any]:
         state, plan, steady = self.state, self.plan, self.steady_steps
         return {
-            "rank": self.rank, "size": self.size, "checksum": weights_checksum(self.model),
-            "start_epoch": self.start_epoch, "epochs_run": self.epochs_run, "last_epoch": int(state["epoch"]),
-            "stopped_early": stopped_early, "history": state["history"], "best_val": state["best_val"],
-            "best_epoch": state["best_epoch"], "steps_per_epoch": plan.steps, "samples": self.samples_done,
+            "rank": self.rank,
+            "size": self.size,
+            "checksum": weights_checksum(self.model),
+            "start_epoch": self.start_epoch,
+            "epochs_run": self.epochs_run,
+            "last_epoch": int(state["epoch"]),
+            "stopped_early": stopped_early,
+            "history": state["history"],
+            "best_val": state["best_val"],
+            "best_epoch": state["best_epoch"],
+            "steps_per_epoch": plan.steps,
+            "samples": self.samples_done,
             "task": self.task,
             "samples_per_s": self.samples_steady / self.t_steady if self.t_steady > 0 else None,
-            "batch": plan.local_batch, "speeds": plan.speeds, "shares": plan.shares, "calibration": plan.calibration,
+            "batch": plan.local_batch,
+            "speeds": plan.speeds,
+            "shares": plan.shares,
+            "calibration": plan.calibration,
             # medians over the steady steps: robust to bursts of load from other processes on a shared machine
             "step_s": float(np.median([s for _, s in steady])) if steady else None,
             "compute_s": float(np.median([c for c, _ in steady])) if steady else None,
-            "slowdown": self.slow, "telemetry": self.telemetry.snapshot(),
-            "optimizer_iterations": int(self.optimizer.iterations.numpy()), **rank_info(),
+            "slowdown": self.slow,
+            "telemetry": self.telemetry.snapshot(),
+            "optimizer_iterations": int(self.optimizer.iterations.numpy()),
+            **rank_info(),
         }

@@ -84,23 +84,35 @@ class Recovery:
         """
         cfg, detected = self.config, time.time()
         if len(self.records) >= cfg.max_restarts:
-            raise JobFailedError(f"{exc}\n(gave up after {len(self.records)} automatic restart(s): max_restarts="
-                                 f"{cfg.max_restarts}; raise it, or fix the workers and resume with --resume)"
-                                 ) from exc
-        log.warning("training lost a worker (%s); waiting up to %.0f s for %d idle workers", exc, cfg.restart_wait_s,
-                    num_ranks)
+            raise JobFailedError(
+                f"{exc}\n(gave up after {len(self.records)} automatic restart(s): max_restarts="
+                f"{cfg.max_restarts}; raise it, or fix the workers and resume with --resume)"
+            ) from exc
+        log.warning(
+            "training lost a worker (%s); waiting up to %.0f s for %d idle workers", exc, cfg.restart_wait_s, num_ranks
+        )
         t0 = time.monotonic()
         n = wait_for_workers(self.client, num_ranks, cfg.restart_wait_s, self.cancelled)
         if n < num_ranks and not (self.scheme.shrinkable and n >= 1):
             raise JobFailedError(
                 f"{exc}\n(the restart found {n} idle worker(s) of the {num_ranks} needed after waiting "
                 f"restart_wait_s={cfg.restart_wait_s:.0f} s; scheme {self.scheme.name!r} cannot go on with fewer "
-                "ranks: start more workers and resume with --resume)") from exc
+                "ranks: start more workers and resume with --resume)"
+            ) from exc
         found = latest_checkpoint(self.run_dir / "checkpoints", (RAW_FILE,) if cfg.ema_decay > 0 else ())
-        record = {"restart": len(self.records) + 1, "reason": str(exc).splitlines()[0], "rank": exc.rank,
-                  "worker": exc.worker, "detected_at": detected, "waited_s": time.monotonic() - t0,
-                  "ranks_before": num_ranks, "ranks_after": n, "shrunk": n < num_ranks,
-                  "from_epoch": found[1] if found else None, "checkpoint": str(found[0]) if found else None}
+        record = {
+            "restart": len(self.records) + 1,
+            "reason": str(exc).splitlines()[0],
+            "rank": exc.rank,
+            "worker": exc.worker,
+            "detected_at": detected,
+            "waited_s": time.monotonic() - t0,
+            "ranks_before": num_ranks,
+            "ranks_after": n,
+            "shrunk": n < num_ranks,
+            "from_epoch": found[1] if found else None,
+            "checkpoint": str(found[0]) if found else None,
+        }
         self.records.append(record)
         if self.sink is not None:
             self.sink.event("restart", phase="training", **record)

@@ -40,7 +40,7 @@ def learning_rate(config: TrainJobConfig, size: int, step: int, steps_per_epoch:
     epoch = step // steps_per_epoch
     if config.lr_decay_at:
         passed = sum(epoch >= round(f * config.epochs) for f in config.lr_decay_at)
-        return peak * config.lr_decay_factor ** passed
+        return peak * config.lr_decay_factor**passed
     if config.lr_decay_epochs:
         return peak * config.lr_decay_factor ** (epoch // config.lr_decay_epochs)
     return peak

@@ -83,7 +83,7 @@ class Telemetry:
         self.add(op, 0, nbytes(tensors))
 
     # ---- CPU / memory ------------------------------------------------------------------------------------------
-    def start(self) -> "Telemetry":
+    def start(self) -> Telemetry:
         self._proc = psutil.Process()
         self._t0 = time.monotonic()
         times = self._proc.cpu_times()
@@ -116,25 +116,39 @@ class Telemetry:
         net = _net()
         with self._lock:
             return {
-                "rank": self.rank, "worker": self.worker, "seconds": wall,
-                "bytes_sent": self.bytes_sent, "bytes_recv": self.bytes_recv,
+                "rank": self.rank,
+                "worker": self.worker,
+                "seconds": wall,
+                "bytes_sent": self.bytes_sent,
+                "bytes_recv": self.bytes_recv,
                 "by_op": {k: list(v) for k, v in self.by_op.items()},
                 "cpu_percent": 100.0 * (times.user + times.system - self._cpu0) / wall,
                 "cpu_samples": list(self._cpu_samples[-120:]),
                 "peak_mem_bytes": int(max(self.peak_rss, self._proc.memory_info().rss)),
-                "host_net_bytes_sent": net[0] - self._net0[0], "host_net_bytes_recv": net[1] - self._net0[1],
+                "host_net_bytes_sent": net[0] - self._net0[0],
+                "host_net_bytes_recv": net[1] - self._net0[1],
             }
 
     def record(self, sink: Any, phase: str, samples: int | None = None, **extra: Any) -> None:
         """Report the current snapshot as one ``worker_stats`` row to ``sink`` (a
         :class:`core.distributed.events.Sink` or Reporter; call per epoch / at the end)."""
         snap = self.snapshot()
-        sink.worker_stat(self.worker or f"rank-{self.rank}", rank=self.rank, phase=phase,
-                            bytes_sent=snap["bytes_sent"], bytes_recv=snap["bytes_recv"],
-                            cpu_percent=snap["cpu_percent"], peak_mem_bytes=snap["peak_mem_bytes"], samples=samples,
-                            **{k: v for k, v in snap.items() if k not in ("bytes_sent", "bytes_recv", "cpu_percent",
-                                                                           "peak_mem_bytes", "rank", "worker")},
-                            **extra)
+        sink.worker_stat(
+            self.worker or f"rank-{self.rank}",
+            rank=self.rank,
+            phase=phase,
+            bytes_sent=snap["bytes_sent"],
+            bytes_recv=snap["bytes_recv"],
+            cpu_percent=snap["cpu_percent"],
+            peak_mem_bytes=snap["peak_mem_bytes"],
+            samples=samples,
+            **{
+                k: v
+                for k, v in snap.items()
+                if k not in ("bytes_sent", "bytes_recv", "cpu_percent", "peak_mem_bytes", "rank", "worker")
+            },
+            **extra,
+        )
 
 
 def _net() -> tuple[int, int]:

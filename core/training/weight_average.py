@@ -36,8 +36,9 @@ class WeightAverage:
             raise ConfigError(f"ema_decay {decay} is outside (0, 1): use e.g. 0.995, or 0 to switch averaging off")
         self.weights = list(model.trainable_weights)
         self.decay = decay
-        self.variables = [tf.Variable(tf.convert_to_tensor(w), trainable=False, name=f"avg_{i}")
-                          for i, w in enumerate(self.weights)]
+        self.variables = [
+            tf.Variable(tf.convert_to_tensor(w), trainable=False, name=f"avg_{i}") for i, w in enumerate(self.weights)
+        ]
 
         @tf.function
         def update(step: Any) -> None:
@@ -77,7 +78,9 @@ class WeightAverage:
         with np.load(path) as z:
             arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
         if len(arrays) != len(self.weights):
-            raise ConfigError(f"{path} holds {len(arrays)} weights but the model has {len(self.weights)}: resume "
-                             "with the same model and model_params")
+            raise ConfigError(
+                f"{path} holds {len(arrays)} weights but the model has {len(self.weights)}: resume "
+                "with the same model and model_params"
+            )
         for w, raw in zip(self.weights, arrays):
             w.assign(raw)

@@ -43,13 +43,19 @@ def tiny_scene(home: Path, tmp_path: Path, db_url: str):  # type: ignore[no-unty
     rng = np.random.default_rng(0)
     img = write_raster(tmp_path / "img.tif", rng.integers(1, 4000, (3, SIZE, SIZE)).astype("uint16"), transform=T0)
     lab = np.ones((SIZE, SIZE), dtype="uint8")
-    lab[:, SIZE // 2:] = 2
+    lab[:, SIZE // 2 :] = 2
     lab[0, :] = 0
     labels = write_raster(tmp_path / "labels.tif", lab, transform=T0)
-    spec = SceneSpec.model_validate({
-        "name": "tiny", "classes": [{"id": 1, "name": "forest", "color": "#228b22"},
-                                    {"id": 2, "name": "water", "color": "#1f78b4"}],
-        "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]}, "labels": str(labels)}]})
+    spec = SceneSpec.model_validate(
+        {
+            "name": "tiny",
+            "classes": [
+                {"id": 1, "name": "forest", "color": "#228b22"},
+                {"id": 2, "name": "water", "color": "#1f78b4"},
+            ],
+            "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]}, "labels": str(labels)}],
+        }
+    )
     return register_scene(spec, SceneStore(db_url), home)
 
 

@@ -29,9 +29,13 @@ SCENE_FOLDERS = ("chiapas_landsat", "strzegom")
 RUN_TIMEOUT_S = float(os.environ.get("WORKBENCH_E2E_RUN_TIMEOUT", "900"))
 
 pytestmark = [
-    pytest.mark.browser, pytest.mark.slow, pytest.mark.cluster, pytest.mark.shared_data,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
-                                                     "(bash scripts/install_extras.sh installs it)"),
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.cluster,
+    pytest.mark.shared_data,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (bash scripts/install_extras.sh installs it)"
+    ),
 ]
 
 
@@ -60,19 +64,41 @@ def app_server(tmp_path: Path, shared_data: Path) -> Iterator[dict[str, Any]]:
     chiapas sample scene registered. Everything it started is stopped afterwards, active runs included."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_DB_URL": f"sqlite:///{home / 'workbench.db'}",
-           "WORKBENCH_WORKERS": "2", "WORKBENCH_DATA_ROOTS": os.pathsep.join([str(shared_data), str(home)])}
+    env = {
+        **os.environ,
+        "WORKBENCH_HOME": str(home),
+        "WORKBENCH_DB_URL": f"sqlite:///{home / 'workbench.db'}",
+        "WORKBENCH_WORKERS": "2",
+        "WORKBENCH_DATA_ROOTS": os.pathsep.join([str(shared_data), str(home)]),
+    }
     env.pop("WORKBENCH_SCHEDULER", None)
-    subprocess.run([sys.executable, "-m", "jobs", "scenes", "register-samples", "--only", *SCENE_FOLDERS], cwd=REPO,
-                   env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "jobs", "scenes", "register-samples", "--only", *SCENE_FOLDERS],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     port = _free_port()
     log = open(tmp_path / "app.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen([sys.executable, "-m", "jobs", "app", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "app", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 180)
-        yield {"url": f"http://127.0.0.1:{port}", "env": env, "home": home, "db_url": env["WORKBENCH_DB_URL"],
-               "log": tmp_path / "app.log"}
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "env": env,
+            "home": home,
+            "db_url": env["WORKBENCH_DB_URL"],
+            "log": tmp_path / "app.log",
+        }
     finally:
         from db.runs import ACTIVE, RunTracker
         from jobs.launch import cancel_run
@@ -86,8 +112,9 @@ def app_server(tmp_path: Path, shared_data: Path) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        subprocess.run([sys.executable, "-m", "jobs", "cluster", "stop"], cwd=REPO, env=env, timeout=60,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "jobs", "cluster", "stop"], cwd=REPO, env=env, timeout=60, capture_output=True
+        )
         log.close()
 
 
@@ -96,10 +123,20 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-            viewport={"width": 1500, "height": 1100})
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+            viewport={"width": 1500, "height": 1100},
+        )
         try:
             yield ctx.new_page()
         finally:
@@ -180,8 +217,10 @@ def test_draw_launch_and_review(app_server: dict[str, Any], browser_page: Any) -
     from jobs.kinds import kinds
 
     if "pipeline" not in kinds():
-        pytest.skip("drawing, the form, pre-flight, the launch and the live page passed; the rest needs the "
-                    "engine's 'pipeline' job kind (jobs/engine_kinds.py), which is not installed yet")
+        pytest.skip(
+            "drawing, the form, pre-flight, the launch and the live page passed; the rest needs the "
+            "engine's 'pipeline' job kind (jobs/engine_kinds.py), which is not installed yet"
+        )
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while tracker.get(run_id).status in ("pending", "running") and time.monotonic() < deadline:
         time.sleep(3)
@@ -206,8 +245,11 @@ def test_review_page_draws_a_real_prediction(app_server: dict[str, Any], browser
 
     tracker = RunTracker(app_server["db_url"])
     rid = tracker.create("pipeline", {"kind": "pipeline", "scene": "strzegom", "model": "unet"})
-    tracker.succeed(rid, metrics={"oa": 0.8},
-                    artifacts={"prediction": str(shared_data / "strzegom" / "published_unet_prediction_20230709.tif")})
+    tracker.succeed(
+        rid,
+        metrics={"oa": 0.8},
+        artifacts={"prediction": str(shared_data / "strzegom" / "published_unet_prediction_20230709.tif")},
+    )
     page = browser_page
     page.goto(f"{app_server['url']}/review", wait_until="domcontentloaded")
     frame = _map_frame(page)

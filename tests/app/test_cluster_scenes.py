@@ -13,8 +13,9 @@ from tests.conftest import write_raster
 
 
 @pytest.mark.cluster
-def test_cluster_page_shows_workers_and_dashboard(home: Path, cluster_client: Any,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cluster_page_shows_workers_and_dashboard(
+    home: Path, cluster_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WORKBENCH_SCHEDULER", cluster_client.scheduler.address)
     at = app_test("cluster").run()
     assert not at.exception
@@ -58,8 +59,9 @@ def test_register_scene_from_files_under_the_data_roots(home: Path, tmp_path: Pa
     assert "mine" in at.dataframe[0].value["name"].tolist()
 
 
-def test_paths_outside_the_data_roots_are_refused(home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
-                                                  tmp_path: Path) -> None:
+def test_paths_outside_the_data_roots_are_refused(
+    home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from db.scenes import SceneStore
 
     monkeypatch.setenv("WORKBENCH_DATA_ROOTS", str(tmp_path / "allowed"))

@@ -91,8 +91,9 @@ def test_preflight_passes_and_estimates_memory(tiny_scene: Any) -> None:
     assert "could not be reached" in _texts(at.warning)  # no cluster in this test
 
 
-def test_launch_creates_a_run_with_the_form_config(tiny_scene: Any, db_url: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launch_creates_a_run_with_the_form_config(
+    tiny_scene: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from db.runs import RunTracker
     from jobs import launch
 
@@ -123,9 +124,18 @@ def test_not_georeferenced_scene_runs_on_whole_scene(home: Path, tmp_path: Path,
 
     img = write_raster(tmp_path / "px.tif", np.ones((2, 32, 48), dtype="uint8"), crs=None, transform=None)
     lab = write_raster(tmp_path / "pxl.tif", np.full((32, 48), 1, dtype="uint8"), crs=None, transform=None)
-    register_scene(SceneSpec.model_validate({
-        "name": "pixels", "georeferenced": False, "classes": [{"id": 1, "name": "a"}],
-        "acquisitions": [{"files": {"rgb": [str(img)]}, "labels": str(lab)}]}), SceneStore(db_url), home)
+    register_scene(
+        SceneSpec.model_validate(
+            {
+                "name": "pixels",
+                "georeferenced": False,
+                "classes": [{"id": 1, "name": "a"}],
+                "acquisitions": [{"files": {"rgb": [str(img)]}, "labels": str(lab)}],
+            }
+        ),
+        SceneStore(db_url),
+        home,
+    )
     at = app_test("launch").run()
     assert not at.exception
     assert "is not georeferenced" in _texts(at.info)
@@ -135,8 +145,9 @@ def test_not_georeferenced_scene_runs_on_whole_scene(home: Path, tmp_path: Path,
 
 
 @pytest.mark.cluster
-def test_more_workers_than_the_cluster_has(tiny_scene: Any, cluster_client: Any,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_more_workers_than_the_cluster_has(
+    tiny_scene: Any, cluster_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WORKBENCH_SCHEDULER", cluster_client.scheduler.address)
     at = _page(pixel_box_wgs84(0, 0, 64, 64))
     at.number_input(key="launch_workers").set_value(3)
@@ -171,16 +182,24 @@ def register_duo(home: Path, tmp_path: Path, db_url: str) -> Any:
     rgb = write_raster(tmp_path / "rgb.tif", np.ones((3, SIZE, SIZE), dtype="uint8"), transform=T0)
     hsi = write_raster(tmp_path / "hsi.tif", np.ones((4, SIZE, SIZE), dtype="uint16"), transform=T0)
     lab = np.ones((SIZE, SIZE), dtype="uint8")
-    lab[:, SIZE // 2:] = 2
+    lab[:, SIZE // 2 :] = 2
     labels = write_raster(tmp_path / "lab.tif", lab, transform=T0)
-    return register_scene(SceneSpec.model_validate({
-        "name": "duo", "classes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
-        "acquisitions": [{"files": {"rgb": [str(rgb)], "hsi": [str(hsi)]}, "labels": str(labels)}]}),
-        SceneStore(db_url), home)
+    return register_scene(
+        SceneSpec.model_validate(
+            {
+                "name": "duo",
+                "classes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+                "acquisitions": [{"files": {"rgb": [str(rgb)], "hsi": [str(hsi)]}, "labels": str(labels)}],
+            }
+        ),
+        SceneStore(db_url),
+        home,
+    )
 
 
-def test_model_parallel_shows_the_split_and_launches_it(home: Path, tmp_path: Path, db_url: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_parallel_shows_the_split_and_launches_it(
+    home: Path, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     register_duo(home, tmp_path, db_url)
     launched = _fake_launch(monkeypatch)
     at = app_test("launch").run()

@@ -19,8 +19,9 @@ def _running_run(db_url: str) -> int:
     t.start(rid)
     t.progress(rid, "tiling", 10, 10)
     t.progress(rid, "training", 1, 6)
-    t.event(rid, "epoch", phase="training", epoch=1, loss=0.9, accuracy=0.6, val_loss=1.0, val_accuracy=0.55,
-            seconds=3.0)
+    t.event(
+        rid, "epoch", phase="training", epoch=1, loss=0.9, accuracy=0.6, val_loss=1.0, val_accuracy=0.55, seconds=3.0
+    )
     for step in range(1, 5):
         t.event(rid, "step", phase="training", epoch=2, step=step, loss=0.9 - 0.1 * step, samples_per_s=50.0, rank=0)
     t.progress(rid, "training", 3, 6)
@@ -72,8 +73,12 @@ def test_cancel_button_stops_the_driver(db_url: str, home: Path) -> None:
 
     t = RunTracker(db_url)
     rid = t.create("pipeline", {"kind": "pipeline", "scene": "tiny"})
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, db_url, str(rid)], cwd=REPO, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, db_url, str(rid)],
+        cwd=REPO,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         deadline = time.monotonic() + 30
         while t.get(rid).status != "running" and time.monotonic() < deadline:

@@ -13,8 +13,8 @@ from tests.conftest import write_raster
 
 def _prediction(tmp_path: Path, name: str, wrong_rows: int) -> Path:
     pred = np.ones((SIZE, SIZE), dtype="uint8")
-    pred[:, SIZE // 2:] = 2
-    pred[10:10 + wrong_rows, :8] = 2  # wrong: the labels say 1 there
+    pred[:, SIZE // 2 :] = 2
+    pred[10 : 10 + wrong_rows, :8] = 2  # wrong: the labels say 1 there
     return write_raster(tmp_path / name, pred, transform=T0, nodata=0)
 
 
@@ -94,8 +94,9 @@ def test_mapped_areas_beside_the_legend_with_csv(tiny_scene: Any, db_url: str, t
     assert any(b.proto.label == "Areas (CSV)" for b in at.get("download_button"))
 
 
-def test_vectorize_and_sample_buttons_launch_jobs(tiny_scene: Any, db_url: str, tmp_path: Path,
-                                                  monkeypatch: Any) -> None:
+def test_vectorize_and_sample_buttons_launch_jobs(
+    tiny_scene: Any, db_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
     """The detached launcher is replaced (it would start a driver process): the test checks the configs the page
     builds and that they validate."""
     from jobs import launch

@@ -12,19 +12,55 @@ def make_runs(db_url: str) -> list[int]:
     t = RunTracker(db_url)
     ids = []
     for model, workers, epochs, oa in (("unet", 2, 3, 0.81), ("patch_cnn", 1, 2, 0.74)):
-        rid = t.create("pipeline", {"kind": "pipeline", "scene": "tiny", "model": model, "scheme": "data_parallel",
-                                    "num_workers": workers, "epochs": epochs, "batch_size": 8})
+        rid = t.create(
+            "pipeline",
+            {
+                "kind": "pipeline",
+                "scene": "tiny",
+                "model": model,
+                "scheme": "data_parallel",
+                "num_workers": workers,
+                "epochs": epochs,
+                "batch_size": 8,
+            },
+        )
         t.start(rid)
         for e in range(1, epochs + 1):
-            t.event(rid, "epoch", phase="training", epoch=e, loss=1.0 / e, accuracy=0.5 + 0.1 * e,
-                    val_loss=1.2 / e, val_accuracy=0.45 + 0.1 * e, seconds=2.0 * workers)
-        t.worker_stat(rid, "tcp://127.0.0.1:1", rank=0, phase="training", bytes_sent=2**20, bytes_recv=2 * 2**20,
-                      cpu_percent=95.0, peak_mem_bytes=2**30)
-        t.succeed(rid, metrics={
-            "oa": oa, "kappa": 0.7, "miou": oa - 0.2, "macro_f1": oa - 0.1, "best_val_accuracy": oa + 0.02,
-            "train_seconds": 10.0 * epochs, "samples_per_s": 100.0 * workers,
-            "per_class": {"1": {"name": "forest", "f1": oa}, "2": {"name": "water", "f1": oa - 0.3}},
-            "confusion": {"matrix": [[8, 2], [1, 9]], "ids": [1, 2], "names": ["forest", "water"]}})
+            t.event(
+                rid,
+                "epoch",
+                phase="training",
+                epoch=e,
+                loss=1.0 / e,
+                accuracy=0.5 + 0.1 * e,
+                val_loss=1.2 / e,
+                val_accuracy=0.45 + 0.1 * e,
+                seconds=2.0 * workers,
+            )
+        t.worker_stat(
+            rid,
+            "tcp://127.0.0.1:1",
+            rank=0,
+            phase="training",
+            bytes_sent=2**20,
+            bytes_recv=2 * 2**20,
+            cpu_percent=95.0,
+            peak_mem_bytes=2**30,
+        )
+        t.succeed(
+            rid,
+            metrics={
+                "oa": oa,
+                "kappa": 0.7,
+                "miou": oa - 0.2,
+                "macro_f1": oa - 0.1,
+                "best_val_accuracy": oa + 0.02,
+                "train_seconds": 10.0 * epochs,
+                "samples_per_s": 100.0 * workers,
+                "per_class": {"1": {"name": "forest", "f1": oa}, "2": {"name": "water", "f1": oa - 0.3}},
+                "confusion": {"matrix": [[8, 2], [1, 9]], "ids": [1, 2], "names": ["forest", "water"]},
+            },
+        )
         ids.append(rid)
     rid = t.create("tile", {"kind": "tile", "scene": "other"})
     t.fail(rid, "ValueError: broken")
@@ -99,4 +135,3 @@ def test_compare_tolerates_runs_without_metrics(db_url: str) -> None:
     at.multiselect(key="runs_compare").set_value([ids[0], ids[2]]).run()
     assert not at.exception
     assert any("no confusion matrix" in c.value for c in at.caption)
-

@@ -22,13 +22,18 @@ EVENTS = 150
 
 
 def test_8_jobs_writing_while_the_live_page_polls_lose_nothing(db_url, db_backend):
-    r = run_load(db_url, db_backend, writers=WRITERS, events=EVENTS, poll_interval=0.25, timeout=120,
-                 start_method="forkserver")
+    r = run_load(
+        db_url, db_backend, writers=WRITERS, events=EVENTS, poll_interval=0.25, timeout=120, start_method="forkserver"
+    )
     print(r.summary())
     assert r.other_errors == []
     assert (r.lock_errors, r.reader_lock_errors) == (0, 0)
     assert (r.events_written, r.events_in_db, r.lost_events, r.duplicate_events) == (
-        WRITERS * EVENTS, WRITERS * EVENTS, 0, 0)
+        WRITERS * EVENTS,
+        WRITERS * EVENTS,
+        0,
+        0,
+    )
     assert r.runs_succeeded == WRITERS
     assert r.reader_polls >= 2 and r.reader_regressions == 0  # the reader saw the runs progress, never go back
     assert r.write_worst_ms < 30_000  # below the busy timeout: no writer ever gave up

@@ -18,8 +18,16 @@ def test_schema_is_created_and_versioned(db_url, db_backend):
         if db_backend == "sqlite":
             assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     assert engine.dialect.name == db_backend
-    assert {"schema_version", "scenes", "scene_modalities", "scene_classes", "scene_files", "runs", "run_events",
-            "worker_stats"} <= set(inspect(engine).get_table_names())
+    assert {
+        "schema_version",
+        "scenes",
+        "scene_modalities",
+        "scene_classes",
+        "scene_files",
+        "runs",
+        "run_events",
+        "worker_stats",
+    } <= set(inspect(engine).get_table_names())
 
 
 def test_run_lifecycle_records_progress_events_and_metrics(db_url):
@@ -70,8 +78,11 @@ def test_run_without_heartbeat_is_marked_failed_but_live_one_is_not(db_url):
     from db.models import RunRow
 
     with session_factory(db_url).begin() as s:
-        s.execute(update(RunRow).where(RunRow.id == stale).values(host="elsewhere",
-                                                                   heartbeat_at=utcnow() - timedelta(minutes=5)))
+        s.execute(
+            update(RunRow)
+            .where(RunRow.id == stale)
+            .values(host="elsewhere", heartbeat_at=utcnow() - timedelta(minutes=5))
+        )
     assert t.reap_dead_runs() == [stale]
     assert t.get(live).status == "running"
     assert "no heartbeat" in t.get(stale).error
@@ -99,8 +110,11 @@ def test_old_schema_is_upgraded_by_code(db_url, monkeypatch):
     engine = create_engine(db_url)
     engine_mod.init_db(engine)
     monkeypatch.setattr(engine_mod, "SCHEMA_VERSION", engine_mod.SCHEMA_VERSION + 1)
-    monkeypatch.setitem(engine_mod.MIGRATIONS, engine_mod.SCHEMA_VERSION - 1,
-                        lambda conn: (conn.execute(text("ALTER TABLE runs ADD COLUMN note TEXT")), applied.append(1)))
+    monkeypatch.setitem(
+        engine_mod.MIGRATIONS,
+        engine_mod.SCHEMA_VERSION - 1,
+        lambda conn: (conn.execute(text("ALTER TABLE runs ADD COLUMN note TEXT")), applied.append(1)),
+    )
     assert engine_mod.init_db(engine) == engine_mod.SCHEMA_VERSION
     with engine.connect() as c:
         assert "note" in [col["name"] for col in inspect(c).get_columns("runs")]

@@ -2,17 +2,20 @@ from dataclasses import replace
 
 import pytest
 
-from core.errors import ConfigError, SceneExistsError, SceneNotFoundError
 from core.data.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
+from core.errors import ConfigError, SceneExistsError, SceneNotFoundError
 from db.scenes import SceneStore
 
 
 def _scene(name: str = "s1") -> Scene:
     return Scene(
-        name=name, georeferenced=True, crs_wkt="EPSG:32633",
+        name=name,
+        georeferenced=True,
+        crs_wkt="EPSG:32633",
         modalities=(Modality("s2", 10, 12, (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), 3, "uint16", (0, 0, None)),),
         acquisitions=(Acquisition("2021-01-01", {"s2": ("/a.tif",)}, "/l.tif"),),
-        classes=(ClassInfo(1, "forest", "#00ff00"),), label_modality="s2",
+        classes=(ClassInfo(1, "forest", "#00ff00"),),
+        label_modality="s2",
         fingerprints=(FileFingerprint("/a.tif", 1, 2, "d"), FileFingerprint("/l.tif", 3, 4, "e")),
     )
 

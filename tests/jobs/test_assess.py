@@ -23,7 +23,7 @@ from tests.conftest import write_raster
 def _prediction_run(db_url: str, tmp_path: Path, wrong_cols: int = 4) -> int:
     """A succeeded predict run whose map is the labels with ``wrong_cols`` columns of class 1 mapped as 2."""
     pred = np.ones((SIZE, SIZE), np.uint8)
-    pred[:, SIZE // 2 - wrong_cols:] = 2
+    pred[:, SIZE // 2 - wrong_cols :] = 2
     path = write_raster(tmp_path / f"pred{wrong_cols}.tif", pred, transform=T0, nodata=0)
     with rasterio.open(path, "r+") as dst:
         write_class_metadata(dst, [1, 2], ["forest", "water"], ["#228b22", "#1f78b4"])
@@ -43,8 +43,9 @@ def test_sample_then_assess_with_the_scene_labels(tiny_scene: Any, db_url: str, 
     with open(srow.artifacts["csv"]) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 60 and {"id", "x", "y", "lon", "lat", "map_class"} <= set(rows[0])
-    aid = execute(AssessJobConfig(prediction_run=pid, sample_run=sid, reference="scene_labels"), run_assess_job,
-                  db_url=db_url)
+    aid = execute(
+        AssessJobConfig(prediction_run=pid, sample_run=sid, reference="scene_labels"), run_assess_job, db_url=db_url
+    )
     arow = t.get(aid)
     assert arow.status == "succeeded", arow.error
     m = arow.metrics
@@ -57,8 +58,9 @@ def test_sample_then_assess_with_the_scene_labels(tiny_scene: Any, db_url: str, 
     assert Path(arow.artifacts["report"]).read_text().startswith("<!DOCTYPE html>")
 
 
-def test_interpreted_labels_with_a_duplicate_id_fail_and_write_nothing(tiny_scene: Any, db_url: str,
-                                                                       tmp_path: Path) -> None:
+def test_interpreted_labels_with_a_duplicate_id_fail_and_write_nothing(
+    tiny_scene: Any, db_url: str, tmp_path: Path
+) -> None:
     pid = _prediction_run(db_url, tmp_path)
     sid = execute(SampleJobConfig(prediction_run=pid, per_class=5), run_sample, db_url=db_url)
     t = RunTracker(db_url)
@@ -71,8 +73,7 @@ def test_interpreted_labels_with_a_duplicate_id_fail_and_write_nothing(tiny_scen
         for r in rows + rows[:1]:
             w.writerow([r["id"], r["map_class"]])
     with pytest.raises(WorkbenchError, match=r"ids \[1\] \(1\) more than once"):
-        execute(AssessJobConfig(prediction_run=pid, sample_run=sid, labels=str(labels)), run_assess_job,
-                db_url=db_url)
+        execute(AssessJobConfig(prediction_run=pid, sample_run=sid, labels=str(labels)), run_assess_job, db_url=db_url)
     failed = t.list(kind="assess")[0]
     assert failed.status == "failed" and "more than once" in failed.error
     from core.settings import get_settings
@@ -90,7 +91,10 @@ def test_bad_run_ids_are_refused_with_the_fix(tiny_scene: Any, db_url: str, tmp_
     first, second = _prediction_run(db_url, tmp_path, 4), _prediction_run(db_url, tmp_path, 2)
     sid = execute(SampleJobConfig(prediction_run=first, per_class=5), run_sample, db_url=db_url)
     with pytest.raises(ConfigError, match=f"was drawn from run {first}, not {second}"):
-        execute(AssessJobConfig(prediction_run=second, sample_run=sid, reference="scene_labels"), run_assess_job,
-                db_url=db_url)
+        execute(
+            AssessJobConfig(prediction_run=second, sample_run=sid, reference="scene_labels"),
+            run_assess_job,
+            db_url=db_url,
+        )
     with pytest.raises(ValueError, match="give exactly one of per_class"):
         SampleJobConfig(prediction_run=first)

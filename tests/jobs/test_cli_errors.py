@@ -48,8 +48,9 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
     ]
 
 
-def test_bad_inputs_give_a_message_and_no_traceback(home: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_inputs_give_a_message_and_no_traceback(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     failures = []
     for argv, expected in _cases(tmp_path):
         rc = main(argv)

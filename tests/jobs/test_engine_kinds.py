@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pandas as pd
 
+from app.services import history
 from core.configs import EvaluateJobConfig, TrainJobConfig
 from core.models.bundle import load_meta
 from db.runs import RunTracker
-from app.services import history
 from jobs.engine_kinds import run_evaluate, summary_metrics, trained_label_fraction
 from tests.core.evaluation.test_job import multilabel_case
 
@@ -25,8 +25,9 @@ def with_run(bundle: Path, run_id: int | None) -> Path:
 
 def test_trained_label_fraction_from_meta_then_the_training_run(tmp_path: Path, db_url: str) -> None:
     t = RunTracker(db_url)
-    train = t.create("train", TrainJobConfig(scene="s", store="x", model="resnet50",
-                                             label_fraction=0.3).model_dump(mode="json"))
+    train = t.create(
+        "train", TrainJobConfig(scene="s", store="x", model="resnet50", label_fraction=0.3).model_dump(mode="json")
+    )
     pipe = t.create("pipeline", {"kind": "pipeline", "model": "resnet50", "train_options": {"label_fraction": 0.2}})
     plain = t.create("pipeline", {"kind": "pipeline", "model": "resnet50", "train_options": {}})
     other = t.create("train", TrainJobConfig(scene="s", store="x", model="unet").model_dump(mode="json"))
@@ -43,8 +44,9 @@ def test_trained_label_fraction_from_meta_then_the_training_run(tmp_path: Path, 
 
 def test_evaluate_kind_scores_a_multilabel_bundle_with_its_training_fraction(tmp_path: Path, db_url: str) -> None:
     t = RunTracker(db_url)
-    train = t.create("train", TrainJobConfig(scene="s", store="x", model="resnet50",
-                                             label_fraction=0.3).model_dump(mode="json"))
+    train = t.create(
+        "train", TrainJobConfig(scene="s", store="x", model="resnet50", label_fraction=0.3).model_dump(mode="json")
+    )
     bundle, store, _, _ = multilabel_case(tmp_path)
     ctx = SimpleNamespace(tracker=t, progress=lambda *a, **k: None)
     config = EvaluateJobConfig(model=str(with_run(bundle, train)), store=str(store))
@@ -55,9 +57,16 @@ def test_evaluate_kind_scores_a_multilabel_bundle_with_its_training_fraction(tmp
 
 
 def test_multilabel_test_metrics_reach_the_history_table_and_per_class_f1(db_url: str) -> None:
-    test = {"micro_f1": 0.7, "macro_f1": 0.6, "subset_accuracy": 0.5, "hamming_loss": 0.1,
-            "per_class": {"1": {"name": "water", "f1": 0.9, "precision": 1.0, "recall": 0.8, "support": 3.0},
-                          "2": {"name": "forest", "f1": 0.3, "precision": 0.5, "recall": 0.2, "support": 4.0}}}
+    test = {
+        "micro_f1": 0.7,
+        "macro_f1": 0.6,
+        "subset_accuracy": 0.5,
+        "hamming_loss": 0.1,
+        "per_class": {
+            "1": {"name": "water", "f1": 0.9, "precision": 1.0, "recall": 0.8, "support": 3.0},
+            "2": {"name": "forest", "f1": 0.3, "precision": 0.5, "recall": 0.2, "support": 4.0},
+        },
+    }
     s = summary_metrics(test, None)
     assert s["micro_f1"] == 0.7 and s["macro_f1"] == 0.6 and s["subset_accuracy"] == 0.5
     assert "confusion" not in s and "oa" not in s
@@ -83,9 +92,18 @@ def test_prediction_tiling_exact_leaves_the_tile_to_run_predict_crop_takes_the_o
 
     bundle = tmp_path / "bundle"
     bundle.mkdir()
-    meta = ModelMeta(model="unet", task="dense", modalities=("s2",), sample_size={"s2": 64}, class_ids=(1,),
-                     class_names=("a",), class_colors=("#000000",), band_stats={}, scene="elsewhere",
-                     extra={"model_params": {"width": 2, "depth": 2}})
+    meta = ModelMeta(
+        model="unet",
+        task="dense",
+        modalities=("s2",),
+        sample_size={"s2": 64},
+        class_ids=(1,),
+        class_names=("a",),
+        class_colors=("#000000",),
+        band_stats={},
+        scene="elsewhere",
+        extra={"model_params": {"width": 2, "depth": 2}},
+    )
     (bundle / "meta.json").write_text(meta.to_json())
     config = PipelineJobConfig(scene="elsewhere", model="unet", num_workers=1, scheme="single")
     assert prediction_tiling(str(bundle), config) == (None, None)

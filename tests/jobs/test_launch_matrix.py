@@ -21,8 +21,16 @@ from core.data.scene import Scene
 
 AOI_PX = 200
 """Side of the centred AOI on scenes larger than 256 px (label-grid pixels); smaller scenes are used whole."""
-FORM = {"scheme": "data_parallel", "num_workers": 2, "epochs": 1, "batch_size": 8, "learning_rate": 1e-3,
-        "split_method": "spatial", "fractions": (0.6, 0.2, 0.2), "per_class": 40}
+FORM = {
+    "scheme": "data_parallel",
+    "num_workers": 2,
+    "epochs": 1,
+    "batch_size": 8,
+    "learning_rate": 1e-3,
+    "split_method": "spatial",
+    "fractions": (0.6, 0.2, 0.2),
+    "per_class": 40,
+}
 """The form's defaults (tile size auto, patch size 9, spatial split, 2 data-parallel workers), shortened."""
 
 
@@ -34,17 +42,27 @@ def _aoi(scene: Scene) -> dict[str, Any] | None:
     a, _, c, _, e, f = g.transform
     r0, c0 = (g.height - AOI_PX) // 2, (g.width - AOI_PX) // 2
     to_wgs = Transformer.from_crs(scene.crs_wkt, "EPSG:4326", always_xy=True)
-    ring = [(c + a * cc, f + e * rr) for cc, rr in ((c0, r0), (c0 + AOI_PX, r0), (c0 + AOI_PX, r0 + AOI_PX),
-                                                     (c0, r0 + AOI_PX), (c0, r0))]
+    ring = [
+        (c + a * cc, f + e * rr)
+        for cc, rr in ((c0, r0), (c0 + AOI_PX, r0), (c0 + AOI_PX, r0 + AOI_PX), (c0, r0 + AOI_PX), (c0, r0))
+    ]
     return {"type": "Polygon", "coordinates": [[list(to_wgs.transform(x, y)) for x, y in ring]]}
 
 
 def _values(scene: Scene, model: str, task: str) -> dict[str, Any]:
-    values = {**FORM, "scene": scene.name, "model": model, "aoi": _aoi(scene), "size": 0 if task in
-              ("dense", "multilabel") else 9}
+    values = {
+        **FORM,
+        "scene": scene.name,
+        "model": model,
+        "aoi": _aoi(scene),
+        "size": 0 if task in ("dense", "multilabel") else 9,
+    }
     if task == "baseline":
-        values = {k: v for k, v in values.items() if k not in ("scheme", "num_workers", "epochs", "batch_size",
-                                                               "learning_rate")}
+        values = {
+            k: v
+            for k, v in values.items()
+            if k not in ("scheme", "num_workers", "epochs", "batch_size", "learning_rate")
+        }
     return values
 
 
@@ -67,8 +85,9 @@ def _launch(scene: Scene, model: str, task: str, client: Any, db_url: str) -> tu
         return "refused", report.errors[0]
     assert report.config is not None
     try:
-        rid = execute(report.config, get_kind(report.config.kind).executor, client=client, db_url=db_url,
-                      scene_id=scene.id)
+        rid = execute(
+            report.config, get_kind(report.config.kind).executor, client=client, db_url=db_url, scene_id=scene.id
+        )
     except Exception as exc:  # noqa: BLE001 - a failed run is reported in the matrix, then fails the test
         return "FAILED", f"{type(exc).__name__}: {exc}"[:300]
     row = RunTracker(db_url).get(rid)

@@ -21,8 +21,12 @@ def test_cluster_start_honours_workers_and_binds_loopback(home: Path) -> None:
         with Client(state["scheduler"], timeout=10) as client:
             assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
         proc = psutil.Process(int(state["pid"]))
-        listening = [c.laddr for p in [proc, *proc.children(recursive=True)]
-                     for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        listening = [
+            c.laddr
+            for p in [proc, *proc.children(recursive=True)]
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
         assert len(listening) >= 3  # scheduler, dashboard, the worker (and its nanny)
         assert {a.ip for a in listening} == {"127.0.0.1"}, listening
         assert state["dashboard"].startswith("http://127.0.0.1:")

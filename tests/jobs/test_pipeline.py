@@ -20,15 +20,28 @@ pytestmark = [pytest.mark.cluster, pytest.mark.horovod, pytest.mark.shared_data,
 def _pipeline(db_url: str, home: Path, client, **kw) -> tuple[int, object]:
     store = SceneStore(db_url)
     register_samples(None, store, home, only=["strzegom"])
-    config = PipelineJobConfig(scene="strzegom", scheme="data_parallel", num_workers=2, epochs=1,
-                               split={"method": "date", "test_date": "2023-03-01"}, **kw)
+    config = PipelineJobConfig(
+        scene="strzegom",
+        scheme="data_parallel",
+        num_workers=2,
+        epochs=1,
+        split={"method": "date", "test_date": "2023-03-01"},
+        **kw,
+    )
     run_id = execute(config, run_pipeline, db_url=db_url, client=client, scene_id=store.get("strzegom").id)
     return run_id, RunTracker(db_url).get(run_id)
 
 
 def test_unet_pipeline_on_strzegom(db_url, home, cluster_client):
-    run_id, row = _pipeline(db_url, home, cluster_client, model="unet", model_params={"width": 4, "depth": 2},
-                            batch_size=4, tiling={"tile_size": 64})
+    run_id, row = _pipeline(
+        db_url,
+        home,
+        cluster_client,
+        model="unet",
+        model_params={"width": 4, "depth": 2},
+        batch_size=4,
+        tiling={"tile_size": 64},
+    )
     assert row.status == "succeeded", row.error
     train = row.metrics["training"]
     assert train["num_ranks"] == 2 and train["weights_identical"], train["checksums"]
@@ -41,11 +54,14 @@ def test_unet_pipeline_on_strzegom(db_url, home, cluster_client):
     assert row.metrics["prediction_date"] == "2023-03-01"  # the held-out date is the one mapped
 
     scene = SceneStore(db_url).get("strzegom")
-    with rasterio.open(row.artifacts["prediction"]) as pred, \
-            rasterio.open(scene.acquisition("2023-03-01").files["s2"][0]) as src:
+    with (
+        rasterio.open(row.artifacts["prediction"]) as pred,
+        rasterio.open(scene.acquisition("2023-03-01").files["s2"][0]) as src,
+    ):
         assert pred.crs == src.crs and pred.transform == src.transform and pred.shape == src.shape == (401, 401)
-        assert pred.nodata == 0 and pred.colormap(1)[1][:3] == tuple(int(scene.classes[0].color[i:i + 2], 16)
-                                                                     for i in (1, 3, 5))
+        assert pred.nodata == 0 and pred.colormap(1)[1][:3] == tuple(
+            int(scene.classes[0].color[i : i + 2], 16) for i in (1, 3, 5)
+        )
         assert pred.overviews(1), "a COG has internal overviews"
         tiled = pred.read(1)
         image = src.read()
@@ -63,8 +79,15 @@ def test_unet_pipeline_on_strzegom(db_url, home, cluster_client):
 
 
 def test_patch_cnn_pipeline_classifies_every_pixel(db_url, home, cluster_client):
-    _, row = _pipeline(db_url, home, cluster_client, model="patch_cnn", model_params={"width": 8},
-                       batch_size=32, sampling={"patch_size": 9, "per_class": 30})
+    _, row = _pipeline(
+        db_url,
+        home,
+        cluster_client,
+        model="patch_cnn",
+        model_params={"width": 8},
+        batch_size=32,
+        sampling={"patch_size": 9, "per_class": 30},
+    )
     assert row.status == "succeeded", row.error
     assert row.metrics["training"]["weights_identical"]
     counts = row.metrics["tiling"]["counts"]

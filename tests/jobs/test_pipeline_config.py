@@ -4,9 +4,9 @@ import pytest
 from pydantic import ValidationError
 
 from core.configs import SCHEMES
-from jobs.engine_kinds import pipeline_parts
 from core.errors import ConfigError
 from core.models import list_models
+from jobs.engine_kinds import pipeline_parts
 from jobs.pipeline import PipelineJobConfig, model_modalities
 
 
@@ -16,15 +16,28 @@ def test_gui_offers_every_model_and_scheme_of_the_engine():
     with pytest.raises(ValidationError, match="model 'nope' is unknown; choose one of"):
         PipelineJobConfig(scene="s", model="nope")
     for scheme in SCHEMES:
-        assert PipelineJobConfig(scene="s", model="two_stream", scheme=scheme, num_workers=3 if scheme ==
-                                 "model_parallel" else 1 if scheme == "single" else 2).scheme == scheme
+        assert (
+            PipelineJobConfig(
+                scene="s",
+                model="two_stream",
+                scheme=scheme,
+                num_workers=3 if scheme == "model_parallel" else 1 if scheme == "single" else 2,
+            ).scheme
+            == scheme
+        )
     with pytest.raises(ValidationError, match="scheme 'nope' is unknown; choose one of"):
         PipelineJobConfig(scene="s", scheme="nope")
 
 
 def test_pipeline_passes_scheme_options_to_training():
-    cfg = PipelineJobConfig(scene="houston_crop", model="two_stream", scheme="model_parallel", num_workers=3,
-                            mp_split="optimized", train_options={"optimizer": "sgd_nesterov", "patience": 3})
+    cfg = PipelineJobConfig(
+        scene="houston_crop",
+        model="two_stream",
+        scheme="model_parallel",
+        num_workers=3,
+        mp_split="optimized",
+        train_options={"optimizer": "sgd_nesterov", "patience": 3},
+    )
     tile, train = pipeline_parts(cfg, Path("/tmp/s.zarr"))
     assert tile.mode == "patches" and train.scheme == "model_parallel" and train.mp_split == "optimized"
     assert (train.optimizer, train.patience, train.num_workers) == ("sgd_nesterov", 3, 3)
@@ -32,11 +45,14 @@ def test_pipeline_passes_scheme_options_to_training():
     assert pipeline_parts(resnet, Path("/tmp/s.zarr"))[0].mode == "tiles"
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"model": "unet", "scheme": "model_parallel", "num_workers": 3}, "has a single branch"),
-    ({"model": "patch_cnn", "scheme": "heterogeneous", "num_workers": 1}, "needs num_workers >= 2"),
-    ({"model": "patch_cnn", "train_options": {"optimizer": "rmsprop"}}, "optimizer"),
-])
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"model": "unet", "scheme": "model_parallel", "num_workers": 3}, "has a single branch"),
+        ({"model": "patch_cnn", "scheme": "heterogeneous", "num_workers": 1}, "needs num_workers >= 2"),
+        ({"model": "patch_cnn", "train_options": {"optimizer": "rmsprop"}}, "optimizer"),
+    ],
+)
 def test_combinations_that_make_no_sense_are_refused(kw, message):
     with pytest.raises((ValidationError, ValueError), match=message):
         cfg = PipelineJobConfig(scene="s", **kw)

@@ -26,14 +26,19 @@ def _register(tmp_path: Path, home: Path, db_url: str) -> None:
 
     data = (np.random.default_rng(0).random((3, 480, 480)) * 1000).astype("uint16")
     img = write_raster(tmp_path / "img.tif", data)
-    spec = SceneSpec.model_validate({"name": "scene", "classes": [{"id": i, "name": f"c{i}", "color": "#000000"}
-                                                                  for i in (3, 5, 9)],
-                                     "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]}}]})
+    spec = SceneSpec.model_validate(
+        {
+            "name": "scene",
+            "classes": [{"id": i, "name": f"c{i}", "color": "#000000"} for i in (3, 5, 9)],
+            "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]}}],
+        }
+    )
     register_scene(spec, SceneStore(db_url), home)
 
 
-def test_rerun_resume_finishes_a_cancelled_prediction(tmp_path: Path, home: Path, db_url: str, cluster_client: Any,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rerun_resume_finishes_a_cancelled_prediction(
+    tmp_path: Path, home: Path, db_url: str, cluster_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from db.runs import RunTracker
     from jobs.cli import main
     from jobs.engine_kinds import run_predict
@@ -70,8 +75,12 @@ def test_rerun_resume_finishes_a_cancelled_prediction(tmp_path: Path, home: Path
     computed = [e for e in tracker.events(resumed.id) if e.kind == "progress" and e.phase == "inference"]
     assert computed[0].data["done"] > len(parts)  # counting went on from the finished windows
 
-    whole = execute(config.model_copy(update={"output": str(tmp_path / "whole" / "map.tif")}), run_predict,
-                    db_url=db_url, client=cluster_client)
+    whole = execute(
+        config.model_copy(update={"output": str(tmp_path / "whole" / "map.tif")}),
+        run_predict,
+        db_url=db_url,
+        client=cluster_client,
+    )
     whole_map = tracker.get(whole).artifacts["prediction"]
     with rasterio.open(resumed.artifacts["prediction"]) as a, rasterio.open(whole_map) as b:
         assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform

@@ -10,12 +10,28 @@ import pytest
 from core.configs import AOIConfig, BaselineJobConfig
 from core.errors import AOIOutsideSceneError, ConfigError
 from jobs.engine_kinds import pipeline_parts
-from jobs.preflight import (aoi_stats, build_config, estimate_memory_per_worker, launch_models, model_params,
-                            preflight, recipe_defaults, recipes)
+from jobs.preflight import (
+    aoi_stats,
+    build_config,
+    estimate_memory_per_worker,
+    launch_models,
+    model_params,
+    preflight,
+    recipe_defaults,
+    recipes,
+)
 from tests.app.conftest import pixel_box_wgs84, tiny_scene  # noqa: F401 - fixture
 
-FORM = {"scene": "tiny", "model": "unet", "scheme": "data_parallel", "num_workers": 2, "epochs": 2,
-        "batch_size": 4, "learning_rate": 1e-3, "size": 16}
+FORM = {
+    "scene": "tiny",
+    "model": "unet",
+    "scheme": "data_parallel",
+    "num_workers": 2,
+    "epochs": 2,
+    "batch_size": 4,
+    "learning_rate": 1e-3,
+    "size": 16,
+}
 
 
 def test_aoi_stats_counts_pixels_and_labels(tiny_scene: Any) -> None:
@@ -62,8 +78,11 @@ def test_scene_without_labels_cannot_train(home: Path, tmp_path: Path, db_url: s
     from tests.conftest import write_raster
 
     img = write_raster(tmp_path / "i.tif", np.ones((1, 16, 16), dtype="uint8"))
-    scene = register_scene(SceneSpec.model_validate({"name": "nolab", "acquisitions": [
-        {"files": {"x": [str(img)]}}]}), SceneStore(db_url), home)
+    scene = register_scene(
+        SceneSpec.model_validate({"name": "nolab", "acquisitions": [{"files": {"x": [str(img)]}}]}),
+        SceneStore(db_url),
+        home,
+    )
     report = preflight(build_config({**FORM, "scene": "nolab"}), scene, cluster_workers=2)
     assert "has no label rasters" in " ".join(report.errors)
 
@@ -73,8 +92,17 @@ def _train(config: Any) -> Any:
 
 
 def test_mp_split_reaches_the_pipeline_and_its_training() -> None:
-    config = build_config({**FORM, "model": "two_stream", "scheme": "model_parallel", "num_workers": 3, "size": 9,
-                           "mp_split": "optimized", "model_params": {"width": 4, "dense": "64, 32"}})
+    config = build_config(
+        {
+            **FORM,
+            "model": "two_stream",
+            "scheme": "model_parallel",
+            "num_workers": 3,
+            "size": 9,
+            "mp_split": "optimized",
+            "model_params": {"width": 4, "dense": "64, 32"},
+        }
+    )
     assert config.mp_split == "optimized"
     train = _train(config)
     assert (train.scheme, train.mp_split, train.num_workers) == ("model_parallel", "optimized", 3)
@@ -88,8 +116,11 @@ def test_heterogeneous_worker_speeds_and_calibration() -> None:
     assert train.worker_speeds == (1.0, 1.0, 0.5)
     measured = _train(build_config({**form, "worker_speeds": "", "calibration_steps": 12}))
     assert measured.worker_speeds is None and measured.calibration_steps == 12
-    with pytest.raises(ConfigError, match=r"worker_speeds \[1.0, 1.0\] must give one positive speed per worker "
-                                          r"\(3 workers\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"worker_speeds \[1.0, 1.0\] must give one positive speed per worker "
+        r"\(3 workers\)",
+    ):
         build_config({**form, "worker_speeds": "1, 1"})
 
 
@@ -120,18 +151,21 @@ def test_form_offers_every_registered_model_with_its_builder_defaults() -> None:
     assert model_params("rf") == ()
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"optimizer": "rmsprop"}, "- optimizer: Input should be 'adam' or 'sgd_nesterov'"),
-    ({"patience": 0}, "- patience: Input should be greater than or equal to 1"),
-    ({"model_params": {"width": 0}}, r"- model_params.width: 0 is not a number in \[1, 512\]"),
-    ({"model_params": {"dense": "10"}}, "- model_params.dense: model 'unet' has no size parameter 'dense'"),
-    ({"model_params": {"depth": 6}}, r"- tiling.tile_size: a 16-px tile is not divisible by 2\*\*depth = 64"),
-    ({"lr_decay_at": "0.3, 1.2"}, r"- lr_decay_at: \[0.3, 1.2\] must be increasing fractions of the epochs"),
-    ({"lr_decay_at": "a, b"}, "- lr_decay_at: 'a, b' is not a comma-separated list of float numbers"),
-    ({"mp_split": "optimized"}, "- mp_split: only used when the scheme is 'model_parallel', not 'data_parallel'"),
-    ({"label_fraction": 0.1}, "- label_fraction: only used when the task is 'multilabel', not 'dense'"),
-    ({"calibration_steps": 3}, "- calibration_steps: only used when the scheme is 'heterogeneous'"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"optimizer": "rmsprop"}, "- optimizer: Input should be 'adam' or 'sgd_nesterov'"),
+        ({"patience": 0}, "- patience: Input should be greater than or equal to 1"),
+        ({"model_params": {"width": 0}}, r"- model_params.width: 0 is not a number in \[1, 512\]"),
+        ({"model_params": {"dense": "10"}}, "- model_params.dense: model 'unet' has no size parameter 'dense'"),
+        ({"model_params": {"depth": 6}}, r"- tiling.tile_size: a 16-px tile is not divisible by 2\*\*depth = 64"),
+        ({"lr_decay_at": "0.3, 1.2"}, r"- lr_decay_at: \[0.3, 1.2\] must be increasing fractions of the epochs"),
+        ({"lr_decay_at": "a, b"}, "- lr_decay_at: 'a, b' is not a comma-separated list of float numbers"),
+        ({"mp_split": "optimized"}, "- mp_split: only used when the scheme is 'model_parallel', not 'data_parallel'"),
+        ({"label_fraction": 0.1}, "- label_fraction: only used when the task is 'multilabel', not 'dense'"),
+        ({"calibration_steps": 3}, "- calibration_steps: only used when the scheme is 'heterogeneous'"),
+    ],
+)
 def test_bad_advanced_value_names_the_field(extra: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_config({**FORM, **extra})
@@ -143,9 +177,20 @@ def test_lr_decay_epochs_zero_means_none() -> None:
 
 
 def test_baseline_model_gives_a_baseline_job_that_tiles_patches_first() -> None:
-    config = build_config({**FORM, "model": "svm", "size": 7, "per_class": 50, "split_method": "date",
-                           "test_date": "20220101", "fractions": (0.7, 0.3, 0.0), "features": "patch",
-                           "max_train_samples": 1000, "aoi": pixel_box_wgs84(0, 0, 64, 64)})
+    config = build_config(
+        {
+            **FORM,
+            "model": "svm",
+            "size": 7,
+            "per_class": 50,
+            "split_method": "date",
+            "test_date": "20220101",
+            "fractions": (0.7, 0.3, 0.0),
+            "features": "patch",
+            "max_train_samples": 1000,
+            "aoi": pixel_box_wgs84(0, 0, 64, 64),
+        }
+    )
     assert isinstance(config, BaselineJobConfig) and config.kind == "baseline"
     assert (config.method, config.features, config.max_train_samples, config.split) == ("svm", "patch", 1000, "test")
     tile = config.tile_job
@@ -176,15 +221,17 @@ def test_preflight_of_scene_classifier_and_model_parallel(tiny_scene: Any) -> No
     assert estimate_memory_per_worker(wide, tiny_scene, None) > estimate_memory_per_worker(resnet, tiny_scene, None)
     mp = build_config({**FORM, "model": "two_stream", "scheme": "model_parallel", "num_workers": 3, "size": 9})
     assert "runs one branch per modality (RGB and HSI) but scene 'tiny' has ['s2']" in " ".join(
-        preflight(mp, tiny_scene, cluster_workers=3).errors)
+        preflight(mp, tiny_scene, cluster_workers=3).errors
+    )
 
 
 def test_preflight_of_two_modalities(home: Path, tmp_path: Path, db_url: str) -> None:
     from tests.app.test_launch import register_duo
 
     duo = register_duo(home, tmp_path, db_url)
-    mp = build_config({**FORM, "scene": "duo", "model": "two_stream", "scheme": "model_parallel", "num_workers": 3,
-                       "size": 9})
+    mp = build_config(
+        {**FORM, "scene": "duo", "model": "two_stream", "scheme": "model_parallel", "num_workers": 3, "size": 9}
+    )
     assert preflight(mp, duo, cluster_workers=3).ok
     rgb = build_config({**FORM, "scene": "duo", "model": "two_stream_rgb", "size": 9})
     assert preflight(rgb, duo, cluster_workers=2).ok  # the pipeline tiles the RGB modality alone

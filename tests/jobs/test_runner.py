@@ -18,9 +18,13 @@ def scene_s(home, tmp_path, db_url):
 
     img = write_raster(tmp_path / "s.tif", np.arange(3 * 256, dtype="uint16").reshape(3, 16, 16))
     lab = write_raster(tmp_path / "s_labels.tif", np.ones((16, 16), dtype="uint8"))
-    spec = SceneSpec.model_validate({"name": "s", "classes": [{"id": 1, "name": "a", "color": "#228b22"}],
-                                     "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]},
-                                                       "labels": str(lab)}]})
+    spec = SceneSpec.model_validate(
+        {
+            "name": "s",
+            "classes": [{"id": 1, "name": "a", "color": "#228b22"}],
+            "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]}, "labels": str(lab)}],
+        }
+    )
     return register_scene(spec, SceneStore(db_url), home)
 
 

@@ -20,8 +20,11 @@ import pytest
 from core.configs import ClusterConfig, TrainJobConfig
 from tests.core.training.test_loop import make_store
 
-pytestmark = [pytest.mark.cluster, pytest.mark.horovod,
-              pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="horovod is not installed")]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.horovod,
+    pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="horovod is not installed"),
+]
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:
@@ -33,7 +36,8 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_killed_local_cluster_fails_the_run_with_the_reason_and_the_next_launch_starts_one(
-        home: Path, db_url: str, tmp_path: Path) -> None:
+    home: Path, db_url: str, tmp_path: Path
+) -> None:
     from distributed import Client
 
     from db.runs import RunTracker
@@ -45,13 +49,23 @@ def test_killed_local_cluster_fails_the_run_with_the_reason_and_the_next_launch_
     with Client(state["scheduler"], timeout=20) as c:
         worker_pids = list(c.run(os.getpid).values())
     store = make_store(tmp_path / "s.zarr", counts={"train": 120, "val": 4, "test": 2})
-    config = TrainJobConfig(scene="tiny", store=str(store), model="unet", model_params={"width": 2, "depth": 2},
-                            scheme="data_parallel", num_workers=2, epochs=500, batch_size=2, log_every=1,
-                            cluster=ClusterConfig(scheduler_address=state["scheduler"]))
+    config = TrainJobConfig(
+        scene="tiny",
+        store=str(store),
+        model="unet",
+        model_params={"width": 2, "depth": 2},
+        scheme="data_parallel",
+        num_workers=2,
+        epochs=500,
+        batch_size=2,
+        log_every=1,
+        cluster=ClusterConfig(scheduler_address=state["scheduler"]),
+    )
     tracker = RunTracker(db_url)
     box: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: box.setdefault("error", _run(execute, config, run_train, db_url)),
-                              daemon=True)
+    thread = threading.Thread(
+        target=lambda: box.setdefault("error", _run(execute, config, run_train, db_url)), daemon=True
+    )
     thread.start()
     _wait(lambda: (r := tracker.list(kind="train")) and tracker.events(r[0].id, kind="step"), 300, "a training step")
     run_id = tracker.list(kind="train")[0].id
@@ -65,8 +79,13 @@ def test_killed_local_cluster_fails_the_run_with_the_reason_and_the_next_launch_
     assert "lost the connection to the Dask scheduler" in row.error and state["scheduler"] in row.error
     thread.join(60)
     assert not thread.is_alive() and "SchedulerLost" in type(box["error"]).__name__ + str(box["error"])
-    _wait(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                          for p in worker_pids), 60, "the orphaned worker processes exiting")
+    _wait(
+        lambda: (
+            not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in worker_pids)
+        ),
+        60,
+        "the orphaned worker processes exiting",
+    )
 
     again = local_cluster.ensure_local_cluster(n_workers=2, timeout=180)
     try:

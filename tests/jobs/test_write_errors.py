@@ -23,11 +23,12 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted for the test (skipped where mounting is not permitted), unmounted afterwards."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)], capture_output=True,
-                          text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)], capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here ({done.stderr.strip()}); the test needs root or "
-                    "CAP_SYS_ADMIN to make a real read-only / full file system")
+        pytest.skip(
+            f"mounting a tmpfs is not permitted here ({done.stderr.strip()}); the test needs root or "
+            "CAP_SYS_ADMIN to make a real read-only / full file system"
+        )
     try:
         (mnt / "keep.txt").write_text("stored before the run")
         yield mnt
@@ -44,21 +45,17 @@ def _tile(config: TileJobConfig, ctx: Any) -> dict[str, Any]:
     return {}
 
 
-def _register_strzegom(db_url: str, home: Path) -> None:
-    from core.data.samples import register_samples
-    from db.scenes import SceneStore
-
-    register_samples(None, SceneStore(db_url), home, only=["strzegom"])
-
-
 @pytest.mark.cluster
 @pytest.mark.shared_data
-def test_read_only_output_folder_fails_the_run_before_it_starts(small_tmpfs: Path, db_url: str, home: Path,
-                                                                cluster_client: Any) -> None:
+def test_read_only_output_folder_fails_the_run_before_it_starts(
+    small_tmpfs: Path, home: Path, db_url: str, cluster_client: Any, shared_data: Path
+) -> None:
+    from core.data.samples import register_samples
     from db.runs import RunTracker
+    from db.scenes import SceneStore
     from jobs.runner import execute
 
-    _register_strzegom(db_url, home)
+    register_samples(shared_data, SceneStore(db_url), home, only=["strzegom"])  # the cluster pre-flight reads it
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     config = TileJobConfig(scene="strzegom", output=str(small_tmpfs / "out" / "s.zarr"))
     with pytest.raises(OutputNotWritableError, match=r"Read-only file system .*write permission"):
@@ -70,14 +67,18 @@ def test_read_only_output_folder_fails_the_run_before_it_starts(small_tmpfs: Pat
 
 @pytest.mark.cluster
 @pytest.mark.shared_data
-def test_full_disk_fails_the_tiling_run_with_the_path_and_keeps_what_was_stored(small_tmpfs: Path, db_url: str,
-                                                                                 home: Path, cluster_client: Any) -> None:
+def test_full_disk_fails_the_tiling_run_with_the_path_and_keeps_what_was_stored(
+    small_tmpfs: Path, home: Path, db_url: str, cluster_client: Any, shared_data: Path
+) -> None:
+    from core.data.samples import register_samples
     from db.runs import RunTracker
+    from db.scenes import SceneStore
     from jobs.runner import execute
 
-    _register_strzegom(db_url, home)
-    config = TileJobConfig(scene="strzegom", mode="tiles", tiling=TilingConfig(tile_size=64),
-                           output=str(small_tmpfs / "s.zarr"))
+    register_samples(shared_data, SceneStore(db_url), home, only=["strzegom"])  # the cluster pre-flight reads it
+    config = TileJobConfig(
+        scene="strzegom", mode="tiles", tiling=TilingConfig(tile_size=64), output=str(small_tmpfs / "s.zarr")
+    )
     with pytest.raises(Exception) as info:
         execute(config, _tile, db_url=db_url, client=cluster_client)
     row = RunTracker(db_url).list()[0]

@@ -91,8 +91,10 @@ def register_scheme(spec: SchemeSpec) -> SchemeSpec:
     with _LOCK:
         known = _SCHEMES.get(spec.name)
         if known is not None and known != spec:
-            raise ValueError(f"scheme {spec.name!r} is registered twice (by {known.rank_fn.__module__} and "
-                             f"{spec.rank_fn.__module__}); give the new scheme another name")
+            raise ValueError(
+                f"scheme {spec.name!r} is registered twice (by {known.rank_fn.__module__} and "
+                f"{spec.rank_fn.__module__}); give the new scheme another name"
+            )
         _SCHEMES[spec.name] = spec
     return spec
 

@@ -14,7 +14,14 @@ def allreduce_average(values: Sequence[Any], weight: Any, hvd: Any, name: str) -
     return hvd.grouped_allreduce(list(values), op=hvd.Average, name=name)  # Horovod: average across ranks
 
 
-SCHEME = register_scheme(SchemeSpec(
-    name="data_parallel", description="Horovod ranks on equal shards, gradients averaged (Goyal et al. 2017)",
-    rank_fn=train_rank, uses_horovod=True, reduction=Reduction(allreduce_average), shrinkable=True,
-    order=10))
+SCHEME = register_scheme(
+    SchemeSpec(
+        name="data_parallel",
+        description="Horovod ranks on equal shards, gradients averaged (Goyal et al. 2017)",
+        rank_fn=train_rank,
+        uses_horovod=True,
+        reduction=Reduction(allreduce_average),
+        shrinkable=True,
+        order=10,
+    )
+)

@@ -29,8 +29,18 @@ from core.training.throttle import SLOWDOWN_ENV, slowdown, throttle
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SLOWDOWN_ENV", "allreduce_weighted", "calibrated_shares", "proportional_shard", "samples_per_second",
-           "shares", "slowdown", "throttle", "weighted_average"]
+__all__ = [
+    "SLOWDOWN_ENV",
+    "allreduce_weighted",
+    "calibrated_shares",
+    "proportional_shard",
+    "samples_per_second",
+    "shares",
+    "slowdown",
+    "throttle",
+    "weighted_average",
+]
+
 
 def shares(speeds: Sequence[float], global_batch: int) -> list[int]:
     """Split ``global_batch`` samples between ranks in proportion to their speeds (largest-remainder method).
@@ -50,8 +60,10 @@ def shares(speeds: Sequence[float], global_batch: int) -> list[int]:
     if len(s) == 0 or not np.all(np.isfinite(s)) or s.min() <= 0:
         raise ValueError(f"speeds {list(speeds)} must be one positive, finite value per rank")
     if global_batch < len(s):
-        raise ValueError(f"global batch {global_batch} is smaller than the {len(s)} ranks: every rank needs at least "
-                         f"one sample per step; use a batch of at least {len(s)}")
+        raise ValueError(
+            f"global batch {global_batch} is smaller than the {len(s)} ranks: every rank needs at least "
+            f"one sample per step; use a batch of at least {len(s)}"
+        )
     quota = global_batch * s / s.sum()
     out = np.floor(quota).astype(np.int64)
     order = sorted(range(len(s)), key=lambda r: (-(quota[r] - out[r]), r))
@@ -64,8 +76,9 @@ def shares(speeds: Sequence[float], global_batch: int) -> list[int]:
     return [int(v) for v in out]
 
 
-def calibrated_shares(time_at: Callable[[list[int]], list[dict[str, float]]], global_batch: int, size: int,
-                      rounds: int = 2) -> tuple[list[int], list[float], list[dict[str, float]]]:
+def calibrated_shares(
+    time_at: Callable[[list[int]], list[dict[str, float]]], global_batch: int, size: int, rounds: int = 2
+) -> tuple[list[int], list[float], list[dict[str, float]]]:
     """Batch shares from timed steps, refined where each rank will run.
 
     Round 1 times every rank at an equal share; each further round times every rank at the share the previous round
@@ -105,10 +118,14 @@ def weighted_average(grads_per_rank: Sequence[Sequence[np.ndarray]], counts: Seq
     """
     n = np.asarray(list(counts), dtype=np.float64)
     if len(n) != len(grads_per_rank) or n.sum() <= 0 or n.min() < 0:
-        raise ValueError(f"counts {list(counts)} must give one non-negative count per rank "
-                         f"({len(grads_per_rank)} ranks), not all zero")
-    return [sum(np.asarray(g[i], dtype=np.float64) * w for g, w in zip(grads_per_rank, n)) / n.sum()
-            for i in range(len(grads_per_rank[0]))]
+        raise ValueError(
+            f"counts {list(counts)} must give one non-negative count per rank "
+            f"({len(grads_per_rank)} ranks), not all zero"
+        )
+    return [
+        sum(np.asarray(g[i], dtype=np.float64) * w for g, w in zip(grads_per_rank, n)) / n.sum()
+        for i in range(len(grads_per_rank[0]))
+    ]
 
 
 def allreduce_weighted(grads: Sequence[Any], count: Any, hvd: Any, name: str = "weighted_grads") -> list[Any]:
@@ -120,8 +137,9 @@ def allreduce_weighted(grads: Sequence[Any], count: Any, hvd: Any, name: str = "
     import tensorflow as tf
 
     n = tf.cast(count, tf.float32)
-    summed = hvd.grouped_allreduce([g * tf.cast(n, g.dtype) for g in grads] + [tf.reshape(n, [1])],
-                                   op=hvd.Sum, name=name)  # Horovod: sum of count-weighted gradients
+    summed = hvd.grouped_allreduce(
+        [g * tf.cast(n, g.dtype) for g in grads] + [tf.reshape(n, [1])], op=hvd.Sum, name=name
+    )  # Horovod: sum of count-weighted gradients
     total = tf.maximum(summed[-1][0], 1e-12)
     return [g / tf.cast(total, g.dtype) for g in summed[:-1]]
 
@@ -136,11 +154,12 @@ def proportional_shard(indices: np.ndarray, counts: Sequence[int], rank: int, se
         raise ValueError(f"counts {list(counts)} sum to {sum(counts)}, not to the {len(indices)} indices to split")
     perm = np.random.default_rng(seed).permutation(np.asarray(indices))
     start = int(sum(counts[:rank]))
-    return np.sort(perm[start:start + int(counts[rank])])
+    return np.sort(perm[start : start + int(counts[rank])])
 
 
-def samples_per_second(step: Callable[[], Any], batch: int, steps: int, factor: float | None = None
-                       ) -> dict[str, float]:
+def samples_per_second(
+    step: Callable[[], Any], batch: int, steps: int, factor: float | None = None
+) -> dict[str, float]:
     """Calibrate this rank: one untimed ``step()`` (tracing), then ``steps`` timed ones, throttled like training.
 
     The speed is ``batch`` over the *median* step time, so a burst of load from other processes on a shared
@@ -182,8 +201,9 @@ def calibrated_plan(t: Any) -> Any:
         def time_at(batches: list[int]) -> list[dict[str, float]]:
             reps = np.resize(np.arange(len(y_c)), batches[rank])
             xb_c, yb_c = t.inputs([x[reps] for x in xs_c]), tf.constant(y_c[reps])
-            mine = samples_per_second(lambda: float(t.compute_grads(xb_c, yb_c)[0]), batches[rank],
-                                      cfg.calibration_steps, t.slow)
+            mine = samples_per_second(
+                lambda: float(t.compute_grads(xb_c, yb_c)[0]), batches[rank], cfg.calibration_steps, t.slow
+            )
             return t.hvd.allgather_object({"rank": rank, **mine}, name="calibration")  # Horovod: all timings
 
         batch_shares, speeds, calibration = calibrated_shares(time_at, global_batch, size)
@@ -191,26 +211,44 @@ def calibrated_plan(t: Any) -> Any:
             v.assign(a)
     batch_shares = batch_shares or shares(speeds, global_batch)
     mine = proportional_shard(t.train_all, shares(batch_shares, t.n_train), rank, cfg.seed)
-    return _loop.BatchPlan(batch_shares[rank], mine, math.ceil(t.n_train / global_batch), speeds=speeds,
-                           shares=batch_shares, calibration=calibration, given=bool(cfg.worker_speeds))
+    return _loop.BatchPlan(
+        batch_shares[rank],
+        mine,
+        math.ceil(t.n_train / global_batch),
+        speeds=speeds,
+        shares=batch_shares,
+        calibration=calibration,
+        given=bool(cfg.worker_speeds),
+    )
 
 
 def _check(model: str, num_workers: int, worker_speeds: Sequence[float] | None) -> None:
     if num_workers < 2:
-        raise ValueError("scheme 'heterogeneous' balances work between workers of different speed; it needs "
-                         "num_workers >= 2 (use 'single' for one worker)")
+        raise ValueError(
+            "scheme 'heterogeneous' balances work between workers of different speed; it needs "
+            "num_workers >= 2 (use 'single' for one worker)"
+        )
     if worker_speeds is not None and (len(worker_speeds) != num_workers or min(worker_speeds) <= 0):
-        raise ValueError(f"worker_speeds {list(worker_speeds)} must give one positive speed per worker "
-                         f"({num_workers} workers)")
+        raise ValueError(
+            f"worker_speeds {list(worker_speeds)} must give one positive speed per worker ({num_workers} workers)"
+        )
 
 
 def _allreduce_weighted(values: Sequence[Any], weight: Any, hvd: Any, name: str) -> list[Any]:
     return allreduce_weighted(values, weight, hvd, name="weighted_grads" if name == "grads" else name)
 
 
-SCHEME = register_scheme(SchemeSpec(
-    name="heterogeneous", description="Horovod ranks with batch shares by measured speed, gradients weighted by "
-                                      "sample count (balanced-gradient data parallelism)",
-    rank_fn=_loop.train_rank, uses_horovod=True, check=_check, plan=calibrated_plan,
-    reduction=Reduction(_allreduce_weighted, sends_weight=True), options=("worker_speeds", "calibration_steps"),
-    order=20))
+SCHEME = register_scheme(
+    SchemeSpec(
+        name="heterogeneous",
+        description="Horovod ranks with batch shares by measured speed, gradients weighted by "
+        "sample count (balanced-gradient data parallelism)",
+        rank_fn=_loop.train_rank,
+        uses_horovod=True,
+        check=_check,
+        plan=calibrated_plan,
+        reduction=Reduction(_allreduce_weighted, sends_weight=True),
+        options=("worker_speeds", "calibration_steps"),
+        order=20,
+    )
+)

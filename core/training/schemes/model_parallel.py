@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,16 @@ from core.configs import TrainJobConfig
 from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info, run_horovod
 from core.errors import ConfigError, LabelError
-from core.models.bundle import ModelMeta, load_bundle, save_bundle
 from core.models import get_model, list_models
-from core.models.two_stream import (activation_shape, build_branch_part, build_fusion_part, build_two_stream,
-                                    set_weights_by_layer, weights_by_layer)
+from core.models.bundle import ModelMeta, load_bundle, save_bundle
+from core.models.two_stream import (
+    activation_shape,
+    build_branch_part,
+    build_fusion_part,
+    build_two_stream,
+    set_weights_by_layer,
+    weights_by_layer,
+)
 from core.tiling.store import TileStore
 from core.training.augment import dihedral
 from core.training.checkpoints import copy_dir
@@ -54,10 +60,11 @@ from core.training.telemetry import Telemetry, nbytes
 log = logging.getLogger(__name__)
 
 
-
 def split_models() -> list[str]:
     """The registered models with branches to split over ranks (:attr:`core.models.ModelSpec.branches`)."""
     return [m for m in list_models() if get_model(m).branches]
+
+
 """The multi-branch models this scheme splits (one branch per rank)."""
 MODEL_PARALLEL_RANKS = 3  # RGB branch, HSI branch, fusion + classifier
 FUSION_RANK = 2
@@ -67,8 +74,10 @@ FUSION_RANK = 2
 def branch_modalities(modalities: Sequence[str]) -> tuple[str, str]:
     """The modalities of rank 0 and rank 1: ``rgb`` first when present, else the store's order."""
     if len(modalities) != 2:
-        raise ConfigError(f"model parallelism splits the two-stream CNN by modality, but the store holds "
-                          f"{list(modalities)}; tile the scene with two modalities (e.g. rgb and hsi)")
+        raise ConfigError(
+            f"model parallelism splits the two-stream CNN by modality, but the store holds "
+            f"{list(modalities)}; tile the scene with two modalities (e.g. rgb and hsi)"
+        )
     a, b = sorted(modalities, key=lambda m: m != "rgb")
     return a, b
 
@@ -81,8 +90,15 @@ class SplitRank:
     output indices, -1 = unlabelled; for :meth:`predict` any (B,) array).
     """
 
-    def __init__(self, shapes: dict[str, tuple[int, int, int]], num_classes: int, split: str,
-                 params: dict[str, Any], rank: int, optimizer: Any = None) -> None:
+    def __init__(
+        self,
+        shapes: Mapping[str, tuple[int, ...]],
+        num_classes: int,
+        split: str,
+        params: dict[str, Any],
+        rank: int,
+        optimizer: Any = None,
+    ) -> None:
         """``shapes``: ``{modality: (h, w, C)}`` in the whole model's input order (the bundle's modalities); the
         branch ranks follow :func:`branch_modalities`, and the fusion part concatenates in the model's order."""
         import horovod.tensorflow as hvd
@@ -134,8 +150,10 @@ class SplitRank:
     def _unpack(self, received: Any, batch: Any) -> list[Any]:
         tf = self.tf
         sizes = [batch * int(np.prod(s)) for s in self.act_shapes]
-        parts = {m: tf.reshape(p, [batch, *s])
-                 for m, p, s in zip(self.modalities, tf.split(received, sizes), self.act_shapes)}
+        parts = {
+            m: tf.reshape(p, [batch, *s])
+            for m, p, s in zip(self.modalities, tf.split(received, sizes), self.act_shapes)
+        }
         return [parts[m] for m in self.model_order]  # rank order -> the fusion part's (= whole model's) order
 
     def _step(self, data: Any, name: str, apply: bool) -> dict[str, Any]:
@@ -156,8 +174,14 @@ class SplitRank:
                 probs = self.part(self._unpack(received, tf.shape(data)[0]), training=True)
                 loss, correct, counted = _masked_loss(tf, data, probs)
             grads = tape.gradient(loss, [received, empty, *variables])
-            out = {"sent": grads[0], "recv": received, "loss": loss, "correct": correct, "counted": counted,
-                   "empty_grad": grads[1]}
+            out = {
+                "sent": grads[0],
+                "recv": received,
+                "loss": loss,
+                "correct": correct,
+                "counted": counted,
+                "empty_grad": grads[1],
+            }
             grads = grads[1:]
         if apply:
             self.optimizer.apply_gradients(zip(grads[1:], variables))
@@ -171,8 +195,11 @@ class SplitRank:
             return {"sent": flat, "recv": self._exchange(flat, name)}
         empty = self._nothing(data)
         received = self._exchange(empty, name)
-        return {"sent": empty, "recv": received,
-                "probs": self.part(self._unpack(received, tf.shape(data)[0]), training=False)}
+        return {
+            "sent": empty,
+            "recv": received,
+            "probs": self.part(self._unpack(received, tf.shape(data)[0]), training=False),
+        }
 
     # ---- public steps ----------------------------------------------------------------------------------------------
     def gradients(self, data: np.ndarray) -> dict[str, Any]:
@@ -211,16 +238,18 @@ def _load(store: TileStore, meta: ModelMeta, split: str, indices: np.ndarray, ro
         return np.zeros(0, dtype=np.int32)
     uniq, inverse = np.unique(indices, return_inverse=True)
     if role != "fusion":
-        x = store.array(split, f"x_{role}").get_orthogonal_selection((uniq,))
+        x = np.asarray(store.array(split, f"x_{role}").get_orthogonal_selection((uniq,)))
         return meta.normalise(role, x)[inverse]
-    y = store.array(split, "y").get_orthogonal_selection((uniq,))
+    y = np.asarray(store.array(split, "y").get_orthogonal_selection((uniq,)))
     lut = np.full(256, -2, dtype=np.int32)
     lut[0] = -1
     lut[list(meta.class_ids)] = np.arange(len(meta.class_ids), dtype=np.int32)
     y_idx = lut[y.astype(np.int64)]
     if (y_idx == -2).any():
-        raise LabelError(f"label values {sorted(set(np.unique(y[y_idx == -2]).tolist()))} in the {split} split of "
-                         f"{store.path} are not classes of the store (ids {list(meta.class_ids)}); re-tile the scene")
+        raise LabelError(
+            f"label values {sorted(set(np.unique(y[y_idx == -2]).tolist()))} in the {split} split of "
+            f"{store.path} are not classes of the store (ids {list(meta.class_ids)}); re-tile the scene"
+        )
     return y_idx[inverse]
 
 
@@ -229,9 +258,14 @@ def _shapes(store: TileStore, modalities: Sequence[str]) -> dict[str, tuple[int,
 
 
 # ---- rank functions -------------------------------------------------------------------------------------------------
-def mp_gradients_rank(full_weights: dict[str, list[np.ndarray]], input_shapes: dict[str, tuple[int, int, int]],
-                      num_classes: int, model_params: dict[str, Any], split: str,
-                      batch: dict[str, np.ndarray]) -> dict[str, Any]:
+def mp_gradients_rank(
+    full_weights: dict[str, list[np.ndarray]],
+    input_shapes: dict[str, tuple[int, int, int]],
+    num_classes: int,
+    model_params: dict[str, Any],
+    split: str,
+    batch: dict[str, np.ndarray],
+) -> dict[str, Any]:
     """Rank function for checks: one forward / backward pass of the split model on ``batch``, no update.
 
     Args:
@@ -253,14 +287,26 @@ def mp_gradients_rank(full_weights: dict[str, list[np.ndarray]], input_shapes: d
     data = batch["y"].astype(np.int32) if worker.role == "fusion" else batch[worker.role].astype(np.float32)
     out = worker.gradients(tf.constant(data))
     _count(tele, out)
-    return {"rank": rank, "role": worker.role, "loss": float(out["loss"]) if "loss" in out else None,
-            "grads": {v.path: np.asarray(g) for v, g in zip(worker.part.trainable_variables, out["grads"])},
-            "bytes_sent": tele.bytes_sent, "bytes_recv": tele.bytes_recv}
+    return {
+        "rank": rank,
+        "role": worker.role,
+        "loss": float(out["loss"]) if "loss" in out else None,
+        "grads": {v.path: np.asarray(g) for v, g in zip(worker.part.trainable_variables, out["grads"])},
+        "bytes_sent": tele.bytes_sent,
+        "bytes_recv": tele.bytes_recv,
+    }
 
 
-def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id: int | None = None,
-                  resume_dir: str | None = None, *, scheme: Any = None,
-                  reporter: Reporter | None = None) -> dict[str, Any]:
+def mp_train_rank(
+    config: dict[str, Any],
+    store_path: str,
+    run_dir: str,
+    run_id: int | None = None,
+    resume_dir: str | None = None,
+    *,
+    scheme: Any = None,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Train this rank's part of the split two-stream model (run by :func:`run_horovod` with 3 ranks).
 
     Args: as :func:`core.training.loop.train_rank` (``resume_dir`` must be None). The fusion rank writes
@@ -274,8 +320,9 @@ def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id:
     """
     cfg = TrainJobConfig.model_validate(config)
     if resume_dir:
-        raise ConfigError(f"resume_from={cfg.resume_from}: resuming is not supported for scheme 'model_parallel'; "
-                          "start a new run")
+        raise ConfigError(
+            f"resume_from={cfg.resume_from}: resuming is not supported for scheme 'model_parallel'; start a new run"
+        )
     tf = _configure_tf(cfg.cluster.threads_per_worker)
     import horovod.tensorflow as hvd
 
@@ -289,8 +336,9 @@ def mp_train_rank(config: dict[str, Any], store_path: str, run_dir: str, run_id:
 class _MPTrainer:
     """One rank of a model-parallel training job, phase by phase (every phase is a collective)."""
 
-    def __init__(self, cfg: TrainJobConfig, tf: Any, hvd: Any, store_path: str, run_id: int | None,
-                 reporter: Reporter) -> None:
+    def __init__(
+        self, cfg: TrainJobConfig, tf: Any, hvd: Any, store_path: str, run_id: int | None, reporter: Reporter
+    ) -> None:
         import keras
 
         self.cfg, self.tf, self.hvd, self.reporter = cfg, tf, hvd, reporter
@@ -299,12 +347,14 @@ class _MPTrainer:
         self.rng = np.random.default_rng(cfg.seed)  # Horovod: one seed on every rank: the same batches, augmentations
         store = TileStore(store_path)
         if store.info.mode != "patches":
-            raise ConfigError(f"model {cfg.model!r} trains on a store of 'patches' but {store_path} holds "
-                              f"{store.info.mode!r}")
+            raise ConfigError(
+                f"model {cfg.model!r} trains on a store of 'patches' but {store_path} holds {store.info.mode!r}"
+            )
         self.meta = meta = meta_for(cfg, store.info, run_id)
         shapes = _shapes(store, meta.modalities)
-        self.worker = SplitRank(shapes, len(meta.class_ids), cfg.mp_split, dict(cfg.model_params), rank,
-                                make_optimizer(cfg))
+        self.worker = SplitRank(
+            shapes, len(meta.class_ids), cfg.mp_split, dict(cfg.model_params), rank, make_optimizer(cfg)
+        )
         self.role = role = self.worker.role
         self.train_n = len(train_idx := store.valid_indices("train"))
         self.val_n = len(val_idx := store.valid_indices("val"))
@@ -314,7 +364,8 @@ class _MPTrainer:
         self.writer = rank == FUSION_RANK  # Horovod: the fusion rank holds the metrics, writes bundles, reports
         self.full = build_two_stream(shapes, len(meta.class_ids), **cfg.model_params) if self.writer else None
         self.state: dict[str, Any] = {"best_val": None, "best_epoch": None, "bad_epochs": 0, "history": []}
-        self.global_step, self.epochs_run, self.t_steady, self.samples_steady = 0, [], 0.0, 0
+        self.epochs_run: list[int] = []
+        self.global_step, self.t_steady, self.samples_steady = 0, 0.0, 0
         self.checksum = ""
 
     def run(self, run_dir: Path) -> dict[str, Any]:
@@ -331,13 +382,21 @@ class _MPTrainer:
         t_epoch, traffic0 = time.perf_counter(), (self.tele.bytes_sent, self.tele.bytes_recv)
         sums = self._train_epoch(epoch)
         epoch_s = time.perf_counter() - t_epoch
-        step_traffic = [(self.tele.bytes_sent - traffic0[0]) / self.steps,
-                        (self.tele.bytes_recv - traffic0[1]) / self.steps]
+        step_traffic = [
+            (self.tele.bytes_sent - traffic0[0]) / self.steps,
+            (self.tele.bytes_recv - traffic0[1]) / self.steps,
+        ]
         metrics = self._metrics(epoch, sums, self._validate(), epoch_s)
         improved = self._early_stopping(epoch, metrics)
         self._assemble_and_save(epoch, run_dir, improved)
-        stats = {**self.tele.snapshot(), **rank_info(), "role": self.role, "epoch_s": epoch_s,
-                 "bytes_per_step_sent": step_traffic[0], "bytes_per_step_recv": step_traffic[1]}
+        stats = {
+            **self.tele.snapshot(),
+            **rank_info(),
+            "role": self.role,
+            "epoch_s": epoch_s,
+            "bytes_per_step_sent": step_traffic[0],
+            "bytes_per_step_recv": step_traffic[1],
+        }
         self.step_traffic = step_traffic
         per_rank = self.hvd.allgather_object(stats, name="mp.stats")  # Horovod: every rank's telemetry to the writer
         if self.writer:
@@ -352,7 +411,7 @@ class _MPTrainer:
         sums = np.zeros(3)
         for step in range(self.steps):
             idx = perm[(step * bs + np.arange(bs)) % self.train_n]
-            xs, y = ([], self.train[idx]) if role == "fusion" else ([self.train[idx]], None)
+            xs, y = ([], self.train[idx]) if role == "fusion" else ([self.train[idx]], np.zeros(0, np.int32))
             if cfg.augment:  # the same draws on every rank keep the two modalities' patches aligned
                 xs, y = dihedral(xs, y, False, self.rng)
             self.worker.optimizer.learning_rate = learning_rate(cfg, 1, self.global_step, self.steps)
@@ -367,28 +426,39 @@ class _MPTrainer:
                 self.t_steady, self.samples_steady = self.t_steady + time.perf_counter() - t0, self.samples_steady + bs
             self.global_step += 1
             if self.writer and self.global_step % cfg.log_every == 0:
-                self.reporter.event("step", phase="training", epoch=epoch, step=self.global_step,
-                                    loss=float(out["loss"]), samples_per_s=bs / max(time.perf_counter() - t0, 1e-9))
+                self.reporter.event(
+                    "step",
+                    phase="training",
+                    epoch=epoch,
+                    step=self.global_step,
+                    loss=float(out["loss"]),
+                    samples_per_s=bs / max(time.perf_counter() - t0, 1e-9),
+                )
         return sums
 
     def _validate(self) -> np.ndarray:
         tf, bs = self.tf, self.cfg.batch_size
         vsum = np.zeros(3)
         for b in range(0, self.val_n, bs):
-            out = self.worker.predict(tf.constant(self.val[b:b + bs]))
+            out = self.worker.predict(tf.constant(self.val[b : b + bs]))
             _count(self.tele, out)
             if self.role == "fusion":
-                loss, correct, counted = _masked_loss(tf, tf.constant(self.val[b:b + bs]), out["probs"])
+                loss, correct, counted = _masked_loss(tf, tf.constant(self.val[b : b + bs]), out["probs"])
                 vsum += (float(loss) * float(counted), float(correct), float(counted))
         return vsum
 
     def _metrics(self, epoch: int, sums: np.ndarray, vsum: np.ndarray, epoch_s: float) -> dict[str, Any]:
         metrics = None
         if self.role == "fusion":
-            metrics = {"epoch": epoch, "loss": sums[0] / self.steps, "accuracy": sums[1] / max(sums[2], 1.0),
-                       "val_loss": vsum[0] / vsum[2] if vsum[2] else None,
-                       "val_accuracy": vsum[1] / vsum[2] if vsum[2] else None,
-                       "lr": float(learning_rate(self.cfg, 1, self.global_step - 1, self.steps)), "epoch_s": epoch_s}
+            metrics = {
+                "epoch": epoch,
+                "loss": sums[0] / self.steps,
+                "accuracy": sums[1] / max(sums[2], 1.0),
+                "val_loss": vsum[0] / vsum[2] if vsum[2] else None,
+                "val_accuracy": vsum[1] / vsum[2] if vsum[2] else None,
+                "lr": float(learning_rate(self.cfg, 1, self.global_step - 1, self.steps)),
+                "epoch_s": epoch_s,
+            }
         return self.hvd.broadcast_object(metrics, root_rank=FUSION_RANK, name="mp.metrics")  # Horovod: to all
 
     def _early_stopping(self, epoch: int, metrics: dict[str, Any]) -> bool:
@@ -407,11 +477,14 @@ class _MPTrainer:
         """Gather the branch parts' weights; the fusion rank assembles the whole model and saves its bundles."""
         mine = weights_by_layer(self.worker.part) if self.role != "fusion" else {}
         parts = self.hvd.allgather_object(mine, name="mp.weights")  # Horovod: every part to every rank
-        self.tele.add("checkpoint", nbytes(mine) * (self.size - 1),
-                      sum(nbytes(p) for i, p in enumerate(parts) if i != self.rank))
+        self.tele.add(
+            "checkpoint", nbytes(mine) * (self.size - 1), sum(nbytes(p) for i, p in enumerate(parts) if i != self.rank)
+        )
         if self.full is None:
             return
-        set_weights_by_layer(self.full, {k: v for p in parts for k, v in p.items()} | weights_by_layer(self.worker.part))
+        set_weights_by_layer(
+            self.full, {k: v for p in parts for k, v in p.items()} | weights_by_layer(self.worker.part)
+        )
         ckpt_dir = run_dir / "checkpoints"
         here = save_bundle(ckpt_dir / f"epoch-{epoch:03d}", self.full, dataclasses.replace(self.meta, epoch=epoch))
         copy_dir(here, ckpt_dir / "last")
@@ -425,37 +498,66 @@ class _MPTrainer:
         rep.progress("training", epoch, cfg.epochs, loss=metrics["loss"], val_loss=metrics["val_loss"])
         for r in per_rank:
             rep.worker_stat(
-                str(r.get("worker") or f"rank-{r['rank']}"), rank=r["rank"], phase="training",
-                bytes_sent=r["bytes_sent"], bytes_recv=r["bytes_recv"], cpu_percent=r["cpu_percent"],
-                peak_mem_bytes=r["peak_mem_bytes"], samples=self.global_step * cfg.batch_size, epoch=epoch,
-                role=r["role"], scheme=cfg.scheme, mp_split=cfg.mp_split, batch_size=cfg.batch_size,
-                epoch_s=r["epoch_s"], bytes_per_step_sent=r["bytes_per_step_sent"],
-                bytes_per_step_recv=r["bytes_per_step_recv"], by_op=r["by_op"],
-                host_net_bytes_sent=r["host_net_bytes_sent"], host_net_bytes_recv=r["host_net_bytes_recv"])
+                str(r.get("worker") or f"rank-{r['rank']}"),
+                rank=r["rank"],
+                phase="training",
+                bytes_sent=r["bytes_sent"],
+                bytes_recv=r["bytes_recv"],
+                cpu_percent=r["cpu_percent"],
+                peak_mem_bytes=r["peak_mem_bytes"],
+                samples=self.global_step * cfg.batch_size,
+                epoch=epoch,
+                role=r["role"],
+                scheme=cfg.scheme,
+                mp_split=cfg.mp_split,
+                batch_size=cfg.batch_size,
+                epoch_s=r["epoch_s"],
+                bytes_per_step_sent=r["bytes_per_step_sent"],
+                bytes_per_step_recv=r["bytes_per_step_recv"],
+                by_op=r["by_op"],
+                host_net_bytes_sent=r["host_net_bytes_sent"],
+                host_net_bytes_recv=r["host_net_bytes_recv"],
+            )
 
     def _summary(self, stopped_early: bool) -> dict[str, Any]:
         checksum = self.hvd.broadcast_object(self.checksum, root_rank=FUSION_RANK, name="mp.checksum")  # Horovod
         rate = self.samples_steady / self.t_steady if self.t_steady > 0 else None
         tele, state, bs = self.tele, self.state, self.cfg.batch_size
         return {
-            "rank": self.rank, "size": self.size, "role": self.role, "checksum": checksum, "start_epoch": 1,
-            "epochs_run": self.epochs_run, "last_epoch": self.epochs_run[-1], "stopped_early": stopped_early,
-            "history": state["history"], "best_val": state["best_val"], "best_epoch": state["best_epoch"],
-            "steps_per_epoch": self.steps, "samples": self.global_step * bs,
-            "samples_per_s": rate / self.size if rate else None, "pipeline_samples_per_s": rate,
-            "optimizer_iterations": int(self.worker.optimizer.iterations.numpy()), "bytes_sent": tele.bytes_sent,
-            "bytes_recv": tele.bytes_recv, "bytes_per_step": self.step_traffic, "by_op": dict(tele.by_op),
+            "rank": self.rank,
+            "size": self.size,
+            "role": self.role,
+            "checksum": checksum,
+            "start_epoch": 1,
+            "epochs_run": self.epochs_run,
+            "last_epoch": self.epochs_run[-1],
+            "stopped_early": stopped_early,
+            "history": state["history"],
+            "best_val": state["best_val"],
+            "best_epoch": state["best_epoch"],
+            "steps_per_epoch": self.steps,
+            "samples": self.global_step * bs,
+            "samples_per_s": rate / self.size if rate else None,
+            "pipeline_samples_per_s": rate,
+            "optimizer_iterations": int(self.worker.optimizer.iterations.numpy()),
+            "bytes_sent": tele.bytes_sent,
+            "bytes_recv": tele.bytes_recv,
+            "bytes_per_step": self.step_traffic,
+            "by_op": dict(tele.by_op),
             **rank_info(),
         }
 
 
 # ---- inference ------------------------------------------------------------------------------------------------------
-def _inference_data(bundle_dir: str, store_path: str, split: str, n_patches: int
-                    ) -> tuple[Any, ModelMeta, TileStore, np.ndarray]:
+def _inference_data(
+    bundle_dir: str, store_path: str, split: str, n_patches: int
+) -> tuple[Any, ModelMeta, TileStore, np.ndarray]:
     model, meta = load_bundle(bundle_dir)
     if meta.model not in split_models():
-        raise ConfigError(f"bundle {bundle_dir} holds model {meta.model!r}; split inference needs a model with "
-                          f"branches: {split_models()}")
+        raise ConfigError(
+            f"bundle {bundle_dir} holds model {meta.model!r}; split inference needs a model with "
+            f"branches: {split_models()}"
+        )
     store = TileStore(store_path)
     idx = store.valid_indices(split)
     if len(idx) == 0:
@@ -463,8 +565,14 @@ def _inference_data(bundle_dir: str, store_path: str, split: str, n_patches: int
     return model, meta, store, np.resize(idx, n_patches)  # cycles through the split to reach n_patches
 
 
-def mp_predict_rank(bundle_dir: str, store_path: str, split: str = "test", n_patches: int = 1000,
-                    batch_size: int = 100, mp_split: str = "baseline") -> dict[str, Any]:
+def mp_predict_rank(
+    bundle_dir: str,
+    store_path: str,
+    split: str = "test",
+    n_patches: int = 1000,
+    batch_size: int = 100,
+    mp_split: str = "baseline",
+) -> dict[str, Any]:
     """Rank function: classify ``n_patches`` patches of a store split with the split model; times the forward passes.
 
     The rank builds its part from the bundle of a whole two-stream model. One warm-up batch (tracing) runs before
@@ -477,8 +585,7 @@ def mp_predict_rank(bundle_dir: str, store_path: str, split: str = "test", n_pat
     rank = hvd.rank()
     model, meta, store, idx = _inference_data(bundle_dir, store_path, split, n_patches)
     shapes = {m: tuple(int(d) for d in t.shape[1:]) for m, t in zip(meta.modalities, model.inputs)}
-    worker = SplitRank(shapes, len(meta.class_ids), mp_split,
-                       dict(meta.extra.get("model_params", {})), rank)
+    worker = SplitRank(shapes, len(meta.class_ids), mp_split, dict(meta.extra.get("model_params", {})), rank)
     set_weights_by_layer(worker.part, weights_by_layer(model))
     data = np.zeros(len(idx), np.int32) if worker.role == "fusion" else _load(store, meta, split, idx, worker.role)
     worker.predict(tf.constant(data[:batch_size]))  # warm-up: traces the graph
@@ -486,19 +593,27 @@ def mp_predict_rank(bundle_dir: str, store_path: str, split: str = "test", n_pat
     tele = Telemetry(rank, hvd.size())
     probs, t0 = [], time.perf_counter()
     for b in range(0, len(idx), batch_size):
-        out = worker.predict(tf.constant(data[b:b + batch_size]))
+        out = worker.predict(tf.constant(data[b : b + batch_size]))
         _count(tele, out)
         if "probs" in out:
             probs.append(np.asarray(out["probs"]))
     seconds = time.perf_counter() - t0
     ids = np.asarray(meta.class_ids)[np.argmax(np.concatenate(probs), -1)] if probs else None
-    return {"rank": rank, "role": worker.role, "seconds": seconds, "patches": len(idx),
-            "patches_per_s": len(idx) / seconds, "bytes_sent": tele.bytes_sent, "bytes_recv": tele.bytes_recv,
-            "class_ids": ids}
+    return {
+        "rank": rank,
+        "role": worker.role,
+        "seconds": seconds,
+        "patches": len(idx),
+        "patches_per_s": len(idx) / seconds,
+        "bytes_sent": tele.bytes_sent,
+        "bytes_recv": tele.bytes_recv,
+        "class_ids": ids,
+    }
 
 
-def dp_predict_rank(bundle_dir: str, store_path: str, split: str = "test", n_patches: int = 1000,
-                    batch_size: int = 100) -> dict[str, Any]:
+def dp_predict_rank(
+    bundle_dir: str, store_path: str, split: str = "test", n_patches: int = 1000, batch_size: int = 100
+) -> dict[str, Any]:
     """Rank function: data-parallel inference for comparison (each rank classifies its share with the whole model)."""
     tf = _configure_tf(1)
     import horovod.tensorflow as hvd
@@ -512,15 +627,31 @@ def dp_predict_rank(bundle_dir: str, store_path: str, split: str = "test", n_pat
     hvd.allreduce(tf.zeros(1), name="dp.barrier")  # Horovod: start the clock together
     t0 = time.perf_counter()
     for b in range(0, len(mine), batch_size):
-        forward(*[tf.constant(x[b:b + batch_size]) for x in xs]).numpy()
+        forward(*[tf.constant(x[b : b + batch_size]) for x in xs]).numpy()
     seconds = time.perf_counter() - t0
-    return {"rank": rank, "role": "data_parallel", "seconds": seconds, "patches": len(mine),
-            "patches_per_s": len(mine) / max(seconds, 1e-9), "bytes_sent": 0, "bytes_recv": 0}
+    return {
+        "rank": rank,
+        "role": "data_parallel",
+        "seconds": seconds,
+        "patches": len(mine),
+        "patches_per_s": len(mine) / max(seconds, 1e-9),
+        "bytes_sent": 0,
+        "bytes_recv": 0,
+    }
 
 
-def time_inference(client: Any, bundle_dir: str | Path, store_path: str | Path, scheme: str = "model_parallel",
-                   mp_split: str = "baseline", n_patches: int = 1000, batch_size: int = 100, split: str = "test",
-                   num_ranks: int = MODEL_PARALLEL_RANKS, timeout: float | None = 600) -> dict[str, Any]:
+def time_inference(
+    client: Any,
+    bundle_dir: str | Path,
+    store_path: str | Path,
+    scheme: str = "model_parallel",
+    mp_split: str = "baseline",
+    n_patches: int = 1000,
+    batch_size: int = 100,
+    split: str = "test",
+    num_ranks: int = MODEL_PARALLEL_RANKS,
+    timeout: float | None = 600,
+) -> dict[str, Any]:
     """Time inference of ``n_patches`` patches on the cluster (the multi-modal paper's Table 4).
 
     Args:
@@ -531,44 +662,78 @@ def time_inference(client: Any, bundle_dir: str | Path, store_path: str | Path, 
         ``{"scheme", "mp_split", "n_patches", "seconds" (slowest rank, startup excluded), "patches_per_s",
         "wall_s" (with startup), "ranks": [per-rank results]}``.
     """
-    kwargs = {"bundle_dir": str(bundle_dir), "store_path": str(store_path), "split": split, "n_patches": n_patches,
-              "batch_size": batch_size}
+    kwargs = {
+        "bundle_dir": str(bundle_dir),
+        "store_path": str(store_path),
+        "split": split,
+        "n_patches": n_patches,
+        "batch_size": batch_size,
+    }
     if scheme == "model_parallel":
-        results = run_horovod(client, mp_predict_rank, kwargs={**kwargs, "mp_split": mp_split},
-                              num_ranks=MODEL_PARALLEL_RANKS, timeout=timeout)
+        results = run_horovod(
+            client,
+            mp_predict_rank,
+            kwargs={**kwargs, "mp_split": mp_split},
+            num_ranks=MODEL_PARALLEL_RANKS,
+            timeout=timeout,
+        )
     elif scheme == "data_parallel":
         results = run_horovod(client, dp_predict_rank, kwargs=kwargs, num_ranks=num_ranks, timeout=timeout)
     else:
         raise ConfigError(f"scheme {scheme!r}: time inference with 'model_parallel' or 'data_parallel'")
     seconds = max(r["seconds"] for r in results)
-    return {"scheme": scheme, "mp_split": mp_split if scheme == "model_parallel" else None, "n_patches": n_patches,
-            "seconds": seconds, "patches_per_s": n_patches / seconds, "wall_s": results.wall_s, "ranks": list(results)}
+    return {
+        "scheme": scheme,
+        "mp_split": mp_split if scheme == "model_parallel" else None,
+        "n_patches": n_patches,
+        "seconds": seconds,
+        "patches_per_s": n_patches / seconds,
+        "wall_s": results.wall_s,
+        "ranks": list(results),
+    }
 
 
 # ---- the scheme ---------------------------------------------------------------------------------------------------
 def _check(model: str, num_workers: int, worker_speeds: Sequence[float] | None) -> None:
     if not get_model(model).branches:
-        raise ValueError(f"scheme 'model_parallel' splits a multi-branch model across workers, but {model!r} has "
-                         f"a single branch; use {split_models()} or scheme 'data_parallel'")
+        raise ValueError(
+            f"scheme 'model_parallel' splits a multi-branch model across workers, but {model!r} has "
+            f"a single branch; use {split_models()} or scheme 'data_parallel'"
+        )
     if num_workers != MODEL_PARALLEL_RANKS:
-        raise ValueError(f"scheme 'model_parallel' runs the RGB branch, the HSI branch and the fusion on "
-                         f"{MODEL_PARALLEL_RANKS} workers; set num_workers to {MODEL_PARALLEL_RANKS}")
+        raise ValueError(
+            f"scheme 'model_parallel' runs the RGB branch, the HSI branch and the fusion on "
+            f"{MODEL_PARALLEL_RANKS} workers; set num_workers to {MODEL_PARALLEL_RANKS}"
+        )
 
 
 def _check_train(config: Any) -> None:
     if config.ema_decay > 0:
-        raise ValueError("ema_decay (weight averaging) is not available for scheme 'model_parallel' (each rank "
-                         "holds a part of the model); set ema_decay to 0 or use 'data_parallel'")
+        raise ValueError(
+            "ema_decay (weight averaging) is not available for scheme 'model_parallel' (each rank "
+            "holds a part of the model); set ema_decay to 0 or use 'data_parallel'"
+        )
 
 
 def _check_scene(scene: str, modalities: Sequence[str]) -> None:
     if len(modalities) != 2:
-        raise ValueError(f"scheme 'model_parallel' runs one branch per modality (RGB and HSI) but scene {scene!r} "
-                         f"has {list(modalities)}; use a scene with two modalities or scheme 'data_parallel'")
+        raise ValueError(
+            f"scheme 'model_parallel' runs one branch per modality (RGB and HSI) but scene {scene!r} "
+            f"has {list(modalities)}; use a scene with two modalities or scheme 'data_parallel'"
+        )
 
 
-SCHEME = register_scheme(SchemeSpec(
-    name="model_parallel", description="the two-stream CNN split over 3 Horovod ranks (RGB branch, HSI branch, "
-                                       "fusion)",
-    rank_fn=mp_train_rank, uses_horovod=True, check=_check, check_train=_check_train, check_scene=_check_scene,
-    options=("mp_split",), weight_averaging=False, order=30))
+SCHEME = register_scheme(
+    SchemeSpec(
+        name="model_parallel",
+        description="the two-stream CNN split over 3 Horovod ranks (RGB branch, HSI branch, fusion)",
+        rank_fn=mp_train_rank,
+        uses_horovod=True,
+        check=_check,
+        check_train=_check_train,
+        check_scene=_check_scene,
+        options=("mp_split",),
+        weight_averaging=False,
+        order=30,
+    )
+)

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from db.runs import RunTracker
 from app.services import history
 from app.services.live import estimate_eta, format_seconds, live_status
+from db.runs import RunTracker
 
 
 def test_metric_aliases_and_nesting() -> None:
@@ -34,8 +34,10 @@ def test_table_filters_and_csv(db_url: str) -> None:
 
 def test_config_diff_marks_differences(db_url: str) -> None:
     t = RunTracker(db_url)
-    ids = [t.create("pipeline", {"model": m, "epochs": 3, "split": {"method": "spatial", "seed": s}})
-           for m, s in (("unet", 0), ("unet", 1))]
+    ids = [
+        t.create("pipeline", {"model": m, "epochs": 3, "split": {"method": "spatial", "seed": s}})
+        for m, s in (("unet", 0), ("unet", 1))
+    ]
     diff = history.config_diff([t.get(i) for i in ids])
     assert diff.index[0] == "split.seed" and bool(diff.loc["split.seed", "differs"])
     assert not diff.loc["model", "differs"] and not diff.loc["epochs", "differs"]

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from pyproj import Transformer
 
-from core.data.scene import ClassInfo
 from app.services.overlays import class_overlay, colourise, decimation, error_classes, error_overlay, scene_quicklook
+from core.data.scene import ClassInfo
 from tests.conftest import write_raster
 
 T0 = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError, PathNotAllowedError
 from app.services.scene_forms import confine, parse_classes
+from core.errors import ConfigError, PathNotAllowedError
 
 
 def test_confine_accepts_paths_inside_and_refuses_escapes(tmp_path: Path) -> None:
@@ -28,7 +28,9 @@ def test_confine_accepts_paths_inside_and_refuses_escapes(tmp_path: Path) -> Non
 
 def test_parse_classes_lines_and_json() -> None:
     assert parse_classes("1,forest,#228b22\n\n2, water") == [
-        {"id": 1, "name": "forest", "color": "#228b22"}, {"id": 2, "name": "water"}]
+        {"id": 1, "name": "forest", "color": "#228b22"},
+        {"id": 2, "name": "water"},
+    ]
     assert parse_classes('[{"id": 3, "name": "x"}]') == [{"id": 3, "name": "x"}]
     assert parse_classes("") == []
     with pytest.raises(ConfigError, match="class line 'forest' is not 'id,name'"):

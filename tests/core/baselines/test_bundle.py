@@ -12,13 +12,13 @@ from affine import Affine
 
 from core.baselines.bundle import fit_baseline_bundle, is_baseline_bundle, load_baseline_bundle, window_features
 from core.configs import AOIConfig, SamplingConfig, SplitConfig, TileJobConfig
-from core.errors import ConfigError
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
-from core.tiling.store import TileStore
+from core.errors import ConfigError
 from core.sampling.windows import PixelWindow
+from core.tiling.store import TileStore
+from tests.conftest import write_raster
 from tests.core.baselines.test_estimators import MEANS as STORE_MEANS
 from tests.core.baselines.test_estimators import write_store
-from tests.conftest import write_raster
 
 T = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
 CLASSES = (ClassInfo(2, "forest", "#00aa00"), ClassInfo(4, "water", "#0000ff"), ClassInfo(7, "urban", "#ff0000"))
@@ -50,15 +50,20 @@ def make_scene(tmp_path: Path, h: int = 56, w: int = 64, seed: int = 0) -> tuple
     labels = write_raster(tmp_path / "labels.tif", lab, transform=T, nodata=0)
     mod = Modality("s2", w, h, T, 3, "float32", (None,) * 3)
     wkt = rasterio.crs.CRS.from_epsg(32633).to_wkt()
-    return Scene("synth", True, wkt, (mod,), (Acquisition(None, {"s2": (str(img),)}, str(labels)),), CLASSES,
-                 "s2"), truth
+    return Scene(
+        "synth", True, wkt, (mod,), (Acquisition(None, {"s2": (str(img),)}, str(labels)),), CLASSES, "s2"
+    ), truth
 
 
 def tile(scene: Scene, client: Any, path: Path, mode: str = "patches", patch: int = 5) -> Path:
     from core.tiling.job import run_tile_job
 
-    config = TileJobConfig(scene=scene.name, mode=mode, sampling=SamplingConfig(patch_size=patch, per_class=120),
-                           split=SplitConfig(block_size=16, fractions=(0.6, 0.2, 0.2), seed=1))
+    config = TileJobConfig(
+        scene=scene.name,
+        mode=mode,
+        sampling=SamplingConfig(patch_size=patch, per_class=120),
+        split=SplitConfig(block_size=16, fractions=(0.6, 0.2, 0.2), seed=1),
+    )
     run_tile_job(config, scene, client, path)
     return path
 
@@ -97,10 +102,22 @@ def test_prediction_cog_on_scene_grid_classifies_every_pixel(tmp_path: Path, clu
     assert fitted["metrics"]["test"]["overall_accuracy"] > 0.85
     # AOI: a polygon in map coordinates covering pixel rows 4..44, cols 6..58.
     x0, y0 = T[2], T[5]
-    box = {"type": "Polygon", "coordinates": [[(x0 + 60, y0 - 40), (x0 + 580, y0 - 40), (x0 + 580, y0 - 440),
-                                               (x0 + 60, y0 - 440), (x0 + 60, y0 - 40)]]}
-    res = run_predict(fitted["bundle"], scene, AOIConfig(geometry=box, crs="EPSG:32633"), cluster_client,
-                      tmp_path / "out" / "rf.tif", tile_size=16, batch_size=100, min_overview_size=16)
+    box = {
+        "type": "Polygon",
+        "coordinates": [
+            [(x0 + 60, y0 - 40), (x0 + 580, y0 - 40), (x0 + 580, y0 - 440), (x0 + 60, y0 - 440), (x0 + 60, y0 - 40)]
+        ],
+    }
+    res = run_predict(
+        fitted["bundle"],
+        scene,
+        AOIConfig(geometry=box, crs="EPSG:32633"),
+        cluster_client,
+        tmp_path / "out" / "rf.tif",
+        tile_size=16,
+        batch_size=100,
+        min_overview_size=16,
+    )
     assert res["bbox"] == (4, 6, 40, 52) and res["windows"] == 3 * 4
     with rasterio.open(res["path"]) as src:
         got = src.read(1)
@@ -145,13 +162,24 @@ def test_prediction_features_equal_the_store_features(tmp_path: Path, cluster_cl
     fine = spectra(truth, rng)
     coarse = rng.random((2, h // 4, w // 4), dtype=np.float32) * 100
     tc = (40.0, 0.0, T[2], 0.0, -40.0, T[5])
-    paths = {"rgb": write_raster(tmp_path / "rgb.tif", fine, transform=T),
-             "hsi": write_raster(tmp_path / "hsi.tif", coarse, transform=tc)}
+    paths = {
+        "rgb": write_raster(tmp_path / "rgb.tif", fine, transform=T),
+        "hsi": write_raster(tmp_path / "hsi.tif", coarse, transform=tc),
+    }
     labels = write_raster(tmp_path / "lab.tif", truth, transform=T, nodata=0)
-    mods = (Modality("rgb", w, h, T, 3, "float32", (None,) * 3),
-            Modality("hsi", w // 4, h // 4, tc, 2, "float32", (None,) * 2))
-    scene = Scene("two", True, rasterio.crs.CRS.from_epsg(32633).to_wkt(), mods,
-                  (Acquisition(None, {k: (str(v),) for k, v in paths.items()}, str(labels)),), CLASSES, "rgb")
+    mods = (
+        Modality("rgb", w, h, T, 3, "float32", (None,) * 3),
+        Modality("hsi", w // 4, h // 4, tc, 2, "float32", (None,) * 2),
+    )
+    scene = Scene(
+        "two",
+        True,
+        rasterio.crs.CRS.from_epsg(32633).to_wkt(),
+        mods,
+        (Acquisition(None, {k: (str(v),) for k, v in paths.items()}, str(labels)),),
+        CLASSES,
+        "rgb",
+    )
     store_path = tile(scene, cluster_client, tmp_path / "two.zarr", patch=9)
     fitted = fit_baseline_bundle(store_path, tmp_path / "knn", "knn", features="patch")
     _, meta = load_baseline_bundle(fitted["bundle"])

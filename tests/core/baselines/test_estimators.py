@@ -11,8 +11,11 @@ from core.baselines.estimators import evaluate_baseline, make_estimator, split_f
 from core.errors import ConfigError
 from core.tiling.store import StoreInfo, TileStore
 
-CLASSES = ({"id": 2, "name": "forest", "color": "#00aa00"}, {"id": 4, "name": "water", "color": "#0000ff"},
-           {"id": 7, "name": "urban", "color": "#ff0000"})
+CLASSES = (
+    {"id": 2, "name": "forest", "color": "#00aa00"},
+    {"id": 4, "name": "water", "color": "#0000ff"},
+    {"id": 7, "name": "urban", "color": "#ff0000"},
+)
 MEANS = {2: (0.2, 0.6, 0.3), 4: (0.1, 0.1, 0.05), 7: (0.5, 0.45, 0.5)}
 
 
@@ -43,8 +46,11 @@ def write_store(path: Path, mode: str, n: dict[str, int], size: int = 8, seed: i
         valid = np.ones(count, bool)
         valid[-1] = False  # an empty slot is never read
         store.array(split, "valid")[:] = valid
-    store.set_info(StoreInfo(scene={}, config={}, mode=mode, modalities=("s2",), sample_size={"s2": size},
-                             classes=CLASSES, dates=(None,)))
+    store.set_info(
+        StoreInfo(
+            scene={}, config={}, mode=mode, modalities=("s2",), sample_size={"s2": size}, classes=CLASSES, dates=(None,)
+        )
+    )
     return path
 
 

@@ -11,8 +11,8 @@ import rasterio
 
 from core.configs import BaselineJobConfig, SamplingConfig, SplitConfig, TileJobConfig
 from core.errors import ConfigError
-from tests.core.baselines.test_bundle import T, class_map, spectra
 from tests.conftest import write_raster
+from tests.core.baselines.test_bundle import T, class_map, spectra
 
 
 def test_config_round_trips_and_refuses_nonsense() -> None:
@@ -60,16 +60,33 @@ def test_baseline_run_records_metrics_and_map(tmp_path: Path, home: Path, db_url
     truth = class_map(48, 48, rng)
     img = write_raster(tmp_path / "img.tif", spectra(truth, rng), transform=T)
     labels = write_raster(tmp_path / "labels.tif", truth, transform=T, nodata=0)
-    register_scene(SceneSpec.model_validate({
-        "name": "synth", "classes": [{"id": 2, "name": "forest", "color": "#00aa00"},
-                                     {"id": 4, "name": "water", "color": "#0000ff"},
-                                     {"id": 7, "name": "urban", "color": "#ff0000"}],
-        "acquisitions": [{"date": "2022-06-01", "files": {"s2": [str(img)]}, "labels": str(labels)}]}),
-        SceneStore(db_url), home)
+    register_scene(
+        SceneSpec.model_validate(
+            {
+                "name": "synth",
+                "classes": [
+                    {"id": 2, "name": "forest", "color": "#00aa00"},
+                    {"id": 4, "name": "water", "color": "#0000ff"},
+                    {"id": 7, "name": "urban", "color": "#ff0000"},
+                ],
+                "acquisitions": [{"date": "2022-06-01", "files": {"s2": [str(img)]}, "labels": str(labels)}],
+            }
+        ),
+        SceneStore(db_url),
+        home,
+    )
     config = BaselineJobConfig(
-        scene="synth", method="knn", predict=True, block_size=24,
-        tile_job=TileJobConfig(scene="synth", mode="patches", sampling=SamplingConfig(patch_size=3, per_class=100),
-                               split=SplitConfig(block_size=16, seed=2)))
+        scene="synth",
+        method="knn",
+        predict=True,
+        block_size=24,
+        tile_job=TileJobConfig(
+            scene="synth",
+            mode="patches",
+            sampling=SamplingConfig(patch_size=3, per_class=100),
+            split=SplitConfig(block_size=16, seed=2),
+        ),
+    )
     run_id = execute(config, KINDS["baseline"].executor, db_url=db_url, client=cluster_client)
     row = RunTracker(db_url).get(run_id)
     assert row.status == "succeeded" and row.kind == "baseline"

@@ -37,8 +37,11 @@ def chatty_rank(rank: int, reporter: Reporter) -> int:
 
 
 def test_plain_makes_numpy_and_tuples_msgpack_able() -> None:
-    assert plain({"a": np.float32(1.5), "b": (np.int64(2), [np.arange(2)]), 3: float("nan")}) == \
-        {"a": 1.5, "b": [2, [[0, 1]]], "3": None}
+    assert plain({"a": np.float32(1.5), "b": (np.int64(2), [np.arange(2)]), 3: float("nan")}) == {
+        "a": 1.5,
+        "b": [2, [[0, 1]]],
+        "3": None,
+    }
 
 
 def test_a_reporter_without_topic_reports_nothing() -> None:
@@ -51,8 +54,10 @@ def test_every_record_of_every_rank_arrives_in_order_before_close_returns(cluste
     sink = ListSink()
     t0 = time.time()
     with EventForwarder(cluster_client, sink, ranks=2) as events:
-        futures = [cluster_client.submit(reporting, chatty_rank, events.reporter, r, workers=[w], pure=False)
-                   for r, w in enumerate(workers)]
+        futures = [
+            cluster_client.submit(reporting, chatty_rank, events.reporter, r, workers=[w], pure=False)
+            for r, w in enumerate(workers)
+        ]
         assert sorted(cluster_client.gather(futures)) == [0, 1]
     closed = time.time()
     for rank in (0, 1):
@@ -64,5 +69,7 @@ def test_every_record_of_every_rank_arrives_in_order_before_close_returns(cluste
     assert {r[1] for r in sink.records if r[0] == "worker_stat"} == {"rank-0", "rank-1"}
     assert sink.records[0][2]["loss"] == 0.5
     latency = [r[3] - r[2]["sent"] for r in sink.records if r[0] == "event"]
-    print(f"{len(latency)} events, median latency {np.median(latency) * 1e3:.1f} ms, max {max(latency) * 1e3:.1f} "
-          f"ms, job + close {closed - t0:.2f} s")
+    print(
+        f"{len(latency)} events, median latency {np.median(latency) * 1e3:.1f} ms, max {max(latency) * 1e3:.1f} "
+        f"ms, job + close {closed - t0:.2f} s"
+    )

@@ -27,15 +27,27 @@ def _listening(pids: list[int]) -> set[tuple[str, int]]:
 
     procs = {psutil.Process(p) for p in pids}
     procs |= {p.parent() for p in list(procs) if p.parent() is not None and p.pid != os.getpid()}
-    return {(c.laddr.ip, c.laddr.port) for p in procs for c in p.net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN}
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for p in procs
+        for c in p.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
 
 
 def _cfg(**kw: object) -> HPCClusterConfig:
-    base: dict[str, object] = dict(system="slurm", queue="gpu-long", account="proj42", walltime="02:30:00", cores=4,
-                                   memory="8GiB", processes=2, n_jobs=3,
-                                   job_directives=("--gres=gpu:1", "#SBATCH --constraint=avx2"),
-                                   job_script_prologue=("source /opt/wb/.venv/bin/activate",))
+    base: dict[str, object] = dict(
+        system="slurm",
+        queue="gpu-long",
+        account="proj42",
+        walltime="02:30:00",
+        cores=4,
+        memory="8GiB",
+        processes=2,
+        n_jobs=3,
+        job_directives=("--gres=gpu:1", "#SBATCH --constraint=avx2"),
+        job_script_prologue=("source /opt/wb/.venv/bin/activate",),
+    )
     base.update(kw)
     return HPCClusterConfig(**base)  # type: ignore[arg-type]
 
@@ -43,9 +55,18 @@ def _cfg(**kw: object) -> HPCClusterConfig:
 def test_slurm_job_script_holds_partition_walltime_cores_memory_and_directives():
     script = job_script(_cfg(), scheduler_address="tcp://10.0.0.1:8786")
     lines = script.splitlines()
-    for expected in ("#SBATCH -p gpu-long", "#SBATCH -A proj42", "#SBATCH -t 02:30:00", "#SBATCH --cpus-per-task=4",
-                     "#SBATCH --mem=8G", "#SBATCH --gres=gpu:1", "#SBATCH --constraint=avx2",
-                     "#SBATCH -J workbench-worker", "source /opt/wb/.venv/bin/activate", "export OMP_NUM_THREADS=2"):
+    for expected in (
+        "#SBATCH -p gpu-long",
+        "#SBATCH -A proj42",
+        "#SBATCH -t 02:30:00",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=8G",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --constraint=avx2",
+        "#SBATCH -J workbench-worker",
+        "source /opt/wb/.venv/bin/activate",
+        "export OMP_NUM_THREADS=2",
+    ):
         assert expected in lines, f"{expected!r} missing from:\n{script}"
     worker = next(line for line in lines if "distributed.cli.dask_worker" in line)
     assert worker.startswith(f"{sys.executable} -m distributed.cli.dask_worker tcp://10.0.0.1:8786")
@@ -85,10 +106,21 @@ def test_two_worker_jobs_on_a_real_slurm_run_tasks_and_leave_the_queue_empty(slu
     from dask.distributed import Client
 
     cfg = HPCClusterConfig(
-        system="slurm", queue=slurm_cluster.partition, walltime="00:10:00", cores=1, memory="1GiB", processes=1,
-        n_jobs=2, python=sys.executable, interface="lo", host="127.0.0.1", log_directory=str(tmp_path / "logs"),
-        job_script_prologue=(f"export PYTHONPATH={REPO}",), death_timeout=30,
-        worker_extra_args=("--dashboard-address", "127.0.0.1:0"))
+        system="slurm",
+        queue=slurm_cluster.partition,
+        walltime="00:10:00",
+        cores=1,
+        memory="1GiB",
+        processes=1,
+        n_jobs=2,
+        python=sys.executable,
+        interface="lo",
+        host="127.0.0.1",
+        log_directory=str(tmp_path / "logs"),
+        job_script_prologue=(f"export PYTHONPATH={REPO}",),
+        death_timeout=30,
+        worker_extra_args=("--dashboard-address", "127.0.0.1:0"),
+    )
     t0 = time.monotonic()
     cluster = make_cluster(cfg)
     try:
@@ -103,8 +135,9 @@ def test_two_worker_jobs_on_a_real_slurm_run_tasks_and_leave_the_queue_empty(slu
             assert len(jobs) == 2, jobs
             workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
             assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
-            futures = [client.submit(worker_identity, workers=[w], pure=False, allow_other_workers=False)
-                       for w in workers]
+            futures = [
+                client.submit(worker_identity, workers=[w], pure=False, allow_other_workers=False) for w in workers
+            ]
             ids = client.gather(futures)
             assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
             listening = _listening([i["pid"] for i in ids]) | _listening([os.getpid()])

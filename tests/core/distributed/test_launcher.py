@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("horovod.tensorflow")
 
-from core.errors import ClusterError, JobCancelledError, JobFailedError  # noqa: E402
 from core.distributed.hosts import route_address  # noqa: E402
 from core.distributed.launcher import (  # noqa: E402
     _iface_for,
@@ -19,6 +18,7 @@ from core.distributed.launcher import (  # noqa: E402
     run_horovod,
     run_single,
 )
+from core.errors import ClusterError, JobCancelledError, JobFailedError  # noqa: E402
 
 # Rank functions of this module travel by value: the workers need not import the test package.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -53,8 +53,12 @@ def test_gloo_interface_is_the_one_carrying_the_worker_address() -> None:
     import psutil
 
     assert _iface_for("127.0.0.1") == "lo" and route_address("127.0.0.1") == "127.0.0.1"
-    mine = [(name, a.address) for name, addrs in psutil.net_if_addrs().items() for a in addrs
-            if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    mine = [
+        (name, a.address)
+        for name, addrs in psutil.net_if_addrs().items()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
     for name, ip in mine:
         assert _iface_for(ip) == name
         assert route_address(ip) == ip  # the driver reaches its own address directly
@@ -118,3 +122,21 @@ def test_timeout_stops_the_job(cluster_client) -> None:  # type: ignore[no-untyp
     with pytest.raises(JobFailedError, match=r"did not finish within timeout=1.0 s"):
         run_single(cluster_client, time.sleep, args=(300,), timeout=1.0)
     assert run_single(cluster_client, max, args=([4, 7],)) == [7]
+
+
+def test_rendezvous_server_listens_on_the_workers_route_only() -> None:
+    import psutil
+
+    from core.distributed.hosts import start_rendezvous
+
+    server, address, port = start_rendezvous(["tcp://127.0.0.1:1234"])
+    assert address == "127.0.0.1"
+    try:
+        listening = [
+            c.laddr
+            for c in psutil.Process().net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        ]
+        assert [a.ip for a in listening] == ["127.0.0.1"]
+    finally:
+        server.stop()

@@ -12,9 +12,7 @@ import pytest
 from core.errors import RasterError
 from core.evaluation.areas import geodesic_row_areas_m2, mapped_areas, write_areas_csv
 
-DATA = np.array([[1, 1, 2, 0],
-                 [1, 3, 2, 2],
-                 [3, 3, 0, 7]], dtype=np.uint8)  # 7 is not a declared class
+DATA = np.array([[1, 1, 2, 0], [1, 3, 2, 2], [3, 3, 0, 7]], dtype=np.uint8)  # 7 is not a declared class
 
 
 def test_planar_areas_in_utm(class_map) -> None:  # type: ignore[no-untyped-def]
@@ -28,8 +26,9 @@ def test_planar_areas_in_utm(class_map) -> None:  # type: ignore[no-untyped-def]
 
 def test_planar_area_uses_the_crs_unit(class_map) -> None:  # type: ignore[no-untyped-def]
     # EPSG:2229 (California zone 5) is in US survey feet: a 10 ft pixel is (10 * 1200/3937 m)^2
-    a = mapped_areas(class_map("ft.tif", DATA, [1, 2, 3], crs="EPSG:2229",
-                               transform=(10.0, 0.0, 6500000.0, 0.0, -10.0, 1900000.0)))
+    a = mapped_areas(
+        class_map("ft.tif", DATA, [1, 2, 3], crs="EPSG:2229", transform=(10.0, 0.0, 6500000.0, 0.0, -10.0, 1900000.0))
+    )
     assert a.pixel_area_m2 == pytest.approx((10 * 1200 / 3937) ** 2, rel=1e-12)
 
 

@@ -39,9 +39,10 @@ def drawn(class_map, tmp_path: Path) -> tuple[Path, dict, np.ndarray, np.ndarray
     truth, pred = _truth_and_map()
     path = class_map("pred.tif", pred, [1, 2, 3], class_names=NAMES)
     calls: list[tuple[str, int, int]] = []
-    res = run_draw_sample(DrawSampleJobConfig(str(path), str(tmp_path / "sample"),
-                                              SampleDesign(per_class={1: 40, 2: 30, 3: 20}, seed=3)),
-                          progress=lambda *a: calls.append(a))
+    res = run_draw_sample(
+        DrawSampleJobConfig(str(path), str(tmp_path / "sample"), SampleDesign(per_class={1: 40, 2: 30, 3: 20}, seed=3)),
+        progress=lambda *a: calls.append(a),
+    )
     assert calls[-1][0] == "resolve" and calls[-1][1] == calls[-1][2]
     return path, res, truth, pred
 
@@ -73,8 +74,13 @@ def test_assess_with_interpreted_labels(drawn, tmp_path: Path) -> None:  # type:
     path, res, truth, pred = drawn
     meta = json.loads(Path(res["files"]["json"]).read_text())
     labels = _fill_labels(res["files"]["csv"], truth, tmp_path / "labels.csv", meta)
-    cfg = AssessJobConfig(prediction=str(path), sample=res["files"]["gpkg"], labels=str(labels),
-                          output_dir=str(tmp_path / "report"), date="2023-07-09")
+    cfg = AssessJobConfig(
+        prediction=str(path),
+        sample=res["files"]["gpkg"],
+        labels=str(labels),
+        output_dir=str(tmp_path / "report"),
+        date="2023-07-09",
+    )
     assert AssessJobConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     out = run_assess(cfg)
     json.dumps(out)
@@ -113,8 +119,11 @@ def test_assess_with_a_label_raster_says_so(drawn, make_raster, tmp_path: Path) 
     lab = truth.astype(np.float32)
     lab[:5, :] = 0  # a few rows unlabelled
     raster = make_raster("labels.tif", lab, nodata=0.0)
-    out = run_assess(AssessJobConfig(prediction=str(path), sample=res["files"]["json"], label_raster=str(raster),
-                                     output_dir=str(tmp_path / "r")))
+    out = run_assess(
+        AssessJobConfig(
+            prediction=str(path), sample=res["files"]["json"], label_raster=str(raster), output_dir=str(tmp_path / "r")
+        )
+    )
     assert out["reference"]["source"] == "label_raster" and out["reference"]["n_not_covered"] > 0
     html = Path(out["files"]["report"]).read_text()
     assert "Reference labels were NOT collected for this sample" in html and "class='note'" in html
@@ -126,24 +135,38 @@ def test_stratum_without_reference_points_writes_nothing(drawn, make_raster, tmp
     lab[45:, :30] = 0  # the label raster does not cover any urban pixel
     raster = make_raster("labels.tif", lab, nodata=0.0)
     out_dir = tmp_path / "r"
-    with pytest.raises(InsufficientSampleError, match=r"stratum 'urban' \(map class 3, mapped size .*\) has 0 "
-                                                      r"reference point\(s\)"):
-        run_assess(AssessJobConfig(prediction=str(path), sample=res["files"]["json"], label_raster=str(raster),
-                                   output_dir=str(out_dir)))
+    with pytest.raises(
+        InsufficientSampleError,
+        match=r"stratum 'urban' \(map class 3, mapped size .*\) has 0 "
+        r"reference point\(s\)",
+    ):
+        run_assess(
+            AssessJobConfig(
+                prediction=str(path), sample=res["files"]["json"], label_raster=str(raster), output_dir=str(out_dir)
+            )
+        )
     assert not out_dir.exists()
 
 
 def test_prediction_of_another_scene_is_refused(drawn, class_map, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, res, truth, pred = drawn
-    other = class_map("other.tif", pred, [1, 2, 3], class_names=NAMES,
-                      transform=(10.0, 0.0, 600000.0, 0.0, -10.0, 5600000.0))
-    labels = _fill_labels(res["files"]["csv"], truth, tmp_path / "l.csv",
-                          json.loads(Path(res["files"]["json"]).read_text()))
+    other = class_map(
+        "other.tif", pred, [1, 2, 3], class_names=NAMES, transform=(10.0, 0.0, 600000.0, 0.0, -10.0, 5600000.0)
+    )
+    labels = _fill_labels(
+        res["files"]["csv"], truth, tmp_path / "l.csv", json.loads(Path(res["files"]["json"]).read_text())
+    )
     out_dir = tmp_path / "r"
-    with pytest.raises(SampleMismatchError, match=r"was drawn from map '.*pred.tif', not from '.*other.tif': "
-                                                  r"transform \(10.0, 0.0, 500000.0"):
-        run_assess(AssessJobConfig(prediction=str(other), sample=res["files"]["json"], labels=str(labels),
-                                   output_dir=str(out_dir)))
+    with pytest.raises(
+        SampleMismatchError,
+        match=r"was drawn from map '.*pred.tif', not from '.*other.tif': "
+        r"transform \(10.0, 0.0, 500000.0",
+    ):
+        run_assess(
+            AssessJobConfig(
+                prediction=str(other), sample=res["files"]["json"], labels=str(labels), output_dir=str(out_dir)
+            )
+        )
     assert issubclass(SampleMismatchError, GridMismatchError) and not out_dir.exists()
 
 
@@ -152,11 +175,15 @@ def test_same_grid_but_repredicted_map_is_refused(drawn, class_map, tmp_path: Pa
     changed = pred.copy()
     changed[:3, :3] = 3
     other = class_map("again.tif", changed, [1, 2, 3], class_names=NAMES)
-    labels = _fill_labels(res["files"]["csv"], truth, tmp_path / "l.csv",
-                          json.loads(Path(res["files"]["json"]).read_text()))
+    labels = _fill_labels(
+        res["files"]["csv"], truth, tmp_path / "l.csv", json.loads(Path(res["files"]["json"]).read_text())
+    )
     with pytest.raises(SampleMismatchError, match=r"other class pixel counts than the map the sample was drawn from"):
-        run_assess(AssessJobConfig(prediction=str(other), sample=res["files"]["json"], labels=str(labels),
-                                   output_dir=str(tmp_path / "r")))
+        run_assess(
+            AssessJobConfig(
+                prediction=str(other), sample=res["files"]["json"], labels=str(labels), output_dir=str(tmp_path / "r")
+            )
+        )
 
 
 def test_config_needs_exactly_one_reference_source() -> None:

@@ -13,7 +13,7 @@ from core.evaluation.blocks import iter_blocks, map_windows
 def _coverage(src, windows) -> np.ndarray:  # type: ignore[no-untyped-def]
     hits = np.zeros((src.height, src.width), dtype=np.int64)
     for w in windows:
-        hits[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] += 1
+        hits[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
     return hits
 
 
@@ -33,5 +33,5 @@ def test_strips_are_merged_into_runs_of_whole_strips(make_raster) -> None:  # ty
         assert len(map_windows(src, target_pixels=1)) == 52  # never less than one strip
         got = np.zeros_like(data)
         for w, block in iter_blocks(src, target_pixels=30 * 10):
-            got[w.row_off:w.row_off + w.height, :] = block
+            got[w.row_off : w.row_off + w.height, :] = block
         assert (got == data).all()

@@ -12,10 +12,7 @@ from core.evaluation.estimator import Z95, error_matrix, stratified_estimates
 # The issue quoted the matrix column by column ([[66,0,1,2], ...] are the *reference* columns); the layout is
 # confirmed by hagc/mapaccuracy man/olofsson.Rd (the "table 8" example builds r and m point by point: reference
 # totals 69/56/175/340, map totals 75/75/165/325) and boothmanrylan/accuracyAssessmentTools tests/test_olofsson.py.
-COUNTS = np.array([[66, 0, 5, 4],
-                   [0, 55, 8, 12],
-                   [1, 0, 153, 11],
-                   [2, 1, 9, 313]])
+COUNTS = np.array([[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]])
 MAPPED_PIXELS = [200000, 150000, 3200000, 6450000]  # 30 m Landsat pixels: 0.09 ha each
 
 
@@ -32,8 +29,14 @@ def test_published_example_olofsson_2014() -> None:
     """
     e = stratified_estimates(COUNTS, MAPPED_PIXELS)
     ha = 0.09
-    table9 = np.array([[0.0176, 0, 0.0013, 0.0011], [0, 0.0110, 0.0016, 0.0024],
-                       [0.0019, 0, 0.2967, 0.0213], [0.0040, 0.0020, 0.0179, 0.6212]])
+    table9 = np.array(
+        [
+            [0.0176, 0, 0.0013, 0.0011],
+            [0, 0.0110, 0.0016, 0.0024],
+            [0.0019, 0, 0.2967, 0.0213],
+            [0.0040, 0.0020, 0.0179, 0.6212],
+        ]
+    )
     np.testing.assert_allclose(e.proportions, table9, atol=5e-5)
     np.testing.assert_allclose(e.users, [0.88, 0.73, 0.93, 0.96], atol=0.005)
     np.testing.assert_allclose(1.96 * e.users_se, [0.07, 0.10, 0.04, 0.02], atol=0.005)
@@ -59,8 +62,11 @@ def test_area_unit_follows_stratum_sizes_and_dict_is_json_ready() -> None:
 def test_stratum_without_reference_points_is_named() -> None:
     counts = COUNTS.copy()
     counts[1] = 0
-    with pytest.raises(InsufficientSampleError, match=r"stratum 'forest gain' \(map class 2, mapped size 150000\) "
-                                                      r"has 0 reference point\(s\)"):
+    with pytest.raises(
+        InsufficientSampleError,
+        match=r"stratum 'forest gain' \(map class 2, mapped size 150000\) "
+        r"has 0 reference point\(s\)",
+    ):
         stratified_estimates(counts, MAPPED_PIXELS, class_names=["deforestation", "forest gain", "sf", "snf"])
     assert isinstance(InsufficientSampleError("x"), ValueError)
 
@@ -94,8 +100,9 @@ def test_confidence_intervals_cover_true_areas_about_95_percent() -> None:
     reps, per_stratum = 400, 150
     covered, oa_covered = np.zeros(3), 0
     for _ in range(reps):
-        counts = np.stack([np.bincount(t[rng.choice(len(t), per_stratum, replace=False)], minlength=3)
-                           for t in strata_truth])
+        counts = np.stack(
+            [np.bincount(t[rng.choice(len(t), per_stratum, replace=False)], minlength=3) for t in strata_truth]
+        )
         e = stratified_estimates(counts, n_mapped)
         lo, hi = e.ci(e.area, e.area_se)
         covered += (lo <= true_area) & (true_area <= hi)

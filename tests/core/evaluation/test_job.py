@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from core.data.cog import finalize_cog, open_tiled, tiled_profile, write_class_metadata
 from core.configs import AOIConfig, EvaluateJobConfig
+from core.data.cog import finalize_cog, open_tiled, tiled_profile, write_class_metadata
 from core.errors import ConfigError, GridMismatchError
 from core.evaluation.job import evaluate_bundle, evaluate_prediction, run_evaluate
 from core.evaluation.metrics import classification_metrics
@@ -24,9 +24,17 @@ NAMES = [c["name"] for c in CLASSES]
 
 
 def meta(task: str, size: int) -> ModelMeta:
-    return ModelMeta(model="tiny", task=task, modalities=("s2",), sample_size={"s2": size}, class_ids=tuple(IDS),
-                     class_names=tuple(NAMES), class_colors=tuple(c["color"] for c in CLASSES),
-                     band_stats={"s2": {"mean": [0.3] * 3, "std": [0.2] * 3}}, scene="t")
+    return ModelMeta(
+        model="tiny",
+        task=task,
+        modalities=("s2",),
+        sample_size={"s2": size},
+        class_ids=tuple(IDS),
+        class_names=tuple(NAMES),
+        class_colors=tuple(c["color"] for c in CLASSES),
+        band_stats={"s2": {"mean": [0.3] * 3, "std": [0.2] * 3}},
+        scene="t",
+    )
 
 
 @pytest.mark.parametrize("task,mode", [("dense", "tiles"), ("patch", "patches")])
@@ -36,8 +44,9 @@ def test_evaluate_bundle_matches_direct_prediction(tmp_path: Path, task: str, mo
     if task == "dense":
         model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 1, activation="softmax")])
     else:
-        model = keras.Sequential([keras.Input((5, 5, 3)), keras.layers.Flatten(),
-                                  keras.layers.Dense(3, activation="softmax")])
+        model = keras.Sequential(
+            [keras.Input((5, 5, 3)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+        )
     size = 8 if task == "dense" else 5
     m = meta(task, size)
     bundle = save_bundle(tmp_path / "b", model, m)
@@ -85,34 +94,43 @@ def test_evaluate_prediction_on_sub_window_with_mask(tmp_path: Path) -> None:
     assert got["per_class"]["7"]["name"] == "urban"
     # Mask: the left half of the map (label cols 10..25), given in map coordinates.
     x0, y0 = T[2], T[5]
-    half = {"type": "Polygon", "coordinates": [[(x0 + 100, y0 - 50), (x0 + 250, y0 - 50), (x0 + 250, y0 - 350),
-                                                (x0 + 100, y0 - 350), (x0 + 100, y0 - 50)]]}
+    half = {
+        "type": "Polygon",
+        "coordinates": [
+            [(x0 + 100, y0 - 50), (x0 + 250, y0 - 50), (x0 + 250, y0 - 350), (x0 + 100, y0 - 350), (x0 + 100, y0 - 50)]
+        ],
+    }
     masked = evaluate_prediction(map_path, lab_path, AOIConfig(geometry=half, crs="EPSG:32633"))
     t_half = np.where(truth == 255, 0, truth)[:, :15]
     want_half = classification_metrics(t_half, pred[:, :15], IDS)
     assert masked["confusion_matrix"] == want_half["confusion_matrix"] and masked["evaluation"]["masked"]
-    px = evaluate_prediction(map_path, lab_path, AOIConfig(geometry={"type": "Polygon", "coordinates": [
-        [(10, 5), (25, 5), (25, 35), (10, 35), (10, 5)]]}, crs="pixel"))
+    px = evaluate_prediction(
+        map_path,
+        lab_path,
+        AOIConfig(
+            geometry={"type": "Polygon", "coordinates": [[(10, 5), (25, 5), (25, 35), (10, 35), (10, 5)]]}, crs="pixel"
+        ),
+    )
     assert px["confusion_matrix"] == want_half["confusion_matrix"]
 
 
 def test_evaluate_prediction_off_grid(tmp_path: Path) -> None:
     lab_path = write_raster(tmp_path / "labels.tif", np.ones((20, 20), np.uint8), transform=T)
-    map_path = write_map(tmp_path / "map.tif", np.ones((10, 10), np.uint8) * 2,
-                         Affine(*T) @ Affine.translation(2.5, 3))
+    map_path = write_map(tmp_path / "map.tif", np.ones((10, 10), np.uint8) * 2, Affine(*T) @ Affine.translation(2.5, 3))
     with pytest.raises(GridMismatchError, match=r"origin falls at label pixel \(3.000, 2.500\)"):
         evaluate_prediction(map_path, lab_path)
 
 
-def test_run_evaluate_stores_metrics(tmp_path: Path, db_url: str) -> None:
+def test_the_evaluate_kind_stores_the_baselines_metrics(tmp_path: Path, db_url: str) -> None:
     from db.runs import RunTracker
+    from jobs.engine_kinds import run_evaluate as evaluate_kind
+    from jobs.runner import execute
 
     store_path = write_store(tmp_path / "s.zarr", "tiles", {"train": 8, "test": 4})
     config = EvaluateJobConfig(method="rf", store=str(store_path), max_train_samples=500)
-    tracker = RunTracker(db_url)
-    run_id = tracker.create("evaluate", config.model_dump(mode="json"))
-    metrics = run_evaluate(config, run_id, tracker)
-    stored = tracker.get(run_id).metrics
+    metrics = run_evaluate(config)
+    run_id = execute(config, evaluate_kind, db_url=db_url, client=None)
+    stored = RunTracker(db_url).get(run_id).metrics
     assert stored["overall_accuracy"] == pytest.approx(metrics["overall_accuracy"]) and stored["overall_accuracy"] > 0.9
     assert stored["baseline"]["kind"] == "rf"
 
@@ -127,13 +145,15 @@ def test_evaluate_config_needs_inputs() -> None:
 
 
 # ---- multi-label scene classifiers -------------------------------------------------------------------------------
-ML_CLASSES = ({"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest", "color": "#00ff00"},
-              {"id": 5, "name": "urban", "color": "#ff0000"})
+ML_CLASSES = (
+    {"id": 1, "name": "water", "color": "#0000ff"},
+    {"id": 2, "name": "forest", "color": "#00ff00"},
+    {"id": 5, "name": "urban", "color": "#ff0000"},
+)
 ML_IDS = [c["id"] for c in ML_CLASSES]
 
 
-def multilabel_case(tmp_path: Path, fraction_in_meta: float | None = None) -> tuple[Path, Path, np.ndarray,
-                                                                                     np.ndarray]:
+def multilabel_case(tmp_path: Path, fraction_in_meta: float | None = None) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     """A bundle whose predictions are known and a tile store of 13 test tiles (one unlabelled).
 
     The model is the mean of each band through a sigmoid; band k of tile i is raw 100 +- 40, which the bundle's
@@ -152,16 +172,30 @@ def multilabel_case(tmp_path: Path, fraction_in_meta: float | None = None) -> tu
     labels[3] = 0  # no labelled pixel: left out of the scores
     pred = rng.random((n, k)) < 0.5
     x = np.broadcast_to((100 + 40 * (2 * pred - 1.0))[:, None, None, :], (n, 4, 4, k)).astype(np.float32)
-    store = write_sample_store(tmp_path / "ml.zarr", {"train": (x[:2], labels[:2]), "test": (x, labels)}, "tiles",
-                               ML_CLASSES, band_mean=100.0, band_std=10.0)
-    model = keras.Sequential([keras.Input((4, 4, k)), keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(k, activation="sigmoid")])
+    store = write_sample_store(
+        tmp_path / "ml.zarr",
+        {"train": (x[:2], labels[:2]), "test": (x, labels)},
+        "tiles",
+        ML_CLASSES,
+        band_mean=100.0,
+        band_std=10.0,
+    )
+    model = keras.Sequential(
+        [keras.Input((4, 4, k)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(k, activation="sigmoid")]
+    )
     model.layers[-1].set_weights([np.eye(k, dtype="float32"), np.zeros(k, "float32")])
-    m = ModelMeta(model="resnet50", task="multilabel", modalities=("s2",), sample_size={"s2": 4},
-                  class_ids=tuple(ML_IDS), class_names=tuple(c["name"] for c in ML_CLASSES),
-                  class_colors=tuple(c["color"] for c in ML_CLASSES),
-                  band_stats={"s2": {"mean": [100.0] * k, "std": [10.0] * k}}, scene="t",
-                  extra={} if fraction_in_meta is None else {"label_fraction": fraction_in_meta})
+    m = ModelMeta(
+        model="resnet50",
+        task="multilabel",
+        modalities=("s2",),
+        sample_size={"s2": 4},
+        class_ids=tuple(ML_IDS),
+        class_names=tuple(c["name"] for c in ML_CLASSES),
+        class_colors=tuple(c["color"] for c in ML_CLASSES),
+        band_stats={"s2": {"mean": [100.0] * k, "std": [10.0] * k}},
+        scene="t",
+        extra={} if fraction_in_meta is None else {"label_fraction": fraction_in_meta},
+    )
     return save_bundle(tmp_path / "ml-bundle", model, m), store, labels, pred
 
 
@@ -198,8 +232,9 @@ def test_evaluate_bundle_scores_multilabel_tiles_like_scikit_learn(tmp_path: Pat
     assert "overall_accuracy" not in got
 
 
-def test_evaluate_bundle_multilabel_fraction_from_meta_or_default(tmp_path: Path,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_evaluate_bundle_multilabel_fraction_from_meta_or_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     bundle, store, labels, _ = multilabel_case(tmp_path / "a", fraction_in_meta=0.4)
     from_meta = evaluate_bundle(bundle, store)
     assert from_meta["label_fraction"] == 0.4
@@ -214,8 +249,10 @@ def test_evaluate_bundle_multilabel_fraction_from_meta_or_default(tmp_path: Path
 def test_evaluate_bundle_multilabel_needs_a_tile_store(tmp_path: Path) -> None:
     bundle, _, _, _ = multilabel_case(tmp_path)
     store_path = write_store(tmp_path / "p.zarr", "patches", {"test": 4}, size=4)
-    with pytest.raises(ConfigError, match="is a 'multilabel' model but store .* holds 'patches'; evaluate it on "
-                                          "a store tiled in 'tiles' mode"):
+    with pytest.raises(
+        ConfigError,
+        match="is a 'multilabel' model but store .* holds 'patches'; evaluate it on a store tiled in 'tiles' mode",
+    ):
         evaluate_bundle(bundle, store_path)
 
 

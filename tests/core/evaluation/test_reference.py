@@ -9,6 +9,7 @@ import fiona
 import numpy as np
 import pytest
 
+from core.data.vectors import GPKG_OPTIONS
 from core.errors import LabelError
 from core.evaluation.errors import ReferenceLabelError, SampleMismatchError
 from core.evaluation.reference import read_reference_labels, reference_from_label_raster
@@ -51,7 +52,7 @@ def test_labels_from_the_filled_in_geopackage(sample: ReferenceSample, tmp_path:
     with fiona.open(gpkg, layer="sample") as src:
         schema, crs, feats = src.schema, src.crs, list(src)
     filled = tmp_path / "filled.gpkg"
-    with fiona.open(filled, "w", driver="GPKG", layer="sample", schema=schema, crs=crs) as dst:
+    with fiona.open(filled, "w", driver="GPKG", layer="sample", schema=schema, crs=crs, **GPKG_OPTIONS) as dst:
         for f in feats:
             props = dict(f["properties"])
             props["ref_class"] = "1"
@@ -80,8 +81,11 @@ def test_missing_ids(sample: ReferenceSample, tmp_path: Path) -> None:
 
 def test_classes_outside_the_scene(sample: ReferenceSample, tmp_path: Path) -> None:
     rows = [(p.id, 9 if p.id == 5 else ("swamp" if p.id == 6 else 1)) for p in sample.points]
-    with pytest.raises(ReferenceLabelError, match=r"'ref_class' values \[id 5: '9', id 6: 'swamp'\] \(2\) are not "
-                                                  r"classes of the scene; expected one of 1=forest, 2=water, 3=urban"):
+    with pytest.raises(
+        ReferenceLabelError,
+        match=r"'ref_class' values \[id 5: '9', id 6: 'swamp'\] \(2\) are not "
+        r"classes of the scene; expected one of 1=forest, 2=water, 3=urban",
+    ):
         read_reference_labels(_labels_csv(tmp_path / "l.csv", rows), sample)
     assert issubclass(ReferenceLabelError, LabelError) and issubclass(ReferenceLabelError, ValueError)
 
@@ -118,6 +122,9 @@ def test_labels_from_a_label_raster_say_they_were_not_collected(sample: Referenc
 
 def test_label_raster_with_foreign_classes(sample: ReferenceSample, make_raster) -> None:  # type: ignore[no-untyped-def]
     path = make_raster("labels.tif", np.full((40, 50), 12, dtype=np.uint8))
-    with pytest.raises(ReferenceLabelError, match=r"has values \[12.0\] \(1\) at sample points; expected classes of "
-                                                  r"the scene \[1, 2, 3\]"):
+    with pytest.raises(
+        ReferenceLabelError,
+        match=r"has values \[12.0\] \(1\) at sample points; expected classes of "
+        r"the scene \[1, 2, 3\]",
+    ):
         reference_from_label_raster(path, sample)

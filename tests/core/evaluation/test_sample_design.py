@@ -51,11 +51,16 @@ def test_allocate_caps_at_stratum_size_and_needs_every_mapped_class() -> None:
     assert a == {1: 240, 2: 120, 3: 40}  # n = (0.4 / 0.02)^2 = 400, proportional (all above the minimum)
 
 
-@pytest.mark.parametrize("kw, match", [({}, "give exactly one"), ({"per_class": {1: 5}, "target_se": 0.01},
-                                                                     "give exactly one"),
-                                        ({"target_se": 0.7}, "target_se 0.7"),
-                                        ({"target_se": 0.01, "expected_ua": 1.0}, "expected_ua 1.0"),
-                                        ({"per_class": {1: -1}}, "negative sample sizes")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({}, "give exactly one"),
+        ({"per_class": {1: 5}, "target_se": 0.01}, "give exactly one"),
+        ({"target_se": 0.7}, "target_se 0.7"),
+        ({"target_se": 0.01, "expected_ua": 1.0}, "expected_ua 1.0"),
+        ({"per_class": {1: -1}}, "negative sample sizes"),
+    ],
+)
 def test_design_validation(kw: dict, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError, match=match):
         SampleDesign(**kw)
@@ -66,8 +71,13 @@ def test_design_round_trips_json() -> None:
     assert SampleDesign.from_dict(json.loads(json.dumps(d.to_dict()))) == d
 
 
-@pytest.mark.parametrize("crs, transform", [("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)),
-                                            ("EPSG:4326", (0.0001, 0.0, 16.2, 0.0, -0.0001, 50.9))])
+@pytest.mark.parametrize(
+    "crs, transform",
+    [
+        ("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)),
+        ("EPSG:4326", (0.0001, 0.0, 16.2, 0.0, -0.0001, 50.9)),
+    ],
+)
 def test_draw_is_reproducible_with_exact_counts_per_class(class_map, crs: str, transform: tuple) -> None:  # type: ignore[no-untyped-def,type-arg]
     data = _map()
     path = class_map("m.tif", data, [1, 2, 3], crs=crs, transform=transform)

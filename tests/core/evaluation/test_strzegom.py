@@ -22,10 +22,19 @@ from core.evaluation.sample_design import SampleDesign
 
 pytestmark = pytest.mark.shared_data
 
-NAMES = {1: "conifer forest", 2: "mixed forest", 3: "urban", 4: "crops (pre-harvest)", 5: "bare soil",
-         6: "permanent grassland", 7: "roads", 8: "water", 9: "crops (vegetation)", 10: "quarries"}
-COLORS = ["#1b5e20", "#66bb6a", "#e53935", "#fdd835", "#8d6e63", "#aed581", "#616161", "#1e88e5", "#f9a825",
-          "#9e9e9e"]
+NAMES = {
+    1: "conifer forest",
+    2: "mixed forest",
+    3: "urban",
+    4: "crops (pre-harvest)",
+    5: "bare soil",
+    6: "permanent grassland",
+    7: "roads",
+    8: "water",
+    9: "crops (vegetation)",
+    10: "quarries",
+}
+COLORS = ["#1b5e20", "#66bb6a", "#e53935", "#fdd835", "#8d6e63", "#aed581", "#616161", "#1e88e5", "#f9a825", "#9e9e9e"]
 
 
 def _write_prediction(strzegom: Path, out: Path, only_labelled: bool) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -54,13 +63,22 @@ def test_strzegom_within_the_test_mask(shared_data: Path, tmp_path: Path) -> Non
     path, pred, mask = _write_prediction(strz, tmp_path / "pred.tif", only_labelled=True)
     cov = mask > 0
     assert int(cov.sum()) == 38199
-    drawn = run_draw_sample(DrawSampleJobConfig(str(path), str(tmp_path / "sample"),
-                                                SampleDesign(per_class={c: 50 for c in NAMES}, seed=2023)))
+    drawn = run_draw_sample(
+        DrawSampleJobConfig(
+            str(path), str(tmp_path / "sample"), SampleDesign(per_class={c: 50 for c in NAMES}, seed=2023)
+        )
+    )
     assert drawn["allocation"]["6"] == 17 and drawn["n_points"] == 9 * 50 + 17  # grassland: 17 mapped pixels
-    out = run_assess(AssessJobConfig(prediction=str(path), sample=drawn["files"]["json"],
-                                     label_raster=str(strz / "test_labels_20230709.tif"),
-                                     output_dir=str(tmp_path / "report"), date="2023-07-09",
-                                     title="Strzegom 2023-07-09, U-Net (published), within the test mask"))
+    out = run_assess(
+        AssessJobConfig(
+            prediction=str(path),
+            sample=drawn["files"]["json"],
+            label_raster=str(strz / "test_labels_20230709.tif"),
+            output_dir=str(tmp_path / "report"),
+            date="2023-07-09",
+            title="Strzegom 2023-07-09, U-Net (published), within the test mask",
+        )
+    )
     assert out["reference"]["n_not_covered"] == 0 and out["reference"]["source"] == "label_raster"
     rows = {r["class_id"]: r for r in out["classes"]}
     true_ha = {c: float((mask == c).sum()) * 100 / 1e4 for c in NAMES}
@@ -88,26 +106,44 @@ def test_strzegom_full_scene_refuses_a_stratum_the_mask_does_not_reach(shared_da
     Nothing is written."""
     strz = shared_data / "strzegom"
     path, _, _ = _write_prediction(strz, tmp_path / "pred.tif", only_labelled=False)
-    drawn = run_draw_sample(DrawSampleJobConfig(str(path), str(tmp_path / "sample"),
-                                                SampleDesign(per_class={c: 50 for c in NAMES}, seed=2023)))
-    with pytest.raises(InsufficientSampleError, match=r"stratum '[a-z ()-]+' \(map class \d+, mapped size \d+\) has "
-                                                      r"[01] reference point\(s\); the estimator needs at least 2"):
-        run_assess(AssessJobConfig(prediction=str(path), sample=drawn["files"]["json"],
-                                   label_raster=str(strz / "test_labels_20230709.tif"),
-                                   output_dir=str(tmp_path / "report")))
+    drawn = run_draw_sample(
+        DrawSampleJobConfig(
+            str(path), str(tmp_path / "sample"), SampleDesign(per_class={c: 50 for c in NAMES}, seed=2023)
+        )
+    )
+    with pytest.raises(
+        InsufficientSampleError,
+        match=r"stratum '[a-z ()-]+' \(map class \d+, mapped size \d+\) has "
+        r"[01] reference point\(s\); the estimator needs at least 2",
+    ):
+        run_assess(
+            AssessJobConfig(
+                prediction=str(path),
+                sample=drawn["files"]["json"],
+                label_raster=str(strz / "test_labels_20230709.tif"),
+                output_dir=str(tmp_path / "report"),
+            )
+        )
     assert not (tmp_path / "report").exists()
 
 
 def _print_table(out: dict, true_ha: dict[int, float]) -> None:  # type: ignore[type-arg]
-    print(f"\n{'class':22s} {'n':>3s} {'mapped ha':>9s} {'estimated ha ± 95% CI':>22s} {'true ha':>8s} "
-          f"{'UA ± CI':>13s} {'PA ± CI':>13s}")
+    print(
+        f"\n{'class':22s} {'n':>3s} {'mapped ha':>9s} {'estimated ha ± 95% CI':>22s} {'true ha':>8s} "
+        f"{'UA ± CI':>13s} {'PA ± CI':>13s}"
+    )
     z = out["estimates"]["z"]
     for r in out["classes"]:
         ua = "–" if r["users_accuracy"] is None else f"{r['users_accuracy']:.3f}±{z * r['users_accuracy_se']:.3f}"
-        pa = ("–" if r["producers_accuracy"] is None
-              else f"{r['producers_accuracy']:.3f}±{z * r['producers_accuracy_se']:.3f}")
-        print(f"{r['class_name']:22s} {r['n_sample']:3d} {r['mapped_area']:9.1f} "
-              f"{r['estimated_area']:12.1f} ± {z * r['estimated_area_se']:7.1f} {true_ha[r['class_id']]:8.1f} "
-              f"{ua:>13s} {pa:>13s}")
+        pa = (
+            "–"
+            if r["producers_accuracy"] is None
+            else f"{r['producers_accuracy']:.3f}±{z * r['producers_accuracy_se']:.3f}"
+        )
+        print(
+            f"{r['class_name']:22s} {r['n_sample']:3d} {r['mapped_area']:9.1f} "
+            f"{r['estimated_area']:12.1f} ± {z * r['estimated_area_se']:7.1f} {true_ha[r['class_id']]:8.1f} "
+            f"{ua:>13s} {pa:>13s}"
+        )
     o = out["overall"]
     print(f"overall accuracy {o['overall_accuracy']:.3f} ± {z * o['overall_accuracy_se']:.3f}")

@@ -14,18 +14,27 @@ from rasterio.windows import Window
 
 from core.export.errors import UnsupportedModelError
 from core.export.onnx_export import export_onnx
-from core.models.bundle import ModelMeta, save_bundle
 from core.models import get_model
+from core.models.bundle import ModelMeta, save_bundle
 
 TOL = 1e-4
 NAMES = ("forest", "urban", "water")
 
 
 def _meta(model: str, sample_size: dict[str, int], stats: dict[str, dict[str, list[float]]]) -> ModelMeta:
-    return ModelMeta(model=model, task=get_model(model).task, modalities=tuple(sample_size), sample_size=sample_size,
-                     class_ids=(1, 3, 8), class_names=NAMES, class_colors=("#00ff00", "#ff0000", "#0000ff"),
-                     band_stats=stats, scene="strzegom", train_run_id=7,
-                     extra={"model_params": {"width": 4, "depth": 2}} if model == "unet" else {})
+    return ModelMeta(
+        model=model,
+        task=get_model(model).task,
+        modalities=tuple(sample_size),
+        sample_size=sample_size,
+        class_ids=(1, 3, 8),
+        class_names=NAMES,
+        class_colors=("#00ff00", "#ff0000", "#0000ff"),
+        band_stats=stats,
+        scene="strzegom",
+        train_run_id=7,
+        extra={"model_params": {"width": 4, "depth": 2}} if model == "unet" else {},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +121,9 @@ def test_unsupported_models_say_why(tmp_path: Path) -> None:
     import keras
 
     stats = {"s2": {"mean": [0.0] * 3, "std": [1.0] * 3}}
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(3, activation="sigmoid")])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="sigmoid")]
+    )
     bundle = save_bundle(tmp_path / "ml", model, _meta("resnet50", {"s2": 8}, stats))
     with pytest.raises(UnsupportedModelError, match=r"\(multilabel\) makes no per-pixel map.*no such model type"):
         export_onnx(bundle, tmp_path / "ml.onnx")

@@ -12,8 +12,11 @@ from core.data import cog
 from core.export.errors import ExportError
 from core.export.qml import style_outputs, write_class_qml
 
-CLASSES = [{"id": 1, "name": "forest", "color": "#228B22"}, {"id": 3, "name": "water", "color": "#0000ff"},
-           {"id": 2, "name": "urban", "color": "#ff0000"}]
+CLASSES = [
+    {"id": 1, "name": "forest", "color": "#228B22"},
+    {"id": 3, "name": "water", "color": "#0000ff"},
+    {"id": 2, "name": "urban", "color": "#ff0000"},
+]
 
 
 def _class_cog(tmp_path: Path) -> Path:
@@ -23,8 +26,9 @@ def _class_cog(tmp_path: Path) -> Path:
     tmp = tmp_path / "map.tmp.tif"
     with cog.open_tiled(tmp, **profile) as dst:
         dst.write(np.tile(np.array([0, 1, 2, 3], np.uint8), (64, 16))[None])
-        cog.write_class_metadata(dst, [c["id"] for c in CLASSES], [c["name"] for c in CLASSES],
-                                 [c["color"] for c in CLASSES])
+        cog.write_class_metadata(
+            dst, [c["id"] for c in CLASSES], [c["name"] for c in CLASSES], [c["color"] for c in CLASSES]
+        )
     return cog.finalize_cog(tmp, tmp_path / "map.tif")
 
 

@@ -14,26 +14,66 @@ from core.errors import RasterError
 from core.export.errors import RemoteHrefError, StacError
 from core.export.stac_in import scene_spec_from_stac, validate_scene_spec
 
-S2_BANDS = [("B02", "blue"), ("B03", "green"), ("B04", "red"), ("B05", "rededge"), ("B06", "rededge"),
-            ("B07", "rededge"), ("B08", "nir"), ("B8A", "nir08"), ("B11", "swir16"), ("B12", "swir22")]
-STRZEGOM = ["conifer forest", "mixed forest", "urban", "crops", "bare soil", "grassland", "roads", "water",
-            "crops vegetation", "quarries"]
+S2_BANDS = [
+    ("B02", "blue"),
+    ("B03", "green"),
+    ("B04", "red"),
+    ("B05", "rededge"),
+    ("B06", "rededge"),
+    ("B07", "rededge"),
+    ("B08", "nir"),
+    ("B8A", "nir08"),
+    ("B11", "swir16"),
+    ("B12", "swir22"),
+]
+STRZEGOM = [
+    "conifer forest",
+    "mixed forest",
+    "urban",
+    "crops",
+    "bare soil",
+    "grassland",
+    "roads",
+    "water",
+    "crops vegetation",
+    "quarries",
+]
 
 
 def _item(item_id: str, date: str, assets: dict[str, Any], **props: Any) -> dict[str, Any]:
-    return {"type": "Feature", "stac_version": "1.1.0", "id": item_id, "geometry": None, "links": [],
-            "properties": {"datetime": f"{date}T10:00:00Z", **props}, "assets": assets}
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": item_id,
+        "geometry": None,
+        "links": [],
+        "properties": {"datetime": f"{date}T10:00:00Z", **props},
+        "assets": assets,
+    }
 
 
 def _strzegom_item(data: Path, date: str) -> dict[str, Any]:
     d = date.replace("-", "")
     classes = [{"value": 0, "name": "unlabelled", "nodata": True}] + [
-        {"value": i + 1, "name": n, "color_hint": "1F77B4"} for i, n in enumerate(STRZEGOM)]
-    return _item(f"strzegom-{d}", date, {
-        "image": {"href": str(data / "strzegom" / f"image_{d}.tif"), "roles": ["data"],
-                  "eo:bands": [{"name": n, "common_name": c} for n, c in S2_BANDS]},
-        "labels": {"href": f"file://{data / 'strzegom' / f'labels_{d}.tif'}", "roles": ["labels"],
-                   "classification:classes": classes}}, constellation="sentinel-2")
+        {"value": i + 1, "name": n, "color_hint": "1F77B4"} for i, n in enumerate(STRZEGOM)
+    ]
+    return _item(
+        f"strzegom-{d}",
+        date,
+        {
+            "image": {
+                "href": str(data / "strzegom" / f"image_{d}.tif"),
+                "roles": ["data"],
+                "eo:bands": [{"name": n, "common_name": c} for n, c in S2_BANDS],
+            },
+            "labels": {
+                "href": f"file://{data / 'strzegom' / f'labels_{d}.tif'}",
+                "roles": ["labels"],
+                "classification:classes": classes,
+            },
+        },
+        constellation="sentinel-2",
+    )
 
 
 def _write(path: Path, d: dict[str, Any]) -> Path:
@@ -49,8 +89,10 @@ def test_strzegom_item_registers(tmp_path: Path, shared_data: Path) -> None:
     (acq,) = spec.acquisitions
     assert acq.date == "2021-06-19" and acq.files == {"s2": [str(shared_data / "strzegom" / "image_20210619.tif")]}
     assert acq.labels == str(shared_data / "strzegom" / "labels_20210619.tif")
-    assert [(c.id, c.name, c.color) for c in spec.classes][:2] == [(1, "conifer forest", "#1f77b4"),
-                                                                   (2, "mixed forest", "#1f77b4")]
+    assert [(c.id, c.name, c.color) for c in spec.classes][:2] == [
+        (1, "conifer forest", "#1f77b4"),
+        (2, "mixed forest", "#1f77b4"),
+    ]
     scene = validate_scene_spec(spec, tmp_path / "home")
     assert scene.modality("s2").band_count == 10 and "UTM zone 33N" in scene.crs_wkt
     assert scene.modality("s2").band_names == tuple(n for n, _ in S2_BANDS)
@@ -63,10 +105,18 @@ def test_strzegom_collection_gives_dated_acquisitions(tmp_path: Path, shared_dat
     for date in ("2022-06-19", "2021-06-19"):  # out of order on purpose
         _write(tmp_path / f"{date}.json", _strzegom_item(shared_data, date))
         links.append({"rel": "item", "href": f"./{date}.json"})
-    coll = {"type": "Collection", "stac_version": "1.1.0", "id": "strzegom", "description": "two dates",
-            "license": "other", "links": links,
-            "extent": {"spatial": {"bbox": [[16.3, 50.9, 16.4, 51.0]]},
-                       "temporal": {"interval": [["2021-06-19T00:00:00Z", "2022-06-19T00:00:00Z"]]}}}
+    coll = {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": "strzegom",
+        "description": "two dates",
+        "license": "other",
+        "links": links,
+        "extent": {
+            "spatial": {"bbox": [[16.3, 50.9, 16.4, 51.0]]},
+            "temporal": {"interval": [["2021-06-19T00:00:00Z", "2022-06-19T00:00:00Z"]]},
+        },
+    }
     spec = scene_spec_from_stac(_write(tmp_path / "collection.json", coll))
     assert [a.date for a in spec.acquisitions] == ["2021-06-19", "2022-06-19"]
     scene = validate_scene_spec(spec, tmp_path / "home")
@@ -77,11 +127,19 @@ def test_strzegom_collection_gives_dated_acquisitions(tmp_path: Path, shared_dat
 def test_north_carolina_bands_are_stacked_in_spectral_order(tmp_path: Path, shared_data: Path) -> None:
     nc = shared_data / "north_carolina"
     names = {"10": "blue", "20": "green", "30": "red", "40": "nir", "50": "swir16", "70": "swir22"}
-    assets = {f"b{b}": {"href": str(nc / f"lsat7_2000_{b}.tif"), "roles": ["data"],
-                        "eo:bands": [{"name": f"ETM+ {b}", "common_name": c}]}
-              for b, c in reversed(list(names.items()))}  # asset order is the reverse of the spectral order
-    assets["labels"] = {"href": "strata.tif", "roles": ["labels"],
-                        "classification:classes": [{"value": i, "name": f"stratum {i}"} for i in range(1, 8)]}
+    assets = {
+        f"b{b}": {
+            "href": str(nc / f"lsat7_2000_{b}.tif"),
+            "roles": ["data"],
+            "eo:bands": [{"name": f"ETM+ {b}", "common_name": c}],
+        }
+        for b, c in reversed(list(names.items()))
+    }  # asset order is the reverse of the spectral order
+    assets["labels"] = {
+        "href": "strata.tif",
+        "roles": ["labels"],
+        "classification:classes": [{"value": i, "name": f"stratum {i}"} for i in range(1, 8)],
+    }
     (tmp_path / "nc").mkdir()
     item = _item("nc", "2000-05-24", assets, platform="landsat-7")
     item["assets"]["labels"]["href"] = str(nc / "strata.tif")
@@ -132,6 +190,8 @@ def test_missing_crs_is_an_error_unless_the_item_declares_one(tmp_path: Path, ma
         scene_spec_from_stac(_write(tmp_path / "c.json", wrong))
     from core.data.catalog import SceneSpec
 
-    raw = SceneSpec.model_validate({"name": "raw", "acquisitions": [{"files": {"image": [str(tmp_path / "nocrs.tif")]}}]})
+    raw = SceneSpec.model_validate(
+        {"name": "raw", "acquisitions": [{"files": {"image": [str(tmp_path / "nocrs.tif")]}}]}
+    )
     with pytest.raises(RasterError, match="no CRS"):  # the file itself, registered directly, is refused
         validate_scene_spec(raw, tmp_path / "home2")

@@ -26,8 +26,9 @@ TRANSFORM = Affine(10, 0, 600000, 0, -10, 5650000)
 def _cog(folder: Path, name: str, data: np.ndarray, nodata: int, classes: bool) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"{name}.tmp.tif"
-    with cog.open_tiled(tmp, **cog.tiled_profile(data.shape[1], data.shape[0], TRANSFORM, "EPSG:32633",
-                                                 nodata=nodata)) as dst:
+    with cog.open_tiled(
+        tmp, **cog.tiled_profile(data.shape[1], data.shape[0], TRANSFORM, "EPSG:32633", nodata=nodata)
+    ) as dst:
         dst.write(data[None])
         if classes:
             cog.write_class_metadata(dst, [1, 2], ["forest", "water"], ["#228b22", "#0000ff"])
@@ -37,8 +38,9 @@ def _cog(folder: Path, name: str, data: np.ndarray, nodata: int, classes: bool) 
 def _prediction(folder: Path, name: str) -> tuple[Path, Path]:
     classes = np.ones((80, 120), np.uint8)
     classes[40:, 60:] = 2
-    return _cog(folder, name, classes, 0, True), _cog(folder, f"{name}_confidence", np.full((80, 120), 90, np.uint8),
-                                                      255, False)
+    return _cog(folder, name, classes, 0, True), _cog(
+        folder, f"{name}_confidence", np.full((80, 120), 90, np.uint8), 255, False
+    )
 
 
 def test_items_and_catalogue_validate_offline(tmp_path: Path) -> None:
@@ -49,8 +51,11 @@ def test_items_and_catalogue_validate_offline(tmp_path: Path) -> None:
     for name, date in (("pred_a", "2021-06-19"), ("pred_b", dt.date(2022, 7, 19))):
         path, conf = _prediction(tmp_path / "out", name)
         style_outputs(path, confidence_path=conf)
-        items.append(write_stac_item(path, None, date, RunInfo(run_id=3, model=str(bundle), scene="strzegom"),
-                                     confidence_path=conf))
+        items.append(
+            write_stac_item(
+                path, None, date, RunInfo(run_id=3, model=str(bundle), scene="strzegom"), confidence_path=conf
+            )
+        )
     assert items[0] == tmp_path / "out" / "pred_a.json"
 
     item = pystac.Item.from_file(str(items[0]))
@@ -62,8 +67,11 @@ def test_items_and_catalogue_validate_offline(tmp_path: Path) -> None:
     assert 16.0 < lon0 < lon1 < 17.0 and 50.0 < lat0 < lat1 < 51.0
     assert shape(item.geometry).buffer(1e-9).contains(box(*item.bbox).centroid)
     classes = ClassificationExtension.ext(item.assets["classification"]).classes
-    assert [(c.value, c.name, c.color_hint) for c in classes] == [(0, "nodata", None), (1, "forest", "228B22"),
-                                                                  (2, "water", "0000FF")]
+    assert [(c.value, c.name, c.color_hint) for c in classes] == [
+        (0, "nodata", None),
+        (1, "forest", "228B22"),
+        (2, "water", "0000FF"),
+    ]
     assert classes[0].nodata is True
     assert Path(item.assets["classification"].get_absolute_href()) == (tmp_path / "out" / "pred_a.tif").resolve()
     assert Path(item.assets["confidence"].get_absolute_href()).name == "pred_a_confidence.tif"
@@ -106,14 +114,22 @@ def test_export_prediction_writes_everything_beside_the_cog(tmp_path: Path) -> N
 
     path, conf = _prediction(tmp_path / "run", "pred")
     phases: list[str] = []
-    out = export_prediction(path, "2021-06-19", confidence_path=conf, run=RunInfo(run_id=9, scene="s"),
-                            vectorize_map=True, min_mapping_unit=4, progress=lambda ph, d, t: phases.append(ph))
+    out = export_prediction(
+        path,
+        "2021-06-19",
+        confidence_path=conf,
+        run=RunInfo(run_id=9, scene="s"),
+        vectorize_map=True,
+        min_mapping_unit=4,
+        progress=lambda ph, d, t: phases.append(ph),
+    )
     assert [p.name for p in out.styles] == ["pred.qml", "pred_confidence.qml"]
     assert out.vectors is not None and out.vectors.polygons == 2  # the forest block and the water block
     assert out.vectors.class_area_ha == {1: pytest.approx(72.0), 2: pytest.approx(24.0)}  # 7200 and 2400 px of 100 m2
     item = pystac.Item.from_file(str(out.stac_item))
     assert {"classification", "confidence", "style", "confidence_style", "vector_gpkg", "vector_geojson"} <= set(
-        item.assets)
+        item.assets
+    )
     assert item.assets["vector_geojson"].media_type == "application/geo+json"
     assert phases[-1] == "stac" and "polygonize" in phases
     assert len(validate_offline(out.stac_item)) == 1

@@ -18,8 +18,11 @@ from core.data import cog
 from core.errors import GridMismatchError, RasterError
 from core.export.vectorize import vectorize
 
-CLASSES = [{"id": 1, "name": "forest", "color": "#228b22"}, {"id": 2, "name": "water", "color": "#0000ff"},
-           {"id": 3, "name": "urban", "color": "#ff0000"}]
+CLASSES = [
+    {"id": 1, "name": "forest", "color": "#228b22"},
+    {"id": 2, "name": "water", "color": "#0000ff"},
+    {"id": 3, "name": "urban", "color": "#ff0000"},
+]
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 5600000)
 
 
@@ -49,8 +52,12 @@ def prediction(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     classes = _blobs(rng, 230, 300)
     conf = rng.integers(30, 101, classes.shape).astype(np.uint8)
     conf[classes == 0] = 255
-    return (_write(tmp_path, "map", classes, 0, True), _write(tmp_path, "map_confidence", conf, 255, False),
-            classes, conf)
+    return (
+        _write(tmp_path, "map", classes, 0, True),
+        _write(tmp_path, "map_confidence", conf, 255, False),
+        classes,
+        conf,
+    )
 
 
 def _components(classes: np.ndarray) -> int:
@@ -59,8 +66,13 @@ def _components(classes: np.ndarray) -> int:
 
 def _burn(feats: list, shape_: tuple[int, int], transform: Affine = TRANSFORM) -> np.ndarray:
     """The written polygons burnt back onto the class map's grid."""
-    return rasterize([(f.geometry, f.properties["class_id"]) for f in feats], out_shape=shape_, transform=transform,
-                     fill=0, dtype="uint8")
+    return rasterize(
+        [(f.geometry, f.properties["class_id"]) for f in feats],
+        out_shape=shape_,
+        transform=transform,
+        fill=0,
+        dtype="uint8",
+    )
 
 
 def _close_to_whole_map_sieve(mapped: np.ndarray, classes: np.ndarray, mmu: int) -> None:
@@ -73,8 +85,15 @@ def _close_to_whole_map_sieve(mapped: np.ndarray, classes: np.ndarray, mmu: int)
 
 def test_areas_add_up_and_polygons_are_whole(tmp_path: Path, prediction: tuple) -> None:
     path, conf_path, classes, conf = prediction
-    res = vectorize(path, tmp_path / "out.gpkg", tmp_path / "out.geojson", confidence=conf_path,
-                    min_mapping_unit=0.05, mmu_unit="ha", window=64)  # 0.05 ha = 5 pixels of 100 m2
+    res = vectorize(
+        path,
+        tmp_path / "out.gpkg",
+        tmp_path / "out.geojson",
+        confidence=conf_path,
+        min_mapping_unit=0.05,
+        mmu_unit="ha",
+        window=64,
+    )  # 0.05 ha = 5 pixels of 100 m2
     assert res.mmu_pixels == 5 and res.windows == 4 * 5
     with fiona.open(tmp_path / "out.gpkg") as src:
         assert src.crs.to_epsg() == 32633
@@ -141,11 +160,28 @@ def test_published_strzegom_prediction(tmp_path: Path, shared_data: Path) -> Non
     src_path = shared_data / "strzegom" / "published_unet_prediction_20230709.tif"
     with rasterio.open(src_path) as src:
         data = src.read(1)
-    names = ["conifer forest", "mixed forest", "urban", "crops", "bare soil", "grassland", "roads", "water",
-             "crops vegetation", "quarries"]
+    names = [
+        "conifer forest",
+        "mixed forest",
+        "urban",
+        "crops",
+        "bare soil",
+        "grassland",
+        "roads",
+        "water",
+        "crops vegetation",
+        "quarries",
+    ]
     classes = [{"id": i + 1, "name": n, "color": "#808080"} for i, n in enumerate(names)]
-    res = vectorize(src_path, tmp_path / "s.gpkg", tmp_path / "s.geojson", min_mapping_unit=0.1, mmu_unit="ha",
-                    classes=classes, window=128)
+    res = vectorize(
+        src_path,
+        tmp_path / "s.gpkg",
+        tmp_path / "s.geojson",
+        min_mapping_unit=0.1,
+        mmu_unit="ha",
+        classes=classes,
+        window=128,
+    )
     with fiona.open(tmp_path / "s.gpkg") as src:
         assert src.crs.to_epsg() == 32633
         feats = list(src)
@@ -167,8 +203,14 @@ def test_geographic_and_pixel_maps(tmp_path: Path, make_raster) -> None:  # type
     data[10:40, 10:40] = 1
     geo = make_raster("geo.tif", data, crs="EPSG:4326", transform=(0.001, 0, 16.0, 0, -0.001, 51.0))
     calls: list[tuple[str, int, int]] = []
-    res = vectorize(geo, tmp_path / "g.gpkg", tmp_path / "g.geojson", classes=CLASSES, window=64,
-                    progress=lambda *a: calls.append(a))
+    res = vectorize(
+        geo,
+        tmp_path / "g.gpkg",
+        tmp_path / "g.geojson",
+        classes=CLASSES,
+        window=64,
+        progress=lambda *a: calls.append(a),
+    )
     assert calls == [("polygonize", 1, 1), ("write", 1, 1)]
     with fiona.open(tmp_path / "g.gpkg") as src:
         (f,) = list(src)

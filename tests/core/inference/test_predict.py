@@ -11,8 +11,8 @@ import rasterio
 from affine import Affine
 
 from core.configs import AOIConfig
-from core.models.bundle import ModelMeta, save_bundle
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
+from core.models.bundle import ModelMeta, save_bundle
 from core.sampling.windows import PixelWindow
 from tests.conftest import write_raster
 
@@ -22,8 +22,9 @@ T = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
 CLASSES = (ClassInfo(3, "forest", "#00aa00"), ClassInfo(5, "water", "#0000ff"), ClassInfo(9, "urban", "#ff0000"))
 
 
-def make_scene(tmp_path: Path, data: np.ndarray, crs: str | None = "EPSG:32633", nodata: float | None = None,
-               name: str = "s2") -> Scene:
+def make_scene(
+    tmp_path: Path, data: np.ndarray, crs: str | None = "EPSG:32633", nodata: float | None = None, name: str = "s2"
+) -> Scene:
     """A one-modality scene over one GeoTIFF of ``data`` (bands, rows, cols)."""
     path = write_raster(tmp_path / f"{name}.tif", data, crs=crs, transform=T if crs else None, nodata=nodata)
     c, h, w = data.shape
@@ -33,10 +34,17 @@ def make_scene(tmp_path: Path, data: np.ndarray, crs: str | None = "EPSG:32633",
 
 
 def meta_for(task: str, bands: int, size: int, mean: float = 0.5, std: float = 0.25) -> ModelMeta:
-    return ModelMeta(model="tiny", task=task, modalities=("s2",), sample_size={"s2": size},
-                     class_ids=tuple(c.id for c in CLASSES), class_names=tuple(c.name for c in CLASSES),
-                     class_colors=tuple(c.color for c in CLASSES),
-                     band_stats={"s2": {"mean": [mean] * bands, "std": [std] * bands}}, scene="test")
+    return ModelMeta(
+        model="tiny",
+        task=task,
+        modalities=("s2",),
+        sample_size={"s2": size},
+        class_ids=tuple(c.id for c in CLASSES),
+        class_names=tuple(c.name for c in CLASSES),
+        class_colors=tuple(c.color for c in CLASSES),
+        band_stats={"s2": {"mean": [mean] * bands, "std": [std] * bands}},
+        scene="test",
+    )
 
 
 def dense_bundle(tmp_path: Path, bands: int) -> tuple[Path, Any, ModelMeta]:
@@ -52,8 +60,9 @@ def dense_bundle(tmp_path: Path, bands: int) -> tuple[Path, Any, ModelMeta]:
 
 def patch_bundle(tmp_path: Path, bands: int, p: int = 5) -> tuple[Path, Any, ModelMeta]:
     keras.utils.set_random_seed(2)
-    model = keras.Sequential([keras.Input((p, p, bands)), keras.layers.Flatten(),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((p, p, bands)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+    )
     meta = meta_for("patch", bands, p)
     return save_bundle(tmp_path / "patch", model, meta), model, meta
 
@@ -74,8 +83,17 @@ def test_dense_tiles_leave_no_seams(tmp_path: Path, cluster_client: Any) -> None
     bundle, model, meta = dense_bundle(tmp_path, 3)
     expected = whole_prediction(model, meta, data)
     seen: list[tuple[int, int]] = []
-    res = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "out" / "map.tif", tile_size=24,
-                      overlap=4, progress=lambda d, t: seen.append((d, t)), min_overview_size=8)
+    res = run_predict(
+        bundle,
+        scene,
+        AOIConfig(),
+        cluster_client,
+        tmp_path / "out" / "map.tif",
+        tile_size=24,
+        overlap=4,
+        progress=lambda d, t: seen.append((d, t)),
+        min_overview_size=8,
+    )
     assert res["windows"] == 5 * 6 and seen[-1] == (30, 30)  # cores of 24 - 2*4 = 16 px over 70 x 90
     with rasterio.open(res["path"]) as src:
         got = src.read(1)
@@ -90,8 +108,9 @@ def test_dense_tiles_leave_no_seams(tmp_path: Path, cluster_client: Any) -> None
         assert src.nodata == 255 and conf.min() >= 33 and conf.max() <= 100  # max of 3 probabilities >= 1/3
 
     # Without context the tile borders differ: the comparison above can fail.
-    res0 = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "seams.tif", tile_size=24, overlap=0,
-                       confidence=False)
+    res0 = run_predict(
+        bundle, scene, AOIConfig(), cluster_client, tmp_path / "seams.tif", tile_size=24, overlap=0, confidence=False
+    )
     with rasterio.open(res0["path"]) as src:
         assert (src.read(1) != expected).sum() > 0
     assert res0["confidence_path"] is None
@@ -108,10 +127,19 @@ def test_dense_aoi_polygon_and_nodata(tmp_path: Path, cluster_client: Any) -> No
     bundle, _, _ = dense_bundle(tmp_path, 3)
     # A triangle in map coordinates (EPSG:32633): pixel corners (10, 10), (50, 10), (10, 50).
     x0, y0 = T[2], T[5]
-    tri = {"type": "Polygon", "coordinates": [[(x0 + 100, y0 - 100), (x0 + 500, y0 - 100), (x0 + 100, y0 - 500),
-                                               (x0 + 100, y0 - 100)]]}
-    res = run_predict(bundle, scene, AOIConfig(geometry=tri, crs="EPSG:32633"), cluster_client,
-                      tmp_path / "tri.tif", tile_size=24, overlap=4)
+    tri = {
+        "type": "Polygon",
+        "coordinates": [[(x0 + 100, y0 - 100), (x0 + 500, y0 - 100), (x0 + 100, y0 - 500), (x0 + 100, y0 - 100)]],
+    }
+    res = run_predict(
+        bundle,
+        scene,
+        AOIConfig(geometry=tri, crs="EPSG:32633"),
+        cluster_client,
+        tmp_path / "tri.tif",
+        tile_size=24,
+        overlap=4,
+    )
     assert res["bbox"] == (10, 10, 40, 40)
     with rasterio.open(res["path"]) as src:
         got = src.read(1)
@@ -136,14 +164,13 @@ def test_patch_model_covers_every_aoi_pixel(tmp_path: Path, cluster_client: Any)
     data = rng.random((2, 21, 23), dtype=np.float32)
     scene = make_scene(tmp_path, data, crs=None)
     bundle, model, meta = patch_bundle(tmp_path, 2)
-    res = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "patch.tif", tile_size=8,
-                      batch_size=37)
+    res = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "patch.tif", tile_size=8, batch_size=37)
     with rasterio.open(res["path"]) as src:
         got = src.read(1)
         assert src.crs is None
     # Reference: one patch per pixel from a NaN-padded copy (NaN -> 0 after normalisation).
     padded = np.pad(np.moveaxis(data, 0, -1), ((2, 2), (2, 2), (0, 0)), constant_values=np.nan)
-    patches = np.stack([padded[r:r + 5, c:c + 5] for r in range(21) for c in range(23)])
+    patches = np.stack([padded[r : r + 5, c : c + 5] for r in range(21) for c in range(23)])
     probs = np.asarray(model.predict_on_batch(meta.normalise("s2", patches)))
     expected = np.asarray(meta.class_ids, dtype=np.uint8)[probs.argmax(-1)].reshape(21, 23)
     assert np.all(got > 0)
@@ -177,20 +204,27 @@ def two_modality_scene(tmp_path: Path, rng: np.random.Generator) -> tuple[Scene,
     tc = (40.0, 0.0, T[2], 0.0, -40.0, T[5])
     p_f = write_raster(tmp_path / "rgb.tif", fine, transform=T)
     p_c = write_raster(tmp_path / "hsi.tif", coarse, transform=tc)
-    mods = (Modality("rgb", 44, 48, T, 3, "float32", (None,) * 3),
-            Modality("hsi", 11, 12, tc, 2, "float32", (None,) * 2))
+    mods = (
+        Modality("rgb", 44, 48, T, 3, "float32", (None,) * 3),
+        Modality("hsi", 11, 12, tc, 2, "float32", (None,) * 2),
+    )
     wkt = rasterio.crs.CRS.from_epsg(32633).to_wkt()
     acq = Acquisition(None, {"rgb": (str(p_f),), "hsi": (str(p_c),)})
     return Scene("two", True, wkt, mods, (acq,), CLASSES, "rgb"), fine, coarse
 
 
 def two_modality_meta(task: str, sizes: dict[str, int]) -> ModelMeta:
-    return ModelMeta(model="tiny2", task=task, modalities=("rgb", "hsi"), sample_size=sizes,
-                     class_ids=tuple(c.id for c in CLASSES), class_names=tuple(c.name for c in CLASSES),
-                     class_colors=tuple(c.color for c in CLASSES),
-                     band_stats={"rgb": {"mean": [0.5] * 3, "std": [0.3] * 3},
-                                 "hsi": {"mean": [0.4] * 2, "std": [0.2] * 2}},
-                     scene="two")
+    return ModelMeta(
+        model="tiny2",
+        task=task,
+        modalities=("rgb", "hsi"),
+        sample_size=sizes,
+        class_ids=tuple(c.id for c in CLASSES),
+        class_names=tuple(c.name for c in CLASSES),
+        class_colors=tuple(c.color for c in CLASSES),
+        band_stats={"rgb": {"mean": [0.5] * 3, "std": [0.3] * 3}, "hsi": {"mean": [0.4] * 2, "std": [0.2] * 2}},
+        scene="two",
+    )
 
 
 @pytest.mark.cluster
@@ -205,8 +239,14 @@ def test_two_modality_dense_no_seams(tmp_path: Path, cluster_client: Any) -> Non
     out = keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(x)
     model, meta = keras.Model([a, b], out), two_modality_meta("dense", {"rgb": 32, "hsi": 8})
     bundle = save_bundle(tmp_path / "dense2", model, meta)
-    probs = np.asarray(model.predict_on_batch([meta.normalise("rgb", np.moveaxis(fine, 0, -1))[None],
-                                                meta.normalise("hsi", np.moveaxis(coarse, 0, -1))[None]]))[0]
+    probs = np.asarray(
+        model.predict_on_batch(
+            [
+                meta.normalise("rgb", np.moveaxis(fine, 0, -1))[None],
+                meta.normalise("hsi", np.moveaxis(coarse, 0, -1))[None],
+            ]
+        )
+    )[0]
     expected = np.asarray(meta.class_ids, dtype=np.uint8)[probs.argmax(-1)]
     res = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "two.tif", tile_size=32, overlap=4)
     with rasterio.open(res["path"]) as src:
@@ -228,17 +268,25 @@ def test_two_modality_patch_matches_sampling_rule(tmp_path: Path, cluster_client
     model = keras.Model([a, b], keras.layers.Dense(3, activation="softmax")(x))
     meta = two_modality_meta("patch", {"rgb": 9, "hsi": pc})
     bundle = save_bundle(tmp_path / "patch2", model, meta)
-    res = run_predict(bundle, scene, AOIConfig(geometry={"type": "Polygon", "coordinates": [
-        [(0, 0), (20, 0), (20, 30), (0, 30), (0, 0)]]}, crs="pixel"), cluster_client, tmp_path / "p2.tif",
-        tile_size=16, batch_size=50)
+    res = run_predict(
+        bundle,
+        scene,
+        AOIConfig(
+            geometry={"type": "Polygon", "coordinates": [[(0, 0), (20, 0), (20, 30), (0, 30), (0, 0)]]}, crs="pixel"
+        ),
+        cluster_client,
+        tmp_path / "p2.tif",
+        tile_size=16,
+        batch_size=50,
+    )
     with rasterio.open(res["path"]) as src:
         got = src.read(1)
     assert got.shape == (30, 20)
     pf = np.pad(meta.normalise("rgb", np.moveaxis(fine, 0, -1)), ((4, 4), (4, 4), (0, 0)))
     pcoarse = np.pad(meta.normalise("hsi", np.moveaxis(coarse, 0, -1)), ((1, 1), (1, 1), (0, 0)))
     rc = [(r, c) for r in range(30) for c in range(20)]
-    xf = np.stack([pf[r:r + 9, c:c + 9] for r, c in rc])
-    xc = np.stack([pcoarse[r // 4:r // 4 + 3, c // 4:c // 4 + 3] for r, c in rc])  # centre pixel r // 4, +-1
+    xf = np.stack([pf[r : r + 9, c : c + 9] for r, c in rc])
+    xc = np.stack([pcoarse[r // 4 : r // 4 + 3, c // 4 : c // 4 + 3] for r, c in rc])  # centre pixel r // 4, +-1
     probs = np.asarray(model.predict_on_batch([xf, xc]))
     expected = np.asarray(meta.class_ids, dtype=np.uint8)[probs.argmax(-1)].reshape(30, 20)
     assert np.array_equal(got, expected)
@@ -257,8 +305,9 @@ def test_cancel_and_worker_failure(tmp_path: Path, cluster_client: Any) -> None:
         run_predict(bundle, scene, AOIConfig(), cluster_client, out, tile_size=24, overlap=5, cancelled=lambda: True)
     assert [p.name for p in out.parent.iterdir()] == ["map.tif.parts"]  # partial files removed, the ledger kept
     # A "dense" model whose output is half the tile size fails in the worker; the driver names the task.
-    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.MaxPooling2D(2),
-                              keras.layers.Conv2D(3, 1, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((None, None, 3)), keras.layers.MaxPooling2D(2), keras.layers.Conv2D(3, 1, activation="softmax")]
+    )
     bad = save_bundle(tmp_path / "bad", model, meta_for("dense", 3, 16))
     with pytest.raises(JobFailedError, match=r"prediction task .* failed on the cluster: .*returned \(8, 8\) pixels"):
         run_predict(bad, scene, AOIConfig(), cluster_client, out, tile_size=16, overlap=2)
@@ -287,15 +336,23 @@ def _build_seam_toy(input_shape: Any, num_classes: int) -> Any:
     return keras.Model(inp, keras.layers.Conv2D(num_classes, 3, padding="same", activation="softmax")(x))
 
 
-def _seam_toy_bundle(tmp_path: Path, bands: int) -> tuple[Path, Any, ModelMeta]:
-    """A registered dense model of three 3x3 convolutions: receptive-field radius 3, declared as its context."""
+def _seam_toy_bundle(tmp_path: Path, bands: int, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any, ModelMeta]:
+    """A dense model of three 3x3 convolutions registered for this test only: receptive-field radius 3, declared
+    as its context."""
     from dataclasses import replace
 
-    from core.models import Context, ModelSpec, list_models, register_model
+    from core.models import Context, ModelSpec, api, list_models, register_model
 
-    if SEAM_TOY not in list_models():
-        register_model(ModelSpec(name=SEAM_TOY, builder=_build_seam_toy, task="dense",
-                                 context=lambda params: Context(align=1, radius=3, rule="1")))
+    list_models()  # discover the package's models first, then register the toy in a copy of the registry
+    monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
+    register_model(
+        ModelSpec(
+            name=SEAM_TOY,
+            builder=_build_seam_toy,
+            task="dense",
+            context=lambda params: Context(align=1, radius=3, rule="1"),
+        )
+    )
     keras.utils.set_random_seed(8)
     model = _build_seam_toy((16, 16, bands), 3)
     meta = replace(meta_for("dense", bands, 16), model=SEAM_TOY)
@@ -303,16 +360,19 @@ def _seam_toy_bundle(tmp_path: Path, bands: int) -> tuple[Path, Any, ModelMeta]:
 
 
 @pytest.mark.cluster
-def test_default_overlap_is_exact_and_crop_trades_it(tmp_path: Path, cluster_client: Any) -> None:
+def test_default_overlap_is_exact_and_crop_trades_it(
+    tmp_path: Path, cluster_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from core.errors import ConfigError
     from core.inference.predict import run_predict
 
     data = np.random.default_rng(9).random((3, 61, 75), dtype=np.float32)
     scene = make_scene(tmp_path, data)
-    bundle, model, meta = _seam_toy_bundle(tmp_path, 3)
+    bundle, model, meta = _seam_toy_bundle(tmp_path, 3, monkeypatch)
     expected = whole_prediction(model, meta, data)
-    res = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "exact.tif", tile_size=20,
-                      confidence=False)
+    res = run_predict(
+        bundle, scene, AOIConfig(), cluster_client, tmp_path / "exact.tif", tile_size=20, confidence=False
+    )
     assert res["overlap"] == 3 and res["seams"] == "exact" and res["windows"] == 5 * 6  # cores of 14 px
     assert 0 < res["first_pixel_s"] <= res["seconds"] and res["tasks"] < res["windows"]  # chunks of tiles
     with rasterio.open(res["path"]) as src:
@@ -322,11 +382,21 @@ def test_default_overlap_is_exact_and_crop_trades_it(tmp_path: Path, cluster_cli
     assert default_tile["tile_size"] >= 6 * 3 and default_tile["overlap"] == 3
     with rasterio.open(default_tile["path"]) as src:
         assert np.array_equal(src.read(1), expected)
-    with pytest.raises(ConfigError, match="overlap 1 is below the receptive-field radius 3 of model .*: exact seams "
-                                          "need overlap >= 3"):
+    with pytest.raises(
+        ConfigError, match="overlap 1 is below the receptive-field radius 3 of model .*: exact seams need overlap >= 3"
+    ):
         run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "x.tif", tile_size=20, overlap=1)
-    crop = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "crop.tif", tile_size=20, overlap=1,
-                       seams="crop", confidence=False)
+    crop = run_predict(
+        bundle,
+        scene,
+        AOIConfig(),
+        cluster_client,
+        tmp_path / "crop.tif",
+        tile_size=20,
+        overlap=1,
+        seams="crop",
+        confidence=False,
+    )
     assert crop["seams"] == "crop" and crop["windows"] == 4 * 5  # cores of 18 px
     with rasterio.open(crop["path"]) as src:
         assert (src.read(1) != expected).sum() > 0  # seams where the overlap is below the receptive field

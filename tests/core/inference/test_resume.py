@@ -28,22 +28,32 @@ def test_cancelled_prediction_resumes_with_only_the_missing_windows(tmp_path: Pa
     data = np.random.default_rng(0).random((3, 70, 90), dtype=np.float32)
     scene = make_scene(tmp_path, data)
     bundle, _, _ = dense_bundle(tmp_path, 3)
-    kw: dict[str, Any] = dict(tile_size=24, overlap=4, min_overview_size=8, chunk_px=24)  # one window per task
+    # one tile per task (chunk_px = the tile), so progress and cancellation come window by window
+    kw: dict[str, Any] = dict(tile_size=24, overlap=4, min_overview_size=8, chunk_px=24)
     whole = run_predict(bundle, scene, AOIConfig(), cluster_client, tmp_path / "a" / "map.tif", **kw)
 
     out = tmp_path / "b" / "map.tif"
     written: list[int] = []
     with pytest.raises(JobCancelledError):
-        run_predict(bundle, scene, AOIConfig(), cluster_client, out, progress=lambda d, t: written.append(d),
-                    cancelled=lambda: len(written) >= 12, **kw)
+        run_predict(
+            bundle,
+            scene,
+            AOIConfig(),
+            cluster_client,
+            out,
+            progress=lambda d, t: written.append(d),
+            cancelled=lambda: len(written) >= 12,
+            **kw,
+        )
     parts = sorted((out.parent / "map.tif.parts").glob("r*_c*.npz"))
     assert not out.exists() and len(parts) == len(written) >= 12
 
     with pytest.raises(ConfigError, match=r"other settings \(\['plan', 'windows'\] differ\)"):
         run_predict(bundle, scene, AOIConfig(), cluster_client, out, resume=True, **{**kw, "overlap": 2})
     seen: list[int] = []
-    resumed = run_predict(bundle, scene, AOIConfig(), cluster_client, out, resume=True,
-                          progress=lambda d, t: seen.append(d), **kw)
+    resumed = run_predict(
+        bundle, scene, AOIConfig(), cluster_client, out, resume=True, progress=lambda d, t: seen.append(d), **kw
+    )
     assert resumed["resumed_windows"] == len(parts) and resumed["windows"] == whole["windows"] == 30
     assert len(seen) == 30 - len(parts) and seen[0] == len(parts) + 1 and seen[-1] == 30  # only the missing ones
     assert resumed["class_pixels"] == whole["class_pixels"]

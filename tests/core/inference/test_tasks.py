@@ -42,23 +42,30 @@ def _tie_free(per_patch_probs: np.ndarray, tol: float = 1e-5) -> np.ndarray:
 
 
 @pytest.mark.shared_data
-def test_dense_patch_equals_per_patch_on_chiapas(tmp_path: Path, home: Path, db_url: str,
-                                                 shared_data: Path) -> None:
+def test_dense_patch_equals_per_patch_on_chiapas(tmp_path: Path, home: Path, db_url: str, shared_data: Path) -> None:
     from core.data.samples import register_samples
     from core.inference.windows import predict_patch_dense_window, predict_patch_window
     from core.models.patch_fcn import build_patch_fcn
     from db.scenes import SceneStore
 
-    scene, = register_samples(shared_data, SceneStore(db_url), home, only=["chiapas_landsat"])
+    (scene,) = register_samples(shared_data, SceneStore(db_url), home, only=["chiapas_landsat"])
     mod = scene.primary
     with rasterio.open(scene.acquisitions[0].files[mod.name][0]) as ds:
         x = ds.read().reshape(ds.count, -1).astype(np.float64)
     stats = {mod.name: {"mean": x.mean(1).tolist(), "std": x.std(1).tolist()}}
     keras.utils.set_random_seed(11)
     model = build_patch_fcn((9, 9, mod.band_count), len(scene.classes), width=8)
-    meta = ModelMeta(model="patch_fcn", task="patch", modalities=(mod.name,), sample_size={mod.name: 9},
-                     class_ids=tuple(c.id for c in scene.classes), class_names=tuple(c.name for c in scene.classes),
-                     class_colors=tuple(c.color for c in scene.classes), band_stats=stats, scene=scene.name)
+    meta = ModelMeta(
+        model="patch_fcn",
+        task="patch",
+        modalities=(mod.name,),
+        sample_size={mod.name: 9},
+        class_ids=tuple(c.id for c in scene.classes),
+        class_names=tuple(c.name for c in scene.classes),
+        class_colors=tuple(c.color for c in scene.classes),
+        band_stats=stats,
+        scene=scene.name,
+    )
     bundle = str(save_bundle(tmp_path / "fcn", model, meta))
     core = PixelWindow(0, 0, mod.height, mod.width)
     _, per_patch, _ = predict_patch_window(bundle, scene, None, core, core, 4096, False)
@@ -71,16 +78,24 @@ def test_dense_patch_equals_per_patch_on_chiapas(tmp_path: Path, home: Path, db_
 
         rows, cols = np.nonzero(differ)
         padded = read_bands(scene.acquisitions[0], mod, -4, -4, 258, 258)
-        patches = np.stack([meta.normalise(mod.name, padded[r:r + 9, c:c + 9]) for r, c in zip(rows, cols)])
+        patches = np.stack([meta.normalise(mod.name, padded[r : r + 9, c : c + 9]) for r, c in zip(rows, cols)])
         assert not _tie_free(np.asarray(model.predict_on_batch(patches))).any()
 
 
 def _tiny_bundle(tmp_path: Path, name: str, seed: int) -> Path:
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((None, None, 2)), keras.layers.Conv2D(2, 1, activation="softmax")])
-    meta = ModelMeta(model="tiny", task="dense", modalities=("s2",), sample_size={"s2": 8}, class_ids=(1, 2),
-                     class_names=("a", "b"), class_colors=("#000000", "#ffffff"),
-                     band_stats={"s2": {"mean": [0, 0], "std": [1, 1]}}, scene="t")
+    meta = ModelMeta(
+        model="tiny",
+        task="dense",
+        modalities=("s2",),
+        sample_size={"s2": 8},
+        class_ids=(1, 2),
+        class_names=("a", "b"),
+        class_colors=("#000000", "#ffffff"),
+        band_stats={"s2": {"mean": [0, 0], "std": [1, 1]}},
+        scene="t",
+    )
     return save_bundle(tmp_path / name, model, meta)
 
 
@@ -123,7 +138,8 @@ def test_chunk_plan() -> None:
     pairs = [(c, c) for c in cores]
     chunks = group_pairs(pairs, (5, 5), 10, 2)
     assert [len(ch) for ch in chunks] == [4, 2, 4, 2]
-    assert [p[1] for ch in chunks for p in ch] == sorted(cores, key=lambda w: (
-        (w.row_off - 5) // 20, (w.col_off - 5) // 20, w.row_off, w.col_off))
+    assert [p[1] for ch in chunks for p in ch] == sorted(
+        cores, key=lambda w: ((w.row_off - 5) // 20, (w.col_off - 5) // 20, w.row_off, w.col_off)
+    )
     with pytest.raises(ValueError, match="tile 0 and core 5 must be >= 1 px"):
         tiles_per_side(0, 5)

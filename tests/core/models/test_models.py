@@ -9,8 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from core.models import build_patch_cnn, build_unet, get_model, list_models  # noqa: E402
 from core.errors import ConfigError  # noqa: E402
+from core.models import build_patch_cnn, build_unet, get_model, list_models  # noqa: E402
 
 
 def test_unet_output_is_per_pixel_probabilities() -> None:
@@ -70,11 +70,13 @@ def test_registering_a_conflicting_or_inconsistent_model_is_refused() -> None:
     with pytest.raises(ConfigError, match="model 'unet' is registered twice"):
         register_model(ModelSpec(name="unet", builder=build_patch_cnn, task="patch"))
     with pytest.raises(ConfigError, match=r"size parameters \['depth'\] that its builder"):
-        register_model(ModelSpec(name="x", builder=build_patch_cnn, task="patch",
-                                 params=(Param("depth", "Depth", 2, 1, 8),)))
+        register_model(
+            ModelSpec(name="x", builder=build_patch_cnn, task="patch", params=(Param("depth", "Depth", 2, 1, 8),))
+        )
     with pytest.raises(ConfigError, match="'width' defaults to 3 but its builder's default is 32"):
-        register_model(ModelSpec(name="x", builder=build_patch_cnn, task="patch",
-                                 params=(Param("width", "Width", 3, 1, 8),)))
+        register_model(
+            ModelSpec(name="x", builder=build_patch_cnn, task="patch", params=(Param("width", "Width", 3, 1, 8),))
+        )
     assert "x" not in list_models()
 
 
@@ -87,7 +89,8 @@ def test_a_new_file_in_the_package_is_found_without_editing_init(tmp_path: Any, 
     (tmp_path / "plugin_net.py").write_text(
         "from core.models import ModelSpec, register_model\n"
         "from core.models.patch_cnn import build_patch_cnn\n"
-        "register_model(ModelSpec(name='plugin_net', builder=build_patch_cnn, task='patch'))\n")
+        "register_model(ModelSpec(name='plugin_net', builder=build_patch_cnn, task='patch'))\n"
+    )
     monkeypatch.setattr(core.models, "__path__", [*core.models.__path__, str(tmp_path)])
     monkeypatch.setattr(api, "_DISCOVERED", [])
     monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))

@@ -13,13 +13,17 @@ from core.configs import TrainJobConfig
 from core.tiling.store import TileStore
 from tests.stores import write_store
 
-CLASSES = ({"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest", "color": "#00ff00"},
-           {"id": 5, "name": "urban", "color": "#ff0000"})
+CLASSES = (
+    {"id": 1, "name": "water", "color": "#0000ff"},
+    {"id": 2, "name": "forest", "color": "#00ff00"},
+    {"id": 5, "name": "urban", "color": "#ff0000"},
+)
 needs_horovod = pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="horovod is not installed")
 
 
-def make_store(path: Path, mode: str = "tiles", counts: dict[str, int] | None = None, size: int = 16,
-               bands: int = 4, seed: int = 0) -> Path:
+def make_store(
+    path: Path, mode: str = "tiles", counts: dict[str, int] | None = None, size: int = 16, bands: int = 4, seed: int = 0
+) -> Path:
     """A tiny store (core/tilestore.py layout) whose tiles hold 1 or 2 classes in halves, learnable from the bands.
 
     tiles: x (N, size, size, bands) uint16, y (N, size, size) with ~10 % unlabelled pixels; patches: y (N,) = the
@@ -32,7 +36,7 @@ def make_store(path: Path, mode: str = "tiles", counts: dict[str, int] | None = 
     for split, n in counts.items():
         first, second = rng.integers(0, 3, size=n), rng.integers(0, 3, size=n)
         cls = np.repeat(first[:, None, None], size, 1).repeat(size, 2)
-        cls[:, size // 2:, :] = second[:, None, None]
+        cls[:, size // 2 :, :] = second[:, None, None]
         x = (rng.normal(100, 10, size=(n, size, size, bands)) + 60 * np.eye(bands)[cls % bands]).astype(np.uint16)
         y = ids[cls].astype(np.uint8)
         if mode == "tiles":
@@ -89,13 +93,21 @@ def test_resnet_default_rate_is_0_1_k_n_over_256_with_warmup_and_scaled_step_dec
     from core.models import get_model
     from core.training.loop import base_learning_rate, learning_rate
 
-    cfg = TrainJobConfig(scene="s", store="x", scheme="data_parallel", num_workers=2, batch_size=32, epochs=20,
-                         model="resnet50", **get_model("resnet50").recipe.fields)
+    cfg = TrainJobConfig(
+        scene="s",
+        store="x",
+        scheme="data_parallel",
+        num_workers=2,
+        batch_size=32,
+        epochs=20,
+        model="resnet50",
+        **get_model("resnet50").recipe.fields,
+    )
     assert base_learning_rate(cfg) == pytest.approx(0.1 * 32 / 256)
     lr = {e: learning_rate(cfg, 2, e * 10, steps_per_epoch=10) for e in range(20)}
     assert lr[0] == pytest.approx(0.0125) and lr[5] == pytest.approx(0.1 * 2 * 32 / 256)  # warm-up to k*n
     # decay x0.1 at 30/60/80 % of 20 epochs = epochs 6, 12, 16
-    assert [lr[e] / lr[5] for e in (5, 6, 11, 12, 15, 16, 19)] == pytest.approx([1, .1, .1, .01, .01, .001, .001])
+    assert [lr[e] / lr[5] for e in (5, 6, 11, 12, 15, 16, 19)] == pytest.approx([1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     mine = cfg.model_copy(update={"learning_rate": 0.02})
     assert base_learning_rate(mine) == 0.02  # a rate the user chose is kept
     unet = TrainJobConfig(scene="s", store="x", model="unet")
@@ -108,16 +120,30 @@ def test_resnet_default_rate_is_0_1_k_n_over_256_with_warmup_and_scaled_step_dec
 @pytest.mark.horovod
 @pytest.mark.usefixtures("home")
 @pytest.mark.parametrize("scheme", ["data_parallel", "heterogeneous"])
-def test_two_rank_resnet50_multilabel_ends_with_identical_weights(scheme: str, cluster_client: Any, db_url: str,
-                                                                  tmp_path: Path) -> None:
+def test_two_rank_resnet50_multilabel_ends_with_identical_weights(
+    scheme: str, cluster_client: Any, db_url: str, tmp_path: Path
+) -> None:
     from core.models.bundle import load_bundle
     from tests.runs import train_run
 
     store = make_store(tmp_path / "s.zarr")
     extra: dict[str, Any] = {"worker_speeds": (1.0, 3.0)} if scheme == "heterogeneous" else {}
-    config = TrainJobConfig(scene="tiny", store=str(store), model="resnet50", model_params={"width": 2},
-                            scheme=scheme, num_workers=2, epochs=2, batch_size=2, max_steps_per_epoch=2, log_every=1,
-                            optimizer="sgd_nesterov", mixup_alpha=0.2, label_fraction=0.2, **extra)
+    config = TrainJobConfig(
+        scene="tiny",
+        store=str(store),
+        model="resnet50",
+        model_params={"width": 2},
+        scheme=scheme,
+        num_workers=2,
+        epochs=2,
+        batch_size=2,
+        max_steps_per_epoch=2,
+        log_every=1,
+        optimizer="sgd_nesterov",
+        mixup_alpha=0.2,
+        label_fraction=0.2,
+        **extra,
+    )
     tracker, run_id, out = train_run(config, cluster_client, db_url, store)
 
     ranks = out["ranks"]
@@ -151,8 +177,16 @@ def test_trained_resnet50_bundle_scores_its_test_tiles(tmp_path: Path) -> None:
     from core.training.loop import train_rank
 
     store = make_store(tmp_path / "s.zarr", counts={"train": 4, "val": 2, "test": 5})
-    config = TrainJobConfig(scene="tiny", store=str(store), model="resnet50", model_params={"width": 1},
-                            epochs=1, batch_size=2, max_steps_per_epoch=1, label_fraction=0.2)
+    config = TrainJobConfig(
+        scene="tiny",
+        store=str(store),
+        model="resnet50",
+        model_params={"width": 1},
+        epochs=1,
+        batch_size=2,
+        max_steps_per_epoch=1,
+        label_fraction=0.2,
+    )
     train_rank(config.model_dump(mode="json"), str(store), str(tmp_path / "run"))
     bundle = tmp_path / "run" / "model"
     got = evaluate_bundle(bundle, store, label_fraction=config.label_fraction)  # one batch, as predicted below

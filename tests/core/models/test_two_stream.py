@@ -41,9 +41,15 @@ def test_bad_split_and_block_counts_are_refused() -> None:
 keras = pytest.importorskip("keras")
 
 from core.models import get_model  # noqa: E402
-from core.models.two_stream import (build_branch_part, build_fusion_part, build_two_stream,  # noqa: E402
-                                    build_two_stream_hsi, build_two_stream_rgb, set_weights_by_layer,
-                                    weights_by_layer)
+from core.models.two_stream import (  # noqa: E402
+    build_branch_part,
+    build_fusion_part,
+    build_two_stream,
+    build_two_stream_hsi,
+    build_two_stream_rgb,
+    set_weights_by_layer,
+    weights_by_layer,
+)
 
 SMALL = {"width": 2, "dense": (16, 8), "blocks": 3}
 
@@ -69,7 +75,8 @@ def test_single_modality_variants_have_one_branch() -> None:
     hsi = build_two_stream_hsi({"hsi": HOUSTON["hsi"]}, num_classes=4, **SMALL)
     assert rgb.output_shape == hsi.output_shape == (None, 4)
     assert not any(layer.name.startswith("hsi") for layer in rgb.layers) and "fusion" not in {
-        layer.name for layer in rgb.layers}
+        layer.name for layer in rgb.layers
+    }
     assert hsi.predict(_inputs({"hsi": HOUSTON["hsi"]}, 2)[0], verbose=0).shape == (2, 4)
     with pytest.raises(ValueError, match=r"two_stream_rgb uses one modality but got \['hsi', 'rgb'\]"):
         build_two_stream_rgb(HOUSTON, num_classes=4)

@@ -9,10 +9,16 @@ import numpy as np
 import shapely
 
 from core.configs import SplitConfig
-from core.sampling.patches import (
-    ScanResult, centre_bounds, modality_patch_size, patch_window, sample_centres, scan_labels, scan_strips,
-)
 from core.data.scene import Modality
+from core.sampling.patches import (
+    ScanResult,
+    centre_bounds,
+    modality_patch_size,
+    patch_window,
+    sample_centres,
+    scan_labels,
+    scan_strips,
+)
 from core.sampling.splits import spatial_split
 from core.sampling.windows import PixelWindow
 
@@ -61,7 +67,7 @@ def test_scan_labels_filters_aoi_edge_and_split(make_raster: Callable[..., Path]
     sp = spatial_split(30, 40, SplitConfig(block_size=10, seed=0), buffer=3)
     res = scan_labels(p, full, None, full, sp, None, 0)
     codes = sp.split_codes(full)
-    for cls, arr in res.centres.items():
+    for arr in res.centres.values():
         assert (arr[:, 2] == codes[arr[:, 0], arr[:, 1]]).all() and (arr[:, 2] >= 0).all()
     assert sum(res.counts.values()) == int((codes >= 0).sum())
 

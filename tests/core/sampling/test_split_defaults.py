@@ -8,13 +8,22 @@ from core.configs import SplitConfig
 from core.errors import ConfigError
 from core.sampling.split_defaults import default_split_geometry, largest_fitting_size, resolve_split
 from core.sampling.splits import spatial_split
-from core.sampling.windows import PixelWindow, sliding_windows
+from core.sampling.windows import PixelWindow
 
 
-@pytest.mark.parametrize("size,mode,shape", [(64, "tiles", (401, 401)), (64, "tiles", (443, 489)),
-                                             (64, "tiles", (250, 250)), (32, "tiles", (100, 101)),
-                                             (9, "patches", (401, 401)), (9, "patches", (100, 101)),
-                                             (15, "patches", (64, 64)), (16, "tiles", (48, 48))])
+@pytest.mark.parametrize(
+    "size,mode,shape",
+    [
+        (64, "tiles", (401, 401)),
+        (64, "tiles", (443, 489)),
+        (64, "tiles", (250, 250)),
+        (32, "tiles", (100, 101)),
+        (9, "patches", (401, 401)),
+        (9, "patches", (100, 101)),
+        (15, "patches", (64, 64)),
+        (16, "tiles", (48, 48)),
+    ],
+)
 def test_every_block_core_holds_a_sample(size: int, mode: str, shape: tuple[int, int]) -> None:
     geo = default_split_geometry(size, mode, shape)
     assert geo.block_size >= size + geo.buffer
@@ -40,8 +49,11 @@ def test_alignment_to_a_coarser_grid() -> None:
 
 
 def test_too_small_aoi_says_which_size_fits() -> None:
-    with pytest.raises(ConfigError, match=r"100 x 101 px cannot hold 2 x 2 split blocks for 64 px samples.*"
-                                          r"at most 32 px"):
+    with pytest.raises(
+        ConfigError,
+        match=r"100 x 101 px cannot hold 2 x 2 split blocks for 64 px samples.*"
+        r"at most 32 px",
+    ):
         default_split_geometry(64, "tiles", (100, 101))
     assert largest_fitting_size(100, "tiles") == 32 and largest_fitting_size(100, "patches") == 17
     assert largest_fitting_size(10, "tiles") is None

@@ -43,7 +43,7 @@ def test_cores_of_different_splits_are_a_buffer_apart() -> None:
     grid = np.array(sp.assignment, dtype=object).reshape(6, 7)
     for i, (b, c) in enumerate(zip(sp.blocks, sp.cores)):
         br, bc = divmod(i, 7)
-        hood = grid[max(0, br - 1):br + 2, max(0, bc - 1):bc + 2]
+        hood = grid[max(0, br - 1) : br + 2, max(0, bc - 1) : bc + 2]
         if (hood == grid[br, bc]).all():
             assert c == b
     sp0 = spatial_split(60, 70, SplitConfig(block_size=10, seed=1), buffer=0)

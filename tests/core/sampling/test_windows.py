@@ -66,8 +66,11 @@ def test_windows_outside_the_polygon_are_skipped() -> None:
     # an L-shaped AOI: the bottom-right quadrant is inside the bbox but outside the polygon
     poly = shapely.Polygon([(0, 0), (8, 0), (8, 4), (4, 4), (4, 8), (0, 8)])
     wins = sliding_windows(raster_window(8, 8), 4)
-    assert set(windows_in_geometry(wins, poly)) == {PixelWindow(0, 0, 4, 4), PixelWindow(0, 4, 4, 4),
-                                                    PixelWindow(4, 0, 4, 4)}
+    assert set(windows_in_geometry(wins, poly)) == {
+        PixelWindow(0, 0, 4, 4),
+        PixelWindow(0, 4, 4, 4),
+        PixelWindow(4, 0, 4, 4),
+    }
     assert windows_in_geometry(wins, None) == wins
 
 
@@ -77,7 +80,7 @@ def test_block_grid_cuts_last_blocks_short() -> None:
     assert blocks[-1] == PixelWindow(8, 4, 2, 3)
     cover = np.zeros((10, 7), int)
     for b in blocks:
-        cover[b.row_off:b.row_end, b.col_off:b.col_end] += 1
+        cover[b.row_off : b.row_end, b.col_off : b.col_end] += 1
     assert (cover == 1).all()
 
 
@@ -96,12 +99,13 @@ def test_random_sizes_cover_every_aoi_pixel_and_stay_inside() -> None:
         if not aoi_px.any():
             continue
         rows, cols = np.nonzero(aoi_px)
-        bbox = PixelWindow(int(rows.min()), int(cols.min()), int(rows.max() - rows.min() + 1),
-                           int(cols.max() - cols.min() + 1))
+        bbox = PixelWindow(
+            int(rows.min()), int(cols.min()), int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        )
         wins = windows_in_geometry(sliding_windows(bbox, tile, stride, bounds=raster_window(h, w)), poly)
         cover = np.zeros((h, w), bool)
         for win in wins:
             assert win.row_end <= h and win.col_end <= w, (h, w, tile, win)
             assert win.shape == (min(tile, h), min(tile, w))
-            cover[win.row_off:win.row_end, win.col_off:win.col_end] = True
+            cover[win.row_off : win.row_end, win.col_off : win.col_end] = True
         assert cover[aoi_px].all(), (h, w, tile, stride, pts)

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from core.tasks.multilabel import (augment, counts, exact_matches, metrics_from_counts, mixup, multilabel_metrics,
-                             split_metrics, targets)
+from core.tasks.multilabel import (
+    augment,
+    counts,
+    exact_matches,
+    metrics_from_counts,
+    mixup,
+    multilabel_metrics,
+    split_metrics,
+    targets,
+)
 
 IDS = (1, 2, 5)
 

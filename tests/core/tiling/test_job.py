@@ -13,10 +13,10 @@ from pyproj import Transformer
 from rasterio.windows import Window
 
 from core.configs import AOIConfig, SamplingConfig, SplitConfig, TileJobConfig, TilingConfig
-from core.errors import AOIOutsideSceneError, ConfigError, JobCancelledError, JobFailedError
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
-from core.tiling.store import ChunkWriter, TileStore
+from core.errors import AOIOutsideSceneError, ConfigError, JobCancelledError, JobFailedError
 from core.tiling.job import run_tile_job
+from core.tiling.store import ChunkWriter, TileStore
 
 MakeRaster = Callable[..., Path]
 
@@ -26,8 +26,7 @@ STRZEGOM_DATES = ("20210619", "20220619", "20220719")
 def modality_from(name: str, paths: list[Path]) -> Modality:
     with rasterio.open(paths[0]) as ds:
         nodata = tuple(ds.nodata for _ in range(ds.count * len(paths)))
-        return Modality(name, ds.width, ds.height, tuple(ds.transform)[:6], ds.count * len(paths), ds.dtypes[0],
-                        nodata)
+        return Modality(name, ds.width, ds.height, tuple(ds.transform)[:6], ds.count * len(paths), ds.dtypes[0], nodata)
 
 
 def strzegom_scene(root: Path, dates: tuple[str, ...] = STRZEGOM_DATES) -> Scene:
@@ -49,8 +48,12 @@ def read_direct(path: str, row: int, col: int, h: int, w: int) -> np.ndarray:
 @pytest.mark.shared_data
 def test_tiles_date_split_on_strzegom(cluster_client: Client, shared_data: Path, tmp_path: Path) -> None:
     scene = strzegom_scene(shared_data)
-    cfg = TileJobConfig(scene="strzegom", mode="tiles", tiling=TilingConfig(tile_size=64),
-                        split=SplitConfig(method="date", test_date="20220719", val_date="20220619"))
+    cfg = TileJobConfig(
+        scene="strzegom",
+        mode="tiles",
+        tiling=TilingConfig(tile_size=64),
+        split=SplitConfig(method="date", test_date="20220719", val_date="20220619"),
+    )
     calls: list[tuple[int, int]] = []
     info = run_tile_job(cfg, scene, cluster_client, tmp_path / "s.zarr", progress=lambda d, t: calls.append((d, t)))
     # 401 px with 64 px tiles: starts 0, 64, ..., 320 and 337 (moved back to the edge) -> 7 x 7 per date
@@ -61,8 +64,9 @@ def test_tiles_date_split_on_strzegom(cluster_client: Client, shared_data: Path,
     x = store.array("train", "x_s2")
     assert x.shape == (49, 64, 64, 10) and x.dtype == np.uint16
     loc = store.array("train", "loc")[:]
-    assert {tuple(r) for r in loc[:, :2]} == {(r, c) for r in (0, 64, 128, 192, 256, 320, 337)
-                                             for c in (0, 64, 128, 192, 256, 320, 337)}
+    assert {tuple(r) for r in loc[:, :2]} == {
+        (r, c) for r in (0, 64, 128, 192, 256, 320, 337) for c in (0, 64, 128, 192, 256, 320, 337)
+    }
     for i in (0, 17, 48):
         r, c, h, w = loc[i]
         direct = read_direct(scene.acquisitions[0].files["s2"][0], r, c, h, w)
@@ -82,22 +86,27 @@ def test_tiles_spatial_split_with_wgs84_aoi(cluster_client: Client, shared_data:
     scene = strzegom_scene(shared_data, ("20210619",))
     tr = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
     x0, y0 = 585420 + 10 * 20, 5652250 - 10 * 390  # AOI = rows 30..390, cols 20..380 of the 401 x 401 grid
-    ring = [tr.transform(x, y) for x, y in [(x0, y0), (x0 + 3600, y0), (x0 + 3600, y0 + 3600), (x0, y0 + 3600),
-                                             (x0, y0)]]
-    cfg = TileJobConfig(scene="strzegom", mode="tiles", tiling=TilingConfig(tile_size=32),
-                        aoi=AOIConfig(geometry={"type": "Polygon", "coordinates": [ring]}),
-                        split=SplitConfig(method="spatial", block_size=96, buffer=16, seed=5))
+    ring = [
+        tr.transform(x, y) for x, y in [(x0, y0), (x0 + 3600, y0), (x0 + 3600, y0 + 3600), (x0, y0 + 3600), (x0, y0)]
+    ]
+    cfg = TileJobConfig(
+        scene="strzegom",
+        mode="tiles",
+        tiling=TilingConfig(tile_size=32),
+        aoi=AOIConfig(geometry={"type": "Polygon", "coordinates": [ring]}),
+        split=SplitConfig(method="spatial", block_size=96, buffer=16, seed=5),
+    )
     info = run_tile_job(cfg, scene, cluster_client, tmp_path / "s.zarr")
     store = TileStore(tmp_path / "s.zarr")
     assert info.split["method"] == "spatial" and info.split["buffer"] == 16
     tiles = {s: store.array(s, "loc")[:] for s in ("train", "val", "test") if store.has_split(s)}
     assert set(tiles) == {"train", "val", "test"} and sum(info.counts.values()) == sum(map(len, tiles.values()))
-    for s, locs in tiles.items():
+    for locs in tiles.values():
         for r, c, h, w in locs:  # inside the AOI bbox (rows 30..390, cols 20..380) and the raster
             assert (h, w) == (32, 32) and r + h <= 401 and c + w <= 401 and c + w > 20 and r + h > 30
     names = list(tiles)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             for ra, ca, _, _ in tiles[a]:
                 gap_r = np.maximum(tiles[b][:, 0] - (ra + 32), ra - (tiles[b][:, 0] + 32))
                 gap_c = np.maximum(tiles[b][:, 1] - (ca + 32), ca - (tiles[b][:, 1] + 32))
@@ -108,8 +117,12 @@ def test_tiles_spatial_split_with_wgs84_aoi(cluster_client: Client, shared_data:
 @pytest.mark.shared_data
 def test_patches_balanced_spatial_on_strzegom(cluster_client: Client, shared_data: Path, tmp_path: Path) -> None:
     scene = strzegom_scene(shared_data, ("20210619",))
-    cfg = TileJobConfig(scene="strzegom", mode="patches", sampling=SamplingConfig(patch_size=9, per_class=40, seed=1),
-                        split=SplitConfig(method="spatial", block_size=64, seed=2))
+    cfg = TileJobConfig(
+        scene="strzegom",
+        mode="patches",
+        sampling=SamplingConfig(patch_size=9, per_class=40, seed=1),
+        split=SplitConfig(method="spatial", block_size=64, seed=2),
+    )
     info = run_tile_job(cfg, scene, cluster_client, tmp_path / "p.zarr")
     store = TileStore(tmp_path / "p.zarr")
     labels = np.nan_to_num(read_direct(scene.acquisitions[0].labels, 0, 0, 401, 401)[0]).astype(np.uint8)
@@ -127,8 +140,9 @@ def test_patches_balanced_spatial_on_strzegom(cluster_client: Client, shared_dat
         for cls in y:
             per_class[int(cls)] = per_class.get(int(cls), 0) + 1
         r, c, h, w = loc[0]
-        np.testing.assert_array_equal(x[0], read_direct(scene.acquisitions[0].files["s2"][0], r, c, h, w)
-                                      .transpose(1, 2, 0))
+        np.testing.assert_array_equal(
+            x[0], read_direct(scene.acquisitions[0].files["s2"][0], r, c, h, w).transpose(1, 2, 0)
+        )
         assert sum(info.class_counts[s].values()) == n
     # every class present with >= 40 eligible pixels gets exactly 40 patches
     assert per_class and all(v <= 40 for v in per_class.values())
@@ -136,7 +150,7 @@ def test_patches_balanced_spatial_on_strzegom(cluster_client: Client, shared_dat
     # centres of different splits are more than a buffer (= patch, 9 px) apart: patches never overlap
     names = list(centres)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             d = np.abs(centres[a][:, None, :] - centres[b][None, :, :]).max(axis=2)
             assert d.min() > 9
 
@@ -145,15 +159,23 @@ def test_patches_balanced_spatial_on_strzegom(cluster_client: Client, shared_dat
 @pytest.mark.shared_data
 def test_patches_date_split_on_strzegom(cluster_client: Client, shared_data: Path, tmp_path: Path) -> None:
     scene = strzegom_scene(shared_data, ("20210619", "20220619"))
-    cfg = TileJobConfig(scene="strzegom", mode="patches", sampling=SamplingConfig(patch_size=5, per_class=15),
-                        split=SplitConfig(method="date", test_date="20220619"))
+    cfg = TileJobConfig(
+        scene="strzegom",
+        mode="patches",
+        sampling=SamplingConfig(patch_size=5, per_class=15),
+        split=SplitConfig(method="date", test_date="20220619"),
+    )
     info = run_tile_job(cfg, scene, cluster_client, tmp_path / "d.zarr")
     store = TileStore(tmp_path / "d.zarr")
     assert set(store.array("train", "date")[:]) == {0} and set(store.array("test", "date")[:]) == {1}
     assert set(info.class_counts["train"].values()) == {15} and set(info.class_counts["test"].values()) == {15}
     assert info.counts["train"] == 15 * len(info.class_counts["train"]) and "val" not in info.counts
-    assert info.split == {"method": "date", "test_date": "20220619", "val_date": None,
-                          "dates": {"20210619": "train", "20220619": "test"}}
+    assert info.split == {
+        "method": "date",
+        "test_date": "20220619",
+        "val_date": None,
+        "dates": {"20210619": "train", "20220619": "test"},
+    }
 
 
 @pytest.mark.cluster
@@ -164,9 +186,15 @@ def test_aoi_outside_and_cancel(cluster_client: Client, shared_data: Path, tmp_p
     with pytest.raises(AOIOutsideSceneError, match=r"does not overlap scene 'strzegom', whose extent is \(16\.2"):
         run_tile_job(TileJobConfig(scene="s", aoi=AOIConfig(geometry=far)), scene, cluster_client, tmp_path / "a")
     with pytest.raises(JobCancelledError, match=r"cancelled after \d+ of 49 samples"):
-        run_tile_job(TileJobConfig(scene="s", tiling=TilingConfig(tile_size=64),
-                                   split=SplitConfig(method="date", test_date="20210619")),
-                     scene, cluster_client, tmp_path / "b", cancelled=lambda: True)
+        run_tile_job(
+            TileJobConfig(
+                scene="s", tiling=TilingConfig(tile_size=64), split=SplitConfig(method="date", test_date="20210619")
+            ),
+            scene,
+            cluster_client,
+            tmp_path / "b",
+            cancelled=lambda: True,
+        )
     with pytest.raises(ConfigError, match="has no acquisition dated '1999'"):
         run_tile_job(TileJobConfig(scene="s", dates=("1999",)), scene, cluster_client, tmp_path / "c")
 
@@ -183,21 +211,35 @@ def multimodal_scene(tmp_path: Path, make_raster: MakeRaster) -> Scene:
     p_rgb = make_raster("rgb.tif", rgb, crs=None, transform=t_rgb)
     p_hsi = make_raster("hsi.tif", hsi, crs=None, transform=t_hsi)
     p_lab = make_raster("lab.tif", lab, crs=None, transform=t_rgb)
-    mods = (Modality("rgb", 64, 64, t_rgb, 3, "uint8", (None,) * 3),
-            Modality("hsi", 16, 16, t_hsi, 5, "float32", (None,) * 5))
-    return Scene("mm", False, None, mods, (Acquisition(None, {"rgb": (str(p_rgb),), "hsi": (str(p_hsi),)},
-                                                       str(p_lab)),),
-                 tuple(ClassInfo(i, f"c{i}", "#112233") for i in (1, 2, 3)), label_modality="rgb")
+    mods = (
+        Modality("rgb", 64, 64, t_rgb, 3, "uint8", (None,) * 3),
+        Modality("hsi", 16, 16, t_hsi, 5, "float32", (None,) * 5),
+    )
+    return Scene(
+        "mm",
+        False,
+        None,
+        mods,
+        (Acquisition(None, {"rgb": (str(p_rgb),), "hsi": (str(p_hsi),)}, str(p_lab)),),
+        tuple(ClassInfo(i, f"c{i}", "#112233") for i in (1, 2, 3)),
+        label_modality="rgb",
+    )
 
 
 @pytest.mark.cluster
-def test_labels_outside_a_triangular_aoi_are_zeroed(cluster_client: Client, tmp_path: Path,
-                                                    make_raster: MakeRaster) -> None:
+def test_labels_outside_a_triangular_aoi_are_zeroed(
+    cluster_client: Client, tmp_path: Path, make_raster: MakeRaster
+) -> None:
     scene = multimodal_scene(tmp_path, make_raster)
     tri = {"type": "Polygon", "coordinates": [[[8, 8], [56, 8], [8, 56], [8, 8]]]}  # (col, row) pixels
-    cfg = TileJobConfig(scene="mm", mode="tiles", modalities=("rgb",), tiling=TilingConfig(tile_size=16),
-                        aoi=AOIConfig(geometry=tri, crs="pixel"),
-                        split=SplitConfig(block_size=64, buffer=0, fractions=(1.0, 0.0, 0.0)))
+    cfg = TileJobConfig(
+        scene="mm",
+        mode="tiles",
+        modalities=("rgb",),
+        tiling=TilingConfig(tile_size=16),
+        aoi=AOIConfig(geometry=tri, crs="pixel"),
+        split=SplitConfig(block_size=64, buffer=0, fractions=(1.0, 0.0, 0.0)),
+    )
     info = run_tile_job(cfg, scene, cluster_client, tmp_path / "tri.zarr")
     store = TileStore(tmp_path / "tri.zarr")
     loc, y = store.array("train", "loc")[:], store.array("train", "y")[:]
@@ -206,11 +248,11 @@ def test_labels_outside_a_triangular_aoi_are_zeroed(cluster_client: Client, tmp_
     labels = read_direct(scene.acquisitions[0].labels, 0, 0, 64, 64)[0]
     zeroed = 0
     for (r, c, h, w), yt in zip(loc, y):
-        rows, cols = np.mgrid[r:r + h, c:c + w]
+        rows, cols = np.mgrid[r : r + h, c : c + w]
         inside = (cols + 0.5 >= 8) & (rows + 0.5 >= 8) & (cols + rows + 1 <= 64)  # pixel centre in the triangle
-        np.testing.assert_array_equal(yt[inside], labels[r:r + h, c:c + w][inside])
+        np.testing.assert_array_equal(yt[inside], labels[r : r + h, c : c + w][inside])
         assert not yt[~inside].any()
-        zeroed += int(labels[r:r + h, c:c + w][~inside].astype(bool).sum())
+        zeroed += int(labels[r : r + h, c : c + w][~inside].astype(bool).sum())
     assert zeroed > 100  # there were labels outside the AOI to remove
 
 
@@ -218,8 +260,12 @@ def test_labels_outside_a_triangular_aoi_are_zeroed(cluster_client: Client, tmp_
 def test_multimodal_tiles_and_patches(cluster_client: Client, tmp_path: Path, make_raster: MakeRaster) -> None:
     scene = multimodal_scene(tmp_path, make_raster)
     split = SplitConfig(block_size=32, buffer=0, fractions=(1.0, 0.0, 0.0))
-    info = run_tile_job(TileJobConfig(scene="mm", tiling=TilingConfig(tile_size=16), split=split), scene,
-                        cluster_client, tmp_path / "t.zarr")
+    info = run_tile_job(
+        TileJobConfig(scene="mm", tiling=TilingConfig(tile_size=16), split=split),
+        scene,
+        cluster_client,
+        tmp_path / "t.zarr",
+    )
     store = TileStore(tmp_path / "t.zarr")
     assert info.sample_size == {"rgb": 16, "hsi": 4} and info.skipped_nodata == 1
     assert info.counts == {"train": 15}
@@ -228,15 +274,22 @@ def test_multimodal_tiles_and_patches(cluster_client: Client, tmp_path: Path, ma
     assert not valid[0] and tuple(loc[0]) == (0, 0, 16, 16)
     i = int(np.flatnonzero(valid)[3])
     r, c, _, _ = loc[i]
-    np.testing.assert_array_equal(store.array("train", "x_hsi")[i],
-                                  read_direct(scene.acquisitions[0].files["hsi"][0], r // 4, c // 4, 4, 4)
-                                  .transpose(1, 2, 0))
-    np.testing.assert_array_equal(store.array("train", "x_rgb")[i],
-                                  read_direct(scene.acquisitions[0].files["rgb"][0], r, c, 16, 16).transpose(1, 2, 0))
+    np.testing.assert_array_equal(
+        store.array("train", "x_hsi")[i],
+        read_direct(scene.acquisitions[0].files["hsi"][0], r // 4, c // 4, 4, 4).transpose(1, 2, 0),
+    )
+    np.testing.assert_array_equal(
+        store.array("train", "x_rgb")[i],
+        read_direct(scene.acquisitions[0].files["rgb"][0], r, c, 16, 16).transpose(1, 2, 0),
+    )
     assert len(info.band_stats["hsi"]["mean"]) == 5 and not np.isnan(info.band_stats["hsi"]["mean"]).any()
 
-    info = run_tile_job(TileJobConfig(scene="mm", mode="patches", sampling=SamplingConfig(patch_size=9, per_class=10),
-                                      split=split), scene, cluster_client, tmp_path / "p.zarr")
+    info = run_tile_job(
+        TileJobConfig(scene="mm", mode="patches", sampling=SamplingConfig(patch_size=9, per_class=10), split=split),
+        scene,
+        cluster_client,
+        tmp_path / "p.zarr",
+    )
     assert info.sample_size == {"rgb": 9, "hsi": 3}
     assert info.class_counts["train"] == {"1": 10, "2": 10, "3": 10}
     xs, y = TileStore(tmp_path / "p.zarr").read("train", np.arange(30))
@@ -259,8 +312,14 @@ def test_chunk_writer_writes_what_zarr_reads(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"sample of shape \(8, 8\) does not fit array of shape \(4, 8, 8, 3\)"):
         writer.write(0, np.zeros((8, 8), np.uint16))
     # an array with other codecs falls back to zarr's own write
-    other = zarr.create_array(str(tmp_path / "o.zarr"), shape=(2, 8, 8, 3), chunks=(1, 8, 8, 3), dtype="uint16",
-                              compressors=None, fill_value=0)
+    other = zarr.create_array(
+        str(tmp_path / "o.zarr"),
+        shape=(2, 8, 8, 3),
+        chunks=(1, 8, 8, 3),
+        dtype="uint16",
+        compressors=None,
+        fill_value=0,
+    )
     fallback = ChunkWriter(other)
     assert fallback._codec is None
     fallback.write(1, sample)
@@ -268,16 +327,25 @@ def test_chunk_writer_writes_what_zarr_reads(tmp_path: Path) -> None:
 
 
 @pytest.mark.cluster
-def test_raster_smaller_than_a_tile_gives_one_padded_tile(cluster_client: Client, tmp_path: Path,
-                                                          make_raster: MakeRaster) -> None:
+def test_raster_smaller_than_a_tile_gives_one_padded_tile(
+    cluster_client: Client, tmp_path: Path, make_raster: MakeRaster
+) -> None:
     img = np.arange(2 * 10 * 12, dtype=np.uint16).reshape(2, 10, 12) + 1
     lab = np.ones((10, 12), np.uint8)
     t = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
     mod = Modality("s2", 12, 10, t, 2, "uint16", (None, None))
-    scene = Scene("tiny", True, "EPSG:32633", (mod,),
-                  (Acquisition("d1", {"s2": (str(make_raster("i.tif", img)),)}, str(make_raster("l.tif", lab))),),
-                  (ClassInfo(1, "one", "#ffffff"),), label_modality="s2")
-    cfg = TileJobConfig(scene="tiny", tiling=TilingConfig(tile_size=16), split=SplitConfig(method="date", test_date="d1"))
+    scene = Scene(
+        "tiny",
+        True,
+        "EPSG:32633",
+        (mod,),
+        (Acquisition("d1", {"s2": (str(make_raster("i.tif", img)),)}, str(make_raster("l.tif", lab))),),
+        (ClassInfo(1, "one", "#ffffff"),),
+        label_modality="s2",
+    )
+    cfg = TileJobConfig(
+        scene="tiny", tiling=TilingConfig(tile_size=16), split=SplitConfig(method="date", test_date="d1")
+    )
     info = run_tile_job(cfg, scene, cluster_client, tmp_path / "tiny.zarr")
     store = TileStore(tmp_path / "tiny.zarr")
     assert info.counts == {"test": 1} and info.class_counts["test"] == {"1": 120}
@@ -292,14 +360,17 @@ def test_raster_smaller_than_a_tile_gives_one_padded_tile(cluster_client: Client
 def test_a_failing_worker_read_fails_the_job(cluster_client: Client, tmp_path: Path) -> None:
     mod = Modality("s2", 32, 32, (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0), 1, "uint16", (None,))
     scene = Scene("gone", True, "EPSG:32633", (mod,), (Acquisition("d1", {"s2": (str(tmp_path / "gone.tif"),)}),))
-    cfg = TileJobConfig(scene="gone", tiling=TilingConfig(tile_size=16), split=SplitConfig(method="date", test_date="d1"))
+    cfg = TileJobConfig(
+        scene="gone", tiling=TilingConfig(tile_size=16), split=SplitConfig(method="date", test_date="d1")
+    )
     with pytest.raises(JobFailedError, match=r"a tiling task failed: RasterReadError.*cannot open raster .*gone\.tif"):
         run_tile_job(cfg, scene, cluster_client, tmp_path / "f.zarr")
 
 
 @pytest.mark.cluster
 def test_patch_chunks_hold_many_patches_and_match_one_patch_per_chunk(
-        cluster_client: Client, tmp_path: Path, make_raster: MakeRaster, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster_client: Client, tmp_path: Path, make_raster: MakeRaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import core.tiling.store
     from core.sampling.patches import patch_window
 
@@ -308,8 +379,12 @@ def test_patch_chunks_hold_many_patches_and_match_one_patch_per_chunk(
         hsi_px = ds.read()
     hsi_px[:, :6, :6] = np.nan  # a wider nodata corner: some patches are all nodata in HSI (empty slots)
     make_raster("hsi.tif", hsi_px, crs=None, transform=scene.modality("hsi").transform)
-    cfg = TileJobConfig(scene="mm", mode="patches", sampling=SamplingConfig(patch_size=9, per_class=40, seed=3),
-                        split=SplitConfig(block_size=32, buffer=0, fractions=(1.0, 0.0, 0.0)))
+    cfg = TileJobConfig(
+        scene="mm",
+        mode="patches",
+        sampling=SamplingConfig(patch_size=9, per_class=40, seed=3),
+        split=SplitConfig(block_size=32, buffer=0, fractions=(1.0, 0.0, 0.0)),
+    )
     stores = {}
     for per_chunk in (1, 16):  # 1: the layout before format version 2; 16: several tasks, a ragged last chunk
         monkeypatch.setattr(core.tiling.store, "MAX_PATCHES_PER_CHUNK", per_chunk)
@@ -342,14 +417,18 @@ def test_patch_chunks_hold_many_patches_and_match_one_patch_per_chunk(
 
 def test_chunk_groups_are_chunk_aligned_ranges_of_one_split() -> None:
     from core.sampling.windows import PixelWindow
-    from core.tiling.tasks import PlannedSample, _check_chunk_range
     from core.tiling.job import _chunk_groups
+    from core.tiling.tasks import PlannedSample, _check_chunk_range
 
     w = PixelWindow(0, 0, 1, 1)
     samples = [PlannedSample(s, i, 0, w, {}) for s, n in (("train", 10), ("test", 3)) for i in range(n)]
     groups = _chunk_groups(samples, {"train": 4, "test": 3})
-    assert [(g[0].split, g[0].index, len(g)) for g in groups] == [("train", 0, 4), ("train", 4, 4), ("train", 8, 2),
-                                                                  ("test", 0, 3)]
+    assert [(g[0].split, g[0].index, len(g)) for g in groups] == [
+        ("train", 0, 4),
+        ("train", 4, 4),
+        ("train", 8, 2),
+        ("test", 0, 3),
+    ]
     assert [_check_chunk_range(g) for g in groups] == [0, 4, 8, 0]
     with pytest.raises(ValueError, match=r"consecutive slots of one split; got 2 samples from train\[9\] to test\[0\]"):
         _check_chunk_range(samples[9:11])

@@ -40,7 +40,7 @@ def test_concurrent_writers_of_disjoint_chunk_ranges(tmp_path: Path) -> None:
     assert ranges[-1] == (96, 103)  # ...but the last: the ragged last chunk (7 samples of 8)
 
     def task(r: tuple[int, int]) -> None:  # each task opens its own writer, as the Dask tasks do
-        ChunkWriter(zarr.open_array(path, mode="r+")).write_range(r[0], expected[r[0]:r[1]])
+        ChunkWriter(zarr.open_array(path, mode="r+")).write_range(r[0], expected[r[0] : r[1]])
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(task, rng.permutation(np.array(ranges)).tolist()))
@@ -52,22 +52,23 @@ def test_concurrent_writers_of_disjoint_chunk_ranges(tmp_path: Path) -> None:
 def test_direct_chunks_are_the_bytes_zarr_writes(tmp_path: Path) -> None:
     x = np.random.default_rng(1).integers(0, 4000, (21, 4, 4, 3)).astype(np.uint16)
     for name in ("direct", "zarr"):
-        TileStore.create(tmp_path / f"{name}.zarr").create_split("val", 21, {"a": (4, 4, 3, "uint16")}, (),
-                                                                 samples_per_chunk=10)
+        TileStore.create(tmp_path / f"{name}.zarr").create_split(
+            "val", 21, {"a": (4, 4, 3, "uint16")}, (), samples_per_chunk=10
+        )
     writer = ChunkWriter(zarr.open_array(str(tmp_path / "direct.zarr/val/x_a"), mode="r+"))
     assert writer._codec is not None and writer.length == 10
     writer.write_range(0, x[:20])
     writer.write_range(20, x[20:])
     zarr.open_array(str(tmp_path / "zarr.zarr/val/x_a"), mode="r+")[:] = x
     direct, own = (sorted(chunk_files(tmp_path / f"{n}.zarr/val/x_a")) for n in ("direct", "zarr"))
-    assert [p.relative_to(tmp_path / "direct.zarr") for p in direct] == \
-        [p.relative_to(tmp_path / "zarr.zarr") for p in own] and len(direct) == 3
+    assert [p.relative_to(tmp_path / "direct.zarr") for p in direct] == [
+        p.relative_to(tmp_path / "zarr.zarr") for p in own
+    ] and len(direct) == 3
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(direct, own))
 
 
 def test_write_range_refuses_ranges_that_split_a_chunk(tmp_path: Path) -> None:
-    TileStore.create(tmp_path / "s.zarr").create_split("test", 20, {"a": (2, 2, 1, "uint8")}, (),
-                                                       samples_per_chunk=8)
+    TileStore.create(tmp_path / "s.zarr").create_split("test", 20, {"a": (2, 2, 1, "uint8")}, (), samples_per_chunk=8)
     writer = ChunkWriter(zarr.open_array(str(tmp_path / "s.zarr/test/x_a"), mode="r+"))
     with pytest.raises(ValueError, match=r"samples 4\.\.11 are not whole chunks of 8 samples \(array of 20\)"):
         writer.write_range(4, np.ones((8, 2, 2, 1), np.uint8))
@@ -99,6 +100,9 @@ def test_store_from_a_newer_workbench_is_refused(tmp_path: Path) -> None:
     path = write_store(tmp_path / "new.zarr", {"train": (x, np.ones(2, np.uint8))}, "patches", CLASSES)
     assert TileStore(path).info.format_version == FORMAT_VERSION
     zarr.open_group(str(path), mode="r+").attrs["format_version"] = FORMAT_VERSION + 1
-    with pytest.raises(ConfigError, match=rf"has format version {FORMAT_VERSION + 1}, newer than this workbench "
-                                          rf"reads \({FORMAT_VERSION}\); update the workbench or re-run the tile job"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"has format version {FORMAT_VERSION + 1}, newer than this workbench "
+        rf"reads \({FORMAT_VERSION}\); update the workbench or re-run the tile job",
+    ):
         TileStore(path)

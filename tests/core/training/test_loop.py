@@ -9,18 +9,27 @@ from typing import Any
 
 import numpy as np
 import pytest
-import zarr
 
 from core.configs import TrainJobConfig
 from core.tiling.store import TileStore
 from tests.stores import write_store
 
-CLASSES = ({"id": 1, "name": "water", "color": "#0000ff"}, {"id": 2, "name": "forest", "color": "#00ff00"},
-           {"id": 5, "name": "urban", "color": "#ff0000"})
+CLASSES = (
+    {"id": 1, "name": "water", "color": "#0000ff"},
+    {"id": 2, "name": "forest", "color": "#00ff00"},
+    {"id": 5, "name": "urban", "color": "#ff0000"},
+)
 
 
-def make_store(path: Path, mode: str = "tiles", counts: dict[str, int] | None = None, size: int = 16,
-               bands: int = 4, bad_label_at: int | None = None, seed: int = 0) -> Path:
+def make_store(
+    path: Path,
+    mode: str = "tiles",
+    counts: dict[str, int] | None = None,
+    size: int = 16,
+    bands: int = 4,
+    bad_label_at: int | None = None,
+    seed: int = 0,
+) -> Path:
     """A tiny store in the core/tilestore.py layout whose classes are learnable from the bands.
 
     tiles: x (N, size, size, bands) uint16, y (N, size, size) with ~20 % unlabelled pixels;
@@ -55,8 +64,16 @@ def test_tiny_store_reads_back(tmp_path: Path) -> None:
 def test_learning_rate_warms_up_linearly_then_decays_in_steps() -> None:
     from core.training.loop import learning_rate
 
-    cfg = TrainJobConfig(scene="s", store="x", learning_rate=0.01, warmup_epochs=2, lr_decay_epochs=3,
-                         lr_decay_factor=0.1, scheme="data_parallel", num_workers=4)
+    cfg = TrainJobConfig(
+        scene="s",
+        store="x",
+        learning_rate=0.01,
+        warmup_epochs=2,
+        lr_decay_epochs=3,
+        lr_decay_factor=0.1,
+        scheme="data_parallel",
+        num_workers=4,
+    )
     lr = [learning_rate(cfg, 4, step, steps_per_epoch=10) for step in range(70)]
     assert lr[0] == pytest.approx(0.01) and lr[10] == pytest.approx(0.025)  # halfway from 0.01 to 0.04
     assert lr[20] == pytest.approx(0.04) and lr[29] == pytest.approx(0.04)  # epochs 2: scaled by 4 ranks
@@ -81,9 +98,18 @@ def _train(config: TrainJobConfig, client: Any, db_url: str, store: Path) -> tup
 
 
 def _config(store: Path, **kw: Any) -> TrainJobConfig:
-    base: dict[str, Any] = dict(scene="tiny", store=str(store), model="unet",
-                                model_params={"width": 2, "depth": 2}, scheme="data_parallel", num_workers=2,
-                                epochs=2, batch_size=2, log_every=1, max_steps_per_epoch=3)
+    base: dict[str, Any] = dict(
+        scene="tiny",
+        store=str(store),
+        model="unet",
+        model_params={"width": 2, "depth": 2},
+        scheme="data_parallel",
+        num_workers=2,
+        epochs=2,
+        batch_size=2,
+        log_every=1,
+        max_steps_per_epoch=3,
+    )
     return TrainJobConfig(**{**base, **kw})
 
 
@@ -92,8 +118,9 @@ def _config(store: Path, **kw: Any) -> TrainJobConfig:
 @pytest.mark.horovod
 @pytest.mark.parametrize("model", ["unet", "patch_cnn"])
 @pytest.mark.usefixtures("home")
-def test_data_parallel_ranks_end_with_identical_weights(model: str, cluster_client: Any, db_url: str,
-                                                        tmp_path: Path) -> None:
+def test_data_parallel_ranks_end_with_identical_weights(
+    model: str, cluster_client: Any, db_url: str, tmp_path: Path
+) -> None:
     mode = "tiles" if model == "unet" else "patches"
     store = make_store(tmp_path / "s.zarr", mode=mode, size=16 if mode == "tiles" else 5)
     params = {"width": 2, "depth": 2} if model == "unet" else {"width": 4}
@@ -130,8 +157,7 @@ def test_data_parallel_ranks_end_with_identical_weights(model: str, cluster_clie
 @pytest.mark.cluster
 @pytest.mark.horovod
 @pytest.mark.usefixtures("home")
-def test_failing_rank_fails_the_run_and_the_next_job_succeeds(cluster_client: Any, db_url: str,
-                                                             tmp_path: Path) -> None:
+def test_failing_rank_fails_the_run_and_the_next_job_succeeds(cluster_client: Any, db_url: str, tmp_path: Path) -> None:
     from core.errors import JobFailedError
 
     bad = make_store(tmp_path / "bad.zarr", bad_label_at=3)  # sample 3 is in rank 1's shard (indices 1, 3, 5, 7)
@@ -153,8 +179,9 @@ def test_failing_rank_fails_the_run_and_the_next_job_succeeds(cluster_client: An
 @pytest.mark.cluster
 @pytest.mark.horovod
 @pytest.mark.usefixtures("home")
-def test_resume_continues_at_the_next_epoch_with_optimizer_state(cluster_client: Any, db_url: str,
-                                                                 tmp_path: Path) -> None:
+def test_resume_continues_at_the_next_epoch_with_optimizer_state(
+    cluster_client: Any, db_url: str, tmp_path: Path
+) -> None:
     store = make_store(tmp_path / "s.zarr")
     tracker, first_id, first = _train(_config(store, epochs=2), cluster_client, db_url, store)
     assert first["ranks"][0]["optimizer_iterations"] == 4
@@ -169,13 +196,11 @@ def test_resume_continues_at_the_next_epoch_with_optimizer_state(cluster_client:
 
 @pytest.mark.cluster
 @pytest.mark.usefixtures("home")
-def test_single_scheme_trains_without_horovod_and_stops_early(cluster_client: Any, db_url: str,
-                                                              tmp_path: Path) -> None:
+def test_single_scheme_trains_without_horovod_and_stops_early(cluster_client: Any, db_url: str, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     store = make_store(tmp_path / "s.zarr")
     # learning rate 0 never improves the validation loss: patience 1 stops after epoch 2
-    config = _config(store, scheme="single", num_workers=1, epochs=5, patience=1, learning_rate=1e-12,
-                     warmup_epochs=0)
+    config = _config(store, scheme="single", num_workers=1, epochs=5, patience=1, learning_rate=1e-12, warmup_epochs=0)
     tracker, run_id, out = _train(config, cluster_client, db_url, store)
     m = tracker.get(run_id).metrics
     assert m["num_ranks"] == 1 and m["stopped_early"] and m["epochs_run"] == [1, 2]
@@ -184,12 +209,12 @@ def test_single_scheme_trains_without_horovod_and_stops_early(cluster_client: An
 
 @pytest.mark.cluster
 @pytest.mark.usefixtures("home")
-def test_without_validation_samples_every_epoch_runs_and_the_last_is_kept(cluster_client: Any, db_url: str,
-                                                                           tmp_path: Path) -> None:
+def test_without_validation_samples_every_epoch_runs_and_the_last_is_kept(
+    cluster_client: Any, db_url: str, tmp_path: Path
+) -> None:
     pytest.importorskip("tensorflow")
     store = make_store(tmp_path / "s.zarr", counts={"train": 8, "test": 2})  # a date split: no validation date
-    config = _config(store, scheme="single", num_workers=1, epochs=3, patience=1, learning_rate=1e-12,
-                     warmup_epochs=0)
+    config = _config(store, scheme="single", num_workers=1, epochs=3, patience=1, learning_rate=1e-12, warmup_epochs=0)
     tracker, run_id, _ = _train(config, cluster_client, db_url, store)
     m = tracker.get(run_id).metrics
     assert m["epochs_run"] == [1, 2, 3] and not m["stopped_early"]  # a flat training loss does not stop it
@@ -212,8 +237,9 @@ def test_wrong_store_mode_fails_the_run_before_launch(cluster_client: Any, db_ur
 @pytest.mark.cluster
 @pytest.mark.horovod
 @pytest.mark.usefixtures("home")
-def test_cancelled_run_stops_its_ranks_and_is_marked_cancelled(cluster_client: Any, db_url: str,
-                                                               tmp_path: Path) -> None:
+def test_cancelled_run_stops_its_ranks_and_is_marked_cancelled(
+    cluster_client: Any, db_url: str, tmp_path: Path
+) -> None:
     import threading
 
     from core.errors import JobCancelledError
@@ -243,5 +269,5 @@ def test_cancelled_run_stops_its_ranks_and_is_marked_cancelled(cluster_client: A
     run_id = tracker.list(kind="train")[0].id
     row = tracker.get(run_id)
     assert row.status == "cancelled" and row.progress_done >= 1
-    assert (Path(tracker.get(run_id).config["store"]).exists())
+    assert Path(tracker.get(run_id).config["store"]).exists()
     assert len(cluster_client.scheduler_info(n_workers=-1)["workers"]) == 2

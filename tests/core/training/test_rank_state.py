@@ -93,9 +93,13 @@ def dropout_rank(seed: int) -> dict[str, Any]:
         loss = tf.reduce_mean(out**2)
     grads = hvd.grouped_allreduce(tape.gradient(loss, model.trainable_variables), op=hvd.Average)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return {"rank": rank, "after_broadcast": after_broadcast, "after_step": weights_checksum(model),
-            "states": [np.asarray(v.numpy()).tolist() for v in seed_states(model)],
-            "output": np.asarray(out).tolist()}
+    return {
+        "rank": rank,
+        "after_broadcast": after_broadcast,
+        "after_step": weights_checksum(model),
+        "states": [np.asarray(v.numpy()).tolist() for v in seed_states(model)],
+        "output": np.asarray(out).tolist(),
+    }
 
 
 @needs_horovod

@@ -33,14 +33,24 @@ STEPS = 30  # steps per epoch: 120 train samples, 2 ranks x batch 2
 
 
 def _config(store: Path, **kw: Any) -> TrainJobConfig:
-    base: dict[str, Any] = dict(scene="tiny", store=str(store), model="unet", model_params={"width": 2, "depth": 2},
-                                scheme="data_parallel", num_workers=2, epochs=3, batch_size=2, log_every=1,
-                                augment=False)
+    base: dict[str, Any] = dict(
+        scene="tiny",
+        store=str(store),
+        model="unet",
+        model_params={"width": 2, "depth": 2},
+        scheme="data_parallel",
+        num_workers=2,
+        epochs=3,
+        batch_size=2,
+        log_every=1,
+        augment=False,
+    )
     return TrainJobConfig(**{**base, **kw})
 
 
-def _train_in_thread(config: TrainJobConfig, client: Any, db_url: str, store: Path) -> tuple[threading.Thread,
-                                                                                             dict[str, Any]]:
+def _train_in_thread(
+    config: TrainJobConfig, client: Any, db_url: str, store: Path
+) -> tuple[threading.Thread, dict[str, Any]]:
     from tests.runs import train_run
 
     box: dict[str, Any] = {}
@@ -56,8 +66,13 @@ def _train_in_thread(config: TrainJobConfig, client: Any, db_url: str, store: Pa
     return thread, box
 
 
-def _kill_rank_1_in_epoch_2(client: Any, db_url: str, nanny_of: dict[str, Any] | None = None,
-                            timeout: float = 300, box: dict[str, Any] | None = None) -> tuple[str, float]:
+def _kill_rank_1_in_epoch_2(
+    client: Any,
+    db_url: str,
+    nanny_of: dict[str, Any] | None = None,
+    timeout: float = 300,
+    box: dict[str, Any] | None = None,
+) -> tuple[str, float]:
     """Once rank 0 reported a step of epoch 2, SIGKILL the worker process that runs rank 1 (with ``nanny_of``:
     its nanny process first, so nothing restarts it); returns the worker's address and when it was killed."""
     from db.runs import RunTracker
@@ -95,16 +110,19 @@ def _check_recovered(box: dict[str, Any], killed_at: float, ranks_after: int) ->
 
     shown = live_status(tracker, run_id).restarts
     assert list(shown["restart"]) == [1] and list(shown["ranks_after"]) == [ranks_after]
-    print(f"\nrecovery: kill -> detected {restart['detected_at'] - killed_at:.1f} s, "
-          f"waited {restart['waited_s']:.1f} s, "
-          f"kill -> first step of the relaunch {restart['first_step_at'] - killed_at:.1f} s "
-          f"(from epoch {restart['from_epoch']}, {ranks_after} rank(s))")
+    print(
+        f"\nrecovery: kill -> detected {restart['detected_at'] - killed_at:.1f} s, "
+        f"waited {restart['waited_s']:.1f} s, "
+        f"kill -> first step of the relaunch {restart['first_step_at'] - killed_at:.1f} s "
+        f"(from epoch {restart['from_epoch']}, {ranks_after} rank(s))"
+    )
     return out
 
 
 @pytest.mark.usefixtures("home")
-def test_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(cluster_client: Any, db_url: str,
-                                                                                tmp_path: Path) -> None:
+def test_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(
+    cluster_client: Any, db_url: str, tmp_path: Path
+) -> None:
     store = make_store(tmp_path / "s.zarr", counts={"train": 120, "val": 4, "test": 2})
     thread, box = _train_in_thread(_config(store), cluster_client, db_url, store)
     worker, killed_at = _kill_rank_1_in_epoch_2(cluster_client, db_url, box=box)
@@ -122,8 +140,14 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
     env = {**os.environ, **worker_env(1), "PYTHONPATH": str(REPO)}
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
 
 @pytest.fixture
@@ -132,15 +156,44 @@ def own_cluster(tmp_path: Path) -> Iterator[tuple[Any, list[subprocess.Popen[byt
     from distributed import Client
 
     scheduler_file = tmp_path / "scheduler.json"
-    procs = [_spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                     "--dashboard-address", ":0", "--scheduler-file", str(scheduler_file)], tmp_path / "sched.log")]
+    procs = [
+        _spawn(
+            [
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            tmp_path / "sched.log",
+        )
+    ]
     deadline = time.monotonic() + 120
     while not scheduler_file.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     for i in range(2):
-        procs.append(_spawn(["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file), "--nthreads",
-                             "1", "--nworkers", "1", "--host", "127.0.0.1", "--memory-limit", "4GiB"],
-                            tmp_path / f"worker-{i}.log"))
+        procs.append(
+            _spawn(
+                [
+                    "distributed.cli.dask_worker",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--memory-limit",
+                    "4GiB",
+                ],
+                tmp_path / f"worker-{i}.log",
+            )
+        )
     client = Client(scheduler_file=str(scheduler_file), timeout=60)
     try:
         client.wait_for_workers(2, timeout=180)
@@ -154,8 +207,9 @@ def own_cluster(tmp_path: Path) -> Iterator[tuple[Any, list[subprocess.Popen[byt
 
 
 @pytest.mark.usefixtures("home")
-def test_worker_that_never_comes_back_leaves_data_parallel_training_on_one_rank(own_cluster: Any, db_url: str,
-                                                                               tmp_path: Path) -> None:
+def test_worker_that_never_comes_back_leaves_data_parallel_training_on_one_rank(
+    own_cluster: Any, db_url: str, tmp_path: Path
+) -> None:
     client, procs = own_cluster
     store = make_store(tmp_path / "s.zarr", counts={"train": 120, "val": 4, "test": 2})
     nanny_of = {a: p for p in procs[1:] for a, pid in client.run(os.getppid).items() if pid == p.pid}

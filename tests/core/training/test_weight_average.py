@@ -56,16 +56,16 @@ def test_decay_outside_the_unit_interval_and_model_parallel_are_refused() -> Non
     with pytest.raises(ConfigError, match="ema_decay 1.0 is outside"):
         WeightAverage(_model(), 1.0)
     with pytest.raises(ValueError, match="ema_decay .* is not available for scheme 'model_parallel'"):
-        TrainJobConfig(scene="s", store="x", model="two_stream", scheme="model_parallel", num_workers=3,
-                       ema_decay=0.99)
+        TrainJobConfig(scene="s", store="x", model="two_stream", scheme="model_parallel", num_workers=3, ema_decay=0.99)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="horovod is not installed")
 @pytest.mark.cluster
 @pytest.mark.horovod
 @pytest.mark.usefixtures("home")
-def test_ranks_keep_identical_weights_and_the_bundle_holds_the_average(cluster_client: Any, db_url: str,
-                                                                      tmp_path: Path) -> None:
+def test_ranks_keep_identical_weights_and_the_bundle_holds_the_average(
+    cluster_client: Any, db_url: str, tmp_path: Path
+) -> None:
     import keras
 
     from tests.core.training.test_loop import _config, _train, make_store
@@ -88,6 +88,7 @@ def test_ranks_keep_identical_weights_and_the_bundle_holds_the_average(cluster_c
     assert all(np.array_equal(a.numpy(), v) for a, v in zip(average.variables, averaged))
 
     # resume: the raw weights go back into training, the average into the average
-    _, _, second = _train(_config(store, epochs=3, ema_decay=0.9, learning_rate=0.01, resume_from=run_id),
-                          cluster_client, db_url, store)
+    _, _, second = _train(
+        _config(store, epochs=3, ema_decay=0.9, learning_rate=0.01, resume_from=run_id), cluster_client, db_url, store
+    )
     assert second["ranks"][0]["epochs_run"] == [3] and second["metrics"]["weights_identical"]

@@ -29,15 +29,19 @@ needs_horovod = pytest.mark.skipif(importlib.util.find_spec("horovod") is None, 
 
 
 # ---- pure functions ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("speeds", "batch", "expected"), [
-    ((1, 1), 10, [5, 5]),
-    ((3, 7), 10, [3, 7]),
-    ((1, 2, 3), 7, [1, 2, 4]),  # quotas 1.17, 2.33, 3.5: the one left over goes to the largest remainder
-    ((100, 1), 4, [3, 1]),  # 3.96 / 0.04 would leave rank 1 idle: it gets 1, taken from the largest share
-    ((2.5, 2.5, 5.0), 8, [2, 2, 4]),
-])
-def test_shares_follow_speeds_and_sum_to_the_global_batch(speeds: tuple[float, ...], batch: int,
-                                                          expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("speeds", "batch", "expected"),
+    [
+        ((1, 1), 10, [5, 5]),
+        ((3, 7), 10, [3, 7]),
+        ((1, 2, 3), 7, [1, 2, 4]),  # quotas 1.17, 2.33, 3.5: the one left over goes to the largest remainder
+        ((100, 1), 4, [3, 1]),  # 3.96 / 0.04 would leave rank 1 idle: it gets 1, taken from the largest share
+        ((2.5, 2.5, 5.0), 8, [2, 2, 4]),
+    ],
+)
+def test_shares_follow_speeds_and_sum_to_the_global_batch(
+    speeds: tuple[float, ...], batch: int, expected: list[int]
+) -> None:
     out = shares(speeds, batch)
     assert out == expected and sum(out) == batch and min(out) >= 1
 
@@ -111,8 +115,9 @@ def _model(weights: list[np.ndarray] | None = None) -> Any:
     return model
 
 
-def weighted_sgd_step(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, counts: list[int], lr: float,
-                      weighted: bool) -> list[np.ndarray]:
+def weighted_sgd_step(
+    weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, counts: list[int], lr: float, weighted: bool
+) -> list[np.ndarray]:
     """Rank function: one SGD step on this rank's ``counts[rank]`` samples, gradients combined across ranks."""
     import horovod.tensorflow as hvd
     import keras
@@ -121,7 +126,7 @@ def weighted_sgd_step(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, c
     from core.training.schemes.heterogeneous import allreduce_weighted
 
     start = sum(counts[: hvd.rank()])
-    xs, ys = x[start:start + counts[hvd.rank()]], y[start:start + counts[hvd.rank()]]
+    xs, ys = x[start : start + counts[hvd.rank()]], y[start : start + counts[hvd.rank()]]
     model = _model(weights)
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(ys, model(xs, training=True)))
@@ -178,17 +183,28 @@ def test_weighted_allreduce_on_two_ranks_equals_one_large_batch_step(cluster_cli
 @pytest.mark.cluster
 @pytest.mark.horovod
 @pytest.mark.usefixtures("home")
-def test_calibration_gives_the_throttled_worker_the_smaller_share(cluster_client: Any, db_url: str,
-                                                                  tmp_path: Path) -> None:
+def test_calibration_gives_the_throttled_worker_the_smaller_share(
+    cluster_client: Any, db_url: str, tmp_path: Path
+) -> None:
     from core.configs import TrainJobConfig
     from tests.core.models.test_resnet import make_store
     from tests.runs import train_run
 
     store = make_store(tmp_path / "p.zarr", mode="patches", size=5, counts={"train": 24, "val": 4})  # 3 steps of 8
     slow_worker = sorted(_worker_addresses(cluster_client))[0]
-    config = TrainJobConfig(scene="tiny", store=str(store), model="patch_cnn", model_params={"width": 4},
-                            scheme="heterogeneous", num_workers=2, epochs=1, batch_size=4, calibration_steps=8,
-                            max_steps_per_epoch=3, log_every=1)
+    config = TrainJobConfig(
+        scene="tiny",
+        store=str(store),
+        model="patch_cnn",
+        model_params={"width": 4},
+        scheme="heterogeneous",
+        num_workers=2,
+        epochs=1,
+        batch_size=4,
+        calibration_steps=8,
+        max_steps_per_epoch=3,
+        log_every=1,
+    )
     cluster_client.run(_set_env, SLOWDOWN_ENV, "4", workers=[slow_worker])
     try:
         tracker, run_id, out = train_run(config, cluster_client, db_url, store)

@@ -32,10 +32,16 @@ def test_core_imports_none_of_db_jobs_app_or_streamlit() -> None:
     bad = []
     for path in sorted((REPO / "core").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
-            bad += [f"{path.relative_to(REPO)}: {n}" for n in names
-                    if n.split(".")[0] in ("db", "jobs", "app", "streamlit")]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            bad += [
+                f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in ("db", "jobs", "app", "streamlit")
+            ]
     assert bad == []
 
 
@@ -47,7 +53,17 @@ def test_the_job_kind_registry_has_no_import_cycle_and_no_silent_fallback() -> N
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     caught = {ast.unparse(h.type) for h in ast.walk(tree) if isinstance(h, ast.ExceptHandler) and h.type}
     assert "jobs.engine_kinds" not in imported and not any("ImportError" in c for c in caught)
-    assert set(list_kinds()) == {"tile", "train", "predict", "evaluate", "baseline", "pipeline", "sample", "assess",
-                                 "vectorize", "export_onnx"}
+    assert set(list_kinds()) == {
+        "tile",
+        "train",
+        "predict",
+        "evaluate",
+        "baseline",
+        "pipeline",
+        "sample",
+        "assess",
+        "vectorize",
+        "export_onnx",
+    }
     with pytest.raises(ConfigError, match=r"job kind 'bake' is unknown; expected one of \['assess', 'baseline'"):
         get_kind("bake")

@@ -32,9 +32,17 @@ def _check(model: str, num_workers: int, worker_speeds: Sequence[float] | None) 
         raise ValueError("scheme 'toy_allreduce' sums gradients over ranks; it needs num_workers >= 2")
 
 
-TOY = register_scheme(SchemeSpec(name="toy_allreduce", description="toy: gradients summed, then divided by the ranks",
-                                 rank_fn=train_rank, uses_horovod=True, check=_check,
-                                 reduction=Reduction(sum_over_size), order=90))
+TOY = register_scheme(
+    SchemeSpec(
+        name="toy_allreduce",
+        description="toy: gradients summed, then divided by the ranks",
+        rank_fn=train_rank,
+        uses_horovod=True,
+        check=_check,
+        reduction=Reduction(sum_over_size),
+        order=90,
+    )
+)
 
 
 def test_config_validation_offers_the_new_scheme() -> None:
