@@ -98,6 +98,7 @@ def _launch(scene: Scene, model: str, task: str, client: Any, db_url: str) -> tu
     return "succeeded", f"score {score:.3f}" + (f", map {Path(art['prediction']).name}" if "prediction" in art else "")
 
 
+@pytest.mark.matrix
 @pytest.mark.slow
 @pytest.mark.cluster
 @pytest.mark.horovod
