@@ -10,13 +10,12 @@ apply it (Dask workers) must import its module too.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.discovery import import_package_modules
 from core.errors import ConfigError
 
 
@@ -167,18 +166,9 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-_DISCOVERED: list[bool] = []
-
-
 def _discover() -> None:
     """Import every module of :mod:`core.models` once (each architecture registers itself)."""
-    if _DISCOVERED:
-        return
-    import core.models
-
-    for module in pkgutil.iter_modules(core.models.__path__):
-        importlib.import_module(f"core.models.{module.name}")
-    _DISCOVERED.append(True)
+    import_package_modules("core.models")
 
 
 def get_model(name: str) -> ModelSpec:

@@ -8,14 +8,13 @@ task names.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from core.discovery import import_package_modules
 from core.errors import ConfigError
 
 LossFn = Callable[[Any, Any], tuple[Any, Any, Any]]
@@ -93,18 +92,9 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     return spec
 
 
-_DISCOVERED: list[bool] = []
-
-
 def _discover() -> None:
     """Import every module of :mod:`core.tasks` once (each task registers itself)."""
-    if _DISCOVERED:
-        return
-    import core.tasks
-
-    for module in pkgutil.iter_modules(core.tasks.__path__):
-        importlib.import_module(f"core.tasks.{module.name}")
-    _DISCOVERED.append(True)
+    import_package_modules("core.tasks")
 
 
 def get_task(name: str) -> TaskSpec:

@@ -11,12 +11,12 @@ no registration of its own.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from core.discovery import import_package_modules
 
 Reduce = Callable[[Sequence[Any], Any, Any, str], list[Any]]
 """``reduce(values, weight, hvd, name) -> values``: combines this rank's tensors with the other ranks' (a collective)."""
@@ -79,7 +79,6 @@ class SchemeSpec:
 
 _SCHEMES: dict[str, SchemeSpec] = {}
 _LOCK = threading.Lock()
-_DISCOVERED = False
 
 
 def register_scheme(spec: SchemeSpec) -> SchemeSpec:
@@ -101,18 +100,7 @@ def register_scheme(spec: SchemeSpec) -> SchemeSpec:
 
 def _discover() -> None:
     """Import every module of this package once (each registers its scheme)."""
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    _DISCOVERED = True  # before importing: a scheme module may ask for the registry while it loads
-    try:
-        package = importlib.import_module(__package__)
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if info.name != "api":
-                importlib.import_module(f"{__package__}.{info.name}")
-    except BaseException:
-        _DISCOVERED = False
-        raise
+    import_package_modules(__package__)
 
 
 def list_schemes() -> tuple[str, ...]:

@@ -84,6 +84,7 @@ def test_a_new_file_in_the_package_is_found_without_editing_init(tmp_path: Any, 
     import sys
 
     import core.models
+    from core import discovery
     from core.models import api
 
     (tmp_path / "plugin_net.py").write_text(
@@ -92,7 +93,7 @@ def test_a_new_file_in_the_package_is_found_without_editing_init(tmp_path: Any, 
         "register_model(ModelSpec(name='plugin_net', builder=build_patch_cnn, task='patch'))\n"
     )
     monkeypatch.setattr(core.models, "__path__", [*core.models.__path__, str(tmp_path)])
-    monkeypatch.setattr(api, "_DISCOVERED", [])
+    monkeypatch.setattr(discovery, "_DONE", set())  # discover again, with the plugin folder on the path
     monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
     try:
         assert list_models("patch")[-1] == "plugin_net" and get_model("plugin_net").store_mode == "patches"
