@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,14 +38,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def base_env(engine: bool) -> dict[str, str]:
     """This process's environment without workbench settings or thread caps (a user's shell); PYTHONPATH is the
-    repository iff ``engine``."""
+    repository if ``engine``, else the environment's packages (for ``without_engine``)."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_") and k not in ("PYTHONPATH", *THREAD_CAPS)
     }
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if engine:
-        env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = str(REPO) if engine else sysconfig.get_paths()["purelib"]
     return env
+
+
+def without_engine(cmd: Sequence[str]) -> list[str]:
+    """``cmd`` (a stock ``dask ...`` command) run by a Python that has the environment's packages but not the
+    workbench: ``-S`` skips the site ``.pth`` files, among them the editable install's finder, and ``base_env(False)``
+    puts the packages on PYTHONPATH instead, as on a cluster whose environment lacks the workbench."""
+    return [sys.executable, "-S", "-m", f"distributed.cli.dask_{cmd[1]}", *cmd[2:]]
 
 
 def in_host(hostname: str, cmd: Sequence[str], ip: str | None = None, workdir: Path | None = None) -> list[str]:
@@ -130,6 +137,7 @@ class UserCluster:
             str(self.workdir / f"dask-{name}"),
         ]
         cmd += ["--name", name] if nworkers == 1 else []
+        cmd = cmd if engine else without_engine(cmd)
         self._start(name, wrap(cmd) if wrap else cmd, base_env(engine))
 
     def workbench_worker(self, name: str, nworkers: int = 1, host: str = "127.0.0.1", wrap: Any = None) -> None:

@@ -111,7 +111,7 @@ def test_preflight_names_each_worker_that_cannot_run_the_job(
     register_samples(data, SceneStore(db_url), home, only=["chiapas_landsat"])
     with UserCluster(tmp_path / "outside") as cluster:
         cluster.dask_worker("good")
-        cluster.dask_worker("nocore", engine=False)  # PYTHONPATH unset, cwd outside the repository
+        cluster.dask_worker("nocore", engine=False)  # a Python without the workbench, cwd outside the repository
         cluster.dask_worker("blind", wrap=lambda cmd: without_folder(data, cmd))  # the data folder is empty there
         cluster.dask_worker("noname", wrap=lambda cmd: in_host("nodez", cmd))  # a host whose name does not resolve
         with cluster.client(4) as client:
