@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.distributed.cluster import ClusterHandle, connect, describe
+from core.distributed.memory import refresh_workers
 from core.errors import JobCancelledError, SchedulerLostError, WorkbenchError
 from core.settings import Settings, get_settings
 from core.writable import FULL, NOT_WRITABLE, check_writable, explain_write_error
@@ -197,7 +198,13 @@ def execute(
         run_id = tracker.create(kind, config.model_dump(mode="json"), scene_id=scene_id, parent_run_id=parent_run_id)
     with Heartbeat(tracker, run_id):
         try:
-            tracker.start(run_id, cluster={**describe(client), "preflight": preflight} if client is not None else None)
+            restarted = refresh_workers(client) if client is not None else []
+            tracker.start(
+                run_id,
+                cluster={**describe(client), "preflight": preflight, "restarted_workers": restarted}
+                if client is not None
+                else None,
+            )
             _precheck_outputs(config, settings, run_id)
             ctx = JobContext(run_id=run_id, tracker=tracker, client=client, settings=settings, db_url=db_url)
             result = executor(config, ctx) or {}

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 from distributed import Client, Future, wait
 from distributed.client import FuturesCancelledError
 
+from core.distributed.memory import refresh_workers
 from core.errors import ClusterError, JobCancelledError, JobFailedError, SchedulerLostError, WorkerLostError
 
 log = logging.getLogger(__name__)
@@ -204,14 +205,24 @@ def _pick_workers(client: Client, num_ranks: int) -> list[str]:
             f"process per rank, all running at once: start the cluster with at least {num_ranks} worker processes "
             f"(ClusterConfig.n_workers / dask worker --nworkers) or ask for at most {len(workers)} ranks"
         )
-    busy = {w for w, keys in client.processing().items() if keys}
-    idle = sorted((w for w in workers if w not in busy), key=lambda a: (workers[a].get("host") or "", a))
+    idle = _idle(client, workers)
+    if refresh_workers(client, workers):
+        workers = _workers(client)
+        idle = _idle(client, workers)
     if len(idle) < num_ranks:
+        busy = sorted(set(workers) - set(idle))
         raise ClusterError(
             f"asked for {num_ranks} ranks but only {len(idle)} of the cluster's {len(workers)} workers are idle "
-            f"(the others run tasks: {sorted(busy)}); wait for those jobs to finish or add workers"
+            f"(the others run tasks or are paused for memory: {busy}); wait for those jobs to finish or add workers"
         )
     return idle[:num_ranks]
+
+
+def _idle(client: Client, workers: dict[str, dict[str, Any]]) -> list[str]:
+    """Workers running no task and not paused (Dask pauses a worker at 80 % of its memory limit), by host."""
+    busy = {w for w, keys in client.processing().items() if keys}
+    free = (w for w, info in workers.items() if w not in busy and info.get("status", "running") == "running")
+    return sorted(free, key=lambda a: (workers[a].get("host") or "", a))
 
 
 def _plan(
