@@ -174,6 +174,7 @@ def _checked(config: Any, dry_run: bool) -> Any:
     Raises:
         ConfigError: pre-flight found errors (no run is created).
     """
+    from jobs.census_report import format_census_table
     from jobs.pipeline import PipelineJobConfig
     from jobs.preflight import preflight
 
@@ -185,10 +186,13 @@ def _checked(config: Any, dry_run: bool) -> Any:
         return config
     from db.scenes import SceneStore
 
-    report = preflight(config, SceneStore(get_settings().db_url).get(config.scene), _cluster_size())
+    scene = SceneStore(get_settings().db_url).get(config.scene)
+    report = preflight(config, scene, _cluster_size())
     for check in report.checks:
         if check.level != "error":
             print(f"{check.level}: {check.message}")
+    if report.census is not None and (dry_run or not report.ok):
+        print(f"what each split gets:\n{format_census_table(report.census, scene)}")
     if not report.ok:
         raise ConfigError("pre-flight refused the job:\n" + "\n".join(f"- {e}" for e in report.errors))
     if dry_run:

@@ -193,12 +193,16 @@ def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
 
 
 def pipeline_parts(
-    config: PipelineJobConfig, store_path: Path, scene_modalities: Sequence[str] = ()
+    config: PipelineJobConfig,
+    store_path: Path,
+    scene_modalities: Sequence[str] = (),
+    label_modality: str | None = None,
 ) -> tuple[TileJobConfig, TrainJobConfig]:
     """The tile and train configs a pipeline runs (also used by the GUI's pre-flight check).
 
-    ``scene_modalities``: the scene's modality names, so a single-modality model (``two_stream_rgb``) tiles only its
-    modality of a multi-modal scene (see :func:`jobs.pipeline.model_modalities`).
+    ``scene_modalities`` and ``label_modality``: the scene's modality names and its label grid's, so a
+    single-modality model (``two_stream_rgb``, ``patch_fcn``) tiles only its modality of a multi-modal scene (see
+    :func:`jobs.pipeline.model_modalities`).
     """
     tile = TileJobConfig(
         scene=config.scene,
@@ -208,7 +212,7 @@ def pipeline_parts(
         sampling=config.sampling,
         split=config.split,
         cluster=config.cluster,
-        modalities=model_modalities(config.model, scene_modalities),
+        modalities=model_modalities(config.model, scene_modalities, label_modality),
     )
     train = TrainJobConfig(
         scene=config.scene,
@@ -261,7 +265,7 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     run_dir = ctx.settings.run_dir(ctx.run_id)
     store_path = ctx.settings.stores_dir / f"run-{ctx.run_id:05d}.zarr"
     scene = SceneStore(ctx.db_url).get(config.scene)
-    tile_cfg, train_cfg = pipeline_parts(config, store_path, [m.name for m in scene.modalities])
+    tile_cfg, train_cfg = pipeline_parts(config, store_path, [m.name for m in scene.modalities], scene.label_modality)
     info = _tile(tile_cfg, ctx, store_path)
     if not info.counts.get("train"):
         raise ConfigError(

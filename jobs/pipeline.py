@@ -17,16 +17,20 @@ from core.errors import ConfigError
 from core.models import get_model
 
 
-def model_modalities(model: str, scene_modalities: Sequence[str]) -> tuple[str, ...] | None:
+def model_modalities(
+    model: str, scene_modalities: Sequence[str], label_modality: str | None = None
+) -> tuple[str, ...] | None:
     """The modalities a pipeline tiles for ``model``: None (all of the scene's) unless the model reads one modality
-    of a multi-modal scene (``two_stream_rgb`` on RGB + HSI -> ``("rgb",)``).
+    of a multi-modal scene: its own (``two_stream_rgb`` on RGB + HSI -> ``("rgb",)``), or for a one-input model
+    (``patch_fcn``) the scene's ``label_modality`` (default: the first of ``scene_modalities``).
 
     Raises:
         ConfigError: the model is not registered, or reads a modality the multi-modal scene does not have.
     """
-    wanted = get_model(model).modality
-    if wanted is None or len(scene_modalities) <= 1:
+    spec = get_model(model)
+    if len(scene_modalities) <= 1 or (spec.modality is None and not spec.one_input):
         return None  # a single-modality scene feeds its only modality to any single-branch model
+    wanted = spec.modality or label_modality or scene_modalities[0]
     if wanted not in scene_modalities:
         raise ConfigError(
             f"model {model!r} reads the {wanted!r} modality but the scene has {list(scene_modalities)}; "

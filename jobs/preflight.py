@@ -33,6 +33,7 @@ from core.models import Param, get_model, list_models
 from core.tasks import get_task, list_tasks
 from core.tiling.census import SampleCensus
 from core.training.schemes import get_scheme, list_schemes
+from jobs.census_report import describe_census
 from jobs.pipeline import PipelineJobConfig, model_modalities
 from jobs.settle import settle, tile_job_of
 
@@ -512,7 +513,7 @@ def preflight(
             checks.append(Check("error", str(exc)))
     if pipeline:
         try:
-            model_modalities(pipeline.model, modalities)
+            model_modalities(pipeline.model, modalities, scene.label_modality)
         except ConfigError as exc:
             checks.append(Check("error", str(exc)))
     if cluster_workers is None:
@@ -545,18 +546,13 @@ def _census_checks(
     config: PipelineJobConfig | BaselineJobConfig, scene: Scene, workers: int
 ) -> tuple[PipelineJobConfig | BaselineJobConfig, SampleCensus | None, list[Check]]:
     """Settle the config (derived sizes, split seed) and check what every split will hold."""
+    needed = {"train": workers}
     try:
-        settled, census = settle(config, scene)
+        settled, census = settle(config, scene, needed)
     except ConfigError as exc:
         return config, None, [Check("error", str(exc))]
     names = {c.id: c.name for c in scene.classes}
-    problems = census.problems(
-        settled.split.fractions
-        if isinstance(settled, PipelineJobConfig)
-        else tile_job_of(settled, scene).split.fractions,
-        names,
-        needed={"train": workers},
-    )
+    problems = census.problems(tile_job_of(settled, scene).split.fractions, names, needed)
     checks = [Check("info", describe_census(settled, census, scene))]
     if problems:
         checks.append(Check("error", "; ".join(problems) + f". {_suggestion(settled, scene)}"))
@@ -571,30 +567,6 @@ def _suggestion(config: PipelineJobConfig | BaselineJobConfig, scene: Scene) -> 
         + (", or a date split (this scene has several labelled dates)" if dated else "")
         + ", or set the split's block size and seed under Advanced"
     )
-
-
-def describe_census(config: PipelineJobConfig | BaselineJobConfig, census: SampleCensus, scene: Scene) -> str:
-    """One paragraph: the stated sizes and split, then samples and labelled pixels per split and class."""
-    tile = tile_job_of(config, scene)
-    size = (
-        f"tiles of {tile.tiling.tile_size} px"
-        if census.mode == "tiles"
-        else f"patches of {tile.sampling.patch_size} px"
-    )
-    split = tile.split
-    how = (
-        f"spatial split in blocks of {split.block_size} px, buffer {split.buffer} px, seed {split.seed}"
-        if split.method == "spatial"
-        else f"date split (test date {split.test_date})"
-    )
-    names = {c.id: c.name for c in scene.classes}
-    unit = "labelled px" if census.mode == "tiles" else "patches"
-    parts = []
-    for s in ("train", "val", "test"):
-        per = census.labelled.get(s, {})
-        classes = ", ".join(f"{names.get(c, c)} {n:,}" for c, n in sorted(per.items()) if n)
-        parts.append(f"{s}: {census.samples.get(s, 0):,} {census.mode} ({unit}: {classes or 'none'})")
-    return f"{size}, {how}. " + "; ".join(parts)
 
 
 def _label_checks(stats: AOIStats, scene: Scene, pipeline: PipelineJobConfig | None) -> list[Check]:

@@ -23,6 +23,8 @@ from jobs.pipeline import PipelineJobConfig
 
 DEFAULT_TILE = 64
 """The tile side a pipeline uses when the AOI allows it and the user gave none."""
+MIN_TILE = 16
+"""The smallest tile side :func:`settle` tries for a small AOI."""
 
 Launch = PipelineJobConfig | BaselineJobConfig
 
@@ -41,10 +43,17 @@ def _tile_size(config: PipelineJobConfig, scene: Scene) -> int:
     return max(align, min(DEFAULT_TILE, fit) // align * align)
 
 
-def _with_tiling(config: PipelineJobConfig, scene: Scene) -> PipelineJobConfig:
+def _tile_trials(config: PipelineJobConfig, scene: Scene) -> list[PipelineJobConfig]:
+    """The configs :func:`settle` tries: ``config`` itself when its tiles are given (or it makes none), else one
+    per tile side, from :func:`_tile_size`'s down by halves to :data:`MIN_TILE` px (smaller tiles give a small AOI
+    more split blocks, so every split and class gets samples), multiples of the model's alignment."""
     if not get_task(config.task).tiles or "tiling" in config.model_fields_set:
-        return config
-    return config.model_copy(update={"tiling": TilingConfig(tile_size=_tile_size(config, scene))})
+        return [config]
+    align = get_model(config.model).context_for(config.model_params).align
+    sizes = [_tile_size(config, scene)]
+    while sizes[-1] // 2 // align * align >= max(align, MIN_TILE):
+        sizes.append(sizes[-1] // 2 // align * align)
+    return [config.model_copy(update={"tiling": TilingConfig(tile_size=t)}) for t in sizes]
 
 
 def tile_job_of(config: Launch, scene: Scene) -> TileJobConfig:
@@ -55,19 +64,32 @@ def tile_job_of(config: Launch, scene: Scene) -> TileJobConfig:
         return config.tile_job
     from jobs.engine_kinds import pipeline_parts
 
-    return pipeline_parts(config, Path("store.zarr"), [m.name for m in scene.modalities])[0]
+    return pipeline_parts(config, Path("store.zarr"), [m.name for m in scene.modalities], scene.label_modality)[0]
 
 
-def settle(config: Launch, scene: Scene) -> tuple[Launch, SampleCensus]:
+def settle(config: Launch, scene: Scene, needed: dict[str, int] | None = None) -> tuple[Launch, SampleCensus]:
     """``config`` with its tile size and split stated in full, and the census of its tile job.
+
+    Tile sides (:func:`_tile_trials`) and, within each, split geometries and seeds
+    (:func:`core.tiling.census.settle_split`) are tried in turn until every split gets ``needed`` samples (default
+    1) and the training split holds every class; when none does, the first trial is returned (pre-flight then
+    refuses it with what is missing).
 
     Raises:
         ConfigError: the AOI cannot hold the job (too small for any tile, or for 2 x 2 split blocks), with a fix.
     """
-    if isinstance(config, PipelineJobConfig):
-        config = _with_tiling(config, scene)
     names = {c.id: c.name for c in scene.classes}
-    tile, census = settle_split(tile_job_of(config, scene), scene, class_names=names)
-    if isinstance(config, BaselineJobConfig):
-        return config.model_copy(update={"tile_job": tile}), census
-    return config.model_copy(update={"split": tile.split}), census
+    trials = _tile_trials(config, scene) if isinstance(config, PipelineJobConfig) else [config]
+    first: tuple[Launch, SampleCensus] | None = None
+    for trial in trials:
+        tile, census = settle_split(tile_job_of(trial, scene), scene, class_names=names, needed=needed)
+        settled = (
+            trial.model_copy(update={"tile_job": tile})
+            if isinstance(trial, BaselineJobConfig)
+            else trial.model_copy(update={"split": tile.split})
+        )
+        if not census.problems(tile.split.fractions, names, needed):
+            return settled, census
+        first = first or (settled, census)
+    assert first is not None
+    return first

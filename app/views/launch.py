@@ -17,6 +17,7 @@ from core.models import get_model
 from core.tasks import get_task
 from core.training.schemes import get_scheme, list_schemes
 from jobs import launch as launcher
+from jobs.census_report import census_table, census_unit
 from jobs.cluster_check import job_needs
 from jobs.preflight import (
     BASELINES,
@@ -387,6 +388,9 @@ if check or go:
             )
             for chk in report.checks:
                 {"error": st.error, "warning": st.warning, "info": st.info}[chk.level](chk.message)
+            if report.census is not None:
+                st.caption(f"What each split gets ({census_unit(report.census)} per class):")
+                st.dataframe(census_table(report.census, scene), hide_index=True)
             if report.ok and cluster.reachable:
                 report = _cluster_preflight(config, report)
             if report.ok and check:

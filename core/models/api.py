@@ -79,7 +79,10 @@ class ModelSpec:
         builder: ``builder(input_shape, num_classes, **model_params) -> keras.Model`` (uncompiled).
         task: the :mod:`core.tasks` task it solves (``"dense"``, ``"patch"``, ``"multilabel"``, ...).
         params: the size keywords the launch form and pre-flight offer, with ranges and the builder's defaults.
-        modality: the one modality it reads from a multi-modal scene (None = every modality).
+        modality: the one modality it reads from a multi-modal scene (None = every modality, or the label grid's
+            when ``one_input``).
+        one_input: it takes a single input: on a multi-modal scene without ``modality``, it reads the modality of
+            the scene's label grid.
         recipe: the paper's training recipe, offered as a one-click preset (None: none).
         lr_per_sample: when set and a config keeps the default learning rate, the base rate of one worker is
             ``lr_per_sample * batch_size`` (the ResNet recipe: 0.1 / 256).
@@ -100,6 +103,7 @@ class ModelSpec:
     task: str
     params: tuple[Param, ...] = ()
     modality: str | None = None
+    one_input: bool = False
     recipe: Recipe | None = None
     lr_per_sample: float | None = None
     branches: tuple[str, ...] = ()

@@ -172,6 +172,7 @@ register_model(
         activation_channels=192,
         predictor=DENSE_PATCH,
         dense_twin=dense_model,
+        one_input=True,
         params=(Param("width", WIDTH_LABEL.format("block"), 32, 1, 512), Param("dropout", "Dropout", 0.3, 0.0, 0.95)),
         description="patch CNN without padding inside the patch: maps are evaluated densely, one model call per block",
     )

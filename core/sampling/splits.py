@@ -1,6 +1,7 @@
 """Train / validation / test splits that keep neighbouring pixels out of different splits.
 
-Spatial split: the label grid is cut into disjoint square blocks of ``block_size`` pixels; the blocks that touch the
+Spatial split: the label grid is cut into disjoint square blocks of ``block_size`` pixels, with a block corner at the
+AOI's top-left (so blocks sized to the AOI divide it evenly); the blocks that touch the
 AOI are shuffled with ``seed`` and dealt to train / val / test by ``fractions`` (of blocks). Each block's *core*
 is the block shrunk by ``ceil(buffer / 2)`` pixels on every side that faces a block of another split (side or
 diagonal neighbour), so cores of different splits are at least ``buffer`` pixels apart. Samples live only in cores:
@@ -105,7 +106,12 @@ def _deal(n: int, fractions: tuple[float, float, float], rng: np.random.Generato
 
 
 def spatial_split(
-    height: int, width: int, config: SplitConfig, buffer: int, used: list[PixelWindow] | None = None
+    height: int,
+    width: int,
+    config: SplitConfig,
+    buffer: int,
+    used: list[PixelWindow] | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> SpatialSplit:
     """Deal the blocks of a ``height`` x ``width`` label grid to splits.
 
@@ -114,6 +120,7 @@ def spatial_split(
         config: ``block_size``, ``fractions`` (of blocks) and ``seed``.
         buffer: pixels between cores of different splits (``config.buffer`` or one patch / tile).
         used: the blocks that take part (e.g. those touching the AOI); default all.
+        origin: a block corner (row, col), e.g. the AOI's, so that blocks sized to the AOI divide it evenly.
 
     Raises:
         ConfigError: ``config.block_size`` not set (resolve it first with
@@ -130,7 +137,7 @@ def spatial_split(
             f"split buffer {buffer} px is larger than block_size {block_size} px; use "
             f"block_size >= {buffer} or a smaller buffer / patch / tile"
         )
-    blocks = block_grid(height, width, block_size)
+    blocks = block_grid(height, width, block_size, origin)
     used_set = set(blocks if used is None else used)
     idx = [i for i, b in enumerate(blocks) if b in used_set]
     rng = np.random.default_rng(config.seed)
@@ -138,7 +145,8 @@ def spatial_split(
     assignment: list[str | None] = [None] * len(blocks)
     for i, dealt_split in zip(idx, dealt, strict=True):
         assignment[i] = dealt_split
-    nrow, ncol = math.ceil(height / block_size), math.ceil(width / block_size)
+    ncol = len({b.col_off for b in blocks})
+    nrow = len(blocks) // ncol
     half = math.ceil(buffer / 2)
 
     def split_at(br: int, bc: int) -> str | None:

@@ -151,12 +151,20 @@ def windows_in_geometry(windows: list[PixelWindow], geometry: BaseGeometry | Non
     return kept
 
 
-def block_grid(height: int, width: int, block_size: int) -> list[PixelWindow]:
-    """Disjoint square blocks of ``block_size`` pixels tiling a raster, row-major; the last row/col is cut short."""
+def block_grid(height: int, width: int, block_size: int, origin: tuple[int, int] = (0, 0)) -> list[PixelWindow]:
+    """Disjoint square blocks of ``block_size`` pixels tiling a raster, row-major, with block corners on
+    ``origin`` (row, col) plus multiples of ``block_size``; blocks at the raster's edges are cut short."""
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
+    rows, cols = _block_starts(height, block_size, origin[0]), _block_starts(width, block_size, origin[1])
     return [
-        PixelWindow(r, c, min(block_size, height - r), min(block_size, width - c))
-        for r in range(0, height, block_size)
-        for c in range(0, width, block_size)
+        PixelWindow(r, c, min(r_end, height) - r, min(c_end, width) - c)
+        for r, r_end in zip(rows, [*rows[1:], height], strict=True)
+        for c, c_end in zip(cols, [*cols[1:], width], strict=True)
     ]
+
+
+def _block_starts(extent: int, block_size: int, origin: int) -> list[int]:
+    """Start of each block along an axis of ``extent`` pixels whose block corners fall on ``origin + k * block``."""
+    first = origin % block_size
+    return ([0] if first else []) + list(range(first, extent, block_size))

@@ -121,14 +121,18 @@ SEED_TRIES = 8
 
 
 def settle_split(
-    config: TileJobConfig, scene: Scene, client: Any | None = None, class_names: dict[int, str] | None = None
+    config: TileJobConfig,
+    scene: Scene,
+    client: Any | None = None,
+    class_names: dict[int, str] | None = None,
+    needed: dict[str, int] | None = None,
 ) -> tuple[TileJobConfig, SampleCensus]:
     """``config`` with its split stated in full, and its census.
 
     A derived block size (none given) is tried at the default and at up to two smaller sizes
     (:func:`core.sampling.split_defaults.candidate_geometries`), and a seed the user did not set at
-    :data:`SEED_TRIES` seeds, until the training blocks hold every class of the AOI; the first trial is kept when
-    none does. A block size or seed the user set is kept as it is.
+    :data:`SEED_TRIES` seeds, until every split gets ``needed`` samples (default 1) and the training blocks hold
+    every class of the AOI; the first trial is kept when none does. A block size or seed the user set is kept as it is.
     """
     best: tuple[TileJobConfig, SampleCensus] | None = None
     for split in _trial_splits(config, scene):
@@ -137,7 +141,7 @@ def settle_split(
         settled = trial.model_copy(update={"split": _stated(trial.split, census)})
         if best is None:
             best = (settled, census)
-        if not census.problems(split.fractions, class_names):
+        if not census.problems(split.fractions, class_names, needed):
             return settled, census
     assert best is not None
     return best

@@ -133,11 +133,11 @@ def _split(
     split_cfg = resolve_split(config.split, size, config.mode, aoi.bbox.shape, grid_ratio(label, mods))
     assert split_cfg.block_size is not None
     buffer = split_cfg.buffer if split_cfg.buffer is not None else size
-    used = windows_in_geometry(
-        [b for b in block_grid(label.height, label.width, split_cfg.block_size) if b.intersection(aoi.bbox)],
-        aoi.geometry,
-    )
-    split_obj = spatial_split(label.height, label.width, split_cfg, buffer, used)
+    align = grid_ratio(label, mods)
+    origin = (aoi.bbox.row_off // align * align, aoi.bbox.col_off // align * align)  # blocks divide the AOI
+    grid = block_grid(label.height, label.width, split_cfg.block_size, origin)
+    used = windows_in_geometry([b for b in grid if b.intersection(aoi.bbox)], aoi.geometry)
+    split_obj = spatial_split(label.height, label.width, split_cfg, buffer, used, origin)
     return split_obj, None, split_obj.record(config.split.seed, config.split.fractions)
 
 

@@ -68,3 +68,14 @@ def test_single_modality_variants_tile_their_modality_of_a_multimodal_scene():
         model_modalities("two_stream_hsi", ["rgb", "lidar"])
     cfg = PipelineJobConfig(scene="houston_crop", model="two_stream_hsi", num_workers=2)
     assert pipeline_parts(cfg, Path("/tmp/s.zarr"), ["rgb", "hsi"])[0].modalities == ("hsi",)
+
+
+def test_one_input_model_reads_the_label_grid_modality_of_a_multimodal_scene():
+    """patch_fcn takes one input: on RGB + HSI it tiles the label grid's modality, not both (which its builder
+    refuses)."""
+    assert model_modalities("patch_fcn", ["rgb", "hsi"], "hsi") == ("hsi",)
+    assert model_modalities("patch_fcn", ["rgb", "hsi"]) == ("rgb",)  # no label grid named: the first
+    assert model_modalities("patch_fcn", ["s2"]) is None
+    assert model_modalities("patch_cnn", ["rgb", "hsi"], "rgb") is None  # reads every modality
+    cfg = PipelineJobConfig(scene="houston_crop", model="patch_fcn", num_workers=2)
+    assert pipeline_parts(cfg, Path("/tmp/s.zarr"), ["rgb", "hsi"], "rgb")[0].modalities == ("rgb",)

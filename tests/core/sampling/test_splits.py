@@ -28,9 +28,10 @@ def test_few_blocks_still_give_each_split_one() -> None:
     assert [sp.assignment.count(s) for s in SPLITS] == [4, 1, 1]
 
 
-def test_cores_of_different_splits_are_a_buffer_apart() -> None:
+@pytest.mark.parametrize("origin", [(0, 0), (3, 7)])
+def test_cores_of_different_splits_are_a_buffer_apart(origin: tuple[int, int]) -> None:
     buffer = 5
-    sp = spatial_split(60, 70, SplitConfig(block_size=10, seed=1), buffer=buffer)
+    sp = spatial_split(60, 70, SplitConfig(block_size=10, seed=1), buffer=buffer, origin=origin)
     codes = sp.split_codes(PixelWindow(0, 0, 60, 70))
     pts = {s: np.argwhere(codes == i) for i, s in enumerate(SPLITS)}
     for a in range(3):
@@ -40,13 +41,14 @@ def test_cores_of_different_splits_are_a_buffer_apart() -> None:
             d = np.abs(pa[:, None, :] - pb[None, :, :]).max(axis=2)
             assert d.min() > buffer
     # sides facing blocks of the same split (or the raster edge) are not shrunk
-    grid = np.array(sp.assignment, dtype=object).reshape(6, 7)
+    ncol = len({b.col_off for b in sp.blocks})
+    grid = np.array(sp.assignment, dtype=object).reshape(-1, ncol)
     for i, (b, c) in enumerate(zip(sp.blocks, sp.cores)):
-        br, bc = divmod(i, 7)
+        br, bc = divmod(i, ncol)
         hood = grid[max(0, br - 1) : br + 2, max(0, bc - 1) : bc + 2]
         if (hood == grid[br, bc]).all():
             assert c == b
-    sp0 = spatial_split(60, 70, SplitConfig(block_size=10, seed=1), buffer=0)
+    sp0 = spatial_split(60, 70, SplitConfig(block_size=10, seed=1), buffer=0, origin=origin)
     assert sp0.cores == sp0.blocks
 
 

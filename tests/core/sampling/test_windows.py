@@ -84,6 +84,18 @@ def test_block_grid_cuts_last_blocks_short() -> None:
     assert (cover == 1).all()
 
 
+def test_block_grid_anchored_at_an_origin() -> None:
+    """Block corners on (2, 3) + multiples of 4: an AOI starting there is divided into whole blocks."""
+    blocks = block_grid(10, 7, 4, origin=(2, 3))
+    assert sorted({b.row_off for b in blocks}) == [0, 2, 6] and sorted({b.col_off for b in blocks}) == [0, 3]
+    assert PixelWindow(2, 3, 4, 4) in blocks and PixelWindow(6, 3, 4, 4) in blocks
+    cover = np.zeros((10, 7), int)
+    for b in blocks:
+        cover[b.row_off : b.row_end, b.col_off : b.col_end] += 1
+    assert (cover == 1).all()
+    assert block_grid(10, 7, 4, origin=(8, 4)) == block_grid(10, 7, 4)  # an origin on the default grid
+
+
 def test_random_sizes_cover_every_aoi_pixel_and_stay_inside() -> None:
     rng = np.random.default_rng(42)
     for _ in range(150):
