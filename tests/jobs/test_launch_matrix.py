@@ -125,7 +125,7 @@ def test_every_model_on_every_sample_scene(home: Path, db_url: str, cluster_clie
         print(f"  {s:<{width}}  {m:<15} {outcome:<9} {secs:>6.1f} s  {detail}")
     failed = [row for row in matrix if row[2] == "FAILED"]
     assert not failed, failed
-    assert sum(1 for row in matrix if row[2] == "succeeded") >= 20
+    assert sum(1 for row in matrix if row[2] == "succeeded") >= 50
     by = {(s, m): o for s, m, o, *_ in matrix}
     assert by["strzegom", "unet"] == "succeeded" and by["houston_crop", "two_stream"] == "succeeded"
     assert by["landsat_rgb", "unet"] == "refused"  # no labels: refused before a run exists
