@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.distributed.cluster import ClusterHandle, connect, describe
-from core.distributed.memory import refresh_workers
+from core.distributed.recycling import refresh_workers
 from core.errors import JobCancelledError, SchedulerLostError, WorkbenchError
 from core.settings import Settings, get_settings
 from core.writable import FULL, NOT_WRITABLE, check_writable, explain_write_error

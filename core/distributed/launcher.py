@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 from distributed import Client, Future, wait
 from distributed.client import FuturesCancelledError
 
-from core.distributed.memory import refresh_workers
+from core.distributed.recycling import end_workers, refresh_workers
 from core.errors import ClusterError, JobCancelledError, JobFailedError, SchedulerLostError, WorkerLostError
 
 log = logging.getLogger(__name__)
@@ -262,40 +262,6 @@ def _plan(
     return slots, plan
 
 
-def _exit_process_soon() -> None:
-    """End this worker process in 0.2 s (after answering the driver); its nanny starts a fresh one."""
-    import threading
-
-    # a thread blocked in a collective cannot be interrupted from Python: ending the process is the only stop
-    threading.Timer(0.2, os._exit, args=(70,)).start()
-
-
-def _kill_workers(client: Client, addresses: list[str], expected: int, timeout: float = 120) -> None:
-    """End the worker processes at ``addresses`` and wait until the cluster has ``expected`` workers again.
-
-    Ending the process (rather than ``client.restart_workers``) is what a crash looks like to the nanny, which then
-    always starts a fresh worker; a graceful restart could race with the worker's own close and retire the nanny.
-    """
-    try:
-        client.run(_exit_process_soon, workers=addresses)
-    except Exception:  # noqa: BLE001 - the worker may already be gone
-        log.exception("could not reach workers %s to end them", addresses)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        workers = _workers(client)
-        if not set(addresses) & set(workers) and len(workers) >= expected:
-            return
-        time.sleep(0.5)
-    log.error(
-        "after ending workers %s the cluster has %d of %d workers after %.0f s; restart the cluster if "
-        "jobs keep failing",
-        addresses,
-        len(_workers(client)),
-        expected,
-        timeout,
-    )
-
-
 def _wait_some(futures: list[Future], timeout: float) -> None:
     """Block until one of the pending futures completes or ``timeout`` s pass (the statuses tell which)."""
     pending = [f for f in futures if f.status == "pending"]
@@ -332,7 +298,7 @@ def _stop(client: Client, futures: list[Future], slots: list[_Slot], grace: floa
             len(stuck),
             stuck,
         )
-        _kill_workers(client, stuck, expected=len(alive))
+        end_workers(client, stuck, expected=len(alive))
     return [s for s in pending if s.worker not in alive]
 
 

@@ -111,9 +111,15 @@ def test_every_model_on_every_sample_scene(home: Path, db_url: str, cluster_clie
     from jobs.preflight import launch_models
 
     scenes = register_samples(shared_data, SceneStore(db_url), home)
+    # the engine's models: toy models that other tests of the session register are left out
+    models = {
+        m: t
+        for m, t in launch_models().items()
+        if t == "baseline" or get_model(m).builder.__module__.startswith("core.")
+    }
     matrix, t0 = [], time.perf_counter()
     for scene in scenes:
-        for model, task in launch_models().items():
+        for model, task in models.items():
             t = time.perf_counter()
             outcome, detail = _launch(scene, model, task, cluster_client, db_url)
             matrix.append((scene.name, model, outcome, round(time.perf_counter() - t, 1), detail))
