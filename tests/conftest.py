@@ -46,19 +46,11 @@ def db_url(home: Path) -> str:
 @pytest.fixture(scope="session")
 def cluster_client() -> Iterator[object]:
     """A real LocalCluster with 2 worker processes (1 thread each), shared by the session's cluster tests."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
-    from core.distributed.cluster import worker_env
+    from core.distributed.cluster import local_cluster
 
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        memory_limit="4GiB",
-        env=worker_env(1),
-    )
+    cluster = local_cluster(2, 1, host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit="4GiB")
     client = Client(cluster)
     try:
         yield client

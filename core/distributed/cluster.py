@@ -78,6 +78,16 @@ this project's 2-core machine), CPU that inference workers sharing the cores wit
 profile page stays empty."""
 
 
+KEEP_NANNIES = {"distributed.deploy.lost-worker-timeout": 10**9}
+"""A LocalCluster closes the nanny of a worker whose name is missing 15 s (this setting) after one of its workers
+left, as it would be if the nanny could not restart it. Workers the engine ends (stuck ranks, memory held by earlier
+jobs, :mod:`core.distributed.recycling`) come back under the same name within seconds, but a second ending 15 s
+after the first found the name missing and retired the nanny for good (measured: a 2-worker cluster lost both
+workers after 5 rounds of replacements 4 s apart). Nannies restart their workers, so a local cluster need never
+close one. The setting is process-wide: a dask-jobqueue cluster in a process that started a local cluster keeps
+the batch job of a lost worker until its walltime (the engine's jobs use one kind of cluster per process)."""
+
+
 def worker_env(threads_per_worker: int = 1) -> dict[str, str]:
     """Environment of local worker processes: math libraries and TensorFlow use the worker's threads only,
     so N workers on N cores do not oversubscribe the machine; GDAL's block cache is bounded."""
@@ -98,6 +108,7 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs: Any) ->
     :data:`CLUSTER_CONFIG` (restarted workers get them too: a nanny keeps what it was created with)."""
     import dask
 
+    dask.config.set(KEEP_NANNIES)  # read when a worker leaves, so set for this process, not for the call
     spawn = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in PRE_SPAWN_ENV.items()}
     with dask.config.set({**spawn, **CLUSTER_CONFIG}):
         return LocalCluster(

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
-from core.distributed.cluster import live_workers
-from core.distributed.recycling import REFRESH_MEMORY_FRACTION, refresh_workers
+from core.distributed.cluster import live_workers, local_cluster
+from core.distributed.recycling import REFRESH_MEMORY_FRACTION, end_workers, refresh_workers
 
 pytestmark = pytest.mark.cluster
 
@@ -60,3 +60,14 @@ def test_heavy_idle_worker_is_replaced_and_one_holding_data_is_not() -> None:
             assert _memory(client, a) < REFRESH_MEMORY_FRACTION * LIMIT
             assert client.submit(_kept, workers=[a], pure=False).result() == 0  # the leak went with the old process
         assert held.result().nbytes == leak  # b's data survived
+
+
+def test_local_cluster_keeps_its_workers_through_replacements_in_a_row() -> None:
+    """Eight replacements back to back (~3 s each): a plain LocalCluster retired its nannies on the fifth, when a
+    worker's name was missing 15 s after an earlier replacement (see core.distributed.cluster.KEEP_NANNIES)."""
+    with local_cluster(2, 1, dashboard_address=None, memory_limit=LIMIT) as cluster, Client(cluster) as client:
+        names = {w["name"] for w in live_workers(client).values()}
+        for _ in range(8):
+            assert end_workers(client, sorted(live_workers(client)), expected=2, timeout=60)
+        assert {w["name"] for w in live_workers(client).values()} == names
+        assert sorted(client.run(lambda: 1).values()) == [1, 1]
