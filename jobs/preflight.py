@@ -565,7 +565,7 @@ def _suggestion(config: PipelineJobConfig | BaselineJobConfig, scene: Scene) -> 
     return (
         "Draw a larger area of interest over labelled ground, use smaller tiles or patches"
         + (", or a date split (this scene has several labelled dates)" if dated else "")
-        + ", or set the split's block size and seed under Advanced"
+        + ", or set the split's block size and seed (split.block_size, split.seed; under Advanced on the form)"
     )
 
 
