@@ -131,6 +131,14 @@ def _child(args: dict[str, Any], queue: Any) -> None:
     )
 
 
+def _under_mmu(gpkg: str, mmu_pixels: int) -> int:
+    """Polygons of the GeoPackage with fewer pixels than the minimum mapping unit (read after the timed child)."""
+    import fiona
+
+    with fiona.open(gpkg) as src:
+        return sum(1 for f in src if f.properties["pixels"] < mmu_pixels)
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process in MiB: ``VmHWM`` (per address space, so not inherited from the parent
     the way ``ru_maxrss`` is carried over fork + exec on Linux), else ``ru_maxrss``."""
@@ -165,6 +173,7 @@ def run(size: int, window: int, mmu_ha: float, simplify: float, speckle: float, 
         out = queue.get()
         proc.join()
         out.update(
+            under_mmu=_under_mmu(args["gpkg"], out["mmu_pixels"]),
             size=size,
             window=window,
             mmu_ha=mmu_ha,

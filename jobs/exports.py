@@ -20,7 +20,8 @@ from jobs.runner import JobContext
 
 class VectorizeJobConfig(Frozen):
     """Polygons of run ``prediction_run``'s map: regions under ``min_mapping_unit`` (``mmu_unit`` pixels or
-    hectares) merged into their neighbour, optionally simplified (``simplify`` in map units, topology kept)."""
+    hectares) merged into neighbours until no polygon is below it (islands in nodata excepted: ``mmu_unmerged``),
+    optionally simplified (``simplify`` in map units, topology kept)."""
 
     kind: Literal["vectorize"] = "vectorize"
     prediction_run: int = Field(ge=1)
@@ -54,6 +55,8 @@ def run_vectorize(config: VectorizeJobConfig, ctx: JobContext) -> dict[str, Any]
     metrics = {
         "polygons": result.polygons,
         "mmu_pixels": result.mmu_pixels,
+        "mmu_unmerged": result.mmu_unmerged,
+        "mmu_passes": result.mmu_passes,
         "vectorize_seconds": result.seconds,
         "class_pixels": {str(k): v for k, v in result.class_pixels.items()},
         "class_area_ha": {str(k): v for k, v in result.class_area_ha.items()},
