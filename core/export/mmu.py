@@ -228,7 +228,7 @@ def plan_mmu(src: object, window: int, mmu: int, progress: Progress | None = Non
     height, width = src.height, src.width  # type: ignore[attr-defined]
     wins = list(windows(height, width, window))
     scan = _Scan([], [], [], [], [], [])
-    edge = {"up": np.full(width, -1, np.int64), "up_cls": np.zeros(width, np.uint8)}
+    edge: dict[str, np.ndarray] = {"up": np.full(width, -1, np.int64), "up_cls": np.zeros(width, np.uint8)}
     for i, core in enumerate(wins):
         _scan_window(src.read(1, window=core), core, width, scan, edge)  # type: ignore[attr-defined]
         if progress:
