@@ -126,8 +126,8 @@ def _scan_window(cls: np.ndarray, core: Window, width: int, scan: _Scan, edge: d
     first = sum(len(c) for c in scan.classes)
     scan.offsets.append(first)
     gid = np.where(labels > 0, labels.astype(np.int64) + first - 1, -1)
-    scan.classes.append(class_of[1:])
-    scan.sizes.append(np.bincount(labels.ravel(), minlength=len(class_of))[1:])
+    scan.classes.append(class_of[1:].astype(np.uint8))  # narrow types: kept per region until the merge
+    scan.sizes.append(np.bincount(labels.ravel(), minlength=len(class_of))[1:].astype(_count_type(cls.size)))
     _, first = np.unique(labels.ravel(), return_index=True)  # labels are 0..n, all present but 0 maybe
     first = first[-(len(class_of) - 1) :] if len(class_of) > 1 else first[:0]
     rows, cols = np.divmod(first, core.width)
@@ -140,10 +140,15 @@ def _scan_window(cls: np.ndarray, core: Window, width: int, scan: _Scan, edge: d
         pairs.append((edge["up"][c0:c1], gid[0], edge["up_cls"][c0:c1], cls[0]))
     same, diff = zip(*(_pairs(*(np.ravel(x) for x in p)) for p in pairs))
     scan.joins.append(np.unique(np.concatenate(same)))
-    keys = np.concatenate(diff)
-    scan.borders.append(_aggregate(keys, np.ones(len(keys))))
+    keys, lengths = _aggregate(np.concatenate(diff), np.ones(sum(len(d) for d in diff)))
+    scan.borders.append((keys, lengths.astype(_count_type(2 * cls.size))))
     edge["up"][c0:c1], edge["up_cls"][c0:c1] = gid[-1], cls[-1]
     edge["left"], edge["left_cls"] = gid[:, -1], cls[:, -1]
+
+
+def _count_type(most: int) -> type:
+    """The narrowest of int32 / int64 that holds counts up to ``most``."""
+    return np.int32 if most < 2**31 else np.int64
 
 
 def _components(n: int, keys: np.ndarray) -> np.ndarray:
