@@ -79,8 +79,8 @@ MAX_TILE = 4096
 DEFAULT_MAX_TILE = 1024
 """The largest tile chosen without ``--tile-size`` (memory of one tile in QGIS)."""
 DEFAULT_TILE_OVERLAPS = 6
-"""Without a tile size, a tile is about this many context widths wide (the rule of :mod:`core.inference.predict`):
-its kept core is then about 2/3 of its side."""
+"""Without a tile size, the search for a tile starts at this many context widths (as :mod:`core.inference.predict`
+sizes its tiles)."""
 PATCH_TILE = 64
 NODATA_RAW = 0.5 / 255
 """A band is taken as 0 (off the raster, nodata) below half a raw unit, after Deepness' division by 255."""
@@ -101,12 +101,14 @@ class DeepnessTiling:
         percent: ``tiles_overlap``.
         radius: the model's receptive-field radius in pixels (patch models: half the patch).
         align: the model's pooling multiple (tile offsets on it keep our pooling grid).
+        edge: pixels of band mean the graph appends below and right of each tile (dense models).
     """
 
     tile: int
     percent: int
     radius: int
     align: int
+    edge: int = 0
 
     @property
     def overlap(self) -> int:
@@ -129,8 +131,8 @@ class DeepnessTiling:
 
     @property
     def context_share(self) -> float:
-        """Share of the model's computation spent on context (pixels computed and then dropped)."""
-        return 1.0 - (self.stride / self.tile) ** 2
+        """Share of the model's computation spent on pixels that are not written (context and ``edge``)."""
+        return 1.0 - (self.stride / (self.tile + self.edge)) ** 2
 
 
 def _percent_for(tile: int, context: int, align: int) -> int | None:
@@ -157,8 +159,8 @@ def deepness_tiling(
     docstring), with the overlap a whole percent of the tile. The tiling keeps ``overlap`` (default: the
     receptive-field ``radius``, so no seams) px per side and a stride on the pooling grid (``align``). Without
     ``tile_size``: of the tiles from ``start`` = :data:`DEFAULT_TILE_OVERLAPS` contexts (at least ``train_tile``)
-    to ``2 * start`` and at most ``longest``, the one with the least computation per written pixel, ``((tile + edge) / stride)^2``
-    (``edge``: pixels the graph appends to each tile).
+    to ``2 * start`` and at most ``longest``, the one with the least computation per written pixel,
+    ``((tile + edge) / stride)^2`` (``edge``: pixels the graph appends below and right of each tile).
 
     Raises:
         UnsupportedModelError: a tile not on the pooling grid, or one that cannot keep that context.
@@ -178,15 +180,15 @@ def deepness_tiling(
                 f"percent of at most {MAX_PERCENT}, stride a multiple of {align} px); use a tile of at least "
                 f"{fits} px, or a smaller overlap (below the receptive-field radius {radius} px tiles show seams)"
             )
-        return DeepnessTiling(tile_size, percent, radius, align)
+        return DeepnessTiling(tile_size, percent, radius, align, edge)
     start = max(train_tile, math.ceil(DEFAULT_TILE_OVERLAPS * context / align) * align, align)
     best: DeepnessTiling | None = None
     for tile in range(start, max(start, min(2 * start, longest)) + 1, align):
         percent = _percent_for(tile, context, align)
         if percent is None:
             continue
-        here = DeepnessTiling(tile, percent, radius, align)
-        if best is None or (tile + edge) / here.stride < (best.tile + edge) / best.stride:
+        here = DeepnessTiling(tile, percent, radius, align, edge)
+        if best is None or here.context_share < best.context_share:
             best = here
     if best is None:
         raise UnsupportedModelError(
@@ -413,7 +415,7 @@ def export_onnx(
     k = len(meta.class_ids)
     stats = deepness_standardization(meta, meta.modalities[0])
     if _reads_context(meta):
-        fn, spec = _dense_function(model, bands, tile, stats, _edge(tiling.radius, tiling.align))
+        fn, spec = _dense_function(model, bands, tile, stats, tiling.edge)
     else:
         fn, spec = _patch_function(model, bands, tile, int(meta.sample_size[meta.modalities[0]]), k, stats)
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=OPSET)
