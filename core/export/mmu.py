@@ -10,8 +10,9 @@ window by window (memory bounded by the window, plus a few bytes per region and 
 2. *Merging* (:func:`merge_regions`, on the graph, no pixels): in each pass every region below the MMU that has
    a mapped neighbour joins the neighbour sharing its longest border (ties: the larger neighbour, then the one
    whose first pixel in row-major order comes first); the regions so joined take the class of their largest member
-   (same ties; a region at or above the MMU is never joined to another such region); neighbouring regions that now have the same class become one (they are one
-   polygon). Passes repeat until no region below the MMU has a neighbour. Every pass removes regions, so it ends.
+   (same ties; a region at or above the MMU is never joined to another such region, so it keeps its class);
+   neighbouring regions that now have the same class become one (they are one polygon). Passes repeat until no
+   region below the MMU has a neighbour. Every pass removes regions, so it ends.
    Every rule reads only the map (classes, sizes, borders, pixel positions), so the result does not depend on
    the window size.
 3. The second read (:meth:`MmuPlan.apply`) labels each window again (the same labels) and gives each pixel its
