@@ -121,8 +121,9 @@ class _Scan:
 
 
 def _scan_window(cls: np.ndarray, core: Window, width: int, scan: _Scan, edge: dict[str, np.ndarray]) -> None:
-    """Label one window of a map ``width`` pixels wide, add its regions and borders to ``scan``; ``edge`` holds the ids and classes of the pixel
-    row above the window (``"up"``, ``"up_cls"``, full map width) and of the column left of it (``"left"``)."""
+    """Label one window of a map ``width`` pixels wide, add its regions and borders to ``scan``; ``edge`` holds the
+    ids and classes of the pixel row above the window (``"up"``, ``"up_cls"``, full map width) and of the column
+    left of it (``"left"``, ``"left_cls"``)."""
     labels, class_of = label(cls)
     first = sum(len(c) for c in scan.classes)
     scan.offsets.append(first)

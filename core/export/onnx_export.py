@@ -191,9 +191,10 @@ def deepness_tiling(
         if best is None or here.context_share < best.context_share:
             best = here
     if best is None:
+        last = max(start, min(2 * start, longest))
         raise UnsupportedModelError(
-            f"no tile of {start} to {max(start, min(2 * start, longest))} px keeps {context} px of context per side in Deepness; give "
-            "a tile size (--tile-size) or a smaller overlap"
+            f"no tile of {start} to {last} px keeps {context} px of context per side in Deepness; give a tile "
+            "size (--tile-size) or a smaller overlap"
         )
     return best
 
