@@ -169,3 +169,5 @@ def test_tilings_that_cannot_keep_the_context_say_what_to_do() -> None:
         deepness_tiling(107, 16, 64, tile_size=64)
     with pytest.raises(UnsupportedModelError, match="not a multiple of 16"):
         deepness_tiling(107, 16, 64, tile_size=100)
+    with pytest.raises(UnsupportedModelError, match=r"no tile of 64 to 64 px keeps 1 px.*give a tile size"):
+        deepness_tiling(1, 64, 8, longest=64)  # a 64 px pooling grid leaves no stride inside 64 px tiles
