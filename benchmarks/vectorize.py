@@ -15,14 +15,14 @@ simplification (19.5 s and 211 MiB for the GPKG alone on a quieter machine); wit
 612 MiB, because coverage simplification needs the whole coverage (the polygons, not the pixels) at once.
 
 Issue 20 (the minimum mapping unit as region merging, :mod:`core.export.mmu`, instead of one GDAL sieve pass), the
-same machine under load 9-15, GPKG + GeoJSON + mean confidence, 1024 px windows, mmu 0.5 ha (50 px), one run each
-(``under_mmu``: polygons with fewer pixels than the MMU):
+same machine under load 9-28 (so CPU seconds, not wall), GPKG + GeoJSON + mean confidence, 1024 px windows, mmu
+0.5 ha (50 px), two runs each (``under_mmu``: polygons with fewer pixels than the MMU):
 
-- ``--size 4096`` (1 % speckle): sieve 4,342 polygons, 0 under the MMU, 7.8 s CPU, 196 MiB; merging 4,340
-  polygons, 0 under, 10.0 s CPU, 209 MiB.
-- ``--size 2048 --speckle 0.3`` (a noisy per-pixel map): sieve 1,062 polygons, 74 under the MMU, 2.5 s CPU,
-  188 MiB; merging 986 polygons, 0 under, 4.6 s CPU, 476 MiB (914,313 regions and 1.4 M region borders in the
-  graph; the first read's window buffers are most of it).
+- ``--size 4096`` (1 % speckle): sieve 4,342 polygons, 0 under the MMU, 7.8 / 9.0 s CPU, 196 / 194 MiB; merging
+  4,340 polygons, 0 under, 10.0 / 10.0 s CPU, 209 / 217 MiB.
+- ``--size 2048 --speckle 0.3`` (a noisy per-pixel map): sieve 1,062 polygons, 74 under the MMU, 2.5 / 2.4 s CPU,
+  188 / 187 MiB; merging 986 polygons, 0 under, 4.6 / 4.2 s CPU, 476 / 431 MiB (914,313 regions and 1.4 M region
+  borders in the graph; narrower integer types between the two runs).
 """
 
 from __future__ import annotations
