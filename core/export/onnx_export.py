@@ -434,5 +434,15 @@ def export_onnx(
     onnx.save(proto, out)
     if progress:
         progress("write", 1, 1)
-    log.info("exported %s (%s, %d bands, %d classes, tile %d) to %s", bundle_dir, meta.model, bands, k, tile, out)
+    log.info("exported %s (%s, %d bands, %d classes) to %s", bundle_dir, meta.model, bands, k, out)
+    log.info(
+        "Deepness tiling: tile %d px, tiles_overlap %d %% = %d px of context per side (receptive field %d px: %s); "
+        "%.0f %% of the computation is on pixels not written (--tile-size, --overlap to change it)",
+        tile,
+        tiling.percent,
+        tiling.context,
+        tiling.radius,
+        "no seams, the workbench's map" if tiling.exact else "seams possible at tile borders",
+        100 * tiling.context_share,
+    )
     return OnnxExport(out, md, tile, bands, k, tiling)

@@ -433,11 +433,14 @@ def vectorize(
         plan.passes if plan is not None else 0,
     )
     log.info(
-        "vectorized %s: %d polygons from %d windows (mmu %d px, simplify %s) in %.1f s",
+        "vectorized %s: %d polygons from %d windows (mmu %d px, %d merging passes, %d islands in nodata below it "
+        "kept; simplify %s) in %.1f s",
         class_map,
         result.polygons,
         result.windows,
         mmu,
+        result.mmu_passes,
+        result.mmu_unmerged,
         simplify,
         result.seconds,
     )
