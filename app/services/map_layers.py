@@ -143,9 +143,10 @@ def layer_downloads(layer: VectorLayer, geojson: dict[str, Any]) -> list[Downloa
     return out
 
 
-def drawable(geojson: dict[str, Any], limit: int = MAX_DRAWN_FEATURES) -> bool:
-    """Whether a layer is small enough to draw in the browser."""
-    return len(geojson.get("features", [])) <= limit
+def drawable(geojson: dict[str, Any], limit: int | None = None) -> bool:
+    """Whether a layer is small enough to draw in the browser (at most ``limit``, default
+    :data:`MAX_DRAWN_FEATURES`, features)."""
+    return len(geojson.get("features", [])) <= (MAX_DRAWN_FEATURES if limit is None else limit)
 
 
 def class_colours(classes: Sequence[Any]) -> dict[int, str]:

@@ -10,13 +10,13 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from app import maps, state
+from app.services import paths as checked
 from app.services.overlays import scene_quicklook
 from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
 from core.models import get_model
 from core.tasks import get_task
 from core.training.schemes import get_scheme, list_schemes
-from jobs import launch as launcher
 from jobs.census_report import census_table, census_unit
 from jobs.cluster_check import job_needs
 from jobs.preflight import (
@@ -399,9 +399,7 @@ if check or go:
                 st.error("Not launched: fix the errors above first.")
             elif go:
                 try:
-                    run_id = launcher.launch_detached(
-                        report.config or config, state.scheduler_address(), state.settings().db_url
-                    )
+                    run_id = checked.launch(report.config or config, state.scheduler_address(), state.settings().db_url)
                 except (WorkbenchError, OSError) as exc:
                     st.error(f"Launch failed: {exc}")
                 else:
