@@ -71,9 +71,11 @@ def _analysis(row: RunRow) -> None:
     """Polygons, a reference sample and an assessment of this run's map, each launched as a job."""
     with st.expander("Polygons, reference sample, assessment"):
         c = st.columns(3)
-        mmu = c[0].number_input("Minimum mapping unit", 0.0, 1e6, 0.0, key=state.key(P, "mmu"))
-        unit = c[1].selectbox("Unit", ["px", "ha"], key=state.key(P, "mmu_unit"))
-        tol = c[2].number_input("Simplify (map units)", 0.0, 1e4, 0.0, key=state.key(P, "simplify"))
+        mmu = c[0].number_input("Minimum mapping unit", 0.0, 1e6, 0.0, key=state.key(P, "mmu"), persist_state="session")
+        unit = c[1].selectbox("Unit", ["px", "ha"], key=state.key(P, "mmu_unit"), persist_state="session")
+        tol = c[2].number_input(
+            "Simplify (map units)", 0.0, 1e4, 0.0, key=state.key(P, "simplify"), persist_state="session"
+        )
         if st.button("Vectorize", key=state.key(P, "vectorize")):
             _launch(
                 {
@@ -85,8 +87,10 @@ def _analysis(row: RunRow) -> None:
                 }
             )
         c = st.columns(2)
-        per_class = c[0].number_input("Sample points per class", 2, 10000, 50, key=state.key(P, "per_class"))
-        seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key=state.key(P, "seed"))
+        per_class = c[0].number_input(
+            "Sample points per class", 2, 10000, 50, key=state.key(P, "per_class"), persist_state="session"
+        )
+        seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key=state.key(P, "seed"), persist_state="session")
         if st.button("Draw reference sample", key=state.key(P, "sample")):
             _launch({"kind": "sample", "prediction_run": row.id, "per_class": int(per_class), "seed": int(seed)})
         samples = [
@@ -98,9 +102,13 @@ def _analysis(row: RunRow) -> None:
             st.caption("Draw a sample first; its GeoPackage / CSV is what photo-interpreters label.")
             return
         c = st.columns(2)
-        sample = c[0].selectbox("Sample run", samples, format_func=lambda i: f"run {i}", key=state.key(P, "srun"))
+        sample = c[0].selectbox(
+            "Sample run", samples, format_func=lambda i: f"run {i}", key=state.key(P, "srun"), persist_state="session"
+        )
         labels = c[1].text_input(
-            "Interpreted labels (CSV / GeoPackage path; empty: the scene's labels)", key=state.key(P, "labels")
+            "Interpreted labels (CSV / GeoPackage path; empty: the scene's labels)",
+            key=state.key(P, "labels"),
+            persist_state="session",
         )
         if st.button("Assess", key=state.key(P, "assess")):
             ref = {"labels": labels} if labels else {"reference": "scene_labels"}
@@ -192,7 +200,11 @@ def _vector_choice(row: RunRow) -> list[tuple[map_layers.VectorLayer, dict]]:
         return []
     names = [v.name for v in found]
     chosen = st.multiselect(
-        f"Layers of run {row.id}'s map", names, default=names, key=state.key(P, f"vectors_{row.id}")
+        f"Layers of run {row.id}'s map",
+        names,
+        default=names,
+        key=state.key(P, f"vectors_{row.id}"),
+        persist_state="session",
     )
     out = []
     for v in found:
@@ -324,19 +336,23 @@ ids = [r.id for r in runs]
 by_id = {r.id: r for r in runs}
 _wanted_run(ids)
 c = st.columns([2, 2, 2])
-run_a = c[0].selectbox("Run", ids, format_func=labels.get, key=state.key(P, "run_a"))
-mode = c[1].radio("Compare", ["one run", "side by side", "swap"], horizontal=True, key=state.key(P, "mode"))
+run_a = c[0].selectbox("Run", ids, format_func=labels.get, key=state.key(P, "run_a"), persist_state="session")
+mode = c[1].radio(
+    "Compare", ["one run", "side by side", "swap"], horizontal=True, key=state.key(P, "mode"), persist_state="session"
+)
 run_b = None
 if mode != "one run":
     others = [i for i in ids if i != run_a]
     if others:
-        run_b = c[2].selectbox("Second run", others, format_func=labels.get, key=state.key(P, "run_b"))
+        run_b = c[2].selectbox(
+            "Second run", others, format_func=labels.get, key=state.key(P, "run_b"), persist_state="session"
+        )
     else:
         c[2].caption("Only one run has a prediction.")
 t = st.columns([2, 1, 1])
-opacity = t[0].slider("Prediction opacity", 0.0, 1.0, 0.7, 0.05, key=state.key(P, "opacity"))
-show_truth = t[1].toggle("Ground truth", key=state.key(P, "truth"))
-show_error = t[2].toggle("Error layer", key=state.key(P, "error"))
+opacity = t[0].slider("Prediction opacity", 0.0, 1.0, 0.7, 0.05, key=state.key(P, "opacity"), persist_state="session")
+show_truth = t[1].toggle("Ground truth", key=state.key(P, "truth"), persist_state="session")
+show_error = t[2].toggle("Error layer", key=state.key(P, "error"), persist_state="session")
 
 row_a = by_id[run_a]
 map_col, side_col = st.columns([5, 2])

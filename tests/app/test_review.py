@@ -309,3 +309,33 @@ def test_assess_refuses_labels_outside_the_data_roots(
     at.text_input(key="review_labels").set_value(str(inside)).run()
     at.button(key="review_assess").click().run()
     assert [c.labels for c in launched] == [str(inside)]
+
+
+def _map_args(at: Any) -> list[dict[str, Any]]:
+    """The arguments of the page's map components (st_folium): script, js_links, center, zoom, ..."""
+    import json
+
+    return [json.loads(e.proto.json_args) for e in at.main if type(e).__name__ == "UnknownElement"]
+
+
+def test_a_layer_toggle_keeps_the_view(tiny_scene: Any, db_url: str, tmp_path: Path) -> None:
+    """The browser reports the view (centre, zoom) after a pan; here it is put in the session as st_folium's
+    return value would be, since AppTest has no browser (the browser test pans for real)."""
+    a = _run_with_prediction(db_url, _prediction(tmp_path, "a.tif", 0))
+    at = app_test("review").run()
+    assert _map_args(at)[0]["zoom"] is None  # first visit: fitted to the map
+    at.session_state[f"review_view_review_map_a_{a}"] = {"center": {"lat": 50.5, "lng": 15.0}, "zoom": 17}
+    at.toggle(key="review_truth").set_value(True).run()
+    args = _map_args(at)[0]
+    assert "ground truth" in args["script"]  # a new map (another layer) ...
+    assert args["center"] == [50.5, 15.0] and args["zoom"] == 17  # ... at the same place
+
+
+def test_side_by_side_maps_move_together_offline(tiny_scene: Any, db_url: str, tmp_path: Path) -> None:
+    _run_with_prediction(db_url, _prediction(tmp_path, "a.tif", 0))
+    _run_with_prediction(db_url, _prediction(tmp_path, "b.tif", 2))
+    at = app_test("review").run()
+    at.radio(key="review_mode").set_value("side by side").run()
+    (args,) = _map_args(at)
+    assert "map_div2" in args["script"] and "dst.setView(src.getCenter(), src.getZoom()" in args["script"]
+    assert not any("Sync" in link for link in args["js_links"])  # no CDN plugin: works offline
