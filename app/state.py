@@ -86,3 +86,14 @@ def get(page: str, name: str, default: Any = None) -> Any:
 
 def put(page: str, name: str, value: Any) -> None:
     st.session_state[key(page, name)] = value
+
+
+def map_link(run_id: int, label: str | None = None) -> None:
+    """A link to run ``run_id``'s map on Map review (``?run=ID`` selects it there)."""
+    from streamlit.errors import StreamlitAPIException
+
+    label = label or f"Open run {run_id}'s map on Map review"
+    try:
+        st.page_link("views/review.py", label=label, icon=":material/layers:", query_params={"run": run_id})
+    except StreamlitAPIException:  # the page is run alone (AppTest of one page): a plain link
+        st.markdown(f"[{label}](review?run={run_id})")

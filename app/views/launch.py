@@ -317,8 +317,18 @@ else:
         stats = _stats(state.settings().db_url, scene.name, json.dumps(aoi) if aoi else None)
         m1, m2, m3 = st.columns(3)
         m1.metric("Area", f"{stats.area_km2:.2f} km²" if stats.area_km2 is not None else "n/a")
-        m2.metric("Pixels", f"{stats.pixels:,}")
-        m3.metric("Labelled pixels (all dates)", f"{stats.labelled:,}")
+        m2.metric("Pixels", f"{stats.pixels:,}", help="pixels of the AOI on the label grid (one date)")
+        m3.metric(
+            "Labelled pixels (all dates)",
+            f"{stats.labelled:,}",
+            help="labelled pixels of the AOI counted in every dated label raster and added up: with several "
+            "dates a pixel counts once per date, so this can exceed Pixels",
+        )
+        if stats.labelled > stats.pixels:
+            st.caption(
+                "Labelled pixels are summed over the scene's dated label rasters (a pixel labelled on two dates "
+                "counts twice), so they exceed the AOI's pixels."
+            )
         for w in stats.warnings:
             st.warning(w)
     except AOIError as exc:
