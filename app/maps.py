@@ -63,12 +63,19 @@ def _bounds_of(geojson: dict[str, Any]) -> list[list[float]]:
     return [[min(lats), min(lons)], [max(lats), max(lons)]]
 
 
-def base_map(bounds: list[list[float]] | None = None) -> folium.Map:
-    """An OpenStreetMap map fitted to ``bounds`` (grey when the tiles cannot load, which is fine)."""
+def base_map(bounds: list[list[float]] | None = None, view: dict[str, Any] | None = None) -> folium.Map:
+    """An OpenStreetMap map (grey when the tiles cannot load, which is fine) at ``view`` (``{"center": {"lat",
+    "lng"}, "zoom"}``, what st_folium reports), else fitted to ``bounds``."""
+    if view:
+        return folium.Map(location=_location(view), zoom_start=view["zoom"], tiles="OpenStreetMap", control_scale=True)
     m = folium.Map(location=[20, 0], zoom_start=2, tiles="OpenStreetMap", control_scale=True)
     if bounds:
         m.fit_bounds(bounds)
     return m
+
+
+def _location(view: dict[str, Any]) -> list[float]:
+    return [float(view["center"]["lat"]), float(view["center"]["lng"])]
 
 
 def launch_map(
@@ -130,7 +137,7 @@ def _vector_layer(name: str, geojson: dict[str, Any], colours: dict[int, str]) -
         geojson,
         name=name,
         style_function=style,
-        marker=folium.CircleMarker(radius=5) if points else None,
+        marker=folium.CircleMarker(radius=5, fill=True) if points else None,
         tooltip=folium.GeoJsonTooltip(fields=shown) if shown else None,
     )
 
@@ -154,10 +161,11 @@ def review_map(
     fit: list[list[float]] | None,
     vectors: Sequence[tuple[str, dict[str, Any]]] = (),
     colours: dict[int, str] | None = None,
+    view: dict[str, Any] | None = None,
 ) -> folium.Map:
     """A map with image overlays ``(name, overlay, opacity)`` in drawing order, then vector layers ``(name,
-    GeoJSON in EPSG:4326)`` coloured by class, fitted to ``fit``."""
-    m = base_map(fit)
+    GeoJSON in EPSG:4326)`` coloured by class, at ``view`` or fitted to ``fit``."""
+    m = base_map(fit, view)
     _add_layers(m, layers, vectors, colours or {})
     return m
 
@@ -194,11 +202,16 @@ def dual_review_map(
     fit: list[list[float]] | None,
     vectors: tuple[Sequence[tuple[str, dict[str, Any]]], Sequence[tuple[str, dict[str, Any]]]] = ((), ()),
     colours: dict[int, str] | None = None,
+    view: dict[str, Any] | None = None,
 ) -> SyncedDualMap:
-    """Two review maps in one frame, moving together: ``left`` and ``right`` layers, each with its vectors."""
-    m = SyncedDualMap(location=[20, 0], zoom_start=2, tiles="OpenStreetMap", control_scale=True)
-    if fit:
-        m.fit_bounds(fit)
+    """Two review maps in one frame, moving together: ``left`` and ``right`` layers, each with its vectors, at
+    ``view`` or fitted to ``fit``."""
+    if view:
+        m = SyncedDualMap(location=_location(view), zoom_start=view["zoom"], tiles="OpenStreetMap", control_scale=True)
+    else:
+        m = SyncedDualMap(location=[20, 0], zoom_start=2, tiles="OpenStreetMap", control_scale=True)
+        if fit:
+            m.fit_bounds(fit)
     for half, layers, vec in ((m.m1, left, vectors[0]), (m.m2, right, vectors[1])):
         _add_layers(half, layers, vec, colours or {})
     return m

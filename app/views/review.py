@@ -229,20 +229,21 @@ def _view_key(map_key: str, *run_ids: int) -> str:
 
 
 def _folium(fmap: object, map_key: str, view_key: str) -> None:
-    """Draw a map keeping its centre and zoom across reruns (a layer toggle re-creates the map)."""
-    view = st.session_state.get(view_key) or {}
-    center = view.get("center")
-    result = st_folium(
-        fmap,
-        key=map_key,
-        height=520,
-        use_container_width=True,
-        returned_objects=["center", "zoom"],
-        center=(center["lat"], center["lng"]) if center else None,
-        zoom=view.get("zoom"),
-    )
+    """Draw a map and remember the view (centre, zoom) the browser reports after each pan or zoom."""
+    result = st_folium(fmap, key=map_key, height=520, use_container_width=True, returned_objects=["center", "zoom"])
     if result and result.get("center") and result.get("zoom"):
         st.session_state[view_key] = {"center": result["center"], "zoom": result["zoom"]}
+
+
+def _start_view(view_key: str, signature: str) -> dict | None:
+    """The view a map is built at: the last one the user had when its layers change (so a toggle, a swap or a
+    return to the page keeps the place), else the view it was built at, unchanged, so that a report of the
+    view, which reruns the page, does not re-create the map (the map then stays where the user is, no jumps)."""
+    built = st.session_state.get(view_key + "_built")
+    if built is None or built["signature"] != signature:
+        built = {"signature": signature, "view": st.session_state.get(view_key)}
+        st.session_state[view_key + "_built"] = built
+    return built["view"]
 
 
 def _show(rows: list[RunRow], opacity: float, truth: bool, error: bool, map_key: str, view: tuple[int, ...]) -> None:
@@ -254,16 +255,28 @@ def _show(rows: list[RunRow], opacity: float, truth: bool, error: bool, map_key:
     drawn = [_drawn(v, notes) for v in vectors]
     preds = [next(ov for name, ov, _ in layers if name.endswith("prediction")) for layers, _ in built]
     colours = map_layers.class_colours(_classes(_scene(rows[0]), _prediction(rows[0])))  # type: ignore[arg-type]
+    view_key = _view_key(map_key, *view)
+    signature = repr(
+        (
+            [r.id for r in rows],
+            [[n for n, _, o in b] for b, _ in built],
+            opacity,
+            drawn and [[n for n, _ in d] for d in drawn],
+        )
+    )
+    start = _start_view(view_key, signature)
     if preds[0].bounds is None:  # not georeferenced: plain images
         for layers, _ in built:
             for name, ov, _ in layers:
                 st.image(ov.png, caption=name, width="stretch")
-    elif len(rows) == 2:
-        fmap: object = maps.dual_review_map(built[0][0], built[1][0], preds[0].bounds, (drawn[0], drawn[1]), colours)
     else:
-        fmap = maps.review_map(built[0][0], preds[0].bounds, drawn[0], colours)
-    if preds[0].bounds is not None:
-        _folium(fmap, map_key, _view_key(map_key, *view))
+        if len(rows) == 2:
+            fmap: object = maps.dual_review_map(
+                built[0][0], built[1][0], preds[0].bounds, (drawn[0], drawn[1]), colours, start
+            )
+        else:
+            fmap = maps.review_map(built[0][0], preds[0].bounds, drawn[0], colours, start)
+        _folium(fmap, map_key, view_key)
     for n in notes:
         st.caption(n)
 
@@ -355,7 +368,7 @@ show_truth = t[1].toggle("Ground truth", key=state.key(P, "truth"), persist_stat
 show_error = t[2].toggle("Error layer", key=state.key(P, "error"), persist_state="session")
 
 row_a = by_id[run_a]
-map_col, side_col = st.columns([5, 2])
+map_col, side_col = st.columns([2, 1])
 with map_col:
     if mode == "side by side" and run_b is not None:
         left, right = st.columns(2)
