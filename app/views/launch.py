@@ -32,6 +32,10 @@ from jobs.preflight import (
 )
 
 P = "launch"  # session-state prefix
+LABELLED_HELP = (
+    "Labelled pixels are counted in each dated label raster and added up (a pixel labelled on two dates counts "
+    "twice), so they can exceed the AOI's pixels."
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -318,17 +322,9 @@ else:
         m1, m2, m3 = st.columns(3)
         m1.metric("Area", f"{stats.area_km2:.2f} km²" if stats.area_km2 is not None else "n/a")
         m2.metric("Pixels", f"{stats.pixels:,}", help="pixels of the AOI on the label grid (one date)")
-        m3.metric(
-            "Labelled pixels (all dates)",
-            f"{stats.labelled:,}",
-            help="labelled pixels of the AOI counted in every dated label raster and added up: with several "
-            "dates a pixel counts once per date, so this can exceed Pixels",
-        )
+        m3.metric("Labelled pixels (all dates)", f"{stats.labelled:,}", help=LABELLED_HELP)
         if stats.labelled > stats.pixels:
-            st.caption(
-                "Labelled pixels are summed over the scene's dated label rasters (a pixel labelled on two dates "
-                "counts twice), so they exceed the AOI's pixels."
-            )
+            st.caption(LABELLED_HELP)
         for w in stats.warnings:
             st.warning(w)
     except AOIError as exc:
