@@ -256,14 +256,8 @@ def _show(rows: list[RunRow], opacity: float, truth: bool, error: bool, map_key:
     preds = [next(ov for name, ov, _ in layers if name.endswith("prediction")) for layers, _ in built]
     colours = map_layers.class_colours(_classes(_scene(rows[0]), _prediction(rows[0])))  # type: ignore[arg-type]
     view_key = _view_key(map_key, *view)
-    signature = repr(
-        (
-            [r.id for r in rows],
-            [[n for n, _, o in b] for b, _ in built],
-            opacity,
-            drawn and [[n for n, _ in d] for d in drawn],
-        )
-    )
+    layer_names = ([[n for n, _, _ in b] for b, _ in built], [[n for n, _ in d] for d in drawn])
+    signature = repr(([r.id for r in rows], layer_names, opacity, state.page_visit()))
     start = _start_view(view_key, signature)
     if preds[0].bounds is None:  # not georeferenced: plain images
         for layers, _ in built:
