@@ -64,6 +64,8 @@ if assess_ids:
         f"{overall.get('overall_accuracy_ci_high', float('nan')):.3f}); areas in "
         f"{(arow.metrics or {}).get('area_unit', '')}"
     )
+    if isinstance((arow.config or {}).get("prediction_run"), int):
+        state.map_link(arow.config["prediction_run"], f"The assessed map: run {arow.config['prediction_run']}")
     note = (arow.metrics or {}).get("reference", {}).get("note")
     if note:
         st.caption(note)
