@@ -43,6 +43,11 @@ class VectorLayer:
     def name(self) -> str:
         return f"{self.what} (run {self.run_id})"
 
+    @property
+    def source(self) -> str:
+        """The file the layer is drawn from: the GeoJSON (polygons) or the CSV (sample points)."""
+        return self.files.get("geojson") or self.files["csv"]
+
 
 LAYER_KINDS = {"vectorize": "polygons", "sample": "sample points"}
 """Run kinds whose files are layers of their parent map, and what the layer is called."""
@@ -72,7 +77,7 @@ def vector_layers(tracker: RunTracker, parent: int, limit: int = 500) -> list[Ve
     for kind, what in LAYER_KINDS.items():
         for r in tracker.list(kind=kind, status="succeeded", limit=limit):
             files = {k: v for k, v in (r.artifacts or {}).items() if isinstance(v, str) and Path(v).exists()}
-            if parent_run(r) == parent and files:
+            if parent_run(r) == parent and ("geojson" in files or "csv" in files):
                 out.append(VectorLayer(r.id, parent, what, files))
     return sorted(out, key=lambda layer: -layer.run_id)
 

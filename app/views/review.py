@@ -209,8 +209,7 @@ def _vector_choice(row: RunRow) -> list[tuple[map_layers.VectorLayer, dict]]:
     out = []
     for v in found:
         if v.name in chosen:
-            first = next(iter(v.files.values()))
-            out.append((v, _geojson(v, os.path.getmtime(first))))
+            out.append((v, _geojson(v, os.path.getmtime(v.source))))
     return out
 
 
@@ -299,7 +298,7 @@ def _downloads(row: RunRow) -> None:
     if conf and Path(conf).exists():
         _download("Confidence GeoTIFF", conf, row.id, "download_conf")
     for layer in map_layers.vector_layers(state.tracker(), row.id):
-        gj = _geojson(layer, os.path.getmtime(next(iter(layer.files.values()))))
+        gj = _geojson(layer, os.path.getmtime(layer.source))
         st.caption(layer.name)
         cols = st.columns(3)
         for col, d in zip(cols, map_layers.layer_downloads(layer, gj)):
