@@ -27,9 +27,10 @@ PATH_FIELDS: dict[str, tuple[str, ...]] = {
     "evaluate": ("model", "store", "prediction", "labels"),
     "baseline": ("store", "output", "tile_job.output"),
     "assess": ("labels",),
+    "pipeline": ("train_options.store",),
 }
-"""Config fields (dotted for nested configs) that name files or folders, per job kind. Kinds not listed
-(pipeline, sample, vectorize, export_onnx) name runs and scenes, never paths."""
+"""Config fields (dotted for nested configs and dicts) that name files or folders, per job kind. Kinds not listed
+(sample, vectorize, export_onnx) name runs and scenes, never paths."""
 
 
 def allowed_roots(settings: Settings) -> tuple[Path, ...]:

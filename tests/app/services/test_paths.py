@@ -60,6 +60,9 @@ def test_every_path_field_of_a_job_config_is_checked(home: Path) -> None:
     )
     with pytest.raises(PathNotAllowedError, match=r"train config field 'tile_job.output'"):
         check_config(nested)
+    piped = parse_config({"kind": "pipeline", "scene": "x", "train_options": {"store": "/etc"}})
+    with pytest.raises(PathNotAllowedError, match=r"pipeline config field 'train_options.store'"):
+        check_config(piped)
     check_config(parse_config({"kind": "predict", "scene": "x", "model": str(home / "runs" / "run-00002" / "model")}))
 
 
