@@ -208,13 +208,14 @@ FINISHED: dict[str, str] = {
 
 
 def finished_message(
-    kind: str, config: dict[str, Any] | None, artifacts: dict[str, Any] | None
+    kind: str, config: dict[str, Any] | None, artifacts: dict[str, Any] | None, run_id: int | None = None
 ) -> tuple[str, int | None]:
-    """The success message of a finished run, and the run whose map it points to on Map review (or None)."""
+    """The success message of run ``run_id`` (of ``kind``), and the run whose map it points to on Map review (the
+    run itself when it made a map, the map it was made from, or None)."""
     artifacts = artifacts or {}
     parent = (config or {}).get("prediction_run")
     if artifacts.get("prediction"):
-        return "Run finished. Review its map on the **Map review** page.", None
+        return "Run finished. Review its map on the **Map review** page.", run_id
     if kind in FINISHED:
         text = FINISHED[kind].format(parent=parent, onnx=artifacts.get("onnx", "?"))
         return text, parent if isinstance(parent, int) else None

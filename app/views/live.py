@@ -66,7 +66,7 @@ def live_panel(run_id: int) -> None:
         st.warning(f"Run cancelled: {s.error or ''}")
     elif s.status == "succeeded":
         row = tracker.get(run_id)
-        text, parent = finished_message(row.kind, row.config, row.artifacts)
+        text, parent = finished_message(row.kind, row.config, row.artifacts, row.id)
         st.success(text)
         if parent is not None:
             state.map_link(parent)

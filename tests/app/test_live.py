@@ -129,3 +129,4 @@ def test_vector_and_sample_runs_point_to_their_map(db_url: str) -> None:
         assert any(f"review?run={parent}" in m.value for m in at.markdown)
     at.selectbox(key="live_select").set_value(parent).run()
     assert at.success[0].value == "Run finished. Review its map on the **Map review** page."
+    assert any(f"review?run={parent}" in m.value for m in at.markdown)
