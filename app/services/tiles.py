@@ -55,6 +55,15 @@ class LayerSource:
     palette: tuple[tuple[int, int, int, int, int], ...] = ()  # (class id, r, g, b, a) if the file has no table
 
 
+@dataclass(frozen=True)
+class TileLayerRef:
+    """A layer a web map draws as tiles: its URL template, ``[[south, west], [north, east]]`` and highest zoom."""
+
+    url: str
+    bounds: list[list[float]]
+    max_zoom: int
+
+
 def tile_url(run_id: int, layer: str, version: float = 0.0, **query: str) -> str:
     """The Leaflet URL template (``{z}/{x}/{y}``) of a layer; ``version`` (the file's mtime) busts browser caches."""
     params = "&".join([f"v={version:.0f}", *(f"{k}={v}" for k, v in query.items())])
@@ -104,7 +113,11 @@ def _truth(row: Any, scenes: Any) -> LayerSource | None:
     scene = _scene(row, scenes)
     if scene is None:
         return None
-    labels = next((a.labels for a in scene.acquisitions if a.labels), None)
+    cfg = row.config or {}
+    split = cfg.get("split") if isinstance(cfg.get("split"), dict) else (cfg.get("tile_job") or {}).get("split")
+    test_date = split.get("test_date") if isinstance(split, dict) else None  # the labels the run was scored on
+    dated = [a.labels for a in scene.acquisitions if a.labels and test_date and a.date == test_date]
+    labels = next(iter(dated), None) or next((a.labels for a in scene.acquisitions if a.labels), None)
     return LayerSource(str(labels), "classes", _palette(scene.classes)) if labels else None
 
 
@@ -250,7 +263,9 @@ def parse_options(style: str, query: dict[str, str]) -> tuple:
         bands = tuple(int(b) for b in query.get("bands", ",".join(map(str, DEFAULT_BANDS))).split(","))
         pct = tuple(float(p) for p in query.get("stretch", ",".join(map(str, DEFAULT_STRETCH))).split(","))
     except ValueError:
-        raise TileError(400, "bands must be integers (bands=3,2,1) and stretch two percentiles (stretch=2,98)") from None
+        raise TileError(
+            400, "bands must be integers (bands=3,2,1) and stretch two percentiles (stretch=2,98)"
+        ) from None
     if len(bands) not in (1, 3) or len(pct) != 2 or not 0 <= pct[0] < pct[1] <= 100:
         raise TileError(400, "give one or three bands (bands=3,2,1) and two percentiles 0-100 (stretch=2,98)")
     return (bands * 3 if len(bands) == 1 else bands, pct)
@@ -267,10 +282,33 @@ def tile_png(run_id: int, layer: str, z: int, x: int, y: int, query: dict[str, s
 
 def max_zoom(path: str) -> int | None:
     """The zoom at which one tile pixel is about one pixel of the raster (None if it is not georeferenced)."""
+    geo = geo_extent(path)
+    return geo[1] if geo else None
+
+
+def geo_extent(path: str) -> tuple[list[list[float]], int] | None:
+    """``([[south, west], [north, east]], highest zoom)`` of a raster, None if it is not georeferenced (such a
+    scene cannot be drawn in Web Mercator; the page shows it as a plain image)."""
+    import rasterio
     from rio_tiler.io import Reader
 
+    with rasterio.open(path) as ds:
+        if ds.crs is None:
+            return None
     with Reader(path) as src:
-        return int(src.maxzoom) if src.dataset.crs is not None else None
+        w, s, e, n = src.get_geographic_bounds("EPSG:4326")
+        return [[float(s), float(w)], [float(n), float(e)]], int(src.maxzoom)
+
+
+def layer_ref(run_id: int, layer: str, **query: str) -> TileLayerRef | None:
+    """The tile layer of ``layer`` of run ``run_id`` for a map (None if its file is not georeferenced); raises
+    :class:`TileError` with what is wrong when the layer cannot be served (no such file, deleted, refused)."""
+    source = resolve_layer(run_id, layer)
+    geo = geo_extent(source.path)
+    if geo is None:
+        return None
+    url = tile_url(run_id, layer, os.path.getmtime(source.path), **query)
+    return TileLayerRef(url, geo[0], geo[1])
 
 
 async def tile_endpoint(request: Any) -> Any:

@@ -122,10 +122,10 @@ def test_nodata_and_off_image_are_transparent(home: Path, db_url: str) -> None:
 
 
 def test_confidence_is_a_colour_ramp_with_nodata_transparent(home: Path, db_url: str) -> None:
-    from core.data.cog import CONFIDENCE_NODATA, finalize_cog, open_tiled, tiled_profile
     from rasterio.enums import Resampling
 
     from app.services.tiles import tile_png
+    from core.data.cog import CONFIDENCE_NODATA, finalize_cog, open_tiled, tiled_profile
 
     conf = np.tile(np.linspace(0, 100, SIZE).astype("uint8"), (SIZE, 1))
     conf[:40, :] = CONFIDENCE_NODATA
@@ -145,7 +145,6 @@ def test_confidence_is_a_colour_ramp_with_nodata_transparent(home: Path, db_url:
 
 def test_imagery_rgb_with_band_choice_and_stretch(home: Path, db_url: str, tmp_path: Path) -> None:
     from app.services.tiles import TileError, tile_png
-
     from core.data.catalog import SceneSpec, register_scene
     from db.scenes import SceneStore
     from tests.conftest import write_raster
