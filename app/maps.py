@@ -159,6 +159,7 @@ def _tile_layer(name: str, ref: TileLayerRef, opacity: float) -> folium.TileLaye
         max_native_zoom=ref.max_zoom,
         bounds=ref.bounds,
         tile_size=256,
+        show=ref.show,
     )
 
 

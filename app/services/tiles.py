@@ -62,6 +62,7 @@ class TileLayerRef:
     url: str
     bounds: list[list[float]]
     max_zoom: int
+    show: bool = True  # ticked in the layer control when the map opens
 
 
 def tile_url(run_id: int, layer: str, version: float = 0.0, **query: str) -> str:

@@ -3,6 +3,7 @@ sample points made from it, two runs compared (side by side, moving together).""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -164,13 +165,13 @@ def _geo_extent(path: str, mtime: float) -> tuple[list[list[float]], int] | None
 def _tile_layers(row: RunRow, opacity: float, show_truth: bool, notes: list[str]) -> list:
     """The run's layers as web-map tiles at full resolution: imagery, prediction, confidence (hidden at first in
     the layer control), ground truth; a layer whose file is missing or refused is left out with an error."""
-    wanted = [("imagery", "imagery", 1.0), (f"run {row.id} prediction", "prediction", opacity)]
+    wanted = [("imagery", "imagery", 1.0, True), (f"run {row.id} prediction", "prediction", opacity, True)]
     if (row.artifacts or {}).get("confidence"):
-        wanted.append((f"run {row.id} confidence", "confidence", 0.8))
+        wanted.append((f"run {row.id} confidence", "confidence", 0.8, False))
     if show_truth:
-        wanted.append(("ground truth", "truth", opacity))
+        wanted.append(("ground truth", "truth", opacity, True))
     layers = []
-    for name, layer, alpha in wanted:
+    for name, layer, alpha, show in wanted:
         try:
             ref = tiles.layer_ref(row.id, layer)
         except tiles.TileError as exc:
@@ -180,7 +181,7 @@ def _tile_layers(row: RunRow, opacity: float, show_truth: bool, notes: list[str]
                 st.error(exc.message)
             continue
         if ref is not None:
-            layers.append((name, ref, alpha))
+            layers.append((name, dataclasses.replace(ref, show=show), alpha))
     return layers
 
 
