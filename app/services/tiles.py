@@ -305,9 +305,16 @@ def layer_ref(run_id: int, layer: str, **query: str) -> TileLayerRef | None:
     """The tile layer of ``layer`` of run ``run_id`` for a map (None if its file is not georeferenced); raises
     :class:`TileError` with what is wrong when the layer cannot be served (no such file, deleted, refused)."""
     source = resolve_layer(run_id, layer)
+    opts = parse_options(source.style, query)
     geo = geo_extent(source.path)
     if geo is None:
         return None
+    if opts:
+        import rasterio
+
+        with rasterio.open(source.path) as ds:
+            if any(b < 1 or b > ds.count for b in opts[0]):
+                raise TileError(400, f"bands {query.get('bands')} do not exist: the image has bands 1 to {ds.count}")
     url = tile_url(run_id, layer, os.path.getmtime(source.path), **query)
     return TileLayerRef(url, geo[0], geo[1])
 

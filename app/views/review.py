@@ -162,6 +162,11 @@ def _geo_extent(path: str, mtime: float) -> tuple[list[list[float]], int] | None
     return tiles.geo_extent(path)
 
 
+def _bands() -> str:
+    """The imagery's bands as R,G,B (the text the user typed, spaces removed)."""
+    return str(st.session_state.get(state.key(P, "bands")) or "3,2,1").replace(" ", "")
+
+
 def _tile_layers(row: RunRow, opacity: float, show_truth: bool, notes: list[str]) -> list:
     """The run's layers as web-map tiles at full resolution: imagery, prediction, confidence (hidden at first in
     the layer control), ground truth; a layer whose file is missing or refused is left out with an error."""
@@ -173,7 +178,8 @@ def _tile_layers(row: RunRow, opacity: float, show_truth: bool, notes: list[str]
     layers = []
     for name, layer, alpha, show in wanted:
         try:
-            ref = tiles.layer_ref(row.id, layer)
+            query = {"bands": _bands()} if layer == "imagery" else {}
+            ref = tiles.layer_ref(row.id, layer, **query)
         except tiles.TileError as exc:
             if layer == "truth" and exc.status == 404 and "has no" in exc.message:
                 notes.append(f"run {row.id}: its scene has no label raster to show")
@@ -406,10 +412,17 @@ if mode != "one run":
         )
     else:
         c[2].caption("Only one run has a prediction.")
-t = st.columns([2, 1, 1])
+t = st.columns([2, 1, 1, 1])
 opacity = t[0].slider("Prediction opacity", 0.0, 1.0, 0.7, 0.05, key=state.key(P, "opacity"), persist_state="session")
 show_truth = t[1].toggle("Ground truth", key=state.key(P, "truth"), persist_state="session")
 show_error = t[2].toggle("Error layer", key=state.key(P, "error"), persist_state="session")
+t[3].text_input(
+    "Imagery bands (R,G,B)",
+    "3,2,1",
+    key=state.key(P, "bands"),
+    persist_state="session",
+    help="Band numbers of the scene's image shown as red, green, blue (2-98 % stretch), e.g. 4,3,2 or 8,4,3",
+)
 
 row_a = by_id[run_a]
 map_col, side_col = st.columns([2, 1])

@@ -374,3 +374,17 @@ def test_a_map_that_is_not_georeferenced_is_shown_as_images(tiny_scene: Any, db_
     at = app_test("review").run()
     assert not at.exception
     assert not _map_args(at) and len(at.get("image")) >= 1
+
+
+def test_imagery_band_choice_goes_into_its_tiles_and_a_wrong_band_is_an_error(
+    tiny_scene: Any, db_url: str, tmp_path: Path
+) -> None:
+    rid = _run_with_prediction(db_url, _prediction(tmp_path, "pred.tif", 0))
+    at = app_test("review").run()
+    at.text_input(key="review_bands").set_value("1, 2, 3").run()
+    assert not at.exception and not at.error
+    assert f"/tiles/{rid}/imagery/{{z}}/{{x}}/{{y}}.png?v=" in _map_args(at)[0]["script"]
+    assert "bands=1,2,3" in _map_args(at)[0]["script"]
+    at.text_input(key="review_bands").set_value("4,2,1").run()
+    assert any("bands 4,2,1 do not exist: the image has bands 1 to 3" in e.value for e in at.error)
+    assert f"/tiles/{rid}/imagery/" not in _map_args(at)[0]["script"]
