@@ -223,7 +223,7 @@ def app_server(home: Path) -> Iterator[str]:
     """``streamlit run app/server.py`` (what ``python -m jobs app`` starts) on a free loopback port, with ``home``."""
     port = _free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "server.py"), "--server.address",
-           "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+           "127.0.0.1", "--server.port", str(port), "--server.headless", "true", "--server.enableStaticServing", "true",
            "--browser.gatherUsageStats", "false"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
