@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 TILE_ROUTE = "/tiles/{run_id:int}/{layer}/{z:int}/{x:int}/{y:int}.png"
 TILE_SIZE = 256
-CACHE_TILES = 2048
+CACHE_TILES = 1024  # PNGs of 10-150 KB: at most ~150 MB
 CONFIDENCE_RAMP = "viridis"
 DEFAULT_BANDS = (3, 2, 1)
 DEFAULT_STRETCH = (2.0, 98.0)
