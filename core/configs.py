@@ -362,7 +362,7 @@ class BaselineJobConfig(Frozen):
     ``method``: ``rf`` (random forest, 100 trees), ``knn`` (k = 5, Euclidean on standardised features) or ``svm``
     (RBF, one-vs-rest). ``features``: ``center`` (each modality's pixel under the labelled pixel) or ``patch``
     (vectorised patches of every modality, patch stores only). The estimator is fitted on the store's train split
-    (a uniform subsample of at most ``max_train_samples`` rows) and scored with :mod:`core.evaluation.metrics` on ``split``,
+    (a uniform subsample of at most ``max_train_samples`` rows) and scored with :mod:`core.tasks.metrics` on ``split``,
     the same rows a deep model is scored on. With ``predict`` the AOI (``aoi``, acquisition ``date``) is classified
     on the Dask workers in blocks of ``block_size`` label-grid pixels, ``batch_size`` pixels per estimator call,
     into the same class-map COG as a deep model's.

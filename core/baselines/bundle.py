@@ -34,9 +34,9 @@ from core.baselines.estimators import KINDS, MAX_TRAIN_SAMPLES, make_estimator, 
 from core.data import cog
 from core.data.scene import Scene
 from core.errors import ConfigError
+from core.geo.windows import PixelWindow
 from core.inference.windows import Views, WindowPredictor, gather_patches, patch_views
 from core.models.bundle import cached_load, meta_from_json, read_meta_json
-from core.sampling.windows import PixelWindow
 from core.tiling.store import TileStore
 
 log = logging.getLogger(__name__)

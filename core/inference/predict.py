@@ -59,12 +59,12 @@ from core.data.geometry import resolve_aoi
 from core.data.grid import GridMap
 from core.data.scene import Scene
 from core.errors import ConfigError, JobCancelledError, JobFailedError
+from core.geo.windows import PixelWindow, windows_in_geometry
 from core.inference.ledger import WindowLedger, bundle_stamp
 from core.inference.plan import CHUNK_PX, group_pairs, tiles_per_side
 from core.inference.windows import WindowPredictor, WindowResult, model_input_sizes
 from core.models import NO_CONTEXT, Context, get_model, list_models
 from core.models.bundle import load_meta
-from core.sampling.windows import PixelWindow, windows_in_geometry
 from core.tasks import get_task
 
 log = logging.getLogger(__name__)

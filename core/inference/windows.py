@@ -31,8 +31,8 @@ from core.data.grid import GridMap
 from core.data.reader import cached_reader
 from core.data.scene import Acquisition, Modality, Scene
 from core.errors import ConfigError, JobFailedError
+from core.geo.windows import PixelWindow
 from core.inference.runner import cached_runner
-from core.sampling.windows import PixelWindow
 
 WindowResult = tuple[PixelWindow, np.ndarray, np.ndarray | None]
 

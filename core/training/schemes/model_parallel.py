@@ -49,8 +49,8 @@ from core.models.two_stream import (
     set_weights_by_layer,
     weights_by_layer,
 )
+from core.sampling.augment import dihedral
 from core.tiling.store import TileStore
-from core.training.augment import dihedral
 from core.training.checkpoints import copy_dir
 from core.training.loop import _configure_tf, meta_for, weights_checksum
 from core.training.schedule import learning_rate, make_optimizer
