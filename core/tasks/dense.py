@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from core.inference.windows import DENSE
 from core.sampling.augment import dihedral
 from core.tasks.api import Batches, LossFn, TaskSpec, register_task
 from core.tasks.metrics import confusion_matrix, metrics_from_confusion
+from core.tasks.predictors import DENSE
 
 
 def masked_loss(num_classes: int) -> LossFn:
