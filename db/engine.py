@@ -134,8 +134,3 @@ def init_db(engine: Engine) -> int:
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
     return sessionmaker(get_engine(url), expire_on_commit=False)
-
-
-def check_connection(engine: Engine) -> None:
-    with engine.connect() as c:
-        c.execute(text("SELECT 1"))

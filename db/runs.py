@@ -28,7 +28,9 @@ HEARTBEAT_SECONDS = 5.0
 STALE_AFTER = timedelta(seconds=90)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` of this host runs (a zombie counts as dead; unknown: alive, so no run is reaped
+    on a guess)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -212,7 +214,7 @@ class RunTracker:
         dead: list[tuple[int, str]] = []
         with self._sessions() as s:
             for row in s.scalars(select(RunRow).where(RunRow.status.in_(ACTIVE))):
-                if row.host == host and row.pid is not None and not _pid_alive(row.pid):
+                if row.host == host and row.pid is not None and not pid_alive(row.pid):
                     dead.append((row.id, f"the process driving this run (pid {row.pid} on {row.host}) died"))
                 elif row.heartbeat_at is not None and now - row.heartbeat_at > STALE_AFTER:
                     age = int((now - row.heartbeat_at).total_seconds())

@@ -59,11 +59,6 @@ def list_kinds() -> dict[str, JobKind]:
     return dict(_KINDS)
 
 
-def kinds() -> dict[str, JobKind]:
-    """Same as :func:`list_kinds`."""
-    return list_kinds()
-
-
 def get_kind(name: str) -> JobKind:
     """The job kind ``name``.
 
@@ -94,7 +89,7 @@ def parse_config(data: dict[str, Any] | str | Path, kind: str | None = None) -> 
             f'{source} holds a JSON {type(data).__name__}, not an object; a job config is {{"kind": ..., ...}}'
         )
     kind = kind or data.get("kind")
-    all_kinds = kinds()
+    all_kinds = list_kinds()
     if kind not in all_kinds:
         raise ConfigError(f'{source} has kind {kind!r}; expected one of {sorted(all_kinds)} (set "kind")')
     try:
