@@ -188,7 +188,7 @@ def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
     from core.evaluation.job import run_evaluate as evaluate
 
     ctx.progress("evaluation", 0, 1)
-    fraction = trained_label_fraction(config.model, ctx.tracker) if config.method == "model" else None
+    fraction = trained_label_fraction(config.model, ctx.tracker) if config.method == "model" and config.model else None
     metrics = evaluate(config, label_fraction=fraction)
     ctx.progress("evaluation", 1, 1)
     return {"metrics": {**metrics, **summary_metrics(metrics, None)}}
