@@ -7,6 +7,8 @@ it round-trips through JSON, is stored with its run, and re-running a run means 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -367,6 +369,71 @@ class BaselineJobConfig(Frozen):
                 "features='center' or tile_job mode 'patches'"
             )
         return self
+
+
+FIRST_VERSION = 1
+"""The schema version of every config stored before configs carried one, and of a kind that never changed."""
+
+Upgrader = Callable[[dict[str, Any], int], dict[str, Any]]
+"""``upgrader(data, version) -> data``: a stored config of schema ``version`` as version ``version + 1``."""
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    """Today's schema version of a job kind's config, and how a config stored at an older one becomes today's."""
+
+    kind: str
+    version: int
+    upgrader: Upgrader | None = None
+
+
+_VERSIONS: dict[str, ConfigVersion] = {}
+
+
+def register_config(kind: str, version: int, upgrader: Upgrader | None = None) -> None:
+    """Declare the schema ``version`` of ``kind``'s config (raster-vision's ``register_config(..., upgrader=)``).
+
+    Bump the version whenever a field is renamed, removed or changes meaning, and extend ``upgrader``, which is
+    called once per version from the stored one up (``upgrader(data, v)`` returns version ``v + 1``). A stored run
+    records the version it was written at (``runs.config_version``); ``runs rerun`` upgrades it before validating.
+    Call it in the module that defines the kind's config class.
+
+    Raises:
+        ValueError: a version below :data:`FIRST_VERSION`, or a later version without an upgrader.
+    """
+    if version < FIRST_VERSION or (version > FIRST_VERSION and upgrader is None):
+        raise ValueError(
+            f"config kind {kind!r} at schema version {version}: versions start at {FIRST_VERSION} and a later "
+            "version needs an upgrader(data, version) that turns the previous version's fields into its own"
+        )
+    _VERSIONS[kind] = ConfigVersion(kind, version, upgrader)
+
+
+def config_version(kind: str) -> int:
+    """Today's schema version of ``kind``'s config (:data:`FIRST_VERSION` unless registered otherwise)."""
+    known = _VERSIONS.get(kind)
+    return known.version if known is not None else FIRST_VERSION
+
+
+def upgrade_config(kind: str, data: dict[str, Any], version: int | None) -> dict[str, Any]:
+    """A copy of ``data``, a ``kind`` config stored at schema ``version``, as today's config (None: today's).
+
+    Raises:
+        ConfigError: ``version`` is newer than this code's.
+    """
+    current = config_version(kind)
+    out = dict(data)
+    if version is None or version == current:
+        return out
+    if version > current:
+        raise ConfigError(
+            f"the {kind} config was stored at schema version {version}, newer than this workbench's {current}: "
+            "re-run it with the workbench that stored it, or update this one"
+        )
+    upgrader = _VERSIONS[kind].upgrader
+    for v in range(version, current):
+        out = upgrader(out, v) if upgrader is not None else out
+    return out
 
 
 def load_json_file(path: str | Path, what: str = "config") -> Any:

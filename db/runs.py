@@ -6,6 +6,7 @@ works; :func:`reap_dead_runs` (called whenever runs are listed) marks runs whose
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.configs import config_version
 from core.errors import RunNotFoundError
 from db.engine import session_factory
 from db.models import RunEventRow, RunRow, WorkerStatRow, utcnow
@@ -56,11 +58,13 @@ class RunTracker:
     def create(
         self, kind: str, config: dict[str, Any], scene_id: int | None = None, parent_run_id: int | None = None
     ) -> int:
-        """Insert a pending run owned by this process; returns its id."""
+        """Insert a pending run owned by this process; returns its id. ``config`` is stored with today's schema version
+        of its kind (:func:`core.configs.config_version`)."""
         with self._sessions.begin() as s:
             row = RunRow(
                 kind=kind,
                 config=config,
+                config_version=config_version(kind),
                 scene_id=scene_id,
                 parent_run_id=parent_run_id,
                 status="pending",
@@ -190,20 +194,20 @@ class RunTracker:
                 q = q.where(RunRow.status == status)
             return list(s.scalars(q))
 
-    def events(self, run_id: int, kind: str | None = None, after_id: int = 0) -> list[RunEventRow]:
+    def events(self, run_id: int, kind: str | None = None, after_id: int = 0) -> builtins.list[RunEventRow]:
         with self._sessions() as s:
             q = select(RunEventRow).where(RunEventRow.run_id == run_id, RunEventRow.id > after_id)
             if kind:
                 q = q.where(RunEventRow.kind == kind)
             return list(s.scalars(q.order_by(RunEventRow.id)))
 
-    def worker_stats(self, run_id: int) -> list[WorkerStatRow]:
+    def worker_stats(self, run_id: int) -> builtins.list[WorkerStatRow]:
         with self._sessions() as s:
             return list(
                 s.scalars(select(WorkerStatRow).where(WorkerStatRow.run_id == run_id).order_by(WorkerStatRow.id))
             )
 
-    def reap_dead_runs(self, now: datetime | None = None) -> list[int]:
+    def reap_dead_runs(self, now: datetime | None = None) -> builtins.list[int]:  # `list` is a method here
         """Mark active runs whose driving process is gone as failed; returns their ids.
 
         A run is dead when its driver ran on this host and its pid no longer exists, or when it has not
