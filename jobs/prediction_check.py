@@ -47,3 +47,18 @@ def pipeline_context(config: PipelineJobConfig, aoi_side: int) -> tuple[str, str
         overlap = max(overlap, context.radius)
         return context_check(default_tile(side, overlap, context.align, True, aoi_side), overlap, context.align, None)
     return context_check(crop_tile(side, overlap, context.align), overlap, context.align, None)
+
+
+def mapping_note(model: str) -> str | None:
+    """How a per-pixel model maps a scene, for the launch form's model list: ``"maps densely"`` (its dense twin
+    classifies a whole block per model call, e.g. ``patch_fcn``) or ``"maps patch by patch, slow"`` (one model
+    input per pixel: ~0.04 Mpx/s for ``patch_cnn`` on 2 cores); None for dense, multi-label and unknown models."""
+    from core.models import list_models
+
+    if model not in list_models():
+        return None
+    spec = get_model(model)
+    predictor = spec.predictor or get_task(spec.task).predictor
+    if predictor is None or predictor.reads_context:
+        return None
+    return "maps densely" if spec.dense_twin is not None else "maps patch by patch, slow"
