@@ -9,7 +9,10 @@ context and ran 15x slower than crop seams at 32 px, without a word).
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.configs import PredictJobConfig
+from core.data.scene import Scene
 from core.inference.plan import context_check, crop_tile, default_tile
 from core.models import get_model
 from core.tasks import get_task
@@ -47,6 +50,17 @@ def pipeline_context(config: PipelineJobConfig, aoi_side: int) -> tuple[str, str
         overlap = max(overlap, context.radius)
         return context_check(default_tile(side, overlap, context.align, True, aoi_side), overlap, context.align, None)
     return context_check(crop_tile(side, overlap, context.align), overlap, context.align, None)
+
+
+def pipeline_checks(config: Any, scene: Scene, stats: Any) -> list[tuple[str, str]]:
+    """Pre-flight's ``(level, message)`` findings about a launch config's prediction: :func:`pipeline_context` of a
+    pipeline over its AOI (``stats``: its :class:`jobs.preflight.AOIStats`, None: the whole scene); none for
+    baselines."""
+    if not isinstance(config, PipelineJobConfig):
+        return []
+    side = max(stats.bbox_shape) if stats is not None else max(scene.primary.height, scene.primary.width)
+    found = pipeline_context(config, side)
+    return [found] if found else []
 
 
 def mapping_note(model: str) -> str | None:

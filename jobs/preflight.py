@@ -35,7 +35,7 @@ from core.tiling.census import SampleCensus
 from core.training.schemes import get_scheme, list_schemes
 from jobs.census_report import describe_census
 from jobs.pipeline import PipelineJobConfig, model_modalities
-from jobs.prediction_check import pipeline_context
+from jobs.prediction_check import pipeline_checks
 from jobs.settle import settle, tile_job_of
 
 log = logging.getLogger(__name__)
@@ -538,9 +538,7 @@ def preflight(
     if stats is not None and scene.has_labels and not any(c.level == "error" for c in checks):
         settled, census, found = _census_checks(config, scene, workers)
         checks.extend(found)
-    if isinstance(settled, PipelineJobConfig):  # what its prediction spends on context
-        side = max(stats.bbox_shape) if stats else max(scene.primary.height, scene.primary.width)
-        checks.extend(Check(*found) for found in [pipeline_context(settled, side)] if found)
+    checks.extend(Check(*found) for found in pipeline_checks(settled, scene, stats))  # prediction's context share
     mem = estimate_memory_per_worker(settled, scene, stats)
     checks.append(_memory_check(mem, worker_memory_bytes, pipeline is not None))
     return PreflightReport(checks=checks, stats=stats, memory_per_worker_bytes=mem, config=settled, census=census)
