@@ -27,6 +27,10 @@ scheduler of the LocalCluster) and of the workers, driver and worker peak RSS (M
 to the first finished window and the run's own ``first_pixel_s`` metric. The machine's load average is printed with
 every figure: on a shared machine wall-clock figures move with it; CPU seconds move much less.
 
+``--only jobs`` runs whole CLI predict jobs (cold: their own cluster; warm: a running one, 1 and 2 workers) beside
+hand-written loops in their own processes, and prints where each job's time goes
+(:mod:`benchmarks.inference_jobs`).
+
 ``--only profile`` breaks one worker's time per window into read, nodata mask, normalisation, model call,
 argmax, write and COG conversion (measured in this process, TensorFlow on 1 thread).
 """
@@ -523,7 +527,10 @@ def main() -> None:
         default=None,
         help="side of the AOI the densely evaluated patch_fcn maps (px; default: the whole raster)",
     )
-    ap.add_argument("--only", default="dense,seams,patch,baseline", help="sections: dense,seams,patch,baseline,profile")
+    ap.add_argument(
+        "--only", default="dense,seams,patch,baseline", help="sections: dense,seams,patch,baseline,profile,jobs"
+    )
+    ap.add_argument("--repeats", type=int, default=2, help="jobs: runs of each job and its reference, alternated")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/workbench-infer-bench"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -544,6 +551,11 @@ def main() -> None:
     if "profile" in sections:
         bundle = unet_bundle(args.workdir, args.tile)
         profile(path, bundle, dense_windows(args.size, args.tile, args.overlap, 16), args.workdir / "profile.tif")
+    if "jobs" in sections:
+        from benchmarks.inference_jobs import jobs_section
+
+        bundle = unet_bundle(args.workdir, args.tile)
+        jobs_section(args.workdir, path, bundle, args.size, args.tile, args.overlap, args.repeats)
     try:
         if "dense" in sections:
             dense_section(args, path, scene, workers)

@@ -174,11 +174,17 @@ def _checked(config: Any, dry_run: bool) -> Any:
     Raises:
         ConfigError: pre-flight found errors (no run is created).
     """
+    from core.configs import PredictJobConfig
     from jobs.census_report import format_census_table
     from jobs.pipeline import PipelineJobConfig
     from jobs.preflight import preflight
 
     is_launch = isinstance(config, PipelineJobConfig) or getattr(config, "tile_job", None) is not None
+    if isinstance(config, PredictJobConfig):  # what its tiles spend on context (jobs/prediction_check.py)
+        from jobs.prediction_check import predict_context
+
+        for level, message in filter(None, [predict_context(config, get_settings().db_url)]):
+            print(f"{level}: {message}")
     if not is_launch:
         if dry_run:
             print(f"{config.kind} config is valid:\n{config.model_dump_json(indent=2)}")

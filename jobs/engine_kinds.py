@@ -240,6 +240,7 @@ def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | Non
     and a tile about six overlaps wide, or one tile over a small AOI, so the map has no seams. ``seams="crop"``:
     the config's overlap on tiles of at least 256 px and 4 overlaps, a multiple of the model's pooling alignment.
     """
+    from core.inference.plan import crop_tile
     from core.inference.predict import model_context
     from core.models.bundle import load_meta
     from core.tasks import get_task
@@ -249,10 +250,8 @@ def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | Non
         return None, None
     if config.seams == "exact":
         return None, config.overlap
-    align = model_context(load_meta(bundle)).align
     overlap = int(config.overlap or 0)
-    tile = max(256, config.tiling.tile_size, 4 * overlap)
-    return -(-tile // align) * align, overlap
+    return crop_tile(config.tiling.tile_size, overlap, model_context(load_meta(bundle)).align), overlap
 
 
 def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:

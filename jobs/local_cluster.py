@@ -74,7 +74,13 @@ def _start(settings: Settings, n_workers: int | None, threads_per_worker: int, h
 
     n = n_workers or settings.local_workers
     cluster = local_cluster(
-        n, threads_per_worker, host=host, dashboard_address=f"{host}:0", memory_limit="auto", **tls_options(security())
+        n,
+        threads_per_worker,
+        preload=True,  # workers import TensorFlow as they start
+        host=host,
+        dashboard_address=f"{host}:0",
+        memory_limit="auto",
+        **tls_options(security()),
     )  # Dask: TLS only when WORKBENCH_TLS_* are set
     return cluster, {
         "scheduler": cluster.scheduler_address,

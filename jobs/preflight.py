@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import rasterio
@@ -36,6 +36,7 @@ from core.training.config import TrainJobConfig
 from core.training.schemes import get_scheme, list_schemes
 from jobs.census_report import describe_census
 from jobs.pipeline import PipelineJobConfig, model_modalities
+from jobs.prediction_check import pipeline_checks
 from jobs.settle import settle, tile_job_of
 
 log = logging.getLogger(__name__)
@@ -538,6 +539,7 @@ def preflight(
     if stats is not None and scene.has_labels and not any(c.level == "error" for c in checks):
         settled, census, found = _census_checks(config, scene, workers)
         checks.extend(found)
+    checks.extend(Check(cast(Level, lv), text) for lv, text in pipeline_checks(settled, scene, stats))  # context share
     mem = estimate_memory_per_worker(settled, scene, stats)
     checks.append(_memory_check(mem, worker_memory_bytes, pipeline is not None))
     return PreflightReport(checks=checks, stats=stats, memory_per_worker_bytes=mem, config=settled, census=census)

@@ -19,6 +19,7 @@ from core.tasks import get_task
 from core.training.schemes import get_scheme, list_schemes
 from jobs.census_report import census_table, census_unit
 from jobs.cluster_check import job_needs
+from jobs.prediction_check import mapping_note
 from jobs.preflight import (
     BASELINES,
     AOIStats,
@@ -62,7 +63,10 @@ def _cluster_preflight(config: Any, report: Any) -> Any:
 
 
 def _model_label(name: str, task: str) -> str:
-    return f"{name} (baseline: {BASELINES[name]})" if name in BASELINES else f"{name} ({task})"
+    if name in BASELINES:
+        return f"{name} (baseline: {BASELINES[name]})"
+    note = mapping_note(name)  # per-pixel models: dense or patch-by-patch maps
+    return f"{name} ({task}; {note})" if note else f"{name} ({task})"
 
 
 def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -> dict[str, Any]:

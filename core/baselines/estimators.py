@@ -22,12 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.multiclass import OneVsRestClassifier
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from core.errors import ConfigError
 from core.tasks.metrics import confusion_matrix, metrics_from_confusion
@@ -46,6 +40,15 @@ CHUNK = 64
 
 def make_estimator(kind: str, seed: int = 0) -> Any:
     """An unfitted scikit-learn classifier: ``rf`` (100 trees), ``knn`` (k=5) or ``svm`` (RBF, one-vs-rest)."""
+    # scikit-learn is imported here, not at the top: a driver mapping with a Keras bundle registers the baseline
+    # bundle format without paying its import (seconds)
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
     if kind == "rf":
         return RandomForestClassifier(n_estimators=100, n_jobs=1, random_state=seed)
     if kind == "knn":

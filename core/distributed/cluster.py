@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from dask.distributed import Client, LocalCluster
+from distributed.nanny import Nanny
 from distributed.security import Security
 
 from core.configs import ClusterConfig
@@ -103,13 +105,46 @@ def worker_env(threads_per_worker: int = 1) -> dict[str, str]:
     }
 
 
-def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs: Any) -> LocalCluster:
+PRELOADED = ("numpy", "keras")
+"""Modules a worker of a local cluster started with ``preload=True`` imports in a background thread as it starts
+(:func:`dask_setup`): ``keras`` brings TensorFlow (~4 s of CPU on this project's 2-core machine, ~0.4 GiB), which
+a job's first task would otherwise import while the job waits (after its pre-flight, run row and plan)."""
+
+
+def _import_preloaded() -> None:
+    import importlib
+
+    t0 = time.perf_counter()
+    try:
+        for name in PRELOADED:
+            importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - a worker without TensorFlow still runs every other task
+        log.warning("worker preload could not import %s", PRELOADED, exc_info=True)
+        return
+    log.info("worker preload: imported %s in %.1f s", ", ".join(PRELOADED), time.perf_counter() - t0)
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask worker preload hook (this module is the preload of :func:`local_cluster`'s workers): import
+    :data:`PRELOADED` in a daemon thread, so the worker registers at once and a task that needs TensorFlow
+    waits only for what is left of the import (Python's per-module import locks serialise the two)."""
+    threading.Thread(target=_import_preloaded, name="workbench-preload", daemon=True).start()
+
+
+def local_cluster(n_workers: int, threads_per_worker: int = 1, preload: bool = False, **kwargs: Any) -> LocalCluster:
     """A LocalCluster of worker processes with :func:`worker_env`, :data:`PRE_SPAWN_ENV` and
-    :data:`CLUSTER_CONFIG` (restarted workers get them too: a nanny keeps what it was created with)."""
+    :data:`CLUSTER_CONFIG` (restarted workers get them too: a nanny keeps what it was created with).
+
+    Args:
+        preload: workers import TensorFlow in the background as they start (:func:`dask_setup`): for clusters
+            that run model jobs (a job's own cluster, the app's); off for short-lived test clusters.
+    """
     import dask
 
     dask.config.set(KEEP_NANNIES)  # read when a worker leaves, so set for this process, not for the call
     spawn = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in PRE_SPAWN_ENV.items()}
+    if preload:
+        kwargs["preload"] = [__name__]  # Dask: the worker imports this module and calls dask_setup
     with dask.config.set({**spawn, **CLUSTER_CONFIG}):
         return LocalCluster(
             n_workers=n_workers,
@@ -118,6 +153,26 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs: Any) ->
             env=worker_env(threads_per_worker),
             **kwargs,
         )
+
+
+CLOSE_WAIT_SECONDS = 1.0
+"""How long a job's own local cluster waits for its worker processes to exit before ending them. A worker that
+imported TensorFlow did not exit within Dask's 4 s (measured: every close waited the full 4 s, then killed it)."""
+
+
+async def _close_nannies(nannies: list[Any], timeout: float) -> None:
+    """Close the nannies (no restart follows) and their worker processes, ended after ``0.8 x timeout`` s."""
+    import asyncio
+
+    nanny_log = logging.getLogger("distributed.nanny")
+    level = nanny_log.level
+    nanny_log.setLevel(logging.ERROR)  # "still alive after 0.8 seconds, killing" is what we asked for
+    try:
+        await asyncio.gather(
+            *(n.close(timeout=timeout, reason="job-finished") for n in nannies), return_exceptions=True
+        )
+    finally:
+        nanny_log.setLevel(level)
 
 
 @dataclass
@@ -129,6 +184,9 @@ class ClusterHandle:
 
     def close(self) -> None:
         self.client.close()
+        if isinstance(self.cluster, LocalCluster):  # ours alone: its workers hold nothing anyone needs now
+            nannies = [w for w in self.cluster.workers.values() if isinstance(w, Nanny)]
+            self.cluster.sync(_close_nannies, nannies, CLOSE_WAIT_SECONDS)
         if self.cluster is not None:
             self.cluster.close()
 
@@ -167,7 +225,12 @@ def connect(config: ClusterConfig | None = None, timeout: float = 20) -> Cluster
         return ClusterHandle(client)
     n = config.n_workers or int(os.environ.get("WORKBENCH_WORKERS", os.cpu_count() or 2))
     cluster = local_cluster(
-        n, config.threads_per_worker, memory_limit=config.memory_limit, dashboard_address=":0", **tls_options(sec)
+        n,
+        config.threads_per_worker,
+        preload=True,
+        memory_limit=config.memory_limit,
+        dashboard_address=":0",
+        **tls_options(sec),
     )
     log.info(
         "started local Dask cluster: %d workers x %d threads, dashboard %s",

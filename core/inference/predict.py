@@ -61,7 +61,7 @@ from core.data.scene import Scene
 from core.errors import ConfigError, JobCancelledError, JobFailedError
 from core.geo.windows import PixelWindow, windows_in_geometry
 from core.inference.ledger import WindowLedger, bundle_stamp
-from core.inference.plan import CHUNK_PX, group_pairs, tiles_per_side
+from core.inference.plan import CHUNK_PX, context_check, default_tile, group_pairs, tiles_per_side
 from core.inference.windows import WindowPredictor, WindowResult, model_input_sizes
 from core.models import NO_CONTEXT, Context, get_model, list_models
 from core.models.bundle import bundle_format, load_meta
@@ -70,9 +70,6 @@ from core.tasks import get_task
 log = logging.getLogger(__name__)
 
 SEAMS = ("exact", "crop")
-DEFAULT_TILE_OVERLAPS = 6
-"""With exact seams and no tile size given, a dense tile is about this many overlaps wide: its core is then about
-2/3 of its side (44 % of its pixels) whatever the receptive field."""
 
 
 @dataclass(frozen=True)
@@ -210,15 +207,40 @@ def dense_overlap(context: Context, overlap: int | None, seams: str, bundle_dir:
     return context.radius if overlap is None else overlap
 
 
-def _default_tile(meta: Any, scale: float, overlap: int, align: int, seams: str, bbox: PixelWindow) -> int:
-    """Training tile side; with exact seams at least :data:`DEFAULT_TILE_OVERLAPS` overlaps, but no larger than
-    one tile holding the whole AOI (multiples of ``align``)."""
-    tile = round(meta.sample_size[meta.modalities[0]] / scale)
-    if seams == "exact":
-        tile = max(tile, math.ceil((DEFAULT_TILE_OVERLAPS * overlap + align - 1) / align) * align)
-        whole = math.ceil((max(bbox.height, bbox.width) + 2 * overlap + align - 1) / align) * align
-        tile = max(min(tile, whole), align)
-    return tile
+def _default_tile(meta: Any, scale: float, overlap: int, align: int, exact: bool, bbox: PixelWindow) -> int:
+    """:func:`core.inference.plan.default_tile` of a bundle (its training sample side) over ``bbox``."""
+    side = round(meta.sample_size[meta.modalities[0]] / scale)
+    return default_tile(side, overlap, align, exact, max(bbox.height, bbox.width))
+
+
+def prediction_context(
+    bundle_dir: str | Path,
+    scene: Scene,
+    aoi: AOIConfig,
+    tile_size: int | None,
+    overlap: int | None,
+    seams: str = "exact",
+) -> tuple[str, str] | None:
+    """Pre-flight of a predict job: :func:`core.inference.plan.context_check` of the tile and overlap it will use
+    (a model with a fixed input size is taken at ``tile_size``); None for per-pixel models.
+
+    Raises:
+        ConfigError: as :func:`run_predict` would for the bundle, ``seams`` or the overlap.
+    """
+    bundle_dir = str(Path(bundle_dir).resolve())
+    meta, predictor, context = open_bundle(bundle_dir)
+    if not predictor.reads_context:
+        return None
+    scales, align = _scales_and_align(scene, meta, context)
+    ov = dense_overlap(context, overlap, seams, bundle_dir)
+    bbox = resolve_aoi(aoi, scene).bbox
+    suggested = _default_tile(meta, scales[meta.modalities[0]], ov, align, True, bbox)
+    return context_check(
+        tile_size or _default_tile(meta, scales[meta.modalities[0]], ov, align, seams == "exact", bbox),
+        ov,
+        align,
+        suggested,
+    )
 
 
 def plan_windows(
@@ -245,7 +267,7 @@ def plan_windows(
     tile = (
         round(fixed[first] / scales[first])
         if fixed.get(first)
-        else tile_size or _default_tile(meta, scales[first], ov, align, seams, bbox)
+        else tile_size or _default_tile(meta, scales[first], ov, align, seams == "exact", bbox)
     )
     if tile_size and tile != tile_size:
         log.warning("model %s takes %d-pixel tiles; tile_size %d ignored", bundle_dir, tile, tile_size)
@@ -265,6 +287,9 @@ def plan_windows(
             f"overlap {ov} leaves no pixels of a {tile}-pixel tile; use overlap < {tile // 2} or a "
             f"tile of at least {2 * ov + align} px"
         )
+    level, text = context_check(tile, ov, align, _default_tile(meta, scales[first], ov, align, True, bbox))
+    if level == "warning":
+        log.warning("model %s: %s", bundle_dir, text)
     return Plan(predictor, tile, core_size, ov, align)
 
 

@@ -17,11 +17,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.models.bundle import MAX_CACHED, ModelMeta, cached_bundle
+if TYPE_CHECKING:  # core.models imports the window predictors of this package: bundles are imported when used
+    from core.models.bundle import ModelMeta
 
 _RUNNERS: OrderedDict[int, ModelRunner] = OrderedDict()
 _LOCK = threading.Lock()
@@ -82,6 +83,8 @@ class ModelRunner:
 
 def cached_runner(bundle_dir: str | Path) -> ModelRunner:
     """The :class:`ModelRunner` of a bundle's cached model (one per loaded model, compiled once)."""
+    from core.models.bundle import MAX_CACHED, cached_bundle
+
     model, meta = cached_bundle(bundle_dir)
     with _LOCK:
         runner = _RUNNERS.get(id(model))

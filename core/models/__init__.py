@@ -12,7 +12,13 @@ probabilities that each class is present in the tile.
 from __future__ import annotations
 
 from core.models.api import NO_CONTEXT, Context, ModelSpec, Param, Recipe, get_model, list_models, register_model
+
+# isort: off
+# registration order is the launch form's order: the densely mapped per-pixel model comes first
+from core.models.patch_fcn import build_patch_fcn
 from core.models.patch_cnn import build_patch_cnn
+
+# isort: on
 from core.models.resnet import build_resnet50
 from core.models.two_stream import build_two_stream, build_two_stream_hsi, build_two_stream_rgb
 from core.models.unet import build_unet
@@ -24,6 +30,7 @@ __all__ = [
     "Param",
     "Recipe",
     "build_patch_cnn",
+    "build_patch_fcn",
     "build_resnet50",
     "build_two_stream",
     "build_two_stream_hsi",
