@@ -11,8 +11,8 @@ import rasterio
 
 from core.configs import AOIConfig
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
-from core.models.bundle import ModelMeta, save_bundle
 from core.geo.windows import PixelWindow
+from core.models.bundle import ModelMeta, save_bundle
 
 keras = pytest.importorskip("keras")
 
