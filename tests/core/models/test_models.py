@@ -51,8 +51,8 @@ def test_registry_names_builder_and_task() -> None:
     assert get_model("unet").task == "dense" and get_model("unet").store_mode == "tiles"
     assert get_model("patch_cnn").task == "patch" and get_model("patch_cnn").store_mode == "patches"
     assert get_model("patch_cnn").builder((5, 5, 2), 2, width=2).output_shape == (None, 2)
-    assert list_models()[:2] == ["unet", "patch_cnn"] and list_models("multilabel") == ["resnet50"]
-    with pytest.raises(ConfigError, match=r"model 'nope' is unknown; choose one of \['unet', 'patch_cnn'"):
+    assert list_models()[:2] == ["unet", "patch_fcn"] and list_models("multilabel") == ["resnet50"]
+    with pytest.raises(ConfigError, match=r"model 'nope' is unknown; choose one of \['unet', 'patch_fcn'"):
         get_model("nope")
 
 
