@@ -2,25 +2,21 @@
 
 :func:`job_needs` reads a config (any kind) into :class:`core.distributed.preflight.JobNeeds`: its ranks, whether
 it runs Horovod, the registered fingerprints of the scene files its workers read, the paths they read (a tile
-store, a model bundle) and the workbench folder they must share. :func:`check_job` runs
-:func:`core.distributed.preflight.check_cluster` with them and raises :class:`core.errors.ClusterError` listing
-every problem. :func:`jobs.runner.execute` calls it before it creates or starts the run row, so the CLI and the
-GUI's detached driver refuse a job the same way; the launch form calls it before launching.
+store, a model bundle) and the workbench folder they must share. The ``cluster`` check of
+:func:`jobs.preflight.check` probes every worker with them (:func:`core.distributed.preflight.check_cluster`), in
+the runner before it creates or starts the run row and on the launch form before launching.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel
 
-from core.distributed.preflight import JobNeeds, PreflightReport, check_cluster
+from core.distributed.preflight import JobNeeds
 from core.settings import get_settings
 from db.scenes import SceneStore
-
-log = logging.getLogger(__name__)
 
 SCENE_READERS = ("tile", "pipeline", "predict")
 """Job kinds whose workers read the scene's imagery (train and baseline do when they tile first: ``tile_job``)."""
@@ -75,16 +71,3 @@ def job_needs(config: BaseModel | None, db_url: str | None = None) -> JobNeeds:
         db_url,
         paths,
     )
-
-
-def check_job(client: Any, config: BaseModel | None, db_url: str | None = None) -> PreflightReport:
-    """Pre-flight of ``config`` on the cluster of ``client``; raises ClusterError naming every problem.
-
-    Returns:
-        The report (per-worker details, warnings) when the cluster can run the job.
-    """
-    report = check_cluster(client, job_needs(config, db_url))
-    for warning in report.warnings:
-        log.warning("%s", warning)
-    report.raise_for_problems()
-    return report
