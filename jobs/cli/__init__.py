@@ -29,7 +29,9 @@ log = logging.getLogger("jobs")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m jobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m jobs",
+        description=(__doc__ or "").split("\n\nOne module per verb group")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.configs import load_json_file
 from core.settings import get_settings
@@ -96,7 +96,7 @@ def cmd_scenes_show(args: argparse.Namespace) -> int:
 def cmd_scenes_remove(args: argparse.Namespace) -> int:
     from db.scenes import SceneStore
 
-    runs = "keep" if args.keep_runs else "delete" if args.with_runs else "refuse"
+    runs: Literal["refuse", "keep", "delete"] = "keep" if args.keep_runs else "delete" if args.with_runs else "refuse"
     n = SceneStore(get_settings().db_url).remove(args.scene, runs=runs)
     what = {"keep": f"; its {n} run(s) kept, detached from it", "delete": f" with its {n} run(s)"}.get(runs, "")
     print(f"removed scene {args.scene!r}{what} (its files were not touched)")

@@ -146,7 +146,9 @@ def test_a_train_job_with_a_tile_job_is_checked_and_its_split_derived(tiny_scene
     far = {"type": "Polygon", "coordinates": [[[0, 0], [0.01, 0], [0.01, 0.01], [0, 0.01], [0, 0]]]}
     outside = check(_train_with_tile_job(aoi={"geometry": far}), scene=tiny_scene, cluster=ClusterFacts(1))
     assert "does not overlap scene 'tiny'" in " ".join(outside.errors)
-    with pytest.raises(ConfigError, match="pre-flight refused the job:\n- AOI with bounds .*does not overlap scene 'tiny'"):
+    with pytest.raises(
+        ConfigError, match="pre-flight refused the job:\n- AOI with bounds .*does not overlap scene 'tiny'"
+    ):
         outside.raise_if_refused()
 
 
