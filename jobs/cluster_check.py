@@ -1,6 +1,6 @@
 """Cluster pre-flight of a job config: what the job needs from the cluster, checked before its run row starts.
 
-:func:`job_needs` reads a config (any kind) into :class:`core.distributed.preflight.JobNeeds`: its ranks, whether
+:func:`job_needs` reads a config (any kind, by what its kind declares: :class:`jobs.kinds.Needs`) into :class:`core.distributed.preflight.JobNeeds`: its ranks, whether
 it runs Horovod, the registered fingerprints of the scene files its workers read, the paths they read (a tile
 store, a model bundle) and the workbench folder they must share. The ``cluster`` check of
 :func:`jobs.preflight.check` probes every worker with them (:func:`core.distributed.preflight.check_cluster`), in
@@ -17,21 +17,6 @@ from pydantic import BaseModel
 from core.distributed.preflight import JobNeeds
 from core.settings import get_settings
 from db.scenes import SceneStore
-
-SCENE_READERS = ("tile", "pipeline", "predict")
-"""Job kinds whose workers read the scene's imagery (train and baseline do when they tile first: ``tile_job``)."""
-PATH_FIELDS: dict[str, tuple[str, ...]] = {
-    "train": ("store",),
-    "baseline": ("store",),
-    "predict": ("model",),
-    "evaluate": ("store", "model", "prediction", "labels"),
-}
-"""Config fields per job kind naming files or folders the workers read (tile store, model bundle, maps)."""
-
-
-def _reads_scene(config: BaseModel) -> bool:
-    kind = getattr(config, "kind", None)
-    return kind in SCENE_READERS or getattr(config, "tile_job", None) is not None
 
 
 def scene_needs(
@@ -60,13 +45,14 @@ def job_needs(config: BaseModel | None, db_url: str | None = None) -> JobNeeds:
     if config is None:
         return JobNeeds(shared_folder=str(get_settings().home))
     from core.training.schemes import get_scheme
+    from jobs.kinds import needs_of
 
+    needs = needs_of(config)  # what the job kind declares its workers read
     scheme = getattr(config, "scheme", None)
-    fields = PATH_FIELDS.get(str(getattr(config, "kind", "")), ())
-    paths = tuple(p for p in (getattr(config, f, None) for f in fields) if isinstance(p, str) and p)
+    paths = tuple(p for p in (getattr(config, f, None) for f in needs.paths) if isinstance(p, str) and p)
     return scene_needs(
-        getattr(config, "scene", None) if _reads_scene(config) else None,
-        int(getattr(config, "num_workers", 1) or 1),
+        getattr(config, "scene", None) if needs.workers_read_scene(config) else None,
+        needs.workers(config),
         scheme is not None and get_scheme(scheme).uses_horovod,
         db_url,
         paths,

@@ -336,6 +336,7 @@ def _parts(config: PipelineJobConfig, scene: Any) -> tuple[TileJobConfig, TrainJ
 TRAINING_HINT = "lower the batch size or tile/patch size, or use more workers"
 PIPELINE_NEEDS = Needs(
     reads_scene=lambda config: True,
+    workers_read_scene=lambda config: True,
     tile_job=lambda config, scene: _parts(config, scene)[0],
     training=lambda config, scene: _parts(config, scene)[1],
     memory=lambda config, scene, stats: training_memory(*_parts(config, scene), scene, stats),
@@ -345,6 +346,8 @@ PIPELINE_NEEDS = Needs(
 """A pipeline tiles its AOI (derived tile size and split), trains on it with its ranks, maps and scores it."""
 TRAIN_NEEDS = Needs(
     reads_scene=lambda config: config.tile_job is not None,
+    workers_read_scene=lambda config: config.tile_job is not None,
+    paths=("store",),
     tile_job=lambda config, scene: config.tile_job,
     training=lambda config, scene: config,
     memory=lambda config, scene, stats: (
@@ -356,6 +359,8 @@ TRAIN_NEEDS = Needs(
 """A train job trains with its ranks; with a ``tile_job`` it tiles that first (derived split)."""
 BASELINE_NEEDS = Needs(
     reads_scene=lambda config: config.tile_job is not None,
+    workers_read_scene=lambda config: config.tile_job is not None,
+    paths=("store",),
     tile_job=lambda config, scene: config.tile_job,
     workers=lambda config: 1,  # fitted on one worker
     memory=baseline_memory,
@@ -363,15 +368,21 @@ BASELINE_NEEDS = Needs(
     derive=settle,
 )
 """A baseline is fitted on one worker; with a ``tile_job`` it tiles that first (derived split)."""
+TILE_NEEDS = Needs(workers_read_scene=lambda config: True)
+"""A tile job's workers read its scene's files."""
+PREDICT_NEEDS = Needs(workers_read_scene=lambda config: True, paths=("model",))
+"""A predict job's workers read its scene's files and the model bundle."""
+EVALUATE_NEEDS = Needs(paths=("store", "model", "prediction", "labels"))
+"""An evaluate job's workers read the store, the model bundle or the maps it scores."""
 
 
 KINDS: dict[str, JobKind] = {
     k.name: register_kind(k)
     for k in (
-        JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store"),  # type: ignore[arg-type]
+        JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store", TILE_NEEDS),  # type: ignore[arg-type]
         JobKind("train", TrainJobConfig, run_train, "train a model on a tile store", TRAIN_NEEDS),  # type: ignore[arg-type]
-        JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
-        JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
+        JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG", PREDICT_NEEDS),  # type: ignore[arg-type]
+        JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline", EVALUATE_NEEDS),  # type: ignore[arg-type]
         JobKind(
             "baseline",
             BaselineJobConfig,

@@ -44,6 +44,9 @@ class Needs:
         training: ``(config, scene) -> TrainJobConfig | None``: the training it runs; its model and scheme are
             checked against the scene's modalities, its ranks against the cluster. None: it trains no deep model.
         workers: ``config -> int``: the Dask workers the job needs at once.
+        workers_read_scene: ``config -> bool``: its workers read its scene's files (their fingerprints are checked on
+            every worker, :mod:`jobs.cluster_check`).
+        paths: config fields naming other files or folders its workers read (a tile store, a model bundle).
         memory: ``(config, scene, stats) -> bytes``: its peak memory per worker (:mod:`jobs.preflight.memory`);
             None: not estimated.
         memory_hint: what lowers that memory, for the message when it is too high.
@@ -55,6 +58,8 @@ class Needs:
     tile_job: Callable[[Any, Any], Any] = _nothing
     training: Callable[[Any, Any], Any] = _nothing
     workers: Callable[[Any], int] = field(default=lambda config: int(getattr(config, "num_workers", 1) or 1))
+    workers_read_scene: Callable[[Any], bool] = field(default=lambda config: False)
+    paths: tuple[str, ...] = ()
     memory: Callable[[Any, Any, Any], int | None] | None = None
     memory_hint: str = ""
     derive: Callable[[Any, Any, dict[str, int]], tuple[Any, Any]] | None = None
@@ -112,6 +117,12 @@ def get_kind(name: str) -> JobKind:
     if name not in known:
         raise ConfigError(f"job kind {name!r} is unknown; expected one of {sorted(known)}")
     return known[name]
+
+
+def needs_of(config: Any) -> Needs:
+    """What the kind of ``config`` declares it needs (nothing for a config of no registered kind, e.g. a test's)."""
+    kind = list_kinds().get(str(getattr(config, "kind", "")))
+    return kind.needs if kind is not None else Needs()
 
 
 def parse_config(data: dict[str, Any] | str | Path, kind: str | None = None) -> BaseModel:

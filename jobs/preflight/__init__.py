@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.data.scene import Scene
-from jobs.kinds import get_kind
+from jobs.kinds import needs_of
 from jobs.preflight.aoi_stats import AOIStats, aoi_stats
 from jobs.preflight.checks import CHECKS, ClusterFacts, PreflightCheck, Probe, Subject, register_check
 from jobs.preflight.memory import estimate_memory_per_worker
@@ -57,7 +57,7 @@ def check(
         The findings, the config as it will run (derived tile size and split stated) and its census. Nothing is
         raised for what it finds: :meth:`PreflightReport.raise_if_refused` refuses the job.
     """
-    needs = get_kind(config.kind).needs
+    needs = needs_of(config)
     if scene is None and needs.reads_scene(config):
         from db.scenes import SceneStore
 

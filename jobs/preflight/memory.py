@@ -70,7 +70,7 @@ def baseline_memory(config: BaselineJobConfig, scene: Scene, stats: AOIStats | N
 
 def estimate_memory_per_worker(config: Any, scene: Scene, stats: AOIStats | None) -> int | None:
     """The peak memory per worker of ``config`` by its kind's memory model (None: the kind declares none)."""
-    from jobs.kinds import get_kind
+    from jobs.kinds import needs_of
 
-    model = get_kind(config.kind).needs.memory
+    model = needs_of(config).memory
     return None if model is None else model(config, scene, stats)

@@ -1,11 +1,12 @@
 """The first click works: every model the launch form offers on every sample scene, with the form's defaults.
 
-Each combination goes through the code the form uses (:func:`app.services.launch_form.build_config` with the form's default
-values, then :func:`app.services.launch_form.preflight` (:func:`jobs.preflight.check`), which states the config in full) and, when pre-flight lets it
-through, runs as the detached driver runs it (:func:`jobs.runner.execute`) on the session's real 2-worker cluster
-with real Horovod ranks: 1 epoch of 2 steps, on a small AOI of the larger scenes. A combination must either end
-``succeeded`` with metrics (and a map when its task makes one) or be refused by pre-flight with a message; a run that
-fails is a bug. The matrix is printed (run with ``-s`` to see it).
+Each combination goes through the code the form uses (:func:`app.services.launch_form.build_config` with the form's
+default values, then :func:`app.services.launch_form.preflight`, i.e. :func:`jobs.preflight.check`, which states the
+config in full) and, when pre-flight lets it through, runs as the detached driver runs it
+(:func:`jobs.runner.execute`) on the session's real 2-worker cluster with real Horovod ranks: 1 epoch of 2 steps, on
+a small AOI of the larger scenes. A combination must either end ``succeeded`` with metrics (and a map when its task
+makes one) or be refused by pre-flight with a message; a run that fails is a bug. The matrix is printed (run with
+``-s`` to see it).
 """
 
 from __future__ import annotations
