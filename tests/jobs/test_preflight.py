@@ -181,3 +181,39 @@ def test_a_registered_check_runs_for_every_caller(tiny_scene: Any) -> None:
     assert [c.message for c in form.checks if c.source == "planned_steps"] == ["pipeline on 2 worker(s)"]
     assert [c.message for c in train.checks if c.source == "planned_steps"] == ["train on 1 worker(s)"]
     assert [c.source for c in train.checks].index("planned_steps") < [c.source for c in train.checks].index("memory")
+
+
+def test_a_date_split_without_a_validation_date_is_not_refused(home: Path, tmp_path: Path, db_url: str) -> None:
+    """A date split holds out ``test_date`` and trains on the other dates; without ``val_date`` it has no validation
+    samples by design (training runs without early stopping), which pre-flight must not refuse."""
+    import numpy as np
+
+    from core.data.catalog import SceneSpec, register_scene
+    from db.scenes import SceneStore
+    from tests.conftest import write_raster
+
+    lab = np.ones((32, 32), dtype="uint8")
+    lab[:, 16:] = 2
+    acquisitions = []
+    for date in ("20220101", "20230101"):
+        img = write_raster(tmp_path / f"{date}.tif", np.full((2, 32, 32), int(date[:4]), dtype="uint16"))
+        acquisitions.append(
+            {"date": date, "files": {"s2": [str(img)]}, "labels": str(write_raster(tmp_path / f"{date}_l.tif", lab))}
+        )
+    spec = {
+        "name": "two_dates",
+        "classes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        "acquisitions": acquisitions,
+    }
+    scene = register_scene(SceneSpec.model_validate(spec), SceneStore(db_url), home)
+    form = {
+        **FORM,
+        "scene": "two_dates",
+        "model": "patch_cnn",
+        "size": 5,
+        "split_method": "date",
+        "test_date": "20230101",
+    }
+    report = preflight(build_config(form), scene, cluster_workers=2)
+    assert report.ok, report.errors
+    assert report.census is not None and report.census.samples.get("val", 0) == 0 and report.census.samples["test"] > 0
