@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.configs import BaselineJobConfig, TileJobConfig, TilingConfig, TrainJobConfig
+from core.configs import BaselineJobConfig, SplitConfig, TileJobConfig, TilingConfig, TrainJobConfig
 from core.data.geometry import resolve_aoi
 from core.data.scene import Scene
 from core.errors import ConfigError
@@ -56,6 +56,14 @@ def _tile_trials(config: PipelineJobConfig, scene: Scene) -> list[PipelineJobCon
     return [config.model_copy(update={"tiling": TilingConfig(tile_size=t)}) for t in sizes]
 
 
+def asked_splits(split: SplitConfig) -> tuple[float, float, float]:
+    """Which splits must get samples (> 0): those with a fraction > 0; a date split's training and test dates, and
+    its validation date only when it names one (without one, training runs without validation: no early stopping)."""
+    if split.method == "date":
+        return (1.0, 1.0 if split.val_date else 0.0, 1.0)
+    return split.fractions
+
+
 def tile_job_of(config: Launch, scene: Scene) -> TileJobConfig:
     """The tile job a launch runs first."""
     if not isinstance(config, PipelineJobConfig):
@@ -86,7 +94,7 @@ def settle(config: Launch, scene: Scene, needed: dict[str, int] | None = None) -
             if isinstance(trial, PipelineJobConfig)
             else trial.model_copy(update={"tile_job": tile})
         )
-        if not census.problems(tile.split.fractions, names, needed):
+        if not census.problems(asked_splits(tile.split), names, needed):
             return settled, census
         first = first or (settled, census)
     assert first is not None

@@ -25,7 +25,7 @@ from jobs.kinds import Needs
 from jobs.pipeline import model_modalities
 from jobs.preflight.aoi_stats import AOIStats, aoi_stats
 from jobs.preflight.report import Check
-from jobs.settle import tile_job_of
+from jobs.settle import asked_splits, tile_job_of
 
 MIN_LABELLED_PIXELS = 100
 """Fewer labelled pixels than this in the AOI cannot give a train, validation and test split."""
@@ -229,19 +229,11 @@ def derived(s: Subject) -> list[Check]:
     except ConfigError as exc:
         return [Check("error", str(exc))]
     names = {c.id: c.name for c in s.scene.classes}
-    problems = s.census.problems(_asked(tile_job_of(s.config, s.scene).split), names, needed)
+    problems = s.census.problems(asked_splits(tile_job_of(s.config, s.scene).split), names, needed)
     checks = [Check("info", describe_census(s.config, s.census, s.scene))]
     if problems:
         checks.append(Check("error", "; ".join(problems) + f". {_suggestion(s.scene)}"))
     return checks
-
-
-def _asked(split: Any) -> tuple[float, float, float]:
-    """Which splits must get samples: those with a fraction > 0; a date split's training and test dates, and its
-    validation date only when it names one (without one, training runs without validation: no early stopping)."""
-    if split.method == "date":
-        return (1.0, 1.0 if split.val_date else 0.0, 1.0)
-    return tuple(split.fractions)  # type: ignore[return-value]
 
 
 def _suggestion(scene: Scene) -> str:
