@@ -13,20 +13,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from core.configs import (
-    AOIConfig,
-    ClusterConfig,
-    Frozen,
-    SamplingConfig,
-    SplitConfig,
-    TileJobConfig,
-    TilingConfig,
-    TrainJobConfig,
-    check_combination,
-)
+from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TileJobConfig, TilingConfig
 from core.errors import ConfigError
 from core.models import get_model
 from core.tasks import get_task
+from core.training.config import TrainJobConfig
+from core.training.schemes.api import check_combination
 
 
 def model_modalities(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.configs import BaselineJobConfig, SplitConfig, TileJobConfig, TilingConfig, TrainJobConfig
+from core.configs import BaselineJobConfig, SplitConfig, TileJobConfig, TilingConfig
 from core.data.geometry import resolve_aoi
 from core.data.scene import Scene
 from core.errors import ConfigError
@@ -19,6 +19,7 @@ from core.models import get_model
 from core.sampling.split_defaults import largest_fitting_size
 from core.tasks import get_task
 from core.tiling.census import SampleCensus, settle_split
+from core.training.config import TrainJobConfig
 from jobs.pipeline import PipelineJobConfig, pipeline_parts
 
 DEFAULT_TILE = 64

@@ -15,11 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.configs import BaselineJobConfig, TrainJobConfig
+from core.configs import BaselineJobConfig
 from core.data.scene import Scene
 from core.errors import ConfigError
 from core.models import Param, get_model, list_models
 from core.tasks import get_task, list_tasks
+from core.training.config import TrainJobConfig
 from core.training.schemes import get_scheme, list_schemes
 from jobs.pipeline import PipelineJobConfig, pipeline_parts
 from jobs.preflight import ClusterFacts, PreflightReport, Probe, check
@@ -45,7 +46,7 @@ TRAIN_OPTIONS = (
     "max_restarts",
     "restart_wait_s",
 )
-"""The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
+"""The :class:`core.training.config.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
 
 
 def launch_models() -> dict[str, str]:
@@ -124,7 +125,7 @@ def _model_params(model: str, given: dict[str, Any], problems: list[str]) -> dic
 
 def _only_for() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Option -> (``"task"`` or ``"scheme"``, the tasks / schemes that read it), from the task and scheme
-    registries. ``worker_speeds``: :func:`core.configs.check_combination` says so itself."""
+    registries. ``worker_speeds``: :func:`core.training.schemes.check_combination` says so itself."""
     tasks = {t: get_task(t).train_options for t in list_tasks()}
     by_task = {o: ("task", tuple(t for t, opts in tasks.items() if o in opts)) for opts in tasks.values() for o in opts}
     schemes = {n: get_scheme(n).options for n in list_schemes()}

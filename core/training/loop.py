@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from core.configs import TrainJobConfig
 from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info
 from core.errors import ConfigError, LabelError
@@ -51,6 +50,7 @@ from core.tasks import get_task
 from core.tasks.multilabel import mixup
 from core.tiling.store import StoreInfo, TileStore
 from core.training.checkpoints import copy_dir, restore_checkpoint, save_checkpoint
+from core.training.config import TrainJobConfig
 from core.training.rank_state import broadcast_from_root, reseed
 from core.training.schedule import base_learning_rate, learning_rate, make_optimizer
 from core.training.schemes.api import SchemeSpec, get_scheme

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.configs import TrainJobConfig
+from core.training.config import TrainJobConfig
 
 
 def base_learning_rate(config: TrainJobConfig) -> float:

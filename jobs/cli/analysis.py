@@ -18,7 +18,7 @@ FIELDS = {
     "sample": ("prediction_run", "per_class", "target_se", "min_per_class", "seed"),
     "assess": ("prediction_run", "sample_run", "labels", "class_field", "id_field", "label_date"),
     "vectorize": ("prediction_run", "min_mapping_unit", "mmu_unit", "simplify"),
-    "export_onnx": ("model_run", "tile_size"),
+    "export_onnx": ("model_run", "tile_size", "overlap"),
 }
 """The config fields each verb's arguments set."""
 
@@ -72,5 +72,14 @@ def add_parsers(sub: Any) -> None:
     vec.set_defaults(func=cmd_analysis, kind="vectorize")
     onx = sub.add_parser("export-onnx", help="a train or pipeline run's model as ONNX for QGIS Deepness")
     onx.add_argument("model_run", type=int)
-    field_flag(onx, "--tile-size", ExportOnnxJobConfig, "tile_size", help="the tile side Deepness reads")
+    field_flag(
+        onx, "--tile-size", ExportOnnxJobConfig, "tile_size", help="tile side in px (None: so Deepness' map is ours)"
+    )
+    field_flag(
+        onx,
+        "--overlap",
+        ExportOnnxJobConfig,
+        "overlap",
+        help="context px per tile side (None: the receptive-field radius)",
+    )
     onx.set_defaults(func=cmd_analysis, kind="export_onnx")

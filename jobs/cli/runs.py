@@ -70,10 +70,10 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_rerun(args: argparse.Namespace) -> int:
     from db.runs import RunTracker
-    from jobs.kinds import parse_config
+    from jobs.kinds import parse_config, stored_config
 
     row = RunTracker().get(args.run_id)
-    data = dict(row.config)
+    data = stored_config(row)
     if getattr(args, "resume", False):
         if row.kind not in ("train", "predict"):
             raise ConfigError(f"run {row.id} is a {row.kind} run; --resume continues train and predict runs only")
@@ -93,11 +93,11 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 def cmd_runs_exec(args: argparse.Namespace) -> int:
     """Execute an existing pending run from its stored config (used by detached launches)."""
     from db.runs import RunTracker
-    from jobs.kinds import get_kind, parse_config, scene_id_of
+    from jobs.kinds import get_kind, parse_config, scene_id_of, stored_config
     from jobs.runner import execute
 
     row = RunTracker().get(args.run_id)
-    config = parse_config(dict(row.config), kind=row.kind)
+    config = parse_config(stored_config(row), kind=row.kind)
     execute(config, get_kind(row.kind).executor, scene_id=scene_id_of(config), run_id=row.id)
     return 0
 

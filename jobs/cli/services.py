@@ -116,7 +116,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         "-m",
         "streamlit",
         "run",
-        str(REPO_ROOT / "app" / "main.py"),
+        str(REPO_ROOT / "app" / "server.py"),
         "--server.address",
         args.address,
         "--server.port",

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from core.configs import BaselineJobConfig, TileJobConfig, TrainJobConfig
+from core.configs import BaselineJobConfig, TileJobConfig
 from core.data.scene import Scene
 from core.models import get_model
 from core.tasks import get_task
+from core.training.config import TrainJobConfig
 from jobs.preflight.aoi_stats import AOIStats
 
 FRAMEWORK_BYTES = 700 * 2**20

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from app.services.launch_form import build_config, preflight
-from core.configs import AOIConfig, TrainJobConfig
+from core.configs import AOIConfig
 from core.errors import AOIOutsideSceneError, ConfigError
+from core.training.config import TrainJobConfig
 from jobs.pipeline import pipeline_parts
 from jobs.preflight import (
     Check,

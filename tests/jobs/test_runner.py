@@ -86,8 +86,8 @@ def test_the_preflight_summary_is_stored_with_the_run(db_url, cluster_client):
 def test_the_runner_runs_the_same_preflight_as_the_cli_and_the_form(db_url, cluster_client):
     """A train job that tiles scene 's' first: the runner's pre-flight shows the report (``show``), refuses an AOI
     off the scene before a run row exists, and runs the config as pre-flight stated it (its split derived)."""
-    from core.configs import TrainJobConfig
     from core.errors import ConfigError
+    from core.training.config import TrainJobConfig
 
     def config(**aoi):
         tile = {"scene": "s", "mode": "patches", "sampling": {"patch_size": 3}, "aoi": aoi}
