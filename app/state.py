@@ -66,7 +66,7 @@ def cluster_info() -> ClusterInfo:
 
 
 def cluster_preflight(needs: Any) -> Any:
-    """The cluster pre-flight (:class:`core.distributed.preflight.PreflightReport`) of the cluster in use."""
+    """The cluster pre-flight (:class:`core.distributed.preflight.ClusterReport`) of the cluster in use."""
     address, local = resolve_scheduler(settings())
     if not address:
         raise ClusterError(

@@ -1,41 +1,22 @@
 """Cluster pre-flight of a job config: what the job needs from the cluster, checked before its run row starts.
 
-:func:`job_needs` reads a config (any kind) into :class:`core.distributed.preflight.JobNeeds`: its ranks, whether
+:func:`job_needs` reads a config (any kind, by what its kind declares: :class:`jobs.kinds.Needs`) into :class:`core.distributed.preflight.JobNeeds`: its ranks, whether
 it runs Horovod, the registered fingerprints of the scene files its workers read, the paths they read (a tile
-store, a model bundle) and the workbench folder they must share. :func:`check_job` runs
-:func:`core.distributed.preflight.check_cluster` with them and raises :class:`core.errors.ClusterError` listing
-every problem. :func:`jobs.runner.execute` calls it before it creates or starts the run row, so the CLI and the
-GUI's detached driver refuse a job the same way; the launch form calls it before launching.
+store, a model bundle) and the workbench folder they must share. The ``cluster`` check of
+:func:`jobs.preflight.check` probes every worker with them (:func:`core.distributed.preflight.check_cluster`), in
+the runner before it creates or starts the run row and on the launch form before launching.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel
 
-from core.distributed.preflight import JobNeeds, PreflightReport, check_cluster
+from core.distributed.preflight import JobNeeds
 from core.settings import get_settings
 from db.scenes import SceneStore
-
-log = logging.getLogger(__name__)
-
-SCENE_READERS = ("tile", "pipeline", "predict")
-"""Job kinds whose workers read the scene's imagery (train and baseline do when they tile first: ``tile_job``)."""
-PATH_FIELDS: dict[str, tuple[str, ...]] = {
-    "train": ("store",),
-    "baseline": ("store",),
-    "predict": ("model",),
-    "evaluate": ("store", "model", "prediction", "labels"),
-}
-"""Config fields per job kind naming files or folders the workers read (tile store, model bundle, maps)."""
-
-
-def _reads_scene(config: BaseModel) -> bool:
-    kind = getattr(config, "kind", None)
-    return kind in SCENE_READERS or getattr(config, "tile_job", None) is not None
 
 
 def scene_needs(
@@ -64,27 +45,15 @@ def job_needs(config: BaseModel | None, db_url: str | None = None) -> JobNeeds:
     if config is None:
         return JobNeeds(shared_folder=str(get_settings().home))
     from core.training.schemes import get_scheme
+    from jobs.kinds import needs_of
 
+    needs = needs_of(config)  # what the job kind declares its workers read
     scheme = getattr(config, "scheme", None)
-    fields = PATH_FIELDS.get(str(getattr(config, "kind", "")), ())
-    paths = tuple(p for p in (getattr(config, f, None) for f in fields) if isinstance(p, str) and p)
+    paths = tuple(p for p in (getattr(config, f, None) for f in needs.paths) if isinstance(p, str) and p)
     return scene_needs(
-        getattr(config, "scene", None) if _reads_scene(config) else None,
-        int(getattr(config, "num_workers", 1) or 1),
+        getattr(config, "scene", None) if needs.workers_read_scene(config) else None,
+        needs.workers(config),
         scheme is not None and get_scheme(scheme).uses_horovod,
         db_url,
         paths,
     )
-
-
-def check_job(client: Any, config: BaseModel | None, db_url: str | None = None) -> PreflightReport:
-    """Pre-flight of ``config`` on the cluster of ``client``; raises ClusterError naming every problem.
-
-    Returns:
-        The report (per-worker details, warnings) when the cluster can run the job.
-    """
-    report = check_cluster(client, job_needs(config, db_url))
-    for warning in report.warnings:
-        log.warning("%s", warning)
-    report.raise_for_problems()
-    return report

@@ -8,7 +8,6 @@ artifacts; the runner records them and owns the run's status. The engine's ranks
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,12 @@ from core.tasks import get_task
 from core.training.config import TrainJobConfig
 from db.runs import RunTracker
 from db.scenes import SceneStore
-from jobs.kinds import JobKind, register_kind
+from jobs.kinds import JobKind, Needs, register_kind
 from jobs.outputs import record_prediction
-from jobs.pipeline import PipelineJobConfig, model_modalities
+from jobs.pipeline import PipelineJobConfig, pipeline_parts
+from jobs.preflight.memory import baseline_memory, training_memory
 from jobs.runner import JobContext
+from jobs.settle import settle
 
 log = logging.getLogger(__name__)
 
@@ -194,44 +195,6 @@ def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
     return {"metrics": {**metrics, **summary_metrics(metrics, None)}}
 
 
-def pipeline_parts(
-    config: PipelineJobConfig,
-    store_path: Path,
-    scene_modalities: Sequence[str] = (),
-    label_modality: str | None = None,
-) -> tuple[TileJobConfig, TrainJobConfig]:
-    """The tile and train configs a pipeline runs (also used by the GUI's pre-flight check).
-
-    ``scene_modalities`` and ``label_modality``: the scene's modality names and its label grid's, so a
-    single-modality model (``two_stream_rgb``, ``patch_fcn``) tiles only its modality of a multi-modal scene (see
-    :func:`jobs.pipeline.model_modalities`).
-    """
-    tile = TileJobConfig(
-        scene=config.scene,
-        aoi=config.aoi,
-        mode=get_task(config.task).store_mode,
-        tiling=config.tiling,
-        sampling=config.sampling,
-        split=config.split,
-        cluster=config.cluster,
-        modalities=model_modalities(config.model, scene_modalities, label_modality),
-    )
-    train = TrainJobConfig(
-        scene=config.scene,
-        store=str(store_path),
-        model=config.model,  # type: ignore[arg-type]
-        model_params=config.model_params,
-        scheme=config.scheme,  # type: ignore[arg-type]
-        num_workers=config.num_workers,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        cluster=config.cluster,
-        **{"log_every": 5, "mp_split": config.mp_split, **config.train_options},
-    )
-    return tile, train
-
-
 def prediction_tiling(bundle: str, config: PipelineJobConfig) -> tuple[int | None, int | None]:
     """Inference tile and overlap for a pipeline's model (``(None, None)`` for per-pixel models).
 
@@ -365,24 +328,75 @@ def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:
     return {"metrics": metrics, "artifacts": artifacts}
 
 
+def _parts(config: PipelineJobConfig, scene: Any) -> tuple[TileJobConfig, TrainJobConfig]:
+    """The tile and train configs of a pipeline on ``scene`` (for pre-flight: the store path is not used)."""
+    names = [m.name for m in scene.modalities] if scene is not None else []
+    return pipeline_parts(config, Path("store.zarr"), names, scene.label_modality if scene is not None else None)
+
+
+TRAINING_HINT = "lower the batch size or tile/patch size, or use more workers"
+PIPELINE_NEEDS = Needs(
+    reads_scene=lambda config: True,
+    workers_read_scene=lambda config: True,
+    tile_job=lambda config, scene: _parts(config, scene)[0],
+    training=lambda config, scene: _parts(config, scene)[1],
+    memory=lambda config, scene, stats: training_memory(*_parts(config, scene), scene, stats),
+    memory_hint=TRAINING_HINT,
+    derive=settle,
+)
+"""A pipeline tiles its AOI (derived tile size and split), trains on it with its ranks, maps and scores it."""
+TRAIN_NEEDS = Needs(
+    reads_scene=lambda config: config.tile_job is not None,
+    workers_read_scene=lambda config: config.tile_job is not None,
+    paths=("store",),
+    tile_job=lambda config, scene: config.tile_job,
+    training=lambda config, scene: config,
+    memory=lambda config, scene, stats: (
+        training_memory(config.tile_job, config, scene, stats) if config.tile_job is not None else None
+    ),
+    memory_hint=TRAINING_HINT,
+    derive=settle,
+)
+"""A train job trains with its ranks; with a ``tile_job`` it tiles that first (derived split)."""
+BASELINE_NEEDS = Needs(
+    reads_scene=lambda config: config.tile_job is not None,
+    workers_read_scene=lambda config: config.tile_job is not None,
+    paths=("store",),
+    tile_job=lambda config, scene: config.tile_job,
+    workers=lambda config: 1,  # fitted on one worker
+    memory=baseline_memory,
+    memory_hint="lower max_train_samples or use features 'center'",
+    derive=settle,
+)
+"""A baseline is fitted on one worker; with a ``tile_job`` it tiles that first (derived split)."""
+TILE_NEEDS = Needs(workers_read_scene=lambda config: True)
+"""A tile job's workers read its scene's files."""
+PREDICT_NEEDS = Needs(workers_read_scene=lambda config: True, paths=("model",))
+"""A predict job's workers read its scene's files and the model bundle."""
+EVALUATE_NEEDS = Needs(paths=("store", "model", "prediction", "labels"))
+"""An evaluate job's workers read the store, the model bundle or the maps it scores."""
+
+
 KINDS: dict[str, JobKind] = {
     k.name: register_kind(k)
     for k in (
-        JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store"),  # type: ignore[arg-type]
-        JobKind("train", TrainJobConfig, run_train, "train a model on a tile store"),  # type: ignore[arg-type]
-        JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG"),  # type: ignore[arg-type]
-        JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline"),  # type: ignore[arg-type]
+        JobKind("tile", TileJobConfig, run_tile, "tile an AOI into a sample store", TILE_NEEDS),  # type: ignore[arg-type]
+        JobKind("train", TrainJobConfig, run_train, "train a model on a tile store", TRAIN_NEEDS),  # type: ignore[arg-type]
+        JobKind("predict", PredictJobConfig, run_predict, "predict an AOI to a COG", PREDICT_NEEDS),  # type: ignore[arg-type]
+        JobKind("evaluate", EvaluateJobConfig, run_evaluate, "score a model or baseline", EVALUATE_NEEDS),  # type: ignore[arg-type]
         JobKind(
             "baseline",
             BaselineJobConfig,
             run_baseline,  # type: ignore[arg-type]
             "fit and score an RF / KNN / SVM baseline, optionally map an AOI",
+            BASELINE_NEEDS,
         ),
         JobKind(
             "pipeline",
             PipelineJobConfig,
             run_pipeline,  # type: ignore[arg-type]
             "tile, train, predict and evaluate in one run",
+            PIPELINE_NEEDS,
         ),
     )
 }

@@ -1,14 +1,17 @@
-"""The job-kind registry: kind name -> (config class, executor). The CLI and the GUI both dispatch through here.
+"""The job-kind registry: kind name -> (config class, executor, pre-flight needs). The CLI and the GUI both
+dispatch through here.
 
 Each kind module registers its kinds with :func:`register_kind` when imported; :data:`KIND_MODULES` names them, and
-:func:`list_kinds` / :func:`get_kind` import them (an import error propagates: no kind is dropped silently).
+:func:`list_kinds` / :func:`get_kind` import them (an import error propagates: no kind is dropped silently). A kind
+declares in :class:`Needs` what pre-flight (:func:`jobs.preflight.check`) reads from its config and what it derives.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +20,60 @@ from pydantic import BaseModel, ValidationError
 from core.configs import load_json_file, upgrade_config
 from core.errors import ConfigError
 from db.scenes import SceneStore
-from jobs.runner import Executor
 
 KIND_MODULES = ("jobs.engine_kinds", "jobs.assess", "jobs.exports")
 """The modules that register job kinds (imported by :func:`list_kinds`)."""
 
 
+Executor = Callable[[BaseModel, Any], dict[str, Any]]
+"""``(config, ctx: jobs.runner.JobContext) -> {"metrics": {...}, "artifacts": {...}}``: runs one job."""
+
+
+def _nothing(config: Any, scene: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a job kind asks of pre-flight (:func:`jobs.preflight.check`), read from its config, and what it derives.
+
+    Attributes:
+        reads_scene: ``config -> bool``: the job trains on its scene's labels (pre-flight loads the scene).
+        tile_job: ``(config, scene) -> TileJobConfig | None``: the tile job the config runs first; its scene's
+            labels, its AOI and the samples each split gets are checked. None: the config reads no AOI of a scene.
+        training: ``(config, scene) -> TrainJobConfig | None``: the training it runs; its model and scheme are
+            checked against the scene's modalities, its ranks against the cluster. None: it trains no deep model.
+        workers: ``config -> int``: the Dask workers the job needs at once.
+        workers_read_scene: ``config -> bool``: its workers read its scene's files (their fingerprints are checked on
+            every worker, :mod:`jobs.cluster_check`).
+        paths: config fields naming other files or folders its workers read (a tile store, a model bundle).
+        memory: ``(config, scene, stats) -> bytes``: its peak memory per worker (:mod:`jobs.preflight.memory`);
+            None: not estimated.
+        memory_hint: what lowers that memory, for the message when it is too high.
+        derive: ``(config, scene, needed) -> (config, census)``: the config stated in full (derived tile size and
+            split, :func:`jobs.settle.settle`) and what each split will hold; None: the kind derives nothing.
+    """
+
+    reads_scene: Callable[[Any], bool] = field(default=lambda config: False)
+    tile_job: Callable[[Any, Any], Any] = _nothing
+    training: Callable[[Any, Any], Any] = _nothing
+    workers: Callable[[Any], int] = field(default=lambda config: int(getattr(config, "num_workers", 1) or 1))
+    workers_read_scene: Callable[[Any], bool] = field(default=lambda config: False)
+    paths: tuple[str, ...] = ()
+    memory: Callable[[Any, Any, Any], int | None] | None = None
+    memory_hint: str = ""
+    derive: Callable[[Any, Any, dict[str, int]], tuple[Any, Any]] | None = None
+
+
 @dataclass(frozen=True)
 class JobKind:
-    """One kind of job: its config class, the executor the runner calls, and a line of help."""
+    """One kind of job: its config class, the executor the runner calls, a line of help and its pre-flight needs."""
 
     name: str
     config_class: type[BaseModel]
     executor: Executor
     help: str
+    needs: Needs = Needs()
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -69,6 +112,12 @@ def get_kind(name: str) -> JobKind:
     if name not in known:
         raise ConfigError(f"job kind {name!r} is unknown; expected one of {sorted(known)}")
     return known[name]
+
+
+def needs_of(config: Any) -> Needs:
+    """What the kind of ``config`` declares it needs (nothing for a config of no registered kind, e.g. a test's)."""
+    kind = list_kinds().get(str(getattr(config, "kind", "")))
+    return kind.needs if kind is not None else Needs()
 
 
 def parse_config(data: dict[str, Any] | str | Path, kind: str | None = None) -> BaseModel:

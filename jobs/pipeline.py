@@ -8,13 +8,16 @@ One frozen config (``PipelineJobConfig``) describes it; its run goes through the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig
+from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TileJobConfig, TilingConfig
 from core.errors import ConfigError
 from core.models import get_model
+from core.tasks import get_task
+from core.training.config import TrainJobConfig
 from core.training.schemes.api import check_combination
 
 
@@ -89,3 +92,41 @@ class PipelineJobConfig(Frozen):
     def task(self) -> str:
         """The task of the model (:attr:`core.models.ModelSpec.task`)."""
         return get_model(self.model).task
+
+
+def pipeline_parts(
+    config: PipelineJobConfig,
+    store_path: Path,
+    scene_modalities: Sequence[str] = (),
+    label_modality: str | None = None,
+) -> tuple[TileJobConfig, TrainJobConfig]:
+    """The tile and train configs a pipeline runs (also used by the GUI's pre-flight check).
+
+    ``scene_modalities`` and ``label_modality``: the scene's modality names and its label grid's, so a
+    single-modality model (``two_stream_rgb``, ``patch_fcn``) tiles only its modality of a multi-modal scene (see
+    :func:`jobs.pipeline.model_modalities`).
+    """
+    tile = TileJobConfig(
+        scene=config.scene,
+        aoi=config.aoi,
+        mode=get_task(config.task).store_mode,
+        tiling=config.tiling,
+        sampling=config.sampling,
+        split=config.split,
+        cluster=config.cluster,
+        modalities=model_modalities(config.model, scene_modalities, label_modality),
+    )
+    train = TrainJobConfig(
+        scene=config.scene,
+        store=str(store_path),
+        model=config.model,  # type: ignore[arg-type]
+        model_params=config.model_params,
+        scheme=config.scheme,  # type: ignore[arg-type]
+        num_workers=config.num_workers,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        cluster=config.cluster,
+        **{"log_every": 5, "mp_split": config.mp_split, **config.train_options},
+    )
+    return tile, train

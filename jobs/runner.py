@@ -1,6 +1,7 @@
 """Running a job: one function owns a run's whole life, whichever job kind it is and whoever launched it.
 
-``execute(config)`` connects to the cluster and runs its pre-flight, then creates the run row (or takes an existing
+``execute(config)`` connects to the cluster and runs its pre-flight (:func:`jobs.preflight.check`, the one the
+launch form and the CLI show), then creates the run row (or takes an existing
 pending one), heartbeats,
 reports progress, and leaves the run ``succeeded``, ``failed`` (with the error) or ``cancelled``. The CLI and the
 GUI both come through here, so a run launched from either is tracked the same way.
@@ -19,11 +20,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.distributed.cluster import ClusterHandle, connect, describe
+from core.distributed.preflight import check_cluster
 from core.distributed.recycling import refresh_workers
 from core.errors import JobCancelledError, SchedulerLostError, WorkbenchError
 from core.settings import Settings, get_settings
 from core.writable import FULL, NOT_WRITABLE, check_writable, explain_write_error
 from db.runs import Heartbeat, RunTracker
+from jobs.kinds import Executor
+from jobs.preflight import ClusterFacts, PreflightReport, check
 
 log = logging.getLogger(__name__)
 
@@ -85,38 +89,56 @@ class JobContext:
             raise JobCancelledError(f"run {self.run_id} was cancelled")
 
 
-Executor = Callable[[BaseModel, JobContext], dict[str, Any]]
+@dataclass(frozen=True)
+class Preflight:
+    """What the runner's pre-flight gives the run: the client (None for jobs without a ``cluster`` section), the
+    handle to close, the config as it will run and the summary stored in the run's cluster record."""
+
+    client: Any
+    handle: ClusterHandle | None
+    config: BaseModel
+    summary: dict[str, Any]
 
 
-def _cluster_for(config: BaseModel, client: Any, db_url: str) -> tuple[Any, ClusterHandle | None, dict[str, Any]]:
-    """The job's client (connected here unless given; None for jobs without a ``cluster`` section) once the cluster
-    pre-flight passed, the handle to close, and the pre-flight's summary for the run row.
+def _preflight(
+    config: BaseModel, client: Any, db_url: str, show: Callable[[PreflightReport], None] | None
+) -> Preflight:
+    """Connect (unless ``client`` is given; jobs without a ``cluster`` section run on the driver) and run
+    :func:`jobs.preflight.check` with the cluster's size and a probe of every worker.
 
     Raises:
-        ClusterError: the cluster cannot be reached or cannot run the job (every problem named); nothing is left
-            connected.
+        ConfigError / ClusterError: pre-flight refused the job (every problem named); nothing is left connected.
     """
-    from jobs.cluster_check import check_job
-
     handle = None
     t0 = time.monotonic()
     if client is None and "cluster" in type(config).model_fields:  # jobs without one run on the driver
         handle = connect(config.cluster)  # type: ignore[attr-defined]
         client = handle.client
     connect_s = time.monotonic() - t0
-    if client is None:
-        return None, None, {}
     try:
-        report = check_job(client, config, db_url)  # Dask: every worker, before the run row starts
+        report = check(
+            config,
+            cluster=ClusterFacts.of(client) if client is not None else None,
+            probe=(lambda needs: check_cluster(client, needs)) if client is not None else None,  # Dask: every worker
+            db_url=db_url,
+        )
+        for line in report.lines(errors=False):
+            log.info("pre-flight %s", line)
+        if show is not None:
+            show(report)
+        report.raise_if_refused()
     except BaseException:
         if handle is not None:
             handle.close()
         raise
-    return (
-        client,
-        handle,
-        {"seconds": round(report.seconds, 2), "warnings": report.warnings, "connect_s": round(connect_s, 2)},
-    )
+    summary = {}
+    if report.cluster is not None:
+        summary = {
+            "seconds": round(report.cluster.seconds, 2),
+            "warnings": report.cluster.warnings,
+            "connect_s": round(connect_s, 2),
+        }
+    return Preflight(client, handle, report.config, summary)
 
 
 def _write_cause(exc: BaseException) -> OSError | None:
@@ -174,13 +196,15 @@ def execute(
     db_url: str | None = None,
     client: Any = None,
     parent_run_id: int | None = None,
+    show: Callable[[PreflightReport], None] | None = None,
 ) -> int:
     """Run ``executor(config, ctx)`` as a tracked run; returns the run id.
 
-    A config with a ``cluster`` section runs on that cluster (connected here unless ``client`` is given) after the
-    cluster pre-flight (:func:`jobs.cluster_check.check_job`) passed; a refused job creates no run row (an existing
-    pending ``run_id`` is marked failed with the pre-flight's message). One without (e.g. ``assess``) runs in this
-    process with ``ctx.client`` None.
+    Pre-flight (:func:`jobs.preflight.check`: the kind's checks, then every worker of the cluster) runs first and
+    ``show`` gets its report; a refused job creates no run row (an existing pending ``run_id`` is marked failed with
+    the pre-flight's message). The run stores and runs the config as pre-flight stated it (derived tile size and
+    split). A config with a ``cluster`` section runs on that cluster (connected here unless ``client`` is given);
+    one without (e.g. ``assess``) runs in this process with ``ctx.client`` None.
     The executor returns ``{"metrics": {...}, "artifacts": {...}}`` (both optional). Exceptions mark the run
     failed (its message stored) and propagate; JobCancelledError marks it cancelled.
     """
@@ -189,11 +213,12 @@ def execute(
     tracker = RunTracker(db_url)
     kind = getattr(config, "kind", type(config).__name__)
     try:
-        client, handle, preflight = _cluster_for(config, client, db_url)
+        flight = _preflight(config, client, db_url, show)
     except BaseException as exc:
         if run_id is not None:  # a pending run launched detached must not stay pending
             tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
         raise
+    client, handle, config = flight.client, flight.handle, flight.config
     if run_id is None:
         run_id = tracker.create(kind, config.model_dump(mode="json"), scene_id=scene_id, parent_run_id=parent_run_id)
     with Heartbeat(tracker, run_id):
@@ -201,7 +226,7 @@ def execute(
             restarted = refresh_workers(client) if client is not None else []
             tracker.start(
                 run_id,
-                cluster={**describe(client), "preflight": preflight, "restarted_workers": restarted}
+                cluster={**describe(client), "preflight": flight.summary, "restarted_workers": restarted}
                 if client is not None
                 else None,
             )

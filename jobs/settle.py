@@ -1,6 +1,6 @@
 """Stating a launch in full before it starts: the derived tile size and split, and what each split will hold.
 
-A pipeline or baseline launched with the defaults leaves the tile size (``tiling`` not given), the split's block
+A pipeline, or a baseline or train job with a ``tile_job``, launched with the defaults leaves the tile size (``tiling`` not given), the split's block
 size and buffer (``None``) and the split seed (not given) to be derived from the AOI. :func:`settle` derives them
 (:mod:`core.sampling.split_defaults`, :func:`core.tiling.census.settle_split`), so the config that is stored with the
 run states what ran, and counts the samples and labelled pixels of every split and class (labels only, no image
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.configs import BaselineJobConfig, TileJobConfig, TilingConfig
+from core.configs import BaselineJobConfig, SplitConfig, TileJobConfig, TilingConfig
 from core.data.geometry import resolve_aoi
 from core.data.scene import Scene
 from core.errors import ConfigError
@@ -19,14 +19,15 @@ from core.models import get_model
 from core.sampling.split_defaults import largest_fitting_size
 from core.tasks import get_task
 from core.tiling.census import SampleCensus, settle_split
-from jobs.pipeline import PipelineJobConfig
+from core.training.config import TrainJobConfig
+from jobs.pipeline import PipelineJobConfig, pipeline_parts
 
 DEFAULT_TILE = 64
 """The tile side a pipeline uses when the AOI allows it and the user gave none."""
 MIN_TILE = 16
 """The smallest tile side :func:`settle` tries for a small AOI."""
 
-Launch = PipelineJobConfig | BaselineJobConfig
+Launch = PipelineJobConfig | BaselineJobConfig | TrainJobConfig
 
 
 def _tile_size(config: PipelineJobConfig, scene: Scene) -> int:
@@ -56,14 +57,20 @@ def _tile_trials(config: PipelineJobConfig, scene: Scene) -> list[PipelineJobCon
     return [config.model_copy(update={"tiling": TilingConfig(tile_size=t)}) for t in sizes]
 
 
+def asked_splits(split: SplitConfig) -> tuple[float, float, float]:
+    """Which splits must get samples (> 0): those with a fraction > 0; a date split's training and test dates, and
+    its validation date only when it names one (without one, training runs without validation: no early stopping)."""
+    if split.method == "date":
+        return (1.0, 1.0 if split.val_date else 0.0, 1.0)
+    return split.fractions
+
+
 def tile_job_of(config: Launch, scene: Scene) -> TileJobConfig:
     """The tile job a launch runs first."""
-    if isinstance(config, BaselineJobConfig):
+    if not isinstance(config, PipelineJobConfig):
         if config.tile_job is None:
-            raise ConfigError("the baseline names a store, not a tile job; nothing to settle")
+            raise ConfigError(f"the {config.kind} job names a store, not a tile job; nothing to settle")
         return config.tile_job
-    from jobs.engine_kinds import pipeline_parts
-
     return pipeline_parts(config, Path("store.zarr"), [m.name for m in scene.modalities], scene.label_modality)[0]
 
 
@@ -84,11 +91,11 @@ def settle(config: Launch, scene: Scene, needed: dict[str, int] | None = None) -
     for trial in trials:
         tile, census = settle_split(tile_job_of(trial, scene), scene, class_names=names, needed=needed)
         settled = (
-            trial.model_copy(update={"tile_job": tile})
-            if isinstance(trial, BaselineJobConfig)
-            else trial.model_copy(update={"split": tile.split})
+            trial.model_copy(update={"split": tile.split})
+            if isinstance(trial, PipelineJobConfig)
+            else trial.model_copy(update={"tile_job": tile})
         )
-        if not census.problems(tile.split.fractions, names, needed):
+        if not census.problems(asked_splits(tile.split), names, needed):
             return settled, census
         first = first or (settled, census)
     assert first is not None

@@ -129,12 +129,12 @@ class ClusterProbe:
         from distributed import Client
 
         from core.distributed.cluster import security
-        from core.distributed.preflight import PreflightReport, Problem, check_cluster
+        from core.distributed.preflight import ClusterReport, Problem, check_cluster
 
         try:
             client = Client(self.address, timeout=self.timeout, set_as_default=False, security=security())
         except (OSError, TimeoutError) as exc:
-            return PreflightReport(
+            return ClusterReport(
                 self.address,
                 None,
                 {},

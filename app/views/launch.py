@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 import streamlit as st
@@ -11,6 +10,7 @@ from streamlit_folium import st_folium
 
 from app import maps, state
 from app.services import paths as checked
+from app.services.launch_form import BASELINES, build_config, launch_models, model_params, preflight, recipe_defaults
 from app.services.overlays import scene_quicklook
 from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
@@ -18,19 +18,8 @@ from core.models import get_model
 from core.tasks import get_task
 from core.training.schemes import get_scheme, list_schemes
 from jobs.census_report import census_table, census_unit
-from jobs.cluster_check import job_needs
-from jobs.prediction_check import mapping_note
-from jobs.preflight import (
-    BASELINES,
-    AOIStats,
-    Check,
-    aoi_stats,
-    build_config,
-    launch_models,
-    model_params,
-    preflight,
-    recipe_defaults,
-)
+from jobs.preflight import AOIStats, aoi_stats
+from jobs.preflight.context import mapping_note
 
 P = "launch"  # session-state prefix
 LABELLED_HELP = (
@@ -48,18 +37,6 @@ def _stats(db_url: str, scene_name: str, aoi_json: str | None) -> AOIStats:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _quicklook(paths: tuple[str, ...]):  # type: ignore[no-untyped-def]
     return scene_quicklook(paths)
-
-
-def _cluster_preflight(config: Any, report: Any) -> Any:
-    """The cluster pre-flight of ``config`` on every worker, shown; ``report`` with its problems added as errors."""
-    with st.spinner("Checking every worker of the cluster (engine, versions, the scene's files, Horovod)..."):
-        cluster_report = state.cluster_preflight(job_needs(config, state.settings().db_url))
-    for problem in cluster_report.problems:
-        st.error(problem.message)
-    for warning in cluster_report.warnings:
-        st.warning(warning)
-    extra = [Check("error", p.message) for p in cluster_report.problems]
-    return replace(report, checks=[*report.checks, *extra]) if extra else report
 
 
 def _model_label(name: str, task: str) -> str:
@@ -470,16 +447,19 @@ if check or go:
             st.error(str(exc))
         else:
             cluster = state.cluster_info()
-            report = preflight(
-                config, scene, cluster.n_workers if cluster.reachable else None, cluster.min_worker_memory
-            )
+            with st.spinner("Checking the job and every worker of the cluster (engine, versions, files, Horovod)..."):
+                report = preflight(
+                    config,
+                    scene,
+                    cluster.n_workers if cluster.reachable else None,
+                    cluster.min_worker_memory,
+                    probe=state.cluster_preflight if cluster.reachable else None,
+                )
             for chk in report.checks:
                 {"error": st.error, "warning": st.warning, "info": st.info}[chk.level](chk.message)
             if report.census is not None:
                 st.caption(f"What each split gets ({census_unit(report.census)} per class):")
                 st.dataframe(census_table(report.census, scene), hide_index=True)
-            if report.ok and cluster.reachable:
-                report = _cluster_preflight(config, report)
             if report.ok and check:
                 st.success("Pre-flight check passed: ready to launch.")
             if go and not report.ok:

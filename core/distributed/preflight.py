@@ -11,7 +11,7 @@ the package versions. It checks that every worker
 - for Horovod jobs: imports ``horovod.tensorflow`` built with gloo, and reaches the driver's rendezvous address,
 
 and that enough workers are free for the job's ranks. Each failed check is one :class:`Problem` naming the
-worker(s), what differs and the fix; :meth:`PreflightReport.raise_for_problems` turns them into one
+worker(s), what differs and the fix; :meth:`ClusterReport.raise_for_problems` turns them into one
 :class:`ClusterError` before any run row is started.
 """
 
@@ -73,7 +73,7 @@ class Problem:
 
 
 @dataclass
-class PreflightReport:
+class ClusterReport:
     """Per-worker reports (address -> probe dict, versions included), the problems found and Dask's notes."""
 
     scheduler: str | None
@@ -513,11 +513,11 @@ def _ask(
     return answers, (listener.address, listener.port) if listener else None
 
 
-def check_cluster(client: Any, needs: JobNeeds, timeout: float = PROBE_TIMEOUT_SECONDS) -> PreflightReport:
+def check_cluster(client: Any, needs: JobNeeds, timeout: float = PROBE_TIMEOUT_SECONDS) -> ClusterReport:
     """Check that the cluster of ``client`` can run a job with ``needs``, on every worker and the scheduler.
 
     Nothing is started on the cluster; the probes only import, stat and read. Problems are collected, not raised:
-    call :meth:`PreflightReport.raise_for_problems` to refuse the job.
+    call :meth:`ClusterReport.raise_for_problems` to refuse the job.
     """
     from core.distributed.cluster import live_workers
     from core.settings import REPO_ROOT
@@ -541,7 +541,7 @@ def check_cluster(client: Any, needs: JobNeeds, timeout: float = PROBE_TIMEOUT_S
     problems += _check_shared(needs, worker_reports)
     if needs.horovod:
         problems += _check_horovod(worker_reports) + _check_network(worker_reports, reach)
-    report = PreflightReport(
+    report = ClusterReport(
         scheduler=scheduler,
         dashboard=client.dashboard_link,
         client_versions=client_versions,

@@ -1,11 +1,12 @@
 """The first click works: every model the launch form offers on every sample scene, with the form's defaults.
 
-Each combination goes through the code the form uses (:func:`jobs.preflight.build_config` with the form's default
-values, then :func:`jobs.preflight.preflight`, which states the config in full) and, when pre-flight lets it
-through, runs as the detached driver runs it (:func:`jobs.runner.execute`) on the session's real 2-worker cluster
-with real Horovod ranks: 1 epoch of 2 steps, on a small AOI of the larger scenes. A combination must either end
-``succeeded`` with metrics (and a map when its task makes one) or be refused by pre-flight with a message; a run that
-fails is a bug. The matrix is printed (run with ``-s`` to see it).
+Each combination goes through the code the form uses (:func:`app.services.launch_form.build_config` with the form's
+default values, then :func:`app.services.launch_form.preflight`, i.e. :func:`jobs.preflight.check`, which states the
+config in full) and, when pre-flight lets it through, runs as the detached driver runs it
+(:func:`jobs.runner.execute`) on the session's real 2-worker cluster with real Horovod ranks: 1 epoch of 2 steps, on
+a small AOI of the larger scenes. A combination must either end ``succeeded`` with metrics (and a map when its task
+makes one) or be refused by pre-flight with a message; a run that fails is a bug. The matrix is printed (run with
+``-s`` to see it).
 """
 
 from __future__ import annotations
@@ -68,10 +69,10 @@ def _values(scene: Scene, model: str, task: str) -> dict[str, Any]:
 
 def _launch(scene: Scene, model: str, task: str, client: Any, db_url: str) -> tuple[str, str]:
     """(outcome, detail) of one combination."""
+    from app.services.launch_form import build_config, preflight
     from core.errors import ConfigError
     from db.runs import RunTracker
     from jobs.kinds import get_kind
-    from jobs.preflight import build_config, preflight
     from jobs.runner import execute
 
     try:
@@ -104,11 +105,11 @@ def _launch(scene: Scene, model: str, task: str, client: Any, db_url: str) -> tu
 @pytest.mark.horovod
 @pytest.mark.shared_data
 def test_every_model_on_every_sample_scene(home: Path, db_url: str, cluster_client: Any, shared_data: Path) -> None:
+    from app.services.launch_form import launch_models
     from core.data.samples import register_samples
     from core.models import get_model
     from core.tasks import get_task
     from db.scenes import SceneStore
-    from jobs.preflight import launch_models
 
     scenes = register_samples(shared_data, SceneStore(db_url), home)
     # the engine's models: toy models that other tests of the session register are left out

@@ -1,4 +1,5 @@
-"""Pre-flight checks: AOI measures, label counts, cluster size and memory estimates, form validation."""
+"""Pre-flight (:func:`jobs.preflight.check`): AOI measures, label counts, cluster size and memory estimates, what a
+job kind declares (a train job with a ``tile_job`` included), and the list of checks."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ from typing import Any
 
 import pytest
 
-from core.configs import AOIConfig, BaselineJobConfig
+from app.services.launch_form import build_config, preflight
+from core.configs import AOIConfig
 from core.errors import AOIOutsideSceneError, ConfigError
-from jobs.engine_kinds import pipeline_parts
+from core.training.config import TrainJobConfig
+from jobs.pipeline import pipeline_parts
 from jobs.preflight import (
+    Check,
+    ClusterFacts,
+    PreflightCheck,
     aoi_stats,
-    build_config,
+    check,
     estimate_memory_per_worker,
-    launch_models,
-    model_params,
-    preflight,
-    recipe_defaults,
-    recipes,
+    register_check,
 )
+from jobs.preflight.checks import CHECKS
 from tests.app.conftest import pixel_box_wgs84, tiny_scene  # noqa: F401 - fixture
 
 FORM = {
@@ -63,13 +66,6 @@ def test_memory_estimate_grows_with_batch_and_tile(tiny_scene: Any) -> None:
     assert 700 * 2**20 < small < bigger
 
 
-def test_build_config_lists_every_bad_field() -> None:
-    with pytest.raises(ConfigError) as info:
-        build_config({**FORM, "model": "patch_cnn", "size": 8, "epochs": 0})
-    text = str(info.value)
-    assert "sampling.patch_size: patch_size 8 is even" in text and "epochs" in text
-
-
 def test_scene_without_labels_cannot_train(home: Path, tmp_path: Path, db_url: str) -> None:
     import numpy as np
 
@@ -85,122 +81,6 @@ def test_scene_without_labels_cannot_train(home: Path, tmp_path: Path, db_url: s
     )
     report = preflight(build_config({**FORM, "scene": "nolab"}), scene, cluster_workers=2)
     assert "has no label rasters" in " ".join(report.errors)
-
-
-def _train(config: Any) -> Any:
-    return pipeline_parts(config, Path("/tmp/s.zarr"))[1]
-
-
-def test_mp_split_reaches_the_pipeline_and_its_training() -> None:
-    config = build_config(
-        {
-            **FORM,
-            "model": "two_stream",
-            "scheme": "model_parallel",
-            "num_workers": 3,
-            "size": 9,
-            "mp_split": "optimized",
-            "model_params": {"width": 4, "dense": "64, 32"},
-        }
-    )
-    assert config.mp_split == "optimized"
-    train = _train(config)
-    assert (train.scheme, train.mp_split, train.num_workers) == ("model_parallel", "optimized", 3)
-    assert train.model_params == {"width": 4, "dense": (64, 32)}
-    assert build_config(FORM).mp_split == "baseline" and _train(build_config(FORM)).mp_split == "baseline"
-
-
-def test_heterogeneous_worker_speeds_and_calibration() -> None:
-    form = {**FORM, "model": "patch_cnn", "scheme": "heterogeneous", "num_workers": 3, "size": 9}
-    train = _train(build_config({**form, "worker_speeds": "1, 1, 0.5"}))
-    assert train.worker_speeds == (1.0, 1.0, 0.5)
-    measured = _train(build_config({**form, "worker_speeds": "", "calibration_steps": 12}))
-    assert measured.worker_speeds is None and measured.calibration_steps == 12
-    with pytest.raises(
-        ConfigError,
-        match=r"worker_speeds \[1.0, 1.0\] must give one positive speed per worker "
-        r"\(3 workers\)",
-    ):
-        build_config({**form, "worker_speeds": "1, 1"})
-
-
-def test_resnet_paper_recipe() -> None:
-    assert recipe_defaults(None)["optimizer"] == "adam" and recipe_defaults("resnet")["optimizer"] == "sgd_nesterov"
-    config = build_config({**FORM, "model": "resnet50", "size": 32, "label_fraction": 0.1, **recipes()["resnet"]})
-    tile, train = pipeline_parts(config, Path("/tmp/s.zarr"))
-    assert tile.mode == "tiles" and tile.tiling.tile_size == 32
-    assert (train.model, train.optimizer, train.momentum, train.warmup_epochs) == ("resnet50", "sgd_nesterov", 0.9, 5)
-    assert (train.lr_decay_at, train.lr_decay_factor, train.mixup_alpha) == ((0.3, 0.6, 0.8), 0.1, 0.2)
-    assert train.label_fraction == 0.1 and train.augment
-    with pytest.raises(ConfigError, match="training recipe 'sgd' is unknown; choose one of"):
-        recipe_defaults("sgd")
-
-
-def test_form_offers_every_registered_model_with_its_builder_defaults() -> None:
-    import inspect
-
-    from core.models import get_model, list_models
-
-    assert [m for m, task in launch_models().items() if task != "baseline"] == list_models()
-    for model in list_models():
-        spec = get_model(model)
-        assert model_params(model) == spec.params
-        sig = inspect.signature(spec.builder).parameters
-        declared = {p.name: sig[p.name].default for p in spec.params if p.name in sig}
-        assert declared == {k: v for k, v in spec.defaults().items() if k in declared}, model
-    assert model_params("rf") == ()
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        ({"optimizer": "rmsprop"}, "- optimizer: Input should be 'adam' or 'sgd_nesterov'"),
-        ({"patience": 0}, "- patience: Input should be greater than or equal to 1"),
-        ({"model_params": {"width": 0}}, r"- model_params.width: 0 is not a number in \[1, 512\]"),
-        ({"model_params": {"dense": "10"}}, "- model_params.dense: model 'unet' has no size parameter 'dense'"),
-        ({"model_params": {"depth": 6}}, r"- tiling.tile_size: a 16-px tile is not divisible by 2\*\*depth = 64"),
-        ({"lr_decay_at": "0.3, 1.2"}, r"- lr_decay_at: \[0.3, 1.2\] must be increasing fractions of the epochs"),
-        ({"lr_decay_at": "a, b"}, "- lr_decay_at: 'a, b' is not a comma-separated list of float numbers"),
-        ({"mp_split": "optimized"}, "- mp_split: only used when the scheme is 'model_parallel', not 'data_parallel'"),
-        ({"label_fraction": 0.1}, "- label_fraction: only used when the task is 'multilabel', not 'dense'"),
-        ({"calibration_steps": 3}, "- calibration_steps: only used when the scheme is 'heterogeneous'"),
-    ],
-)
-def test_bad_advanced_value_names_the_field(extra: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        build_config({**FORM, **extra})
-
-
-def test_lr_decay_epochs_zero_means_none() -> None:
-    assert _train(build_config({**FORM, "lr_decay_epochs": 0})).lr_decay_epochs is None
-    assert _train(build_config({**FORM, "lr_decay_epochs": 3})).lr_decay_epochs == 3
-
-
-def test_baseline_model_gives_a_baseline_job_that_tiles_patches_first() -> None:
-    config = build_config(
-        {
-            **FORM,
-            "model": "svm",
-            "size": 7,
-            "per_class": 50,
-            "split_method": "date",
-            "test_date": "20220101",
-            "fractions": (0.7, 0.3, 0.0),
-            "features": "patch",
-            "max_train_samples": 1000,
-            "aoi": pixel_box_wgs84(0, 0, 64, 64),
-        }
-    )
-    assert isinstance(config, BaselineJobConfig) and config.kind == "baseline"
-    assert (config.method, config.features, config.max_train_samples, config.split) == ("svm", "patch", 1000, "test")
-    tile = config.tile_job
-    assert tile is not None and tile.scene == "tiny" and tile.mode == "patches"
-    assert (tile.sampling.patch_size, tile.sampling.per_class) == (7, 50)
-    assert (tile.split.method, tile.split.test_date, tile.split.fractions) == ("date", "20220101", (0.7, 0.3, 0.0))
-    assert config.predict and config.date == "20220101" and config.aoi == tile.aoi
-    assert BaselineJobConfig.model_validate_json(config.model_dump_json()) == config
-    with pytest.raises(ConfigError, match="tile_job.sampling.patch_size: patch_size 8 is even"):
-        build_config({**FORM, "model": "rf", "size": 8})
 
 
 def test_preflight_of_a_baseline(tiny_scene: Any) -> None:
@@ -237,3 +117,104 @@ def test_preflight_of_two_modalities(home: Path, tmp_path: Path, db_url: str) ->
     assert preflight(rgb, duo, cluster_workers=2).ok  # the pipeline tiles the RGB modality alone
     tile = pipeline_parts(rgb, Path("/tmp/s.zarr"), [m.name for m in duo.modalities])[0]
     assert tile.modalities == ("rgb",)
+
+
+def _train_with_tile_job(**tile: Any) -> TrainJobConfig:
+    """The defect's shape: a train job that tiles its scene first (``tile_job``) instead of naming a store."""
+    return TrainJobConfig.model_validate(
+        {
+            "kind": "train",
+            "scene": "tiny",
+            "tile_job": {"scene": "tiny", "mode": "patches", "sampling": {"patch_size": 5, "per_class": 50}, **tile},
+            "model": "patch_cnn",
+            "epochs": 1,
+        }
+    )
+
+
+def test_a_train_job_with_a_tile_job_is_checked_and_its_split_derived(tiny_scene: Any) -> None:
+    config = _train_with_tile_job()
+    assert config.tile_job is not None and config.tile_job.split.block_size is None
+    report = check(config, scene=tiny_scene, cluster=ClusterFacts(1, 8 * 2**30))
+    assert report.ok, report.errors
+    assert report.stats is not None and report.stats.labelled == 64 * 63
+    assert report.census is not None and all(report.census.samples[s] > 0 for s in ("train", "val", "test"))
+    settled = report.config.tile_job
+    assert settled.split.block_size is not None and settled.split.buffer is not None  # derived and stated
+    assert report.memory_per_worker_bytes is not None and report.memory_per_worker_bytes > 700 * 2**20
+    sources = [c.source for c in report.checks]
+    assert sources == ["derived", "memory"], report.checks
+    far = {"type": "Polygon", "coordinates": [[[0, 0], [0.01, 0], [0.01, 0.01], [0, 0.01], [0, 0]]]}
+    outside = check(_train_with_tile_job(aoi={"geometry": far}), scene=tiny_scene, cluster=ClusterFacts(1))
+    assert "does not overlap scene 'tiny'" in " ".join(outside.errors)
+    with pytest.raises(
+        ConfigError, match="pre-flight refused the job:\n- AOI with bounds .*does not overlap scene 'tiny'"
+    ):
+        outside.raise_if_refused()
+
+
+def test_a_train_job_on_a_store_reads_no_scene(home: Path) -> None:
+    config = TrainJobConfig(
+        scene="not-registered", store="/tmp/s.zarr", model="patch_cnn", scheme="data_parallel", num_workers=2
+    )
+    report = check(config, cluster=ClusterFacts(1))
+    assert report.errors == [
+        "the job asks for 2 workers but the cluster has 1; lower the number of workers to 1 or "
+        "add workers to the cluster"
+    ]
+    assert report.scene is None and report.stats is None and report.config is config
+
+
+def test_a_registered_check_runs_for_every_caller(tiny_scene: Any) -> None:
+    def planned_steps(s: Any) -> list[Check]:
+        return [Check("info", f"{s.config.kind} on {s.workers} worker(s)")]
+
+    register_check(PreflightCheck("planned_steps", planned_steps), before="memory")
+    try:
+        with pytest.raises(ValueError, match="'planned_steps' is registered twice"):
+            register_check(PreflightCheck("planned_steps", planned_steps))
+        with pytest.raises(ValueError, match="pre-flight check 'nope' is unknown"):
+            register_check(PreflightCheck("other", planned_steps), before="nope")
+        form = preflight(build_config({**FORM, "aoi": pixel_box_wgs84(0, 0, 64, 64)}), tiny_scene, 2)
+        train = check(_train_with_tile_job(), scene=tiny_scene, cluster=ClusterFacts(1))
+    finally:
+        CHECKS[:] = [c for c in CHECKS if c.name != "planned_steps"]
+    assert [c.message for c in form.checks if c.source == "planned_steps"] == ["pipeline on 2 worker(s)"]
+    assert [c.message for c in train.checks if c.source == "planned_steps"] == ["train on 1 worker(s)"]
+    assert [c.source for c in train.checks].index("planned_steps") < [c.source for c in train.checks].index("memory")
+
+
+def test_a_date_split_without_a_validation_date_is_not_refused(home: Path, tmp_path: Path, db_url: str) -> None:
+    """A date split holds out ``test_date`` and trains on the other dates; without ``val_date`` it has no validation
+    samples by design (training runs without early stopping), which pre-flight must not refuse."""
+    import numpy as np
+
+    from core.data.catalog import SceneSpec, register_scene
+    from db.scenes import SceneStore
+    from tests.conftest import write_raster
+
+    lab = np.ones((32, 32), dtype="uint8")
+    lab[:, 16:] = 2
+    acquisitions = []
+    for date in ("20220101", "20230101"):
+        img = write_raster(tmp_path / f"{date}.tif", np.full((2, 32, 32), int(date[:4]), dtype="uint16"))
+        acquisitions.append(
+            {"date": date, "files": {"s2": [str(img)]}, "labels": str(write_raster(tmp_path / f"{date}_l.tif", lab))}
+        )
+    spec = {
+        "name": "two_dates",
+        "classes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        "acquisitions": acquisitions,
+    }
+    scene = register_scene(SceneSpec.model_validate(spec), SceneStore(db_url), home)
+    form = {
+        **FORM,
+        "scene": "two_dates",
+        "model": "patch_cnn",
+        "size": 5,
+        "split_method": "date",
+        "test_date": "20230101",
+    }
+    report = preflight(build_config(form), scene, cluster_workers=2)
+    assert report.ok, report.errors
+    assert report.census is not None and report.census.samples.get("val", 0) == 0 and report.census.samples["test"] > 0

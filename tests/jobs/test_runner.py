@@ -81,3 +81,29 @@ def test_the_preflight_summary_is_stored_with_the_run(db_url, cluster_client):
     run_id = execute(TileJobConfig(scene="s"), lambda config, ctx: {}, db_url=db_url, client=cluster_client)
     preflight = RunTracker(db_url).get(run_id).cluster["preflight"]
     assert preflight["seconds"] > 0 and isinstance(preflight["warnings"], list)
+
+
+def test_the_runner_runs_the_same_preflight_as_the_cli_and_the_form(db_url, cluster_client):
+    """A train job that tiles scene 's' first: the runner's pre-flight shows the report (``show``), refuses an AOI
+    off the scene before a run row exists, and runs the config as pre-flight stated it (its split derived)."""
+    from core.errors import ConfigError
+    from core.training.config import TrainJobConfig
+
+    def config(**aoi):
+        tile = {"scene": "s", "mode": "patches", "sampling": {"patch_size": 3}, "aoi": aoi}
+        return TrainJobConfig(scene="s", tile_job=tile, model="patch_cnn")
+
+    shown, ran = [], []
+    far = {"type": "Polygon", "coordinates": [[[0, 0], [0.01, 0], [0.01, 0.01], [0, 0.01], [0, 0]]]}
+    with pytest.raises(
+        ConfigError, match="pre-flight refused the job:\n- AOI with bounds .* does not overlap scene 's'"
+    ):
+        execute(config(geometry=far), lambda c, ctx: {}, db_url=db_url, client=cluster_client, show=shown.append)
+    assert RunTracker(db_url).list() == [] and not shown[0].ok
+    run_id = execute(
+        config(), lambda c, ctx: ran.append(c) or {}, db_url=db_url, client=cluster_client, show=shown.append
+    )
+    assert shown[1].ok and shown[1].cluster is not None and shown[1].cluster.ok  # every worker probed
+    block = ran[0].tile_job.split.block_size
+    assert block is not None and ran[0] == shown[1].config
+    assert RunTracker(db_url).get(run_id).config["tile_job"]["split"]["block_size"] == block

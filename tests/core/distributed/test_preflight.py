@@ -10,7 +10,7 @@ from typing import Any
 from core.data.digest import file_digest, readable_change
 from core.data.rasters import file_fingerprint
 from core.distributed import preflight
-from core.distributed.preflight import JobNeeds, PreflightReport, Problem
+from core.distributed.preflight import ClusterReport, JobNeeds, Problem
 
 CLIENT = {
     "dask": "2026.8.0",
@@ -73,7 +73,7 @@ def test_horovod_without_gloo_and_too_few_free_workers() -> None:
 
 
 def test_report_message_lists_every_problem() -> None:
-    report = PreflightReport(
+    report = ClusterReport(
         "tcp://s:1", None, {}, problems=[Problem("engine", ("w",), "first"), Problem("files", ("w",), "second")]
     )
     assert report.message().splitlines() == [

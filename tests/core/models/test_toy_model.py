@@ -104,8 +104,8 @@ def test_launch_form_offers_it_with_its_size_control(tiny_scene: Any) -> None:
 
 
 def test_build_config_checks_its_size_range() -> None:
+    from app.services.launch_form import build_config
     from core.errors import ConfigError
-    from jobs.preflight import build_config
 
     form = {
         "scene": "tiny",

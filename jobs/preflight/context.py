@@ -1,35 +1,45 @@
 """Pre-flight's statement of what a dense prediction spends on context (:func:`core.inference.plan.context_check`).
 
 A tile of ``tile`` px keeps a core of ``tile - 2 x overlap`` px: the rest is context the model computes and the map
-crops. :func:`predict_context` states it for a predict job (CLI: ``run predict.json`` and ``--dry-run``),
-:func:`pipeline_context` for a pipeline (launch form and CLI pre-flight), with a warning above
+crops. :func:`context_share` is pre-flight's check (form, CLI ``run`` and ``--dry-run``, runner) for a predict job and for
+the prediction of a pipeline (:func:`pipeline_context`), with a warning above
 :data:`core.inference.plan.CONTEXT_WARN_SHARE` (a 256 px tile with exact seams, overlap 107 px, spends 99 % on
 context and ran 15x slower than crop seams at 32 px, without a word).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 from core.configs import PredictJobConfig
-from core.data.scene import Scene
+from core.errors import ConfigError
 from core.inference.plan import context_check, crop_tile, default_tile
 from core.models import get_model
 from core.tasks import get_task
 from jobs.pipeline import PipelineJobConfig
+from jobs.preflight.report import Check, Level
+from jobs.preflight.subject import Subject
 
 
-def predict_context(config: PredictJobConfig, db_url: str | None = None) -> tuple[str, str] | None:
-    """``(level, message)`` for the tile and overlap of a predict job; None for per-pixel models.
+def context_share(s: Subject) -> list[Check]:
+    """Pre-flight's check: what a predict job's tiles, or the prediction a pipeline makes after training, spend on
+    context (over the AOI measured by the ``aoi`` check, else the whole scene)."""
+    if isinstance(s.config, PredictJobConfig):
+        from core.inference.predict import prediction_context
+        from db.scenes import SceneStore
 
-    Raises:
-        ConfigError: the bundle, seams or overlap would be refused by the job itself.
-    """
-    from core.inference.predict import prediction_context
-    from db.scenes import SceneStore
-
-    scene = SceneStore(db_url).get(config.scene)
-    return prediction_context(config.model, scene, config.aoi, config.tile_size, config.overlap, config.seams)
+        c = s.config
+        try:
+            scene = s.scene or SceneStore(s.db_url).get(c.scene)
+            found = prediction_context(c.model, scene, c.aoi, c.tile_size, c.overlap, c.seams)
+        except ConfigError as exc:  # the bundle, seams or overlap the job itself would refuse
+            return [Check("error", str(exc))]
+    elif isinstance(s.config, PipelineJobConfig) and s.scene is not None:
+        shape = s.stats.bbox_shape if s.stats is not None else (s.scene.primary.height, s.scene.primary.width)
+        found = pipeline_context(s.config, max(shape))
+    else:
+        return []
+    return [Check(cast(Level, found[0]), found[1])] if found else []
 
 
 def pipeline_context(config: PipelineJobConfig, aoi_side: int) -> tuple[str, str] | None:
@@ -50,17 +60,6 @@ def pipeline_context(config: PipelineJobConfig, aoi_side: int) -> tuple[str, str
         overlap = max(overlap, context.radius)
         return context_check(default_tile(side, overlap, context.align, True, aoi_side), overlap, context.align, None)
     return context_check(crop_tile(side, overlap, context.align), overlap, context.align, None)
-
-
-def pipeline_checks(config: Any, scene: Scene, stats: Any) -> list[tuple[str, str]]:
-    """Pre-flight's ``(level, message)`` findings about a launch config's prediction: :func:`pipeline_context` of a
-    pipeline over its AOI (``stats``: its :class:`jobs.preflight.AOIStats`, None: the whole scene); none for
-    baselines."""
-    if not isinstance(config, PipelineJobConfig):
-        return []
-    side = max(stats.bbox_shape) if stats is not None else max(scene.primary.height, scene.primary.width)
-    found = pipeline_context(config, side)
-    return [found] if found else []
 
 
 def mapping_note(model: str) -> str | None:

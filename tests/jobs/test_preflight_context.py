@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.services.launch_form import launch_models
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
 from jobs.cli import main
 from jobs.pipeline import PipelineJobConfig
-from jobs.prediction_check import mapping_note, pipeline_context
-from jobs.preflight import launch_models
+from jobs.preflight.context import mapping_note, pipeline_context
 from tests.conftest import write_raster
 
 keras = pytest.importorskip("keras")
@@ -82,7 +82,7 @@ def test_form_offers_the_dense_per_pixel_model_first_and_says_how_each_maps() ->
 
 
 def test_preflight_of_a_pipeline_lists_the_context_check(home: Path) -> None:
-    from jobs.preflight import preflight
+    from jobs.preflight import ClusterFacts, check
 
     scene = Scene(
         "s",
@@ -94,5 +94,5 @@ def test_preflight_of_a_pipeline_lists_the_context_check(home: Path) -> None:
         "s2",
     )
     config = PipelineJobConfig(scene="s", model="unet", seams="crop", overlap=100)
-    report = preflight(config, scene, 2)
+    report = check(config, scene=scene, cluster=ClusterFacts(2))
     assert any(c.level == "warning" and "of the model's computation is context" in c.message for c in report.checks)
