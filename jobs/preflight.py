@@ -35,7 +35,7 @@ from core.tiling.census import SampleCensus
 from core.training.schemes import get_scheme, list_schemes
 from jobs.census_report import describe_census
 from jobs.pipeline import PipelineJobConfig, model_modalities
-from jobs.settle import settle, tile_job_of
+from jobs.settle import describe_plan, rare_classes, settle, tile_job_of
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def _pipeline_data(values: dict[str, Any], problems: list[str]) -> dict[str, Any
         "model": model,
         "scheme": values.get("scheme"),
         "num_workers": values.get("num_workers"),
-        "epochs": values.get("epochs"),
+        "epochs": values.get("epochs") or None,  # the form's 0 = sized by the step budget
         "batch_size": values.get("batch_size"),
         "learning_rate": values.get("learning_rate"),
         "split": split,
@@ -554,6 +554,10 @@ def _census_checks(
     names = {c.id: c.name for c in scene.classes}
     problems = census.problems(tile_job_of(settled, scene).split.fractions, names, needed)
     checks = [Check("info", describe_census(settled, census, scene))]
+    if isinstance(settled, PipelineJobConfig):  # the planned steps and time; classes too rare to learn
+        checks.append(Check("info", describe_plan(settled, census)))
+        rare = rare_classes(census, names)
+        problems += [rare] if rare else []
     if problems:
         checks.append(Check("error", "; ".join(problems) + f". {_suggestion(settled, scene)}"))
     return settled, census, checks

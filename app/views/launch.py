@@ -95,7 +95,9 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     v["optimizer"] = c[0].selectbox("Optimizer", optimizers, optimizers.index(d["optimizer"]), key=k("optimizer"))
     v["momentum"] = c[1].number_input("Momentum (SGD)", 0.0, 0.999, d["momentum"], 0.05, key=k("momentum"))
     v["warmup_epochs"] = c[2].number_input("Warm-up epochs", 0, 1000, d["warmup_epochs"], key=k("warmup"))
-    v["patience"] = c[3].number_input("Early-stop patience (epochs)", 1, 1000, d["patience"], key=k("patience"))
+    v["patience"] = c[3].number_input(
+        "Early-stop patience (validation rounds)", 1, 1000, d["patience"], key=k("patience")
+    )
     c = st.columns(4)
     v["lr_decay_epochs"] = c[0].number_input(
         "LR decay every N epochs (0 = off)", 0, 1000, d["lr_decay_epochs"] or 0, key=k("decay_epochs")
@@ -312,7 +314,15 @@ with st.form(state.key(P, "form")):
             value=2 if get_scheme(scheme).uses_horovod else 1,
             key=state.key(P, "workers"),
         )
-        epochs = c[1].number_input("Epochs", min_value=1, max_value=1000, value=5, key=state.key(P, "epochs"))
+        epochs = c[1].number_input(
+            "Epochs (0 = auto)",
+            min_value=0,
+            max_value=1000,
+            value=0,
+            key=state.key(P, "epochs"),
+            help="auto: a step budget sized by the training samples, early stopping and a cosine learning rate "
+            "over it (pre-flight states the planned steps)",
+        )
         batch = c[2].number_input("Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"))
         lr = c[3].number_input(
             "Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.5f", key=state.key(P, "lr")
