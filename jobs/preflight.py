@@ -557,7 +557,7 @@ def _census_checks(
     if isinstance(settled, PipelineJobConfig):  # the planned steps and time; classes too rare to learn
         checks.append(Check("info", describe_plan(settled, census)))
         rare = rare_classes(census, names)
-        problems += [rare] if rare else []
+        checks += [Check("error", rare)] if rare else []
     if problems:
         checks.append(Check("error", "; ".join(problems) + f". {_suggestion(settled, scene)}"))
     return settled, census, checks
