@@ -73,8 +73,9 @@ def compare(deep: dict[str, Any] | None, rf: dict[str, Any] | None, model: str) 
     text = (
         f"{model} loses to the random forest fitted on the same samples: macro F1 {d:.3f} vs {r:.3f}"
         + (f"; it does worse on {worst}" if worst else "")
-        + ". Try: more training steps (set epochs or max_steps higher, or leave epochs at auto), another model "
-        "(patch_cnn on patches), or more labels for the weak classes (a larger AOI or more labelled pixels)."
+        + ". Try: more training steps (leave epochs at auto, or set more epochs or a higher max_steps), another "
+        "model or model size (the form's model list and Advanced), or more labels for the weak classes (a larger "
+        "area of interest or more labelled pixels)."
     )
     return {"deep_wins": False, "text": text}
 

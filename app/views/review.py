@@ -215,6 +215,9 @@ show_truth = t[1].toggle("Ground truth", key=state.key(P, "truth"))
 show_error = t[2].toggle("Error layer", key=state.key(P, "error"))
 
 row_a = by_id[run_a]
+verdict = (row_a.metrics or {}).get("verdict")
+if isinstance(verdict, dict):  # the random forest fitted beside the pipeline (jobs/rf_beside.py), in plain words
+    (st.success if verdict.get("deep_wins") else st.warning)(verdict.get("text", ""))
 map_col, legend_col = st.columns([5, 1])
 with map_col:
     if mode == "side by side" and run_b is not None:
