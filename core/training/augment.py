@@ -8,17 +8,32 @@ import numpy as np
 def dihedral(
     xs: list[np.ndarray], y: np.ndarray, dense: bool, rng: np.random.Generator
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """A random rot90 (k = 0..3) and horizontal flip of the whole batch, the same for every modality.
+    """A random rot90 (k = 0..3) and horizontal flip of each sample of a batch, the same for every modality.
+
+    Each sample draws its own of the eight transforms (square samples; a batch of non-square ones shares one draw).
 
     Args:
         xs: one (B, H, W, C) array per modality.
         y: (B, H, W) label tiles when ``dense`` (transformed like the inputs), else per-sample labels (unchanged).
     """
-    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    b = len(y)
+    square = all(x.shape[1] == x.shape[2] for x in xs)
+    ks = rng.integers(4, size=b) if square else np.full(b, int(rng.integers(4)))
+    flips = rng.integers(2, size=b).astype(bool) if square else np.full(b, bool(rng.integers(2)))
 
     def tf_(a: np.ndarray) -> np.ndarray:
-        a = np.rot90(a, k, axes=(1, 2))
-        return np.ascontiguousarray(a[:, :, ::-1] if flip else a)
+        out = np.empty_like(a) if square else None
+        for k in range(4):
+            for flip in (False, True):
+                sel = (ks == k) & (flips == flip)
+                if not sel.any():
+                    continue
+                t = np.rot90(a[sel], k, axes=(1, 2))
+                t = t[:, :, ::-1] if flip else t
+                if out is None:
+                    return np.ascontiguousarray(t)
+                out[sel] = t
+        return out if out is not None else a
 
     return [tf_(x) for x in xs], (tf_(y) if dense else y)
 

@@ -32,3 +32,22 @@ def test_random_windows_stay_inside_their_labelled_tiles() -> None:
             seen.add((int(r), int(c)))
         assert ((yw >= 0).sum(axis=(1, 2)) > 0).all()  # every window holds labelled pixels of its tile
     assert len(seen) > 2  # offsets differ from step to step
+
+
+def test_dihedral_draws_a_transform_per_sample_the_same_for_every_modality() -> None:
+    from core.training.augment import dihedral
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 8, 8, 2))
+    y = np.arange(16 * 64).reshape(16, 8, 8)
+    (a, b), ty = dihedral([x, 2 * x], y, True, rng)
+    np.testing.assert_array_equal(b, 2 * a)  # every modality the same transform
+    views = []
+    for i in range(16):  # each sample is one of the eight transforms of itself, labels with it
+        cands = [np.rot90(y[i], k)[:, ::-1] if f else np.rot90(y[i], k) for k in range(4) for f in (False, True)]
+        j = next(j for j, c in enumerate(cands) if np.array_equal(c, ty[i]))
+        k, f = divmod(j, 2)
+        t = np.rot90(x[i], k, axes=(0, 1))
+        np.testing.assert_array_equal(a[i], t[:, ::-1] if f else t)
+        views.append(j)
+    assert len(set(views)) > 3  # not one draw for the whole batch
