@@ -132,16 +132,9 @@ def describe_plan(config: PipelineJobConfig, census: SampleCensus) -> str:
     cap = f", capped by max_steps={config.max_steps}" if config.max_steps else ""
     return (
         f"training: {plan.total_steps} optimizer steps planned ({how}{cap}), validated every "
-        f"{plan.steps_per_epoch} steps with early stopping after {pipeline_patience(config)} rounds without a better "
+        f"{plan.steps_per_epoch} steps with early stopping after {plan.patience} rounds without a better "
         f"validation loss; about {seconds / 60:.1f} min on the cluster (rough)"
     )
-
-
-def pipeline_patience(config: PipelineJobConfig) -> int:
-    """The early-stopping patience (validation rounds) the pipeline's training will use."""
-    from core.configs import TrainJobConfig
-
-    return int(config.train_options.get("patience", TrainJobConfig.model_fields["patience"].default))
 
 
 def rare_classes(census: SampleCensus, names: dict[int, str]) -> str | None:

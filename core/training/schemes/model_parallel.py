@@ -405,7 +405,7 @@ class _MPTrainer:
         if self.writer:
             self._report_epoch(epoch, metrics, per_rank)
         log.info("rank %d (%s) epoch %d: %s", self.rank, self.role, epoch, metrics)
-        return self.state["bad_epochs"] >= self.cfg.patience
+        return self.state["bad_epochs"] >= self.plan.patience
 
     def _train_epoch(self, epoch: int) -> np.ndarray:
         """The epoch's steps; returns the fusion rank's (loss, correct, counted) sums (zeros elsewhere)."""

@@ -30,8 +30,10 @@ def test_plan_follows_epochs_or_the_budget_and_max_steps_caps_both() -> None:
     budget = plan_steps(_cfg(), n_train=400, global_batch=16, steps_per_pass=13)
     assert budget.budget and budget.total_steps <= step_budget(400, 16) and budget.epochs == ROUNDS
     assert budget.total_steps > step_budget(400, 16) - budget.steps_per_epoch
+    assert budget.patience == ROUNDS // 2  # early stopping waits for the cosine's low-rate end
     epochs = plan_steps(_cfg(epochs=3), n_train=400, global_batch=16, steps_per_pass=13)
     assert (epochs.budget, epochs.epochs, epochs.steps_per_epoch, epochs.total_steps) == (False, 3, 13, 39)
+    assert epochs.patience == 5  # the config's own patience when epochs are set
     capped = plan_steps(_cfg(max_steps=7), n_train=400, global_batch=16, steps_per_pass=13)
     assert capped.total_steps == 7 and capped.budget
     capped = plan_steps(_cfg(epochs=3, max_steps=20), n_train=400, global_batch=16, steps_per_pass=13)
