@@ -93,3 +93,19 @@ def test_cancel_button_stops_the_driver(db_url: str, home: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_finished_pipeline_shows_its_random_forest_beside_it(db_url: str) -> None:
+    from db.runs import RunTracker
+    from jobs.rf_beside import compare
+
+    rid = _running_run(db_url)
+    deep = {"overall_accuracy": 0.93, "macro_f1": 0.71, "per_class": {"1": {"name": "forest", "f1": 0.71}}}
+    rf = {"oa": 0.9, "macro_f1": 0.6, "per_class_f1": {"forest": 0.6}}
+    metrics = {"oa": 0.93, "macro_f1": 0.71, "per_class": deep["per_class"], "rf": rf}
+    RunTracker(db_url).succeed(rid, metrics={**metrics, "verdict": compare(deep, rf, "unet")})
+    at = app_test("live").run()
+    assert not at.exception
+    assert "unet beats the random forest on macro F1 (0.710 vs 0.600)" in " ".join(s.value for s in at.success)
+    scores = at.dataframe[-1].value.set_index("score")
+    assert scores.loc["macro F1", "difference"] == 0.71 - 0.6 and scores.loc["F1 forest", "rf"] == 0.6
