@@ -564,6 +564,12 @@ class RankTrainer:
         # Early stopping and the kept model follow the validation loss. Without validation samples (a date split
         # holding out only a test date) every epoch runs and the last is kept, as Keras' EarlyStopping does.
         improved = val_loss is None or state["best_val"] is None or val_loss < state["best_val"] - 1e-7
+        if self.steps.budget and epoch <= cfg.warmup_epochs:
+            # a budget-sized job's warm-up rounds are kept but never the best: their weights come before the rate
+            # peaks, and on a shifted validation split (houston_crop) the loss rises as the model learns
+            state["best_epoch"], state["bad_epochs"] = epoch, 0
+            state["epoch"], state["global_step"] = epoch, self.global_step
+            return metrics, True
         if improved:
             state["best_val"], state["best_epoch"], state["bad_epochs"] = val_loss, epoch, 0
         else:
