@@ -71,3 +71,4 @@ def test_budget_sized_job_runs_its_planned_steps_on_real_ranks(
     assert (m["planned_steps"], m["steps_run"], m["step_budget"]) == (6, 6, True)
     assert m["window"] == 12  # 3/4 of the 16-px tiles, a multiple of the U-Net's 4-px pooling grid
     assert len(m["class_weights"]) == 3 and min(m["class_weights"]) > 0
+    assert m["best_epoch"] >= 2  # the warm-up round is never kept as the best model
