@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ first on 
 
 import streamlit as st  # noqa: E402
 
+from app import state  # noqa: E402
 from app.maps import configure_offline_assets  # noqa: E402
 
 st.set_page_config(page_title="Land-Cover Workbench", page_icon=":earth_africa:", layout="wide")
@@ -29,4 +30,6 @@ pages = [
     st.Page("views/cluster.py", title="Cluster", icon=":material/lan:", url_path="cluster"),
     st.Page("views/scenes.py", title="Scenes", icon=":material/satellite_alt:", url_path="scenes"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+state.note_page(page.url_path)
+page.run()

@@ -18,6 +18,7 @@ from typing import Any
 import folium
 import folium.plugins
 from folium.raster_layers import ImageOverlay
+from folium.template import Template
 
 from app.services.overlays import Overlay
 from core.data.scene import ClassInfo, Scene
@@ -62,12 +63,19 @@ def _bounds_of(geojson: dict[str, Any]) -> list[list[float]]:
     return [[min(lats), min(lons)], [max(lats), max(lons)]]
 
 
-def base_map(bounds: list[list[float]] | None = None) -> folium.Map:
-    """An OpenStreetMap map fitted to ``bounds`` (grey when the tiles cannot load, which is fine)."""
+def base_map(bounds: list[list[float]] | None = None, view: dict[str, Any] | None = None) -> folium.Map:
+    """An OpenStreetMap map (grey when the tiles cannot load, which is fine) at ``view`` (``{"center": {"lat",
+    "lng"}, "zoom"}``, what st_folium reports), else fitted to ``bounds``."""
+    if view:
+        return folium.Map(location=_location(view), zoom_start=view["zoom"], tiles="OpenStreetMap", control_scale=True)
     m = folium.Map(location=[20, 0], zoom_start=2, tiles="OpenStreetMap", control_scale=True)
     if bounds:
         m.fit_bounds(bounds)
     return m
+
+
+def _location(view: dict[str, Any]) -> list[float]:
+    return [float(view["center"]["lat"]), float(view["center"]["lng"])]
 
 
 def launch_map(
@@ -110,13 +118,102 @@ def launch_map(
     return m
 
 
-def review_map(layers: Sequence[tuple[str, Overlay, float]], fit: list[list[float]] | None) -> folium.Map:
-    """A map with image overlays ``(name, overlay, opacity)`` in drawing order, fitted to ``fit``."""
-    m = base_map(fit)
+def _vector_layer(name: str, geojson: dict[str, Any], colours: dict[int, str]) -> folium.GeoJson:
+    """Polygons (filled with their class colour) or sample points (circles in their map class colour)."""
+    features = geojson.get("features") or [{}]
+    props = features[0].get("properties") or {}
+    points = (features[0].get("geometry") or {}).get("type") == "Point"
+    cls = "map_class" if points else "class_id"
+
+    def style(feature: dict[str, Any]) -> dict[str, Any]:
+        cid = (feature.get("properties") or {}).get(cls)
+        colour = colours.get(int(cid), "#ff00ff") if str(cid or "").isdigit() else "#ff00ff"
+        if points:
+            return {"color": "#000000", "weight": 1, "fillColor": colour, "fillOpacity": 0.9}
+        return {"color": "#222222", "weight": 1, "fillColor": colour, "fillOpacity": 0.25}
+
+    shown = [f for f in ("id", "class_name", "map_class_name", "area_ha", "mean_conf", "ref_class") if f in props]
+    return folium.GeoJson(
+        geojson,
+        name=name,
+        style_function=style,
+        marker=folium.CircleMarker(radius=5, fill=True) if points else None,
+        tooltip=folium.GeoJsonTooltip(fields=shown) if shown else None,
+    )
+
+
+def _add_layers(
+    m: folium.Map,
+    layers: Sequence[tuple[str, Overlay, float]],
+    vectors: Sequence[tuple[str, dict[str, Any]]],
+    colours: dict[int, str],
+) -> None:
     for name, ov, opacity in layers:
         if ov.bounds:
             ImageOverlay(ov.data_url, bounds=ov.bounds, opacity=opacity, name=name, interactive=False).add_to(m)
+    for name, geojson in vectors:
+        _vector_layer(name, geojson, colours).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
+
+
+def review_map(
+    layers: Sequence[tuple[str, Overlay, float]],
+    fit: list[list[float]] | None,
+    vectors: Sequence[tuple[str, dict[str, Any]]] = (),
+    colours: dict[int, str] | None = None,
+    view: dict[str, Any] | None = None,
+) -> folium.Map:
+    """A map with image overlays ``(name, overlay, opacity)`` in drawing order, then vector layers ``(name,
+    GeoJSON in EPSG:4326)`` coloured by class, at ``view`` or fitted to ``fit``."""
+    m = base_map(fit, view)
+    _add_layers(m, layers, vectors, colours or {})
+    return m
+
+
+class SyncedDualMap(folium.plugins.DualMap):
+    """Two maps side by side that move together (pan and zoom), without the Leaflet.Sync plugin that folium loads
+    from a CDN (offline it is missing and the maps would not follow each other)."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        (function (a, b) {
+            var busy = false;
+            function follow(src, dst) {
+                src.on("move zoomend", function () {
+                    if (busy) { return; }
+                    busy = true;
+                    dst.setView(src.getCenter(), src.getZoom(), {animate: false});
+                    busy = false;
+                });
+            }
+            follow(a, b);
+            follow(b, a);
+        })({{ this.m1.get_name() }}, {{ this.m2.get_name() }});
+        {% endmacro %}
+        """
+    )
+    default_js: list[tuple[str, str]] = []
+
+
+def dual_review_map(
+    left: Sequence[tuple[str, Overlay, float]],
+    right: Sequence[tuple[str, Overlay, float]],
+    fit: list[list[float]] | None,
+    vectors: tuple[Sequence[tuple[str, dict[str, Any]]], Sequence[tuple[str, dict[str, Any]]]] = ((), ()),
+    colours: dict[int, str] | None = None,
+    view: dict[str, Any] | None = None,
+) -> SyncedDualMap:
+    """Two review maps in one frame, moving together: ``left`` and ``right`` layers, each with its vectors, at
+    ``view`` or fitted to ``fit``."""
+    if view:
+        m = SyncedDualMap(location=_location(view), zoom_start=view["zoom"], tiles="OpenStreetMap", control_scale=True)
+    else:
+        m = SyncedDualMap(location=[20, 0], zoom_start=2, tiles="OpenStreetMap", control_scale=True)
+        if fit:
+            m.fit_bounds(fit)
+    for half, layers, vec in ((m.m1, left, vectors[0]), (m.m2, right, vectors[1])):
+        _add_layers(half, layers, vec, colours or {})
     return m
 
 

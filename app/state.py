@@ -86,3 +86,27 @@ def get(page: str, name: str, default: Any = None) -> Any:
 
 def put(page: str, name: str, value: Any) -> None:
     st.session_state[key(page, name)] = value
+
+
+def map_link(run_id: int, label: str | None = None) -> None:
+    """A link to run ``run_id``'s map on Map review (``?run=ID`` selects it there)."""
+    from streamlit.errors import StreamlitAPIException
+
+    label = label or f"Open run {run_id}'s map on Map review"
+    try:
+        st.page_link("views/review.py", label=label, icon=":material/layers:", query_params={"run": run_id})
+    except StreamlitAPIException:  # the page is run alone (AppTest of one page): a plain link
+        st.markdown(f"[{label}](review?run={run_id})")
+
+
+def note_page(name: str) -> None:
+    """Count the visits to pages (the app's router calls this before each page): a page re-entered draws new map
+    components, so it rebuilds them where the user left them (see :func:`page_visit`)."""
+    if st.session_state.get("app_page") != name:
+        st.session_state["app_page"] = name
+        st.session_state["app_page_visit"] = st.session_state.get("app_page_visit", 0) + 1
+
+
+def page_visit() -> int:
+    """The number of the current visit to a page (0 when the page runs alone, as in a test of one page)."""
+    return int(st.session_state.get("app_page_visit", 0))

@@ -590,7 +590,7 @@ def cmd_analysis(args: argparse.Namespace) -> int:
         "sample": ("prediction_run", "per_class", "target_se", "min_per_class", "seed"),
         "assess": ("prediction_run", "sample_run", "labels", "class_field", "id_field", "label_date"),
         "vectorize": ("prediction_run", "min_mapping_unit", "mmu_unit", "simplify"),
-        "export_onnx": ("model_run", "tile_size"),
+        "export_onnx": ("model_run", "tile_size", "overlap"),
     }[args.kind]
     data = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if args.kind == "assess" and args.scene_labels:
@@ -629,7 +629,8 @@ def _analysis_parsers(sub: Any) -> None:
     vec.set_defaults(func=cmd_analysis, kind="vectorize")
     onx = sub.add_parser("export-onnx", help="a train or pipeline run's model as ONNX for QGIS Deepness")
     onx.add_argument("model_run", type=int)
-    onx.add_argument("--tile-size", type=int)
+    onx.add_argument("--tile-size", type=int, help="tile side in px (default: chosen so Deepness' map is ours)")
+    onx.add_argument("--overlap", type=int, help="context px per tile side (default: the receptive-field radius)")
     onx.set_defaults(func=cmd_analysis, kind="export_onnx")
 
 

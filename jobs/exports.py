@@ -20,7 +20,8 @@ from jobs.runner import JobContext
 
 class VectorizeJobConfig(Frozen):
     """Polygons of run ``prediction_run``'s map: regions under ``min_mapping_unit`` (``mmu_unit`` pixels or
-    hectares) merged into their neighbour, optionally simplified (``simplify`` in map units, topology kept)."""
+    hectares) merged into neighbours until no polygon is below it (islands in nodata excepted: ``mmu_unmerged``),
+    optionally simplified (``simplify`` in map units, topology kept)."""
 
     kind: Literal["vectorize"] = "vectorize"
     prediction_run: int = Field(ge=1)
@@ -30,11 +31,17 @@ class VectorizeJobConfig(Frozen):
 
 
 class ExportOnnxJobConfig(Frozen):
-    """The model bundle of train / pipeline run ``model_run`` as an ONNX model with QGIS Deepness metadata."""
+    """The model bundle of train / pipeline run ``model_run`` as an ONNX model with QGIS Deepness metadata.
+
+    ``tile_size`` and ``overlap`` (context px per tile side) are declared to Deepness; by default the overlap is the
+    model's receptive-field radius and the tile the one with the least computation per pixel, so Deepness' map
+    equals the run's (:func:`core.export.onnx_export.deepness_tiling`). A smaller overlap is faster and leaves seams.
+    """
 
     kind: Literal["export_onnx"] = "export_onnx"
     model_run: int = Field(ge=1)
     tile_size: int | None = Field(None, ge=8, le=4096)
+    overlap: int | None = Field(None, ge=0, le=2048)
 
 
 def run_vectorize(config: VectorizeJobConfig, ctx: JobContext) -> dict[str, Any]:
@@ -54,6 +61,8 @@ def run_vectorize(config: VectorizeJobConfig, ctx: JobContext) -> dict[str, Any]
     metrics = {
         "polygons": result.polygons,
         "mmu_pixels": result.mmu_pixels,
+        "mmu_unmerged": result.mmu_unmerged,
+        "mmu_passes": result.mmu_passes,
         "vectorize_seconds": result.seconds,
         "class_pixels": {str(k): v for k, v in result.class_pixels.items()},
         "class_area_ha": {str(k): v for k, v in result.class_area_ha.items()},
@@ -73,9 +82,26 @@ def run_export_onnx(config: ExportOnnxJobConfig, ctx: JobContext) -> dict[str, A
     scene = SceneStore(ctx.db_url).get((row.config or {}).get("scene", ""))
     resolution = scene.primary.resolution if scene.georeferenced else None
     out = ctx.settings.run_dir(ctx.run_id) / f"run-{config.model_run}.onnx"
-    result = export_onnx(bundle, out, tile_size=config.tile_size, resolution_m=resolution, progress=ctx.progress)
+    result = export_onnx(
+        bundle,
+        out,
+        tile_size=config.tile_size,
+        overlap_px=config.overlap,
+        resolution_m=resolution,
+        progress=ctx.progress,
+    )
+    tiling = result.tiling
     return {
-        "metrics": {"tile_size": result.tile_size, "bands": result.bands, "deepness": result.metadata},
+        "metrics": {
+            "tile_size": result.tile_size,
+            "bands": result.bands,
+            "tiles_overlap_percent": tiling.percent,
+            "context_px": tiling.context,
+            "receptive_field_px": tiling.radius,
+            "seams": "exact" if tiling.exact else "crop",
+            "context_share": round(tiling.context_share, 3),
+            "deepness": result.metadata,
+        },
         "artifacts": {"onnx": str(result.path)},
     }
 

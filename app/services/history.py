@@ -12,7 +12,7 @@ Metric names are looked up under the engine's short keys first (``oa``, ``miou``
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -48,6 +48,7 @@ TABLE_COLUMNS = [
     "epochs",
     "best_val_accuracy",
     "test_oa",
+    "assessed_oa",
     "miou",
     "macro_f1",
     "micro_f1",
@@ -88,6 +89,8 @@ def run_summary(row: RunRow) -> dict[str, Any]:
     """One history-table row (see :data:`TABLE_COLUMNS`) from a run row of any kind."""
     cfg = row.config or {}
     m = row.metrics or {}
+    # an assessment's OA is estimated from a reference sample (with its CI), not scored on the test split
+    assessed = _num((m.get("overall") or {}).get("overall_accuracy")) if isinstance(m.get("overall"), dict) else None
     workers = cfg.get("num_workers") or (cfg.get("cluster") or {}).get("n_workers")
     if workers is None and row.cluster:
         workers = row.cluster.get("n_workers")
@@ -103,7 +106,8 @@ def run_summary(row: RunRow) -> dict[str, Any]:
         "phase": row.phase,
         "epochs": m.get("epochs_run") or m.get("epochs_done") or cfg.get("epochs"),
         "best_val_accuracy": _num(metric(m, "best_val_accuracy")),
-        "test_oa": _num(metric(m, "oa")),
+        "test_oa": None if assessed is not None else _num(metric(m, "oa")),
+        "assessed_oa": assessed,
         "miou": _num(metric(m, "miou")),
         "macro_f1": _num(metric(m, "macro_f1")),
         "micro_f1": _num(metric(m, "micro_f1")),
@@ -241,10 +245,11 @@ def per_class_f1(rows: Sequence[RunRow]) -> pd.DataFrame:
     return pd.DataFrame(recs, columns=["run", "class", "f1"])
 
 
-def confusion(row: RunRow) -> pd.DataFrame | None:
-    """A run's test confusion matrix (rows = reference, columns = prediction, labelled by class name or id),
-    or None when the run has none. Accepts ``{"confusion": {"matrix", "ids", "names"}}`` and the flat
-    ``confusion_matrix`` / ``class_ids`` / ``class_names`` layout."""
+def confusion(row: RunRow, class_names: Mapping[int, str] | None = None) -> pd.DataFrame | None:
+    """A run's test confusion matrix (rows = reference, columns = prediction), classes in ascending id order and
+    labelled by name (the run's own names, else ``class_names`` (e.g. the scene's), else the id), or None when the
+    run has none. Accepts ``{"confusion": {"matrix", "ids", "names"}}`` and the flat ``confusion_matrix`` /
+    ``class_ids`` / ``class_names`` layout."""
     m = row.metrics or {}
     c = metric(m, "confusion")
     matrix: Any = None
@@ -259,21 +264,31 @@ def confusion(row: RunRow) -> pd.DataFrame | None:
     if not matrix:
         return None
     n = len(matrix)
-    labels = [str(x) for x in (names or ids or range(1, n + 1))][:n]
-    if len(labels) != n or any(len(r) != n for r in matrix):
+    ids = list(ids or range(1, n + 1))[:n]
+    names = list(names or [])
+    if len(ids) != n or any(len(r) != n for r in matrix):
         log.warning("run %d has a malformed confusion matrix; not shown", row.id)
         return None
-    return pd.DataFrame(matrix, index=pd.Index(labels, name="reference"), columns=pd.Index(labels, name="predicted"))
+    labels = []
+    for i, cid in enumerate(ids):
+        own = str(names[i]) if i < len(names) and names[i] is not None else str(cid)
+        known = (class_names or {}).get(int(cid)) if str(cid).isdigit() else None
+        labels.append(known if own == str(cid) and known else own)
+    order = sorted(range(n), key=lambda i: (0, int(ids[i])) if str(ids[i]).isdigit() else (1, str(ids[i])))
+    labels = [labels[i] for i in order]
+    ordered = [[matrix[i][j] for j in order] for i in order]
+    return pd.DataFrame(ordered, index=pd.Index(labels, name="reference"), columns=pd.Index(labels, name="predicted"))
 
 
-def confusion_long(row: RunRow, normalise: bool = True) -> pd.DataFrame:
-    """The confusion matrix in long form (``reference, predicted, count, share``) for a heatmap; ``share`` is the
-    count divided by its reference row's total (recall per cell). Empty when the run has no matrix."""
-    cm = confusion(row)
+def confusion_long(row: RunRow, normalise: bool = True, class_names: Mapping[int, str] | None = None) -> pd.DataFrame:
+    """The confusion matrix in long form (``reference, predicted, count, share``) for a heatmap, classes in id
+    order; ``share`` is the count divided by its reference row's total (recall per cell). Empty when the run has
+    no matrix."""
+    cm = confusion(row, class_names)
     if cm is None:
         return pd.DataFrame(columns=["reference", "predicted", "count", "share"])
     long = cm.stack().rename("count").reset_index()
-    totals = long.groupby("reference")["count"].transform("sum")
+    totals = long.groupby("reference", sort=False)["count"].transform("sum")
     long["share"] = (long["count"] / totals.where(totals > 0)).fillna(0.0) if normalise else long["count"]
     return long
 

@@ -170,3 +170,55 @@ def format_seconds(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+WORKER_COLUMNS = {
+    "worker": ("worker", None),
+    "rank": ("rank", None),
+    "phase": ("phase", None),
+    "cpu_percent": ("CPU %", 0),
+    "peak_mem_MiB": ("peak memory (MiB)", 0),
+    "MiB_sent": ("sent (MiB)", 1),
+    "MiB_recv": ("received (MiB)", 1),
+    "samples": ("samples", None),
+    "at": ("updated", None),
+}
+"""Live status column -> (what the table calls it, decimals it is rounded to; None: as it is)."""
+
+
+def workers_table(workers: pd.DataFrame) -> pd.DataFrame:
+    """The per-worker figures as the Live page shows them: readable column names, numbers rounded."""
+    out = workers[[c for c in WORKER_COLUMNS if c in workers.columns]].copy()
+    for col, (_, decimals) in WORKER_COLUMNS.items():
+        if decimals is not None and col in out.columns:
+            out[col] = pd.to_numeric(out[col], errors="coerce").round(decimals)
+    return out.rename(columns={c: name for c, (name, _) in WORKER_COLUMNS.items()})
+
+
+FINISHED: dict[str, str] = {
+    "vectorize": "Polygons written (GeoPackage, GeoJSON): they are a layer of run {parent}'s map on the **Map "
+    "review** page, with their downloads (GPKG, GeoJSON, CSV).",
+    "sample": "Reference sample drawn (GeoPackage, CSV): its points are a layer of run {parent}'s map on the **Map "
+    "review** page, with their downloads; once photo-interpreted, assess the map there.",
+    "assess": "Assessment written: accuracy with confidence intervals and error-adjusted areas are on the **Runs** "
+    "page (Area assessment), the report is its artifact.",
+    "export_onnx": "ONNX model written: {onnx} (load it in QGIS Deepness).",
+}
+"""What a finished run of a kind that makes no map of its own tells the user ({parent}: its map's run)."""
+
+
+def finished_message(
+    kind: str, config: dict[str, Any] | None, artifacts: dict[str, Any] | None, run_id: int | None = None
+) -> tuple[str, int | None]:
+    """The success message of run ``run_id`` (of ``kind``), and the run whose map it points to on Map review (the
+    run itself when it made a map, the map it was made from, or None)."""
+    artifacts = artifacts or {}
+    parent = (config or {}).get("prediction_run")
+    if artifacts.get("prediction"):
+        return "Run finished. Review its map on the **Map review** page.", run_id
+    if kind in FINISHED:
+        text = FINISHED[kind].format(parent=parent, onnx=artifacts.get("onnx", "?"))
+        return text, parent if isinstance(parent, int) else None
+    if artifacts.get("model"):
+        return "Run finished: its model is trained (no map was made). Its scores are on the **Runs** page.", None
+    return "Run finished. Its figures are on the **Runs** page.", None

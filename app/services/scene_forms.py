@@ -1,8 +1,6 @@
-"""Registering a scene from paths a user typed in the browser, confined to the configured data roots.
-
-The GUI runs on a server that may hold other people's files, so every typed path is resolved (``~``, ``..`` and
-symlinks followed) and must lie inside one of ``Settings.data_roots`` (``$WORKBENCH_DATA_ROOTS``); anything else
-raises :class:`core.errors.PathNotAllowedError` before a file is opened.
+"""Registering a scene from paths a user typed in the browser, confined to the data roots and run folders
+(:mod:`app.services.paths`: resolved, and refused with :class:`core.errors.PathNotAllowedError` before a file is
+opened when outside them).
 """
 
 from __future__ import annotations
@@ -10,36 +8,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from app.services.paths import allowed_roots, confine
 from core.data.scene import Scene
-from core.errors import ConfigError, PathNotAllowedError
+from core.errors import ConfigError
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-
-def confine(path: str, roots: Sequence[Path]) -> Path:
-    """``path`` resolved, if it lies inside one of ``roots``.
-
-    Raises:
-        PathNotAllowedError: the resolved path is outside every root (the message lists the roots).
-    """
-    text = path.strip()
-    if not text:
-        raise PathNotAllowedError("an empty path was given; type the full path of a file under the data roots")
-    resolved = Path(text).expanduser().resolve()
-    for root in roots:
-        if resolved == root.resolve() or resolved.is_relative_to(root.resolve()):
-            return resolved
-    raise PathNotAllowedError(
-        f"path {text!r} (resolved to {str(resolved)!r}) is outside the data roots "
-        f"{[str(r) for r in roots]}; only files under these folders can be registered. Move the files there or "
-        "add their folder to WORKBENCH_DATA_ROOTS"
-    )
 
 
 def parse_classes(text: str) -> list[dict[str, Any]]:
@@ -91,10 +69,11 @@ def register_from_form(
     from db.scenes import SceneStore
 
     settings = settings or get_settings()
-    paths = [str(confine(p, settings.data_roots)) for p in images.splitlines() if p.strip()]
+    roots = allowed_roots(settings)
+    paths = [str(confine(p, roots)) for p in images.splitlines() if p.strip()]
     if not paths:
         raise ConfigError("no image file was given; type one raster path per line")
-    label_path = str(confine(labels, settings.data_roots)) if labels.strip() else None
+    label_path = str(confine(labels, roots)) if labels.strip() else None
     try:
         spec = SceneSpec.model_validate(
             {

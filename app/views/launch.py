@@ -10,13 +10,13 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from app import maps, state
+from app.services import paths as checked
 from app.services.overlays import scene_quicklook
 from core.configs import AOIConfig
 from core.errors import AOIError, ConfigError, WorkbenchError
 from core.models import get_model
 from core.tasks import get_task
 from core.training.schemes import get_scheme, list_schemes
-from jobs import launch as launcher
 from jobs.census_report import census_table, census_unit
 from jobs.cluster_check import job_needs
 from jobs.preflight import (
@@ -32,6 +32,10 @@ from jobs.preflight import (
 )
 
 P = "launch"  # session-state prefix
+LABELLED_HELP = (
+    "Labelled pixels are counted in each dated label raster and added up (a pixel labelled on two dates counts "
+    "twice), so they can exceed the AOI's pixels."
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -69,11 +73,17 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     for col, p in zip(st.columns(3), model_params(model)):
         wkey = state.key(P, f"{model}_{p.name}")
         if isinstance(p.default, tuple):
-            params[p.name] = col.text_input(p.label, ", ".join(map(str, p.default)), key=wkey)
+            params[p.name] = col.text_input(p.label, ", ".join(map(str, p.default)), key=wkey, persist_state="session")
         else:
             kind = type(p.default)
             params[p.name] = col.number_input(
-                p.label, kind(p.low), kind(p.high), p.default, key=wkey, step=kind(1) if kind is int else 0.05
+                p.label,
+                kind(p.low),
+                kind(p.high),
+                p.default,
+                key=wkey,
+                persist_state="session",
+                step=kind(1) if kind is int else 0.05,
             )
     d = recipe_defaults(recipe)
 
@@ -86,40 +96,56 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
             "Model-parallel split",
             ["baseline", "optimized"],
             key=state.key(P, "mp_split"),
+            persist_state="session",
             horizontal=True,
             help="optimized: the last conv block of both branches runs on the fusion rank (less traffic)",
         )
     st.caption("Training recipe")
     c = st.columns(4)
     optimizers = ["adam", "sgd_nesterov"]
-    v["optimizer"] = c[0].selectbox("Optimizer", optimizers, optimizers.index(d["optimizer"]), key=k("optimizer"))
-    v["momentum"] = c[1].number_input("Momentum (SGD)", 0.0, 0.999, d["momentum"], 0.05, key=k("momentum"))
-    v["warmup_epochs"] = c[2].number_input("Warm-up epochs", 0, 1000, d["warmup_epochs"], key=k("warmup"))
+    v["optimizer"] = c[0].selectbox(
+        "Optimizer", optimizers, optimizers.index(d["optimizer"]), key=k("optimizer"), persist_state="session"
+    )
+    v["momentum"] = c[1].number_input(
+        "Momentum (SGD)", 0.0, 0.999, d["momentum"], 0.05, key=k("momentum"), persist_state="session"
+    )
+    v["warmup_epochs"] = c[2].number_input(
+        "Warm-up epochs", 0, 1000, d["warmup_epochs"], key=k("warmup"), persist_state="session"
+    )
     v["patience"] = c[3].number_input(
-        "Early-stop patience (validation rounds)", 1, 1000, d["patience"], key=k("patience")
+        "Early-stop patience (validation rounds)", 1, 1000, d["patience"], key=k("patience"), persist_state="session"
     )
     c = st.columns(4)
     v["lr_decay_epochs"] = c[0].number_input(
-        "LR decay every N epochs (0 = off)", 0, 1000, d["lr_decay_epochs"] or 0, key=k("decay_epochs")
+        "LR decay every N epochs (0 = off)",
+        0,
+        1000,
+        d["lr_decay_epochs"] or 0,
+        key=k("decay_epochs"),
+        persist_state="session",
     )
     v["lr_decay_at"] = c[1].text_input(
         "or at fractions of the epochs",
         ", ".join(map(str, d["lr_decay_at"] or ())),
         key=k("decay_at"),
+        persist_state="session",
         placeholder="e.g. 0.3, 0.6, 0.8 (overrides N)",
     )
     v["lr_decay_factor"] = c[2].number_input(
-        "LR decay factor", 0.001, 1.0, d["lr_decay_factor"], 0.05, key=k("decay_factor")
+        "LR decay factor", 0.001, 1.0, d["lr_decay_factor"], 0.05, key=k("decay_factor"), persist_state="session"
     )
-    v["mixup_alpha"] = c[3].number_input("Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"))
+    v["mixup_alpha"] = c[3].number_input(
+        "Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"), persist_state="session"
+    )
     c = st.columns(4)
-    v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"))
+    v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"), persist_state="session")
     v["max_restarts"] = c[1].number_input(
         "Automatic restarts",
         0,
         100,
         d["max_restarts"],
         key=k("restarts"),
+        persist_state="session",
         help="when a worker dies or loses contact, restart the ranks from the last "
         "checkpoint up to this many times (0 = fail at once)",
     )
@@ -130,6 +156,7 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
         float(d["restart_wait_s"]),
         10.0,
         key=k("restart_wait"),
+        persist_state="session",
         help="how long a restart waits for enough workers; data_parallel then goes on with the ranks there are",
     )
     if get_scheme(scheme).weight_averaging:
@@ -141,6 +168,7 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
             0.001,
             format="%.4f",
             key=k("ema"),
+            persist_state="session",
             help="validate and keep the average of the weights over training, e.g. "
             "0.995 (~ the last 200 steps): steadier accuracy on new data",
         )
@@ -153,17 +181,24 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
             d["label_fraction"],
             0.01,
             key=k("label_fraction"),
+            persist_state="session",
             help="a class is present in a tile when it covers this fraction",
         )
     if "worker_speeds" in options:
         v["worker_speeds"] = c[2].text_input(
             "Worker speeds (blank = measure)",
             key=state.key(P, "worker_speeds"),
+            persist_state="session",
             placeholder="one per worker, e.g. 1, 1, 0.5",
         )
     if "calibration_steps" in options:
         v["calibration_steps"] = c[3].number_input(
-            "Calibration steps", 1, 1000, d["calibration_steps"], key=state.key(P, "calibration_steps")
+            "Calibration steps",
+            1,
+            1000,
+            d["calibration_steps"],
+            key=state.key(P, "calibration_steps"),
+            persist_state="session",
         )
     return v
 
@@ -172,9 +207,15 @@ def _split_controls() -> dict[str, Any]:
     """The spatial split's block size, buffer and seed; left empty, pre-flight derives them from the AOI."""
     st.caption("Spatial split (empty: derived from the tile or patch size and the AOI; pre-flight shows them)")
     c = st.columns(3)
-    block = c[0].number_input("Block size (px, 0 = auto)", 0, 100000, 0, key=state.key(P, "block_size"))
-    buffer = c[1].text_input("Buffer (px, blank = auto)", key=state.key(P, "buffer"), placeholder="auto")
-    seed = c[2].text_input("Split seed (blank = auto)", key=state.key(P, "split_seed"), placeholder="auto")
+    block = c[0].number_input(
+        "Block size (px, 0 = auto)", 0, 100000, 0, key=state.key(P, "block_size"), persist_state="session"
+    )
+    buffer = c[1].text_input(
+        "Buffer (px, blank = auto)", key=state.key(P, "buffer"), persist_state="session", placeholder="auto"
+    )
+    seed = c[2].text_input(
+        "Split seed (blank = auto)", key=state.key(P, "split_seed"), persist_state="session", placeholder="auto"
+    )
     out: dict[str, Any] = {"block_size": int(block)}
     for name, text in (("buffer", buffer), ("split_seed", seed)):
         if text.strip():
@@ -189,12 +230,15 @@ def _seam_controls() -> dict[str, Any]:
         "Map tile seams",
         ["exact", "crop"],
         key=state.key(P, "seams"),
+        persist_state="session",
         horizontal=True,
         help="exact: each tile reads the model's receptive-field radius of context, so the map has no "
         "seams; crop: a smaller overlap of your choice, faster, slightly different classes near "
         "tile borders",
     )
-    overlap = c[1].number_input("Overlap for crop (px per side)", 0, 1024, 32, key=state.key(P, "overlap"))
+    overlap = c[1].number_input(
+        "Overlap for crop (px per side)", 0, 1024, 32, key=state.key(P, "overlap"), persist_state="session"
+    )
     return {"seams": seams, "overlap": int(overlap) if seams == "crop" else None}
 
 
@@ -205,13 +249,14 @@ def _baseline_controls() -> dict[str, Any]:
             "Features",
             ["center", "patch"],
             key=state.key(P, "bl_features"),
+            persist_state="session",
             horizontal=True,
             help="center: the labelled pixel's bands; patch: the whole patch, flattened",
         ),
         "max_train_samples": c[1].number_input(
-            "Max train samples", 10, 10_000_000, 50_000, key=state.key(P, "bl_max_train")
+            "Max train samples", 10, 10_000_000, 50_000, key=state.key(P, "bl_max_train"), persist_state="session"
         ),
-        "predict": c[2].checkbox("Map the AOI with it", True, key=state.key(P, "bl_predict")),
+        "predict": c[2].checkbox("Map the AOI with it", True, key=state.key(P, "bl_predict"), persist_state="session"),
     }
 
 
@@ -222,14 +267,14 @@ if not scenes:
     st.stop()
 
 names = [s.name for s in scenes]
-scene_name = st.selectbox("Scene", names, key=state.key(P, "scene"))
+scene_name = st.selectbox("Scene", names, key=state.key(P, "scene"), persist_state="session")
 scene = next(s for s in scenes if s.name == scene_name)
 if state.get(P, "aoi_scene") != scene.name:  # an AOI belongs to the scene it was drawn on
     state.put(P, "aoi", None)
     state.put(P, "aoi_scene", scene.name)
 
 if scene.georeferenced:
-    whole = st.checkbox("Use the whole scene", key=state.key(P, "whole"))
+    whole = st.checkbox("Use the whole scene", key=state.key(P, "whole"), persist_state="session")
     nonce = state.get(P, "map_nonce", 0)
     primary = scene.acquisition().files.get(scene.primary.name, ())
     fmap = maps.launch_map(scenes, scene, None if whole else state.get(P, "aoi"), _quicklook(tuple(primary)))
@@ -252,7 +297,7 @@ if scene.georeferenced:
         state.put(P, "map_nonce", nonce + 1)
         st.rerun()
     with c2.expander("Or paste an AOI as GeoJSON (EPSG:4326)"):
-        text = st.text_area("GeoJSON geometry or Feature", key=state.key(P, "geojson"))
+        text = st.text_area("GeoJSON geometry or Feature", key=state.key(P, "geojson"), persist_state="session")
         if st.button("Use this AOI", key=state.key(P, "use_geojson")):
             try:
                 obj = json.loads(text)
@@ -276,8 +321,10 @@ else:
         stats = _stats(state.settings().db_url, scene.name, json.dumps(aoi) if aoi else None)
         m1, m2, m3 = st.columns(3)
         m1.metric("Area", f"{stats.area_km2:.2f} km²" if stats.area_km2 is not None else "n/a")
-        m2.metric("Pixels", f"{stats.pixels:,}")
-        m3.metric("Labelled pixels (all dates)", f"{stats.labelled:,}")
+        m2.metric("Pixels", f"{stats.pixels:,}", help="pixels of the AOI on the label grid (one date)")
+        m3.metric("Labelled pixels (all dates)", f"{stats.labelled:,}", help=LABELLED_HELP)
+        if stats.labelled > stats.pixels:
+            st.caption(LABELLED_HELP)
         for w in stats.warnings:
             st.warning(w)
     except AOIError as exc:
@@ -288,7 +335,11 @@ models = launch_models()
 schemes = list(list_schemes())
 cols = st.columns(2)
 model = cols[0].selectbox(
-    "Model", list(models), key=state.key(P, "model"), format_func=lambda m: _model_label(m, models[m])
+    "Model",
+    list(models),
+    key=state.key(P, "model"),
+    persist_state="session",
+    format_func=lambda m: _model_label(m, models[m]),
 )
 task = models[model]
 baseline = model in BASELINES  # an RF / KNN / SVM baseline job on patches of the AOI
@@ -296,12 +347,17 @@ scheme = cols[1].selectbox(
     "Parallelism scheme",
     schemes,
     key=state.key(P, "scheme"),
+    persist_state="session",
     disabled=baseline,
     index=schemes.index("data_parallel") if "data_parallel" in schemes else 0,
     help="baselines are fitted on one worker" if baseline else None,
 )
 paper = None if baseline else get_model(model).recipe  # the model's paper recipe, offered as a preset
-recipe = paper.name if paper and st.toggle(paper.label, key=state.key(P, f"recipe_{paper.name}")) else None
+recipe = (
+    paper.name
+    if paper and st.toggle(paper.label, key=state.key(P, f"recipe_{paper.name}"), persist_state="session")
+    else None
+)
 tiles = not baseline and get_task(task).tiles
 size_task = "patch" if baseline else task
 with st.form(state.key(P, "form")):
@@ -313,6 +369,7 @@ with st.form(state.key(P, "form")):
             max_value=256,
             value=2 if get_scheme(scheme).uses_horovod else 1,
             key=state.key(P, "workers"),
+            persist_state="session",
         )
         epochs = c[1].number_input(
             "Epochs (0 = auto)",
@@ -320,12 +377,21 @@ with st.form(state.key(P, "form")):
             max_value=1000,
             value=0,
             key=state.key(P, "epochs"),
+            persist_state="session",
             help="auto: a step budget sized by the training samples, early stopping and a cosine learning rate "
             "over it (pre-flight states the planned steps)",
         )
-        batch = c[2].number_input("Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"))
+        batch = c[2].number_input(
+            "Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"), persist_state="session"
+        )
         lr = c[3].number_input(
-            "Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.5f", key=state.key(P, "lr")
+            "Learning rate",
+            min_value=1e-6,
+            max_value=1.0,
+            value=1e-3,
+            format="%.5f",
+            key=state.key(P, "lr"),
+            persist_state="session",
         )
     c = st.columns(4)
     size = c[0].number_input(
@@ -334,24 +400,38 @@ with st.form(state.key(P, "form")):
         max_value=2048,
         value=0 if tiles else 9,
         key=state.key(P, f"size_{size_task}"),
+        persist_state="session",
         help="auto: 64 px, or the largest tile whose split blocks fit the AOI" if tiles else None,
     )
-    split = c[1].radio("Split", ["spatial", "date"], key=state.key(P, "split"), horizontal=True)
+    split = c[1].radio(
+        "Split", ["spatial", "date"], key=state.key(P, "split"), persist_state="session", horizontal=True
+    )
     dates = [d for d in scene.dates if d]
     test_date = c[2].selectbox(
-        "Test date (date split)", [""] + dates, key=state.key(P, "test_date"), format_func=lambda d: d or "(none)"
+        "Test date (date split)",
+        [""] + dates,
+        key=state.key(P, "test_date"),
+        persist_state="session",
+        format_func=lambda d: d or "(none)",
     )
     per_class = c[3].number_input(
         "Patches per class (0 = all)",
         min_value=0,
         value=0 if tiles else 200,
         key=state.key(P, "per_class"),
+        persist_state="session",
         disabled=tiles,
     )
     f = st.columns(3)
-    train_f = f[0].number_input("Train fraction", 0.0, 1.0, 0.6, 0.05, key=state.key(P, "f_train"))
-    val_f = f[1].number_input("Validation fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_val"))
-    test_f = f[2].number_input("Test fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_test"))
+    train_f = f[0].number_input(
+        "Train fraction", 0.0, 1.0, 0.6, 0.05, key=state.key(P, "f_train"), persist_state="session"
+    )
+    val_f = f[1].number_input(
+        "Validation fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_val"), persist_state="session"
+    )
+    test_f = f[2].number_input(
+        "Test fraction", 0.0, 1.0, 0.2, 0.05, key=state.key(P, "f_test"), persist_state="session"
+    )
     with st.expander("Advanced"):
         advanced = _baseline_controls() if baseline else _training_controls(model, task, scheme, recipe)
         advanced.update(_split_controls())
@@ -409,9 +489,7 @@ if check or go:
                 st.error("Not launched: fix the errors above first.")
             elif go:
                 try:
-                    run_id = launcher.launch_detached(
-                        report.config or config, state.scheduler_address(), state.settings().db_url
-                    )
+                    run_id = checked.launch(report.config or config, state.scheduler_address(), state.settings().db_url)
                 except (WorkbenchError, OSError) as exc:
                     st.error(f"Launch failed: {exc}")
                 else:

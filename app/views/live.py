@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import state
 from app.services import history
-from app.services.live import PHASES, active_run_ids, format_seconds, live_status
+from app.services.live import PHASES, active_run_ids, finished_message, format_seconds, live_status, workers_table
 from core.errors import RunNotFoundError
 from jobs import launch as launcher
 
@@ -66,7 +66,11 @@ def live_panel(run_id: int) -> None:
     elif s.status == "cancelled":
         st.warning(f"Run cancelled: {s.error or ''}")
     elif s.status == "succeeded":
-        st.success("Run finished. Review its prediction on the **Map review** page.")
+        row = tracker.get(run_id)
+        text, parent = finished_message(row.kind, row.config, row.artifacts, row.id)
+        st.success(text)
+        if parent is not None:
+            state.map_link(parent)
 
     if not s.restarts.empty:
         last = s.restarts.iloc[-1]
@@ -101,7 +105,7 @@ def live_panel(run_id: int) -> None:
         if s.workers.empty:
             st.caption("No per-worker figures yet.")
         else:
-            st.dataframe(s.workers, hide_index=True, width="stretch")
+            st.dataframe(workers_table(s.workers), hide_index=True, width="stretch")
     if state.get(P, "was_active", {}).get(run_id) and not s.active:
         state.get(P, "was_active")[run_id] = False
         st.rerun()  # the whole page: the cancel button goes away
@@ -111,6 +115,9 @@ def live_panel(run_id: int) -> None:
 live_panel(run_id)
 
 row = tracker.get(run_id)
+parent_map = (row.config or {}).get("prediction_run")
+if isinstance(parent_map, int) and row.status != "succeeded":
+    state.map_link(parent_map, f"Made from run {parent_map}'s map: open it on Map review")
 if row.status in ("pending", "running"):
     if st.button("Cancel run", type="secondary", key=state.key(P, "cancel")):
         with st.spinner(f"Stopping run {run_id} on the cluster..."):

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import state
 from app.services import assessment, history
+from core.errors import WorkbenchError
 
 P = "runs"
 
@@ -34,7 +35,10 @@ st.dataframe(
     column_config={
         "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
-        "test_oa": st.column_config.NumberColumn("test OA", format="%.3f"),
+        "test_oa": st.column_config.NumberColumn("test OA", format="%.3f", help="scored on the test split"),
+        "assessed_oa": st.column_config.NumberColumn(
+            "assessed OA", format="%.3f", help="estimated from a reference sample (assess run; CI below)"
+        ),
         "miou": st.column_config.NumberColumn("mIoU", format="%.3f"),
         "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
         "micro_f1": st.column_config.NumberColumn("micro F1", format="%.3f"),
@@ -78,6 +82,8 @@ if assess_ids:
         f"{overall.get('overall_accuracy_ci_high', float('nan')):.3f}); areas in "
         f"{(arow.metrics or {}).get('area_unit', '')}"
     )
+    if isinstance((arow.config or {}).get("prediction_run"), int):
+        state.map_link(arow.config["prediction_run"], f"The assessed map: run {arow.config['prediction_run']}")
     note = (arow.metrics or {}).get("reference", {}).get("note")
     if note:
         st.caption(note)
@@ -199,16 +205,21 @@ with tabs[4]:
 
 with tabs[5]:
     for r in rows:
-        cm = history.confusion_long(r)
+        try:
+            names = {c.id: c.name for c in state.scene_store().get((r.config or {}).get("scene") or "").classes}
+        except WorkbenchError:
+            names = {}
+        cm = history.confusion_long(r, class_names=names)
         if cm.empty:
             st.caption(f"run {r.id}: no confusion matrix recorded")
             continue
+        order = list(dict.fromkeys(cm["reference"]))  # class id order, not alphabetical
         heat = (
             alt.Chart(cm, title=f"run {r.id} (row-normalised)")
             .mark_rect()
             .encode(
-                x=alt.X("predicted:N"),
-                y=alt.Y("reference:N"),
+                x=alt.X("predicted:N", sort=order),
+                y=alt.Y("reference:N", sort=order),
                 color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])),
                 tooltip=["reference", "predicted", "count", alt.Tooltip("share:Q", format=".2f")],
             )
@@ -216,6 +227,11 @@ with tabs[5]:
         text = (
             alt.Chart(cm)
             .mark_text(fontSize=10)
-            .encode(x="predicted:N", y="reference:N", text="count:Q", color=alt.value("black"))
+            .encode(
+                x=alt.X("predicted:N", sort=order),
+                y=alt.Y("reference:N", sort=order),
+                text="count:Q",
+                color=alt.value("black"),
+            )
         )
         st.altair_chart(heat + text, width="stretch")

@@ -1,25 +1,28 @@
 """Class-map GeoTIFF -> polygons (GeoPackage in the map's CRS, GeoJSON in EPSG:4326), window by window.
 
-Memory stays bounded by the window size, not the map size:
+Memory stays bounded by the window size, not the map size (plus a few bytes per region with a minimum mapping
+unit):
 
-1. *Sieve* (minimum mapping unit): each ``window`` x ``window`` core block is read with a halo of ``mmu`` pixels,
-   sieved with GDAL's sieve (4-connected regions smaller than ``mmu`` pixels take the value of their largest
-   neighbour; nodata 0 is never filled) and cropped to the core. A region that reaches past the halo has more than
-   ``mmu`` pixels, so it is kept exactly as a whole-map sieve would keep it.
-2. *Polygonise*: the sieved core is labelled into 4-connected regions per class (``scipy.ndimage.label``, the
-   same connectivity as GDAL's polygonize), each region becomes one polygon in pixel coordinates with its pixel
-   count and confidence sum (``np.bincount``). Regions not touching an inner window border are final and written
-   at once; the others (cut by a border) are kept and, after each row of windows, merged per class
-   (``shapely.union_all``, exact because pixel coordinates are integers) with their counts and sums added up;
-   merged polygons that do not reach the next row are written and dropped. So what is held is one row of
-   windows' cut polygons plus the polygons still open towards the next row, never the whole map.
+1. *Minimum mapping unit* (:mod:`core.export.mmu`): a first read builds the graph of the map's 4-connected regions
+   (class, pixel count, shared border lengths; regions cut by window borders joined) and merges every region below
+   ``mmu`` pixels into the neighbour sharing its longest border, pass after pass, until no region below the MMU
+   has a mapped neighbour. So no polygon is below the MMU, across window borders too; nodata 0 is never filled,
+   so the mapped area is unchanged. (GDAL's one-pass sieve leaves small regions whose neighbours are all small.)
+2. *Polygonise*: each window's merged classes are labelled into 4-connected regions per class
+   (``scipy.ndimage.label``, the same connectivity as GDAL's polygonize), each region becomes one polygon in pixel
+   coordinates with its pixel count and confidence sum (``np.bincount``). Regions not touching an inner window
+   border are final and written at once; the others (cut by a border) are kept and, after each row of windows,
+   merged per class (``shapely.union_all``, exact because pixel coordinates are integers) with their counts and
+   sums added up; merged polygons that do not reach the next row are written and dropped. So what is held is one
+   row of windows' cut polygons plus the polygons still open towards the next row, never the whole map.
 3. *Simplify* (optional, ``tolerance`` in map units): ``shapely.coverage_simplify`` simplifies every shared
    boundary once, so neighbouring polygons keep sharing their edges (no gaps, no overlaps). It needs the whole
-   coverage at once, so with simplification the polygons (the output, not the pixels) are held in memory.
+   coverage at once, so with simplification the polygons (the output, not the pixels) are held in memory; a
+   simplified polygon's area can differ slightly from its pixels' (so from the MMU).
 
 Attributes: ``class_id``, ``class_name``, ``area_ha`` (area of the written geometry; geodesic when the map's CRS
 is geographic), ``mean_conf`` (mean confidence in percent of the polygon's pixels, ``None`` without a confidence
-raster or where all its pixels are confidence nodata 255) and ``pixels`` (pixel count after the sieve).
+raster or where all its pixels are confidence nodata 255) and ``pixels`` (pixel count after merging).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,13 +40,12 @@ import rasterio
 import shapely
 from affine import Affine
 from rasterio.features import shapes as rio_shapes
-from rasterio.features import sieve
 from rasterio.windows import Window
-from scipy import ndimage
 
 from core.data.vectors import GPKG_OPTIONS
 from core.errors import GridMismatchError, RasterError
 from core.export.classes import as_classes
+from core.export.mmu import MmuPlan, label, plan_mmu, windows
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,7 @@ Progress = Callable[[str, int, int], None]
 CLASS_NODATA = 0
 CONFIDENCE_NODATA = 255
 GDAL_CACHE_MB = 64
-"""GDAL block cache while vectorising: windows are read once, in order, so a small cache loses nothing."""
-_FOUR = ndimage.generate_binary_structure(2, 1)
+"""GDAL block cache while vectorising: windows are read in order, so a small cache loses nothing."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,14 @@ class VectorizeResult:
     Attributes:
         gpkg_path, geojson_path: the files written (``None`` where not asked for).
         polygons: number of features in each file.
-        class_pixels: class id -> mapped pixels after the sieve (what the polygons cover).
-        class_area_ha: class id -> mapped area after the sieve in hectares (pixels x pixel area).
-        mmu_pixels: the minimum mapping unit used, in pixels (0: no sieve).
+        class_pixels: class id -> mapped pixels after merging (what the polygons cover).
+        class_area_ha: class id -> mapped area after merging in hectares (pixels x pixel area).
+        mmu_pixels: the minimum mapping unit used, in pixels (0 or 1: nothing merged).
         windows: number of windows processed.
         seconds: wall time.
+        mmu_unmerged: regions below the minimum mapping unit kept as they are because no mapped pixel touches them
+            (islands in nodata); every other polygon has at least ``mmu_pixels`` pixels.
+        mmu_passes: merging passes run (0 without a minimum mapping unit).
     """
 
     gpkg_path: Path | None
@@ -77,6 +81,8 @@ class VectorizeResult:
     mmu_pixels: int
     windows: int
     seconds: float
+    mmu_unmerged: int = 0
+    mmu_passes: int = 0
 
 
 @dataclass
@@ -114,38 +120,6 @@ def mmu_in_pixels(min_mapping_unit: float, unit: str, transform: Affine, crs: An
     return max(0, math.ceil(min_mapping_unit * 1e4 / pixel_m2))
 
 
-def _windows(height: int, width: int, size: int) -> Iterator[Window]:
-    for r in range(0, height, size):
-        for c in range(0, width, size):
-            yield Window(c, r, min(size, width - c), min(size, height - r))
-
-
-def _sieved_core(src: Any, core: Window, mmu: int) -> np.ndarray:
-    """The core window of the class map, sieved with a halo of ``mmu`` pixels (no sieve when ``mmu`` < 2)."""
-    if mmu < 2:
-        return src.read(1, window=core)
-    r0, c0 = max(0, core.row_off - mmu), max(0, core.col_off - mmu)
-    r1 = min(src.height, core.row_off + core.height + mmu)
-    c1 = min(src.width, core.col_off + core.width + mmu)
-    data = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
-    out = sieve(data, mmu, mask=data != CLASS_NODATA, connectivity=4)
-    r, c = core.row_off - r0, core.col_off - c0
-    return out[r : r + core.height, c : c + core.width]
-
-
-def _label(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """4-connected regions of each class: (int32 labels, 0 = nodata; class id of label ``i`` at index ``i``)."""
-    labels = np.zeros(classes.shape, dtype=np.int32)
-    class_of = [CLASS_NODATA]
-    for k in np.unique(classes):
-        if k == CLASS_NODATA:
-            continue
-        lab, n = ndimage.label(classes == k, structure=_FOUR)
-        labels[lab > 0] = lab[lab > 0] + len(class_of) - 1
-        class_of.extend([int(k)] * n)
-    return labels, np.asarray(class_of, dtype=np.int64)
-
-
 def _border_labels(labels: np.ndarray, core: Window, height: int, width: int) -> set[int]:
     """Labels touching a window edge that has another window behind it."""
     edges = []
@@ -163,8 +137,8 @@ def _border_labels(labels: np.ndarray, core: Window, height: int, width: int) ->
 def _window_pieces(
     classes: np.ndarray, conf: np.ndarray | None, core: Window, height: int, width: int
 ) -> tuple[list[_Piece], list[_Piece]]:
-    """Polygonise one sieved core: (final pieces, pieces cut by an inner window border), pixel coordinates."""
-    labels, class_of = _label(classes)
+    """Polygonise one merged core: (final pieces, pieces cut by an inner window border), pixel coordinates."""
+    labels, class_of = label(classes)
     n = len(class_of)
     pixels = np.bincount(labels.ravel(), minlength=n)
     conf_sum: np.ndarray
@@ -189,10 +163,13 @@ def _window_pieces(
 
 
 def _process_window(
-    src: Any, conf: Any | None, core: Window, mmu: int, state: _State
+    src: Any, conf: Any | None, core: Window, index: int, plan: MmuPlan | None, state: _State
 ) -> tuple[list[_Piece], list[_Piece]]:
-    """Sieve and polygonise one core window; adds its mapped pixels per class to ``state``."""
-    cls = _sieved_core(src, core, mmu)
+    """Merge (``plan``: the minimum mapping unit) and polygonise window number ``index``; adds its mapped pixels
+    per class to ``state``."""
+    cls = src.read(1, window=core)
+    if plan is not None:
+        cls = plan.apply(index, cls)
     for k, n in zip(*np.unique(cls[cls != CLASS_NODATA], return_counts=True)):
         state.class_pixels[int(k)] = state.class_pixels.get(int(k), 0) + int(n)
     cw = conf.read(1, window=core) if conf is not None else None
@@ -351,7 +328,14 @@ def _check_inputs(src: Any, out_gpkg: Path | None, out_geojson: Path | None, win
 
 
 def _polygonize(
-    src: Any, conf: Any, window: int, mmu: int, simplify: float, state: _State, sinks: _Sinks, progress: Progress | None
+    src: Any,
+    conf: Any,
+    window: int,
+    plan: MmuPlan | None,
+    simplify: float,
+    state: _State,
+    sinks: _Sinks,
+    progress: Progress | None,
 ) -> list[Any]:
     """Polygonise window by window, merging the pieces cut by window borders after each row; returns the windows.
 
@@ -359,9 +343,9 @@ def _polygonize(
     held until the end, as the coverage is simplified as a whole (topology kept between neighbours).
     """
     held: list[Any] = []
-    wins = list(_windows(src.height, src.width, window))
+    wins = list(windows(src.height, src.width, window))
     for i, core in enumerate(wins):
-        final, cut = _process_window(src, conf, core, mmu, state)
+        final, cut = _process_window(src, conf, core, i, plan, state)
         state.border.extend(cut)
         if core.col_off + core.width == src.width:  # end of a window row: merge what it completed
             done, state.border = _merge_row(state.border, core.row_off + core.height, src.height)
@@ -398,12 +382,15 @@ def vectorize(
         out_gpkg: GeoPackage to write, in the class map's CRS (layer named after the file).
         out_geojson: GeoJSON to write, in EPSG:4326 (lon, lat), RFC 7946.
         confidence: the matching confidence COG (uint8 percent, nodata 255) for ``mean_conf``, or None.
-        min_mapping_unit: smallest region kept; smaller ones are merged into their largest neighbour.
+        min_mapping_unit: smallest polygon: smaller regions are merged into neighbours (the one sharing the longest
+            border) until none is left (see :mod:`core.export.mmu`).
         mmu_unit: ``"px"`` (pixels) or ``"ha"`` (hectares; needs a projected CRS).
         simplify: simplification tolerance in map units (0: none), topology kept between neighbours.
         classes: ``[{"id", "name", "color"}]``; None reads the class map's ``CLASSES`` tag.
-        window: side of the processing window in pixels (memory ~ (window + 2 mmu)^2 x 10 bytes).
-        progress: optional ``callable(phase, done, total)``; phases ``"polygonize"`` and ``"write"``.
+        window: side of the processing window in pixels (memory ~ window^2 x 40 bytes, plus ~ 50 bytes per region
+            of the map with a minimum mapping unit).
+        progress: optional ``callable(phase, done, total)``; phases ``"regions"`` (with a minimum mapping unit),
+            ``"polygonize"`` and ``"write"``.
 
     Returns:
         A :class:`VectorizeResult`.
@@ -426,7 +413,8 @@ def vectorize(
         sinks = _Sinks(gpkg, geojson, src.crs, src.transform, names)
         state = _State()
         try:
-            wins = _polygonize(src, conf, window, mmu, simplify, state, sinks, progress)
+            plan = plan_mmu(src, window, mmu, progress) if mmu >= 2 else None
+            wins = _polygonize(src, conf, window, plan, simplify, state, sinks, progress)
             pixel_m2 = abs(src.transform.a * src.transform.e) * sinks.unit2
         finally:
             sinks.close()
@@ -441,13 +429,18 @@ def vectorize(
         mmu,
         len(wins),
         time.perf_counter() - t0,
+        plan.unmerged if plan is not None else 0,
+        plan.passes if plan is not None else 0,
     )
     log.info(
-        "vectorized %s: %d polygons from %d windows (mmu %d px, simplify %s) in %.1f s",
+        "vectorized %s: %d polygons from %d windows (mmu %d px, %d merging passes, %d islands in nodata below it "
+        "kept; simplify %s) in %.1f s",
         class_map,
         result.polygons,
         result.windows,
         mmu,
+        result.mmu_passes,
+        result.mmu_unmerged,
         simplify,
         result.seconds,
     )

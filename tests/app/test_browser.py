@@ -263,3 +263,107 @@ def test_review_page_draws_a_real_prediction(app_server: dict[str, Any], browser
     page.wait_for_timeout(1500)
     assert frame.locator("img.leaflet-image-layer").count() == 3
     _shot(page, "08-review-error-layer")
+
+
+def _map_runs(db_url: str, home: Path, shared_data: Path) -> dict[str, int]:
+    """A pipeline run and an rf baseline run mapping Strzegom (the authors' published U-Net map, class names
+    written as the workbench writes them), a vectorize run and a sample run of the pipeline's map, made by the
+    engine's own functions."""
+    import shutil
+
+    import rasterio
+
+    from core.configs import BaselineJobConfig
+    from core.data.cog import write_class_metadata
+    from core.evaluation.assess import DrawSampleJobConfig, run_draw_sample
+    from core.evaluation.sample_design import SampleDesign
+    from core.export.vectorize import vectorize
+    from db.runs import RunTracker
+    from db.scenes import SceneStore
+
+    tracker, classes = RunTracker(db_url), SceneStore(db_url).get("strzegom").classes
+    ids: dict[str, int] = {}
+    for name, kind, config in (
+        ("pipeline", "pipeline", {"kind": "pipeline", "scene": "strzegom", "model": "unet"}),
+        ("rf", "baseline", BaselineJobConfig(scene="strzegom", store="s.zarr", predict=True).model_dump(mode="json")),
+    ):
+        pred = home / name / "prediction.tif"
+        pred.parent.mkdir()
+        shutil.copy(shared_data / "strzegom" / "published_unet_prediction_20230709.tif", pred)
+        with rasterio.open(pred, "r+") as dst:
+            write_class_metadata(dst, [c.id for c in classes], [c.name for c in classes], [c.color for c in classes])
+        ids[name] = tracker.create(kind, config)
+        tracker.succeed(ids[name], metrics={"oa": 0.8}, artifacts={"prediction": str(pred)})
+    pred = str(home / "pipeline" / "prediction.tif")
+    res = vectorize(pred, home / "polygons.gpkg", home / "polygons.geojson", min_mapping_unit=400, simplify=10)
+    ids["vectorize"] = tracker.create("vectorize", {"kind": "vectorize", "prediction_run": ids["pipeline"]})
+    tracker.succeed(ids["vectorize"], artifacts={"gpkg": str(res.gpkg_path), "geojson": str(res.geojson_path)})
+    design = SampleDesign(per_class={c.id: 5 for c in classes}, seed=0)
+    files = run_draw_sample(DrawSampleJobConfig(pred, str(home / "sample"), design), lambda *a: None)["files"]
+    ids["sample"] = tracker.create("sample", {"kind": "sample", "prediction_run": ids["pipeline"], "per_class": 5})
+    tracker.succeed(ids["sample"], artifacts=files)
+    return ids
+
+
+def _same_place(a: list[list[float]], b: list[list[float]]) -> bool:
+    """Same zoom, centres within ~10 m (a re-created map lands on whole screen pixels)."""
+    return len(a) == len(b) and all(
+        x[0] == y[0] and abs(x[1] - y[1]) < 1e-4 and abs(x[2] - y[2]) < 1e-4 for x, y in zip(a, b)
+    )
+
+
+_VIEWS = (
+    "el => Object.keys(window).filter(k => k.startsWith('map_') && window[k] && window[k].getZoom)"
+    ".map(k => [window[k].getZoom(), +window[k].getCenter().lat.toFixed(5), +window[k].getCenter().lng.toFixed(5)])"
+)
+
+
+def test_review_layers_keep_their_place_and_move_together(
+    app_server: dict[str, Any], browser_page: Any, shared_data: Path
+) -> None:
+    """A new analyst's walk on Map review at 1920 px: a baseline's map opens, the polygons and sample points of a
+    map are drawn on it, a layer toggle and a page switch keep the zoom, side-by-side maps move together."""
+    ids = _map_runs(app_server["db_url"], app_server["home"], shared_data)
+    page, url = browser_page, app_server["url"]
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto(f"{url}/review?run={ids['rf']}", wait_until="domcontentloaded")
+    _map_frame(page).locator("img.leaflet-image-layer").first.wait_for(timeout=60_000)
+    page.get_by_text("conifer forest").first.wait_for(timeout=30_000)  # the legend
+    selected = page.locator('[data-testid="stSelectbox"] input').first.input_value()
+    assert selected == f"run {ids['rf']} - strzegom - rf baseline", selected
+    _shot(page, "09-review-rf-baseline")
+
+    page.goto(f"{url}/review?run={ids['pipeline']}", wait_until="domcontentloaded")
+    frame = _map_frame(page)
+    frame.locator("path.leaflet-interactive").first.wait_for(timeout=60_000)  # polygons and sample points
+    assert frame.locator("path.leaflet-interactive").count() > 40
+    page.get_by_role("button", name="GPKG").first.wait_for(timeout=30_000)
+    grid = page.locator('[data-testid="stDataFrame"]').first  # the mapped-area table, whole at 1920 px
+    assert grid.evaluate(
+        "el => { const s = el.querySelector('.dvn-scroller'); return !s || s.scrollWidth <= s.clientWidth + 1 }"
+    )
+    frame.locator(".leaflet-control-zoom-in").first.click()
+    page.wait_for_timeout(3000)
+    zoomed = frame.locator(".leaflet-container").first.evaluate(_VIEWS)
+    page.get_by_text("Ground truth").click()
+    page.wait_for_timeout(6000)
+    frame = _map_frame(page)
+    after = frame.locator(".leaflet-container").first.evaluate(_VIEWS)
+    assert _same_place(after, zoomed), (after, zoomed)  # the toggle kept the place
+    _shot(page, "10-review-layers-zoomed")
+
+    page.get_by_text("side by side").click()
+    page.wait_for_timeout(6000)
+    frame = _map_frame(page)
+    frame.locator(".leaflet-control-zoom-in").nth(1).click()  # zoom the right map ...
+    page.wait_for_timeout(3000)
+    left, right = frame.locator(".leaflet-container").first.evaluate(_VIEWS)
+    assert _same_place([left], [right]), (left, right)  # ... the left one follows
+    page.get_by_text("Live run").first.click()
+    page.wait_for_timeout(3000)
+    page.get_by_text("Map review").first.click()
+    page.get_by_text("The two maps move together").wait_for(timeout=60_000)
+    page.wait_for_timeout(4000)
+    back = _map_frame(page).locator(".leaflet-container").first.evaluate(_VIEWS)
+    assert _same_place(back, [left, right]), (back, left, right)
+    _shot(page, "11-review-side-by-side")

@@ -273,3 +273,30 @@ def test_defaults_are_derived_shown_and_stored(tiny_scene: Any, monkeypatch: Any
     at.number_input(key="launch_block_size").set_value(64)
     at.button(key="launch_check").click().run()
     assert "the val split gets 0 tiles" in _texts(at.error)  # one block: everything is training data
+
+
+def test_labelled_pixels_of_several_dates_are_explained(tiny_scene: Any, db_url: str, home: Path) -> None:
+    """A scene labelled on two dates: its labelled pixels (summed over dates) exceed its pixels, and the page
+    says why."""
+    from core.data.catalog import SceneSpec, register_scene
+    from db.scenes import SceneStore
+
+    acq = tiny_scene.acquisitions[0]
+    files = {k: list(v) for k, v in acq.files.items()}
+    spec = SceneSpec.model_validate(
+        {
+            "name": "twice",
+            "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in tiny_scene.classes],
+            "acquisitions": [
+                {"date": "20220101", "files": files, "labels": acq.labels},
+                {"date": "20220601", "files": files, "labels": acq.labels},
+            ],
+        }
+    )
+    register_scene(spec, SceneStore(db_url), home)
+    at = app_test("launch").run()
+    at.selectbox(key="launch_scene").set_value("twice").run()
+    at.checkbox(key="launch_whole").check().run()
+    m = _metrics(at)
+    assert m["Pixels"] == f"{SIZE * SIZE:,}" and m["Labelled pixels (all dates)"] == f"{2 * (SIZE * SIZE - SIZE):,}"
+    assert "a pixel labelled on two dates counts twice" in _texts(at.caption)

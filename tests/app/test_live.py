@@ -95,6 +95,43 @@ def test_cancel_button_stops_the_driver(db_url: str, home: Path) -> None:
             proc.wait()
 
 
+def test_workers_table_is_readable(db_url: str) -> None:
+    _running_run(db_url)
+    at = app_test("live").run()
+    table = at.dataframe[0].value
+    assert list(table.columns)[:8] == [
+        "worker",
+        "rank",
+        "phase",
+        "CPU %",
+        "peak memory (MiB)",
+        "sent (MiB)",
+        "received (MiB)",
+        "samples",
+    ]
+    assert table["sent (MiB)"].tolist() == [3.0] and table["CPU %"].tolist() == [80.0]
+
+
+def test_vector_and_sample_runs_point_to_their_map(db_url: str) -> None:
+    from db.runs import RunTracker
+
+    t = RunTracker(db_url)
+    parent = t.create("pipeline", {"kind": "pipeline", "scene": "tiny"})
+    t.succeed(parent, artifacts={"prediction": "/nowhere/prediction.tif"})
+    for kind, words in (("vectorize", "Polygons written"), ("sample", "Reference sample drawn")):
+        rid = t.create(kind, {"kind": kind, "prediction_run": parent})
+        t.succeed(rid, artifacts={"gpkg": "/x.gpkg"})
+        at = app_test("live").run()
+        at.selectbox(key="live_select").set_value(rid).run()
+        text = at.success[0].value
+        assert words in text and f"run {parent}'s map on the **Map review** page" in text
+        assert "Review its prediction" not in text
+        assert any(f"review?run={parent}" in m.value for m in at.markdown)
+    at.selectbox(key="live_select").set_value(parent).run()
+    assert at.success[0].value == "Run finished. Review its map on the **Map review** page."
+    assert any(f"review?run={parent}" in m.value for m in at.markdown)
+
+
 def test_a_finished_pipeline_shows_its_random_forest_beside_it(db_url: str) -> None:
     from db.runs import RunTracker
     from jobs.rf_beside import compare

@@ -139,6 +139,22 @@ def test_compare_tolerates_runs_without_metrics(db_url: str) -> None:
     assert any("no confusion matrix" in c.value for c in at.caption)
 
 
+def test_an_assessment_links_to_its_map_and_has_its_own_oa_column(db_url: str) -> None:
+    from db.runs import RunTracker
+
+    t = RunTracker(db_url)
+    p = t.create("pipeline", {"kind": "pipeline", "scene": "tiny"})
+    t.succeed(p, metrics={"oa": 0.9})
+    a = t.create("assess", {"kind": "assess", "prediction_run": p, "sample_run": 3})
+    cls = {"class_name": "forest", "n_sample": 50, "mapped_area": 10.0, "estimated_area": 11.0}
+    t.succeed(a, metrics={"oa": 0.8, "overall": {"overall_accuracy": 0.8}, "classes": [cls], "area_unit": "ha"})
+    at = app_test("runs").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[a, "assessed_oa"] == 0.8 and table.loc[p, "test_oa"] == 0.9
+    assert any(f"review?run={p}" in m.value and f"run {p}" in m.value for m in at.markdown)
+
+
 def test_deep_model_and_its_random_forest_side_by_side(db_url: str) -> None:
     """A pipeline stores its RF's metrics and the verdict (jobs.rf_beside); the page shows them beside the deep
     model's, and says in plain words when the deep model loses."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from app.services import history
@@ -72,3 +73,28 @@ def test_eta_and_live_status(db_url: str) -> None:
     tr.progress(rid, "inference", 2, 8)
     s = live_status(tr, rid)
     assert (s.phase, s.phase_index, s.fraction, s.active) == ("inference", 3, 0.25, True)
+
+
+def test_confusion_in_class_id_order_with_scene_names(db_url: str) -> None:
+    """Ids 1, 2, 10 come in that order (not '1', '10', '2'); ids without names take the scene's class names."""
+    t = RunTracker(db_url)
+    rid = t.create("evaluate", {})
+    cm = [[5, 0, 1], [0, 7, 0], [2, 0, 9]]  # stored in the order 10, 2, 1
+    t.succeed(rid, metrics={"confusion_matrix": cm, "class_ids": [10, 2, 1], "class_names": ["10", "2", "1"]})
+    table = history.confusion(t.get(rid), class_names={1: "forest", 2: "water", 10: "urban"})
+    assert table is not None and list(table.index) == ["forest", "water", "urban"] == list(table.columns)
+    assert table.loc["urban", "urban"] == 5 and table.loc["urban", "forest"] == 1 and table.loc["forest", "urban"] == 2
+    long = history.confusion_long(t.get(rid), class_names={1: "forest", 2: "water", 10: "urban"})
+    assert list(dict.fromkeys(long["reference"])) == ["forest", "water", "urban"]
+    assert list(history.confusion(t.get(rid)).index) == ["1", "2", "10"]  # type: ignore[union-attr]
+
+
+def test_assessed_oa_has_its_own_column(db_url: str) -> None:
+    t = RunTracker(db_url)
+    p = t.create("pipeline", {})
+    t.succeed(p, metrics={"oa": 0.91})
+    a = t.create("assess", {"prediction_run": p})
+    t.succeed(a, metrics={"oa": 0.84, "overall": {"overall_accuracy": 0.84, "overall_accuracy_ci_low": 0.8}})
+    table = history.runs_table(t).set_index("id")
+    assert table.loc[p, "test_oa"] == 0.91 and pd.isna(table.loc[p, "assessed_oa"])
+    assert pd.isna(table.loc[a, "test_oa"]) and table.loc[a, "assessed_oa"] == 0.84

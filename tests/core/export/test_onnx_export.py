@@ -1,5 +1,6 @@
 """ONNX export for QGIS Deepness: onnxruntime on a real Sentinel-2 tile, preprocessed the way Deepness does it,
-equals Keras on the same tile normalised our way (max abs difference of probabilities < 1e-4)."""
+equals Keras on the same tile normalised our way (max abs difference of probabilities < 1e-4); the declared tiling
+keeps the context asked for under Deepness' own overlap arithmetic. (The stitched map: test_onnx_deepness.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import rasterio
 from rasterio.windows import Window
 
 from core.export.errors import UnsupportedModelError
-from core.export.onnx_export import export_onnx
+from core.export.onnx_export import deepness_overlap_px, deepness_tiling, export_onnx
 from core.models import get_model
 from core.models.bundle import ModelMeta, save_bundle
 
@@ -74,18 +75,26 @@ def test_unet_matches_keras_on_a_real_tile(tmp_path: Path, tile: tuple) -> None:
     import keras
 
     raw, stats = tile
+    raw = raw.copy()
+    raw[5:7, 5:9] = 0  # nodata (0 in every band, what QGIS gives beyond the layer): the band mean, as ours
     keras.utils.set_random_seed(4)
     model = get_model("unet").builder((32, 32, 10), 3, width=4, depth=2, dropout=0.0)
     meta = _meta("unet", {"s2": 32}, stats)
     bundle = save_bundle(tmp_path / "unet", model, meta)
-    res = export_onnx(bundle, tmp_path / "unet.onnx", overlap_px=8, resolution_m=10.0)
+    res = export_onnx(bundle, tmp_path / "unet.onnx", tile_size=32, overlap_px=8, resolution_m=10.0)
     got, md = _deepness_run(res.path, raw)
-    want = model.predict(meta.normalise("s2", raw)[None], verbose=0)[0]
+    x = meta.normalise("s2", raw)
+    x[5:7, 5:9] = 0.0
+    # The graph appends the receptive-field radius (23 px for depth 2, on the pooling grid of 4: 24) of band mean
+    # below and right of the tile, so a tile past the raster's edge sees what our prediction sees there.
+    want = model.predict(np.pad(x, ((0, 24), (0, 24), (0, 0)))[None], verbose=0)[0, :32, :32]
     assert got.shape == want.shape == (32, 32, 3)
     assert np.abs(got - want).max() < TOL
     assert md["model_type"] == "Segmentor" and md["class_names"] == {"0": "forest", "1": "urban", "2": "water"}
     assert md["class_ids"] == [1, 3, 8] and md["resolution"] == 1000.0
     assert md["tile_size"] == md["tiles_size"] == 32 and md["tiles_overlap"] == 50  # 2 x 8 px of 32
+    assert md["seg_thresh"] == 0 and md["seg_small_segment"] == 0  # argmax everywhere, no median filter
+    assert md["workbench_seams"] == "crop" and md["workbench_context_px"] == 8  # 8 px < the radius of 23 px
     assert md["standardization_mean"] == pytest.approx([m / 255 for m in stats["s2"]["mean"]])
 
 
@@ -132,3 +141,33 @@ def test_unsupported_models_say_why(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedModelError, match="exactly one input"):
         export_onnx(bundle, tmp_path / "ts.onnx")
     assert not (tmp_path / "ml.onnx").exists() and not (tmp_path / "ts.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("radius", "align", "tile", "overlap"),
+    [(107, 16, None, None), (107, 16, 320, None), (51, 16, None, None), (23, 4, 96, None), (2, 1, 32, None),
+     (107, 16, 256, 32), (7, 1, None, None)],
+)  # fmt: skip
+def test_declared_tiling_keeps_the_context_in_deepness(
+    radius: int, align: int, tile: int | None, overlap: int | None
+) -> None:
+    """Deepness turns the whole-percent overlap into pixels its own way and keeps half of it per side: the
+    declared tiling keeps the receptive-field radius (or the overlap asked for), on the pooling grid."""
+    t = deepness_tiling(radius, align, 64, tile, overlap)
+    o = deepness_overlap_px(t.tile, t.percent)
+    assert o // 2 == t.context >= (radius if overlap is None else overlap)
+    assert (t.tile - o) % align == 0 and t.tile % align == 0 and 0 <= t.percent <= 99
+    assert t.exact == (overlap is None)
+    if tile is None:
+        assert t.stride >= t.tile // 2 and t.tile <= 1024  # the core is at least half the tile
+    else:
+        assert t.tile == tile
+
+
+def test_tilings_that_cannot_keep_the_context_say_what_to_do() -> None:
+    with pytest.raises(UnsupportedModelError, match=r"tile of 64 px cannot keep 107 px.*at least 256 px"):
+        deepness_tiling(107, 16, 64, tile_size=64)
+    with pytest.raises(UnsupportedModelError, match="not a multiple of 16"):
+        deepness_tiling(107, 16, 64, tile_size=100)
+    with pytest.raises(UnsupportedModelError, match=r"no tile of 64 to 64 px keeps 1 px.*give a tile size"):
+        deepness_tiling(1, 64, 8, longest=64)  # a 64 px pooling grid leaves no stride inside 64 px tiles

@@ -1,4 +1,5 @@
-"""Vectorisation: areas per class match the sieved map, polygons valid and not cut by windows, CRS right."""
+"""Vectorisation: no polygon below the minimum mapping unit (across window borders too), mapped area unchanged,
+areas per class match the merged map, polygons valid, not overlapping and not cut by windows, CRS right."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-from rasterio.features import rasterize, sieve
+from rasterio.features import rasterize
 from scipy import ndimage
 from shapely.geometry import shape
 
@@ -75,12 +76,25 @@ def _burn(feats: list, shape_: tuple[int, int], transform: Affine = TRANSFORM) -
     )
 
 
-def _close_to_whole_map_sieve(mapped: np.ndarray, classes: np.ndarray, mmu: int) -> None:
-    """Window-wise sieving picks the same regions as a whole-map sieve; only which neighbour absorbs a small region
-    may differ where the neighbour is cut by a window (GDAL picks the largest neighbour *within the window*)."""
-    whole = sieve(classes, mmu, mask=classes != 0, connectivity=4)
-    assert (mapped == 0).sum() == (whole == 0).sum()
-    assert (mapped != whole).mean() < 0.002
+def _region_sizes(classes: np.ndarray) -> np.ndarray:
+    """Per pixel: the pixel count of its 4-connected one-class region (0 on nodata)."""
+    out = np.zeros(classes.shape, np.int64)
+    for k in np.unique(classes):
+        if k:
+            lab, _ = ndimage.label(classes == k)
+            out[lab > 0] = np.bincount(lab.ravel())[lab[lab > 0]]
+    return out
+
+
+def _mmu_holds(mapped: np.ndarray, classes: np.ndarray, mmu: int, unmerged: int = 0) -> None:
+    """The merged map: the same nodata, every region at least ``mmu`` pixels (but ``unmerged`` islands in nodata),
+    and regions that were at least ``mmu`` pixels keep their class."""
+    assert np.array_equal(mapped == 0, classes == 0)  # mapped area unchanged
+    sizes = _region_sizes(mapped)
+    small = (sizes > 0) & (sizes < mmu)
+    assert sum(ndimage.label(small & (mapped == k))[1] for k in np.unique(mapped) if k) == unmerged
+    big = _region_sizes(classes) >= mmu
+    assert np.array_equal(mapped[big], classes[big])
 
 
 def test_areas_add_up_and_polygons_are_whole(tmp_path: Path, prediction: tuple) -> None:
@@ -101,9 +115,9 @@ def test_areas_add_up_and_polygons_are_whole(tmp_path: Path, prediction: tuple) 
     geoms = [shape(f.geometry) for f in feats]
     expected = _burn(feats, classes.shape)
     want = {k: int((expected == k).sum()) for k in (1, 2, 3)}
-    assert res.class_pixels == want  # the polygons cover exactly the mapped (sieved) pixels
+    assert res.class_pixels == want  # the polygons cover exactly the mapped (merged) pixels
     assert res.polygons == _components(expected)  # no polygon left cut at a window border
-    _close_to_whole_map_sieve(expected, classes, 5)
+    _mmu_holds(expected, classes, 5)
     assert all(g.is_valid for g in geoms)
     for k in (1, 2, 3):
         mine = [f for f in feats if f.properties["class_id"] == k]
@@ -177,7 +191,7 @@ def test_published_strzegom_prediction(tmp_path: Path, shared_data: Path) -> Non
         src_path,
         tmp_path / "s.gpkg",
         tmp_path / "s.geojson",
-        min_mapping_unit=0.1,
+        min_mapping_unit=0.5,
         mmu_unit="ha",
         classes=classes,
         window=128,
@@ -190,12 +204,18 @@ def test_published_strzegom_prediction(tmp_path: Path, shared_data: Path) -> Non
     for f in feats:
         assert shape(f.geometry).is_valid
         areas[f.properties["class_id"]] = areas.get(f.properties["class_id"], 0) + f.properties["area_ha"]
-    assert res.mmu_pixels == 10  # 0.1 ha of 10 m pixels
+    assert res.mmu_pixels == 50  # 0.5 ha of 10 m pixels
     assert areas == pytest.approx(res.class_area_ha, rel=1e-9)
     mapped = _burn(feats, data.shape, transform)
     assert res.class_pixels == {int(k): int((mapped == k).sum()) for k in np.unique(mapped) if k}
-    assert res.polygons == _components(mapped)
-    _close_to_whole_map_sieve(mapped, data, 10)
+    assert res.polygons == _components(mapped) == len(feats)
+    _mmu_holds(mapped, data, 50)
+    assert min(f.properties["pixels"] for f in feats) >= 50 and res.mmu_unmerged == 0
+    assert min(f.properties["area_ha"] for f in feats) >= 0.5 - 1e-9
+    assert sum(f.properties["area_ha"] for f in feats) == pytest.approx(data.size * 0.01)  # 401 x 401 px of 1 a
+    _valid_and_disjoint(feats, data.size * 100.0)
+    before = sum(ndimage.label(data == k)[1] for k in range(1, 11))
+    assert before > 4 * res.polygons  # the unmerged map has over 4 times as many regions
 
 
 def test_geographic_and_pixel_maps(tmp_path: Path, make_raster) -> None:  # type: ignore[no-untyped-def]
@@ -224,3 +244,52 @@ def test_geographic_and_pixel_maps(tmp_path: Path, make_raster) -> None:  # type
     with fiona.open(tmp_path / "p.gpkg") as src:
         assert not src.crs and len(src) == res.polygons == 1
         assert shape(next(iter(src)).geometry).bounds == (10.0, 10.0, 40.0, 40.0)  # pixel coordinates (col, row)
+
+
+def _valid_and_disjoint(feats: list, area: float) -> None:
+    """Every geometry valid, no two overlapping (the union's area is the sum), covering ``area`` (map units)."""
+    geoms = [shape(f.geometry) for f in feats]
+    assert all(g.is_valid and not g.is_empty for g in geoms)
+    assert shapely.union_all(geoms).area == pytest.approx(sum(g.area for g in geoms), rel=1e-12)
+    assert sum(g.area for g in geoms) == pytest.approx(area, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mmu", [2, 9, 40])
+def test_no_polygon_below_the_mmu_on_noisy_maps(tmp_path: Path, seed: int, mmu: int) -> None:
+    """Salt-and-pepper maps (every pixel an independent class: most regions are single pixels whose neighbours are
+    all small, what one sieve pass leaves): no polygon under the MMU, across 64 px window borders too."""
+    rng = np.random.default_rng(seed)
+    classes = rng.integers(1, 4, (150, 170)).astype(np.uint8)
+    classes[:, 160:] = 0  # a nodata edge
+    classes[40:45, :] = 0  # a nodata band cutting the map in two
+    path = _write(tmp_path, "noise", classes, 0, True)
+    maps = []
+    for window in (64, 1024):
+        res = vectorize(path, tmp_path / f"n{window}.gpkg", min_mapping_unit=mmu, window=window)
+        with fiona.open(tmp_path / f"n{window}.gpkg") as src:
+            feats = list(src)
+        assert res.mmu_pixels == mmu and res.mmu_unmerged == 0 and res.polygons == len(feats)
+        assert min(f.properties["pixels"] for f in feats) >= mmu
+        mapped = _burn(feats, classes.shape)
+        _mmu_holds(mapped, classes, mmu)
+        _valid_and_disjoint(feats, (classes != 0).sum() * 100.0)  # total area unchanged
+        assert sum(res.class_pixels.values()) == (classes != 0).sum()
+        assert res.polygons == _components(mapped)
+        maps.append(mapped)
+    assert np.array_equal(*maps)  # the same map whatever the windows
+
+
+def test_islands_in_nodata_are_kept_and_counted(tmp_path: Path) -> None:
+    """A region below the MMU that touches no mapped pixel cannot be merged: it is kept (its area is not lost)."""
+    classes = np.ones((80, 90), np.uint8)
+    classes[10:30, 10:30] = 0
+    classes[18:21, 18:20] = 2  # a 6-pixel island of class 2 in a nodata hole
+    classes[50:52, 50:52] = 3  # 4 pixels of class 3 inside class 1
+    path = _write(tmp_path, "islands", classes, 0, True)
+    calls: list[tuple] = []
+    res = vectorize(path, tmp_path / "i.gpkg", min_mapping_unit=10, window=64, progress=lambda *a: calls.append(a))
+    assert res.mmu_unmerged == 1 and res.class_pixels == {1: (classes != 0).sum() - 6, 2: 6}
+    assert ("regions", 4, 4) in calls and calls[-1] == ("write", 1, 1)
+    with fiona.open(tmp_path / "i.gpkg") as src:
+        assert sorted((f.properties["class_id"], f.properties["pixels"]) for f in src) == [(1, 7200 - 400 - 0), (2, 6)]
