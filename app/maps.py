@@ -21,6 +21,7 @@ from folium.raster_layers import ImageOverlay
 from folium.template import Template
 
 from app.services.overlays import Overlay
+from app.services.tiles import TileLayerRef
 from core.data.scene import ClassInfo, Scene
 
 log = logging.getLogger(__name__)
@@ -142,14 +143,36 @@ def _vector_layer(name: str, geojson: dict[str, Any], colours: dict[int, str]) -
     )
 
 
+MAX_ZOOM = 24  # past a raster's own highest zoom Leaflet enlarges its tiles of that zoom (pixels stay sharp)
+
+
+def _tile_layer(name: str, ref: TileLayerRef, opacity: float) -> folium.TileLayer:
+    """A layer served by the app's own tile route (same origin, so it works offline and behind one forwarded port)."""
+    return folium.TileLayer(
+        tiles=ref.url,
+        attr="Land-Cover Workbench",
+        name=name,
+        overlay=True,
+        opacity=opacity,
+        min_zoom=0,
+        max_zoom=MAX_ZOOM,
+        max_native_zoom=ref.max_zoom,
+        bounds=ref.bounds,
+        tile_size=256,
+        show=ref.show,
+    )
+
+
 def _add_layers(
     m: folium.Map,
-    layers: Sequence[tuple[str, Overlay, float]],
+    layers: Sequence[tuple[str, Overlay | TileLayerRef, float]],
     vectors: Sequence[tuple[str, dict[str, Any]]],
     colours: dict[int, str],
 ) -> None:
     for name, ov, opacity in layers:
-        if ov.bounds:
+        if isinstance(ov, TileLayerRef):
+            _tile_layer(name, ov, opacity).add_to(m)
+        elif ov.bounds:
             ImageOverlay(ov.data_url, bounds=ov.bounds, opacity=opacity, name=name, interactive=False).add_to(m)
     for name, geojson in vectors:
         _vector_layer(name, geojson, colours).add_to(m)
@@ -157,7 +180,7 @@ def _add_layers(
 
 
 def review_map(
-    layers: Sequence[tuple[str, Overlay, float]],
+    layers: Sequence[tuple[str, Overlay | TileLayerRef, float]],
     fit: list[list[float]] | None,
     vectors: Sequence[tuple[str, dict[str, Any]]] = (),
     colours: dict[int, str] | None = None,
@@ -197,8 +220,8 @@ class SyncedDualMap(folium.plugins.DualMap):
 
 
 def dual_review_map(
-    left: Sequence[tuple[str, Overlay, float]],
-    right: Sequence[tuple[str, Overlay, float]],
+    left: Sequence[tuple[str, Overlay | TileLayerRef, float]],
+    right: Sequence[tuple[str, Overlay | TileLayerRef, float]],
     fit: list[list[float]] | None,
     vectors: tuple[Sequence[tuple[str, dict[str, Any]]], Sequence[tuple[str, dict[str, Any]]]] = ((), ()),
     colours: dict[int, str] | None = None,

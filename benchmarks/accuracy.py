@@ -62,7 +62,7 @@ class Bench:
         import threading
 
         from db.runs import RunTracker
-        from jobs.kinds import kinds
+        from jobs.kinds import list_kinds
         from jobs.runner import execute
 
         tracker = RunTracker(self.db_url)
@@ -72,7 +72,7 @@ class Bench:
         if timer:
             timer.start()
         try:
-            execute(config, kinds()[config.kind].executor, run_id=run_id, db_url=self.db_url, client=self.client)
+            execute(config, list_kinds()[config.kind].executor, run_id=run_id, db_url=self.db_url, client=self.client)
         finally:
             if timer:
                 timer.cancel()
@@ -144,7 +144,8 @@ def train_and_score(
     b: Bench, store: str, scene: str, model: str, params: dict[str, Any], args: Any, **extra: Any
 ) -> dict[str, Any]:
     """Train ``model`` on ``store`` (train run) and score its bundle on the test split (evaluate run)."""
-    from core.configs import EvaluateJobConfig, TrainJobConfig
+    from core.configs import EvaluateJobConfig
+    from core.training.config import TrainJobConfig
 
     cfg = dict(
         scene=scene,

@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import core.distributed.launcher as launcher
     from benchmarks.training import synthetic_store
-    from core.configs import TrainJobConfig
     from core.distributed.cluster import worker_env
     from core.errors import JobFailedError
+    from core.training.config import TrainJobConfig
     from core.training.job import run_train_job
     from core.training.schemes.heterogeneous import SLOWDOWN_ENV
     from db.runs import RunTracker

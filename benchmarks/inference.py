@@ -56,7 +56,7 @@ from rasterio.windows import Window  # noqa: E402
 
 from core.configs import AOIConfig  # noqa: E402
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene  # noqa: E402
-from core.sampling.windows import PixelWindow  # noqa: E402
+from core.geo.windows import PixelWindow  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "strzegom" / "image_20230301.tif"
 BLOCK = 512

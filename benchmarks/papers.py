@@ -216,7 +216,7 @@ def figure10(b: Bench, args: Any) -> dict[str, Any]:
     """Multi-modal paper Figure 10: traffic per worker per step against batch size, both model-parallel splits."""
     require_models("two_stream")
     require("core.training.schemes.model_parallel", "mp_train_rank")
-    from core.configs import TrainJobConfig
+    from core.training.config import TrainJobConfig
     from core.training.schemes.model_parallel import MODEL_PARALLEL_RANKS
     from db.runs import RunTracker
 

@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from dask.distributed import Client, LocalCluster
 
-    from core.configs import TrainJobConfig
     from core.distributed.cluster import worker_env
+    from core.training.config import TrainJobConfig
     from core.training.job import run_train_job
     from db.runs import RunTracker
 

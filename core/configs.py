@@ -7,12 +7,15 @@ it round-trips through JSON, is stored with its run, and re-running a run means 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import ConfigError
+from core.hpc_config import HPCClusterConfig
 
 
 class Frozen(BaseModel):
@@ -106,8 +109,7 @@ class ClusterConfig(Frozen):
     memory_limit: str = "auto"
     hpc: dict[str, Any] | None = Field(
         None,
-        description="HPCClusterConfig settings (core.distributed.jobqueue): "
-        "submit the workers as batch jobs (docs/CLUSTERS.md)",
+        description="HPCClusterConfig settings (core.hpc_config): submit the workers as batch jobs (docs/CLUSTERS.md)",
     )
     workers_timeout: float = Field(600.0, gt=0, description="seconds to wait for the hpc workers (queue included)")
 
@@ -116,9 +118,7 @@ class ClusterConfig(Frozen):
     def _hpc(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is None:
             return None
-        from core.distributed.hpc import hpc_config
-
-        settings = hpc_config(v)  # unknown settings and bad values refused by name
+        settings = HPCClusterConfig.from_dict(v)  # unknown settings and bad values refused by name
         if settings.n_workers < 1:
             raise ValueError(
                 "hpc.n_jobs is 0: the job would wait for workers that are never submitted; set n_jobs >= 1"
@@ -133,11 +133,9 @@ class ClusterConfig(Frozen):
             )
         return self
 
-    def hpc_settings(self) -> Any:
-        """The :class:`core.distributed.jobqueue.HPCClusterConfig` of ``hpc`` (None when not set)."""
-        from core.distributed.hpc import hpc_config
-
-        return hpc_config(self.hpc) if self.hpc is not None else None
+    def hpc_settings(self) -> HPCClusterConfig | None:
+        """The :class:`core.hpc_config.HPCClusterConfig` of ``hpc`` (None when not set)."""
+        return HPCClusterConfig.from_dict(self.hpc) if self.hpc is not None else None
 
 
 class TileJobConfig(Frozen):
@@ -243,34 +241,11 @@ class EvaluateJobConfig(Frozen):
         return self
 
 
-def _schemes() -> Any:
-    from core.training.schemes import api  # the registry imports the engine's scheme modules: at call time only
+class TrainJobSchema(Frozen):
+    """Train a model on a tile store with one of the registered parallelism schemes (``scheme``): the fields.
 
-    return api
-
-
-def __getattr__(name: str) -> Any:
-    """``SCHEMES``: every parallelism scheme the registry offers (:func:`core.training.schemes.list_schemes`)."""
-    if name == "SCHEMES":
-        return _schemes().list_schemes()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def check_combination(model: str, scheme: str, num_workers: int, worker_speeds: tuple[float, ...] | None) -> None:
-    """Refuse model / scheme combinations that make no sense, saying what would (the scheme's own check)."""
-    registry = _schemes()
-    spec = registry.get_scheme(scheme)
-    if spec.check is not None:
-        spec.check(model, num_workers, worker_speeds)
-    if worker_speeds is not None and "worker_speeds" not in spec.options:
-        users = " or ".join(
-            repr(n) for n in registry.list_schemes() if "worker_speeds" in registry.get_scheme(n).options
-        )
-        raise ValueError(f"worker_speeds is only used by scheme {users}, not {scheme!r}; remove it")
-
-
-class TrainJobConfig(Frozen):
-    """Train a model on a tile store with one of the registered parallelism schemes (``scheme``).
+    Jobs build :class:`core.training.config.TrainJobConfig`, this schema checked against the model and scheme
+    registries (a layer above this module).
 
     ``batch_size`` is per worker; the learning rate is ``learning_rate * num_workers`` after a linear warm-up of
     ``warmup_epochs`` from ``learning_rate``, then multiplied by ``lr_decay_factor`` every ``lr_decay_epochs``
@@ -286,7 +261,7 @@ class TrainJobConfig(Frozen):
     tile_job: TileJobConfig | None = None  # or the tile job that makes it
     model: str = "unet"  # a registered model (core.models.list_models())
     model_params: dict[str, Any] = Field(default_factory=dict)  # builder keywords: width, depth, dropout
-    scheme: str = "single"  # one of SCHEMES (core.training.schemes)
+    scheme: str = "single"  # a registered scheme (core.training.schemes.list_schemes())
     optimizer: Literal["adam", "sgd_nesterov"] = "adam"
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd_nesterov only")
     lr_decay_at: tuple[float, ...] | None = Field(
@@ -362,14 +337,7 @@ class TrainJobConfig(Frozen):
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> TrainJobConfig:
-        from core.models import get_model
-
-        get_model(self.model)  # ConfigError (a ValueError) naming the registered models
-        check_combination(self.model, self.scheme, self.num_workers, self.worker_speeds)
-        check_train = _schemes().get_scheme(self.scheme).check_train
-        if check_train is not None:
-            check_train(self)
+    def _check(self) -> TrainJobSchema:
         if self.store is None and self.tile_job is None:
             raise ValueError("give the training data: store (path of a tile store) or tile_job (a tile job config)")
         return self
@@ -381,7 +349,7 @@ class BaselineJobConfig(Frozen):
     ``method``: ``rf`` (random forest, 100 trees), ``knn`` (k = 5, Euclidean on standardised features) or ``svm``
     (RBF, one-vs-rest). ``features``: ``center`` (each modality's pixel under the labelled pixel) or ``patch``
     (vectorised patches of every modality, patch stores only). The estimator is fitted on the store's train split
-    (a uniform subsample of at most ``max_train_samples`` rows) and scored with :mod:`core.evaluation.metrics` on ``split``,
+    (a uniform subsample of at most ``max_train_samples`` rows) and scored with :mod:`core.tasks.metrics` on ``split``,
     the same rows a deep model is scored on. With ``predict`` the AOI (``aoi``, acquisition ``date``) is classified
     on the Dask workers in blocks of ``block_size`` label-grid pixels, ``batch_size`` pixels per estimator call,
     into the same class-map COG as a deep model's.
@@ -420,6 +388,71 @@ class BaselineJobConfig(Frozen):
                 "features='center' or tile_job mode 'patches'"
             )
         return self
+
+
+FIRST_VERSION = 1
+"""The schema version of every config stored before configs carried one, and of a kind that never changed."""
+
+Upgrader = Callable[[dict[str, Any], int], dict[str, Any]]
+"""``upgrader(data, version) -> data``: a stored config of schema ``version`` as version ``version + 1``."""
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    """Today's schema version of a job kind's config, and how a config stored at an older one becomes today's."""
+
+    kind: str
+    version: int
+    upgrader: Upgrader | None = None
+
+
+_VERSIONS: dict[str, ConfigVersion] = {}
+
+
+def register_config(kind: str, version: int, upgrader: Upgrader | None = None) -> None:
+    """Declare the schema ``version`` of ``kind``'s config (raster-vision's ``register_config(..., upgrader=)``).
+
+    Bump the version whenever a field is renamed, removed or changes meaning, and extend ``upgrader``, which is
+    called once per version from the stored one up (``upgrader(data, v)`` returns version ``v + 1``). A stored run
+    records the version it was written at (``runs.config_version``); ``runs rerun`` upgrades it before validating.
+    Call it in the module that defines the kind's config class.
+
+    Raises:
+        ValueError: a version below :data:`FIRST_VERSION`, or a later version without an upgrader.
+    """
+    if version < FIRST_VERSION or (version > FIRST_VERSION and upgrader is None):
+        raise ValueError(
+            f"config kind {kind!r} at schema version {version}: versions start at {FIRST_VERSION} and a later "
+            "version needs an upgrader(data, version) that turns the previous version's fields into its own"
+        )
+    _VERSIONS[kind] = ConfigVersion(kind, version, upgrader)
+
+
+def config_version(kind: str) -> int:
+    """Today's schema version of ``kind``'s config (:data:`FIRST_VERSION` unless registered otherwise)."""
+    known = _VERSIONS.get(kind)
+    return known.version if known is not None else FIRST_VERSION
+
+
+def upgrade_config(kind: str, data: dict[str, Any], version: int | None) -> dict[str, Any]:
+    """A copy of ``data``, a ``kind`` config stored at schema ``version``, as today's config (None: today's).
+
+    Raises:
+        ConfigError: ``version`` is newer than this code's.
+    """
+    current = config_version(kind)
+    out = dict(data)
+    if version is None or version == current:
+        return out
+    if version > current:
+        raise ConfigError(
+            f"the {kind} config was stored at schema version {version}, newer than this workbench's {current}: "
+            "re-run it with the workbench that stored it, or update this one"
+        )
+    upgrader = _VERSIONS[kind].upgrader
+    for v in range(version, current):
+        out = upgrader(out, v) if upgrader is not None else out
+    return out
 
 
 def load_json_file(path: str | Path, what: str = "config") -> Any:

@@ -8,7 +8,7 @@ Everything can be set by environment variables so the same code runs on a laptop
 - ``WORKBENCH_DATA_ROOTS``: ``os.pathsep``-separated folders users may register files from (the GUI
   confines typed paths to them; default: ``<repo>/../shared/data`` and ``$WORKBENCH_HOME``).
 - ``WORKBENCH_WORKERS``: worker processes of the local cluster (default: number of CPU cores).
-- ``WORKBENCH_HPC_CONFIG``: a JSON file of HPC cluster settings (:class:`core.distributed.jobqueue.HPCClusterConfig`);
+- ``WORKBENCH_HPC_CONFIG``: a JSON file of HPC cluster settings (:class:`core.hpc_config.HPCClusterConfig`);
   when set, the app's cluster starts its workers as SLURM / PBS jobs instead of local processes.
 - ``WORKBENCH_CLUSTER_HOST``: the address the local cluster's scheduler, workers and dashboard listen on (default
   ``127.0.0.1``: nothing reachable from the network).

@@ -19,10 +19,16 @@ from db.models import Base, SchemaVersion
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _config_versions(conn: Connection) -> None:
+    """1 -> 2: runs record the schema version their config was stored at; older rows hold version 1."""
+    conn.execute(text("ALTER TABLE runs ADD COLUMN config_version INTEGER NOT NULL DEFAULT 1"))
+
 
 # Upgrades from version N to N+1, applied in order by init_db. Each receives a connection inside a transaction.
-MIGRATIONS: dict[int, Callable[..., None]] = {}
+MIGRATIONS: dict[int, Callable[..., None]] = {1: _config_versions}
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -134,8 +140,3 @@ def init_db(engine: Engine) -> int:
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
     return sessionmaker(get_engine(url), expire_on_commit=False)
-
-
-def check_connection(engine: Engine) -> None:
-    with engine.connect() as c:
-        c.execute(text("SELECT 1"))

@@ -101,6 +101,8 @@ class RunRow(Base):
     scene_id: Mapped[int | None] = mapped_column(ForeignKey("scenes.id"), nullable=True, index=True)
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the job's config object, as JSON
+    # the schema version the config was stored at (core.configs.config_version; rows from before versions: 1)
+    config_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(16), index=True, default="pending")
     phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)

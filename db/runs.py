@@ -6,6 +6,7 @@ works; :func:`reap_dead_runs` (called whenever runs are listed) marks runs whose
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.configs import config_version
 from core.errors import RunNotFoundError
 from db.engine import session_factory
 from db.models import RunEventRow, RunRow, WorkerStatRow, utcnow
@@ -28,7 +30,9 @@ HEARTBEAT_SECONDS = 5.0
 STALE_AFTER = timedelta(seconds=90)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` of this host runs (a zombie counts as dead; unknown: alive, so no run is reaped
+    on a guess)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,11 +58,13 @@ class RunTracker:
     def create(
         self, kind: str, config: dict[str, Any], scene_id: int | None = None, parent_run_id: int | None = None
     ) -> int:
-        """Insert a pending run owned by this process; returns its id."""
+        """Insert a pending run owned by this process; returns its id. ``config`` is stored with today's schema version
+        of its kind (:func:`core.configs.config_version`)."""
         with self._sessions.begin() as s:
             row = RunRow(
                 kind=kind,
                 config=config,
+                config_version=config_version(kind),
                 scene_id=scene_id,
                 parent_run_id=parent_run_id,
                 status="pending",
@@ -188,20 +194,20 @@ class RunTracker:
                 q = q.where(RunRow.status == status)
             return list(s.scalars(q))
 
-    def events(self, run_id: int, kind: str | None = None, after_id: int = 0) -> list[RunEventRow]:
+    def events(self, run_id: int, kind: str | None = None, after_id: int = 0) -> builtins.list[RunEventRow]:
         with self._sessions() as s:
             q = select(RunEventRow).where(RunEventRow.run_id == run_id, RunEventRow.id > after_id)
             if kind:
                 q = q.where(RunEventRow.kind == kind)
             return list(s.scalars(q.order_by(RunEventRow.id)))
 
-    def worker_stats(self, run_id: int) -> list[WorkerStatRow]:
+    def worker_stats(self, run_id: int) -> builtins.list[WorkerStatRow]:
         with self._sessions() as s:
             return list(
                 s.scalars(select(WorkerStatRow).where(WorkerStatRow.run_id == run_id).order_by(WorkerStatRow.id))
             )
 
-    def reap_dead_runs(self, now: datetime | None = None) -> list[int]:
+    def reap_dead_runs(self, now: datetime | None = None) -> builtins.list[int]:  # `list` is a method here
         """Mark active runs whose driving process is gone as failed; returns their ids.
 
         A run is dead when its driver ran on this host and its pid no longer exists, or when it has not
@@ -212,7 +218,7 @@ class RunTracker:
         dead: list[tuple[int, str]] = []
         with self._sessions() as s:
             for row in s.scalars(select(RunRow).where(RunRow.status.in_(ACTIVE))):
-                if row.host == host and row.pid is not None and not _pid_alive(row.pid):
+                if row.host == host and row.pid is not None and not pid_alive(row.pid):
                     dead.append((row.id, f"the process driving this run (pid {row.pid} on {row.host}) died"))
                 elif row.heartbeat_at is not None and now - row.heartbeat_at > STALE_AFTER:
                     age = int((now - row.heartbeat_at).total_seconds())

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -123,7 +123,7 @@ def cmd_scenes_show(args: argparse.Namespace) -> int:
 def cmd_scenes_remove(args: argparse.Namespace) -> int:
     from db.scenes import SceneStore
 
-    runs = "keep" if args.keep_runs else "delete" if args.with_runs else "refuse"
+    runs: Literal["refuse", "keep", "delete"] = "keep" if args.keep_runs else "delete" if args.with_runs else "refuse"
     n = SceneStore(get_settings().db_url).remove(args.scene, runs=runs)
     what = {"keep": f"; its {n} run(s) kept, detached from it", "delete": f" with its {n} run(s)"}.get(runs, "")
     print(f"removed scene {args.scene!r}{what} (its files were not touched)")
@@ -341,10 +341,10 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_rerun(args: argparse.Namespace) -> int:
     from db.runs import RunTracker
-    from jobs.kinds import parse_config
+    from jobs.kinds import parse_config, stored_config
 
     row = RunTracker().get(args.run_id)
-    data = dict(row.config)
+    data = stored_config(row)
     if getattr(args, "resume", False):
         if row.kind not in ("train", "predict"):
             raise ConfigError(f"run {row.id} is a {row.kind} run; --resume continues train and predict runs only")
@@ -364,11 +364,11 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 def cmd_runs_exec(args: argparse.Namespace) -> int:
     """Execute an existing pending run from its stored config (used by detached launches)."""
     from db.runs import RunTracker
-    from jobs.kinds import get_kind, parse_config, scene_id_of
+    from jobs.kinds import get_kind, parse_config, scene_id_of, stored_config
     from jobs.runner import execute
 
     row = RunTracker().get(args.run_id)
-    config = parse_config(dict(row.config), kind=row.kind)
+    config = parse_config(stored_config(row), kind=row.kind)
     execute(config, get_kind(row.kind).executor, scene_id=scene_id_of(config), run_id=row.id)
     return 0
 
@@ -525,7 +525,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         "-m",
         "streamlit",
         "run",
-        str(REPO_ROOT / "app" / "main.py"),
+        str(REPO_ROOT / "app" / "server.py"),
         "--server.address",
         args.address,
         "--server.port",

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig, TileJobConfig, TrainJobConfig
+from core.configs import BaselineJobConfig, EvaluateJobConfig, PredictJobConfig, TileJobConfig
 from core.errors import ConfigError
 from core.tasks import get_task
+from core.training.config import TrainJobConfig
 from db.runs import RunTracker
 from db.scenes import SceneStore
 from jobs.kinds import JobKind, register_kind
@@ -129,6 +130,7 @@ def _predict_output(config: PredictJobConfig, ctx: JobContext) -> Path:
 
 
 def run_predict(config: PredictJobConfig, ctx: JobContext) -> dict[str, Any]:
+    import core.baselines.bundle  # noqa: F401  (registers the baseline bundle format: a baseline bundle maps too)
     from core.data.catalog import verify_files
     from core.inference.predict import run_predict_job
 
@@ -188,7 +190,7 @@ def run_evaluate(config: EvaluateJobConfig, ctx: JobContext) -> dict[str, Any]:
     from core.evaluation.job import run_evaluate as evaluate
 
     ctx.progress("evaluation", 0, 1)
-    fraction = trained_label_fraction(config.model, ctx.tracker) if config.method == "model" else None
+    fraction = trained_label_fraction(config.model, ctx.tracker) if config.method == "model" and config.model else None
     metrics = evaluate(config, label_fraction=fraction)
     ctx.progress("evaluation", 1, 1)
     return {"metrics": {**metrics, **summary_metrics(metrics, None)}}

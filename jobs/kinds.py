@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from core.configs import load_json_file
+from core.configs import load_json_file, upgrade_config
 from core.errors import ConfigError
 from db.scenes import SceneStore
 from jobs.runner import Executor
@@ -59,11 +59,6 @@ def list_kinds() -> dict[str, JobKind]:
     return dict(_KINDS)
 
 
-def kinds() -> dict[str, JobKind]:
-    """Same as :func:`list_kinds`."""
-    return list_kinds()
-
-
 def get_kind(name: str) -> JobKind:
     """The job kind ``name``.
 
@@ -94,7 +89,7 @@ def parse_config(data: dict[str, Any] | str | Path, kind: str | None = None) -> 
             f'{source} holds a JSON {type(data).__name__}, not an object; a job config is {{"kind": ..., ...}}'
         )
     kind = kind or data.get("kind")
-    all_kinds = kinds()
+    all_kinds = list_kinds()
     if kind not in all_kinds:
         raise ConfigError(f'{source} has kind {kind!r}; expected one of {sorted(all_kinds)} (set "kind")')
     try:
@@ -109,3 +104,10 @@ def scene_id_of(config: BaseModel, db_url: str | None = None) -> int | None:
     if not name:
         return None
     return SceneStore(db_url).get(name).id
+
+
+def stored_config(row: Any) -> dict[str, Any]:
+    """The config of a stored run (a ``db.models.RunRow``) as today's config class reads it: upgraded from the schema
+    version it was stored at (:func:`core.configs.upgrade_config`)."""
+    get_kind(row.kind)  # imports the kind modules, which register their config versions
+    return upgrade_config(row.kind, dict(row.config or {}), row.config_version)

@@ -26,7 +26,7 @@ def launch_detached(config: BaseModel, scheduler_address: str | None = None, db_
     settings = get_settings()
     db_url = db_url or settings.db_url
     tracker = RunTracker(db_url)
-    kind = config.kind
+    kind: str = config.kind  # type: ignore[attr-defined]  # every job config class has its kind (jobs.kinds)
     run_id = tracker.create(kind, config.model_dump(mode="json"), scene_id=scene_id_of(config, db_url))
     env = {**os.environ, "WORKBENCH_HOME": str(settings.home), "WORKBENCH_DB_URL": db_url}
     if scheduler_address:

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig, check_combination
+from core.configs import AOIConfig, ClusterConfig, Frozen, SamplingConfig, SplitConfig, TilingConfig
 from core.errors import ConfigError
 from core.models import get_model
+from core.training.schemes.api import check_combination
 
 
 def model_modalities(

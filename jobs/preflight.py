@@ -25,13 +25,14 @@ from pyproj import CRS, Geod
 from rasterio.features import geometry_mask
 from shapely import affinity
 
-from core.configs import AOIConfig, BaselineJobConfig, TrainJobConfig
+from core.configs import AOIConfig, BaselineJobConfig
 from core.data.geometry import parse_geometry, resolve_aoi
 from core.data.scene import Scene
 from core.errors import AOIError, ConfigError
 from core.models import Param, get_model, list_models
 from core.tasks import get_task, list_tasks
 from core.tiling.census import SampleCensus
+from core.training.config import TrainJobConfig
 from core.training.schemes import get_scheme, list_schemes
 from jobs.census_report import describe_census
 from jobs.pipeline import PipelineJobConfig, model_modalities
@@ -68,7 +69,7 @@ TRAIN_OPTIONS = (
     "max_restarts",
     "restart_wait_s",
 )
-"""The :class:`core.configs.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
+"""The :class:`core.training.config.TrainJobConfig` fields the form passes in ``PipelineJobConfig.train_options``."""
 
 Level = Literal["error", "warning", "info"]
 
@@ -203,7 +204,7 @@ def _model_params(model: str, given: dict[str, Any], problems: list[str]) -> dic
 
 def _only_for() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Option -> (``"task"`` or ``"scheme"``, the tasks / schemes that read it), from the task and scheme
-    registries. ``worker_speeds``: :func:`core.configs.check_combination` says so itself."""
+    registries. ``worker_speeds``: :func:`core.training.schemes.check_combination` says so itself."""
     tasks = {t: get_task(t).train_options for t in list_tasks()}
     by_task = {o: ("task", tuple(t for t, opts in tasks.items() if o in opts)) for opts in tasks.values() for o in opts}
     schemes = {n: get_scheme(n).options for n in list_schemes()}

@@ -49,7 +49,7 @@ def fit_rf_beside(config: PipelineJobConfig, client: Any, store_path: Path, run_
 
 
 def per_class_f1(test: dict[str, Any]) -> dict[str, float]:
-    """Class name -> F1 of a test metrics dict (:func:`core.evaluation.metrics.metrics_from_confusion`)."""
+    """Class name -> F1 of a test metrics dict (:func:`core.tasks.metrics.metrics_from_confusion`)."""
     return {str(v.get("name", k)): float(v.get("f1") or 0.0) for k, v in (test.get("per_class") or {}).items()}
 
 

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from db.runs import pid_alive
+
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
@@ -67,23 +69,9 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
                 os.waitpid(pid, os.WNOHANG)  # reap our own children; others raise ChildProcessError
             except ChildProcessError:
                 pass
-            if not _alive(pid):
+            if not pid_alive(pid):
                 return
             time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -324,7 +312,7 @@ class PostgresServer:
                 )
             except subprocess.TimeoutExpired:
                 log.warning("pg_ctl stop timed out")
-            if pid is not None and _alive(pid):
+            if pid is not None and pid_alive(pid):
                 _terminate(pid)
         shutil.rmtree(self.root, ignore_errors=True)
 

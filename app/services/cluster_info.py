@@ -150,20 +150,3 @@ class ClusterProbe:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-
-def describe_cluster(address: str | None, local: bool = False) -> ClusterInfo:
-    """One-shot :meth:`ClusterProbe.describe` (connects and closes); for scripts and tests."""
-    if not address:
-        return ClusterInfo(
-            None,
-            None,
-            local,
-            error="no Dask scheduler is configured or running; start one with "
-            "`python -m jobs cluster start` or set WORKBENCH_SCHEDULER",
-        )
-    probe = ClusterProbe(address, local)
-    try:
-        return probe.describe()
-    finally:
-        probe.close()

@@ -5,7 +5,7 @@ the Streamlit pages only lay them out. Runs of every kind and age are accepted: 
 run never recorded come out as missing values (``None`` / NaN), never as errors.
 
 Metric names are looked up under the engine's short keys first (``oa``, ``miou``, ``confusion``) and under
-:func:`core.evaluation.metrics.metrics_from_confusion`'s long ones (``overall_accuracy``, ``mean_iou``,
+:func:`core.tasks.metrics.metrics_from_confusion`'s long ones (``overall_accuracy``, ``mean_iou``,
 ``confusion_matrix``), at the top level of a run's metrics or one level down (``test``, ``evaluation``).
 """
 

@@ -3,6 +3,7 @@ sample points made from it, two runs compared (side by side, moving together).""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from streamlit_folium import st_folium
 
 from app import maps, state
 from app.services import areas as area_table
-from app.services import map_layers, overlays
+from app.services import map_layers, overlays, tiles
 from app.services import paths as checked
 from core.data.scene import ClassInfo, Scene
 from core.errors import SceneNotFoundError, WorkbenchError
@@ -156,36 +157,90 @@ def _labels_path(scene: Scene | None, row: RunRow) -> str | None:
     return next((a.labels for a in scene.acquisitions if a.labels), None)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _geo_extent(path: str, mtime: float) -> tuple[list[list[float]], int] | None:
+    return tiles.geo_extent(path)
+
+
+def _bands() -> str:
+    """The imagery's bands as R,G,B (the text the user typed, spaces removed)."""
+    return str(st.session_state.get(state.key(P, "bands")) or "3,2,1").replace(" ", "")
+
+
+def _tile_layers(row: RunRow, opacity: float, show_truth: bool, notes: list[str]) -> list:
+    """The run's layers as web-map tiles at full resolution: imagery, prediction, confidence (hidden at first in
+    the layer control), ground truth; a layer whose file is missing or refused is left out with an error."""
+    wanted = [("imagery", "imagery", 1.0, True), (f"run {row.id} prediction", "prediction", opacity, True)]
+    if (row.artifacts or {}).get("confidence"):
+        wanted.append((f"run {row.id} confidence", "confidence", 0.8, False))
+    if show_truth:
+        wanted.append(("ground truth", "truth", opacity, True))
+    layers = []
+    for name, layer, alpha, show in wanted:
+        try:
+            query = {"bands": _bands()} if layer == "imagery" else {}
+            ref = tiles.layer_ref(row.id, layer, **query)
+        except tiles.TileError as exc:
+            if layer == "truth" and exc.status == 404 and "has no" in exc.message:
+                notes.append(f"run {row.id}: its scene has no label raster to show")
+            elif layer != "imagery" or "has no" not in exc.message:
+                st.error(exc.message)
+            continue
+        if ref is not None:
+            layers.append((name, dataclasses.replace(ref, show=show), alpha))
+    return layers
+
+
 def _layers(row: RunRow, opacity: float, show_truth: bool, show_error: bool) -> tuple[list, list[str]]:
-    """Overlays ``(name, overlay, opacity)`` for one run, plus notes for the user."""
+    """Layers ``(name, tile layer or overlay, opacity)`` for one run, plus notes for the user. A georeferenced
+    map is drawn as tiles at full resolution; a map that is not (it cannot be tiled in Web Mercator) as
+    decimated images."""
     pred = _prediction(row)
     scene = _scene(row)
     classes = _classes(scene, pred)  # type: ignore[arg-type]
     notes: list[str] = []
-    layers = []
-    if scene is not None:
-        ql = _quicklook(tuple(scene.acquisition().files.get(scene.primary.name, ())))
-        if ql is not None:
-            layers.append(("imagery", ql, 1.0))
-    ov = _class_overlay(pred, os.path.getmtime(pred), classes)  # type: ignore[arg-type]
-    if ov.factor > 1:
-        notes.append(
-            f"run {row.id}: prediction of {ov.source_shape[1]} x {ov.source_shape[0]} px shown at 1/{ov.factor} "
-            "resolution to keep the page responsive (the download is full resolution)"
-        )
-    layers.append((f"run {row.id} prediction", ov, opacity))
     labels = _labels_path(scene, row)
-    if show_truth:
-        if labels:
-            layers.append(("ground truth", _class_overlay(labels, os.path.getmtime(labels), classes), opacity))
-        else:
-            notes.append(f"run {row.id}: its scene has no label raster to show")
+    if _geo_extent(pred, os.path.getmtime(pred)) is not None:  # type: ignore[arg-type]
+        layers = _tile_layers(row, opacity, show_truth, notes)
+    else:
+        layers = _overlay_layers(row, pred, scene, classes, labels, opacity, show_truth, notes)  # type: ignore[arg-type]
     if show_error and labels:
         err, share = _error_overlay(pred, labels, os.path.getmtime(pred))  # type: ignore[arg-type]
         layers.append(("errors", err, 0.9))
         if share is not None:
             notes.append(f"run {row.id}: {share:.1%} of labelled pixels in the prediction's extent are wrong (red)")
     return layers, notes
+
+
+def _overlay_layers(
+    row: RunRow,
+    pred: str,
+    scene: Scene | None,
+    classes: tuple[ClassInfo, ...],
+    labels: str | None,
+    opacity: float,
+    show_truth: bool,
+    notes: list[str],
+) -> list:
+    """Decimated image overlays (for scenes that are not georeferenced)."""
+    layers: list = []
+    if scene is not None:
+        ql = _quicklook(tuple(scene.acquisition().files.get(scene.primary.name, ())))
+        if ql is not None:
+            layers.append(("imagery", ql, 1.0))
+    ov = _class_overlay(pred, os.path.getmtime(pred), classes)
+    if ov.factor > 1:
+        notes.append(
+            f"run {row.id}: prediction of {ov.source_shape[1]} x {ov.source_shape[0]} px shown at 1/{ov.factor} "
+            "resolution to keep the page responsive (the download is full resolution)"
+        )
+    layers.append((f"run {row.id} prediction", ov, opacity))
+    if show_truth:
+        if labels:
+            layers.append(("ground truth", _class_overlay(labels, os.path.getmtime(labels), classes), opacity))
+        else:
+            notes.append(f"run {row.id}: its scene has no label raster to show")
+    return layers
 
 
 @st.cache_data(show_spinner="Reading the layer...", max_entries=16)
@@ -252,13 +307,15 @@ def _show(rows: list[RunRow], opacity: float, truth: bool, error: bool, map_key:
     vectors = [_vector_choice(r) for r in rows]
     notes = [n for _, ns in built for n in ns]
     drawn = [_drawn(v, notes) for v in vectors]
-    preds = [next(ov for name, ov, _ in layers if name.endswith("prediction")) for layers, _ in built]
+    preds = [next((ov for name, ov, _ in layers if name.endswith("prediction")), None) for layers, _ in built]
+    if any(p is None for p in preds):  # its file is refused or unreadable: the error is on the page already
+        return
     colours = map_layers.class_colours(_classes(_scene(rows[0]), _prediction(rows[0])))  # type: ignore[arg-type]
     view_key = _view_key(map_key, *view)
     layer_names = ([[n for n, _, _ in b] for b, _ in built], [[n for n, _ in d] for d in drawn])
     signature = repr(([r.id for r in rows], layer_names, opacity, state.page_visit()))
     start = _start_view(view_key, signature)
-    if preds[0].bounds is None:  # not georeferenced: plain images
+    if preds[0].bounds is None:  # type: ignore[union-attr]  # not georeferenced: plain images
         for layers, _ in built:
             for name, ov, _ in layers:
                 st.image(ov.png, caption=name, width="stretch")
@@ -355,10 +412,17 @@ if mode != "one run":
         )
     else:
         c[2].caption("Only one run has a prediction.")
-t = st.columns([2, 1, 1])
+t = st.columns([2, 1, 1, 1])
 opacity = t[0].slider("Prediction opacity", 0.0, 1.0, 0.7, 0.05, key=state.key(P, "opacity"), persist_state="session")
 show_truth = t[1].toggle("Ground truth", key=state.key(P, "truth"), persist_state="session")
 show_error = t[2].toggle("Error layer", key=state.key(P, "error"), persist_state="session")
+t[3].text_input(
+    "Imagery bands (R,G,B)",
+    "3,2,1",
+    key=state.key(P, "bands"),
+    persist_state="session",
+    help="Band numbers of the scene's image shown as red, green, blue (2-98 % stretch), e.g. 4,3,2 or 8,4,3",
+)
 
 row_a = by_id[run_a]
 verdict = (row_a.metrics or {}).get("verdict")

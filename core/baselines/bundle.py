@@ -34,9 +34,10 @@ from core.baselines.estimators import KINDS, MAX_TRAIN_SAMPLES, make_estimator, 
 from core.data import cog
 from core.data.scene import Scene
 from core.errors import ConfigError
-from core.inference.windows import Views, WindowPredictor, gather_patches, patch_views
-from core.models.bundle import cached_load, meta_from_json, read_meta_json
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
+from core.inference.windows import Views, gather_patches, patch_views
+from core.models.bundle import BundleFormat, cached_load, meta_from_json, read_meta_json, register_bundle_format
+from core.tasks.predictors import WindowPredictor, implement_predictor
 from core.tiling.store import TileStore
 
 log = logging.getLogger(__name__)
@@ -269,8 +270,10 @@ def predict_baseline_window(
     return core, classes.reshape(core.shape), (conf.reshape(core.shape) if conf is not None else None)
 
 
-BASELINE_PREDICTOR = WindowPredictor(predict_baseline_window, reads_context=False)
+BASELINE_PREDICTOR = WindowPredictor("baseline", reads_context=False)
 """Baseline bundles classify every pixel of a core block on its own, like patch models."""
+implement_predictor(BASELINE_PREDICTOR, predict_baseline_window)
+register_bundle_format(BundleFormat("baseline", META_FILE, load_baseline_meta, BASELINE_PREDICTOR))
 
 __all__ = [
     "BASELINE_PREDICTOR",

@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from core.errors import ConfigError
-from core.evaluation.metrics import confusion_matrix, metrics_from_confusion
+from core.tasks.metrics import confusion_matrix, metrics_from_confusion
 from core.tiling.store import TileStore
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def score_estimator(estimator: Any, store: TileStore, split: str = "test", featu
     """Score a fitted estimator on every labelled row of ``split`` (same rows as :func:`iter_features`).
 
     Returns:
-        The :func:`core.evaluation.metrics.metrics_from_confusion` dict over the store's classes plus
+        The :func:`core.tasks.metrics.metrics_from_confusion` dict over the store's classes plus
         ``"scoring": {"split", "n_test", "predict_seconds"}``.
 
     Raises:
@@ -190,7 +190,7 @@ def evaluate_baseline(
     """Train a baseline on the train split and score it on every labelled row of ``split``.
 
     Returns:
-        The :func:`core.evaluation.metrics.metrics_from_confusion` dict plus ``"baseline"``: the training info with
+        The :func:`core.tasks.metrics.metrics_from_confusion` dict plus ``"baseline"``: the training info with
         ``n_test`` and ``predict_seconds``.
     """
     store = TileStore(store_path)

@@ -3,7 +3,7 @@
 The driver side of a ``baseline`` run (:class:`core.configs.BaselineJobConfig`). Fitting and scoring run as one
 Dask task on a worker (the store must be readable there, as for training); prediction over the AOI is
 :func:`core.inference.predict.run_predict` with the baseline bundle, so the map is the same class-map COG, with the scene's
-CRS and transform, as a deep model's. Metrics are :mod:`core.evaluation.metrics` on the same split rows a deep model is scored
+CRS and transform, as a deep model's. Metrics are :mod:`core.tasks.metrics` on the same split rows a deep model is scored
 on (:func:`core.evaluation.job.evaluate_bundle`).
 """
 

@@ -1,7 +1,7 @@
 """Areas of interest: parse, validate, reproject to the scene and clip to its footprint.
 
 The result, :class:`ResolvedAOI`, holds the AOI in ``(col, row)`` pixel coordinates of the scene's label grid (the
-primary modality), ready for :mod:`core.sampling.windows`. Coordinates given with ``crs="pixel"`` are already ``(col, row)``
+primary modality), ready for :mod:`core.geo.windows`. Coordinates given with ``crs="pixel"`` are already ``(col, row)``
 of that grid (the only choice for scenes that are not georeferenced). Other CRSs are reprojected to the scene CRS
 with densified edges (each edge cut into >= 64 segments first) so that straight lines in one CRS follow their true
 curve in the other.
@@ -26,7 +26,7 @@ from shapely.validation import explain_validity
 from core.configs import AOIConfig
 from core.errors import AOIError, AOIOutsideSceneError
 from core.data.scene import Scene
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from affine import Affine
 
 from core.data.scene import Modality
 from core.errors import GridMismatchError
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 
 EDGE_TOLERANCE = 1e-9
 """Pixels: a mapped centre this close below a pixel edge is taken to lie on it (float rounding)."""

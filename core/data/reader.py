@@ -22,7 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from core.data.grid import GridMap
 from core.errors import GridMismatchError, LabelError, RasterReadError
 from core.data.scene import Modality
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 
 
 def _open(path: str) -> rasterio.io.DatasetReader:

@@ -185,7 +185,7 @@ def tls_options(sec: Security | None) -> dict[str, Any]:
 
 def connect_hpc(hpc: Any, timeout: float = 600.0) -> ClusterHandle:
     """Start the scheduler here, submit ``hpc.n_jobs`` worker jobs (``hpc``: a
-    :class:`core.distributed.jobqueue.HPCClusterConfig`) and wait for all ``hpc.n_workers`` workers.
+    :class:`core.hpc_config.HPCClusterConfig`) and wait for all ``hpc.n_workers`` workers.
 
     The handle owns the cluster: :meth:`ClusterHandle.close` cancels the jobs.
 

@@ -14,6 +14,8 @@ import threading
 from types import ModuleType
 from typing import Any
 
+from core.hpc_config import HPCClusterConfig
+
 _LOCK = threading.Lock()
 
 
@@ -36,6 +38,7 @@ def jobqueue() -> ModuleType:
         return module
 
 
-def hpc_config(data: dict[str, Any]) -> Any:
-    """``HPCClusterConfig.from_dict(data)``: unknown keys and bad values raise ConfigError naming them."""
-    return jobqueue().HPCClusterConfig.from_dict(data)
+def hpc_config(data: dict[str, Any]) -> HPCClusterConfig:
+    """``HPCClusterConfig.from_dict(data)``: unknown keys and bad values raise ConfigError naming them (the schema
+    needs no dask-jobqueue)."""
+    return HPCClusterConfig.from_dict(data)

@@ -1,6 +1,6 @@
 """Evaluation: score a model bundle on a store split, a baseline, or a prediction map against a label raster.
 
-All three give the :mod:`core.evaluation.metrics` dict (overall accuracy, kappa, per-class precision / recall / F1 / IoU,
+All three give the :mod:`core.tasks.metrics` dict (overall accuracy, kappa, per-class precision / recall / F1 / IoU,
 confusion matrix) and :func:`run_evaluate` stores it with the run (``RunTracker.set_metrics``).
 
 - ``evaluate_bundle``: the bundle's task scores it (:attr:`core.tasks.TaskSpec.score`): dense models on every
@@ -32,9 +32,9 @@ from core.baselines.estimators import evaluate_baseline
 from core.configs import AOIConfig, EvaluateJobConfig
 from core.data.cog import read_classes
 from core.errors import ConfigError, GridMismatchError
-from core.evaluation.metrics import confusion_matrix, metrics_from_confusion
 from core.models.bundle import ModelMeta, load_bundle
 from core.tasks import get_task
+from core.tasks.metrics import confusion_matrix, metrics_from_confusion
 from core.tasks.multilabel import label_fraction_of
 from core.tiling.store import TileStore
 
@@ -70,7 +70,7 @@ def evaluate_bundle(
             bundle's meta (``extra["label_fraction"]``), else the TrainJobConfig default (with a warning).
 
     Returns:
-        Dense / patch models: the :mod:`core.evaluation.metrics` dict. Multi-label models: micro / macro precision, recall
+        Dense / patch models: the :mod:`core.tasks.metrics` dict. Multi-label models: micro / macro precision, recall
         and F1, per-class figures (with names), subset accuracy, hamming loss and ``samples`` (tiles scored) of
         :func:`core.tasks.multilabel.split_metrics`, plus ``task``, ``label_fraction``, ``threshold``. Both with
         ``"evaluation": {"model", "store", "split", "samples", "seconds"}``.

@@ -432,16 +432,20 @@ def vectorize(
         plan.unmerged if plan is not None else 0,
         plan.passes if plan is not None else 0,
     )
+    _log_result(class_map, result, simplify)
+    return result
+
+
+def _log_result(class_map: str | Path, result: VectorizeResult, simplify: float) -> None:
     log.info(
         "vectorized %s: %d polygons from %d windows (mmu %d px, %d merging passes, %d islands in nodata below it "
         "kept; simplify %s) in %.1f s",
         class_map,
         result.polygons,
         result.windows,
-        mmu,
+        result.mmu_pixels,
         result.mmu_passes,
         result.mmu_unmerged,
         simplify,
         result.seconds,
     )
-    return result

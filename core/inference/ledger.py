@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigError
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 from core.writable import writes_to
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 
 CHUNK_PX = 512
 """Default largest side (label pixels) of the box a dense chunk reads."""

@@ -59,12 +59,12 @@ from core.data.geometry import resolve_aoi
 from core.data.grid import GridMap
 from core.data.scene import Scene
 from core.errors import ConfigError, JobCancelledError, JobFailedError
+from core.geo.windows import PixelWindow, windows_in_geometry
 from core.inference.ledger import WindowLedger, bundle_stamp
 from core.inference.plan import CHUNK_PX, group_pairs, tiles_per_side
 from core.inference.windows import WindowPredictor, WindowResult, model_input_sizes
 from core.models import NO_CONTEXT, Context, get_model, list_models
-from core.models.bundle import load_meta
-from core.sampling.windows import PixelWindow, windows_in_geometry
+from core.models.bundle import bundle_format, load_meta
 from core.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,9 @@ def open_bundle(bundle_dir: str) -> tuple[Any, WindowPredictor, Context]:
     Raises:
         ConfigError: the bundle's task makes no per-pixel map (a multi-label scene classifier).
     """
-    from core.baselines.bundle import BASELINE_PREDICTOR, is_baseline_bundle, load_baseline_meta  # scikit-learn
-
-    if is_baseline_bundle(bundle_dir):
-        return load_baseline_meta(bundle_dir), BASELINE_PREDICTOR, NO_CONTEXT
+    other = bundle_format(bundle_dir)  # a baseline bundle (core.baselines.bundle registers its format)
+    if other is not None:
+        return other.load_meta(bundle_dir), other.predictor, NO_CONTEXT
     meta = load_meta(bundle_dir)
     task = get_task(meta.task)
     if task.predictor is None:

@@ -3,7 +3,7 @@
 Every window task has the same signature, ``task(bundle_dir, scene, date, read, core, batch_size, confidence) ->
 (core, classes, confidence)``: ``core`` is the block of label-grid pixels the task answers for; ``read`` the window
 read around it (dense models: ``core`` plus context; per-pixel models read what their patches need and get
-``read == core``). A task's :class:`WindowPredictor` tells the driver which kind it is, and may offer a *chunk*
+``read == core``). A task's :class:`core.tasks.predictors.WindowPredictor` tells the driver which kind it is, and may offer a *chunk*
 task that answers for several neighbouring windows at once. Bundles are loaded once per worker process
 (:func:`core.models.bundle.cached_bundle`, keyed by path and content) and called through one compiled function
 (:func:`core.inference.runner.cached_runner`).
@@ -21,7 +21,6 @@ holds fewer pixels than its windows) and one batched model call.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,29 +30,12 @@ from core.data.grid import GridMap
 from core.data.reader import cached_reader
 from core.data.scene import Acquisition, Modality, Scene
 from core.errors import ConfigError, JobFailedError
+from core.geo.windows import PixelWindow
 from core.inference.runner import cached_runner
-from core.sampling.windows import PixelWindow
+from core.tasks.predictors import DENSE, DENSE_PATCH, PER_PIXEL, implement_predictor
+from core.tasks.predictors import WindowPredictor as WindowPredictor  # re-exported: the driver plans with it
 
 WindowResult = tuple[PixelWindow, np.ndarray, np.ndarray | None]
-
-
-@dataclass(frozen=True)
-class WindowPredictor:
-    """How the bundles of a task map a scene.
-
-    Attributes:
-        window: the Dask task (see the module docstring for its signature).
-        reads_context: True: the model sees a ``tile_size`` read window with ``overlap`` context around each core
-            block (dense models); False: it classifies every pixel of a core block on its own (per-pixel models).
-        chunk: optional task ``chunk(bundle_dir, scene, date, pairs, confidence) -> [WindowResult, ...]`` answering
-            for a chunk of neighbouring ``(read, core)`` windows at once (:mod:`core.inference.plan`).
-        block: default core block side (label pixels) of a per-pixel task.
-    """
-
-    window: Callable[..., WindowResult]
-    reads_context: bool
-    chunk: Callable[..., list[WindowResult]] | None = None
-    block: int = 64
 
 
 def read_bands(acq: Acquisition, mod: Modality, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
@@ -340,8 +322,7 @@ def model_input_sizes(bundle_dir: str) -> dict[str, int | None]:
     }
 
 
-DENSE = WindowPredictor(predict_dense_window, reads_context=True, chunk=predict_dense_chunk)
-PER_PIXEL = WindowPredictor(predict_patch_window, reads_context=False)
-DENSE_PATCH = WindowPredictor(predict_patch_dense_window, reads_context=False, block=256)
-"""Per-pixel models whose dense twin classifies a whole block at once (:mod:`core.models.patch_fcn`): blocks of
-256 px (one model call each) instead of 64."""
+# The tasks and models declare their predictors (core.tasks.predictors); these are their Dask tasks.
+implement_predictor(DENSE, predict_dense_window, predict_dense_chunk)
+implement_predictor(PER_PIXEL, predict_patch_window)
+implement_predictor(DENSE_PATCH, predict_patch_dense_window)

@@ -17,6 +17,7 @@ from typing import Any
 
 from core.discovery import import_package_modules
 from core.errors import ConfigError
+from core.tasks.predictors import WindowPredictor
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Context:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A paper's training recipe: :class:`core.configs.TrainJobConfig` fields the launch form can preset.
+    """A paper's training recipe: :class:`core.training.config.TrainJobConfig` fields the launch form can preset.
 
     Attributes:
         name: short name (``"resnet"``), unique over the registry.
@@ -91,7 +92,7 @@ class ModelSpec:
         context: ``context(model_params) -> Context`` for dense prediction (None: :data:`NO_CONTEXT`).
         activation_channels: sum of feature-map channels over the layers, per input pixel, at the default width
             (pre-flight's activation-memory estimate; None: the task's figure).
-        predictor: how its bundles map a scene (:class:`core.inference.windows.WindowPredictor`) when not as its
+        predictor: how its bundles map a scene (:class:`core.tasks.predictors.WindowPredictor`) when not as its
             task's models do (None: the task's), e.g. a patch model evaluated densely.
         dense_twin: ``dense_twin(model) -> model`` that maps a window to the class of every pixel's patch with the
             same weights (per-pixel models evaluated densely; None: not available).
@@ -109,7 +110,7 @@ class ModelSpec:
     branches: tuple[str, ...] = ()
     context: Callable[[Mapping[str, Any]], Context] | None = None
     activation_channels: int | None = None
-    predictor: Any = None
+    predictor: WindowPredictor | None = None
     dense_twin: Callable[[Any], Any] | None = None
     description: str = field(default="", compare=False)
 

@@ -168,3 +168,37 @@ def load_bundle(directory: str | Path, compile: bool = False) -> tuple[Any, Mode
 def cached_bundle(bundle_dir: str | Path) -> tuple[Any, ModelMeta]:
     """(model, meta) of a bundle, loaded once per process per content (:func:`cached_load`)."""
     return cached_load(bundle_dir, MODEL_FILE, load_bundle)
+
+
+@dataclass(frozen=True)
+class BundleFormat:
+    """A bundle that is not a Keras model bundle (the classical baselines'), as the inference driver needs it.
+
+    The layer that writes such bundles sits above inference (:mod:`core.baselines.bundle`), so it registers its
+    format here (:func:`register_bundle_format`) when imported, and :func:`core.inference.predict.open_bundle` asks
+    :func:`bundle_format` instead of importing it.
+
+    Attributes:
+        name: the format's name (``"baseline"``).
+        marker: a file whose presence in the folder marks the format.
+        load_meta: ``load_meta(directory) -> meta`` (class ids, names, colours, modalities like :class:`ModelMeta`).
+        predictor: how its bundles map a scene (:class:`core.tasks.predictors.WindowPredictor`).
+    """
+
+    name: str
+    marker: str
+    load_meta: Callable[[str | Path], Any]
+    predictor: Any
+
+
+_FORMATS: dict[str, BundleFormat] = {}
+
+
+def register_bundle_format(fmt: BundleFormat) -> None:
+    """Make bundles of ``fmt`` known to prediction (called by the module that writes them, at import)."""
+    _FORMATS[fmt.name] = fmt
+
+
+def bundle_format(directory: str | Path) -> BundleFormat | None:
+    """The registered format of the bundle in ``directory``, or None for a Keras model bundle."""
+    return next((f for f in _FORMATS.values() if (Path(directory) / f.marker).exists()), None)

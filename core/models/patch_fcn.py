@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from core.inference.windows import DENSE_PATCH
 from core.models.api import ModelSpec, Param, register_model
 from core.models.unet import WIDTH_LABEL, InputShape, as_shapes
+from core.tasks.predictors import DENSE_PATCH
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from shapely.geometry.base import BaseGeometry
 from core.data.grid import GridMap
 from core.data.reader import LabelReader
 from core.data.scene import Modality
+from core.geo.windows import PixelWindow
 from core.sampling.splits import SpatialSplit
-from core.sampling.windows import PixelWindow
 
 
 def modality_patch_size(patch_size: int, label: Modality, modality: Modality) -> int:

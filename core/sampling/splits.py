@@ -24,7 +24,7 @@ import numpy as np
 
 from core.configs import SplitConfig
 from core.errors import ConfigError
-from core.sampling.windows import PixelWindow, block_grid, sliding_windows
+from core.geo.windows import PixelWindow, block_grid, sliding_windows
 
 SPLITS = ("train", "val", "test")
 

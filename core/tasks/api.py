@@ -16,6 +16,7 @@ import numpy as np
 
 from core.discovery import import_package_modules
 from core.errors import ConfigError
+from core.tasks.predictors import WindowPredictor
 
 LossFn = Callable[[Any, Any], tuple[Any, Any, Any]]
 """``loss(y, probs) -> (data_loss, denom, stats)`` as TensorFlow ops (see :attr:`TaskSpec.make_loss`)."""
@@ -40,7 +41,7 @@ class TaskSpec:
         augment: ``augment(xs, y, rng) -> (xs, y)``: a random flip / rotation of a batch.
         score: ``score(batches, meta, label_fraction) -> metrics`` over a whole store split.
         headline: ``headline(metrics) -> str``, one line for the log.
-        predictor: how a bundle of this task maps a scene (:class:`core.inference.windows.WindowPredictor`);
+        predictor: how a bundle of this task maps a scene (:class:`core.tasks.predictors.WindowPredictor`);
             None: the task makes no per-pixel map.
         activation_channels: pre-flight's activation channels per input pixel for models that give none.
         train_options: TrainJobConfig fields that only this task uses (the form shows them only here).
@@ -60,7 +61,7 @@ class TaskSpec:
     augment: Callable[[list[np.ndarray], np.ndarray, np.random.Generator], tuple[list[np.ndarray], np.ndarray]]
     score: Callable[[Batches, Any, float | None], dict[str, Any]]
     headline: Callable[[dict[str, Any]], str]
-    predictor: Any = None
+    predictor: WindowPredictor | None = None
     activation_channels: int = 192
     train_options: tuple[str, ...] = ()
     mixup: bool = False

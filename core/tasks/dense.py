@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from core.evaluation.metrics import confusion_matrix, metrics_from_confusion
-from core.inference.windows import DENSE
+from core.sampling.augment import dihedral
 from core.tasks.api import Batches, LossFn, TaskSpec, register_task
-from core.training.augment import dihedral
+from core.tasks.metrics import confusion_matrix, metrics_from_confusion
+from core.tasks.predictors import DENSE
 
 WEIGHT_CAP = 5.0
 """The largest class weight of :func:`class_weights`."""
@@ -69,7 +69,7 @@ def index_targets(labels: np.ndarray, index: np.ndarray, class_ids: Sequence[int
 
 
 def score_classes(batches: Batches, meta: Any, label_fraction: float | None = None) -> dict[str, Any]:
-    """The :mod:`core.evaluation.metrics` dict of every labelled item (dense: pixels; patch: centre labels), the
+    """The :mod:`core.tasks.metrics` dict of every labelled item (dense: pixels; patch: centre labels), the
     arg-max class being the prediction."""
     ids = np.asarray(meta.class_ids, dtype=np.uint8)  # output index -> class id lookup
     class_ids = [int(i) for i in ids]

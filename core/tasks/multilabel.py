@@ -238,9 +238,9 @@ def score_split(batches: Batches, meta: Any, label_fraction: float | None = None
     """
     fraction = label_fraction if label_fraction is not None else label_fraction_of(meta)
     if fraction is None:
-        from core.configs import TrainJobConfig
+        from core.configs import TrainJobSchema
 
-        fraction = TrainJobConfig.model_fields["label_fraction"].default
+        fraction = TrainJobSchema.model_fields["label_fraction"].default
         log.warning(
             "the bundle of model %s does not record the label_fraction it was trained with; scoring with "
             "the default %s (pass label_fraction to use another)",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.inference.windows import PER_PIXEL
+from core.sampling.augment import dihedral
 from core.tasks.api import TaskSpec, register_task
 from core.tasks.dense import accuracy_headline, index_targets, masked_loss, score_classes
-from core.training.augment import dihedral
+from core.tasks.predictors import PER_PIXEL
 
 
 def augment_patches(

@@ -34,6 +34,7 @@ from core.data.geometry import resolve_aoi
 from core.data.reader import convert_window
 from core.data.scene import Acquisition, Modality, Scene
 from core.errors import ConfigError, JobCancelledError, JobFailedError
+from core.geo.windows import PixelWindow, block_grid, sliding_windows, windows_in_geometry
 from core.sampling.patches import (
     centre_bounds,
     modality_patch_size,
@@ -44,7 +45,6 @@ from core.sampling.patches import (
 )
 from core.sampling.split_defaults import resolve_split
 from core.sampling.splits import SPLITS, date_record, date_split, spatial_split
-from core.sampling.windows import PixelWindow, block_grid, sliding_windows, windows_in_geometry
 from core.tiling.store import StoreInfo, TileStore, patches_per_chunk
 from core.tiling.tasks import PlannedSample, TaskResult, cut_samples
 

@@ -27,7 +27,7 @@ from shapely.geometry.base import BaseGeometry
 
 from core.data.reader import LabelReader, ModalityReader
 from core.data.scene import Scene
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 from core.tiling.store import ChunkWriter
 
 GDAL_CACHE_BYTES = 128 * 2**20

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from core.configs import TrainJobConfig
+from core.training.config import TrainJobConfig
 
 PASSES = 100
 """Passes over the training samples a default job aims for (random windows and flips make each pass differ)."""

@@ -19,7 +19,6 @@ from typing import Any
 
 from distributed import Client
 
-from core.configs import TrainJobConfig
 from core.distributed.events import EventForwarder, Sink, reporting
 from core.distributed.launcher import RankResults, run_horovod, run_single
 from core.errors import ClusterError, ConfigError, WorkerLostError
@@ -28,6 +27,7 @@ from core.models.bundle import load_meta
 from core.settings import get_settings
 from core.tiling.store import TileStore
 from core.training.checkpoints import STATE_FILE
+from core.training.config import TrainJobConfig
 from core.training.recovery import Recovery
 from core.training.schemes import SchemeSpec, get_scheme
 

@@ -41,19 +41,19 @@ from typing import Any
 
 import numpy as np
 
-from core.configs import TrainJobConfig
 from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info
 from core.errors import ConfigError, LabelError
 from core.models import get_model
 from core.models.bundle import ModelMeta
+from core.sampling.augment import random_windows, window_side
 from core.tasks import get_task
 from core.tasks.dense import class_weights
 from core.tasks.multilabel import mixup
 from core.tiling.store import StoreInfo, TileStore
-from core.training.augment import random_windows, window_side
 from core.training.budget import StepPlan, plan_steps
 from core.training.checkpoints import copy_dir, restore_checkpoint, save_checkpoint
+from core.training.config import TrainJobConfig
 from core.training.rank_state import broadcast_from_root, reseed
 from core.training.schedule import base_learning_rate, learning_rate, make_optimizer
 from core.training.schemes.api import SchemeSpec, get_scheme

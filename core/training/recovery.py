@@ -21,10 +21,10 @@ from typing import Any
 
 from distributed import Client
 
-from core.configs import TrainJobConfig
 from core.distributed.events import Sink
 from core.errors import JobCancelledError, JobFailedError, WorkerLostError
 from core.training.checkpoints import latest_checkpoint
+from core.training.config import TrainJobConfig
 from core.training.schemes.api import SchemeSpec
 from core.training.weight_average import RAW_FILE
 

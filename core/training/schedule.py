@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from core.configs import TrainJobConfig
+from core.training.config import TrainJobConfig
 
 COSINE_FLOOR = 0.02
 """The last rate of a budget-sized job's cosine, as a fraction of its peak."""

@@ -214,9 +214,9 @@ def test_draw_launch_and_review(app_server: dict[str, Any], browser_page: Any) -
     selected = page.locator('[data-testid="stSelectbox"] input').first.input_value()
     assert selected.startswith(f"run {run_id} - pipeline"), selected
 
-    from jobs.kinds import kinds
+    from jobs.kinds import list_kinds
 
-    if "pipeline" not in kinds():
+    if "pipeline" not in list_kinds():
         pytest.skip(
             "drawing, the form, pre-flight, the launch and the live page passed; the rest needs the "
             "engine's 'pipeline' job kind (jobs/engine_kinds.py), which is not installed yet"

@@ -341,3 +341,50 @@ def test_side_by_side_maps_move_together_offline(tiny_scene: Any, db_url: str, t
     (args,) = _map_args(at)
     assert "map_div2" in args["script"] and "dst.setView(src.getCenter(), src.getZoom()" in args["script"]
     assert not any("Sync" in link for link in args["js_links"])  # no CDN plugin: works offline
+
+
+def test_a_georeferenced_map_is_drawn_as_full_resolution_tiles_of_the_app(
+    tiny_scene: Any, db_url: str, tmp_path: Path
+) -> None:
+    rid = _run_with_prediction(db_url, _prediction(tmp_path, "pred.tif", 0))
+    at = app_test("review").run()
+    assert not at.exception
+    script = _map_args(at)[0]["script"]
+    for layer in ("prediction", "imagery"):
+        assert f'"/tiles/{rid}/{layer}/{{z}}/{{x}}/{{y}}.png?v=' in script
+    assert '"maxNativeZoom": 1' in script and "data:image/png" not in script  # no decimated overlay left
+
+
+def test_a_deleted_confidence_cog_is_a_clear_error_on_the_page(tiny_scene: Any, db_url: str, tmp_path: Path) -> None:
+    from db.runs import RunTracker
+
+    t = RunTracker(db_url)
+    rid = t.create("pipeline", {"kind": "pipeline", "scene": "tiny", "model": "unet"})
+    gone = tmp_path / "pred_confidence.tif"
+    t.succeed(rid, artifacts={"prediction": str(_prediction(tmp_path, "pred.tif", 0)), "confidence": str(gone)})
+    at = app_test("review").run()
+    assert not at.exception
+    assert any("confidence file of run" in e.value and "missing" in e.value for e in at.error)
+    assert f"/tiles/{rid}/prediction/" in _map_args(at)[0]["script"]  # the other layers are still drawn
+
+
+def test_a_map_that_is_not_georeferenced_is_shown_as_images(tiny_scene: Any, db_url: str, tmp_path: Path) -> None:
+    pred = write_raster(tmp_path / "pixels.tif", np.ones((SIZE, SIZE), dtype="uint8"), crs=None, transform=None)
+    _run_with_prediction(db_url, pred)
+    at = app_test("review").run()
+    assert not at.exception
+    assert not _map_args(at) and len(at.get("image")) >= 1
+
+
+def test_imagery_band_choice_goes_into_its_tiles_and_a_wrong_band_is_an_error(
+    tiny_scene: Any, db_url: str, tmp_path: Path
+) -> None:
+    rid = _run_with_prediction(db_url, _prediction(tmp_path, "pred.tif", 0))
+    at = app_test("review").run()
+    at.text_input(key="review_bands").set_value("1, 2, 3").run()
+    assert not at.exception and not at.error
+    assert f"/tiles/{rid}/imagery/{{z}}/{{x}}/{{y}}.png?v=" in _map_args(at)[0]["script"]
+    assert "bands=1,2,3" in _map_args(at)[0]["script"]
+    at.text_input(key="review_bands").set_value("4,2,1").run()
+    assert any("bands 4,2,1 do not exist: the image has bands 1 to 3" in e.value for e in at.error)
+    assert f"/tiles/{rid}/imagery/" not in _map_args(at)[0]["script"]

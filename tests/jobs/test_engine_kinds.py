@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pandas as pd
 
 from app.services import history
-from core.configs import EvaluateJobConfig, TrainJobConfig
+from core.configs import EvaluateJobConfig
 from core.models.bundle import load_meta
+from core.training.config import TrainJobConfig
 from db.runs import RunTracker
 from jobs.engine_kinds import run_evaluate, summary_metrics, trained_label_fraction
 from tests.core.evaluation.test_job import multilabel_case

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.configs import SCHEMES
 from core.errors import ConfigError
 from core.models import list_models
+from core.training.schemes import list_schemes
 from jobs.engine_kinds import pipeline_parts
 from jobs.pipeline import PipelineJobConfig, model_modalities
 
@@ -15,7 +15,7 @@ def test_gui_offers_every_model_and_scheme_of_the_engine():
         assert PipelineJobConfig(scene="s", model=model, scheme="single", num_workers=1).model == model
     with pytest.raises(ValidationError, match="model 'nope' is unknown; choose one of"):
         PipelineJobConfig(scene="s", model="nope")
-    for scheme in SCHEMES:
+    for scheme in list_schemes():
         assert (
             PipelineJobConfig(
                 scene="s",

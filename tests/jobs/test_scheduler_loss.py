@@ -17,7 +17,8 @@ from typing import Any
 import psutil
 import pytest
 
-from core.configs import ClusterConfig, TrainJobConfig
+from core.configs import ClusterConfig
+from core.training.config import TrainJobConfig
 from tests.core.training.test_loop import make_store
 
 pytestmark = [

@@ -121,3 +121,13 @@ def get_scheme(name: str) -> SchemeSpec:
         return _SCHEMES[name]
     except KeyError:
         raise ValueError(f"scheme {name!r} is unknown; choose one of {list(list_schemes())}") from None
+
+
+def check_combination(model: str, scheme: str, num_workers: int, worker_speeds: tuple[float, ...] | None) -> None:
+    """Refuse model / scheme combinations that make no sense, saying what would (the scheme's own check)."""
+    spec = get_scheme(scheme)
+    if spec.check is not None:
+        spec.check(model, num_workers, worker_speeds)
+    if worker_speeds is not None and "worker_speeds" not in spec.options:
+        users = " or ".join(repr(n) for n in list_schemes() if "worker_speeds" in get_scheme(n).options)
+        raise ValueError(f"worker_speeds is only used by scheme {users}, not {scheme!r}; remove it")

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from core.configs import TrainJobConfig
 from core.distributed.events import Reporter
 from core.distributed.launcher import mark_first_step, rank_info, run_horovod
 from core.errors import ConfigError, LabelError
@@ -49,10 +48,11 @@ from core.models.two_stream import (
     set_weights_by_layer,
     weights_by_layer,
 )
+from core.sampling.augment import dihedral
 from core.tiling.store import TileStore
-from core.training.augment import dihedral
 from core.training.budget import plan_steps
 from core.training.checkpoints import copy_dir
+from core.training.config import TrainJobConfig
 from core.training.loop import _configure_tf, meta_for, weights_checksum
 from core.training.schedule import learning_rate, make_optimizer
 from core.training.schemes.api import SchemeSpec, register_scheme

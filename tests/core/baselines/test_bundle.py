@@ -14,7 +14,7 @@ from core.baselines.bundle import fit_baseline_bundle, is_baseline_bundle, load_
 from core.configs import AOIConfig, SamplingConfig, SplitConfig, TileJobConfig
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
 from core.errors import ConfigError
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 from core.tiling.store import TileStore
 from tests.conftest import write_raster
 from tests.core.baselines.test_estimators import MEANS as STORE_MEANS

@@ -29,9 +29,9 @@ def test_config_round_trips_and_refuses_nonsense() -> None:
 
 
 def test_cli_dispatches_the_baseline_kind() -> None:
-    from jobs.kinds import kinds, parse_config
+    from jobs.kinds import list_kinds, parse_config
 
-    assert "baseline" in kinds()
+    assert "baseline" in list_kinds()
     cfg = parse_config('{"kind": "baseline", "scene": "s", "store": "/s.zarr", "method": "knn"}')
     assert isinstance(cfg, BaselineJobConfig) and cfg.method == "knn"
     with pytest.raises(ConfigError, match="is not a valid baseline config"):

@@ -12,7 +12,7 @@ from core.configs import AOIConfig
 from core.errors import AOIError, AOIOutsideSceneError
 from core.data.geometry import densify, parse_geometry, reproject, resolve_aoi
 from core.data.scene import Acquisition, Modality, Scene
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 
 # a 100 x 200 px grid (rows x cols) of 10 m pixels in UTM 33N
 T = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)

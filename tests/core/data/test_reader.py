@@ -11,7 +11,7 @@ import pytest
 from core.errors import GridMismatchError, LabelError, RasterReadError
 from core.data.reader import ModalityReader, convert_window, read_labels, read_modality
 from core.data.scene import Modality
-from core.sampling.windows import PixelWindow
+from core.geo.windows import PixelWindow
 
 T = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
 

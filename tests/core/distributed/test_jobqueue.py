@@ -17,6 +17,7 @@ import pytest
 
 from core.distributed.jobqueue import CLUSTER_CLASSES, HPCClusterConfig, job_script, make_cluster, worker_identity
 from core.errors import ConfigError
+from core.hpc_config import BATCH_SYSTEMS
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -76,7 +77,7 @@ def test_slurm_job_script_holds_partition_walltime_cores_memory_and_directives()
 
 
 def test_pbs_job_script_uses_the_pbs_class_from_the_registry():
-    assert set(CLUSTER_CLASSES) == {"slurm", "pbs"}
+    assert set(CLUSTER_CLASSES) == set(BATCH_SYSTEMS) == {"slurm", "pbs"}
     script = job_script(_cfg(system="pbs", job_directives=("-l place=scatter",)))
     assert "#PBS -q gpu-long" in script and "#PBS -A proj42" in script and "#PBS -l walltime=02:30:00" in script
     assert "#PBS -l select=1:ncpus=4:mem=8192MB" in script and "#PBS -l place=scatter" in script

@@ -12,8 +12,8 @@ from core.configs import AOIConfig, EvaluateJobConfig
 from core.data.cog import finalize_cog, open_tiled, tiled_profile, write_class_metadata
 from core.errors import ConfigError, GridMismatchError
 from core.evaluation.job import evaluate_bundle, evaluate_prediction, run_evaluate
-from core.evaluation.metrics import classification_metrics
 from core.models.bundle import ModelMeta, save_bundle
+from core.tasks.metrics import classification_metrics
 from core.tiling.store import TileStore
 from tests.conftest import write_raster
 from tests.core.baselines.test_estimators import CLASSES, write_store

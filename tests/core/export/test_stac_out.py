@@ -107,29 +107,3 @@ def test_no_crs_is_refused(tmp_path: Path, make_raster) -> None:  # type: ignore
     p = make_raster("nocrs.tif", np.ones((8, 8), np.uint8), crs=None)
     with pytest.raises(StacError, match="no CRS"):
         write_stac_item(p, CLASSES, "2021-06-19")
-
-
-def test_export_prediction_writes_everything_beside_the_cog(tmp_path: Path) -> None:
-    from core.export.outputs import export_prediction
-
-    path, conf = _prediction(tmp_path / "run", "pred")
-    phases: list[str] = []
-    out = export_prediction(
-        path,
-        "2021-06-19",
-        confidence_path=conf,
-        run=RunInfo(run_id=9, scene="s"),
-        vectorize_map=True,
-        min_mapping_unit=4,
-        progress=lambda ph, d, t: phases.append(ph),
-    )
-    assert [p.name for p in out.styles] == ["pred.qml", "pred_confidence.qml"]
-    assert out.vectors is not None and out.vectors.polygons == 2  # the forest block and the water block
-    assert out.vectors.class_area_ha == {1: pytest.approx(72.0), 2: pytest.approx(24.0)}  # 7200 and 2400 px of 100 m2
-    item = pystac.Item.from_file(str(out.stac_item))
-    assert {"classification", "confidence", "style", "confidence_style", "vector_gpkg", "vector_geojson"} <= set(
-        item.assets
-    )
-    assert item.assets["vector_geojson"].media_type == "application/geo+json"
-    assert phases[-1] == "stac" and "polygonize" in phases
-    assert len(validate_offline(out.stac_item)) == 1

@@ -12,8 +12,8 @@ from affine import Affine
 
 from core.configs import AOIConfig
 from core.data.scene import Acquisition, ClassInfo, Modality, Scene
+from core.geo.windows import PixelWindow
 from core.models.bundle import ModelMeta, save_bundle
-from core.sampling.windows import PixelWindow
 from tests.conftest import write_raster
 
 keras = pytest.importorskip("keras")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import rasterio
 
+from core.geo.windows import PixelWindow
 from core.models.bundle import ModelMeta, save_bundle
-from core.sampling.windows import PixelWindow
 from tests.core.inference.test_predict import dense_bundle, make_scene
 
 keras = pytest.importorskip("keras")

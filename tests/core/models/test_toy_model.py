@@ -54,7 +54,7 @@ TOY = register_model(
 def test_config_validation_accepts_it_and_still_refuses_unknown_models() -> None:
     from pydantic import ValidationError
 
-    from core.configs import TrainJobConfig
+    from core.training.config import TrainJobConfig
     from jobs.engine_kinds import pipeline_parts
     from jobs.pipeline import PipelineJobConfig
 
@@ -127,7 +127,7 @@ needs_horovod = pytest.mark.skipif(importlib.util.find_spec("horovod") is None, 
 
 
 def _train(client: Any, db_url: str, store: Path, **kw: Any) -> tuple[Any, int, dict[str, Any]]:
-    from core.configs import TrainJobConfig
+    from core.training.config import TrainJobConfig
     from tests.runs import train_run
 
     config = TrainJobConfig(

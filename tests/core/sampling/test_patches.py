@@ -10,6 +10,7 @@ import shapely
 
 from core.configs import SplitConfig
 from core.data.scene import Modality
+from core.geo.windows import PixelWindow
 from core.sampling.patches import (
     ScanResult,
     centre_bounds,
@@ -20,7 +21,6 @@ from core.sampling.patches import (
     scan_strips,
 )
 from core.sampling.splits import spatial_split
-from core.sampling.windows import PixelWindow
 
 RGB = Modality("rgb", 512, 512, (0.5, 0, 0, 0, -0.5, 0), 3, "uint8", (None,) * 3)
 HSI = Modality("hsi", 128, 128, (2.0, 0, 0, 0, -2.0, 0), 48, "float32", (None,) * 48)

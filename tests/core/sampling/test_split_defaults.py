@@ -6,9 +6,9 @@ import pytest
 
 from core.configs import SplitConfig
 from core.errors import ConfigError
+from core.geo.windows import PixelWindow
 from core.sampling.split_defaults import default_split_geometry, largest_fitting_size, resolve_split
 from core.sampling.splits import spatial_split
-from core.sampling.windows import PixelWindow
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 
 from core.configs import SplitConfig
 from core.errors import ConfigError
+from core.geo.windows import PixelWindow
 from core.sampling.splits import SPLITS, date_record, date_split, spatial_split
-from core.sampling.windows import PixelWindow
 
 
 def test_blocks_dealt_by_fraction_and_seeded() -> None:

@@ -416,7 +416,7 @@ def test_patch_chunks_hold_many_patches_and_match_one_patch_per_chunk(
 
 
 def test_chunk_groups_are_chunk_aligned_ranges_of_one_split() -> None:
-    from core.sampling.windows import PixelWindow
+    from core.geo.windows import PixelWindow
     from core.tiling.job import _chunk_groups
     from core.tiling.tasks import PlannedSample, _check_chunk_range
 

@@ -1,10 +1,10 @@
-"""Random training windows (core/training/augment.py): inside their tile, on the pooling grid, over labelled pixels."""
+"""Random training windows (core/sampling/augment.py): inside their tile, on the pooling grid, over labelled pixels."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from core.training.augment import random_windows, window_side
+from core.sampling.augment import random_windows, window_side
 
 
 def test_window_side_is_three_quarters_on_the_pooling_grid() -> None:
@@ -35,7 +35,7 @@ def test_random_windows_stay_inside_their_labelled_tiles() -> None:
 
 
 def test_dihedral_draws_a_transform_per_sample_the_same_for_every_modality() -> None:
-    from core.training.augment import dihedral
+    from core.sampling.augment import dihedral
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(16, 8, 8, 2))

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from core.configs import TrainJobConfig
 from core.training.budget import MAX_STEPS, MIN_STEPS, ROUNDS, plan_steps, step_budget
+from core.training.config import TrainJobConfig
 from core.training.schedule import COSINE_FLOOR, learning_rate
 from tests.core.training.test_loop import _config, _train, make_store
 

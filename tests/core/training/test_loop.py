@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.configs import TrainJobConfig
 from core.tiling.store import TileStore
+from core.training.config import TrainJobConfig
 from tests.stores import write_store
 
 CLASSES = (

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from core.configs import TrainJobConfig
+from core.training.config import TrainJobConfig
 from tests.core.training.test_loop import make_store
 
 REPO = Path(__file__).resolve().parents[3]

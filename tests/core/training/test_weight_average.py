@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.configs import TrainJobConfig
 from core.errors import ConfigError
+from core.training.config import TrainJobConfig
 from core.training.weight_average import RAW_FILE, WeightAverage
 
 

@@ -186,7 +186,7 @@ def test_weighted_allreduce_on_two_ranks_equals_one_large_batch_step(cluster_cli
 def test_calibration_gives_the_throttled_worker_the_smaller_share(
     cluster_client: Any, db_url: str, tmp_path: Path
 ) -> None:
-    from core.configs import TrainJobConfig
+    from core.training.config import TrainJobConfig
     from tests.core.models.test_resnet import make_store
     from tests.runs import train_run
 

@@ -140,9 +140,9 @@ def test_split_forward_and_backward_equal_the_single_process_model(split: str, m
 @pytest.mark.usefixtures("home")
 def test_model_parallel_training_writes_a_bundle_that_predicts(mp_client: Any, db_url: str, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
-    from core.configs import TrainJobConfig
     from core.models.bundle import load_bundle
     from core.models.two_stream import activation_bytes
+    from core.training.config import TrainJobConfig
     from core.training.schemes.model_parallel import time_inference
     from tests.runs import train_run
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from core.configs import TrainJobConfig
+from core.training.config import TrainJobConfig
 from core.training.loop import train_rank
 from core.training.schemes import Reduction, SchemeSpec, list_schemes, register_scheme
 from tests.app.conftest import _restore_main_module, app_test, tiny_scene  # noqa: F401 - fixtures used below

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from core.evaluation.metrics import classification_metrics, confusion_matrix, metrics_from_confusion, summary_line
+from core.tasks.metrics import classification_metrics, confusion_matrix, metrics_from_confusion, summary_line
 
 
 def test_hand_computed_two_classes() -> None:

@@ -8,7 +8,7 @@ import shapely
 from affine import Affine
 from rasterio.features import geometry_mask
 
-from core.sampling.windows import PixelWindow, block_grid, raster_window, sliding_windows, windows_in_geometry
+from core.geo.windows import PixelWindow, block_grid, raster_window, sliding_windows, windows_in_geometry
 
 
 def test_pixel_window_validates() -> None:
