@@ -248,8 +248,10 @@ class TrainJobSchema(Frozen):
     registries (a layer above this module).
 
     ``batch_size`` is per worker; the learning rate is ``learning_rate * num_workers`` after a linear warm-up of
-    ``warmup_epochs`` from ``learning_rate``, then multiplied by ``lr_decay_factor`` every ``lr_decay_epochs``.
-    Training stops early when the validation loss has not improved for ``patience`` epochs. The database URL is not
+    ``warmup_epochs`` from ``learning_rate``, then multiplied by ``lr_decay_factor`` every ``lr_decay_epochs``
+    (or, with ``epochs`` unset, a cosine over the step budget of :mod:`core.training.budget`).
+    Training stops early when the validation loss has not improved for ``patience`` epochs (validation rounds of a
+    budget-sized job); ``max_steps`` caps the optimizer steps. The database URL is not
     part of the config (it is where the run is stored, not what the run is).
     """
 
@@ -284,7 +286,15 @@ class TrainJobSchema(Frozen):
         "block and flatten of both branches run on the fusion rank (less traffic)",
     )
     num_workers: int = Field(1, ge=1, description="Horovod ranks (one Dask worker process each)")
-    epochs: int = Field(10, ge=1)
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        description="passes over the training split; None = sized by the step budget of the data "
+        "(core.training.budget: early stopping and the learning rate follow the budget's steps)",
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="cap on the optimizer steps of the job, whatever epochs or the budget say"
+    )
     batch_size: int = Field(8, ge=1, description="samples per worker per step")
     learning_rate: float = Field(1e-3, gt=0, description="base rate for one worker; scaled by num_workers")
     warmup_epochs: int = Field(1, ge=0)
@@ -292,6 +302,15 @@ class TrainJobSchema(Frozen):
     lr_decay_factor: float = Field(0.5, gt=0, le=1)
     patience: int = Field(5, ge=1)
     augment: bool = True
+    random_windows: bool = Field(
+        True,
+        description="dense models: train on a random window inside each stored tile (3/4 of its side) at "
+        "every step, instead of the whole tile",
+    )
+    class_weights: bool = Field(
+        True,
+        description="weigh the loss by inverse class frequency of the train split (capped), so rare classes are learnt",
+    )
     ema_decay: float = Field(
         0.0,
         ge=0,

@@ -21,6 +21,7 @@ from jobs.kinds import JobKind, Needs, register_kind
 from jobs.outputs import record_prediction
 from jobs.pipeline import PipelineJobConfig, pipeline_parts
 from jobs.preflight.memory import baseline_memory, training_memory
+from jobs.rf_beside import compare, fit_rf_beside
 from jobs.runner import JobContext
 from jobs.settle import settle
 
@@ -53,6 +54,7 @@ def summary_metrics(test: dict[str, Any] | None, train: dict[str, Any] | None) -
                 "train_seconds": train.get("wall_s"),
                 "samples_per_s": train.get("samples_per_s"),
                 "epochs_run": train.get("epochs_run"),
+                "steps": train.get("steps_run"),
             }
         )
     return {k: v for k, v in out.items() if v is not None}
@@ -238,6 +240,7 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
         )
     ctx.tracker.set_artifacts(ctx.run_id, {"store": str(store_path)})
     ctx.check_cancelled()
+    rf = _rf_phase(config, ctx, store_path, info.counts)
     train = train_on_store(train_cfg, ctx, store_path)
     ctx.tracker.set_metrics(ctx.run_id, {"training": train["metrics"]})  # kept if a later phase fails
     ctx.tracker.set_artifacts(ctx.run_id, train["artifacts"])
@@ -282,7 +285,25 @@ def run_pipeline(config: PipelineJobConfig, ctx: JobContext) -> dict[str, Any]:
     else:
         log.warning("run %d: the split left no test samples in this AOI; no test metrics", ctx.run_id)
     metrics.update(summary_metrics(test, train["metrics"]))
+    if rf is not None:
+        metrics.update(rf=rf, rf_oa=rf["oa"], rf_macro_f1=rf["macro_f1"], verdict=compare(test, rf, config.model))
     return {"metrics": metrics, "artifacts": artifacts}
+
+
+def _rf_phase(
+    config: PipelineJobConfig, ctx: JobContext, store_path: Path, counts: dict[str, int]
+) -> dict[str, Any] | None:
+    """The random forest beside the pipeline (:mod:`jobs.rf_beside`): fitted and scored before training, on the
+    same store and test split; None when the pipeline asks for none, its task maps no pixels (multi-label scene
+    classifiers) or the split has no test samples."""
+    if not (config.baseline and get_task(config.task).makes_map and counts.get("test")):
+        return None
+    ctx.progress("baseline", 0, 1)
+    rf = fit_rf_beside(config, ctx.client, store_path, ctx.settings.run_dir(ctx.run_id))
+    ctx.progress("baseline", 1, 1)
+    if rf is not None:
+        ctx.tracker.set_metrics(ctx.run_id, {"rf": rf})
+    return rf
 
 
 def run_baseline(config: BaselineJobConfig, ctx: JobContext) -> dict[str, Any]:

@@ -54,7 +54,13 @@ class PipelineJobConfig(Frozen):
     model_params: dict[str, Any] = Field(default_factory=dict)
     scheme: str = "data_parallel"
     num_workers: int = Field(2, ge=1)
-    epochs: int = Field(5, ge=1)
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        description="passes over the training split; None = the step budget of the data (core.training.budget)",
+    )
+    max_steps: int | None = Field(None, ge=1, description="cap on the optimizer steps (quick runs, tests)")
+    baseline: bool = Field(True, description="also fit the random forest on the same store and split, for comparison")
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     tiling: TilingConfig = TilingConfig(tile_size=64)
@@ -124,6 +130,7 @@ def pipeline_parts(
         scheme=config.scheme,  # type: ignore[arg-type]
         num_workers=config.num_workers,
         epochs=config.epochs,
+        max_steps=config.max_steps,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         cluster=config.cluster,

@@ -19,6 +19,7 @@ from core.models import get_model
 from core.sampling.split_defaults import largest_fitting_size
 from core.tasks import get_task
 from core.tiling.census import SampleCensus, settle_split
+from core.training.budget import StepPlan, plan_steps
 from core.training.config import TrainJobConfig
 from jobs.pipeline import PipelineJobConfig, pipeline_parts
 
@@ -100,3 +101,56 @@ def settle(config: Launch, scene: Scene, needed: dict[str, int] | None = None) -
         first = first or (settled, census)
     assert first is not None
     return first
+
+
+MIN_TRAIN_ITEMS = 5
+"""A class needs at least this many labelled pixels (tiles) or patches in the training split to be learnt."""
+STEP_OVERHEAD_S = 0.02
+"""Rough fixed seconds per optimizer step (gradient allreduce, batch assembly) on 2 local workers."""
+SECONDS_PER_ACTIVATION = 6e-8
+"""Rough seconds per activation value (pixel x channel) of a training step, measured with unet on a 2-core machine."""
+
+
+def planned_steps(config: PipelineJobConfig, census: SampleCensus) -> tuple[StepPlan, float]:
+    """The step plan (:func:`core.training.budget.plan_steps`) a settled pipeline will train with, from the
+    census's training samples, and a rough estimate of its training seconds on the cluster."""
+    train = pipeline_parts(config, Path("store.zarr"))[1]
+    n_train = int(census.samples.get("train", 0))
+    global_batch = train.batch_size * train.num_workers
+    per_pass = -(-max(n_train // train.num_workers, 1) // train.batch_size)
+    plan = plan_steps(train, n_train, global_batch, per_pass)
+    spec, task = get_model(config.model), get_task(config.task)
+    side = config.tiling.tile_size if task.tiles else config.sampling.patch_size
+    channels = spec.activation_channels or task.activation_channels
+    step_s = STEP_OVERHEAD_S + SECONDS_PER_ACTIVATION * train.batch_size * side * side * channels
+    return plan, plan.total_steps * step_s
+
+
+def describe_plan(config: PipelineJobConfig, census: SampleCensus) -> str:
+    """Pre-flight's line on training: planned steps, how they were sized, and the estimated time."""
+    plan, seconds = planned_steps(config, census)
+    how = (
+        f"step budget of {census.samples.get('train', 0)} training samples"
+        if plan.budget
+        else f"{plan.epochs} epochs as set"
+    )
+    cap = f", capped by max_steps={config.max_steps}" if config.max_steps else ""
+    return (
+        f"training: {plan.total_steps} optimizer steps planned ({how}{cap}), validated every "
+        f"{plan.steps_per_epoch} steps with early stopping after {plan.patience} rounds without a better "
+        f"validation loss; about {seconds / 60:.1f} min on the cluster (rough)"
+    )
+
+
+def rare_classes(census: SampleCensus, names: dict[int, str]) -> str | None:
+    """A pre-flight error naming the classes with fewer than :data:`MIN_TRAIN_ITEMS` labelled items in the training
+    split (but some), and what to do; None when every class has enough."""
+    unit = "labelled pixels" if census.mode == "tiles" else "patches"
+    rare = {c: n for c, n in census.labelled.get("train", {}).items() if 0 < n < MIN_TRAIN_ITEMS}
+    if not rare:
+        return None
+    listed = ", ".join(f"{names.get(c, c)} (id {c}, {n} {unit})" for c, n in sorted(rare.items()))
+    return (
+        f"classes with fewer than {MIN_TRAIN_ITEMS} {unit} in the training split cannot be learnt: {listed}. "
+        "Draw a larger area of interest over them, merge them into a neighbouring class, or label more of them"
+    )

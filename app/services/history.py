@@ -52,6 +52,10 @@ TABLE_COLUMNS = [
     "miou",
     "macro_f1",
     "micro_f1",
+    "rf_oa",
+    "rf_macro_f1",
+    "vs_rf",
+    "steps",
     "train_seconds",
     "samples_per_s",
 ]
@@ -107,9 +111,43 @@ def run_summary(row: RunRow) -> dict[str, Any]:
         "miou": _num(metric(m, "miou")),
         "macro_f1": _num(metric(m, "macro_f1")),
         "micro_f1": _num(metric(m, "micro_f1")),
+        "rf_oa": _num((m.get("rf") or {}).get("oa")),
+        "rf_macro_f1": _num((m.get("rf") or {}).get("macro_f1")),
+        "vs_rf": _vs_rf(m),
+        "steps": m.get("steps") or (m.get("training") or {}).get("steps_run"),
         "train_seconds": _num(metric(m, "train_seconds")),
         "samples_per_s": _num(metric(m, "samples_per_s")),
     }
+
+
+def _vs_rf(metrics: dict[str, Any]) -> str | None:
+    """``"wins"`` / ``"loses"``: the deep model against the random forest fitted beside it (None: no RF)."""
+    verdict = metrics.get("verdict")
+    if not isinstance(verdict, dict):
+        return None
+    return "wins" if verdict.get("deep_wins") else "loses"
+
+
+def rf_comparison(row: RunRow) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The deep model and the random forest fitted beside it (pipelines, :mod:`jobs.rf_beside`), side by side.
+
+    Returns a table with one row per score (``OA``, ``macro F1``, then ``F1 <class>`` for every class) and the
+    columns ``score``, ``deep``, ``rf``, ``difference`` (deep - rf), and the stored verdict (``{"deep_wins",
+    "text"}``); an empty table and None for a run without an RF.
+    """
+    m = row.metrics or {}
+    rf = m.get("rf")
+    cols = ["score", "deep", "rf", "difference"]
+    if not isinstance(rf, dict):
+        return pd.DataFrame(columns=cols), None
+    deep_f1 = _per_class_f1(m)
+    rows = [
+        ("OA", _num(metric(m, "oa")), _num(rf.get("oa"))),
+        ("macro F1", _num(metric(m, "macro_f1")), _num(rf.get("macro_f1"))),
+        *((f"F1 {c}", deep_f1.get(c), _num(f)) for c, f in (rf.get("per_class_f1") or {}).items()),
+    ]
+    df = pd.DataFrame([(s, d, r, None if d is None or r is None else d - r) for s, d, r in rows], columns=cols)
+    return df, m.get("verdict") if isinstance(m.get("verdict"), dict) else None
 
 
 def runs_table(tracker: RunTracker, kind: str | None = None, limit: int = 500) -> pd.DataFrame:

@@ -210,7 +210,7 @@ def _pipeline_data(values: dict[str, Any], problems: list[str]) -> dict[str, Any
         "model": model,
         "scheme": values.get("scheme"),
         "num_workers": values.get("num_workers"),
-        "epochs": values.get("epochs"),
+        "epochs": values.get("epochs") or None,  # the form's 0 = sized by the step budget
         "batch_size": values.get("batch_size"),
         "learning_rate": values.get("learning_rate"),
         "split": split,

@@ -94,7 +94,7 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
         "Warm-up epochs", 0, 1000, d["warmup_epochs"], key=k("warmup"), persist_state="session"
     )
     v["patience"] = c[3].number_input(
-        "Early-stop patience (epochs)", 1, 1000, d["patience"], key=k("patience"), persist_state="session"
+        "Early-stop patience (validation rounds)", 1, 1000, d["patience"], key=k("patience"), persist_state="session"
     )
     c = st.columns(4)
     v["lr_decay_epochs"] = c[0].number_input(
@@ -353,7 +353,14 @@ with st.form(state.key(P, "form")):
             persist_state="session",
         )
         epochs = c[1].number_input(
-            "Epochs", min_value=1, max_value=1000, value=5, key=state.key(P, "epochs"), persist_state="session"
+            "Epochs (0 = auto)",
+            min_value=0,
+            max_value=1000,
+            value=0,
+            key=state.key(P, "epochs"),
+            persist_state="session",
+            help="auto: a step budget sized by the training samples, early stopping and a cosine learning rate "
+            "over it (pre-flight states the planned steps)",
         )
         batch = c[2].number_input(
             "Batch size", min_value=1, max_value=4096, value=8, key=state.key(P, "batch"), persist_state="session"

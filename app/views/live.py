@@ -6,6 +6,7 @@ import altair as alt
 import streamlit as st
 
 from app import state
+from app.services import history
 from app.services.live import PHASES, active_run_ids, finished_message, format_seconds, live_status, workers_table
 from core.errors import RunNotFoundError
 from jobs import launch as launcher
@@ -122,5 +123,10 @@ if row.status in ("pending", "running"):
         with st.spinner(f"Stopping run {run_id} on the cluster..."):
             launcher.cancel_run(run_id, state.settings().db_url)
         st.rerun()
+scores, verdict = history.rf_comparison(row)  # a pipeline's random forest, fitted on the same samples
+if verdict is not None:
+    st.subheader("Deep model vs random forest")
+    (st.success if verdict.get("deep_wins") else st.warning)(verdict.get("text", ""))
+    st.dataframe(scores, hide_index=True, width="stretch", key=state.key(P, "rf_scores"))
 with st.expander("Config"):
     st.json(row.config or {})

@@ -425,6 +425,9 @@ t[3].text_input(
 )
 
 row_a = by_id[run_a]
+verdict = (row_a.metrics or {}).get("verdict")
+if isinstance(verdict, dict):  # the random forest fitted beside the pipeline (jobs/rf_beside.py), in plain words
+    (st.success if verdict.get("deep_wins") else st.warning)(verdict.get("text", ""))
 map_col, side_col = st.columns([2, 1])
 with map_col:
     if mode == "side by side" and run_b is not None:

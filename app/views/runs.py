@@ -42,6 +42,9 @@ st.dataframe(
         "miou": st.column_config.NumberColumn("mIoU", format="%.3f"),
         "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
         "micro_f1": st.column_config.NumberColumn("micro F1", format="%.3f"),
+        "rf_oa": st.column_config.NumberColumn("RF OA", format="%.3f", help="random forest on the same samples"),
+        "rf_macro_f1": st.column_config.NumberColumn("RF macro F1", format="%.3f"),
+        "vs_rf": st.column_config.TextColumn("vs RF", help="the deep model against its random forest on macro F1"),
         "train_seconds": st.column_config.NumberColumn("training s", format="%.1f"),
         "samples_per_s": st.column_config.NumberColumn("samples/s", format="%.1f"),
     },
@@ -49,6 +52,21 @@ st.dataframe(
 st.download_button(
     "Export table as CSV", history.table_csv(shown), file_name="runs.csv", mime="text/csv", key=state.key(P, "csv")
 )
+
+rf_ids = [int(i) for i, v in zip(shown["id"], shown["vs_rf"]) if isinstance(v, str)]
+if rf_ids:
+    st.subheader("Deep model vs random forest")
+    rid = st.selectbox("Run", rf_ids, format_func=lambda i: f"run {i}", key=state.key(P, "rf_run"))
+    scores, verdict = history.rf_comparison(tracker.get(rid))
+    if verdict is not None:
+        (st.success if verdict.get("deep_wins") else st.warning)(verdict.get("text", ""))
+    st.dataframe(
+        scores,
+        hide_index=True,
+        width="stretch",
+        key=state.key(P, "rf_scores"),
+        column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in ("deep", "rf", "difference")},
+    )
 
 assess_ids = [
     int(i) for i, k, st_ in zip(shown["id"], shown["kind"], shown["status"]) if k == "assess" and st_ == "succeeded"

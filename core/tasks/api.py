@@ -31,7 +31,8 @@ class TaskSpec:
     Attributes:
         name: the ``task`` of a model spec and of a bundle's meta.
         store_mode: the tile-store mode its models train on: ``"tiles"`` or ``"patches"``.
-        make_loss: ``make_loss(num_classes) -> loss(y, probs) -> (data_loss, denom, stats)``: ``data_loss`` is a
+        make_loss: ``make_loss(num_classes[, weights]) -> loss(y, probs) -> (data_loss, denom, stats)``
+            (``weights``: one per class, passed only to ``class_weighted`` tasks): ``data_loss`` is a
             mean over ``denom`` items (labelled pixels, centre labels, weighted tiles), the count heterogeneous
             averaging weighs a rank's gradient by; ``stats`` is a float vector summed over batches and ranks whose
             first two entries are ``[correct, counted]``.
@@ -48,11 +49,14 @@ class TaskSpec:
         epoch_scores: ``epoch_scores(prefix, stats, class_ids) -> dict`` of extra epoch metrics from summed
             ``stats`` (None: none).
         meta_extra: ``meta_extra(train_config) -> dict`` stored in the bundle meta's ``extra`` (None: nothing).
+        class_weighted: its loss takes per-class weights (inverse frequency of the train split, see
+            :func:`core.tasks.dense.class_weights`), so every scheme that uses the task's loss weighs rare classes.
+        random_windows: its models may train on random windows inside the stored tiles (dense tiles).
     """
 
     name: str
     store_mode: str
-    make_loss: Callable[[int], LossFn]
+    make_loss: Callable[..., LossFn]
     targets: Callable[[np.ndarray, np.ndarray, Sequence[int], float], np.ndarray]
     augment: Callable[[list[np.ndarray], np.ndarray, np.random.Generator], tuple[list[np.ndarray], np.ndarray]]
     score: Callable[[Batches, Any, float | None], dict[str, Any]]
@@ -63,6 +67,8 @@ class TaskSpec:
     mixup: bool = False
     epoch_scores: Callable[[str, np.ndarray, Sequence[int]], dict[str, Any]] | None = None
     meta_extra: Callable[[Any], dict[str, Any]] | None = None
+    class_weighted: bool = False
+    random_windows: bool = False
 
     @property
     def makes_map(self) -> bool:

@@ -28,5 +28,6 @@ PATCH_TASK = register_task(
         headline=accuracy_headline,
         predictor=PER_PIXEL,
         activation_channels=96,
+        class_weighted=True,
     )
 )

@@ -210,6 +210,8 @@ def _summarise(run_dir: Path, results: RankResults, restarts: list[dict[str, Any
         "epochs_run": epochs_run,
         "start_epoch": start_epoch,
         "stopped_early": r0["stopped_early"],
+        # the step plan (core.training.budget) and what the loop drew on: class weights, random window side
+        **{k: r0.get(k) for k in ("planned_steps", "steps_run", "step_budget", "class_weights", "window")},
         "restarts": restarts,
         "num_ranks": len(results),
         "samples_per_s": sum(x for x in rates if x) if all(rates) else None,

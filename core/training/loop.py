@@ -46,9 +46,12 @@ from core.distributed.launcher import mark_first_step, rank_info
 from core.errors import ConfigError, LabelError
 from core.models import get_model
 from core.models.bundle import ModelMeta
+from core.sampling.augment import random_windows, window_side
 from core.tasks import get_task
+from core.tasks.dense import class_weights
 from core.tasks.multilabel import mixup
 from core.tiling.store import StoreInfo, TileStore
+from core.training.budget import StepPlan, plan_steps
 from core.training.checkpoints import copy_dir, restore_checkpoint, save_checkpoint
 from core.training.config import TrainJobConfig
 from core.training.rank_state import broadcast_from_root, reseed
@@ -285,6 +288,10 @@ class RankTrainer:
                 f"{self.size} ranks; use fewer workers or a larger area of interest"
             )
         self.task = self.model_spec.task
+        self.weights = None
+        if cfg.class_weights and get_task(self.task).class_weighted:
+            counts = info.class_counts.get("train") or {}
+            self.weights = class_weights([int(counts.get(str(c), 0)) for c in self.meta.class_ids])
 
     def _build(self) -> None:
         import tensorflow as tf
@@ -297,7 +304,15 @@ class RankTrainer:
         )
         self.optimizer = optimizer = make_optimizer(self.cfg)
         optimizer.build(model.trainable_variables)
-        loss_fn, reduction, hvd = get_task(self.task).make_loss(k), self.reduction, self.hvd
+        task = get_task(self.task)
+        loss_fn = task.make_loss(k) if self.weights is None else task.make_loss(k, self.weights)
+        reduction, hvd = self.reduction, self.hvd
+        self.window: int | None = None  # random training windows: dense models that take any tile size
+        self.align = self.model_spec.context_for(self.cfg.model_params).align
+        if self.cfg.random_windows and task.random_windows and len(shapes) == 1:
+            (shape,) = shapes.values()
+            if model.inputs[0].shape[1] is None and shape[0] == shape[1]:
+                self.window = window_side(shape[0], self.align)
 
         @tf.function
         def compute_grads(x: Any, y: Any) -> tuple[Any, Any, Any, Any]:
@@ -325,9 +340,11 @@ class RankTrainer:
         return arrs[0] if len(arrs) == 1 else arrs
 
     def _plan(self) -> BatchPlan:
+        """The scheme's plan with its steps per epoch (validation round) from :func:`plan_steps`."""
         plan = (self.scheme.plan or equal_shards)(self)
-        steps = min(plan.steps, self.cfg.max_steps_per_epoch or plan.steps)
-        return dataclasses.replace(plan, steps=steps)
+        global_batch = sum(plan.shares) if plan.shares else plan.local_batch * self.size
+        self.steps: StepPlan = plan_steps(self.cfg, self.n_train, global_batch, plan.steps)
+        return dataclasses.replace(plan, steps=self.steps.steps_per_epoch)
 
     def _restore(self, resume_dir: Path | None) -> dict[str, Any]:
         """Loop state (rank 0's checkpoint on resume), weights broadcast from rank 0, per-rank dropout seeds."""
@@ -355,7 +372,7 @@ class RankTrainer:
 
     # ---- the run -------------------------------------------------------------------------------------------------
     def run(self, run_dir: Path, resume_dir: Path | None) -> dict[str, Any]:
-        """Plan, restore, train epoch by epoch until ``cfg.epochs`` or early stopping; returns the rank's summary."""
+        """Plan, restore, train round by round until the planned epochs or early stopping; returns the summary."""
         cfg, store = self.cfg, self.store
         self.plan = plan = self._plan()
         log.info("rank %d: speeds %s -> batch shares %s", self.rank, plan.speeds, plan.shares)
@@ -378,7 +395,7 @@ class RankTrainer:
         self.steady_steps: list[tuple[float, float]] = []  # (compute s, step s) of every step after the first
         self.epochs_run: list[int] = []
         stopped_early = False
-        for epoch in range(self.start_epoch, cfg.epochs + 1):
+        for epoch in range(self.start_epoch, self.steps.epochs + 1):
             if self._epoch(epoch, run_dir):
                 stopped_early = True
                 break
@@ -399,7 +416,7 @@ class RankTrainer:
         if self.average:
             self.average.swap()  # back to the raw weights
         log.info("rank %d epoch %d: %s", self.rank, epoch, metrics)
-        return self.state["bad_epochs"] >= self.cfg.patience
+        return self.state["bad_epochs"] >= self.steps.patience
 
     def _batch(self, perm: np.ndarray, step: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Step ``step``'s batch of this rank's samples (permuted), augmented as the config asks."""
@@ -409,6 +426,8 @@ class RankTrainer:
         task = get_task(self.task)
         if cfg.augment:
             xb, yb = task.augment(xb, yb, rng)
+        if self.window is not None:  # a random window inside each tile: new samples at every step
+            xb, yb, _ = random_windows(xb, yb, self.window, self.align, rng)
         if task.mixup and cfg.mixup_alpha > 0:
             xb, yb, _ = mixup(xb, yb, cfg.mixup_alpha, rng)
         return xb, yb
@@ -424,7 +443,9 @@ class RankTrainer:
         self._window = (time.perf_counter(), 0)
         for step in range(plan.steps):
             xb, yb = self._batch(perm, step)
-            self.optimizer.learning_rate = learning_rate(cfg, self.size, self.global_step, plan.steps)
+            self.optimizer.learning_rate = learning_rate(
+                cfg, self.size, self.global_step, plan.steps, self.steps.total_steps
+            )
             t0 = time.perf_counter()
             loss, denom, stats, grads = self.compute_grads(self.inputs(xb), tf.constant(yb))
             loss_v = float(loss)
@@ -531,7 +552,7 @@ class RankTrainer:
             "accuracy": float(totals[2] / max(totals[3], 1.0)),
             "val_loss": val_loss,
             "val_accuracy": float(vtot[2] / max(vtot[3], 1.0)) if has_val else None,
-            "lr": float(learning_rate(cfg, self.size, self.global_step - 1, steps)),
+            "lr": float(learning_rate(cfg, self.size, self.global_step - 1, steps, self.steps.total_steps)),
             "epoch_s": train["epoch_s"],
         }
         epoch_scores = get_task(self.task).epoch_scores
@@ -543,6 +564,12 @@ class RankTrainer:
         # Early stopping and the kept model follow the validation loss. Without validation samples (a date split
         # holding out only a test date) every epoch runs and the last is kept, as Keras' EarlyStopping does.
         improved = val_loss is None or state["best_val"] is None or val_loss < state["best_val"] - 1e-7
+        if self.steps.budget and epoch <= cfg.warmup_epochs:
+            # a budget-sized job's warm-up rounds are kept but never the best: their weights come before the rate
+            # peaks, and on a shifted validation split (houston_crop) the loss rises as the model learns
+            state["best_epoch"], state["bad_epochs"] = epoch, 0
+            state["epoch"], state["global_step"] = epoch, self.global_step
+            return metrics, True
         if improved:
             state["best_val"], state["best_epoch"], state["bad_epochs"] = val_loss, epoch, 0
         else:
@@ -587,7 +614,7 @@ class RankTrainer:
             ranks=[{k: r[k] for k in keys} for r in ranks],
             **{k: v for k, v in metrics.items() if k != "epoch"},
         )
-        self.reporter.progress("training", epoch, self.cfg.epochs, loss=metrics["loss"], val_loss=metrics["val_loss"])
+        self.reporter.progress("training", epoch, self.steps.epochs, loss=metrics["loss"], val_loss=metrics["val_loss"])
         for r in ranks:
             _worker_row(self.reporter, r, epoch)
 
@@ -605,6 +632,11 @@ class RankTrainer:
             "best_val": state["best_val"],
             "best_epoch": state["best_epoch"],
             "steps_per_epoch": plan.steps,
+            "planned_steps": self.steps.total_steps,
+            "steps_run": self.global_step,
+            "step_budget": self.steps.budget,
+            "class_weights": None if self.weights is None else [float(w) for w in self.weights],
+            "window": self.window,
             "samples": self.samples_done,
             "task": self.task,
             "samples_per_s": self.samples_steady / self.t_steady if self.t_steady > 0 else None,

@@ -19,12 +19,12 @@ from core.data.scene import Scene
 from core.errors import AOIError, ConfigError
 from core.training.schemes import get_scheme
 from jobs.census_report import describe_census
-from jobs.pipeline import model_modalities
+from jobs.pipeline import PipelineJobConfig, model_modalities
 from jobs.preflight.aoi_stats import AOIStats, aoi_stats
 from jobs.preflight.context import context_share
 from jobs.preflight.report import Check
 from jobs.preflight.subject import Subject
-from jobs.settle import asked_splits, tile_job_of
+from jobs.settle import asked_splits, describe_plan, rare_classes, tile_job_of
 
 MIN_LABELLED_PIXELS = 100
 """Fewer labelled pixels than this in the AOI cannot give a train, validation and test split."""
@@ -174,6 +174,10 @@ def derived(s: Subject) -> list[Check]:
     names = {c.id: c.name for c in s.scene.classes}
     problems = s.census.problems(asked_splits(tile_job_of(s.config, s.scene).split), names, needed)
     checks = [Check("info", describe_census(s.config, s.census, s.scene))]
+    if isinstance(s.config, PipelineJobConfig):  # the planned steps and time; classes too rare to learn
+        checks.append(Check("info", describe_plan(s.config, s.census)))
+        rare = rare_classes(s.census, names)
+        checks += [Check("error", rare)] if rare else []
     if problems:
         checks.append(Check("error", "; ".join(problems) + f". {_suggestion(s.scene)}"))
     return checks

@@ -130,3 +130,19 @@ def test_vector_and_sample_runs_point_to_their_map(db_url: str) -> None:
     at.selectbox(key="live_select").set_value(parent).run()
     assert at.success[0].value == "Run finished. Review its map on the **Map review** page."
     assert any(f"review?run={parent}" in m.value for m in at.markdown)
+
+
+def test_a_finished_pipeline_shows_its_random_forest_beside_it(db_url: str) -> None:
+    from db.runs import RunTracker
+    from jobs.rf_beside import compare
+
+    rid = _running_run(db_url)
+    deep = {"overall_accuracy": 0.93, "macro_f1": 0.71, "per_class": {"1": {"name": "forest", "f1": 0.71}}}
+    rf = {"oa": 0.9, "macro_f1": 0.6, "per_class_f1": {"forest": 0.6}}
+    metrics = {"oa": 0.93, "macro_f1": 0.71, "per_class": deep["per_class"], "rf": rf}
+    RunTracker(db_url).succeed(rid, metrics={**metrics, "verdict": compare(deep, rf, "unet")})
+    at = app_test("live").run()
+    assert not at.exception
+    assert "unet beats the random forest on macro F1 (0.710 vs 0.600)" in " ".join(s.value for s in at.success)
+    scores = at.dataframe[-1].value.set_index("score")
+    assert scores.loc["macro F1", "difference"] == 0.71 - 0.6 and scores.loc["F1 forest", "rf"] == 0.6

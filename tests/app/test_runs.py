@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.app.conftest import app_test
 
 
@@ -151,3 +153,37 @@ def test_an_assessment_links_to_its_map_and_has_its_own_oa_column(db_url: str) -
     table = at.dataframe[0].value.set_index("id")
     assert table.loc[a, "assessed_oa"] == 0.8 and table.loc[p, "test_oa"] == 0.9
     assert any(f"review?run={p}" in m.value and f"run {p}" in m.value for m in at.markdown)
+
+
+def test_deep_model_and_its_random_forest_side_by_side(db_url: str) -> None:
+    """A pipeline stores its RF's metrics and the verdict (jobs.rf_beside); the page shows them beside the deep
+    model's, and says in plain words when the deep model loses."""
+    from db.runs import RunTracker
+    from jobs.rf_beside import compare
+
+    make_runs(db_url)
+    t = RunTracker(db_url)
+    deep = {
+        "overall_accuracy": 0.70,
+        "macro_f1": 0.40,
+        "per_class": {"1": {"name": "forest", "f1": 0.75}, "2": {"name": "water", "f1": 0.05}},
+    }
+    rf = {"oa": 0.80, "macro_f1": 0.62, "per_class_f1": {"forest": 0.70, "water": 0.54}}
+    rid = t.create("pipeline", {"kind": "pipeline", "scene": "tiny", "model": "unet", "num_workers": 2})
+    t.start(rid)
+    verdict = compare(deep, rf, "unet")
+    t.succeed(
+        rid,
+        metrics={"oa": 0.70, "macro_f1": 0.40, "per_class": deep["per_class"], "rf": rf, "verdict": verdict},
+    )
+    at = app_test("runs").run()
+    assert not at.exception
+    row = at.dataframe[0].value.set_index("id").loc[rid]
+    assert (row["rf_oa"], row["rf_macro_f1"], row["vs_rf"]) == (0.80, 0.62, "loses")
+    assert not isinstance(at.dataframe[0].value.set_index("id").loc[1, "vs_rf"], str)  # no RF: no verdict
+    text = " ".join(w.value for w in at.warning)
+    assert "unet loses to the random forest" in text and "0.400 vs 0.620" in text and "water (0.05 vs 0.54)" in text
+    assert "more training steps" in text and "another model" in text and "more labels" in text
+    scores = frame_with(at, "difference").set_index("score")
+    assert scores.loc["OA", "deep"] == 0.70 and scores.loc["OA", "rf"] == 0.80
+    assert scores.loc["F1 water", "difference"] == pytest.approx(0.05 - 0.54)

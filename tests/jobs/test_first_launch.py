@@ -39,7 +39,8 @@ def test_minimal_strzegom_config_runs_from_the_cli(
 ) -> None:
     register_samples(None, SceneStore(db_url), home, only=["strzegom"])
     path = tmp_path / "p.json"
-    path.write_text(json.dumps({"kind": "pipeline", "scene": "strzegom"}))
+    # the minimal config plus a cap on the steps (the default budget trains for minutes: benchmarks/defaults.py)
+    path.write_text(json.dumps({"kind": "pipeline", "scene": "strzegom", "max_steps": 10}))
     monkeypatch.setenv("WORKBENCH_SCHEDULER", cluster_client.scheduler.address)
 
     assert main(["run", str(path), "--dry-run"]) == 0
@@ -55,7 +56,10 @@ def test_minimal_strzegom_config_runs_from_the_cli(
     (row,) = RunTracker(db_url).list()
     assert row.status == "succeeded", row.error
     assert row.config["tiling"] == stated["tiling"] and row.config["split"] == stated["split"]
-    assert 0 <= row.metrics["oa"] <= 1
+    assert 0 <= row.metrics["oa"] <= 1 and row.metrics["steps"] == 10
+    rf = row.metrics["rf"]  # the random forest fitted beside the pipeline on the same store, scored on the same rows
+    assert 0 < rf["oa"] <= 1 and 0 < rf["macro_f1"] <= 1 and rf["n_test"] == row.metrics["test"]["n_pixels"]
+    assert row.metrics["verdict"]["text"] and "random forest" in row.metrics["verdict"]["text"]
     with rasterio.open(row.artifacts["prediction"]) as ds:
         scene = SceneStore(db_url).get("strzegom")
         assert ds.crs is not None and (ds.height, ds.width) == (scene.primary.height, scene.primary.width)

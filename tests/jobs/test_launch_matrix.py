@@ -79,8 +79,9 @@ def _launch(scene: Scene, model: str, task: str, client: Any, db_url: str) -> tu
         config = build_config(_values(scene, model, task))
     except ConfigError as exc:
         return "refused", str(exc).splitlines()[-1]
-    if hasattr(config, "train_options"):  # a few steps: the form has no such control, the test shortens the run
-        config = config.model_copy(update={"train_options": {**config.train_options, "max_steps_per_epoch": 2}})
+    if hasattr(config, "train_options"):  # two steps (config.max_steps) keep the matrix fast; the RF beside every
+        # pipeline is left out here (config.baseline): tests/jobs/test_pipeline.py checks it on a real scene
+        config = config.model_copy(update={"max_steps": 2, "baseline": False})
     report = preflight(config, scene, cluster_workers=2)
     if not report.ok:
         return "refused", report.errors[0]

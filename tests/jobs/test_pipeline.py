@@ -25,6 +25,7 @@ def _pipeline(db_url: str, home: Path, client, **kw) -> tuple[int, object]:
         scheme="data_parallel",
         num_workers=2,
         epochs=1,
+        max_steps=4,
         split={"method": "date", "test_date": "2023-03-01"},
         **kw,
     )

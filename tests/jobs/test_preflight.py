@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from app.services.launch_form import build_config, preflight
@@ -218,3 +219,43 @@ def test_a_date_split_without_a_validation_date_is_not_refused(home: Path, tmp_p
     report = preflight(build_config(form), scene, cluster_workers=2)
     assert report.ok, report.errors
     assert report.census is not None and report.census.samples.get("val", 0) == 0 and report.census.samples["test"] > 0
+
+
+def test_preflight_states_the_planned_steps(tiny_scene: Any) -> None:
+    auto = build_config({**FORM, "epochs": 0, "aoi": pixel_box_wgs84(0, 0, 64, 64)})
+    assert auto.epochs is None  # the form's 0: sized by the step budget
+    infos = " ".join(c.message for c in preflight(auto, tiny_scene, cluster_workers=2).checks if c.level == "info")
+    assert "optimizer steps planned (step budget of" in infos and "min on the cluster" in infos
+    capped = auto.model_copy(update={"max_steps": 7})
+    infos = " ".join(c.message for c in preflight(capped, tiny_scene, cluster_workers=2).checks if c.level == "info")
+    assert "training: 7 optimizer steps planned" in infos and "capped by max_steps=7" in infos
+
+
+def test_a_class_with_a_handful_of_pixels_is_named_before_a_run(home: Path, tmp_path: Path, db_url: str) -> None:
+    from core.data.catalog import SceneSpec, register_scene
+    from db.scenes import SceneStore
+    from tests.app.conftest import SIZE, T0
+    from tests.conftest import write_raster
+
+    rng = np.random.default_rng(0)
+    img = write_raster(tmp_path / "img.tif", rng.integers(1, 4000, (3, SIZE, SIZE)).astype("uint16"), transform=T0)
+    lab = np.ones((SIZE, SIZE), dtype="uint8")
+    lab[:, SIZE // 2 :] = 2
+    lab[10, 10:13] = 3  # three pixels of quarry
+    write_raster(tmp_path / "labels.tif", lab, transform=T0)
+    spec = SceneSpec.model_validate(
+        {
+            "name": "rare",
+            "classes": [
+                {"id": 1, "name": "forest", "color": "#228b22"},
+                {"id": 2, "name": "water", "color": "#1f78b4"},
+                {"id": 3, "name": "quarry", "color": "#999999"},
+            ],
+            "acquisitions": [{"date": "20220101", "files": {"s2": [str(img)]}, "labels": str(tmp_path / "labels.tif")}],
+        }
+    )
+    scene = register_scene(spec, SceneStore(db_url), home)
+    report = preflight(build_config({**FORM, "scene": "rare"}), scene, cluster_workers=2)
+    errors = " ".join(report.errors)
+    assert not report.ok and "fewer than 5 labelled pixels in the training split cannot be learnt: quarry" in errors
+    assert "merge them into a neighbouring class, or label more of them" in errors

@@ -50,6 +50,7 @@ from core.models.two_stream import (
 )
 from core.sampling.augment import dihedral
 from core.tiling.store import TileStore
+from core.training.budget import plan_steps
 from core.training.checkpoints import copy_dir
 from core.training.config import TrainJobConfig
 from core.training.loop import _configure_tf, meta_for, weights_checksum
@@ -359,7 +360,9 @@ class _MPTrainer:
         self.train_n = len(train_idx := store.valid_indices("train"))
         self.val_n = len(val_idx := store.valid_indices("val"))
         self.train, self.val = _load(store, meta, "train", train_idx, role), _load(store, meta, "val", val_idx, role)
-        self.steps = int(min(math.ceil(self.train_n / cfg.batch_size), cfg.max_steps_per_epoch or math.inf))
+        per_pass = math.ceil(self.train_n / cfg.batch_size)
+        self.plan = plan_steps(cfg, self.train_n, cfg.batch_size, per_pass)  # epochs or the step budget
+        self.steps = self.plan.steps_per_epoch
         self.tele = Telemetry(rank, size, worker=rank_info().get("worker", "")).start()
         self.writer = rank == FUSION_RANK  # Horovod: the fusion rank holds the metrics, writes bundles, reports
         self.full = build_two_stream(shapes, len(meta.class_ids), **cfg.model_params) if self.writer else None
@@ -370,7 +373,7 @@ class _MPTrainer:
 
     def run(self, run_dir: Path) -> dict[str, Any]:
         stopped_early = False
-        for epoch in range(1, self.cfg.epochs + 1):
+        for epoch in range(1, self.plan.epochs + 1):
             if self._epoch(epoch, run_dir):
                 stopped_early = True
                 break
@@ -402,7 +405,7 @@ class _MPTrainer:
         if self.writer:
             self._report_epoch(epoch, metrics, per_rank)
         log.info("rank %d (%s) epoch %d: %s", self.rank, self.role, epoch, metrics)
-        return self.state["bad_epochs"] >= self.cfg.patience
+        return self.state["bad_epochs"] >= self.plan.patience
 
     def _train_epoch(self, epoch: int) -> np.ndarray:
         """The epoch's steps; returns the fusion rank's (loss, correct, counted) sums (zeros elsewhere)."""
@@ -414,7 +417,9 @@ class _MPTrainer:
             xs, y = ([], self.train[idx]) if role == "fusion" else ([self.train[idx]], np.zeros(0, np.int32))
             if cfg.augment:  # the same draws on every rank keep the two modalities' patches aligned
                 xs, y = dihedral(xs, y, False, self.rng)
-            self.worker.optimizer.learning_rate = learning_rate(cfg, 1, self.global_step, self.steps)
+            self.worker.optimizer.learning_rate = learning_rate(
+                cfg, 1, self.global_step, self.steps, self.plan.total_steps
+            )
             t0 = time.perf_counter()
             out = self.worker.train(tf.constant(y if role == "fusion" else xs[0]))
             _count(self.tele, out)
@@ -456,7 +461,7 @@ class _MPTrainer:
                 "accuracy": sums[1] / max(sums[2], 1.0),
                 "val_loss": vsum[0] / vsum[2] if vsum[2] else None,
                 "val_accuracy": vsum[1] / vsum[2] if vsum[2] else None,
-                "lr": float(learning_rate(self.cfg, 1, self.global_step - 1, self.steps)),
+                "lr": float(learning_rate(self.cfg, 1, self.global_step - 1, self.steps, self.plan.total_steps)),
                 "epoch_s": epoch_s,
             }
         return self.hvd.broadcast_object(metrics, root_rank=FUSION_RANK, name="mp.metrics")  # Horovod: to all
@@ -495,7 +500,7 @@ class _MPTrainer:
     def _report_epoch(self, epoch: int, metrics: dict[str, Any], per_rank: list[dict[str, Any]]) -> None:
         cfg, rep = self.cfg, self.reporter
         rep.event("epoch", phase="training", epoch=epoch, **{k: v for k, v in metrics.items() if k != "epoch"})
-        rep.progress("training", epoch, cfg.epochs, loss=metrics["loss"], val_loss=metrics["val_loss"])
+        rep.progress("training", epoch, self.plan.epochs, loss=metrics["loss"], val_loss=metrics["val_loss"])
         for r in per_rank:
             rep.worker_stat(
                 str(r.get("worker") or f"rank-{r['rank']}"),

@@ -31,7 +31,7 @@ def _train(config: Any) -> Any:
 
 def test_build_config_lists_every_bad_field() -> None:
     with pytest.raises(ConfigError) as info:
-        build_config({**FORM, "model": "patch_cnn", "size": 8, "epochs": 0})
+        build_config({**FORM, "model": "patch_cnn", "size": 8, "epochs": -1})
     text = str(info.value)
     assert "sampling.patch_size: patch_size 8 is even" in text and "epochs" in text
 
