@@ -16,21 +16,55 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from core.configs import load_json_file
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pyproj import Transformer
 
-from core.errors import (GridMismatchError, LabelError, RasterError, SceneExistsError, SceneFileChangedError,
-                         SceneNotFoundError)
-from core.data.rasters import (CRS_TOLERANCE_PX, RasterInfo, crs_name, crs_shift_px, file_fingerprint,
-                               fingerprint_change, grid_bounds, grid_differences, inspect_raster, unique_values)
+from core.configs import load_json_file
+from core.data.rasters import (
+    CRS_TOLERANCE_PX,
+    RasterInfo,
+    crs_name,
+    crs_shift_px,
+    file_fingerprint,
+    fingerprint_change,
+    grid_bounds,
+    grid_differences,
+    inspect_raster,
+    unique_values,
+)
 from core.data.scene import Acquisition, ClassInfo, FileFingerprint, Modality, Scene
+from core.errors import (
+    GridMismatchError,
+    LabelError,
+    RasterError,
+    SceneExistsError,
+    SceneFileChangedError,
+    SceneNotFoundError,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
 )
 """Colours given, in order of class id, to classes declared without one (matplotlib's tab10 + tab20 light)."""
 
@@ -99,8 +133,10 @@ class SceneSpec(_Frozen):
         mods = list(self.acquisitions[0].files)
         for a in self.acquisitions[1:]:
             if list(a.files) != mods:
-                raise ValueError(f"acquisition {a.date!r} has modalities {list(a.files)} but the first has {mods}; "
-                                 "every acquisition must list the same modalities in the same order")
+                raise ValueError(
+                    f"acquisition {a.date!r} has modalities {list(a.files)} but the first has {mods}; "
+                    "every acquisition must list the same modalities in the same order"
+                )
         dates = [a.date for a in self.acquisitions]
         if len(dates) > 1 and len(set(dates)) != len(dates):
             raise ValueError(f"acquisition dates {dates} repeat; give each acquisition a distinct date")
@@ -155,11 +191,15 @@ def _check_georef(info: RasterInfo, georeferenced: bool) -> None:
     if not georeferenced:
         return
     if info.crs_wkt is None:
-        raise RasterError(f"{info.path!r} has no CRS; assign one (gdal_edit.py -a_srs EPSG:xxxx) or register the "
-                          "scene with georeferenced=False to work in pixel coordinates")
+        raise RasterError(
+            f"{info.path!r} has no CRS; assign one (gdal_edit.py -a_srs EPSG:xxxx) or register the "
+            "scene with georeferenced=False to work in pixel coordinates"
+        )
     if not info.georeferenced_transform:
-        raise RasterError(f"{info.path!r} has no geotransform; add one (gdal_edit.py -a_ullr ...) or register the "
-                          "scene with georeferenced=False to work in pixel coordinates")
+        raise RasterError(
+            f"{info.path!r} has no geotransform; add one (gdal_edit.py -a_ullr ...) or register the "
+            "scene with georeferenced=False to work in pixel coordinates"
+        )
 
 
 def _modality(name: str, infos_by_acq: list[list[RasterInfo]], georeferenced: bool) -> Modality:
@@ -172,11 +212,14 @@ def _modality(name: str, infos_by_acq: list[list[RasterInfo]], georeferenced: bo
             if diffs:
                 raise GridMismatchError(
                     f"band file {info.path!r} of modality {name!r} does not line up with {ref.path!r}: "
-                    f"{'; '.join(diffs)}. Resample it onto the same grid (gdalwarp -te/-tr/-t_srs) before registering")
+                    f"{'; '.join(diffs)}. Resample it onto the same grid (gdalwarp -te/-tr/-t_srs) before registering"
+                )
     counts = [sum(i.count for i in infos) for infos in infos_by_acq]
     if len(set(counts)) > 1:
-        raise GridMismatchError(f"modality {name!r} has {counts[0]} bands in its first acquisition but {counts} across "
-                                "acquisitions; every date must stack the same bands")
+        raise GridMismatchError(
+            f"modality {name!r} has {counts[0]} bands in its first acquisition but {counts} across "
+            "acquisitions; every date must stack the same bands"
+        )
     dtypes = [d for infos in infos_by_acq for i in infos for d in i.dtypes]
     dtype = np.result_type(*dtypes).name
     nodata: list[float | None] = []
@@ -184,23 +227,42 @@ def _modality(name: str, infos_by_acq: list[list[RasterInfo]], georeferenced: bo
     for b in range(counts[0]):
         declared = {v for v in (acq[b] for acq in per_band) if v is not None}
         if len(declared) > 1:
-            raise RasterError(f"band {b + 1} of modality {name!r} declares different nodata values across "
-                              f"acquisitions ({sorted(declared)}); rewrite the files with one nodata value")
+            raise RasterError(
+                f"band {b + 1} of modality {name!r} declares different nodata values across "
+                f"acquisitions ({sorted(declared)}); rewrite the files with one nodata value"
+            )
         nodata.append(declared.pop() if declared else None)
     for infos in infos_by_acq:
         for info in infos:
             missing = list(info.undeclared_nodata)
             if missing:
-                which = ("its band" if info.count == 1 else f"any of its {info.count} bands"
-                         if len(missing) == info.count else f"bands {missing}")
+                which = (
+                    "its band"
+                    if info.count == 1
+                    else f"any of its {info.count} bands"
+                    if len(missing) == info.count
+                    else f"bands {missing}"
+                )
                 floats = all(np.dtype(d).kind == "f" for d in info.dtypes)
-                log.warning("%s declares no nodata for %s: %s (set one with gdal_edit.py -a_nodata if some values "
-                            "mean 'no data')", info.path, which,
-                            "only NaN is treated as nodata" if floats else "every value is treated as valid")
+                log.warning(
+                    "%s declares no nodata for %s: %s (set one with gdal_edit.py -a_nodata if some values "
+                    "mean 'no data')",
+                    info.path,
+                    which,
+                    "only NaN is treated as nodata" if floats else "every value is treated as valid",
+                )
     descs = [d for i in infos_by_acq[0] for d in i.descriptions]
     band_names = tuple(d or f"band {k + 1}" for k, d in enumerate(descs)) if any(descs) else ()
-    return Modality(name=name, width=ref.width, height=ref.height, transform=ref.transform, band_count=counts[0],
-                    dtype=dtype, nodata=tuple(nodata), band_names=band_names)
+    return Modality(
+        name=name,
+        width=ref.width,
+        height=ref.height,
+        transform=ref.transform,
+        band_count=counts[0],
+        dtype=dtype,
+        nodata=tuple(nodata),
+        band_names=band_names,
+    )
 
 
 def _check_extents(mods: dict[str, Modality], primary: str) -> None:
@@ -215,31 +277,40 @@ def _check_extents(mods: dict[str, Modality], primary: str) -> None:
             raise GridMismatchError(
                 f"modality {m.name!r} covers {tuple(round(v, 3) for v in mb)} but the label modality {primary!r} "
                 f"covers {tuple(round(v, 3) for v in pb)} (xmin, ymin, xmax, ymax): they do not cover the same ground; "
-                "clip both to the common extent before registering")
+                "clip both to the common extent before registering"
+            )
 
 
-def _check_label_raster(info: RasterInfo, grid_ref: RasterInfo, primary: str, classes: Sequence[ClassInfo],
-                        georeferenced: bool) -> None:
+def _check_label_raster(
+    info: RasterInfo, grid_ref: RasterInfo, primary: str, classes: Sequence[ClassInfo], georeferenced: bool
+) -> None:
     _check_georef(info, georeferenced)
     if info.count != 1:
-        raise LabelError(f"label raster {info.path!r} has {info.count} bands; labels must be a single band of "
-                         "class ids")
+        raise LabelError(
+            f"label raster {info.path!r} has {info.count} bands; labels must be a single band of class ids"
+        )
     diffs = grid_differences(grid_ref, info, check_crs=georeferenced)
     if diffs:
-        raise LabelError(f"label raster {info.path!r} is not on the label grid of modality {primary!r} "
-                         f"({grid_ref.path!r}): {'; '.join(diffs)}. Rasterise or resample the labels onto that grid "
-                         "(gdalwarp -r near -te/-tr/-t_srs)")
+        raise LabelError(
+            f"label raster {info.path!r} is not on the label grid of modality {primary!r} "
+            f"({grid_ref.path!r}): {'; '.join(diffs)}. Rasterise or resample the labels onto that grid "
+            "(gdalwarp -r near -te/-tr/-t_srs)"
+        )
     values = unique_values(info.path)
     nodata = info.nodata[0]
     allowed = {0} | {c.id for c in classes}
-    bad = [v for v in values.tolist()
-           if not (np.isnan(v) or (nodata is not None and v == nodata)
-                   or (float(v).is_integer() and int(v) in allowed))]
+    bad = [
+        v
+        for v in values.tolist()
+        if not (np.isnan(v) or (nodata is not None and v == nodata) or (float(v).is_integer() and int(v) in allowed))
+    ]
     if bad:
         shown = [int(v) if float(v).is_integer() else v for v in bad[:20]]
-        raise LabelError(f"label raster {info.path!r} holds values {shown}{' ...' if len(bad) > 20 else ''} that are "
-                         f"not declared classes {[(c.id, c.name) for c in classes]} (0 means unlabelled); declare "
-                         "them as classes or recode the raster")
+        raise LabelError(
+            f"label raster {info.path!r} holds values {shown}{' ...' if len(bad) > 20 else ''} that are "
+            f"not declared classes {[(c.id, c.name) for c in classes]} (0 means unlabelled); declare "
+            "them as classes or recode the raster"
+        )
 
 
 def _class_id(value: Any, classes: Sequence[ClassInfo]) -> int | None:
@@ -254,8 +325,9 @@ def _class_id(value: Any, classes: Sequence[ClassInfo]) -> int | None:
     return None
 
 
-def rasterize_vector_labels(path: str, field: str, classes: Sequence[ClassInfo], crs_wkt: str | None,
-                            grid: RasterInfo) -> np.ndarray:
+def rasterize_vector_labels(
+    path: str, field: str, classes: Sequence[ClassInfo], crs_wkt: str | None, grid: RasterInfo
+) -> np.ndarray:
     """Burn polygons of ``path`` onto ``grid`` with the class of their ``field`` (ids or class names).
 
     Geometries are reprojected from the file's CRS to ``crs_wkt`` (the scene CRS; ``None`` for a scene in pixel
@@ -276,17 +348,21 @@ def rasterize_vector_labels(path: str, field: str, classes: Sequence[ClassInfo],
     try:
         src = fiona.open(path)
     except (FionaError, OSError) as exc:
-        raise LabelError(f"label vector {path!r} cannot be read ({exc}); give a shapefile, GeoPackage or GeoJSON "
-                         "of polygons") from exc
+        raise LabelError(
+            f"label vector {path!r} cannot be read ({exc}); give a shapefile, GeoPackage or GeoJSON of polygons"
+        ) from exc
     with src:
         fields = list(src.schema["properties"])
         if field not in fields:
-            raise LabelError(f"label vector {path!r} has no field {field!r}; its fields are {fields}: set "
-                             "label_field to the one holding class ids or names")
+            raise LabelError(
+                f"label vector {path!r} has no field {field!r}; its fields are {fields}: set "
+                "label_field to the one holding class ids or names"
+            )
         src_wkt = src.crs.to_wkt() if src.crs else None
         if crs_wkt is not None and not src_wkt:
-            raise LabelError(f"label vector {path!r} has no CRS (no .prj?); add one so its polygons can be placed "
-                             "on the scene")
+            raise LabelError(
+                f"label vector {path!r} has no CRS (no .prj?); add one so its polygons can be placed on the scene"
+            )
         shapes: list[tuple[Any, int]] = []
         bad: set[Any] = set()
         for feat in src:
@@ -294,8 +370,9 @@ def rasterize_vector_labels(path: str, field: str, classes: Sequence[ClassInfo],
             if geom is None:
                 continue
             if geom.type not in ("Polygon", "MultiPolygon"):
-                raise LabelError(f"label vector {path!r} holds a {geom.type} (feature {feat.id}); labels must be "
-                                 "polygons")
+                raise LabelError(
+                    f"label vector {path!r} holds a {geom.type} (feature {feat.id}); labels must be polygons"
+                )
             cid = _class_id(feat.properties[field], classes)
             if cid is None:
                 bad.add(feat.properties[field])
@@ -303,14 +380,18 @@ def rasterize_vector_labels(path: str, field: str, classes: Sequence[ClassInfo],
             g = transform_geom(src_wkt, crs_wkt, geom) if crs_wkt and src_wkt else geom
             shapes.append((g.__geo_interface__ if hasattr(g, "__geo_interface__") else g, cid))
     if bad:
-        raise LabelError(f"label vector {path!r} field {field!r} holds values {sorted(map(str, bad))} that are not "
-                         f"declared classes {[(c.id, c.name) for c in classes]}; declare them or recode the field")
+        raise LabelError(
+            f"label vector {path!r} field {field!r} holds values {sorted(map(str, bad))} that are not "
+            f"declared classes {[(c.id, c.name) for c in classes]}; declare them or recode the field"
+        )
     if not shapes:
         raise LabelError(f"label vector {path!r} holds no polygons")
     out = rasterize(shapes, out_shape=(grid.height, grid.width), transform=grid.transform, fill=0, dtype="uint8")
     if not out.any():
-        raise LabelError(f"no polygon of {path!r} covers a pixel of the label grid {grid.path!r}; check that the "
-                         "file and the imagery show the same place (and the file's CRS)")
+        raise LabelError(
+            f"no polygon of {path!r} covers a pixel of the label grid {grid.path!r}; check that the "
+            "file and the imagery show the same place (and the file's CRS)"
+        )
     return out
 
 
@@ -319,8 +400,15 @@ def _write_labels(labels: np.ndarray, grid: RasterInfo, crs_wkt: str | None, out
     from affine import Affine
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    profile: dict[str, Any] = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8",
-                                   transform=Affine(*grid.transform), compress="deflate")
+    profile: dict[str, Any] = dict(
+        driver="GTiff",
+        width=grid.width,
+        height=grid.height,
+        count=1,
+        dtype="uint8",
+        transform=Affine(*grid.transform),
+        compress="deflate",
+    )
     if crs_wkt:
         profile["crs"] = crs_wkt
     with rasterio.open(out, "w", **profile) as dst:
@@ -360,8 +448,10 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
     except SceneNotFoundError:
         pass
     else:
-        raise SceneExistsError(f"a scene named {spec.name!r} is already registered; choose another name or remove "
-                               f"it first with `python -m jobs scenes remove {spec.name}`")
+        raise SceneExistsError(
+            f"a scene named {spec.name!r} is already registered; choose another name or remove "
+            f"it first with `python -m jobs scenes remove {spec.name}`"
+        )
     classes = spec.class_infos()
     primary = spec.primary_modality
     infos: dict[str, list[list[RasterInfo]]] = {m: [] for m in spec.modality_names}
@@ -376,9 +466,11 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
             other = infos[m][0][0]
             shift = crs_shift_px(crs_wkt, other.crs_wkt or "", grid_ref.transform, grid_ref.width, grid_ref.height)
             if shift > CRS_TOLERANCE_PX:
-                raise GridMismatchError(f"modality {m!r} ({other.path!r}) is in CRS {crs_name(other.crs_wkt)} but the "
-                                        f"label modality {primary!r} is in {crs_name(crs_wkt)}; reproject it "
-                                        "(gdalwarp -t_srs) so all modalities share one CRS")
+                raise GridMismatchError(
+                    f"modality {m!r} ({other.path!r}) is in CRS {crs_name(other.crs_wkt)} but the "
+                    f"label modality {primary!r} is in {crs_name(crs_wkt)}; reproject it "
+                    "(gdalwarp -t_srs) so all modalities share one CRS"
+                )
     _check_extents(mods, primary)
 
     vectors: dict[int, np.ndarray] = {}
@@ -386,8 +478,9 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
         if acq.labels:
             _check_label_raster(inspect_raster(_abs(acq.labels)), grid_ref, primary, classes, spec.georeferenced)
         elif acq.label_vector:
-            vectors[i] = rasterize_vector_labels(_abs(acq.label_vector), spec.label_field or "", classes, crs_wkt,
-                                                 grid_ref)
+            vectors[i] = rasterize_vector_labels(
+                _abs(acq.label_vector), spec.label_field or "", classes, crs_wkt, grid_ref
+            )
 
     written: list[Path] = []
     try:
@@ -400,24 +493,39 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
                 _write_labels(vectors[i], grid_ref, crs_wkt, out)
                 written.append(out)
                 labels = str(out.resolve())
-            acquisitions.append(Acquisition(date=acq.date, files={m: tuple(_abs(p) for p in ps)
-                                                                  for m, ps in acq.files.items()}, labels=labels))
+            acquisitions.append(
+                Acquisition(
+                    date=acq.date, files={m: tuple(_abs(p) for p in ps) for m, ps in acq.files.items()}, labels=labels
+                )
+            )
         scene_files: dict[str, None] = dict.fromkeys(p for a in acquisitions for ps in a.files.values() for p in ps)
         scene_files.update(dict.fromkeys(a.labels for a in acquisitions if a.labels))
         fingerprints: tuple[FileFingerprint, ...] = tuple(file_fingerprint(p) for p in scene_files)
         scene = Scene(
-            name=spec.name, georeferenced=spec.georeferenced, crs_wkt=crs_wkt,
-            modalities=tuple(mods[m] for m in spec.modality_names), acquisitions=tuple(acquisitions),
-            classes=classes, label_modality=primary,
+            name=spec.name,
+            georeferenced=spec.georeferenced,
+            crs_wkt=crs_wkt,
+            modalities=tuple(mods[m] for m in spec.modality_names),
+            acquisitions=tuple(acquisitions),
+            classes=classes,
+            label_modality=primary,
             footprint_wgs84=_footprint(crs_wkt, mods[primary]) if crs_wkt else None,
-            fingerprints=fingerprints, description=spec.description)
+            fingerprints=fingerprints,
+            description=spec.description,
+        )
         stored: Scene = store.add(scene)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
         raise
-    log.info("registered scene %r (id %s): %d modalities, %d acquisitions, %d files", stored.name, stored.id,
-             len(stored.modalities), len(stored.acquisitions), len(fingerprints))
+    log.info(
+        "registered scene %r (id %s): %d modalities, %d acquisitions, %d files",
+        stored.name,
+        stored.id,
+        len(stored.modalities),
+        len(stored.acquisitions),
+        len(fingerprints),
+    )
     return stored
 
 
@@ -432,4 +540,5 @@ def verify_files(scene: Scene) -> None:
         listing = "; ".join(f"{p} ({why})" for p, why in problems)
         raise SceneFileChangedError(
             f"{len(problems)} file(s) of scene {scene.name!r} changed or vanished since registration: {listing}. "
-            f"Restore them, or remove the scene and register it again")
+            f"Restore them, or remove the scene and register it again"
+        )

@@ -48,16 +48,31 @@ def _same_raster(path: Path, data: np.ndarray, transform: Affine, crs: str | Non
         return False
 
 
-def _write(path: Path, data: np.ndarray, transform: Affine, crs: str | None, nodata: float | None = None,
-           band_names: tuple[str, ...] = ()) -> Path:
+def _write(
+    path: Path,
+    data: np.ndarray,
+    transform: Affine,
+    crs: str | None,
+    nodata: float | None = None,
+    band_names: tuple[str, ...] = (),
+) -> Path:
     """Write ``data`` ((bands, rows, cols)) as a deflate GeoTIFF atomically, unless ``path`` already holds it."""
     if _same_raster(path, data, transform, crs):
         log.debug("%s is up to date", path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile: dict[str, Any] = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                                   dtype=data.dtype.name, transform=transform, compress="deflate", tiled=True,
-                                   blockxsize=256, blockysize=256)
+    profile: dict[str, Any] = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        transform=transform,
+        compress="deflate",
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+    )
     if data.shape[1] < 256 or data.shape[2] < 256:
         profile.update(tiled=False, blockxsize=None, blockysize=None)
         profile = {k: v for k, v in profile.items() if v is not None}
@@ -94,11 +109,15 @@ def slovenia_to_geotiff(src_dir: str | Path, out_dir: str | Path) -> dict[str, A
         lulc = np.load(src / "lulc.npy")
         bbox = json.loads((src / "bbox.geojson").read_text())
     except FileNotFoundError as exc:
-        raise RasterReadError(f"{exc.filename!r} is missing; {str(src)!r} must hold reference_scenes.npy, lulc.npy "
-                              "and bbox.geojson (eo-learn's example data)") from exc
+        raise RasterReadError(
+            f"{exc.filename!r} is missing; {str(src)!r} must hold reference_scenes.npy, lulc.npy "
+            "and bbox.geojson (eo-learn's example data)"
+        ) from exc
     if scenes.ndim != 4 or lulc.shape[:2] != scenes.shape[1:3]:
-        raise RasterError(f"reference_scenes.npy has shape {scenes.shape} and lulc.npy {lulc.shape}: expected "
-                          "(dates, rows, cols, bands) and (rows, cols, 1) on the same grid")
+        raise RasterError(
+            f"reference_scenes.npy has shape {scenes.shape} and lulc.npy {lulc.shape}: expected "
+            "(dates, rows, cols, bands) and (rows, cols, 1) on the same grid"
+        )
     crs_name = bbox.get("crs", {}).get("properties", {}).get("name", "EPSG:32633")
     crs = "EPSG:" + crs_name.rsplit(":", 1)[-1] if "EPSG" in crs_name else crs_name
     ring = np.asarray(bbox["coordinates"][0], dtype=float)
@@ -106,9 +125,19 @@ def slovenia_to_geotiff(src_dir: str | Path, out_dir: str | Path) -> dict[str, A
     rows, cols = scenes.shape[1:3]
     transform = Affine((xmax - xmin) / cols, 0.0, xmin, 0.0, -(ymax - ymin) / rows, ymax)
     bands = SENTINEL2_L1C_BANDS if scenes.shape[3] == len(SENTINEL2_L1C_BANDS) else ()
-    images = [str(_write(out / f"s2_t{k + 1}.tif", np.ascontiguousarray(np.moveaxis(scenes[k], -1, 0), "float32"),
-                         transform, crs, nodata=float("nan"), band_names=bands))
-              for k in range(scenes.shape[0])]
+    images = [
+        str(
+            _write(
+                out / f"s2_t{k + 1}.tif",
+                np.ascontiguousarray(np.moveaxis(scenes[k], -1, 0), "float32"),
+                transform,
+                crs,
+                nodata=float("nan"),
+                band_names=bands,
+            )
+        )
+        for k in range(scenes.shape[0])
+    ]
     if lulc.max() > 255 or lulc.min() < 0:
         raise RasterError(f"lulc.npy holds codes {int(lulc.min())}..{int(lulc.max())}; class ids must be 0..255")
     labels = _write(out / "lulc.tif", lulc.reshape(rows, cols)[None].astype("uint8"), transform, crs)
@@ -142,8 +171,10 @@ def houston_to_geotiff(mat_path: str | Path, out_dir: str | Path) -> dict[str, A
     rgb = np.ascontiguousarray(np.moveaxis(mat["rgbImg"], -1, 0))
     labels = np.ascontiguousarray(mat["clasLabs"].astype("uint8")[None])
     if rgb.shape[1:] != labels.shape[1:] or tuple(s * HOUSTON_HSI_SCALE for s in hsi.shape[1:]) != rgb.shape[1:]:
-        raise RasterError(f"grids do not relate: HSI {hsi.shape[1:]}, RGB {rgb.shape[1:]}, labels {labels.shape[1:]}; "
-                          f"expected labels == RGB == {HOUSTON_HSI_SCALE} x HSI")
+        raise RasterError(
+            f"grids do not relate: HSI {hsi.shape[1:]}, RGB {rgb.shape[1:]}, labels {labels.shape[1:]}; "
+            f"expected labels == RGB == {HOUSTON_HSI_SCALE} x HSI"
+        )
     ident = Affine.identity()
     scaled = Affine.scale(HOUSTON_HSI_SCALE)
     return {

@@ -24,8 +24,8 @@ from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
 from core.configs import AOIConfig
-from core.errors import AOIError, AOIOutsideSceneError
 from core.data.scene import Scene
+from core.errors import AOIError, AOIOutsideSceneError
 from core.geo.windows import PixelWindow
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,18 @@ def parse_geometry(geojson: dict[str, Any]) -> BaseGeometry:
         AOIError: not GeoJSON, not a polygon, empty, or invalid (e.g. self-intersecting), naming what is wrong.
     """
     if not isinstance(geojson, dict) or "type" not in geojson:
-        raise AOIError(f"AOI {str(geojson)[:120]!r} is not a GeoJSON object (no 'type'); give a Polygon or "
-                       "MultiPolygon geometry, a Feature, or a FeatureCollection with one feature")
+        raise AOIError(
+            f"AOI {str(geojson)[:120]!r} is not a GeoJSON object (no 'type'); give a Polygon or "
+            "MultiPolygon geometry, a Feature, or a FeatureCollection with one feature"
+        )
     kind = geojson["type"]
     if kind == "FeatureCollection":
         features = geojson.get("features") or []
         if len(features) != 1:
-            raise AOIError(f"AOI FeatureCollection has {len(features)} features; expected exactly 1 "
-                           "(merge them into one MultiPolygon or draw a single shape)")
+            raise AOIError(
+                f"AOI FeatureCollection has {len(features)} features; expected exactly 1 "
+                "(merge them into one MultiPolygon or draw a single shape)"
+            )
         return parse_geometry(features[0])
     if kind == "Feature":
         if not geojson.get("geometry"):
@@ -79,13 +83,17 @@ def parse_geometry(geojson: dict[str, Any]) -> BaseGeometry:
     try:
         geom = shape(geojson)
     except Exception as exc:  # shapely raises several types for malformed coordinates
-        raise AOIError(f"AOI {kind} has malformed coordinates ({exc}); expected "
-                       "[[[x, y], [x, y], ...]] rings of at least 4 positions, first = last") from exc
+        raise AOIError(
+            f"AOI {kind} has malformed coordinates ({exc}); expected "
+            "[[[x, y], [x, y], ...]] rings of at least 4 positions, first = last"
+        ) from exc
     if geom.is_empty or shapely.make_valid(geom).area == 0:  # a bow-tie has zero signed area but is not empty
         raise AOIError(f"AOI {kind} is empty (zero area); draw a polygon with at least 3 distinct corners")
     if not geom.is_valid:
-        raise AOIError(f"AOI {kind} is invalid: {explain_validity(geom)}; redraw it without crossing edges "
-                       "(a self-intersecting 'bow-tie' has no well-defined inside)")
+        raise AOIError(
+            f"AOI {kind} is invalid: {explain_validity(geom)}; redraw it without crossing edges "
+            "(a self-intersecting 'bow-tie' has no well-defined inside)"
+        )
     return geom
 
 
@@ -155,8 +163,10 @@ def resolve_aoi(config: AOIConfig, scene: Scene) -> ResolvedAOI:
         footprint_in_aoi_crs = full.to_box()
     else:
         if not scene.georeferenced or not scene.crs_wkt:
-            raise AOIError(f"scene {scene.name!r} is not georeferenced, so an AOI in {crs!r} cannot be placed on it; "
-                           "give the AOI with crs='pixel' in (col, row) pixel coordinates of the label grid")
+            raise AOIError(
+                f"scene {scene.name!r} is not georeferenced, so an AOI in {crs!r} cannot be placed on it; "
+                "give the AOI with crs='pixel' in (col, row) pixel coordinates of the label grid"
+            )
         try:
             CRS.from_user_input(crs)
         except CRSError as exc:
@@ -169,12 +179,15 @@ def resolve_aoi(config: AOIConfig, scene: Scene) -> ResolvedAOI:
         raise AOIOutsideSceneError(
             f"AOI with bounds {_fmt_bounds(geom.bounds)} does not overlap scene {scene.name!r}, whose extent is "
             f"{_fmt_bounds(footprint_in_aoi_crs.bounds)} (minx, miny, maxx, maxy in {crs}); draw the AOI inside "
-            "the scene footprint or check the AOI's crs")
+            "the scene footprint or check the AOI's crs"
+        )
     warnings: list[str] = []
     outside = 1.0 - clipped.area / px.area
     if outside > 1e-9:
-        msg = (f"AOI clipped to scene {scene.name!r}: {outside:.1%} of it lies outside the scene extent "
-               f"{_fmt_bounds(footprint_in_aoi_crs.bounds)} ({crs}); only the part inside is used")
+        msg = (
+            f"AOI clipped to scene {scene.name!r}: {outside:.1%} of it lies outside the scene extent "
+            f"{_fmt_bounds(footprint_in_aoi_crs.bounds)} ({crs}); only the part inside is used"
+        )
         log.warning(msg)
         warnings.append(msg)
     minx, miny, maxx, maxy = clipped.bounds

@@ -38,7 +38,7 @@ class GridMap:
     off_x: float
 
     @classmethod
-    def between(cls, label: Modality, other: Modality) -> "GridMap":
+    def between(cls, label: Modality, other: Modality) -> GridMap:
         """The map from ``label``'s pixel grid to ``other``'s.
 
         Raises:
@@ -46,8 +46,10 @@ class GridMap:
         """
         s, d = Affine(*label.transform), Affine(*other.transform)
         if s.b or s.d or d.b or d.d:
-            raise GridMismatchError(f"grids of {label.name!r} / {other.name!r} are rotated; only north-up grids are "
-                                    "supported: warp the rasters to a north-up grid before registering the scene")
+            raise GridMismatchError(
+                f"grids of {label.name!r} / {other.name!r} are rotated; only north-up grids are "
+                "supported: warp the rasters to a north-up grid before registering the scene"
+            )
         a = ~d @ s
         return cls(a.e, a.f, a.a, a.c)
 
@@ -62,8 +64,12 @@ class GridMap:
     def covering(self, window: PixelWindow) -> tuple[int, int, int, int]:
         """``(row_off, col_off, height, width)`` on the other grid of the ground of ``window``, rounded to whole
         pixels (may reach past the other raster; a dense model's read)."""
-        return (round(window.row_off * self.scale_y + self.off_y), round(window.col_off * self.scale_x + self.off_x),
-                round(window.height * self.scale_y), round(window.width * self.scale_x))
+        return (
+            round(window.row_off * self.scale_y + self.off_y),
+            round(window.col_off * self.scale_x + self.off_x),
+            round(window.height * self.scale_y),
+            round(window.width * self.scale_x),
+        )
 
     def edges(self, window: PixelWindow) -> tuple[float, float, float, float]:
         """``(row0, col0, row1, col1)``: the edges of ``window`` on the other grid, unrounded (``row0 <= row1``)."""

@@ -27,8 +27,8 @@ from rasterio.windows import Window
 
 from core.data.digest import DIGEST_CHUNK as DIGEST_CHUNK  # re-exported: the fingerprint size
 from core.data.digest import file_change, file_digest
-from core.errors import RasterError, RasterReadError
 from core.data.scene import FileFingerprint, Transform
+from core.errors import RasterError, RasterReadError
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,9 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
     """
     p = Path(path)
     if not p.exists():
-        raise RasterReadError(f"raster file {str(p)!r} does not exist; check the path (relative paths are resolved "
-                              f"from {os.getcwd()!r})")
+        raise RasterReadError(
+            f"raster file {str(p)!r} does not exist; check the path (relative paths are resolved from {os.getcwd()!r})"
+        )
     if not p.is_file():
         raise RasterReadError(f"{str(p)!r} is not a file; give the path of a GeoTIFF (or another GDAL raster)")
     if not os.access(p, os.R_OK):
@@ -100,8 +101,10 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             src = rasterio.open(p)
     except RasterioIOError as exc:
-        raise RasterError(f"{str(p)!r} is not a raster GDAL can read ({exc}); give a GeoTIFF, or re-export the file "
-                          "if it was cut short by a failed copy") from exc
+        raise RasterError(
+            f"{str(p)!r} is not a raster GDAL can read ({exc}); give a GeoTIFF, or re-export the file "
+            "if it was cut short by a failed copy"
+        ) from exc
     try:
         yield src
     finally:
@@ -120,11 +123,18 @@ def read_info(path: str | Path) -> RasterInfo:
         for v in src.nodatavals:
             nodata.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
         return RasterInfo(
-            path=str(p), width=src.width, height=src.height, count=src.count, dtypes=tuple(src.dtypes),
-            crs_wkt=src.crs.to_wkt() if src.crs else None, transform=tuple(src.transform[:6]),  # type: ignore[arg-type]
-            georeferenced_transform=_has_geotransform(src), nodata=tuple(nodata),
+            path=str(p),
+            width=src.width,
+            height=src.height,
+            count=src.count,
+            dtypes=tuple(src.dtypes),
+            crs_wkt=src.crs.to_wkt() if src.crs else None,
+            transform=tuple(src.transform[:6]),  # type: ignore[arg-type]
+            georeferenced_transform=_has_geotransform(src),
+            nodata=tuple(nodata),
             descriptions=tuple(src.descriptions),
-            undeclared_nodata=tuple(k + 1 for k, v in enumerate(src.nodatavals) if v is None))
+            undeclared_nodata=tuple(k + 1 for k, v in enumerate(src.nodatavals) if v is None),
+        )
 
 
 def check_readable(path: str | Path) -> None:
@@ -146,8 +156,10 @@ def check_readable(path: str | Path) -> None:
                 for c in cols:
                     src.read(window=Window(c, r, bw, bh))  # every band: band-interleaved files store them apart
         except RasterioIOError as exc:
-            raise RasterError(f"{str(p)!r} is truncated or corrupt: reading pixels failed near row {r}, col {c} "
-                              f"({exc}); copy or export the file again") from exc
+            raise RasterError(
+                f"{str(p)!r} is truncated or corrupt: reading pixels failed near row {r}, col {c} "
+                f"({exc}); copy or export the file again"
+            ) from exc
 
 
 def inspect_raster(path: str | Path) -> RasterInfo:
@@ -189,8 +201,9 @@ def crs_shift_px(wkt_a: str, wkt_b: str, transform: Transform, width: int, heigh
     return float(d.max() / px)
 
 
-def grid_differences(ref: RasterInfo, other: RasterInfo, *, check_crs: bool = True,
-                     tol_px: float = CRS_TOLERANCE_PX) -> list[str]:
+def grid_differences(
+    ref: RasterInfo, other: RasterInfo, *, check_crs: bool = True, tol_px: float = CRS_TOLERANCE_PX
+) -> list[str]:
     """How ``other``'s pixel grid differs from ``ref``'s: an empty list when they line up.
 
     Compares size, transform (within 1e-6 of a pixel) and, with ``check_crs``, the CRS on the ground
@@ -208,8 +221,10 @@ def grid_differences(ref: RasterInfo, other: RasterInfo, *, check_crs: bool = Tr
         elif ref.crs_wkt and other.crs_wkt:
             shift = crs_shift_px(ref.crs_wkt, other.crs_wkt, ref.transform, ref.width, ref.height)
             if shift > tol_px:
-                diffs.append(f"CRS {_crs_name(other.crs_wkt)} instead of {_crs_name(ref.crs_wkt)} (the same "
-                             f"coordinates land {shift:.3g} px apart)")
+                diffs.append(
+                    f"CRS {_crs_name(other.crs_wkt)} instead of {_crs_name(ref.crs_wkt)} (the same "
+                    f"coordinates land {shift:.3g} px apart)"
+                )
     return diffs
 
 

@@ -20,8 +20,8 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from core.data.grid import GridMap
-from core.errors import GridMismatchError, LabelError, RasterReadError
 from core.data.scene import Modality
+from core.errors import GridMismatchError, LabelError, RasterReadError
 from core.geo.windows import PixelWindow
 
 
@@ -31,14 +31,17 @@ def _open(path: str) -> rasterio.io.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as exc:
-        raise RasterReadError(f"cannot open raster {path!r} ({exc}); check the file exists and is readable, "
-                              "or re-register the scene") from exc
+        raise RasterReadError(
+            f"cannot open raster {path!r} ({exc}); check the file exists and is readable, or re-register the scene"
+        ) from exc
 
 
 def _check_inside(window: PixelWindow, height: int, width: int, path: str) -> None:
     if window.row_end > height or window.col_end > width:
-        raise RasterReadError(f"window {window} reaches past raster {path!r} of {height}x{width} px (rows x cols); "
-                              "windows must be clipped to the raster before reading")
+        raise RasterReadError(
+            f"window {window} reaches past raster {path!r} of {height}x{width} px (rows x cols); "
+            "windows must be clipped to the raster before reading"
+        )
 
 
 class ModalityReader:
@@ -52,12 +55,13 @@ class ModalityReader:
         self.modality = modality
         self._datasets: list[rasterio.io.DatasetReader] = []
 
-    def __enter__(self) -> "ModalityReader":
+    def __enter__(self) -> ModalityReader:
         self._datasets = [_open(p) for p in self.paths]
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         for ds in self._datasets:
             ds.close()
         self._datasets = []
@@ -77,8 +81,10 @@ class ModalityReader:
             try:
                 arr = ds.read(window=window.to_rasterio(), boundless=False)
             except RasterioIOError as exc:
-                raise RasterReadError(f"reading window {window} of {ds.name!r} failed ({exc}); the file may be "
-                                      "truncated or changed since registration") from exc
+                raise RasterReadError(
+                    f"reading window {window} of {ds.name!r} failed ({exc}); the file may be "
+                    "truncated or changed since registration"
+                ) from exc
             parts.append(arr)
         data = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
         return data, self._valid(data)
@@ -95,8 +101,9 @@ class ModalityReader:
                 valid &= ~np.isnan(data[b])
         return valid
 
-    def read_channels_last(self, window: PixelWindow, size: int,
-                           out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def read_channels_last(
+        self, window: PixelWindow, size: int, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``window`` read straight into a zero-padded channels-last sample (GDAL does the interleaving).
 
         Args:
@@ -123,14 +130,16 @@ class ModalityReader:
         b0 = 0
         for ds in self._datasets:
             _check_inside(window, ds.height, ds.width, ds.name)
-            view = out[:window.height, :window.width, b0:b0 + ds.count].transpose(2, 0, 1)
+            view = out[: window.height, : window.width, b0 : b0 + ds.count].transpose(2, 0, 1)
             try:
                 ds.read(out=view, window=window.to_rasterio(), boundless=False)
             except RasterioIOError as exc:
-                raise RasterReadError(f"reading window {window} of {ds.name!r} failed ({exc}); the file may be "
-                                      "truncated or changed since registration") from exc
+                raise RasterReadError(
+                    f"reading window {window} of {ds.name!r} failed ({exc}); the file may be "
+                    "truncated or changed since registration"
+                ) from exc
             b0 += ds.count
-        return out, self._valid(out[:window.height, :window.width].transpose(2, 0, 1))
+        return out, self._valid(out[: window.height, : window.width].transpose(2, 0, 1))
 
 
 MAX_OPEN_READERS = 16
@@ -181,7 +190,7 @@ class LabelReader:
         self.path = path
         self._ds: rasterio.io.DatasetReader | None = None
 
-    def __enter__(self) -> "LabelReader":
+    def __enter__(self) -> LabelReader:
         self._ds = _open(self.path)
         return self
 
@@ -205,11 +214,16 @@ class LabelReader:
             arr = np.where(np.isnan(arr), 0, arr)
         if ds.nodata is not None and not np.isnan(ds.nodata):
             arr = np.where(arr == ds.nodata, 0, arr)
-        if arr.size and (arr.min() < 0 or arr.max() > 255 or (np.issubdtype(arr.dtype, np.floating)
-                                                               and not np.all(arr == np.round(arr)))):
+        if arr.size and (
+            arr.min() < 0
+            or arr.max() > 255
+            or (np.issubdtype(arr.dtype, np.floating) and not np.all(arr == np.round(arr)))
+        ):
             bad = arr[(arr < 0) | (arr > 255) | (arr != np.round(arr))][:5]
-            raise LabelError(f"label raster {self.path!r} holds values {bad.tolist()} in window {window}; class ids "
-                             "must be integers 0..255 (0 = unlabelled); fix the label file or re-register it")
+            raise LabelError(
+                f"label raster {self.path!r} holds values {bad.tolist()} in window {window}; class ids "
+                "must be integers 0..255 (0 = unlabelled); fix the label file or re-register it"
+            )
         return arr.astype(np.uint8)
 
 
@@ -240,10 +254,13 @@ def convert_window(window: PixelWindow, src: Modality, dst: Modality) -> PixelWi
             f"window {window} on grid {src.name!r} (pixel {src.resolution:g}) maps to fractional pixels "
             f"rows {r0:.4g}..{r1:.4g}, cols {c0:.4g}..{c1:.4g} of grid {dst.name!r} (pixel "
             f"{dst.resolution:g}); use tile sizes, strides and offsets that are multiples of the ratio "
-            f"{dst.resolution / src.resolution:g}")
+            f"{dst.resolution / src.resolution:g}"
+        )
     r0i, c0i, r1i, c1i = exact
     if r0i < 0 or c0i < 0 or r1i > dst.height or c1i > dst.width:
-        raise GridMismatchError(f"window {window} on {src.name!r} maps to rows {r0i}..{r1i}, cols {c0i}..{c1i} which "
-                                f"leave the {dst.height}x{dst.width} grid of {dst.name!r}; the grids do not cover "
-                                "the same ground")
+        raise GridMismatchError(
+            f"window {window} on {src.name!r} maps to rows {r0i}..{r1i}, cols {c0i}..{c1i} which "
+            f"leave the {dst.height}x{dst.width} grid of {dst.name!r}; the grids do not cover "
+            "the same ground"
+        )
     return PixelWindow(r0i, c0i, r1i - r0i, c1i - c0i)

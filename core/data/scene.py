@@ -136,21 +136,28 @@ class Scene:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Scene":
+    def from_dict(cls, d: dict[str, Any]) -> Scene:
         return cls(
             name=d["name"],
             georeferenced=d["georeferenced"],
             crs_wkt=d.get("crs_wkt"),
             modalities=tuple(
                 Modality(
-                    name=m["name"], width=m["width"], height=m["height"], transform=tuple(m["transform"]),
-                    band_count=m["band_count"], dtype=m["dtype"], nodata=tuple(m["nodata"]),
+                    name=m["name"],
+                    width=m["width"],
+                    height=m["height"],
+                    transform=tuple(m["transform"]),
+                    band_count=m["band_count"],
+                    dtype=m["dtype"],
+                    nodata=tuple(m["nodata"]),
                     band_names=tuple(m.get("band_names", ())),
                 )
                 for m in d["modalities"]
             ),
             acquisitions=tuple(
-                Acquisition(date=a.get("date"), files={k: tuple(v) for k, v in a["files"].items()}, labels=a.get("labels"))
+                Acquisition(
+                    date=a.get("date"), files={k: tuple(v) for k, v in a["files"].items()}, labels=a.get("labels")
+                )
                 for a in d["acquisitions"]
             ),
             classes=tuple(ClassInfo(**c) for c in d.get("classes", ())),

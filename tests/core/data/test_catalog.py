@@ -15,9 +15,15 @@ import rasterio
 from pydantic import ValidationError
 from pyproj import Transformer
 
-from core.errors import (GridMismatchError, LabelError, RasterError, RasterReadError, SceneExistsError,
-                         SceneFileChangedError)
 from core.data.catalog import FOOTPRINT_POINTS_PER_EDGE, SceneSpec, register_scene, verify_files
+from core.errors import (
+    GridMismatchError,
+    LabelError,
+    RasterError,
+    RasterReadError,
+    SceneExistsError,
+    SceneFileChangedError,
+)
 from db.scenes import SceneStore
 
 MakeRaster = Callable[..., Path]
@@ -62,6 +68,7 @@ def _refused(store: SceneStore, db_url: str, home: Path, spec: SceneSpec, exc: t
 
 # --- accepted ---------------------------------------------------------------------------------------------------
 
+
 def test_register_multiband_scene(make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path) -> None:
     img = make_raster("img.tif", np.ones((4, 16, 16), "uint16"), nodata=0)
     lab = make_raster("lab.tif", _labels())
@@ -86,8 +93,9 @@ def test_register_multiband_scene(make_raster: MakeRaster, store: SceneStore, db
     assert SceneStore(db_url).get("tiny") == scene
 
 
-def test_stacked_single_band_files_and_nodata(make_raster: MakeRaster, store: SceneStore, home: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_stacked_single_band_files_and_nodata(
+    make_raster: MakeRaster, store: SceneStore, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     b1 = make_raster("b1.tif", np.ones((16, 16), "float32"), nodata=-99999.0)
     b2 = make_raster("b2.tif", np.ones((16, 16), "float32"), nodata=float("nan"))
     b3 = make_raster("b3.tif", np.ones((16, 16), "int16"))
@@ -111,8 +119,9 @@ def test_modalities_at_different_resolutions(make_raster: MakeRaster, store: Sce
     assert scene.primary.name == "rgb"
 
 
-def test_crs_codes_differ_but_projection_same_is_accepted(make_raster: MakeRaster, store: SceneStore,
-                                                           home: Path) -> None:
+def test_crs_codes_differ_but_projection_same_is_accepted(
+    make_raster: MakeRaster, store: SceneStore, home: Path
+) -> None:
     # north_carolina: bands in EPSG:32119, labels in EPSG:3358, same grid.
     b = make_raster("b.tif", np.ones((16, 16), "float32"), crs="EPSG:32119", transform=NC, nodata=-99999.0)
     lab = make_raster("l.tif", _labels(), crs="EPSG:3358", transform=NC)
@@ -148,8 +157,10 @@ def test_spec_from_json_file_resolves_relative_paths(make_raster: MakeRaster, tm
 
 # --- vector labels ------------------------------------------------------------------------------------------------
 
-def _write_polygons(path: Path, polys: list[tuple[list[tuple[float, float]], Any]], crs: str = "EPSG:32633",
-                    field_type: str = "int") -> Path:
+
+def _write_polygons(
+    path: Path, polys: list[tuple[list[tuple[float, float]], Any]], crs: str = "EPSG:32633", field_type: str = "int"
+) -> Path:
     import fiona
 
     schema = {"geometry": "Polygon", "properties": {"cls": field_type}}
@@ -163,15 +174,20 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
 
 
-def test_vector_labels_are_rasterised_from_another_crs(make_raster: MakeRaster, tmp_path: Path, store: SceneStore,
-                                                       home: Path) -> None:
+def test_vector_labels_are_rasterised_from_another_crs(
+    make_raster: MakeRaster, tmp_path: Path, store: SceneStore, home: Path
+) -> None:
     img = make_raster("img.tif", np.ones((16, 16), "uint8"), nodata=0)
     # 4x4 pixels (40 m) in the top-left corner, given in lon/lat
     to_ll = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
     ring = [to_ll.transform(x, y) for x, y in _box(500000, 5599960, 500040, 5600000)]
     vec = _write_polygons(tmp_path / "p.geojson", [(ring, "water")], crs="EPSG:4326", field_type="str")
-    spec = SceneSpec(name="vec", classes=CLASSES, label_field="cls",
-                     acquisitions=[{"date": "d1", "files": {"s2": [str(img)]}, "label_vector": str(vec)}])
+    spec = SceneSpec(
+        name="vec",
+        classes=CLASSES,
+        label_field="cls",
+        acquisitions=[{"date": "d1", "files": {"s2": [str(img)]}, "label_vector": str(vec)}],
+    )
     scene = register_scene(spec, store, home)
     out = Path(scene.acquisitions[0].labels or "")
     assert out == (home / "labels" / "vec_d1.tif").resolve()
@@ -180,22 +196,37 @@ def test_vector_labels_are_rasterised_from_another_crs(make_raster: MakeRaster, 
     assert str(out) in {f.path for f in scene.fingerprints}
 
 
-@pytest.mark.parametrize(("polys", "field", "match"), [
-    ([(_box(500000, 5599900, 500050, 5600000), 1)], "klass", r"has no field 'klass'; its fields are \['cls'\]"),
-    ([(_box(500000, 5599900, 500050, 5600000), 5)], "cls", r"holds values \['5'\] that are not declared classes"),
-    ([(_box(0, 0, 50, 50), 1)], "cls", "no polygon of .* covers a pixel of the label grid"),
-])
-def test_bad_vector_labels_are_refused(make_raster: MakeRaster, tmp_path: Path, store: SceneStore, db_url: str,
-                                       home: Path,
-                                       polys: list[Any], field: str, match: str) -> None:
+@pytest.mark.parametrize(
+    ("polys", "field", "match"),
+    [
+        ([(_box(500000, 5599900, 500050, 5600000), 1)], "klass", r"has no field 'klass'; its fields are \['cls'\]"),
+        ([(_box(500000, 5599900, 500050, 5600000), 5)], "cls", r"holds values \['5'\] that are not declared classes"),
+        ([(_box(0, 0, 50, 50), 1)], "cls", "no polygon of .* covers a pixel of the label grid"),
+    ],
+)
+def test_bad_vector_labels_are_refused(
+    make_raster: MakeRaster,
+    tmp_path: Path,
+    store: SceneStore,
+    db_url: str,
+    home: Path,
+    polys: list[Any],
+    field: str,
+    match: str,
+) -> None:
     img = make_raster("img.tif", np.ones((16, 16), "uint8"), nodata=0)
     vec = _write_polygons(tmp_path / "p.geojson", polys)
-    spec = SceneSpec(name="vec", classes=CLASSES, label_field=field,
-                     acquisitions=[{"files": {"s2": [str(img)]}, "label_vector": str(vec)}])
+    spec = SceneSpec(
+        name="vec",
+        classes=CLASSES,
+        label_field=field,
+        acquisitions=[{"files": {"s2": [str(img)]}, "label_vector": str(vec)}],
+    )
     _refused(store, db_url, home, spec, LabelError, match)
 
 
 # --- refused ------------------------------------------------------------------------------------------------------
+
 
 def test_not_a_raster(tmp_path: Path, store: SceneStore, db_url: str, home: Path) -> None:
     p = tmp_path / "bands.tif"
@@ -223,16 +254,26 @@ def test_no_geotransform(make_raster: MakeRaster, store: SceneStore, db_url: str
     _refused(store, db_url, home, _spec({"a": [p]}), RasterError, r"notr\.tif' has no geotransform")
 
 
-@pytest.mark.parametrize(("kw", "what"), [
-    ({"transform": (10.0, 0.0, 500020.0, 0.0, -10.0, 5600000.0)}, r"transform \(10, 0, 500020"),
-    ({"crs": "EPSG:32634"}, r"CRS EPSG:32634 .* instead of EPSG:32633"),
-])
-def test_misaligned_band_files(make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path, kw: dict[str, Any],
-                               what: str) -> None:
+@pytest.mark.parametrize(
+    ("kw", "what"),
+    [
+        ({"transform": (10.0, 0.0, 500020.0, 0.0, -10.0, 5600000.0)}, r"transform \(10, 0, 500020"),
+        ({"crs": "EPSG:32634"}, r"CRS EPSG:32634 .* instead of EPSG:32633"),
+    ],
+)
+def test_misaligned_band_files(
+    make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path, kw: dict[str, Any], what: str
+) -> None:
     a = make_raster("b1.tif", np.ones((16, 16), "uint8"))
     b = make_raster("b2.tif", np.ones((16, 16), "uint8"), **kw)
-    _refused(store, db_url, home, _spec({"ls": [a, b]}), GridMismatchError,
-             rf"band file '.*b2\.tif' of modality 'ls' does not line up with '.*b1\.tif': {what}")
+    _refused(
+        store,
+        db_url,
+        home,
+        _spec({"ls": [a, b]}),
+        GridMismatchError,
+        rf"band file '.*b2\.tif' of modality 'ls' does not line up with '.*b1\.tif': {what}",
+    )
 
 
 def test_band_files_of_different_size(make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path) -> None:
@@ -241,32 +282,55 @@ def test_band_files_of_different_size(make_raster: MakeRaster, store: SceneStore
     _refused(store, db_url, home, _spec({"ls": [a, b]}), GridMismatchError, "size 20x16 px instead of 16x16")
 
 
-def test_modalities_not_covering_same_ground(make_raster: MakeRaster, store: SceneStore, db_url: str,
-                                             home: Path) -> None:
+def test_modalities_not_covering_same_ground(
+    make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path
+) -> None:
     a = make_raster("a.tif", np.ones((16, 16), "uint8"))
     b = make_raster("b.tif", np.ones((8, 8), "uint8"), transform=(10.0, 0, 500000.0, 0, -10.0, 5600000.0))
-    _refused(store, db_url, home, _spec({"a": [a], "b": [b]}), GridMismatchError,
-             r"modality 'b' covers .* they do not cover the same ground")
+    _refused(
+        store,
+        db_url,
+        home,
+        _spec({"a": [a], "b": [b]}),
+        GridMismatchError,
+        r"modality 'b' covers .* they do not cover the same ground",
+    )
 
 
 def test_modalities_in_different_crs(make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path) -> None:
     a = make_raster("a.tif", np.ones((16, 16), "uint8"))
     b = make_raster("b.tif", np.ones((16, 16), "uint8"), crs="EPSG:32634")
-    _refused(store, db_url, home, _spec({"a": [a], "b": [b]}), GridMismatchError,
-             r"modality 'b' .* is in CRS EPSG:32634 .* reproject it")
+    _refused(
+        store,
+        db_url,
+        home,
+        _spec({"a": [a], "b": [b]}),
+        GridMismatchError,
+        r"modality 'b' .* is in CRS EPSG:32634 .* reproject it",
+    )
 
 
-@pytest.mark.parametrize(("kw", "what"), [
-    ({"transform": (10.0, 0.0, 500010.0, 0.0, -10.0, 5600000.0)}, "transform"),  # shifted one pixel
-    ({"crs": "EPSG:32634"}, "CRS EPSG:32634"),  # same numbers, another projection
-    ({"crs": "EPSG:3358", "transform": NC}, "transform"),
-])
-def test_label_off_grid(make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path, kw: dict[str, Any],
-                        what: str) -> None:
+@pytest.mark.parametrize(
+    ("kw", "what"),
+    [
+        ({"transform": (10.0, 0.0, 500010.0, 0.0, -10.0, 5600000.0)}, "transform"),  # shifted one pixel
+        ({"crs": "EPSG:32634"}, "CRS EPSG:32634"),  # same numbers, another projection
+        ({"crs": "EPSG:3358", "transform": NC}, "transform"),
+    ],
+)
+def test_label_off_grid(
+    make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path, kw: dict[str, Any], what: str
+) -> None:
     img = make_raster("img.tif", np.ones((16, 16), "uint8"))
     lab = make_raster("lab.tif", _labels(), **kw)
-    _refused(store, db_url, home, _spec({"s2": [img]}, lab), LabelError,
-             rf"label raster '.*lab\.tif' is not on the label grid of modality 's2' .*: {what}")
+    _refused(
+        store,
+        db_url,
+        home,
+        _spec({"s2": [img]}, lab),
+        LabelError,
+        rf"label raster '.*lab\.tif' is not on the label grid of modality 's2' .*: {what}",
+    )
 
 
 def test_label_values_outside_classes(make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path) -> None:
@@ -274,8 +338,14 @@ def test_label_values_outside_classes(make_raster: MakeRaster, store: SceneStore
     a = _labels()
     a[10, 10], a[11, 11] = 7, 9
     lab = make_raster("lab.tif", a)
-    _refused(store, db_url, home, _spec({"s2": [img]}, lab), LabelError,
-             r"holds values \[7, 9\] that are not declared classes \[\(1, 'forest'\), \(2, 'water'\)\]")
+    _refused(
+        store,
+        db_url,
+        home,
+        _spec({"s2": [img]}, lab),
+        LabelError,
+        r"holds values \[7, 9\] that are not declared classes \[\(1, 'forest'\), \(2, 'water'\)\]",
+    )
 
 
 def test_label_with_several_bands(make_raster: MakeRaster, store: SceneStore, db_url: str, home: Path) -> None:
@@ -290,22 +360,33 @@ def test_name_taken(make_raster: MakeRaster, store: SceneStore, db_url: str, hom
     _refused(store, db_url, home, _spec({"s2": [img]}), SceneExistsError, "a scene named 'tiny' is already registered")
 
 
-@pytest.mark.parametrize(("raw", "match"), [
-    ({"acquisitions": [{"files": {"a": ["x.tif"]}, "labels": "l.tif"}]}, "no classes are declared"),
-    ({"acquisitions": [{"files": {"a": ["x.tif"]}, "labels": "l.tif", "label_vector": "v.shp"}],
-      "classes": CLASSES}, "gives both labels and label_vector"),
-    ({"acquisitions": [{"date": "1", "files": {"a": ["x"]}}, {"date": "2", "files": {"b": ["y"]}}]},
-     r"has modalities \['b'\] but the first has \['a'\]"),
-    ({"acquisitions": [{"files": {"a": ["x"]}, "label_vector": "v.shp"}], "classes": CLASSES}, "needs label_field"),
-    ({"acquisitions": [{"files": {"a": ["x"]}}], "classes": CLASSES * 2}, r"class ids \[1, 2\] are declared more"),
-    ({"acquisitions": [{"files": {"a": ["x"]}}], "label_modality": "b"}, r"label_modality 'b' is not one of"),
-])
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"acquisitions": [{"files": {"a": ["x.tif"]}, "labels": "l.tif"}]}, "no classes are declared"),
+        (
+            {
+                "acquisitions": [{"files": {"a": ["x.tif"]}, "labels": "l.tif", "label_vector": "v.shp"}],
+                "classes": CLASSES,
+            },
+            "gives both labels and label_vector",
+        ),
+        (
+            {"acquisitions": [{"date": "1", "files": {"a": ["x"]}}, {"date": "2", "files": {"b": ["y"]}}]},
+            r"has modalities \['b'\] but the first has \['a'\]",
+        ),
+        ({"acquisitions": [{"files": {"a": ["x"]}, "label_vector": "v.shp"}], "classes": CLASSES}, "needs label_field"),
+        ({"acquisitions": [{"files": {"a": ["x"]}}], "classes": CLASSES * 2}, r"class ids \[1, 2\] are declared more"),
+        ({"acquisitions": [{"files": {"a": ["x"]}}], "label_modality": "b"}, r"label_modality 'b' is not one of"),
+    ],
+)
 def test_invalid_specs(raw: dict[str, Any], match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         SceneSpec(name="bad", **raw)
 
 
 # --- file fingerprints ----------------------------------------------------------------------------------------------
+
 
 def test_verify_files_detects_changed_and_vanished(make_raster: MakeRaster, store: SceneStore, home: Path) -> None:
     img = make_raster("img.tif", np.ones((16, 16), "uint8"))
@@ -316,10 +397,12 @@ def test_verify_files_detects_changed_and_vanished(make_raster: MakeRaster, stor
     os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))  # touched only: same content
     verify_files(scene)
     make_raster("img.tif", np.full((16, 16), 2, "uint8"))  # rewritten with other pixels
-    with pytest.raises(SceneFileChangedError,
-                       match=r"1 file\(s\) of scene 'tiny' changed .*img\.tif \(content changed\)"):
+    with pytest.raises(
+        SceneFileChangedError, match=r"1 file\(s\) of scene 'tiny' changed .*img\.tif \(content changed\)"
+    ):
         verify_files(scene)
     lab.unlink()
-    with pytest.raises(SceneFileChangedError,
-                       match=r"2 file\(s\).*img\.tif \(content changed\).*lab\.tif \(vanished\)"):
+    with pytest.raises(
+        SceneFileChangedError, match=r"2 file\(s\).*img\.tif \(content changed\).*lab\.tif \(vanished\)"
+    ):
         verify_files(store.get("tiny"))

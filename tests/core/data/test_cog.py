@@ -10,8 +10,15 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from core.data.cog import (finalize_cog, hex_to_rgba, open_tiled, overview_factors, read_classes, tiled_profile,
-                      write_class_metadata)
+from core.data.cog import (
+    finalize_cog,
+    hex_to_rgba,
+    open_tiled,
+    overview_factors,
+    read_classes,
+    tiled_profile,
+    write_class_metadata,
+)
 
 
 def test_overview_factors() -> None:
@@ -39,7 +46,7 @@ def test_window_writes_become_cog(tmp_path: Path, crs: str | None) -> None:
         for r in range(0, 64, 32):
             for c in range(0, 80, 32):
                 w = Window(c, r, min(32, 80 - c), min(32, 64 - r))
-                dst.write(data[r:r + w.height, c:c + w.width], 1, window=w)
+                dst.write(data[r : r + w.height, c : c + w.width], 1, window=w)
     finalize_cog(tmp, out, min_overview_size=8, blocksize=32)
     assert not tmp.exists()
     with rasterio.open(out) as src:
@@ -53,5 +60,7 @@ def test_window_writes_become_cog(tmp_path: Path, crs: str | None) -> None:
         assert np.array_equal(src.read(1), data)
         ov = src.read(1, out_shape=(8, 10))
         assert set(np.unique(ov)) <= {0, 1, 2}  # mode/nearest overviews never invent classes
-    assert read_classes(out) == [{"id": 1, "name": "forest", "color": "#00ff00"},
-                                 {"id": 2, "name": "water", "color": "#0000ff"}]
+    assert read_classes(out) == [
+        {"id": 1, "name": "forest", "color": "#00ff00"},
+        {"id": 2, "name": "water", "color": "#0000ff"},
+    ]

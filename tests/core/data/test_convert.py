@@ -21,10 +21,18 @@ def _slovenia_dir(d: Path, dates: int = 2, rows: int = 11, cols: int = 10) -> Pa
     lulc = np.zeros((rows, cols, 1), np.uint16)
     lulc[2:5, 3:6, 0] = 8
     np.save(d / "lulc.npy", lulc)
-    ring = [[465000.0, 5079000.0], [465000.0, 5079110.0], [465100.0, 5079110.0], [465100.0, 5079000.0],
-            [465000.0, 5079000.0]]
-    bbox = {"crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32633"}}, "type": "Polygon",
-            "coordinates": [ring]}
+    ring = [
+        [465000.0, 5079000.0],
+        [465000.0, 5079110.0],
+        [465100.0, 5079110.0],
+        [465100.0, 5079000.0],
+        [465000.0, 5079000.0],
+    ]
+    bbox = {
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32633"}},
+        "type": "Polygon",
+        "coordinates": [ring],
+    }
     (d / "bbox.geojson").write_text(json.dumps(bbox))
     return d
 
@@ -76,9 +84,14 @@ def _houston_mat(path: Path, hsi_px: int = 4) -> Path:
 
     rng = np.random.default_rng(0)
     n = hsi_px * 4
-    savemat(path, {"hyprImg": rng.integers(0, 20000, (hsi_px, hsi_px, 6)).astype(np.uint16),
-                   "rgbImg": rng.integers(0, 255, (n, n, 3)).astype(np.uint8),
-                   "clasLabs": rng.integers(0, 13, (n, n)).astype(np.uint8)})
+    savemat(
+        path,
+        {
+            "hyprImg": rng.integers(0, 20000, (hsi_px, hsi_px, 6)).astype(np.uint16),
+            "rgbImg": rng.integers(0, 255, (n, n, 3)).astype(np.uint8),
+            "clasLabs": rng.integers(0, 13, (n, n)).astype(np.uint8),
+        },
+    )
     return path
 
 

@@ -9,9 +9,9 @@ import shapely
 from pyproj import Transformer
 
 from core.configs import AOIConfig
-from core.errors import AOIError, AOIOutsideSceneError
 from core.data.geometry import densify, parse_geometry, reproject, resolve_aoi
 from core.data.scene import Acquisition, Modality, Scene
+from core.errors import AOIError, AOIOutsideSceneError
 from core.geo.windows import PixelWindow
 
 # a 100 x 200 px grid (rows x cols) of 10 m pixels in UTM 33N
@@ -20,8 +20,13 @@ T = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
 
 def make_scene(georeferenced: bool = True) -> Scene:
     mod = Modality("s2", 200, 100, T if georeferenced else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), 3, "uint16", (None,) * 3)
-    return Scene("test", georeferenced, "EPSG:32633" if georeferenced else None, (mod,),
-                 (Acquisition("2021-01-01", {"s2": ("x.tif",)}),))
+    return Scene(
+        "test",
+        georeferenced,
+        "EPSG:32633" if georeferenced else None,
+        (mod,),
+        (Acquisition("2021-01-01", {"s2": ("x.tif",)}),),
+    )
 
 
 def utm_box_in_wgs84(x0: float, y0: float, x1: float, y1: float) -> dict:
@@ -83,8 +88,11 @@ def test_bad_crs_and_map_crs_on_pixel_scene() -> None:
 
 def test_outside_names_both_extents_in_the_aoi_crs() -> None:
     geom = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}  # Gulf of Guinea
-    with pytest.raises(AOIOutsideSceneError, match=r"AOI with bounds \(0, 0, 1, 1\) does not overlap scene 'test', "
-                                                   r"whose extent is \(15, 50\.54.*in EPSG:4326"):
+    with pytest.raises(
+        AOIOutsideSceneError,
+        match=r"AOI with bounds \(0, 0, 1, 1\) does not overlap scene 'test', "
+        r"whose extent is \(15, 50\.54.*in EPSG:4326",
+    ):
         resolve_aoi(AOIConfig(geometry=geom), make_scene())
 
 
@@ -109,6 +117,6 @@ def test_reprojection_densifies_edges() -> None:
     utm = reproject(line_box, "EPSG:4326", "EPSG:32633")
     # the 50N parallel is curved in UTM: its middle lies south of the straight chord between the corners
     tr = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True)
-    (xa, ya), (xb, yb), (xm, ym) = tr.transform(10, 50), tr.transform(20, 50), tr.transform(15, 50)
+    (_, ya), (_, yb), (_, ym) = tr.transform(10, 50), tr.transform(20, 50), tr.transform(15, 50)
     assert ym < (ya + yb) / 2 - 1000
     assert utm.bounds[1] <= ym + 1

@@ -10,9 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.data.rasters import (
+    DIGEST_CHUNK,
+    check_readable,
+    crs_shift_px,
+    file_fingerprint,
+    fingerprint_change,
+    grid_differences,
+    inspect_raster,
+    read_info,
+    unique_values,
+)
 from core.errors import RasterError, RasterReadError
-from core.data.rasters import (DIGEST_CHUNK, check_readable, crs_shift_px, file_fingerprint, fingerprint_change,
-                          grid_differences, inspect_raster, read_info, unique_values)
 
 MakeRaster = Callable[..., Path]
 UTM33 = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)

@@ -8,16 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import GridMismatchError, LabelError, RasterReadError
 from core.data.reader import ModalityReader, convert_window, read_labels, read_modality
 from core.data.scene import Modality
+from core.errors import GridMismatchError, LabelError, RasterReadError
 from core.geo.windows import PixelWindow
 
 T = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
 
 
-def mod(name: str, w: int, h: int, res: float, bands: int = 1, nodata: tuple = (None,), dtype: str = "uint16"
-        ) -> Modality:
+def mod(
+    name: str, w: int, h: int, res: float, bands: int = 1, nodata: tuple = (None,), dtype: str = "uint16"
+) -> Modality:
     return Modality(name, w, h, (res, 0.0, 500000.0, 0.0, -res, 5600000.0), bands, dtype, nodata)
 
 

@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 import rasterio
 
-from core.errors import ConfigError, SceneFileChangedError
 from core.data.catalog import verify_files
 from core.data.samples import PRESETS, register_samples
+from core.errors import ConfigError, SceneFileChangedError
 from db.scenes import SceneStore
 
-ALL_SCENES = {"strzegom", "north_carolina", "north_carolina_polygons", "chiapas_landsat", "slovenia_s2",
-              "houston_crop", "landsat_rgb"}
+ALL_SCENES = {
+    "strzegom",
+    "north_carolina",
+    "north_carolina_polygons",
+    "chiapas_landsat",
+    "slovenia_s2",
+    "houston_crop",
+    "landsat_rgb",
+}
 
 
 def test_unknown_folder_is_refused(tmp_path: Path, db_url: str, home: Path) -> None:
@@ -49,9 +56,17 @@ def test_every_sample_folder_registers(shared_data: Path, db_url: str, home: Pat
     assert (m.width, m.height, m.band_count, m.dtype) == (489, 443, 6, "float32")
     assert m.nodata == (-99999.0,) * 5 + (-32768.0,)
     assert [Path(p).name for p in nc.acquisitions[0].files["landsat"]] == [
-        f"lsat7_2000_{b}.tif" for b in (10, 20, 30, 40, 50, 70)]
-    assert [c.name for c in nc.classes] == ["developed", "agriculture", "herbaceous", "shrubland", "forest",
-                                            "water", "sediment"]
+        f"lsat7_2000_{b}.tif" for b in (10, 20, 30, 40, 50, 70)
+    ]
+    assert [c.name for c in nc.classes] == [
+        "developed",
+        "agriculture",
+        "herbaceous",
+        "shrubland",
+        "forest",
+        "water",
+        "sediment",
+    ]
     lon, lat = np.array(nc.footprint_wgs84["coordinates"][0]).mean(axis=0)  # type: ignore[index]
     assert -79.5 < lon < -78 and 35 < lat < 36.5  # near Raleigh, NC
 
@@ -68,13 +83,16 @@ def test_every_sample_folder_registers(shared_data: Path, db_url: str, home: Pat
     slo = scenes["slovenia_s2"]
     assert len(slo.acquisitions) == 5 and slo.modality("s2").band_count == 13
     assert [c.id for c in slo.classes] == [1, 2, 3, 4, 8]
-    assert all(Path(p).is_relative_to(home / "converted") for a in slo.acquisitions for ps in a.files.values()
-               for p in ps)
+    assert all(
+        Path(p).is_relative_to(home / "converted") for a in slo.acquisitions for ps in a.files.values() for p in ps
+    )
 
     hou = scenes["houston_crop"]
     assert not hou.georeferenced and hou.footprint_wgs84 is None and hou.label_modality == "rgb"
     assert [(m.name, m.width, m.band_count, m.resolution) for m in hou.modalities] == [
-        ("rgb", 512, 3, 1.0), ("hsi", 128, 48, 4.0)]
+        ("rgb", 512, 3, 1.0),
+        ("hsi", 128, 48, 4.0),
+    ]
 
     rgb = scenes["landsat_rgb"]
     assert not rgb.has_labels and rgb.classes == ()
