@@ -443,15 +443,7 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
         modalities do not line up. LabelError: labels off the label grid or holding undeclared values.
         Nothing is stored (and no label raster is left behind) when anything raises.
     """
-    try:
-        store.get(spec.name)
-    except SceneNotFoundError:
-        pass
-    else:
-        raise SceneExistsError(
-            f"a scene named {spec.name!r} is already registered; choose another name or remove "
-            f"it first with `python -m jobs scenes remove {spec.name}`"
-        )
+    _check_name_free(spec.name, store)
     classes = spec.class_infos()
     primary = spec.primary_modality
     infos: dict[str, list[list[RasterInfo]]] = {m: [] for m in spec.modality_names}
@@ -462,15 +454,7 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
     grid_ref = infos[primary][0][0]
     crs_wkt = grid_ref.crs_wkt if spec.georeferenced else None
     if crs_wkt is not None:
-        for m in spec.modality_names:
-            other = infos[m][0][0]
-            shift = crs_shift_px(crs_wkt, other.crs_wkt or "", grid_ref.transform, grid_ref.width, grid_ref.height)
-            if shift > CRS_TOLERANCE_PX:
-                raise GridMismatchError(
-                    f"modality {m!r} ({other.path!r}) is in CRS {crs_name(other.crs_wkt)} but the "
-                    f"label modality {primary!r} is in {crs_name(crs_wkt)}; reproject it "
-                    "(gdalwarp -t_srs) so all modalities share one CRS"
-                )
+        _check_one_crs(spec, infos, grid_ref, crs_wkt)
     _check_extents(mods, primary)
 
     vectors: dict[int, np.ndarray] = {}
@@ -484,20 +468,7 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
 
     written: list[Path] = []
     try:
-        acquisitions = []
-        for i, acq in enumerate(spec.acquisitions):
-            labels = _abs(acq.labels) if acq.labels else None
-            if i in vectors:
-                tag = re.sub(r"[^A-Za-z0-9_.-]", "_", acq.date or str(i))
-                out = Path(home) / "labels" / f"{spec.name}_{tag}.tif"
-                _write_labels(vectors[i], grid_ref, crs_wkt, out)
-                written.append(out)
-                labels = str(out.resolve())
-            acquisitions.append(
-                Acquisition(
-                    date=acq.date, files={m: tuple(_abs(p) for p in ps) for m, ps in acq.files.items()}, labels=labels
-                )
-            )
+        acquisitions = _acquisitions(spec, vectors, grid_ref, crs_wkt, Path(home), written)
         scene_files: dict[str, None] = dict.fromkeys(p for a in acquisitions for ps in a.files.values() for p in ps)
         scene_files.update(dict.fromkeys(a.labels for a in acquisitions if a.labels))
         fingerprints: tuple[FileFingerprint, ...] = tuple(file_fingerprint(p) for p in scene_files)
@@ -527,6 +498,60 @@ def register_scene(spec: SceneSpec, store: Any, home: Path) -> Scene:
         len(fingerprints),
     )
     return stored
+
+
+def _check_name_free(name: str, store: Any) -> None:
+    """Refuse a scene name that is taken."""
+    try:
+        store.get(name)
+    except SceneNotFoundError:
+        return
+    raise SceneExistsError(
+        f"a scene named {name!r} is already registered; choose another name or remove "
+        f"it first with `python -m jobs scenes remove {name}`"
+    )
+
+
+def _check_one_crs(
+    spec: SceneSpec, infos: dict[str, list[list[RasterInfo]]], grid_ref: RasterInfo, crs_wkt: str
+) -> None:
+    """Every modality in the label modality's CRS (within :data:`CRS_TOLERANCE_PX`)."""
+    for m in spec.modality_names:
+        other = infos[m][0][0]
+        shift = crs_shift_px(crs_wkt, other.crs_wkt or "", grid_ref.transform, grid_ref.width, grid_ref.height)
+        if shift > CRS_TOLERANCE_PX:
+            raise GridMismatchError(
+                f"modality {m!r} ({other.path!r}) is in CRS {crs_name(other.crs_wkt)} but the "
+                f"label modality {spec.primary_modality!r} is in {crs_name(crs_wkt)}; reproject it "
+                "(gdalwarp -t_srs) so all modalities share one CRS"
+            )
+
+
+def _acquisitions(
+    spec: SceneSpec,
+    vectors: dict[int, np.ndarray],
+    grid_ref: RasterInfo,
+    crs_wkt: str | None,
+    home: Path,
+    written: list[Path],
+) -> list[Acquisition]:
+    """The scene's acquisitions, with rasterised vector labels written to ``<home>/labels`` (added to
+    ``written``, so a later failure removes them)."""
+    acquisitions = []
+    for i, acq in enumerate(spec.acquisitions):
+        labels = _abs(acq.labels) if acq.labels else None
+        if i in vectors:
+            tag = re.sub(r"[^A-Za-z0-9_.-]", "_", acq.date or str(i))
+            out = home / "labels" / f"{spec.name}_{tag}.tif"
+            _write_labels(vectors[i], grid_ref, crs_wkt, out)
+            written.append(out)
+            labels = str(out.resolve())
+        acquisitions.append(
+            Acquisition(
+                date=acq.date, files={m: tuple(_abs(p) for p in ps) for m, ps in acq.files.items()}, labels=labels
+            )
+        )
+    return acquisitions
 
 
 def verify_files(scene: Scene) -> None:
