@@ -155,6 +155,20 @@ def _map_frame(page: Any) -> Any:
     return page.frame_locator('iframe[title="streamlit_folium.st_folium"]').first
 
 
+RASTER_TILE = "img.leaflet-tile[src*='/tiles/']"
+"""A tile of one of the app's own raster layers (georeferenced maps are drawn as web-map tiles)."""
+
+
+def _raster_layers(frame: Any) -> int:
+    """The raster layers on the map: the app's tile layers (not the basemap) and image overlays."""
+    return int(
+        frame.locator("body").evaluate(
+            "() => { let n = document.querySelectorAll('img.leaflet-image-layer').length;"
+            " window.map.eachLayer(l => { if (l._url && l._url.startsWith('/tiles/')) n += 1; }); return n; }"
+        )
+    )
+
+
 def test_draw_launch_and_review(app_server: dict[str, Any], browser_page: Any) -> None:
     from db.runs import RunTracker
 
@@ -191,12 +205,12 @@ def test_draw_launch_and_review(app_server: dict[str, Any], browser_page: Any) -
     model_box.fill("patch_cnn")
     page.keyboard.press("Enter")
     page.get_by_label("Patch size (px, odd)", exact=True).wait_for(timeout=30_000)
-    page.get_by_label("Epochs", exact=True).fill("1")
+    page.get_by_label("Epochs (0 = auto)", exact=True).fill("1")
     page.get_by_label("Workers", exact=True).fill("2")
     page.get_by_text("Advanced", exact=True).click()  # the model's size lives in the Advanced expander
     page.get_by_label("Width (filters of the first block)", exact=True).fill("16")
     page.get_by_role("button", name="Pre-flight check").click()
-    page.get_by_text("Pre-flight check passed").wait_for(timeout=60_000)
+    page.get_by_text("Pre-flight check passed").wait_for(timeout=120_000)  # a cold cluster imports TensorFlow
     page.get_by_role("button", name="Launch", exact=True).click()
     page.get_by_text("Launched run").wait_for(timeout=60_000)
     _shot(page, "03-launched")
@@ -231,8 +245,8 @@ def test_draw_launch_and_review(app_server: dict[str, Any], browser_page: Any) -
 
     page.goto(f"{url}/review", wait_until="domcontentloaded")
     frame = _map_frame(page)
-    frame.locator("img.leaflet-image-layer").first.wait_for(timeout=60_000)
-    assert frame.locator("img.leaflet-image-layer").count() >= 2  # imagery quicklook + prediction
+    frame.locator(RASTER_TILE).first.wait_for(timeout=60_000)
+    assert _raster_layers(frame) >= 2  # imagery + prediction
     page.get_by_text("forest").first.wait_for(timeout=30_000)  # the legend
     page.get_by_role("button", name="Download GeoTIFF").wait_for(timeout=30_000)
     _shot(page, "06-review")
@@ -253,15 +267,15 @@ def test_review_page_draws_a_real_prediction(app_server: dict[str, Any], browser
     page = browser_page
     page.goto(f"{app_server['url']}/review", wait_until="domcontentloaded")
     frame = _map_frame(page)
-    frame.locator("img.leaflet-image-layer").first.wait_for(timeout=60_000)
-    assert frame.locator("img.leaflet-image-layer").count() == 2  # imagery quicklook + prediction
+    frame.locator(RASTER_TILE).first.wait_for(timeout=60_000)
+    assert _raster_layers(frame) == 2  # imagery + prediction, as tiles
     page.get_by_text("quarries / open pits").first.wait_for(timeout=30_000)  # the legend
     _shot(page, "07-review-published-prediction")
     page.get_by_text("Error layer").click()
     page.get_by_text("of labelled pixels in the prediction's extent are wrong").wait_for(timeout=60_000)
     frame = _map_frame(page)
     page.wait_for_timeout(1500)
-    assert frame.locator("img.leaflet-image-layer").count() == 3
+    assert _raster_layers(frame) == 3  # the error layer is an image overlay
     _shot(page, "08-review-error-layer")
 
 
@@ -327,7 +341,7 @@ def test_review_layers_keep_their_place_and_move_together(
     page, url = browser_page, app_server["url"]
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.goto(f"{url}/review?run={ids['rf']}", wait_until="domcontentloaded")
-    _map_frame(page).locator("img.leaflet-image-layer").first.wait_for(timeout=60_000)
+    _map_frame(page).locator(RASTER_TILE).first.wait_for(timeout=60_000)
     page.get_by_text("conifer forest").first.wait_for(timeout=30_000)  # the legend
     selected = page.locator('[data-testid="stSelectbox"] input').first.input_value()
     assert selected == f"run {ids['rf']} - strzegom - rf baseline", selected
