@@ -15,8 +15,10 @@ def dihedral(
     Args:
         xs: one (B, H, W, C) array per modality.
         y: (B, H, W) label tiles when ``dense`` (transformed like the inputs), else per-sample labels (unchanged).
+            ``xs`` or ``y`` may be empty (a model-parallel rank holds only its modality, or only the labels): the
+            batch size is taken from whichever holds the batch, so every rank draws the same transforms.
     """
-    b = len(y)
+    b = len(xs[0]) if xs else len(y)
     square = all(x.shape[1] == x.shape[2] for x in xs)
     ks = rng.integers(4, size=b) if square else np.full(b, int(rng.integers(4)))
     flips = rng.integers(2, size=b).astype(bool) if square else np.full(b, bool(rng.integers(2)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.sampling.augment import random_windows, window_side
+from core.sampling.augment import dihedral, random_windows, window_side
 
 
 def test_window_side_is_three_quarters_on_the_pooling_grid() -> None:
@@ -51,3 +51,20 @@ def test_dihedral_draws_a_transform_per_sample_the_same_for_every_modality() -> 
         np.testing.assert_array_equal(a[i], t[:, ::-1] if f else t)
         views.append(j)
     assert len(set(views)) > 3  # not one draw for the whole batch
+
+
+def test_model_parallel_ranks_draw_the_same_transforms_whichever_half_of_the_batch_they_hold() -> None:
+    """A model-parallel image rank holds the patches and no labels, the fusion rank the labels and no patches: both
+    draw the same transforms from the same seed, and the image rank's patches are transformed, never left
+    uninitialised (the defect: the batch size was taken from the empty labels)."""
+    x = np.arange(6 * 5 * 5 * 2, dtype=np.float32).reshape(6, 5, 5, 2)
+    labels = np.arange(6, dtype=np.int32)
+    (image_rank,), none = dihedral([x], np.zeros(0, np.int32), False, np.random.default_rng(3))
+    empty, fusion_labels = dihedral([], labels, False, np.random.default_rng(3))
+    (both,), both_labels = dihedral([x], labels, False, np.random.default_rng(3))
+    assert none.size == 0 and empty == [] and np.array_equal(fusion_labels, labels)
+    np.testing.assert_array_equal(image_rank, both)  # the same draws as a rank holding the whole batch
+    for i in range(6):  # each sample is one of the eight dihedral transforms of itself
+        assert any(
+            np.array_equal(image_rank[i], t) for k in range(4) for t in (np.rot90(x[i], k), np.rot90(x[i], k)[:, ::-1])
+        )
