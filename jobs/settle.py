@@ -143,14 +143,15 @@ def describe_plan(config: PipelineJobConfig, census: SampleCensus) -> str:
 
 
 def rare_classes(census: SampleCensus, names: dict[int, str]) -> str | None:
-    """A pre-flight error naming the classes with fewer than :data:`MIN_TRAIN_ITEMS` labelled items in the training
-    split (but some), and what to do; None when every class has enough."""
+    """A pre-flight warning naming the classes with fewer than :data:`MIN_TRAIN_ITEMS` labelled items in the
+    training split (but some), and what to do; None when every class has enough. A warning, not a refusal: the other
+    classes are still learnt (houston_crop's class 3 has 3 patches in any split the form's defaults give)."""
     unit = "labelled pixels" if census.mode == "tiles" else "patches"
     rare = {c: n for c, n in census.labelled.get("train", {}).items() if 0 < n < MIN_TRAIN_ITEMS}
     if not rare:
         return None
     listed = ", ".join(f"{names.get(c, c)} (id {c}, {n} {unit})" for c, n in sorted(rare.items()))
     return (
-        f"classes with fewer than {MIN_TRAIN_ITEMS} {unit} in the training split cannot be learnt: {listed}. "
+        f"classes with fewer than {MIN_TRAIN_ITEMS} {unit} in the training split cannot be learnt (the map will hardly show them): {listed}. "
         "Draw a larger area of interest over them, merge them into a neighbouring class, or label more of them"
     )

@@ -177,7 +177,7 @@ def derived(s: Subject) -> list[Check]:
     if isinstance(s.config, PipelineJobConfig):  # the planned steps and time; classes too rare to learn
         checks.append(Check("info", describe_plan(s.config, s.census)))
         rare = rare_classes(s.census, names)
-        checks += [Check("error", rare)] if rare else []
+        checks += [Check("warning", rare)] if rare else []
     if problems:
         checks.append(Check("error", "; ".join(problems) + f". {_suggestion(s.scene)}"))
     return checks
