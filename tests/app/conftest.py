@@ -16,6 +16,19 @@ T0 = (10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)  # EPSG:32633, 10 m pixels
 SIZE = 64
 
 
+# The launch form's values for the ``tiny_scene`` (the form adapter's and pre-flight's tests)
+FORM = {
+    "scene": "tiny",
+    "model": "unet",
+    "scheme": "data_parallel",
+    "num_workers": 2,
+    "epochs": 2,
+    "batch_size": 4,
+    "learning_rate": 1e-3,
+    "size": 16,
+}
+
+
 def page_path(name: str) -> str:
     return str(REPO / "app" / "views" / f"{name}.py")
 

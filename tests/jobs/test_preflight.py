@@ -24,18 +24,7 @@ from jobs.preflight import (
     register_check,
 )
 from jobs.preflight.checks import CHECKS
-from tests.app.conftest import pixel_box_wgs84, tiny_scene  # noqa: F401 - fixture
-
-FORM = {
-    "scene": "tiny",
-    "model": "unet",
-    "scheme": "data_parallel",
-    "num_workers": 2,
-    "epochs": 2,
-    "batch_size": 4,
-    "learning_rate": 1e-3,
-    "size": 16,
-}
+from tests.app.conftest import FORM, pixel_box_wgs84, tiny_scene  # noqa: F401 - fixture
 
 
 def test_aoi_stats_counts_pixels_and_labels(tiny_scene: Any) -> None:

@@ -11,18 +11,7 @@ from app.services.launch_form import build_config, launch_models, model_params, 
 from core.configs import BaselineJobConfig
 from core.errors import ConfigError
 from jobs.pipeline import pipeline_parts
-from tests.app.conftest import pixel_box_wgs84
-
-FORM = {
-    "scene": "tiny",
-    "model": "unet",
-    "scheme": "data_parallel",
-    "num_workers": 2,
-    "epochs": 2,
-    "batch_size": 4,
-    "learning_rate": 1e-3,
-    "size": 16,
-}
+from tests.app.conftest import FORM, pixel_box_wgs84
 
 
 def _train(config: Any) -> Any:
