@@ -114,25 +114,7 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
             restart_recs.append({"at": e.ts, **{k: data.get(k) for k in RESTART_COLUMNS if k != "at"}})
     start = row.started_at or row.created_at
     end = row.finished_at or utcnow()
-    stats = tracker.worker_stats(run_id)
-    workers = pd.DataFrame(
-        [
-            {
-                "worker": w.worker,
-                "rank": w.rank,
-                "phase": w.phase,
-                "cpu_percent": w.cpu_percent,
-                "peak_mem_MiB": (w.peak_mem_bytes or 0) / 2**20,
-                "MiB_sent": w.bytes_sent / 2**20,
-                "MiB_recv": w.bytes_recv / 2**20,
-                "samples": w.samples,
-                "at": w.ts,
-            }
-            for w in stats
-        ]
-    )
-    if not workers.empty:  # latest figure per worker
-        workers = workers.groupby("worker", as_index=False).last()
+    workers = _worker_table(tracker, run_id)
     return LiveStatus(
         run_id=row.id,
         kind=row.kind,
@@ -153,6 +135,30 @@ def live_status(tracker: RunTracker, run_id: int) -> LiveStatus:
         workers=workers,
         restarts=pd.DataFrame(restart_recs, columns=RESTART_COLUMNS),
     )
+
+
+def _worker_table(tracker: RunTracker, run_id: int) -> pd.DataFrame:
+    """The latest figures per worker of run ``run_id`` (CPU, peak memory, traffic, samples)."""
+    stats = tracker.worker_stats(run_id)
+    workers = pd.DataFrame(
+        [
+            {
+                "worker": w.worker,
+                "rank": w.rank,
+                "phase": w.phase,
+                "cpu_percent": w.cpu_percent,
+                "peak_mem_MiB": (w.peak_mem_bytes or 0) / 2**20,
+                "MiB_sent": w.bytes_sent / 2**20,
+                "MiB_recv": w.bytes_recv / 2**20,
+                "samples": w.samples,
+                "at": w.ts,
+            }
+            for w in stats
+        ]
+    )
+    if not workers.empty:  # latest figure per worker
+        workers = workers.groupby("worker", as_index=False).last()
+    return workers
 
 
 def active_run_ids(tracker: RunTracker, limit: int = 50) -> list[int]:

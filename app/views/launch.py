@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -48,7 +49,45 @@ def _model_label(name: str, task: str) -> str:
 
 def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -> dict[str, Any]:
     """Model size and training recipe of a deep model (only the fields that apply), as build_config's values."""
-    options = get_scheme(scheme).options  # the fields only this scheme reads
+    d = recipe_defaults(recipe)
+
+    def k(name: str) -> str:  # a preset recipe's controls are new widgets, so they start at its values
+        return state.key(P, f"{name}_{recipe or 'default'}")
+
+    v: dict[str, Any] = {"model_params": _model_size_controls(model)}
+    if "mp_split" in get_scheme(scheme).options:
+        v["mp_split"] = st.radio(
+            "Model-parallel split",
+            ["baseline", "optimized"],
+            key=state.key(P, "mp_split"),
+            persist_state="session",
+            horizontal=True,
+            help="optimized: the last conv block of both branches runs on the fusion rank (less traffic)",
+        )
+    st.caption("Training recipe")
+    v.update(_optimizer_controls(d, k))
+    c = st.columns(4)
+    v.update(_augment_and_restart_controls(d, k, c))
+    if get_scheme(scheme).weight_averaging:
+        v["ema_decay"] = c[3].number_input(
+            "Weight averaging (EMA decay, 0 = off)",
+            0.0,
+            0.9999,
+            d["ema_decay"],
+            0.001,
+            format="%.4f",
+            key=k("ema"),
+            persist_state="session",
+            help="validate and keep the average of the weights over training, e.g. "
+            "0.995 (~ the last 200 steps): steadier accuracy on new data",
+        )
+        c = st.columns(4)
+    v.update(_task_and_scheme_controls(d, k, c, task, scheme))
+    return v
+
+
+def _model_size_controls(model: str) -> dict[str, Any]:
+    """The model's size parameters (from its registry entry), one widget each."""
     params: dict[str, Any] = {}
     st.caption(f"Model size ({model})")
     for col, p in zip(st.columns(3), model_params(model)):
@@ -66,22 +105,12 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
                 persist_state="session",
                 step=kind(1) if kind is int else 0.05,
             )
-    d = recipe_defaults(recipe)
+    return params
 
-    def k(name: str) -> str:  # a preset recipe's controls are new widgets, so they start at its values
-        return state.key(P, f"{name}_{recipe or 'default'}")
 
-    v: dict[str, Any] = {"model_params": params}
-    if "mp_split" in options:
-        v["mp_split"] = st.radio(
-            "Model-parallel split",
-            ["baseline", "optimized"],
-            key=state.key(P, "mp_split"),
-            persist_state="session",
-            horizontal=True,
-            help="optimized: the last conv block of both branches runs on the fusion rank (less traffic)",
-        )
-    st.caption("Training recipe")
+def _optimizer_controls(d: dict[str, Any], k: Callable[[str], str]) -> dict[str, Any]:
+    """Optimizer, warm-up, early stopping and the learning-rate decay: two rows of four."""
+    v: dict[str, Any] = {}
     c = st.columns(4)
     optimizers = ["adam", "sgd_nesterov"]
     v["optimizer"] = c[0].selectbox(
@@ -118,7 +147,12 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
     v["mixup_alpha"] = c[3].number_input(
         "Mixup alpha (0 = off)", 0.0, 10.0, d["mixup_alpha"], 0.1, key=k("mixup"), persist_state="session"
     )
-    c = st.columns(4)
+    return v
+
+
+def _augment_and_restart_controls(d: dict[str, Any], k: Callable[[str], str], c: list[Any]) -> dict[str, Any]:
+    """Augmentation and automatic restarts, in the first three of the row ``c``."""
+    v: dict[str, Any] = {}
     v["augment"] = c[0].checkbox("Augment (flips, rotations)", d["augment"], key=k("augment"), persist_state="session")
     v["max_restarts"] = c[1].number_input(
         "Automatic restarts",
@@ -140,20 +174,15 @@ def _training_controls(model: str, task: str, scheme: str, recipe: str | None) -
         persist_state="session",
         help="how long a restart waits for enough workers; data_parallel then goes on with the ranks there are",
     )
-    if get_scheme(scheme).weight_averaging:
-        v["ema_decay"] = c[3].number_input(
-            "Weight averaging (EMA decay, 0 = off)",
-            0.0,
-            0.9999,
-            d["ema_decay"],
-            0.001,
-            format="%.4f",
-            key=k("ema"),
-            persist_state="session",
-            help="validate and keep the average of the weights over training, e.g. "
-            "0.995 (~ the last 200 steps): steadier accuracy on new data",
-        )
-        c = st.columns(4)
+    return v
+
+
+def _task_and_scheme_controls(
+    d: dict[str, Any], k: Callable[[str], str], c: list[Any], task: str, scheme: str
+) -> dict[str, Any]:
+    """The fields only this task or scheme reads (label fraction, worker speeds, calibration steps), in row ``c``."""
+    v: dict[str, Any] = {}
+    options = get_scheme(scheme).options
     if "label_fraction" in get_task(task).train_options:
         v["label_fraction"] = c[1].number_input(
             "Label fraction",
